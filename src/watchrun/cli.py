@@ -1,0 +1,200 @@
+"""Command line: `watchrun [PATH...]` (the app), `watchrun ls`, `watchrun check`, `watchrun demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from watchrun.config import ConfigError, load_config
+from watchrun.model import Alert, Severity
+
+COMMANDS = ("ls", "check", "demo", "app")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        from importlib.metadata import version
+
+        print(f"watchrun {version('watchrun')}")
+        return 0
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "app"
+    parser = _parser(command)
+    args = parser.parse_args(argv)
+    paths = args.paths or (["."] if command != "demo" else [])
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        print(f"watchrun: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(
+            paths,
+            getattr(args, "config", None),
+            getattr(args, "target", None),
+            theme=getattr(args, "theme", None),
+            ascii=getattr(args, "ascii", None) or None,
+            on_alert=getattr(args, "on_alert", None),
+        )
+    except ConfigError as exc:
+        print(f"watchrun: {exc}", file=sys.stderr)
+        return 2
+    if command == "ls":
+        return cmd_ls(paths, config, args.json)
+    if command == "check":
+        return cmd_check(paths, config, args)
+    if command == "demo":
+        from watchrun.demo import run_demo
+
+        return run_demo(config, args)
+    from watchrun.app.app import run_app
+
+    return run_app(paths, config, poll=args.poll)
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"watchrun {command}" if command != "app" else "watchrun",
+        description={
+            "app": "Watch training runs under PATH in a terminal UI.",
+            "ls": "List the runs found under PATH.",
+            "check": "Run the detectors headless; exit 1 if a warning or critical alert fired.",
+            "demo": "Start simulated training runs and watch them.",
+        }[command],
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
+    if command in ("ls", "check"):
+        p.add_argument("--json", action="store_true", help="one JSON object per line")
+    if command == "check":
+        p.add_argument("--follow", "-f", action="store_true", help="keep watching, print alerts as they fire")
+        p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
+        p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+    if command in ("app", "demo"):
+        p.add_argument("--theme", help="watchrun-dark, watchrun-light, watchrun-contrast or a Textual theme")
+        p.add_argument("--ascii", action="store_true", help="no Unicode box or braille characters")
+        p.add_argument("--on-alert", metavar="CMD", help="run CMD with each new critical alert as JSON on stdin")
+        p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+    if command == "app":
+        p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
+    if command == "demo":
+        p.add_argument("--dir", help="write the demo runs here (default: a temporary directory)")
+        p.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
+        p.add_argument("--headless", action="store_true", help="only write the runs, no UI")
+    return p
+
+
+def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
+    from watchrun.engine import Engine
+
+    return Engine(paths, config, poll_seconds=poll)
+
+
+def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
+    engine = _engine(paths, config)
+    engine.load()
+    rows = [ls_row(engine, key) for key in engine.visible_keys()]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    if not rows:
+        print("no runs found")
+        return 0
+    header = ("RUN", "FORMATS", "METRICS", "POINTS", "LAST STEP", "STATUS", "WARNINGS")
+    table = [header] + [
+        (
+            r["run"],
+            ",".join(r["formats"]),
+            str(len(r["metrics"])),
+            str(r["points"]),
+            "" if r["last_step"] is None else str(r["last_step"]),
+            r["status"],
+            "; ".join(r["warnings"]),
+        )
+        for r in rows
+    ]
+    widths = [min(60, max(len(row[i]) for row in table)) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [row[i][: widths[i]].ljust(widths[i]) for i in range(len(widths))]
+        print("  ".join(cells + [row[-1]]).rstrip())
+    return 0
+
+
+def ls_row(engine: Any, key: str) -> dict[str, Any]:
+    run = engine.store.runs[key]
+    return {
+        "run": key,
+        "formats": sorted(run.formats),
+        "metrics": sorted(run.series),
+        "points": run.points(),
+        "last_step": run.last_step(),
+        "step_unit": run.step_unit,
+        "status": run.status.value,
+        "pid": run.pid,
+        "host": run.host,
+        "warnings": list(run.warnings),
+    }
+
+
+def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
+    engine = _engine(paths, config, args.poll)
+    engine.detectors.watch_roots = engine.roots
+    if not args.follow:
+        engine.check()
+        alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
+        _print_alerts(alerts, args.json, header=True)
+        if not alerts and not args.json:
+            print(f"no alerts in {len(engine.visible_keys())} run(s)")
+        return 1 if any(a.severity is not Severity.INFO for a in alerts) else 0
+    return _follow(engine, args)
+
+
+def _follow(engine: Any, args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    fired: list[Alert] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        engine.wake.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    engine.load()
+    first = engine.detect(final=False)
+    first += engine.detect(final=True)
+    _print_alerts(first, args.json, header=True)
+    fired += first
+
+    def on_alerts(alerts: list[Alert]) -> None:
+        fired.extend(alerts)
+        _print_alerts(alerts, args.json, header=False)
+
+    engine.run_forever(stop, on_alerts)
+    return 1 if any(a.severity is not Severity.INFO for a in fired) else 0
+
+
+def _print_alerts(alerts: list[Alert], as_json: bool, header: bool) -> None:
+    if as_json:
+        for a in alerts:
+            print(json.dumps(a.to_json()), flush=True)
+        return
+    for a in alerts:
+        glyph = {"critical": "!!", "warning": "! ", "info": "i "}[a.severity.value]
+        print(f"{glyph} {a.severity.value:<8} {a.run}  [{a.detector}] step {a.step}", flush=True)
+        print(f"     {a.message}", flush=True)
+        print(f"     -> {a.action}", flush=True)
+    sys.stdout.flush()
+
+
+def _now() -> float:
+    return time.time()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

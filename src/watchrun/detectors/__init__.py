@@ -1,0 +1,36 @@
+"""Detectors, one module per failure family. Order matters only for display: alerts from the
+earlier ones "claim" their metrics so that stuck_metric does not repeat them."""
+
+from watchrun.detectors.classes import MinorityClassHidden, PredictionCollapse
+from watchrun.detectors.ctc import BlankCollapse
+from watchrun.detectors.evaluation import PerfectValidation, SparseEval
+from watchrun.detectors.fitting import NotLearning, Overfitting, Underfitting
+from watchrun.detectors.progress import (
+    EarlyStopped,
+    LossAtChance,
+    LrSchedule,
+    StuckMetric,
+    TargetMiss,
+)
+from watchrun.detectors.stability import Divergence, GradSpike, NanLoss
+
+ALL_DETECTORS = [
+    NanLoss,
+    Divergence,
+    BlankCollapse,
+    PredictionCollapse,
+    PerfectValidation,
+    MinorityClassHidden,
+    Overfitting,
+    LossAtChance,
+    NotLearning,
+    GradSpike,
+    LrSchedule,
+    TargetMiss,
+    SparseEval,
+    Underfitting,
+    EarlyStopped,
+    StuckMetric,
+]
+
+DETECTOR_IDS = [d.id for d in ALL_DETECTORS] + ["stalled", "restarted"]

@@ -1,0 +1,200 @@
+"""What detectors share: a view of a run's settled data, and open/close of alert episodes.
+
+A detector sees, for each metric, the current segment's points up to the settled step, and where
+the points it has not seen yet begin. It keeps whatever state it needs between calls, so each new
+point costs O(1) or O(window), and the alerts do not depend on how the data was chunked: batch
+(`check`) and live (`check --follow`, the app) give the same alerts at the same steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from watchrun.config import Config, Target
+from watchrun.model import Alert, Run, Severity
+from watchrun.semantics import Role, is_rl, pick, role_of
+
+_CKPT = re.compile(r"checkpoint-(\d+)")
+
+
+@dataclass
+class SeriesView:
+    name: str
+    role: Role
+    steps: np.ndarray  # current segment, settled points only
+    values: np.ndarray
+    new_from: int  # index of the first point not seen before
+
+    @property
+    def new(self) -> range:
+        return range(self.new_from, len(self.steps))
+
+    def at_or_before(self, step: int) -> int:
+        """Index of the last point with step <= `step` (-1 if none)."""
+        return int(np.searchsorted(self.steps, step, side="right")) - 1
+
+    def value_at(self, step: int) -> float:
+        i = self.at_or_before(step)
+        return float(self.values[i]) if i >= 0 else math.nan
+
+    def exact(self, step: int) -> float:
+        i = self.at_or_before(step)
+        return float(self.values[i]) if i >= 0 and self.steps[i] == step else math.nan
+
+
+@dataclass
+class RunView:
+    run: Run
+    series: dict[str, SeriesView]
+    config: Config
+    targets: list[Target] = field(default_factory=list)
+    ended: bool = False  # the run has finished / failed / gone quiet and all data is settled
+    claimed: set[str] = field(default_factory=set)  # metrics another detector has an alert on
+    fired: set[str] = field(default_factory=set)  # detectors that raised an alert this segment
+
+    def names(self) -> list[str]:
+        return list(self.series)
+
+    @property
+    def is_rl(self) -> bool:
+        """Reinforcement learning: the loss is no quality signal there."""
+        return is_rl(self.names())
+
+    def pick(self, split: str, kind: str) -> SeriesView | None:
+        name = pick(self.names(), split, kind, self.config.aliases)
+        return self.series.get(name) if name else None
+
+    def role(self, name: str) -> Role:
+        return role_of(name, self.config.aliases)
+
+    def where(self, **match: Any) -> list[SeriesView]:
+        out = []
+        for sv in self.series.values():
+            if all(getattr(sv.role, k) == v for k, v in match.items()):
+                out.append(sv)
+        return out
+
+    @property
+    def planned_steps(self) -> int | None:
+        v = self.run.meta.get("max_steps")
+        return int(v) if isinstance(v, (int, float)) and v > 0 else None
+
+    def best_checkpoint(self, step: int | None = None, metric: str | None = None) -> str | None:
+        """The run's best checkpoint: as the logs name it, else the one saved at `step`."""
+        meta = self.run.meta
+        ckpts = meta.get("checkpoints") or []
+        if metric and ckpts:
+            role = self.role(metric)
+            scored = [(c.get(metric), c["path"]) for c in ckpts if c.get(metric) is not None]
+            if scored:
+                pick_fn = min if role.higher_better is False else max
+                return os.path.basename(pick_fn(scored)[1])
+        if step is not None:
+            saved = sorted(
+                {int(m.group(1)) for f in self.run.files for m in [_CKPT.search(f)] if m}
+            )
+            at = [s for s in saved if s == step]
+            if at:
+                return f"checkpoint-{at[0]}"
+        best = meta.get("best_model_checkpoint")
+        if best and (step is None or meta.get("best_global_step") in (None, step)):
+            name = str(best).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+            m = _CKPT.search(name)
+            if step is None or (m and int(m.group(1)) == step):
+                return name
+        return None
+
+    def num_classes(self) -> int | None:
+        for key in ("num_classes", "num_labels", "n_classes", "nb_classes", "classes", "n_labels"):
+            for hk, hv in self.run.hparams.items():
+                if hk.rsplit("/", 1)[-1].rsplit(".", 1)[-1] == key:
+                    try:
+                        k = int(float(hv))
+                    except (TypeError, ValueError):
+                        continue
+                    if 2 <= k <= 100000:
+                        return k
+        family = {sv.role.cls for sv in self.series.values() if sv.role.cls is not None}
+        return len(family) if len(family) >= 2 else None
+
+
+@dataclass
+class Finding:
+    """A detector's verdict: open a new alert episode, or close one."""
+
+    key: str
+    alert: Alert | None = None  # None: close the episode `key`
+
+
+class Detector:
+    id = "base"
+    DEFAULTS: dict[str, Any] = {}
+    final_only = False
+
+    def __init__(self, run_key: str, config: Config) -> None:
+        self.run_key = run_key
+        self.p = config.detector(self.id, self.DEFAULTS)
+        self.open: set[str] = set()
+        self.findings: list[Finding] = []
+
+    def update(self, view: RunView) -> None:
+        """Look at the new settled points."""
+
+    def finalize(self, view: RunView) -> None:
+        """The run has ended: conclusions that need the whole run."""
+
+    # -- helpers ------------------------------------------------------------------------------
+    def fire(
+        self,
+        key: str,
+        severity: Severity,
+        step: int,
+        metrics: list[str],
+        message: str,
+        evidence: dict[str, Any],
+        action: str,
+    ) -> bool:
+        if key in self.open:
+            return False
+        self.open.add(key)
+        alert = Alert(self.run_key, self.id, severity, int(step), metrics, message, evidence, action)
+        self.findings.append(Finding(key, alert))
+        return True
+
+    def clear(self, key: str) -> None:
+        if key in self.open:
+            self.open.discard(key)
+            self.findings.append(Finding(key, None))
+
+    def take(self) -> list[Finding]:
+        out, self.findings = self.findings, []
+        return out
+
+
+def fmt(x: float) -> str:
+    """A number as a person reads it in an alert."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    ax = abs(x)
+    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
+        return f"{x:.2e}"
+    if ax >= 100:
+        return f"{x:.1f}"
+    return f"{x:.4g}"
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def median_finite(values: np.ndarray) -> float:
+    v = values[np.isfinite(values)]
+    return float(np.median(v)) if len(v) else math.nan

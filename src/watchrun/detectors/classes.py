@@ -1,0 +1,210 @@
+"""What a headline number hides about classes: a minority class left behind, predictions that
+collapse onto one class."""
+
+from __future__ import annotations
+
+import math
+
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
+from watchrun.model import Severity
+
+_SPLITS = ("val", "test")
+
+
+def _eval_steps(views: list[SeriesView]) -> list[int]:
+    """Steps at which any of `views` has a new point, in order."""
+    steps: set[int] = set()
+    for sv in views:
+        steps.update(int(sv.steps[i]) for i in sv.new)
+    return sorted(steps)
+
+
+class MinorityClassHidden(Detector):
+    """A headline metric (binary F1, accuracy) looks good while the worst class or the macro
+    average is bad. Fires at once when the gap is huge, else after two evals in a row."""
+
+    id = "minority_class_hidden"
+    DEFAULTS = {"headline_min": 0.75, "class_max": 0.5, "gap": 0.3, "macro_gap": 0.25,
+                "instant_gap": 0.4}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.streak: dict[str, int] = {}
+
+    def update(self, view: RunView) -> None:
+        for split in _SPLITS:
+            views = [sv for sv in view.series.values() if sv.role.split == split
+                     and sv.role.kind in ("f1", "accuracy", "recall", "precision")]
+            if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" for sv in views):
+                continue
+            for step in _eval_steps(views):
+                self._at(view, split, views, step)
+
+    def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
+        at = {sv.name: sv.exact(step) for sv in views}
+        at = {k: v for k, v in at.items() if math.isfinite(v)}
+        roles = {sv.name: sv.role for sv in views if sv.name in at}
+        headline = [n for n, r in roles.items() if r.cls is None and r.avg in ("", "binary", "micro")
+                    and r.kind in ("f1", "accuracy")]
+        if not headline:
+            return
+        head = max(headline, key=lambda n: (roles[n].kind == "f1", at[n]))
+        hv = at[head]
+        classes = {n: at[n] for n, r in roles.items() if r.cls is not None and r.kind in ("f1", "recall")}
+        macro = {n: at[n] for n, r in roles.items() if r.avg == "macro" and r.kind in ("f1", "recall")}
+        worst = min(classes, key=classes.get) if classes else None
+        gap_class = hv - classes[worst] if worst else -1.0
+        gap_macro = hv - min(macro.values()) if macro else -1.0
+        bad = hv >= self.p["headline_min"] and (
+            (worst is not None and classes[worst] <= self.p["class_max"] and gap_class >= self.p["gap"])
+            or gap_macro >= self.p["macro_gap"]
+        )
+        key = split
+        if not bad:
+            self.streak[key] = 0
+            still_bad = (worst is not None and classes[worst] <= self.p["class_max"]) or (
+                macro and min(macro.values()) <= self.p["class_max"])
+            if not still_bad:  # a dip of the headline alone does not end the episode
+                self.clear(key)
+            return
+        self.streak[key] = self.streak.get(key, 0) + 1
+        gap = max(gap_class, gap_macro)
+        if self.streak[key] < 2 and gap < self.p["instant_gap"]:
+            return
+        parts = [f"{head} {fmt(hv)} looks good"]
+        evidence: dict = {"headline": head, "headline_value": hv}
+        metrics = [head]
+        if worst:
+            cls = roles[worst].cls
+            recall = next((at[n] for n, r in roles.items() if r.cls == cls and r.kind == "recall"), None)
+            parts.append(f"class {cls} {roles[worst].kind} {fmt(classes[worst])}"
+                         + (f" (recall {fmt(recall)})" if recall is not None and roles[worst].kind != "recall" else ""))
+            evidence.update(worst_class=cls, worst_value=classes[worst], worst_metric=worst)
+            metrics.append(worst)
+        if macro:
+            mname = min(macro, key=macro.get)
+            parts.append(f"{mname} {fmt(macro[mname])}")
+            evidence["macro"] = macro[mname]
+            metrics.append(mname)
+        self.fire(
+            key, Severity.WARNING, step, metrics,
+            "minority class hidden: " + "; ".join(parts),
+            evidence,
+            "judge the run by macro F1 and per-class recall; use class weights, resampling or a "
+            "threshold tuned on the minority class",
+        )
+
+
+class PredictionCollapse(Detector):
+    """Predictions collapse onto one (or a few) classes: a top-class share near 1, one distinct
+    prediction, near-zero prediction entropy, one class with all the recall, a binary F1 of 0 while
+    accuracy is not, or the accuracy pinned at one value while the loss moves."""
+
+    id = "prediction_collapse"
+    DEFAULTS = {"top_share": 0.9, "entropy": 0.1, "persist": 2, "pinned_evals": 3}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.streak: dict[str, int] = {}
+
+    def update(self, view: RunView) -> None:
+        for split in _SPLITS:
+            views = [sv for sv in view.series.values() if sv.role.split == split and sv.role.kind in
+                     ("top_class_share", "unique_preds", "pred_entropy", "recall", "f1", "accuracy", "loss")]
+            if not views:
+                continue
+            if not self._candidates(views):
+                # no step of this chunk can meet any condition: the same as walking it
+                self.streak[split] = 0
+                self.clear(split)
+                continue
+            for step in _eval_steps(views):
+                self._at(view, split, views, step)
+
+    def _candidates(self, views: list[SeriesView]) -> bool:
+        """Cheap vectorised test: could any new point meet a collapse condition?"""
+        for sv in views:
+            new = sv.values[sv.new_from :]
+            if len(new) == 0:
+                continue
+            r = sv.role
+            if r.kind in ("top_class_share", "unique_preds", "pred_entropy"):
+                return True
+            if r.kind == "recall" and r.cls:
+                return True
+            if r.kind == "f1" and r.cls is None and (new == 0.0).any():
+                return True
+            if r.kind == "accuracy" and r.cls is None:
+                lo = max(0, sv.new_from - int(self.p["pinned_evals"]) + 1)
+                vals = sv.values[lo:]
+                if len(vals) >= 2 and (vals[1:] == vals[:-1]).any():
+                    return True
+        return False
+
+    def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
+        at = {sv.name: (sv.role, sv.exact(step)) for sv in views}
+        at = {k: v for k, v in at.items() if math.isfinite(v[1])}
+        reason, evidence, sev, metrics = self._reason(view, at)
+        if reason is None:
+            reason, evidence, metrics = self._pinned(view, split, at, step)
+            sev = Severity.WARNING
+        if reason is None:
+            self.streak[split] = 0
+            self.clear(split)
+            return
+        self.streak[split] = self.streak.get(split, 0) + 1
+        if self.streak[split] < self.p["persist"] and not evidence.get("pinned"):
+            return
+        self.fire(
+            split, sev, step, metrics, f"prediction collapse: {reason}", evidence,
+            "the model predicts (almost) one class: check class weights and their mapping, the "
+            "label encoding, the learning rate; stop and fix before training on",
+        )
+
+    def _reason(self, view: RunView, at: dict) -> tuple:
+        for name, (role, v) in at.items():
+            if role.kind == "top_class_share" and v >= self.p["top_share"]:
+                sev = Severity.CRITICAL if v >= 0.99 else Severity.WARNING
+                return f"{fmt(v * 100)}% of predictions are one class ({name})", {"top_share": v}, sev, [name]
+            if role.kind == "unique_preds" and v <= 1:
+                k = view.num_classes()
+                if k is None or k > 1:
+                    return f"only {v:.0f} distinct class predicted ({name})", {"unique": v}, Severity.CRITICAL, [name]
+            if role.kind == "pred_entropy" and v <= self.p["entropy"]:
+                return f"prediction entropy {fmt(v)} ({name})", {"entropy": v}, Severity.WARNING, [name]
+        recalls = {role.cls: v for name, (role, v) in at.items() if role.kind == "recall" and role.cls}
+        if len(recalls) >= 2:
+            hi = [c for c, v in recalls.items() if v >= 0.95]
+            if len(hi) == 1 and all(v <= 0.05 for c, v in recalls.items() if c != hi[0]):
+                return (f"class {hi[0]} gets recall {fmt(recalls[hi[0]])}, every other class ~0",
+                        {"recalls": recalls}, Severity.WARNING,
+                        [n for n, (r, _) in at.items() if r.kind == "recall" and r.cls])
+        f1 = [(n, v) for n, (r, v) in at.items() if r.kind == "f1" and r.cls is None and r.avg in ("", "binary")]
+        acc = [(n, v) for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
+        if f1 and acc and f1[0][1] == 0.0 and acc[0][1] > 0.0:
+            return (f"{f1[0][0]} is 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class is "
+                    "never predicted", {"f1": 0.0, "accuracy": acc[0][1]}, Severity.WARNING,
+                    [f1[0][0], acc[0][0]])
+        return None, {}, None, []
+
+    def _pinned(self, view: RunView, split: str, at: dict, step: int) -> tuple:
+        acc = [n for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
+        loss = [n for n, (r, v) in at.items() if r.kind == "loss"]
+        if not acc or not loss:
+            return None, {}, []
+        acc_sv, loss_sv = view.series[acc[0]], view.series[loss[0]]
+        n = int(self.p["pinned_evals"])
+        i = acc_sv.at_or_before(step)
+        if i + 1 < n:
+            return None, {}, []
+        accs = [float(x) for x in acc_sv.values[i - n + 1 : i + 1]]
+        losses = [loss_sv.exact(int(s)) for s in acc_sv.steps[i - n + 1 : i + 1]]
+        if not all(math.isfinite(x) for x in losses):
+            return None, {}, []
+        acc = [(acc[0], accs[-1])]
+        loss = [(loss[0], losses[-1])]
+        if len(set(accs)) == 1 and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
+            return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} moves "
+                    f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
+                    {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
+        return None, {}, []

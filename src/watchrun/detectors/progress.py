@@ -1,0 +1,321 @@
+"""Is the run getting anywhere? A metric that no longer moves, a loss at chance level, a target
+out of reach, a learning-rate schedule that never decays, a run that stopped early."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from watchrun.config import Target
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct
+from watchrun.model import Severity
+from watchrun.semantics import role_of
+
+
+class StuckMetric(Detector):
+    """An eval metric identical for `evals` evaluations in a row, or a train loss flat within
+    `train_tol` (relative) over `train_points` logs, while training goes on."""
+
+    id = "stuck_metric"
+    DEFAULTS = {"evals": 5, "train_points": 20, "train_tol": 1e-3}
+
+    def update(self, view: RunView) -> None:
+        if view.is_rl:
+            return
+        for sv in view.series.values():
+            r = sv.role
+            if not r.is_quality or r.kind == "reward" or sv.new_from >= len(sv.values):
+                continue
+            if r.split in ("val", "test"):
+                self._scan(view, sv, int(self.p["evals"]), 0.0)
+            elif r.kind == "loss" and sv is view.pick("train", "loss"):
+                self._scan(view, sv, int(self.p["train_points"]), float(self.p["train_tol"]))
+
+    def _scan(self, view: RunView, sv: SeriesView, n: int, tol: float) -> None:
+        vals = sv.values
+        lo = max(0, sv.new_from - n + 1)
+        if len(vals) < n:
+            return
+        windows = np.lib.stride_tricks.sliding_window_view(vals[lo:], n)
+        if len(windows) == 0:
+            return
+        spread = windows.max(axis=1) - windows.min(axis=1)
+        scale = np.abs(windows).max(axis=1)
+        flat = np.isfinite(spread) & (spread <= tol * scale)
+        first_idx = lo + n - 1  # index of the last point of the first window
+        if not flat.any():
+            if sv.name in self.open:
+                self.clear(sv.name)
+            return
+        for k in range(len(flat)):
+            i = first_idx + k
+            if i < sv.new_from:
+                continue
+            if not flat[k]:
+                self.clear(sv.name)
+                continue
+            v = float(vals[i])
+            if sv.name in view.claimed or self._perfect(sv, v):
+                continue
+            if sv.role.split == "train" and abs(v) <= 0.01 * abs(float(vals[0])):
+                continue  # converged to ~0 from where it started: not stuck
+            self._fire(view, sv, i, n, v, tol)
+
+    @staticmethod
+    def _perfect(sv: SeriesView, v: float) -> bool:
+        hb = sv.role.higher_better
+        return (hb and v >= 0.9999 and sv.role.kind != "reward") or (hb is False and abs(v) <= 1e-6)
+
+    def _fire(self, view: RunView, sv: SeriesView, i: int, n: int, v: float, tol: float) -> None:
+        step = int(sv.steps[i])
+        since = int(sv.steps[i - n + 1])
+        how = "unchanged" if tol == 0 else f"flat within {pct(tol)}"
+        kind = "evals" if tol == 0 else "logs"
+        self.fire(
+            sv.name, Severity.WARNING, step, [sv.name],
+            f"{sv.name} {how} at {fmt(v)} for {n} {kind} (since step {since})",
+            {"value": v, "since_step": since, "points": n},
+            "the model has stopped changing on this metric: check the learning rate (decayed to 0?), "
+            "frozen layers, or a collapse to a constant output",
+        )
+
+
+UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
+
+
+class LossAtChance(Detector):
+    """The loss sits at ln(K), the loss of a uniform guess over K classes, long after warm-up.
+    K comes from the hparams or the per-class metrics; without K, only a loss that reached well
+    below ln 2 and came back to it counts (a binary model that collapsed)."""
+
+    id = "loss_at_chance"
+    DEFAULTS = {"points": 10, "tol": 0.03, "warmup_fraction": 0.2, "min_points": 20}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.low_water = math.inf
+
+    def update(self, view: RunView) -> None:
+        if view.is_rl:
+            return
+        sv = view.pick("train", "loss")
+        if sv is None or sv.new_from >= len(sv.values):
+            return
+        k = view.num_classes()
+        n = int(self.p["points"])
+        for i in self._candidates(sv, k, n):
+            self._at(view, sv, i, k, n)
+        vals = sv.values[: len(sv.values)]
+        fin = vals[np.isfinite(vals)]
+        if len(fin):
+            self.low_water = min(self.low_water, float(fin.min()))
+
+    def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
+        chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
+        lo = max(0, sv.new_from - n + 1)
+        vals = sv.values[lo:]
+        if len(vals) < n:
+            return []
+        meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, n), axis=1)
+        near = np.zeros(len(meds), dtype=bool)
+        for c in chance:
+            near |= np.abs(meds - c) <= self.p["tol"] * c
+        idx = lo + n - 1 + np.flatnonzero(near)
+        return [int(i) for i in idx if i >= sv.new_from]
+
+    def _at(self, view: RunView, sv: SeriesView, i: int, k: int | None, n: int) -> None:
+        if i + 1 < max(n, self.p["min_points"]):
+            return
+        planned = view.planned_steps
+        step = int(sv.steps[i])
+        if planned and step < self.p["warmup_fraction"] * planned:
+            return
+        if not planned and i < self.p["warmup_fraction"] * 5 * n:
+            return
+        window = sv.values[i - n + 1 : i + 1]
+        med = float(np.median(window))
+        chance = math.log(k) if k else min(UNKNOWN_K_CHANCE, key=lambda c: abs(med - c))
+        before = sv.values[:i - n + 1]
+        before = before[np.isfinite(before)]
+        learned_below = len(before) and float(before.min()) <= 0.75 * chance
+        pinned = abs(med - chance) <= 0.005 * chance and np.ptp(window) <= 0.01 * chance
+        if k is None and not (learned_below or pinned):
+            return
+        what = (f"ln({k}) = {fmt(chance)}" if k else "ln 2 = 0.693 (binary cross-entropy)"
+                if chance == UNKNOWN_K_CHANCE[0] else "0.25 (MSE of always predicting 0.5)")
+        back = f" after reaching {fmt(float(before.min()))}" if learned_below else ""
+        self.fire(
+            sv.name, Severity.WARNING, step, [sv.name],
+            f"{sv.name} at chance level: median {fmt(med)} over the last {n} logs = {what}{back}",
+            {"median": med, "chance": chance, "classes": k, "min_before": float(before.min()) if len(before) else None},
+            "the model predicts the uniform distribution: lower the learning rate (a collapse after "
+            "a spike), check labels and class balance, check the LR schedule",
+        )
+
+
+class TargetMiss(Detector):
+    """A user target (--target, watchrun.toml [targets], targets.json) is not reached and the
+    metric has stopped improving (no new best for `patience` evals, or the run ended)."""
+
+    id = "target_miss"
+    DEFAULTS = {"patience": 5}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.best: dict[str, tuple[float, int, int]] = {}  # metric -> (best, step, evals since)
+
+    def _match(self, view: RunView, t: Target) -> SeriesView | None:
+        if t.metric in view.series:
+            return view.series[t.metric]
+        want = role_of(t.metric, view.config.aliases)
+        for sv in view.series.values():
+            r = sv.role
+            if (r.split, r.kind, r.cls, r.avg) == (want.split, want.kind, want.cls, want.avg) and r.kind != "other":
+                return sv
+        return None
+
+    def update(self, view: RunView) -> None:
+        for t in view.targets:
+            sv = self._match(view, t)
+            if sv is None:
+                continue
+            best, bstep, since = self.best.get(t.metric, (math.nan, 0, 0))
+            for i in sv.new:
+                v = float(sv.values[i])
+                if not math.isfinite(v):
+                    continue
+                better = math.isnan(best) or (v < best if t.lower_is_better else v > best)
+                if better:
+                    best, bstep, since = v, int(sv.steps[i]), 0
+                else:
+                    since += 1
+                self.best[t.metric] = (best, bstep, since)
+                if t.met(best):
+                    self.clear(t.metric)
+                elif since >= self.p["patience"]:
+                    self._fire(view, t, sv.name, best, bstep, int(sv.steps[i]), f"no improvement for {since} evals")
+
+    def finalize(self, view: RunView) -> None:
+        for t in view.targets:
+            sv = self._match(view, t)
+            if sv is not None and t.metric in self.best:
+                best, bstep, _ = self.best[t.metric]
+                if not t.met(best):
+                    self._fire(view, t, sv.name, best, bstep, int(sv.steps[-1]), "the run has ended")
+                continue
+            value = self._summary(view, t)
+            if value is not None and not t.met(value[1]):
+                step = view.run.last_step() or 0
+                self._fire(view, t, value[0], value[1], step, step, "final result")
+
+    def _summary(self, view: RunView, t: Target) -> tuple[str, float] | None:
+        want = role_of(t.metric, view.config.aliases)
+        for name, v in view.run.summary.items():
+            r = role_of(name, view.config.aliases)
+            if name == t.metric or ((r.split, r.kind) == (want.split, want.kind) and r.kind != "other"):
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    return name, float(v)
+        return None
+
+    def _fire(self, view: RunView, t: Target, name: str, best: float, bstep: int, step: int, why: str) -> None:
+        factor = ""
+        if t.value and best and t.lower_is_better and best > 0 and t.value > 0:
+            factor = f" ({best / t.value:.1f}x off)"
+        elif t.value and best and not t.lower_is_better and best > 0:
+            factor = f" ({t.value / best:.1f}x short)"
+        self.fire(
+            t.metric, Severity.WARNING, step, [name],
+            f"target missed: {name} best {fmt(best)} (step {bstep}) vs target {t.op} {fmt(t.value)}{factor}, {why}",
+            {"best": best, "best_step": bstep, "target": str(t)},
+            "the current setup will not reach the target: change the model, features or data "
+            "rather than training longer",
+        )
+
+
+class LrSchedule(Detector):
+    """The learning rate is still rising past half of the planned run (a warm-up that never ends),
+    or at the end of the run."""
+
+    id = "lr_schedule"
+    DEFAULTS = {"rising_points": 5, "past_fraction": 0.5, "min_rise": 0.02}
+
+    def update(self, view: RunView) -> None:
+        sv = self._lr(view)
+        planned = view.planned_steps
+        if sv is None or not planned or sv.new_from >= len(sv.values):
+            return
+        n = int(self.p["rising_points"])
+        for i in sv.new:
+            if sv.steps[i] < self.p["past_fraction"] * planned or i + 1 < n:
+                continue
+            if self._rising(sv, i, n):
+                self._fire(view, sv, i, f"{pct(sv.steps[i] / planned)} of the planned {planned} steps")
+                break
+
+    def finalize(self, view: RunView) -> None:
+        sv = self._lr(view)
+        n = int(self.p["rising_points"])
+        if sv is not None and len(sv.values) >= n and self._rising(sv, len(sv.values) - 1, n):
+            if np.all(np.diff(sv.values[np.isfinite(sv.values)]) >= 0):
+                self._fire(view, sv, len(sv.values) - 1, "the end of the run, never having decayed")
+
+    def _lr(self, view: RunView) -> SeriesView | None:
+        cands = [sv for sv in view.series.values() if sv.role.kind == "lr"]
+        return min(cands, key=lambda s: len(s.name)) if cands else None
+
+    def _rising(self, sv: SeriesView, i: int, n: int) -> bool:
+        w = sv.values[i - n + 1 : i + 1]
+        if not np.isfinite(w).all() or w[0] <= 0:
+            return False
+        top = np.nanmax(sv.values[: i + 1])
+        return bool(np.all(np.diff(w) > 0) and w[-1] >= top and w[-1] / w[0] - 1 >= self.p["min_rise"])
+
+    def _fire(self, view: RunView, sv: SeriesView, i: int, when: str) -> None:
+        step = int(sv.steps[i])
+        first = float(sv.values[np.isfinite(sv.values)][0])
+        self.fire(
+            sv.name, Severity.WARNING, step, [sv.name],
+            f"learning rate still rising at {when} ({fmt(first)} -> {fmt(float(sv.values[i]))}): "
+            "the warm-up never ends",
+            {"lr": float(sv.values[i]), "first_lr": first},
+            "check warmup_steps / warmup_ratio against the total steps, and the scheduler's "
+            "step interval (per step vs per epoch)",
+        )
+
+
+class EarlyStopped(Detector):
+    """The run ended before its planned length (HF max_steps, Keras `Epoch N/M`), or an early
+    stopping callback said so."""
+
+    id = "early_stopped"
+
+    def finalize(self, view: RunView) -> None:
+        run = view.run
+        for step, message in run.events:
+            if "early stopping" in message:
+                self._fire(view, step, message)
+                return
+        planned = view.planned_steps
+        last = run.meta.get("global_step") or run.last_step()
+        if planned and last and last < planned and run.summary.get("train_runtime") is not None:
+            self._fire(view, int(last), f"stopped at step {last} of {planned}")
+            return
+        max_epochs = run.meta.get("max_epochs")
+        if max_epochs and run.step_unit == "epoch" and last is not None and last + 1 < max_epochs:
+            self._fire(view, int(last), f"stopped after epoch {last + 1} of {max_epochs}")
+
+    def _fire(self, view: RunView, step: int, what: str) -> None:
+        val = view.pick("val", "loss")
+        best_txt, best_step = "", None
+        if val is not None and len(val.values) and np.isfinite(val.values).any():
+            j = int(np.nanargmin(val.values))
+            best_step = int(val.steps[j])
+            best_txt = f"; best {val.name} {fmt(float(val.values[j]))} at step {best_step}"
+        ckpt = view.best_checkpoint(best_step, metric=val.name if val else None)
+        self.fire(
+            "early", Severity.INFO, step, [val.name] if val else [],
+            f"early stopped: {what}{best_txt}" + (f" ({ckpt})" if ckpt else ""),
+            {"best_step": best_step, "best_checkpoint": ckpt},
+            "use the best checkpoint, not the last one",
+        )

@@ -1,0 +1,224 @@
+"""Feed each run's settled points to its detectors, segment by segment; keep alert episodes.
+
+Settling: a point is handed to the detectors once a point with a higher step has arrived in any
+metric of the run (so the train loss and the eval metrics of one step are seen together, however
+the files were interleaved), or when the run has been quiet for `settle_seconds`, or at the end of a
+batch read. Segments: when steps go backwards (a resumed run, a Keras CSV appended by another
+fit()), the detectors finish the old segment, a `restarted` alert is raised, and fresh detectors
+start on the new segment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from watchrun.config import Config, run_targets
+from watchrun.detectors import ALL_DETECTORS
+from watchrun.detectors.base import Detector, RunView, SeriesView
+from watchrun.model import Alert, Run, RunStatus, Severity
+from watchrun.semantics import role_of
+from watchrun.store import Store
+
+ENDED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.STALE, RunStatus.GONE}
+
+
+@dataclass
+class _RunState:
+    detectors: list[Detector]
+    round: int = 0
+    cursors: dict[str, int] = field(default_factory=dict)  # absolute index processed
+    version: int = -1
+    finalized: bool = False
+    open_alerts: dict[tuple[str, str], Alert] = field(default_factory=dict)
+    stalled_open: bool = False
+    fired: set[tuple[str, str]] = field(default_factory=set)
+    targets: list | None = None
+
+
+class DetectorRunner:
+    def __init__(self, store: Store, config: Config, watch_roots: list[str] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.watch_roots = watch_roots or []
+        self.states: dict[str, _RunState] = {}
+
+    def _new_detectors(self, key: str) -> list[Detector]:
+        return [cls(key, self.config) for cls in ALL_DETECTORS if self.config.enabled(cls.id)]
+
+    def process(self, final: bool = False) -> list[Alert]:
+        new_alerts: list[Alert] = []
+        with self.store.lock:
+            for key, run in list(self.store.runs.items()):
+                state = self.states.get(key)
+                if state is None:
+                    state = self.states[key] = _RunState(self._new_detectors(key))
+                if state.version == run.version and not final:
+                    continue
+                new_alerts += self._process_run(run, state, final)
+                state.version = run.version
+        return new_alerts
+
+    def _process_run(self, run: Run, state: _RunState, final: bool) -> list[Alert]:
+        out: list[Alert] = []
+        if state.targets is None:
+            state.targets = list(self.config.targets)
+            for root in self.watch_roots:
+                if run.root.startswith(root):
+                    state.targets += run_targets(run.root, root)
+        max_round = max((len(s.segments) for s in run.series.values()), default=1) - 1
+        while True:
+            last_round = state.round >= max_round
+            view = self._view(run, state, settle_all=final or not last_round)
+            if view.series:
+                for det in state.detectors:
+                    det.update(view)
+                out += self._collect(run, state)
+            if last_round:
+                break
+            out += self._restart(run, state)
+        ended = run.status in ENDED and final
+        if ended and not state.finalized:
+            view = self._view(run, state, settle_all=True, advance=False)
+            view.ended = True
+            for det in state.detectors:
+                det.finalize(view)
+            out += self._collect(run, state)
+            state.finalized = True
+        elif run.status not in ENDED:
+            state.finalized = False
+        return out
+
+    def _view(self, run: Run, state: _RunState, settle_all: bool, advance: bool = True) -> RunView:
+        r = state.round
+        parts: dict[str, tuple[np.ndarray, np.ndarray, int, int]] = {}
+        frontier = None
+        for name, s in run.series.items():
+            if len(s.segments) <= r:
+                continue
+            start = s.segments[r]
+            end = s.segments[r + 1] if len(s.segments) > r + 1 else s.n
+            steps = s.steps[start:end]
+            if len(steps) == 0:
+                continue
+            parts[name] = (steps, s.values[start:end], start, end)
+            last = int(steps[-1])
+            frontier = last if frontier is None else max(frontier, last)
+        series: dict[str, SeriesView] = {}
+        for name, (steps, values, start, _end) in parts.items():
+            settled = len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
+            cursor = max(state.cursors.get(name, start), start)
+            series[name] = SeriesView(
+                name, role_of(name, self.config.aliases), steps[:settled], values[:settled],
+                min(cursor - start, settled),
+            )
+            if advance:
+                state.cursors[name] = max(cursor, start + settled)
+        view = RunView(run, series, self.config, list(state.targets or []))
+        view.fired = {det for det, _ in state.fired}
+        view.claimed = {
+            m for (det, _), a in state.open_alerts.items() if det != "stuck_metric" for m in a.metrics
+        }
+        return view
+
+    def _restart(self, run: Run, state: _RunState) -> list[Alert]:
+        r = state.round
+        prev_last, new_first = None, None
+        for s in run.series.values():
+            if len(s.segments) > r + 1:
+                i = s.segments[r + 1]
+                if new_first is None:
+                    new_first, prev_last = int(s.steps[i]), int(s.steps[i - 1])
+        state.round += 1
+        state.detectors = self._new_detectors(run.key)
+        state.fired = set()
+        for (det, key), alert in list(state.open_alerts.items()):
+            alert.open = False
+            del state.open_alerts[(det, key)]
+        alert = Alert(
+            run.key, "restarted", Severity.INFO, new_first or 0, [],
+            f"steps went back from {prev_last} to {new_first}: resumed or appended run "
+            f"(segment {state.round + 1})",
+            {"previous_last_step": prev_last, "new_first_step": new_first, "segment": state.round + 1},
+            "nothing to do if this run was resumed on purpose; detectors restart on the new segment",
+        )
+        alert.open = False
+        self.store.add_alert(alert)
+        return [alert]
+
+    def _collect(self, run: Run, state: _RunState) -> list[Alert]:
+        out = []
+        for det in state.detectors:
+            for finding in det.take():
+                slot = (det.id, finding.key)
+                if finding.alert is None:
+                    old = state.open_alerts.pop(slot, None)
+                    if old is not None:
+                        old.open = False
+                        self.store.touch(run.key)
+                    continue
+                state.open_alerts[slot] = finding.alert
+                state.fired.add(slot)
+                self.store.add_alert(finding.alert)
+                out.append(finding.alert)
+        return out
+
+    # -- not step-driven ----------------------------------------------------------------------
+    def check_stalled(self, now: float | None = None) -> list[Alert]:
+        """Runs seen writing in this session that went silent for much longer than usual."""
+        now = now or time.time()
+        out = []
+        with self.store.lock:
+            for key, run in self.store.runs.items():
+                state = self.states.get(key)
+                if state is None or not run.active_this_session or run.explicit_status is not None:
+                    continue
+                silent = now - run.last_write
+                limit = stale_limit(run, self.config)
+                if silent > limit and not state.stalled_open:
+                    state.stalled_open = True
+                    alert = Alert(
+                        key, "stalled", Severity.WARNING, run.last_step() or 0, [],
+                        f"no write for {silent / 60:.0f} min (usually every {typical_interval(run):.0f}s): "
+                        "the process may have crashed or hung",
+                        {"silent_seconds": round(silent), "typical_interval": typical_interval(run),
+                         "pid": run.pid, "pid_alive": pid_alive(run.pid, run.host)},
+                        "check the process and its console (GPU OOM, NCCL hang, full disk)",
+                    )
+                    state.open_alerts[("stalled", "")] = alert
+                    self.store.add_alert(alert)
+                    out.append(alert)
+                elif silent <= limit and state.stalled_open:
+                    state.stalled_open = False
+                    old = state.open_alerts.pop(("stalled", ""), None)
+                    if old:
+                        old.open = False
+        return out
+
+
+def typical_interval(run: Run) -> float:
+    iv = sorted(run.write_intervals)
+    return iv[len(iv) // 2] if iv else 0.0
+
+
+def stale_limit(run: Run, config: Config) -> float:
+    return max(config.stale_seconds, 10 * typical_interval(run))
+
+
+def pid_alive(pid: int | None, host: str | None) -> bool | None:
+    if pid is None:
+        return None
+    import socket
+
+    if host and host.split(".")[0] != socket.gethostname().split(".")[0]:
+        return None
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

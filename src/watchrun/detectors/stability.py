@@ -1,0 +1,241 @@
+"""Numerical blow-ups: the first NaN/inf, a loss exploding before it, gradient-norm spikes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, median_finite
+from watchrun.model import Severity
+
+
+class NanLoss(Detector):
+    """Critical at the first NaN/inf in a loss. A gradient norm that is NaN/inf for one logging
+    step is what fp16 loss scaling does on healthy runs: it counts only when it persists."""
+
+    id = "nan_loss"
+    DEFAULTS = {"grad_norm_persist": 3}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.grad_bad_run: dict[str, int] = {}
+
+    def update(self, view: RunView) -> None:
+        for sv in view.series.values():
+            if sv.role.kind == "loss":
+                self._loss(view, sv)
+            elif sv.role.kind == "grad_norm":
+                self._grad(view, sv)
+
+    def _loss(self, view: RunView, sv: SeriesView) -> None:
+        if sv.name in self.open or sv.new_from >= len(sv.values):
+            return
+        new = sv.values[sv.new_from :]
+        bad = np.flatnonzero(~np.isfinite(new))
+        if len(bad) == 0:
+            return
+        i = sv.new_from + int(bad[0])
+        self._fire(view, sv, i, "")
+
+    def _grad(self, view: RunView, sv: SeriesView) -> None:
+        need = int(self.p["grad_norm_persist"])
+        run = self.grad_bad_run.get(sv.name, 0)
+        for i in sv.new:
+            if math.isfinite(sv.values[i]):
+                run = 0
+                continue
+            run += 1
+            if run >= need and sv.name not in self.open:
+                self._fire(view, sv, i, f" for {run} logging steps in a row")
+        self.grad_bad_run[sv.name] = run
+
+    def _fire(self, view: RunView, sv: SeriesView, i: int, extra: str) -> None:
+        step = int(sv.steps[i])
+        value = sv.values[i]
+        finite = np.flatnonzero(np.isfinite(sv.values[:i]))
+        last = (int(sv.steps[finite[-1]]), float(sv.values[finite[-1]])) if len(finite) else None
+        context = {}
+        for other in view.series.values():
+            if other.role.kind in ("loss", "grad_norm", "lr") and other.name != sv.name:
+                j = other.at_or_before(step)
+                if j >= 0 and math.isfinite(other.values[j]):
+                    context[other.name] = float(other.values[j])
+        last_txt = f"; last finite {fmt(last[1])} at step {last[0]}" if last else ""
+        self.fire(
+            sv.name, Severity.CRITICAL, step, [sv.name],
+            f"{sv.name} is {fmt(value)} at step {step}{extra}{last_txt}",
+            {"value": value, "last_finite": last, "context": context},
+            "stop training: lower the learning rate, clip gradients, check inputs/labels for "
+            "NaN/inf, or run with anomaly detection to find the op",
+        )
+
+
+class Divergence(Detector):
+    """The smoothed train loss (median of 5) rises far above its running minimum and above where
+    training started, for several logging steps in a row: the loss is exploding."""
+
+    id = "divergence"
+    DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.run_min = math.inf
+        self.start_level = math.nan
+        self.streak = 0
+        self.min_step = 0
+
+    def update(self, view: RunView) -> None:
+        if view.is_rl:
+            return
+        sv = view.pick("train", "loss")
+        if sv is None or sv.new_from >= len(sv.values):
+            return
+        w = int(self.p["window"])
+        lo = max(0, sv.new_from - w + 1)
+        vals = sv.values[lo:]
+        finite = np.where(np.isfinite(vals), vals, np.nan)
+        if math.isnan(self.start_level):
+            head = sv.values[:w]
+            if len(head) == w and np.isfinite(head).all():
+                self.start_level = float(np.median(head))
+        if self._quiet_chunk(sv, finite, lo, w):
+            return
+        for k in range(sv.new_from - lo, len(vals)):
+            i = lo + k
+            if i + 1 < w:
+                continue
+            window = finite[max(0, k - w + 1) : k + 1]
+            m = float(np.nanmedian(window)) if np.isfinite(window).any() else math.nan
+            if not math.isfinite(m):
+                continue
+            if math.isnan(self.start_level):
+                self.start_level = m
+            limit = max(self.p["ratio"] * self.run_min, self.p["over_start"] * self.start_level)
+            if m > limit and math.isfinite(self.run_min):
+                self.streak += 1
+                if self.streak >= self.p["persist"]:
+                    self._fire(view, sv, i, m)
+            else:
+                self.streak = 0
+                if sv.name in self.open and m < 1.5 * self.run_min:
+                    self.clear(sv.name)
+            if m < self.run_min:
+                self.run_min, self.min_step = m, int(sv.steps[i])
+
+    def _quiet_chunk(self, sv: SeriesView, finite: np.ndarray, lo: int, w: int) -> bool:
+        """Vectorised pass: if no point of the chunk can trip or clear the rule, just carry the
+        running state forward and report True; otherwise the caller walks the chunk."""
+        first = sv.new_from - lo
+        if lo + len(finite) < w or math.isnan(self.start_level) or self.open or self.streak:
+            return False
+        if not np.isfinite(finite).all():
+            return False
+        meds = np.median(np.lib.stride_tricks.sliding_window_view(finite, w), axis=1)
+        meds = meds[first - (w - 1) :] if first >= w - 1 else meds
+        if len(meds) != len(finite) - first:
+            return False
+        prev_min = np.minimum.accumulate(np.concatenate([[self.run_min], meds]))[:-1]
+        limit = np.maximum(self.p["ratio"] * prev_min, self.p["over_start"] * self.start_level)
+        if (meds > limit).any():
+            return False
+        j = int(np.argmin(meds))
+        if meds[j] < self.run_min:
+            self.run_min, self.min_step = float(meds[j]), int(sv.steps[sv.new_from + j])
+        return True
+
+    def _fire(self, view: RunView, sv: SeriesView, i: int, m: float) -> None:
+        step = int(sv.steps[i])
+        evidence = {"smoothed_loss": m, "running_min": self.run_min, "min_step": self.min_step,
+                    "start_level": self.start_level}
+        grad = view.pick("train", "grad_norm")
+        extra = ""
+        if grad is not None and len(grad.values):
+            g_now = grad.value_at(step)
+            g_then = median_finite(grad.values[: max(1, grad.at_or_before(self.min_step) + 1)])
+            evidence.update(grad_norm=g_now, grad_norm_at_min=g_then)
+            if math.isfinite(g_now) and math.isfinite(g_then) and g_then > 0:
+                extra = f"; grad norm {fmt(g_now)} vs {fmt(g_then)}"
+        self.fire(
+            sv.name, Severity.CRITICAL, step, [sv.name],
+            f"{sv.name} is exploding: {fmt(m)} vs its minimum {fmt(self.run_min)} "
+            f"(step {self.min_step}), {m / self.run_min:.1f}x{extra}",
+            evidence,
+            "stop training before it turns NaN: lower the learning rate, add gradient clipping, "
+            "check the warm-up",
+        )
+
+
+class GradSpike(Detector):
+    """A gradient norm far above the median of the previous ones (and above the run's early
+    level, so that a norm shrinking towards zero does not make every blip a spike)."""
+
+    id = "grad_spike"
+    DEFAULTS = {"factor": 10.0, "window": 20, "min_history": 10, "cooldown": 20}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.since_spike: dict[str, int] = {}
+        self.early: dict[str, float] = {}
+
+    def update(self, view: RunView) -> None:
+        for sv in view.series.values():
+            if sv.role.kind != "grad_norm" or sv.new_from >= len(sv.values):
+                continue
+            w, need = int(self.p["window"]), int(self.p["min_history"])
+            if sv.name not in self.early and sv.new_from >= need:
+                self._set_early(sv, need)
+            if self._quiet_chunk(sv, w):
+                continue
+            for i in sv.new:
+                v = sv.values[i]
+                hist = sv.values[max(0, i - w) : i]
+                hist = hist[np.isfinite(hist)]
+                if sv.name not in self.early and len(hist) >= need:
+                    self._set_early(sv, need)
+                n = self.since_spike.get(sv.name)
+                if n is not None:
+                    self.since_spike[sv.name] = n + 1
+                    if n + 1 >= self.p["cooldown"]:
+                        self.clear(sv.name)
+                        del self.since_spike[sv.name]
+                if len(hist) < need or not math.isfinite(v):
+                    continue
+                med = float(np.median(hist))
+                if med > 0 and v > self.p["factor"] * med and v > self.early.get(sv.name, 0.0):
+                    step = int(sv.steps[i])
+                    self.since_spike[sv.name] = 0
+                    loss = view.pick("train", "loss")
+                    loss_txt = ""
+                    if loss is not None:
+                        lv = loss.value_at(step)
+                        if math.isfinite(lv):
+                            loss_txt = f"; loss {fmt(lv)}"
+                    self.fire(
+                        sv.name, Severity.WARNING, step, [sv.name],
+                        f"gradient norm spiked to {fmt(v)} at step {step}, "
+                        f"{v / med:.0f}x its recent median {fmt(med)}{loss_txt}",
+                        {"value": v, "median": med, "ratio": v / med},
+                        "watch the loss for a jump; if spikes repeat, lower the learning rate or "
+                        "clip gradients (max_grad_norm)",
+                    )
+
+    def _quiet_chunk(self, sv: SeriesView, w: int) -> bool:
+        """Vectorised pass over a chunk with no spike and no open cooldown."""
+        if sv.name not in self.early or self.since_spike.get(sv.name) is not None:
+            return False
+        lo = sv.new_from - w
+        if lo < 0:
+            return False
+        vals = sv.values[lo:]
+        if not np.isfinite(vals).all():
+            return False
+        meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, w), axis=1)[:-1]
+        new = vals[w:]
+        spikes = (meds > 0) & (new > self.p["factor"] * meds) & (new > self.early[sv.name])
+        return not spikes.any()
+
+    def _set_early(self, sv: SeriesView, need: int) -> None:
+        head = sv.values[np.isfinite(sv.values)][:need]
+        if len(head) == need:
+            self.early[sv.name] = float(np.median(head))

@@ -1,0 +1,233 @@
+"""A directory tree -> runs. One run is what one training library writes for one job.
+
+Grouping rules, by library:
+- HF Trainer: the output dir holding trainer_state.json and/or checkpoint-N/trainer_state.json,
+  *_results.json, and runs/<MonDD_HH-MM-SS>_<host>/events* (TensorBoardCallback), console logs.
+- Lightning: version_N/ with metrics.csv (CSVLogger) or events* (TensorBoardLogger), hparams.yaml.
+- TensorBoard: the directory of the event files; torch's add_hparams subfolder (`<float>/`) and
+  Keras' train/ and validation/ subfolders belong to the parent (the subfolder becomes a prefix).
+- MLflow: mlruns/<exp>/<run>/ (TensorBoard files under its artifacts/ join it); mlflow.db holds many.
+- dvclive: the dvclive/ directory. Keras CSVLogger and other tables: the file itself, except
+  progress.csv / result.json (SB3, Ray Tune), which make their directory a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, field
+
+PRUNE_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", "site-packages", ".cache",
+              "wandb", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+HF_RESULTS = {"all_results.json", "eval_results.json", "train_results.json", "test_results.json",
+              "predict_results.json"}
+_HF_RUNS_SUBDIR = re.compile(r"^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
+_FLOAT_DIR = re.compile(r"^\d{9,}\.\d+$")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+_SPLIT_DIRS = {"train", "validation", "eval", "val", "test", "valid"}
+CONSOLE_SUFFIXES = (".log", ".out", ".err")
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
+DIR_TABLES = {"progress.csv", "result.json", "watchrun.jsonl", "metrics.jsonl", "progress.txt"}
+STEPLIKE = ("step", "epoch", "global_step", "iteration", "iter", "timesteps_total",
+            "time/total_timesteps", "training_iteration", "_step", "trainer/global_step")
+
+
+@dataclass
+class RunFile:
+    format: str
+    path: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunSpec:
+    root: str
+    files: list[RunFile] = field(default_factory=list)
+    mtime: float = 0.0
+
+    def add(self, fmt: str, path: str, **options: object) -> None:
+        self.files.append(RunFile(fmt, path, dict(options)))
+        with contextlib.suppress(OSError):
+            self.mtime = max(self.mtime, os.path.getmtime(path))
+
+
+def run_key(root: str, watch_root: str) -> str:
+    rel = os.path.relpath(root, watch_root)
+    return os.path.basename(os.path.abspath(watch_root)) if rel == "." else rel
+
+
+def discover(watch_root: str) -> dict[str, RunSpec]:
+    """Walk `watch_root` once; return runs by absolute root path, newest first."""
+    watch_root = os.path.abspath(watch_root)
+    runs: dict[str, RunSpec] = {}
+    consoles: list[str] = []
+
+    def spec(root: str) -> RunSpec:
+        if root not in runs:
+            runs[root] = RunSpec(root)
+        return runs[root]
+
+    if os.path.isfile(watch_root):
+        _classify_file(watch_root, os.path.dirname(watch_root), spec, consoles, single=True)
+    else:
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(watch_root, followlinks=True):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:  # a symlink loop
+                dirnames[:] = []
+                continue
+            seen.add(ident)
+            dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS)
+            for name in sorted(filenames):
+                _classify_file(os.path.join(dirpath, name), dirpath, spec, consoles)
+    for path in consoles:  # console logs and checkpoints join the run of their directory
+        parent = os.path.dirname(path)
+        owner = next((r for r in (parent, os.path.dirname(parent)) if r in runs), None)
+        if path.endswith(".ckpt"):
+            if owner:
+                spec(owner).add("checkpoint", path)
+        else:
+            spec(owner or path).add("console", path)
+    return dict(sorted(runs.items(), key=lambda kv: -kv[1].mtime))
+
+
+def _classify_file(path: str, dirpath: str, spec, consoles: list[str], single: bool = False) -> None:
+    name = os.path.basename(path)
+    dirname = os.path.basename(dirpath)
+    if name.startswith("events.out.tfevents."):
+        if name.endswith(".profile-empty"):
+            return
+        root, prefix, hf = tensorboard_root(dirpath)
+        spec(root).add("tensorboard", path, prefix=prefix, hf=hf)
+    elif name == "trainer_state.json":
+        root = os.path.dirname(dirpath) if _CHECKPOINT_DIR.match(dirname) else dirpath
+        spec(root).add("hf-trainer", path)
+    elif name in HF_RESULTS:
+        spec(dirpath).add("hf-trainer", path)
+    elif name == "metrics.csv" and _table_header_has(path, ("step", "epoch")):
+        spec(dirpath).add("lightning-csv", path)
+    elif name == "hparams.yaml" and (dirname.startswith("version_") or _has(dirpath, "metrics.csv")):
+        spec(dirpath).add("hparams-yaml", path)
+    elif name == "meta.yaml" and _is_mlflow_run(dirpath):
+        spec(dirpath).add("mlflow", path)
+    elif _mlflow_run_of(dirpath, ("metrics", "params", "tags")):
+        spec(_mlflow_run_of(dirpath, ("metrics", "params", "tags"))).add("mlflow", path)
+    elif name.endswith(".ckpt"):
+        consoles.append(path)
+    elif "dvclive" in dirpath.split(os.sep) and (name.endswith(".tsv") or name in ("metrics.json", "params.yaml")):
+        live = dirpath[: dirpath.rindex(os.sep + "dvclive") + len(os.sep + "dvclive")]
+        spec(live).add("dvclive", path)
+    elif name.endswith(".db") and _sqlite_kind(path):
+        spec(path).add(_sqlite_kind(path) or "mlflow-sqlite", path)
+    elif name in DIR_TABLES:
+        fmt = "jsonl" if name.endswith((".json", ".jsonl")) else "csv"
+        if fmt == "jsonl" or _table_header_has(path, STEPLIKE):
+            spec(dirpath).add(fmt, path)
+    elif name.endswith((".csv", ".tsv")):
+        header = _header(path)
+        if header and header[0] == "epoch":
+            spec(path).add("keras-csv", path)
+        elif header and any(h in header for h in STEPLIKE) and len(header) >= 2:
+            spec(path).add("csv", path)
+    elif name.endswith(".jsonl"):
+        spec(path).add("jsonl", path)
+    elif name.endswith(CONSOLE_SUFFIXES) or name.startswith(("slurm-", "nohup")):
+        consoles.append(path)
+
+
+def tensorboard_root(dirpath: str) -> tuple[str, str, bool]:
+    """(run root, tag prefix, is an HF runs/ dir) for a directory holding event files."""
+    prefix = ""
+    d = dirpath
+    if _FLOAT_DIR.match(os.path.basename(d)):  # torch add_hparams subfolder
+        d = os.path.dirname(d)
+    parent = os.path.dirname(d)
+    if os.path.basename(parent) == "runs" and _HF_RUNS_SUBDIR.match(os.path.basename(d)):
+        return os.path.dirname(parent), "", True
+    for up in (parent, os.path.dirname(parent)):  # HF with a custom logging_dir (./logs)
+        if _is_hf_root(up):
+            return up, "", True
+    if os.path.basename(d) in _SPLIT_DIRS and _has_event_sibling_split(parent, d):
+        prefix = os.path.basename(d) + "/"
+        d = parent
+    mlflow_run = _mlflow_run_of(d)
+    if mlflow_run:
+        return mlflow_run, prefix, False
+    return d, prefix, False
+
+
+def _is_hf_root(d: str) -> bool:
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return False
+    return "trainer_state.json" in names or any(_CHECKPOINT_DIR.match(n) for n in names)
+
+
+def _has_event_sibling_split(parent: str, d: str) -> bool:
+    """Keras' TensorBoard callback writes train/ and validation/ next to each other."""
+    try:
+        names = set(os.listdir(parent))
+    except OSError:
+        return False
+    return len(names & _SPLIT_DIRS) >= 2 or os.path.basename(d) in ("train", "validation")
+
+
+def _is_mlflow_run(dirpath: str) -> bool:
+    return any(os.path.isdir(os.path.join(dirpath, d)) for d in ("metrics", "params", "tags"))
+
+
+def _mlflow_run_of(
+    dirpath: str, kinds: tuple[str, ...] = ("metrics", "params", "tags", "artifacts")
+) -> str | None:
+    """The MLflow run dir that `dirpath` lies inside (metrics/, params/, tags/, artifacts/)."""
+    parts = dirpath.split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in kinds:
+            run = os.sep.join(parts[:i])
+            if os.path.isfile(os.path.join(run, "meta.yaml")):
+                return run
+    return None
+
+
+def _has(dirpath: str, name: str) -> bool:
+    return os.path.exists(os.path.join(dirpath, name))
+
+
+def _header(path: str) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(64 * 1024).decode("utf-8", "replace").strip()
+    except OSError:
+        return []
+    sep = "\t" if first.count("\t") > first.count(",") else ","
+    return [h.strip().strip('"') for h in first.split(sep)] if first else []
+
+
+def _table_header_has(path: str, names: tuple[str, ...]) -> bool:
+    header = _header(path)
+    return not header or any(n in header for n in names)
+
+
+def _sqlite_kind(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return None
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return None
+    if {"runs", "metrics", "experiments"} <= tables:
+        return "mlflow-sqlite"
+    return None

@@ -1,0 +1,290 @@
+"""discover + sources + store + detectors: the one thing `check`, `ls` and the app share.
+
+Every watchdog event only marks a path dirty ("re-read from my offset"), so a duplicate or missing
+event is harmless; a full stat of every known file runs every `poll_seconds` anyway (polling is the
+ground truth, inotify a hint: NFS, sshfs and exhausted inotify watches send nothing), and the tree
+is walked again now and then for new runs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+from watchrun.config import Config
+from watchrun.detectors.runner import DetectorRunner
+from watchrun.discover import RunSpec, discover, run_key
+from watchrun.model import Alert, RunStatus
+from watchrun.sources.base import Source
+from watchrun.sources.console import ConsoleSource
+from watchrun.sources.dvclive import DvcliveSource
+from watchrun.sources.hf import HfTrainerSource
+from watchrun.sources.keras import KerasCsvSource
+from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, LightningCsvSource
+from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
+from watchrun.sources.table import JsonlSource, TableSource
+from watchrun.sources.tensorboard import TensorBoardSource
+from watchrun.store import Store
+
+STEP_UNITS = {"keras-csv": "epoch"}
+HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "checkpoint", "hparams-yaml"}
+
+
+def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
+    if fmt == "tensorboard":
+        return TensorBoardSource(store, key)
+    if fmt == "hf-trainer":
+        return HfTrainerSource(store, key)
+    if fmt == "lightning-csv":
+        return LightningCsvSource(store, key)
+    if fmt == "keras-csv":
+        return KerasCsvSource(store, key)
+    if fmt == "hparams-yaml":
+        return HparamsYamlSource(store, key)
+    if fmt == "checkpoint":
+        return CheckpointSource(store, key)
+    if fmt == "mlflow":
+        return MlflowFileSource(store, key, spec.root)
+    if fmt == "mlflow-sqlite":
+        return MlflowSqliteSource(store, key)
+    if fmt == "dvclive":
+        return DvcliveSource(store, key, spec.root)
+    if fmt == "console":
+        return ConsoleSource(store, key)
+    if fmt == "jsonl":
+        return JsonlSource(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
+    return TableSource(store, key)
+
+
+class Engine:
+    def __init__(
+        self,
+        paths: list[str],
+        config: Config | None = None,
+        poll_seconds: float | None = None,
+        use_watchdog: bool = True,
+    ) -> None:
+        self.roots = [os.path.abspath(p) for p in paths]
+        self.config = config or Config()
+        self.store = Store()
+        self.sources: dict[tuple[str, str], Source] = {}
+        self.owner: dict[str, Source] = {}
+        self.forced_poll = poll_seconds is not None
+        self.poll_seconds = poll_seconds if poll_seconds is not None else 1.0
+        self.use_watchdog = use_watchdog and not self.forced_poll
+        self.dirty: set[str] = set()
+        self.rescan_needed = True
+        self.wake = threading.Event()
+        self._observer = None
+        self.watch_error: str | None = None
+        self.detectors = DetectorRunner(self.store, self.config)
+        self._last_full_poll = 0.0
+        self._last_rescan = 0.0
+        self._scan_cost = 0.0
+        self._last_data = time.monotonic()
+        self._settled = True
+
+    # -- discovery ----------------------------------------------------------------------------
+    def scan(self) -> list[str]:
+        """Walk the roots; attach sources for runs and files not seen before."""
+        t0 = time.monotonic()
+        new_keys: list[str] = []
+        for root in self.roots:
+            for spec in discover(root).values():
+                key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
+                is_new = key not in self.store.runs
+                run = self.store.run(key, root=spec.root)
+                if is_new:
+                    new_keys.append(key)
+                for f in spec.files:
+                    if f.path in self.owner:
+                        continue
+                    src = self.sources.get((key, f.format))
+                    if src is None:
+                        src = self.sources[(key, f.format)] = make_source(
+                            f.format, self.store, key, spec, f.path
+                        )
+                    src.add_file(f.path, **f.options)
+                    self.owner[f.path] = src
+                    if f.format in STEP_UNITS:
+                        run.step_unit = STEP_UNITS[f.format]
+                    if run.gone:
+                        run.gone = False
+        self._scan_cost = time.monotonic() - t0
+        self._last_rescan = time.monotonic()
+        self.rescan_needed = False
+        return new_keys
+
+    # -- polling ------------------------------------------------------------------------------
+    def poll(self, paths: set[str] | None = None, keys: list[str] | None = None) -> int:
+        """Read new bytes from every source (or those owning `paths`, or runs `keys`)."""
+        added = 0
+        for (key, _fmt), src in list(self.sources.items()):
+            if keys is not None and key not in keys:
+                continue
+            only = None
+            if paths is not None:
+                only = {p for p in paths if self.owner.get(p) is src}
+                if not only:
+                    continue
+            try:
+                n = src.poll(only)
+            except Exception as exc:  # noqa: BLE001 - one broken file must not stop the rest
+                self.store.warn(key, f"{type(exc).__name__} while reading: {exc}")
+                n = 0
+            if n:
+                added += n
+                run = self.store.runs[key]
+                if self._loaded:
+                    run.active_this_session = True
+        return added
+
+    _loaded = False
+
+    def load(self, on_progress: Callable[[str], None] | None = None) -> None:
+        """First full read: runs newest first, so the first results show before the end."""
+        self.scan()
+        for key in self.store:
+            self.poll(keys=[key])
+            for s in self.store.runs[key].series.values():
+                s.compact()
+            if on_progress:
+                on_progress(key)
+        self._loaded = True
+        self.update_statuses()
+
+    def detect(self, final: bool = False) -> list[Alert]:
+        """Run the detectors over what has settled; `final` settles everything."""
+        return self.detectors.process(final=final)
+
+    def check(self) -> list[Alert]:
+        """Batch mode: read everything, detect as if it had arrived live, return the alerts."""
+        self.load()
+        self.detect(final=False)
+        return self.detect(final=True)
+
+    # -- follow mode --------------------------------------------------------------------------
+    def start_watching(self) -> None:
+        if not self.use_watchdog:
+            return
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+
+            engine = self
+
+            class Handler(FileSystemEventHandler):
+                def on_any_event(self, event):  # type: ignore[no-untyped-def]
+                    if event.is_directory and event.event_type in ("created", "moved", "deleted"):
+                        engine.rescan_needed = True
+                    for p in (event.src_path, getattr(event, "dest_path", "")):
+                        if p:
+                            engine.dirty.add(os.fsdecode(p))
+                    if not event.is_directory and event.event_type in ("created", "moved"):
+                        engine.rescan_needed = True
+                    engine.wake.set()
+
+            observer = Observer()
+            for root in self.roots:
+                target = root if os.path.isdir(root) else os.path.dirname(root)
+                observer.schedule(Handler(), target, recursive=True)
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+        except (OSError, RuntimeError) as exc:  # inotify limits (ENOSPC, EMFILE): poll instead
+            self.watch_error = f"file events unavailable ({exc}); polling every {self.poll_seconds:g}s"
+            self._observer = None
+
+    def stop_watching(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
+
+    @property
+    def watching(self) -> bool:
+        return self._observer is not None and self._observer.is_alive()
+
+    def tick(self) -> list[Alert]:
+        """One round of follow mode: dirty files, then a full poll and rescan when they are due."""
+        now = time.monotonic()
+        dirty, self.dirty = self.dirty, set()
+        full_every = self.poll_seconds if not self.watching else max(self.poll_seconds, 2.0)
+        rescan_every = max(5.0, 50 * self._scan_cost)
+        if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
+            dirty = None  # type: ignore[assignment]
+        added = 0
+        if dirty is None or now - self._last_full_poll >= full_every:
+            added += self.poll()
+            self._last_full_poll = now
+        elif dirty:
+            added += self.poll(paths=dirty)
+        if added:
+            self._last_data = now
+            self._settled = False
+        self.update_statuses()
+        quiet = now - self._last_data >= self.config.settle_seconds
+        alerts = self.detect(final=quiet and not self._settled)
+        if quiet:
+            self._settled = True
+        alerts += self.detectors.check_stalled()
+        return alerts
+
+    def run_forever(self, stop: threading.Event, on_alerts: Callable[[list[Alert]], None]) -> None:
+        self.start_watching()
+        try:
+            while not stop.is_set():
+                alerts = self.tick()
+                if alerts:
+                    on_alerts(alerts)
+                self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
+                self.wake.clear()
+                # let a burst of writes land before reading it
+                if not stop.is_set():
+                    time.sleep(0.05)
+        finally:
+            self.stop_watching()
+
+    # -- status -------------------------------------------------------------------------------
+    def update_statuses(self) -> None:
+        now = time.time()
+        with self.store.lock:
+            for key, run in self.store.runs.items():
+                status = self._status(run, now)
+                if status != run.status:
+                    run.status = status
+                    self.store.touch(key)
+
+    def _status(self, run, now: float) -> RunStatus:  # type: ignore[no-untyped-def]
+        if run.files and not any(os.path.exists(f) for f in run.files):
+            run.gone = True
+            return RunStatus.GONE
+        if run.stopped:
+            return RunStatus.STOPPED
+        if run.explicit_status is not None:
+            return run.explicit_status
+        if run.last_write <= 0:
+            return RunStatus.UNKNOWN
+        return RunStatus.RUNNING if now - run.last_write < self.stale_after(run) else RunStatus.STALE
+
+    def stale_after(self, run) -> float:  # type: ignore[no-untyped-def]
+        """Much longer than the run's usual write interval (and never under stale_seconds)."""
+        typical = statistics.median(run.write_intervals) if run.write_intervals else 0.0
+        return max(self.config.stale_seconds, 10 * typical)
+
+    def visible_keys(self) -> list[str]:
+        """Runs worth listing: skip containers and console files that hold no metric yet."""
+        out = []
+        with self.store.lock:
+            for key, run in self.store.runs.items():
+                if run.series or run.explicit_status is not None or not run.formats <= HIDDEN_WHEN_EMPTY:
+                    out.append(key)
+        return out
+
+
+def _multi_key(root: str, watch_root: str) -> str:
+    rel = os.path.relpath(root, watch_root)
+    base = os.path.basename(os.path.abspath(watch_root))
+    return base if rel == "." else os.path.join(base, rel)

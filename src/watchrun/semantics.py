@@ -1,0 +1,173 @@
+"""Metric names -> roles: split (train/val/test), kind (loss, f1, wer...), average (macro/binary),
+class label for per-class families, and which direction is better.
+
+Detectors key off these roles, never off exact names: `eval_loss`, `val_loss`, `val/loss`,
+`validation/epoch_loss` are all the validation loss; `class0_f1`, `f1_class_0`, `val/f1/0` and
+`eval_f1_incomplete` are members of a per-class F1 family. `[metrics]` in watchrun.toml maps
+names the vocabulary misses (`"dev_objective" = "val_loss"`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+SPLITS = {
+    "val": "val", "valid": "val", "validation": "val", "eval": "val", "dev": "val", "vali": "val",
+    "test": "test", "testing": "test",
+    "train": "train", "training": "train", "trn": "train",
+}
+KINDS = {
+    "loss": "loss", "nll": "loss", "xent": "loss", "crossentropy": "loss",
+    "acc": "accuracy", "accuracy": "accuracy", "top1": "accuracy",
+    "f1": "f1", "fscore": "f1", "f1score": "f1", "f": None,
+    "precision": "precision", "prec": "precision",
+    "recall": "recall", "sensitivity": "recall",
+    "auc": "auc", "auroc": "auc", "rocauc": "auc",
+    "wer": "wer", "cer": "cer",
+    "rmse": "rmse", "mse": "mse", "mae": "mae", "r2": "r2",
+    "pearson": "pearson", "pcc": "pearson", "spearman": "spearman",
+    "perplexity": "perplexity", "ppl": "perplexity",
+    "bleu": "bleu", "rouge": "rouge", "rougel": "rouge", "rouge1": "rouge", "mcc": "mcc",
+    "support": "support",
+    "lr": "lr",
+    "reward": "reward", "rew": "reward", "return": "reward",
+    "runtime": "runtime", "fps": "runtime", "flos": "runtime",
+    "entropy": "entropy",
+}
+LOWER_BETTER = {"loss", "wer", "cer", "rmse", "mse", "mae", "perplexity", "blank_ratio",
+                "top_class_share"}
+HIGHER_BETTER = {"accuracy", "f1", "precision", "recall", "auc", "r2", "pearson", "spearman",
+                 "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy"}
+CLASS_KINDS = {"f1", "precision", "recall", "accuracy", "support"}
+AVERAGES = {"macro": "macro", "micro": "micro", "weighted": "weighted", "binary": "binary",
+            "balanced": "macro", "avg": "", "mean": ""}
+NOISE = {"epoch", "step", "score", "metric", "overall", "best", "value", "val", "mean", "avg",
+         "total", "all", "ema", "smooth", "per", "class", "cls", "label", "on", "of", "at",
+         "1", "top", "running"}
+_SPLIT_RE = re.compile(r"[/._\-\s\[\]()]+")
+_CLASS_TOKEN = re.compile(r"^(?:class|cls|label|c)(\d+)$")
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    split: str = ""
+    kind: str = "other"
+    avg: str = ""
+    cls: str | None = None
+
+    @property
+    def higher_better(self) -> bool | None:
+        if self.kind in LOWER_BETTER:
+            return False
+        if self.kind in HIGHER_BETTER:
+            return True
+        return None
+
+    @property
+    def is_quality(self) -> bool:
+        return self.higher_better is not None
+
+
+@lru_cache(maxsize=4096)
+def classify(name: str) -> Role:
+    tokens = [t for t in _SPLIT_RE.split(_decamel(name).lower()) if t]
+    split = ""
+    for t in tokens:
+        if t in SPLITS:
+            split = SPLITS[t]
+            break
+    joined = "_".join(tokens)
+    kind = _special_kind(joined, tokens)
+    kind_index = -1
+    if kind is None:
+        for i, t in enumerate(tokens):
+            k = KINDS.get(t)
+            if k:
+                kind, kind_index = k, i
+                break
+        if kind is None and "learning_rate" in joined:
+            kind = "lr"
+        if kind is None and "grad" in tokens and "norm" in tokens:
+            kind = "grad_norm"
+    if kind is None and joined in ("epoch", "epochs"):
+        kind = "epoch"
+    if kind is None and any(t in ("samples", "steps", "second", "seconds", "time", "secs") for t in tokens):
+        kind = "runtime"
+    kind = kind or "other"
+    if not split and kind in ("loss", "accuracy", "f1", "precision", "recall", "auc", "grad_norm"):
+        split = "train"
+    avg = ""
+    cls = None
+    if kind in CLASS_KINDS:
+        rest = [t for i, t in enumerate(tokens) if i != kind_index and t not in SPLITS]
+        for t in rest:
+            if t in AVERAGES:
+                avg = AVERAGES[t]
+        labels = [t for t in rest if t not in AVERAGES and t not in NOISE and t not in KINDS]
+        for t in rest:
+            m = _CLASS_TOKEN.match(t)
+            if m:
+                labels = [m.group(1)]
+        if labels and not avg:
+            cls = "_".join(labels)
+    return Role(name=name, split=split, kind=kind, avg=avg, cls=cls)
+
+
+def _special_kind(joined: str, tokens: list[str]) -> str | None:
+    if "blank" in tokens and any(t in tokens for t in ("ratio", "rate", "frac", "fraction", "share", "pct", "prob")):
+        return "blank_ratio"
+    if "blank" in tokens and len(tokens) <= 3:
+        return "blank_ratio"
+    if any(t in tokens for t in ("unique", "distinct", "n")) and any(
+        t.startswith("pred") or t == "classes" for t in tokens
+    ):
+        return "unique_preds"
+    if ("top" in tokens or "majority" in tokens or "most" in tokens) and any(
+        t in tokens for t in ("share", "frac", "fraction", "ratio", "freq", "frequency", "common")
+    ):
+        return "top_class_share"
+    if "entropy" in tokens and any(t.startswith("pred") for t in tokens):
+        return "pred_entropy"
+    if "grad" in joined and "norm" in joined:
+        return "grad_norm"
+    if joined.startswith(("ep_rew", "episode_reward", "rollout_ep_rew")) or "ep_rew_mean" in joined or "episode_reward" in joined:
+        return "reward"
+    return None
+
+
+def _decamel(name: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name)
+
+
+def role_of(name: str, aliases: dict[str, str] | None = None) -> Role:
+    if aliases and name in aliases:
+        base = classify(aliases[name])
+        return Role(name=name, split=base.split, kind=base.kind, avg=base.avg, cls=base.cls)
+    return classify(name)
+
+
+def pick(names: list[str], split: str, kind: str, aliases: dict[str, str] | None = None) -> str | None:
+    """The one series that best plays a role: plain names first, then per-step, then per-epoch."""
+    matches = []
+    for n in names:
+        r = role_of(n, aliases)
+        if r.split == split and r.kind == kind and r.cls is None and r.avg in ("", "binary"):
+            matches.append(n)
+    if not matches:
+        return None
+
+    def rank(n: str) -> tuple[int, int, str]:
+        low = n.lower()
+        penalty = 2 if low.endswith("epoch") else 1 if low.endswith("step") else 0
+        if aliases and n in aliases:
+            penalty = -1
+        return (penalty, len(n), n)
+
+    return min(matches, key=rank)
+
+
+def is_rl(names: list[str]) -> bool:
+    return any(classify(n).kind == "reward" for n in names)

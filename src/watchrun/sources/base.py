@@ -1,0 +1,130 @@
+"""What every source shares: a set of tailed files of one run, polled for new bytes."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from watchrun.store import Store
+from watchrun.tail import Change, FileCursor
+
+
+def to_float(text: str | bytes | float | int | None) -> float | None:
+    """Parse a number as training libraries write them ('0.5', 'nan', 'inf', 'NA' -> None)."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    if not text or text in ("NA", "N/A", "None", "null", "-", "''"):
+        return None
+    if text.startswith("tensor(") and text.endswith(")"):
+        text = text[7:-1].split(",")[0]
+    try:
+        return float(text)
+    except ValueError:
+        low = text.lower()
+        if low in ("nan", "-nan"):
+            return math.nan
+        if low in ("inf", "+inf", "infinity"):
+            return math.inf
+        if low in ("-inf", "-infinity"):
+            return -math.inf
+        return None
+
+
+def to_step(value: str | float | int | None) -> int | None:
+    f = to_float(value) if not isinstance(value, int) else value
+    if f is None or isinstance(f, float) and not math.isfinite(f):
+        return None
+    try:
+        return int(f)
+    except (OverflowError, ValueError):
+        return None
+
+
+class Source:
+    """A group of files of one run that one parser reads. Subclasses implement `read`."""
+
+    format = "unknown"
+    stream = "unknown"
+
+    def __init__(self, store: Store, key: str) -> None:
+        self.store = store
+        self.key = key
+        self.cursors: dict[str, FileCursor] = {}
+        self.options: dict[str, dict] = {}
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+
+    def add_file(self, path: str, **options: object) -> bool:
+        if path in self.cursors:
+            return False
+        self.cursors[path] = FileCursor(path)
+        self.options[path] = dict(options)
+        self.store.update(self.key, files={path}, formats={self.format})
+        return True
+
+    def files(self) -> list[str]:
+        return list(self.cursors)
+
+    def poll(self, only: set[str] | None = None) -> int:
+        """Read what is new in every file (or only in `only`); return points added."""
+        added = 0
+        now = time.monotonic()
+        for path in self.ordered_paths():
+            if only is not None and path not in only:
+                continue
+            if self._retry_at.get(path, 0.0) > now:
+                continue
+            added += self._poll_file(self.cursors[path])
+        return added
+
+    def ordered_paths(self) -> list[str]:
+        return sorted(self.cursors)
+
+    def _poll_file(self, cursor: FileCursor) -> int:
+        change = cursor.check()
+        if change is Change.UNCHANGED:
+            return 0
+        if change is Change.GONE:
+            if cursor.ident is not None:
+                cursor.offset, cursor.ident, cursor.head, cursor.size = 0, None, b"", -1
+                cursor.generation += 1
+                self.on_gone(cursor)
+            return 0
+        if change is Change.ERROR:
+            n = self._failures.get(cursor.path, 0) + 1
+            self._failures[cursor.path] = n
+            self._retry_at[cursor.path] = time.monotonic() + min(60.0, 0.5 * 2**n)
+            self.store.warn(self.key, f"cannot read {os.path.basename(cursor.path)}: {cursor.error}")
+            return 0
+        if self._failures.pop(cursor.path, None):
+            self._retry_at.pop(cursor.path, None)
+        if change is Change.RESET:
+            self.on_reset(cursor)
+        try:
+            mtime = os.path.getmtime(cursor.path)
+        except OSError:
+            mtime = time.time()
+        self.store.update(self.key, last_write=max(self.store.run(self.key).last_write, mtime))
+        return self.read(cursor)
+
+    # -- for subclasses -------------------------------------------------------------------------
+    def read(self, cursor: FileCursor) -> int:
+        raise NotImplementedError
+
+    def on_reset(self, cursor: FileCursor) -> None:
+        """The file is a new generation (truncated/replaced): forget per-file parse state."""
+
+    def on_gone(self, cursor: FileCursor) -> None:
+        """The file vanished: its points stay; if it comes back it is a new generation."""
+        self.on_reset(cursor)
+
+    def warn(self, message: str) -> None:
+        self.store.warn(self.key, message)

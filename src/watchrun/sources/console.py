@@ -1,0 +1,134 @@
+"""Console logs (nohup/tee files, slurm-*.out): often the only live source of an HF run.
+
+Recognised lines:
+- HF Trainer's printed logs, `{'loss': 0.69, 'epoch': 0.5}` (transformers 5 prints the numbers as
+  strings). They carry no step: the step is the position of the training progress bar (tqdm,
+  `450/1000 [..]`, updated with carriage returns) when the dict was printed.
+- Keras fit: `Epoch 3/20` then `... - loss: 0.2 - val_loss: 0.3` (epoch rows, 0-based like CSVLogger).
+- Lightning EarlyStopping (`Monitored metric val_loss did not improve ... Signaling Trainer to
+  stop`) and Keras `Epoch 7: early stopping`: kept as run events.
+- Hand-written loops: a line that names an epoch/step/iteration number and `name: value` or
+  `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from typing import Any
+
+from watchrun.sources.base import Source, to_float
+from watchrun.tail import FileCursor, LineBuffer
+
+_TQDM = re.compile(r"(\d+)/(\d+) \[")
+_KERAS_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
+_KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s")
+_PAIR = re.compile(r"([A-Za-z_][\w/.\-]*)\s*[:=]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|-?inf)\b")
+_HAND_STEP = re.compile(r"\b(epoch|step|iter|iteration)\b\s*[:=#]?\s*\[?(\d+)", re.IGNORECASE)
+_EARLY = re.compile(
+    r"Monitored metric (\S+) did not improve in the last (\d+) records?\. Best score: ([-\d.eE+naif]+)"
+)
+_KERAS_EARLY = re.compile(r"Epoch (\d+): early stopping")
+_NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
+
+
+class ConsoleSource(Source):
+    format = "console"
+    stream = "console"
+
+    def __init__(self, store: Any, key: str) -> None:
+        super().__init__(store, key)
+        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.train_total = 0
+        self.train_pos: int | None = None
+        self.keras_epoch: int | None = None
+        self.dicts = 0
+
+    def on_reset(self, cursor: FileCursor) -> None:
+        self.lines[cursor.path] = LineBuffer()
+
+    def read(self, cursor: FileCursor) -> int:
+        lines, consumed = self.lines[cursor.path].feed(cursor.read())
+        cursor.advance(consumed)
+        columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        for raw in lines:
+            for part in raw.split(b"\r"):
+                self._line(part.decode("utf-8", "replace").strip(), columns)
+        total = 0
+        for name, (steps, values) in columns.items():
+            total += self.store.add_points(self.key, self.stream, name, steps, values)
+        return total
+
+    def _line(self, line: str, columns: dict) -> None:
+        if not line:
+            return
+        if line.startswith("{") and line.endswith("}"):
+            self._hf_dict(line, columns)
+            return
+        m = _KERAS_EPOCH.match(line)
+        if m:
+            self.keras_epoch = int(m.group(1)) - 1
+            self.store.update(self.key, meta={"max_epochs": int(m.group(2))}, step_unit="epoch")
+            return
+        m = _EARLY.search(line)
+        if m:
+            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3)}")
+            return
+        m = _KERAS_EARLY.search(line)
+        if m:
+            self._event(f"early stopping at epoch {m.group(1)}")
+            return
+        for m in _TQDM.finditer(line):
+            n, total = int(m.group(1)), int(m.group(2))
+            if total >= self.train_total:
+                self.train_total = total
+                self.train_pos = n
+                self.store.update(self.key, meta={"max_steps": total})
+        if self.keras_epoch is not None:
+            bar = _KERAS_BAR.match(line)
+            if bar and bar.group(1) == bar.group(2) and " - " in line:
+                self._pairs(line[bar.end() :], self.keras_epoch, columns)
+                return
+        hand = _HAND_STEP.search(line)
+        if hand and not _TQDM.search(line):
+            self._pairs(line, int(hand.group(2)), columns, skip=hand.group(1).lower())
+
+    def _hf_dict(self, line: str, columns: dict) -> None:
+        try:
+            obj = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return
+        if not isinstance(obj, dict):
+            return
+        values = {str(k): to_float(v) for k, v in obj.items()}
+        values = {k: v for k, v in values.items() if v is not None}
+        if not values:
+            return
+        self.dicts += 1
+        if "train_runtime" in values:
+            self.store.update(self.key, summary=values)
+            return
+        step = int(values.pop("step")) if "step" in values else self.train_pos
+        if step is None:
+            step = self.dicts
+        for k, v in values.items():
+            steps, vals = columns[k]
+            steps.append(step)
+            vals.append(v)
+
+    def _pairs(self, text: str, step: int, columns: dict, skip: str = "") -> None:
+        for name, raw in _PAIR.findall(text):
+            if name.lower() in _NOT_METRICS or name.lower() == skip:
+                continue
+            value = to_float(raw)
+            if value is None:
+                continue
+            steps, vals = columns[name]
+            steps.append(step)
+            vals.append(value)
+
+    def _event(self, message: str) -> None:
+        run = self.store.run(self.key)
+        step = run.last_step() or 0
+        self.store.update(self.key, events=run.events + [(step, message)])

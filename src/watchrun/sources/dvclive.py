@@ -1,0 +1,91 @@
+"""dvclive: dvclive/plots/metrics/<key>.tsv (one file per metric) and metrics.json (latest values).
+
+Rows that repeat the previous row exactly (same step, same value) are the callback logging the
+same numbers twice (HF's DVCLiveCallback logs on both on_log and on_evaluate): they are dropped,
+once, here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+import yaml
+
+from watchrun.sources.base import Source, to_float, to_step
+from watchrun.sources.table import flatten
+from watchrun.tail import FileCursor, LineBuffer
+
+
+class DvcliveSource(Source):
+    format = "dvclive"
+    stream = "dvclive"
+
+    def __init__(self, store: Any, key: str, live_dir: str) -> None:
+        super().__init__(store, key)
+        self.live_dir = live_dir
+        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.header: dict[str, list[str]] = {}
+        self.last_row: dict[str, tuple[int, float]] = {}
+        self.duplicates = 0
+
+    def on_reset(self, cursor: FileCursor) -> None:
+        self.lines[cursor.path] = LineBuffer()
+        self.header.pop(cursor.path, None)
+        self.last_row.pop(cursor.path, None)
+
+    def read(self, cursor: FileCursor) -> int:
+        rel = os.path.relpath(cursor.path, self.live_dir)
+        if rel == "metrics.json":
+            try:
+                doc = json.loads(cursor.read_all())
+            except (ValueError, UnicodeDecodeError):
+                cursor.mtime_ns = -1
+                return 0
+            if isinstance(doc, dict):
+                flat = flatten(doc)
+                values = {k: to_float(v) for k, v in flat.items() if k != "step"}
+                self.store.update(self.key, summary={k: v for k, v in values.items() if v is not None})
+            return 0
+        if rel == "params.yaml":
+            try:
+                params = yaml.safe_load(cursor.read_all()) or {}
+            except yaml.YAMLError:
+                return 0
+            if isinstance(params, dict):
+                self.store.update(self.key, hparams=flatten(params))
+            return 0
+        name = rel.split(os.sep, 2)[-1].removesuffix(".tsv").replace(os.sep, "/")
+        return self._tsv(cursor, name)
+
+    def _tsv(self, cursor: FileCursor, name: str) -> int:
+        lines, consumed = self.lines[cursor.path].feed(cursor.read())
+        cursor.advance(consumed)
+        steps: list[int] = []
+        values: list[float] = []
+        walls: list[float] = []
+        for raw in lines:
+            fields = raw.decode("utf-8", "replace").split("\t")
+            if cursor.path not in self.header:
+                self.header[cursor.path] = fields
+                continue
+            header = self.header[cursor.path]
+            if len(fields) != len(header):
+                continue
+            row = dict(zip(header, fields, strict=False))
+            step = to_step(row.get("step"))
+            value = to_float(row.get(header[-1]))
+            if step is None or value is None:
+                continue
+            if self.last_row.get(cursor.path) == (step, value):
+                self.duplicates += 1
+                continue
+            self.last_row[cursor.path] = (step, value)
+            ts = to_float(row.get("timestamp"))
+            steps.append(step)
+            values.append(value)
+            walls.append(ts / 1000.0 if ts else os.path.getmtime(cursor.path))
+        return self.store.add_points(self.key, self.stream, name, steps, values, walls)
+

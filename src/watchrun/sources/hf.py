@@ -1,0 +1,126 @@
+"""HF Trainer output directories: trainer_state.json (root and checkpoint-N/), *_results.json.
+
+trainer_state.json is rewritten whole at each save, and not atomically (open "w" + write): a read
+that fails to parse is retried at the next poll, never an error (FAULTS F6). Each checkpoint's
+log_history is a prefix of the next one's, so entries are emitted once each, counted by content
+across all files; checkpoint directories deleted by save_total_limit lose nothing already read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from typing import Any
+
+from watchrun.model import RunStatus
+from watchrun.sources.base import Source, to_float, to_step
+from watchrun.tail import FileCursor
+
+META_KEYS = (
+    "best_metric",
+    "best_model_checkpoint",
+    "best_global_step",
+    "max_steps",
+    "eval_steps",
+    "logging_steps",
+    "save_steps",
+    "num_train_epochs",
+    "global_step",
+    "train_batch_size",
+    "epoch",
+)
+SUMMARY_MARKERS = ("train_runtime", "total_flos")
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+RETRY_WARN_AFTER = 20
+
+
+class HfTrainerSource(Source):
+    format = "hf-trainer"
+    stream = "trainer_state"
+
+    def __init__(self, store: Any, key: str) -> None:
+        super().__init__(store, key)
+        self.emitted: Counter = Counter()
+        self.failures: Counter = Counter()
+
+    def ordered_paths(self) -> list[str]:
+        def order(path: str) -> tuple[int, str]:
+            m = _CHECKPOINT.search(os.path.dirname(path))
+            return (int(m.group(1)) if m else 1 << 62, path)
+
+        return sorted(self.cursors, key=order)
+
+    def read(self, cursor: FileCursor) -> int:
+        try:
+            raw = cursor.read_all()
+        except FileNotFoundError:
+            return 0
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError):
+            # being rewritten: look again at the next poll, whatever the stat says
+            cursor.mtime_ns = -1
+            self.failures[cursor.path] += 1
+            if self.failures[cursor.path] == RETRY_WARN_AFTER:
+                self.warn(f"{_rel(cursor.path)}: not valid JSON yet (half-written?), retrying")
+            return 0
+        self.failures.pop(cursor.path, None)
+        name = os.path.basename(cursor.path)
+        if name == "trainer_state.json":
+            return self._state(doc, cursor.path)
+        self._results(doc, name)
+        return 0
+
+    def _state(self, doc: dict[str, Any], path: str) -> int:
+        meta = {k: doc[k] for k in META_KEYS if k in doc and doc[k] is not None}
+        is_checkpoint = bool(_CHECKPOINT.search(os.path.dirname(path)))
+        run = self.store.run(self.key)
+        current = run.meta.get("global_step", -1)
+        if meta.get("global_step", -1) >= current or not is_checkpoint:
+            self.store.update(self.key, meta=meta)
+        history = doc.get("log_history") or []
+        seen: Counter = Counter()
+        columns: dict[str, tuple[list[int], list[float]]] = {}
+        summary: dict[str, float] = {}
+        for entry in history:
+            if not isinstance(entry, dict):
+                continue
+            fp = json.dumps(entry, sort_keys=True)
+            seen[fp] += 1
+            if seen[fp] <= self.emitted[fp]:
+                continue
+            self.emitted[fp] += 1
+            step = to_step(entry.get("step"))
+            if step is None:
+                continue
+            numeric = {k: to_float(v) for k, v in entry.items() if k != "step"}
+            numeric = {k: v for k, v in numeric.items() if v is not None}
+            if any(m in entry for m in SUMMARY_MARKERS):
+                summary.update(numeric)
+                continue
+            for k, v in numeric.items():
+                steps, values = columns.setdefault(k, ([], []))
+                steps.append(step)
+                values.append(v)
+        total = 0
+        for name, (steps, values) in columns.items():
+            total += self.store.add_points(self.key, self.stream, name, steps, values)
+        if summary:
+            self.store.update(self.key, summary=summary, explicit_status=RunStatus.FINISHED)
+        return total
+
+    def _results(self, doc: dict[str, Any], name: str) -> None:
+        values = {k: to_float(v) for k, v in doc.items()}
+        values = {k: v for k, v in values.items() if v is not None}
+        self.store.update(self.key, summary=values)
+        if name in ("all_results.json", "train_results.json"):
+            self.store.update(self.key, explicit_status=RunStatus.FINISHED)
+
+
+def _rel(path: str) -> str:
+    parts = path.split(os.sep)
+    return os.sep.join(parts[-2:])

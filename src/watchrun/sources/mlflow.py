@@ -1,0 +1,201 @@
+"""MLflow: the file store (mlruns/<exp>/<run>/) and the SQLite store (mlflow.db).
+
+File store: metrics/<key> holds `timestamp value step` lines (older versions wrote two fields;
+a `/` in a key is a subfolder); each line is isolated, a bad one is skipped and counted (FAULTS
+P6). When a run never passed step= every step is 0: the line index becomes the step.
+SQLite store: opened read-only (`mode=ro`), metrics read by rowid past the last one seen, a
+locked database is retried at the next poll.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections import defaultdict
+from typing import Any
+
+import yaml
+
+from watchrun.model import RunStatus
+from watchrun.sources.base import Source, to_float, to_step
+from watchrun.tail import FileCursor, LineBuffer
+
+_STATUS = {
+    1: RunStatus.RUNNING,
+    2: RunStatus.RUNNING,  # scheduled
+    3: RunStatus.FINISHED,
+    4: RunStatus.FAILED,
+    5: RunStatus.STOPPED,  # killed
+    "RUNNING": RunStatus.RUNNING,
+    "SCHEDULED": RunStatus.RUNNING,
+    "FINISHED": RunStatus.FINISHED,
+    "FAILED": RunStatus.FAILED,
+    "KILLED": RunStatus.STOPPED,
+}
+
+
+class MlflowFileSource(Source):
+    format = "mlflow"
+    stream = "mlflow"
+
+    def __init__(self, store: Any, key: str, run_dir: str) -> None:
+        super().__init__(store, key)
+        self.run_dir = run_dir
+        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.index: dict[str, int] = defaultdict(int)
+        self.constant_step: dict[str, bool] = {}
+        self.first_step: dict[str, int] = {}
+        self.bad: dict[str, int] = defaultdict(int)
+
+    def on_reset(self, cursor: FileCursor) -> None:
+        self.lines[cursor.path] = LineBuffer()
+        self.index[cursor.path] = 0
+
+    def read(self, cursor: FileCursor) -> int:
+        rel = os.path.relpath(cursor.path, self.run_dir)
+        kind, _, name = rel.partition(os.sep)
+        if kind == "metrics":
+            return self._metric(cursor, name.replace(os.sep, "/"))
+        text = cursor.read_all().decode("utf-8", "replace")
+        if kind == "params":
+            self.store.update(self.key, hparams={name.replace(os.sep, "/"): text.strip()})
+        elif kind == "tags":
+            if name == "mlflow.runName":
+                self.store.update(self.key, display_name=text.strip())
+        elif rel == "meta.yaml":
+            self._meta(text)
+        return 0
+
+    def _meta(self, text: str) -> None:
+        try:
+            meta = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            return
+        if not isinstance(meta, dict):
+            return
+        status = _STATUS.get(meta.get("status"))  # type: ignore[call-overload]
+        if status is not None and status is not RunStatus.RUNNING:
+            self.store.update(self.key, explicit_status=status)
+        elif status is RunStatus.RUNNING:
+            self.store.update(self.key, explicit_status=None)
+        if meta.get("run_name"):
+            self.store.update(self.key, display_name=str(meta["run_name"]))
+
+    def _metric(self, cursor: FileCursor, name: str) -> int:
+        lines, consumed = self.lines[cursor.path].feed(cursor.read())
+        cursor.advance(consumed)
+        steps: list[int] = []
+        values: list[float] = []
+        walls: list[float] = []
+        path = cursor.path
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 2:
+                if line.strip():
+                    self._bad(path, name)
+                continue
+            ts, value = to_float(fields[0]), to_float(fields[1])
+            step = to_step(fields[2]) if len(fields) >= 3 else 0
+            if ts is None or value is None or step is None:
+                self._bad(path, name)
+                continue
+            i = self.index[path]
+            self.index[path] = i + 1
+            if i == 0:
+                self.first_step[path] = step
+            elif i == 1:
+                # every step 0 (step= never passed): order by line instead
+                self.constant_step[path] = step == self.first_step[path] == 0
+                if self.constant_step[path] and steps:
+                    steps[0] = 0
+            if self.constant_step.get(path):
+                step = i
+            steps.append(step)
+            values.append(value)
+            walls.append(ts / 1000.0)
+        return self.store.add_points(self.key, self.stream, name, steps, values, walls)
+
+    def _bad(self, path: str, name: str) -> None:
+        self.bad[path] += 1
+        self.warn(f"metrics/{name}: skipped {self.bad[path]} malformed line(s)")
+
+
+class MlflowSqliteSource(Source):
+    """An mlflow.db (or a trackio database): one source, many runs, keyed under the db path."""
+
+    format = "mlflow-sqlite"
+    stream = "mlflow"
+
+    def __init__(self, store: Any, key: str) -> None:
+        super().__init__(store, key)
+        self.last_rowid = 0
+        self.run_keys: dict[str, str] = {}
+
+    def read(self, cursor: FileCursor) -> int:
+        if cursor.path.endswith(("-wal", "-shm", "-journal")):
+            return 0
+        try:
+            con = sqlite3.connect(f"file:{cursor.path}?mode=ro", uri=True, timeout=0.5)
+        except sqlite3.Error as exc:
+            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
+            return 0
+        try:
+            return self._read(con)
+        except sqlite3.OperationalError as exc:
+            cursor.mtime_ns = -1  # locked or mid-write: look again next poll
+            if "no such table" in str(exc):
+                return 0
+            return 0
+        except sqlite3.DatabaseError as exc:
+            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
+            return 0
+        finally:
+            con.close()
+
+    def _read(self, con: sqlite3.Connection) -> int:
+        runs = con.execute(
+            "SELECT r.run_uuid, r.name, r.status, r.experiment_id, e.name "
+            "FROM runs r LEFT JOIN experiments e ON e.experiment_id = r.experiment_id"
+        ).fetchall()
+        for run_uuid, name, status, exp_id, exp_name in runs:
+            key = self._run_key(run_uuid, name, exp_id, exp_name)
+            st = _STATUS.get(status)
+            self.store.update(
+                key,
+                display_name=name or run_uuid,
+                explicit_status=None if st in (None, RunStatus.RUNNING) else st,
+                formats={self.format},
+            )
+        for run_uuid, k, v in con.execute("SELECT run_uuid, key, value FROM params"):
+            if run_uuid in self.run_keys:
+                self.store.update(self.run_keys[run_uuid], hparams={k: v})
+        rows = con.execute(
+            "SELECT rowid, run_uuid, key, value, timestamp, step, is_nan FROM metrics "
+            "WHERE rowid > ? ORDER BY rowid",
+            (self.last_rowid,),
+        ).fetchall()
+        grouped: dict[tuple[str, str], tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+        for rowid, run_uuid, k, v, ts, step, is_nan in rows:
+            self.last_rowid = max(self.last_rowid, rowid)
+            if run_uuid not in self.run_keys:
+                continue
+            steps, values, walls = grouped[(self.run_keys[run_uuid], k)]
+            steps.append(int(step or 0))
+            values.append(float("nan") if is_nan else float(v))
+            walls.append((ts or 0) / 1000.0)
+        total = 0
+        for (key, k), (steps, values, walls) in grouped.items():
+            total += self.store.add_points(key, self.stream, k, steps, values, walls)
+        return total
+
+    def _run_key(self, run_uuid: str, name: str | None, exp_id: Any, exp_name: str | None) -> str:
+        key = self.run_keys.get(run_uuid)
+        if key is None:
+            label = name or run_uuid[:8]
+            key = f"{self.key}/{exp_name or exp_id}/{label}"
+            if key in self.store.runs and self.store.runs[key].meta.get("mlflow_run") != run_uuid:
+                key = f"{key}-{run_uuid[:8]}"
+            self.run_keys[run_uuid] = key
+            self.store.run(key, root=self.store.run(self.key).root)
+            self.store.update(key, meta={"mlflow_run": run_uuid})
+        return key

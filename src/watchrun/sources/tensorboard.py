@@ -1,0 +1,453 @@
+"""TensorBoard event files (torch SummaryWriter, tensorboardX, TF2, Lightning, HF, RL libraries).
+
+Record framing (TFRecord): u64 length, u32 masked CRC32C of the length, payload, u32 masked
+CRC32C of the payload. The framing is walked here; the length CRC is checked on every record with
+a C CRC32C, which tells a torn last record (valid length, bytes missing: wait for them) from a
+corrupt one (skip it, resynchronise, count it). The payload is an `Event` proto.
+
+Speed: the common event is one scalar, `Event{wall_time, step, summary{value{tag, simple_value}}}`.
+All such records of one buffer are decoded at once with numpy (grouped by record length and step
+varint width, every byte of the fixed layout checked); any record that does not fit the layout
+goes to the protobuf parser of the tensorboard package, which handles tensor scalars, text,
+hparams, and skips histograms and images.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import defaultdict
+from typing import Any
+
+import crc32c
+import numpy as np
+
+from watchrun.sources.base import Source
+from watchrun.tail import MAX_READ, FileCursor
+
+_HEADER = struct.Struct("<QI")
+MAX_RECORD = 256 * 1024 * 1024
+_MASK_DELTA = 0xA282EAD8
+
+# DataType enum values of tensor_pb2
+_DT_FLOAT, _DT_DOUBLE, _DT_INT32, _DT_STRING, _DT_INT64, _DT_HALF = 1, 2, 3, 7, 9, 19
+_SKIP_PLUGINS = {"histograms", "images", "audio", "pr_curves", "graph", "projector", "mesh"}
+
+
+def masked_crc(data: bytes | memoryview) -> int:
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame(payload: bytes) -> bytes:
+    """Frame one payload as a TFRecord (used by tests and the demo's torn-write writer)."""
+    length = struct.pack("<Q", len(payload))
+    return length + struct.pack("<I", masked_crc(length)) + payload + struct.pack(
+        "<I", masked_crc(payload)
+    )
+
+
+def parse_filename(name: str) -> dict[str, Any]:
+    """pid and host from `events.out.tfevents.<secs>.<host>[.<pid>.<n>|.<pid>.<uid>.v2]`."""
+    rest = name.split("events.out.tfevents.", 1)[-1]
+    parts = rest.split(".")
+    info: dict[str, Any] = {}
+    if not parts or not parts[0].isdigit():
+        return info
+    info["created"] = int(parts[0])
+    tail = parts[1:]
+    if tail and tail[-1] == "v2":
+        tail = tail[:-1]
+        if len(tail) >= 3 and tail[-1].isdigit() and tail[-2].isdigit():
+            info["pid"], info["host"] = int(tail[-2]), ".".join(tail[:-2])
+            return info
+    if len(tail) >= 3 and tail[-1].isdigit() and tail[-2].isdigit():
+        info["pid"], info["counter"] = int(tail[-2]), int(tail[-1])
+        info["host"] = ".".join(tail[:-2])
+    elif tail:
+        info["host"] = ".".join(tail)
+    return info
+
+
+def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, int]:
+    """Find complete records. Return (payload offsets, lengths, bytes consumed, corrupt count).
+
+    The fast path finds the record chain for the whole buffer at once: every position whose
+    payload would start with the wall_time field and whose length is < 16 MiB is a candidate; a
+    candidate that another candidate points to is kept; the kept positions are then checked to
+    form one unbroken chain from `start` (each one's end is the next one's start), which proves
+    they are exactly the records. Anything else (a big record, corruption) goes to `_walk_slow`.
+    """
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    n = len(arr)
+    if n - start < 13:
+        return _walk_slow(buf, start)
+    cand = np.flatnonzero(arr[start + 12 : n] == 0x09) + start
+    if len(cand) == 0 or cand[0] != start:
+        return _walk_slow(buf, start)
+    hi = arr[cand + 3] | arr[cand + 4] | arr[cand + 5] | arr[cand + 6] | arr[cand + 7]
+    cand = cand[hi == 0]
+    lens = (
+        arr[cand].astype(np.int64)
+        | (arr[cand + 1].astype(np.int64) << 8)
+        | (arr[cand + 2].astype(np.int64) << 16)
+    )
+    nxt = cand + 16 + lens
+    pointed = np.zeros(n + 1, dtype=bool)
+    pointed[nxt[nxt <= n]] = True
+    keep = pointed[cand]
+    keep[0] = True
+    chain, chain_lens = cand[keep], lens[keep]
+    ends = chain + 16 + chain_lens
+    broken = np.flatnonzero(ends[:-1] != chain[1:])
+    if len(broken):
+        cut = int(broken[0]) + 1  # records [0, cut) are proven; continue slowly from ends[cut-1]
+        offs2, lens2, consumed, corrupt = _walk_slow(buf, int(ends[cut - 1]))
+        return (
+            np.concatenate([chain[:cut] + 12, np.asarray(offs2, dtype=np.int64)]),
+            np.concatenate([chain_lens[:cut], np.asarray(lens2, dtype=np.int64)]),
+            consumed,
+            corrupt,
+        )
+    last = len(chain) - 1
+    if ends[last] > n:  # torn last record, or a corrupt length: the slow walk tells which
+        offs2, lens2, consumed, corrupt = _walk_slow(buf, int(chain[last]))
+        return (
+            np.concatenate([chain[:last] + 12, np.asarray(offs2, dtype=np.int64)]),
+            np.concatenate([chain_lens[:last], np.asarray(lens2, dtype=np.int64)]),
+            consumed,
+            corrupt,
+        )
+    consumed = int(ends[last])
+    if n - consumed >= 12:  # bytes after the chain that are not a candidate record
+        offs2, lens2, consumed, corrupt = _walk_slow(buf, consumed)
+        return (
+            np.concatenate([chain + 12, np.asarray(offs2, dtype=np.int64)]),
+            np.concatenate([chain_lens, np.asarray(lens2, dtype=np.int64)]),
+            consumed,
+            corrupt,
+        )
+    return chain + 12, chain_lens, consumed, 0
+
+
+def _walk_slow(buf: bytes, start: int = 0) -> tuple[list[int], list[int], int, int]:
+    """Record by record, checking each length CRC; resynchronise after corruption."""
+    offsets: list[int] = []
+    lengths: list[int] = []
+    corrupt = 0
+    pos = start
+    n = len(buf)
+    unpack = _HEADER.unpack_from
+    crc = crc32c.crc32c
+    mv = memoryview(buf)
+    while pos + 12 <= n:
+        length, len_crc = unpack(buf, pos)
+        c = crc(mv[pos : pos + 8])
+        if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != len_crc or length > MAX_RECORD:
+            corrupt += 1
+            nxt = _resync(buf, pos + 1)
+            if nxt < 0:
+                # no valid header after the bad bytes yet: keep the tail unless it is long
+                return offsets, lengths, (pos if n - pos < 1 << 16 else n - 12), corrupt
+            pos = nxt
+            continue
+        end = pos + 12 + length + 4
+        if end > n:
+            break
+        offsets.append(pos + 12)
+        lengths.append(length)
+        pos = end
+    return offsets, lengths, pos, corrupt
+
+
+def _resync(buf: bytes, pos: int) -> int:
+    n = len(buf)
+    mv = memoryview(buf)
+    while pos + 12 <= n:
+        length, len_crc = _HEADER.unpack_from(buf, pos)
+        if length <= MAX_RECORD and masked_crc(mv[pos : pos + 8]) == len_crc:
+            return pos
+        pos += 1
+    return -1
+
+
+class Decoded:
+    """Scalar points of one buffer, grouped by tag, in record order."""
+
+    def __init__(self) -> None:
+        self.scalars: dict[str, tuple[list, list, list, list]] = defaultdict(
+            lambda: ([], [], [], [])
+        )  # tag -> (record idx arrays, steps, values, walls)
+        self.texts: list[tuple[int, str, str, float]] = []
+        self.hparams: dict[str, Any] = {}
+        self.session_status: int | None = None
+        self.bad = 0
+
+    def add(self, tag: str, idx: Any, steps: Any, values: Any, walls: Any) -> None:
+        entry = self.scalars[tag]
+        entry[0].append(np.atleast_1d(np.asarray(idx, dtype=np.int64)))
+        entry[1].append(np.atleast_1d(np.asarray(steps, dtype=np.int64)))
+        entry[2].append(np.atleast_1d(np.asarray(values, dtype=np.float64)))
+        entry[3].append(np.atleast_1d(np.asarray(walls, dtype=np.float64)))
+
+    def series(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        out = {}
+        for tag, (idx, steps, values, walls) in self.scalars.items():
+            if len(idx) == 1:
+                out[tag] = (steps[0], values[0], walls[0])
+                continue
+            order = np.argsort(np.concatenate(idx), kind="stable")
+            out[tag] = (
+                np.concatenate(steps)[order],
+                np.concatenate(values)[order],
+                np.concatenate(walls)[order],
+            )
+        return out
+
+
+def decode_records(buf: bytes, offsets: list[int], lengths: list[int]) -> Decoded:
+    out = Decoded()
+    if len(offsets) == 0:
+        return out
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    offs = np.asarray(offsets, dtype=np.int64)
+    lens = np.asarray(lengths, dtype=np.int64)
+    leftovers: list[np.ndarray] = []
+    for length in np.unique(lens):
+        sel = np.flatnonzero(lens == length)
+        if length < 22 or length > 512:
+            leftovers.append(sel)
+            continue
+        leftovers.append(_decode_fixed(arr, offs, sel, int(length), out))
+    rest = np.sort(np.concatenate(leftovers)) if leftovers else np.empty(0, np.int64)
+    for i in rest:
+        _decode_proto(buf, int(offs[i]), int(lens[i]), int(i), out)
+    return out
+
+
+def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: int, out: Decoded) -> np.ndarray:
+    """Decode the simple-scalar layout for records `sel` (all of `length`); return the misfits.
+
+    Bytes are gathered one column at a time (arr[offsets + j]), never as an n x length matrix.
+    """
+    base = offs[sel]
+
+    def col(j: int, where: np.ndarray | None = None) -> np.ndarray:
+        return arr[(base if where is None else base[where]) + j]
+
+    ok = (col(0) == 0x09) & (col(9) == 0x10)
+    width = np.zeros(len(sel), dtype=np.int64)
+    done = np.zeros(len(sel), dtype=bool)
+    for k in range(min(10, length - 10)):
+        last = (col(10 + k) & 0x80) == 0
+        width[last & ~done] = k + 1
+        done |= last
+    ok &= done
+    misfit = [sel[~ok]]
+    for w in np.unique(width[ok]):
+        sub = np.flatnonzero(ok & (width == w))
+        p = 10 + int(w)
+        tag_len = length - 5 - (p + 6)
+        if tag_len <= 0 or tag_len > 127 or length - (p + 2) > 127:
+            misfit.append(sel[sub])
+            continue
+        good = (
+            (col(p, sub) == 0x2A)
+            & (col(p + 1, sub) == length - (p + 2))
+            & (col(p + 2, sub) == 0x0A)
+            & (col(p + 3, sub) == length - (p + 4))
+            & (col(p + 4, sub) == 0x0A)
+            & (col(p + 5, sub) == tag_len)
+            & (col(length - 5, sub) == 0x15)
+        )
+        misfit.append(sel[sub[~good]])
+        if not good.any():
+            continue
+        sub = sub[good]
+        idx = sel[sub]
+        walls = _gather_f64(arr, base[sub] + 1)
+        steps = np.zeros(len(sub), dtype=np.int64)
+        for k in range(int(w)):
+            steps |= (col(10 + k, sub).astype(np.int64) & 0x7F) << (7 * k)
+        values = np.stack([col(length - 4 + j, sub) for j in range(4)], axis=1).view("<f4").ravel()
+        words = _tag_words(col, p + 6, tag_len, sub)
+        remaining = np.ones(len(sub), dtype=bool)
+        while remaining.any():
+            first = int(np.argmax(remaining))
+            m = remaining & np.all(words == words[first], axis=1)
+            remaining &= ~m
+            tag = bytes(arr[base[sub[first]] + p + 6 : base[sub[first]] + p + 6 + tag_len])
+            out.add(tag.decode("utf-8", "replace"), idx[m], steps[m], values[m], walls[m])
+    return np.concatenate(misfit) if misfit else np.empty(0, np.int64)
+
+
+def _gather_f64(arr: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Little-endian doubles at arbitrary (unaligned) byte offsets, one gather per alignment."""
+    out = np.empty(len(offsets), dtype=np.float64)
+    rem = offsets % 8
+    for k in np.unique(rem):
+        m = rem == k
+        view = np.frombuffer(arr, dtype="<f8", offset=int(k), count=(len(arr) - int(k)) // 8)
+        out[m] = view[(offsets[m] - k) // 8]
+    return out
+
+
+def _tag_words(col, start: int, tag_len: int, sub: np.ndarray) -> np.ndarray:
+    """The tag bytes of each record packed exactly into uint64 words (n x ceil(len/8))."""
+    nwords = (tag_len + 7) // 8
+    words = np.zeros((len(sub), nwords), dtype=np.uint64)
+    for j in range(tag_len):
+        words[:, j // 8] |= col(start + j, sub).astype(np.uint64) << np.uint64(8 * (j % 8))
+    return words
+
+
+def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> None:
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto import event_pb2
+
+    payload = buf[off : off + length]
+    try:
+        event = event_pb2.Event.FromString(payload)
+    except (DecodeError, RuntimeError, ValueError):
+        out.bad += 1
+        return
+    if not event.HasField("summary"):
+        return
+    for value in event.summary.value:
+        kind = value.WhichOneof("value")
+        if kind == "simple_value":
+            out.add(value.tag, idx, event.step, value.simple_value, event.wall_time)
+            continue
+        plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
+        if plugin == "hparams":
+            _decode_hparams(value, out)
+            continue
+        if kind != "tensor" or plugin in _SKIP_PLUGINS:
+            continue
+        tensor = value.tensor
+        if tensor.dtype == _DT_STRING:
+            if plugin in ("text", "") and tensor.string_val:
+                text = "\n".join(s.decode("utf-8", "replace") for s in tensor.string_val)
+                tag = value.tag.removesuffix("/text_summary")
+                out.texts.append((event.step, tag, text, event.wall_time))
+            continue
+        scalar = _tensor_scalar(tensor)
+        if scalar is not None:
+            out.add(value.tag, idx, event.step, scalar, event.wall_time)
+
+
+def _tensor_scalar(tensor: Any) -> float | None:
+    dims = [d.size for d in tensor.tensor_shape.dim]
+    if dims and int(np.prod(dims)) != 1:
+        return None
+    dtype = tensor.dtype
+    if tensor.tensor_content:
+        np_type = {_DT_FLOAT: "<f4", _DT_DOUBLE: "<f8", _DT_INT32: "<i4", _DT_INT64: "<i8", _DT_HALF: "<f2"}.get(dtype)
+        if np_type is None:
+            return None
+        return float(np.frombuffer(tensor.tensor_content, dtype=np_type)[0])
+    for field in ("float_val", "double_val", "int_val", "int64_val", "half_val"):
+        vals = getattr(tensor, field)
+        if len(vals):
+            if field == "half_val":
+                return float(np.array([vals[0]], dtype=np.uint16).view(np.float16)[0])
+            return float(vals[0])
+    return None
+
+
+def _decode_hparams(value: Any, out: Decoded) -> None:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    try:
+        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    except Exception:  # noqa: BLE001 - foreign bytes: skip, never crash
+        out.bad += 1
+        return
+    which = data.WhichOneof("data")
+    if which == "session_start_info":
+        for name, v in data.session_start_info.hparams.items():
+            kind = v.WhichOneof("kind")
+            out.hparams[name] = getattr(v, kind) if kind else None
+    elif which == "session_end_info":
+        out.session_status = int(data.session_end_info.status)
+
+
+_HF_RUNS_DIR = re.compile(r"^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
+
+
+class TensorBoardSource(Source):
+    """All event files of one run. Options per file: prefix (tag prefix), hf (rename HF tags)."""
+
+    format = "tensorboard"
+    stream = "tensorboard"
+
+    def __init__(self, store: Any, key: str) -> None:
+        super().__init__(store, key)
+        self.corrupt: dict[str, int] = defaultdict(int)
+
+    def ordered_paths(self) -> list[str]:
+        def order(path: str) -> tuple:
+            info = parse_filename(path.rsplit("/", 1)[-1])
+            return (info.get("created", 0), info.get("counter", 0), path)
+
+        return sorted(self.cursors, key=order)
+
+    def add_file(self, path: str, **options: object) -> bool:
+        added = super().add_file(path, **options)
+        if added:
+            info = parse_filename(path.rsplit("/", 1)[-1])
+            if "pid" in info:
+                self.store.update(self.key, pid=info["pid"], host=info.get("host"))
+            elif info.get("host"):
+                self.store.update(self.key, host=info["host"])
+        return added
+
+    def read(self, cursor: FileCursor) -> int:
+        opts = self.options[cursor.path]
+        total = 0
+        while True:
+            buf = cursor.read(MAX_READ)
+            if not buf:
+                break
+            offsets, lengths, consumed, corrupt = walk_records(buf)
+            decoded = decode_records(buf, offsets, lengths)
+            total += self._emit(decoded, opts)
+            bad = corrupt + decoded.bad
+            if bad:
+                self.corrupt[cursor.path] += bad
+                name = cursor.path.rsplit("/", 1)[-1]
+                self.warn(f"{name}: skipped {self.corrupt[cursor.path]} corrupt record(s)")
+            cursor.advance(consumed)
+            if consumed == 0 or len(buf) < MAX_READ:
+                break
+        return total
+
+    def _emit(self, decoded: Decoded, opts: dict) -> int:
+        prefix = str(opts.get("prefix", ""))
+        hf = bool(opts.get("hf"))
+        total = 0
+        for tag, (steps, values, walls) in decoded.series().items():
+            name = prefix + (hf_untag(tag) if hf else tag)
+            total += self.store.add_points(self.key, self.stream, name, steps, values, walls)
+        for step, tag, text, wall in decoded.texts:
+            self.store.add_text(self.key, step, prefix + tag, text, wall)
+        if decoded.hparams:
+            self.store.update(self.key, hparams=decoded.hparams)
+        if decoded.session_status is not None:
+            from watchrun.model import RunStatus
+
+            status = {1: RunStatus.FINISHED, 2: RunStatus.FAILED}.get(decoded.session_status)
+            if status is not None:
+                self.store.update(self.key, explicit_status=status)
+        return total
+
+
+def hf_untag(tag: str) -> str:
+    """HF TensorBoardCallback writes `eval_loss` as `eval/loss`, `loss` as `train/loss`: undo it so
+    the TensorBoard copy and the trainer_state.json copy of a metric share one name."""
+    if tag.startswith("train/"):
+        return tag[6:]
+    for split in ("eval", "test", "predict"):
+        if tag.startswith(split + "/"):
+            return f"{split}_{tag[len(split) + 1:]}"
+    return tag

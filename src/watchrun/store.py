@@ -1,0 +1,166 @@
+"""The store: every run, its series and alerts, behind one lock.
+
+Sources write into it (from the engine's thread); the app and `check` read copies. Several sources
+can feed one run (an HF output dir has trainer_state.json, TensorBoard files and a console log),
+and they log the same metrics: for each metric the store remembers, per stream, the last step
+that stream delivered, and takes a point from one stream only past the last step the *other*
+streams have already delivered. So the TensorBoard copy of a loss and the trainer_state.json copy
+of the same loss never count twice, whichever is read first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from watchrun.model import Alert, Run, RunStatus, Series, TextSample
+
+MAX_TEXTS = 500
+
+
+class Store:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.runs: dict[str, Run] = {}
+        self.alerts: dict[str, list[Alert]] = {}
+        self.version = 0
+        self._stream_last: dict[tuple[str, str], dict[str, int]] = {}
+        self.listeners: list[Callable[[str, str, list[int]], None]] = []
+
+    # -- runs ---------------------------------------------------------------------------------
+    def run(self, key: str, root: str = "") -> Run:
+        with self.lock:
+            run = self.runs.get(key)
+            if run is None:
+                run = Run(key=key, root=root or key)
+                self.runs[key] = run
+                self.alerts[key] = []
+                self.version += 1
+            return run
+
+    def touch(self, key: str) -> None:
+        run = self.runs.get(key)
+        if run is not None:
+            run.version += 1
+        self.version += 1
+
+    # -- points -------------------------------------------------------------------------------
+    def add_points(
+        self,
+        key: str,
+        stream: str,
+        name: str,
+        steps: Iterable[int] | np.ndarray,
+        values: Iterable[float] | np.ndarray,
+        walls: Iterable[float] | np.ndarray | None = None,
+    ) -> int:
+        """Add points of one metric from one stream; return how many were kept."""
+        steps = np.asarray(steps, dtype=np.int64)
+        if len(steps) == 0:
+            return 0
+        values = np.asarray(values, dtype=np.float64)
+        walls = (
+            np.full(len(steps), time.time()) if walls is None else np.asarray(walls, np.float64)
+        )
+        with self.lock:
+            run = self.run(key)
+            per_stream = self._stream_last.setdefault((key, name), {})
+            others = [v for s, v in per_stream.items() if s != stream]
+            per_stream[stream] = int(steps[-1])
+            if others:
+                keep = steps > max(others)
+                if not keep.all():
+                    steps, values, walls = steps[keep], values[keep], walls[keep]
+                if len(steps) == 0:
+                    return 0
+            series = run.series.get(name)
+            if series is None:
+                series = run.series[name] = Series(name)
+            new_segments = series.extend(steps, values, walls)
+            run.version += 1
+            self.version += 1
+        for listener in self.listeners:
+            listener(key, name, new_segments)
+        return len(steps)
+
+    def add_text(self, key: str, step: int, tag: str, text: str, wall: float = 0.0) -> None:
+        with self.lock:
+            run = self.run(key)
+            run.texts.append(TextSample(step, tag, text, wall))
+            if len(run.texts) > MAX_TEXTS:
+                del run.texts[: len(run.texts) - MAX_TEXTS]
+            self.touch(key)
+
+    def update(self, key: str, **fields: Any) -> None:
+        """Merge hparams/meta/summary dicts or set plain attributes of a run."""
+        with self.lock:
+            run = self.run(key)
+            for name, value in fields.items():
+                current = getattr(run, name)
+                if isinstance(current, dict) and isinstance(value, dict) or isinstance(current, set) and isinstance(value, (set, list, tuple)):
+                    current.update(value)
+                else:
+                    setattr(run, name, value)
+            self.touch(key)
+
+    def warn(self, key: str, message: str) -> None:
+        with self.lock:
+            self.run(key).warn(message)
+            self.touch(key)
+
+    def add_alert(self, alert: Alert) -> None:
+        with self.lock:
+            self.alerts.setdefault(alert.run, []).append(alert)
+            self.touch(alert.run)
+
+    # -- reading ------------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        with self.lock:
+            return list(self.runs)
+
+    def snapshot(self, key: str) -> Run | None:
+        """A copy of one run that another thread may read freely."""
+        with self.lock:
+            run = self.runs.get(key)
+            if run is None:
+                return None
+            copy = Run(
+                key=run.key,
+                root=run.root,
+                formats=set(run.formats),
+                series={k: s.copy() for k, s in run.series.items()},
+                texts=list(run.texts[-50:]),
+                hparams=dict(run.hparams),
+                meta=dict(run.meta),
+                summary=dict(run.summary),
+                events=list(run.events),
+                warnings=list(run.warnings),
+                files=set(run.files),
+                step_unit=run.step_unit,
+                display_name=run.display_name,
+                status=run.status,
+                explicit_status=run.explicit_status,
+                pid=run.pid,
+                host=run.host,
+                last_write=run.last_write,
+                active_this_session=run.active_this_session,
+                gone=run.gone,
+                stopped=run.stopped,
+                version=run.version,
+            )
+            return copy
+
+    def alerts_for(self, key: str) -> list[Alert]:
+        with self.lock:
+            return list(self.alerts.get(key, []))
+
+    def set_status(self, key: str, status: RunStatus) -> None:
+        with self.lock:
+            run = self.runs.get(key)
+            if run is not None and run.status != status:
+                run.status = status
+                self.touch(key)
