@@ -147,7 +147,7 @@ class Engine:
     def load(self, on_progress: Callable[[str], None] | None = None) -> None:
         """First full read: runs newest first, so the first results show before the end."""
         self.scan()
-        for key in self.store:
+        for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
             self.poll(keys=[key])
             for s in self.store.runs[key].series.values():
                 s.compact()

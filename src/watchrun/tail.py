@@ -35,6 +35,11 @@ class FileCursor:
     mtime_ns: int = -1
     generation: int = 0
     error: str | None = None
+    key: str = ""  # the path the cursor was made for: parser state is kept under it
+    previous: tuple | None = None  # (ident, offset, head) of the file before a replacement
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.path
 
     def check(self) -> Change:
         """Stat the file and classify what happened since the last look."""
@@ -61,6 +66,7 @@ class FileCursor:
             return Change.ERROR
         self.error = None
         first_look = self.ident is None
+        old_ident = self.ident
         same_prefix = head[: len(self.head)] == self.head and st.st_size >= self.offset
         self.ident = ident
         self.size = st.st_size
@@ -70,6 +76,8 @@ class FileCursor:
             return Change.GREW if st.st_size > 0 else Change.UNCHANGED
         if not same_prefix:
             # truncated, replaced by other content, or rewritten from the start
+            if old_ident != ident and self.offset > 0:
+                self.previous = (old_ident, self.offset, self.head)
             self.head = head
             self.offset = 0
             self.generation += 1

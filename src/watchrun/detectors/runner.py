@@ -76,7 +76,7 @@ class DetectorRunner:
             if view.series:
                 for det in state.detectors:
                     det.update(view)
-                out += self._collect(run, state)
+                    out += self._collect(run, state, view)
             if last_round:
                 break
             out += self._restart(run, state)
@@ -86,7 +86,7 @@ class DetectorRunner:
             view.ended = True
             for det in state.detectors:
                 det.finalize(view)
-            out += self._collect(run, state)
+                out += self._collect(run, state, view)
             state.finalized = True
         elif run.status not in ENDED:
             state.finalized = False
@@ -149,7 +149,8 @@ class DetectorRunner:
         self.store.add_alert(alert)
         return [alert]
 
-    def _collect(self, run: Run, state: _RunState) -> list[Alert]:
+    def _collect(self, run: Run, state: _RunState, view: RunView) -> list[Alert]:
+        """Record the detectors' findings; later detectors in this pass see the new claims."""
         out = []
         for det in state.detectors:
             for finding in det.take():
@@ -164,6 +165,9 @@ class DetectorRunner:
                 state.fired.add(slot)
                 self.store.add_alert(finding.alert)
                 out.append(finding.alert)
+                view.fired.add(det.id)
+                if det.id != "stuck_metric":
+                    view.claimed.update(finding.alert.metrics)
         return out
 
     # -- not step-driven ----------------------------------------------------------------------

@@ -46,7 +46,8 @@ class NanLoss(Detector):
                 run = 0
                 continue
             run += 1
-            if run >= need and sv.name not in self.open:
+            loss_nan = any(v.role.kind == "loss" for k in self.open for v in [view.series.get(k)] if v)
+            if run >= need and sv.name not in self.open and not loss_nan:
                 self._fire(view, sv, i, f" for {run} logging steps in a row")
         self.grad_bad_run[sv.name] = run
 

@@ -100,13 +100,15 @@ class Source:
             return 0
         if change is Change.ERROR:
             n = self._failures.get(cursor.path, 0) + 1
-            self._failures[cursor.path] = n
-            self._retry_at[cursor.path] = time.monotonic() + min(60.0, 0.5 * 2**n)
+            self._failures[cursor.key] = n
+            self._retry_at[cursor.key] = time.monotonic() + min(60.0, 0.5 * 2**n)
             self.store.warn(self.key, f"cannot read {os.path.basename(cursor.path)}: {cursor.error}")
             return 0
         if self._failures.pop(cursor.path, None):
             self._retry_at.pop(cursor.path, None)
         if change is Change.RESET:
+            if cursor.previous is not None:
+                self._drain_rotated(cursor)
             self.on_reset(cursor)
         try:
             mtime = os.path.getmtime(cursor.path)
@@ -114,6 +116,31 @@ class Source:
             mtime = time.time()
         self.store.update(self.key, last_write=max(self.store.run(self.key).last_write, mtime))
         return self.read(cursor)
+
+    def _drain_rotated(self, cursor: FileCursor) -> None:
+        """The path holds a new file; if the old one was renamed next to it (rotation with the
+        writer still appending), read the old one to its end first (FAULTS F3)."""
+        old_ident, old_offset, old_head = cursor.previous  # type: ignore[misc]
+        cursor.previous = None
+        folder = os.path.dirname(cursor.key) or "."
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == old_ident and entry.path != cursor.key:
+                saved = (cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
+                cursor.path, cursor.offset = entry.path, old_offset
+                try:
+                    self.read(cursor)
+                finally:
+                    cursor.path, cursor.offset = cursor.key, 0
+                    cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
+                return
 
     # -- for subclasses -------------------------------------------------------------------------
     def read(self, cursor: FileCursor) -> int:

@@ -46,10 +46,10 @@ class ConsoleSource(Source):
         self.dicts = 0
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.path] = LineBuffer()
+        self.lines[cursor.key] = LineBuffer()
 
     def read(self, cursor: FileCursor) -> int:
-        lines, consumed = self.lines[cursor.path].feed(cursor.read())
+        lines, consumed = self.lines[cursor.key].feed(cursor.read())
         cursor.advance(consumed)
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for raw in lines:

@@ -32,12 +32,12 @@ class DvcliveSource(Source):
         self.duplicates = 0
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.path] = LineBuffer()
-        self.header.pop(cursor.path, None)
-        self.last_row.pop(cursor.path, None)
+        self.lines[cursor.key] = LineBuffer()
+        self.header.pop(cursor.key, None)
+        self.last_row.pop(cursor.key, None)
 
     def read(self, cursor: FileCursor) -> int:
-        rel = os.path.relpath(cursor.path, self.live_dir)
+        rel = os.path.relpath(cursor.key, self.live_dir)
         if rel == "metrics.json":
             try:
                 doc = json.loads(cursor.read_all())
@@ -61,17 +61,17 @@ class DvcliveSource(Source):
         return self._tsv(cursor, name)
 
     def _tsv(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.path].feed(cursor.read())
+        lines, consumed = self.lines[cursor.key].feed(cursor.read())
         cursor.advance(consumed)
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []
         for raw in lines:
             fields = raw.decode("utf-8", "replace").split("\t")
-            if cursor.path not in self.header:
-                self.header[cursor.path] = fields
+            if cursor.key not in self.header:
+                self.header[cursor.key] = fields
                 continue
-            header = self.header[cursor.path]
+            header = self.header[cursor.key]
             if len(fields) != len(header):
                 continue
             row = dict(zip(header, fields, strict=False))
@@ -79,10 +79,10 @@ class DvcliveSource(Source):
             value = to_float(row.get(header[-1]))
             if step is None or value is None:
                 continue
-            if self.last_row.get(cursor.path) == (step, value):
+            if self.last_row.get(cursor.key) == (step, value):
                 self.duplicates += 1
                 continue
-            self.last_row[cursor.path] = (step, value)
+            self.last_row[cursor.key] = (step, value)
             ts = to_float(row.get("timestamp"))
             steps.append(step)
             values.append(value)

@@ -64,11 +64,11 @@ class HfTrainerSource(Source):
         except (ValueError, UnicodeDecodeError):
             # being rewritten: look again at the next poll, whatever the stat says
             cursor.mtime_ns = -1
-            self.failures[cursor.path] += 1
-            if self.failures[cursor.path] == RETRY_WARN_AFTER:
+            self.failures[cursor.key] += 1
+            if self.failures[cursor.key] == RETRY_WARN_AFTER:
                 self.warn(f"{_rel(cursor.path)}: not valid JSON yet (half-written?), retrying")
             return 0
-        self.failures.pop(cursor.path, None)
+        self.failures.pop(cursor.key, None)
         name = os.path.basename(cursor.path)
         if name == "trainer_state.json":
             return self._state(doc, cursor.path)

@@ -48,11 +48,11 @@ class MlflowFileSource(Source):
         self.bad: dict[str, int] = defaultdict(int)
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.path] = LineBuffer()
-        self.index[cursor.path] = 0
+        self.lines[cursor.key] = LineBuffer()
+        self.index[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
-        rel = os.path.relpath(cursor.path, self.run_dir)
+        rel = os.path.relpath(cursor.key, self.run_dir)
         kind, _, name = rel.partition(os.sep)
         if kind == "metrics":
             return self._metric(cursor, name.replace(os.sep, "/"))
@@ -82,12 +82,12 @@ class MlflowFileSource(Source):
             self.store.update(self.key, display_name=str(meta["run_name"]))
 
     def _metric(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.path].feed(cursor.read())
+        lines, consumed = self.lines[cursor.key].feed(cursor.read())
         cursor.advance(consumed)
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []
-        path = cursor.path
+        path = cursor.key
         for line in lines:
             fields = line.split()
             if len(fields) < 2:

@@ -81,7 +81,7 @@ class TableSource(Source):
         self.state: dict[str, _FileState] = defaultdict(_FileState)
 
     def on_reset(self, cursor: FileCursor) -> None:
-        st = self.state[cursor.path]
+        st = self.state[cursor.key]
         st.header = None
         st.rows_seen = 0
         st.checking_rewrite = st.rows_emitted > 0
@@ -89,12 +89,12 @@ class TableSource(Source):
 
     def on_gone(self, cursor: FileCursor) -> None:
         self.on_reset(cursor)
-        st = self.state[cursor.path]
+        st = self.state[cursor.key]
         st.checking_rewrite = False
         st.rows_emitted = 0
 
     def read(self, cursor: FileCursor) -> int:
-        st = self.state[cursor.path]
+        st = self.state[cursor.key]
         total = 0
         while True:
             data = cursor.read(MAX_READ)
@@ -183,12 +183,12 @@ class JsonlSource(Source):
         self.bad: dict[str, int] = defaultdict(int)
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.path] = LineBuffer()
-        self.rows[cursor.path] = 0
+        self.lines[cursor.key] = LineBuffer()
+        self.rows[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
         data = cursor.read()
-        lines, consumed = self.lines[cursor.path].feed(data)
+        lines, consumed = self.lines[cursor.key].feed(data)
         cursor.advance(consumed)
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for line in lines:
@@ -197,13 +197,13 @@ class JsonlSource(Source):
             try:
                 obj = json.loads(line)
             except (ValueError, UnicodeDecodeError):
-                self.bad[cursor.path] += 1
-                self.warn(f"{_name(cursor.path)}: skipped {self.bad[cursor.path]} unreadable line(s)")
+                self.bad[cursor.key] += 1
+                self.warn(f"{_name(cursor.path)}: skipped {self.bad[cursor.key]} unreadable line(s)")
                 continue
             if not isinstance(obj, dict):
                 continue
-            self.rows[cursor.path] += 1
-            self.handle(obj, columns, self.rows[cursor.path] - 1)
+            self.rows[cursor.key] += 1
+            self.handle(obj, columns, self.rows[cursor.key] - 1)
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)

@@ -403,7 +403,7 @@ class TensorBoardSource(Source):
         return added
 
     def read(self, cursor: FileCursor) -> int:
-        opts = self.options[cursor.path]
+        opts = self.options[cursor.key]
         total = 0
         while True:
             buf = cursor.read(MAX_READ)
@@ -414,9 +414,9 @@ class TensorBoardSource(Source):
             total += self._emit(decoded, opts)
             bad = corrupt + decoded.bad
             if bad:
-                self.corrupt[cursor.path] += bad
+                self.corrupt[cursor.key] += bad
                 name = cursor.path.rsplit("/", 1)[-1]
-                self.warn(f"{name}: skipped {self.corrupt[cursor.path]} corrupt record(s)")
+                self.warn(f"{name}: skipped {self.corrupt[cursor.key]} corrupt record(s)")
             cursor.advance(consumed)
             if consumed == 0 or len(buf) < MAX_READ:
                 break
