@@ -9,13 +9,12 @@ is walked again now and then for new runs.
 from __future__ import annotations
 
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable
 
 from watchrun.config import Config
-from watchrun.detectors.runner import DetectorRunner
+from watchrun.detectors.runner import DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
 from watchrun.model import Alert, RunStatus
 from watchrun.sources.base import Source
@@ -252,10 +251,27 @@ class Engine:
         now = time.time()
         with self.store.lock:
             for key, run in self.store.runs.items():
+                self._update_last_write(run)
                 status = self._status(run, now)
                 if status != run.status:
                     run.status = status
                     self.store.touch(key)
+
+    def _update_last_write(self, run) -> None:  # type: ignore[no-untyped-def]
+        """The newest mtime of the run's files; the gaps between writes seen while watching
+        give the run's usual interval (for `stale`)."""
+        newest = 0.0
+        for f in run.files:
+            try:
+                newest = max(newest, os.stat(f).st_mtime)
+            except OSError:
+                continue
+        if not newest:
+            return
+        if self._loaded and run.last_write and newest > run.last_write + 0.5:
+            run.write_intervals.append(newest - run.last_write)
+            del run.write_intervals[:-50]
+        run.last_write = newest
 
     def _status(self, run, now: float) -> RunStatus:  # type: ignore[no-untyped-def]
         if run.files and not any(os.path.exists(f) for f in run.files):
@@ -270,9 +286,7 @@ class Engine:
         return RunStatus.RUNNING if now - run.last_write < self.stale_after(run) else RunStatus.STALE
 
     def stale_after(self, run) -> float:  # type: ignore[no-untyped-def]
-        """Much longer than the run's usual write interval (and never under stale_seconds)."""
-        typical = statistics.median(run.write_intervals) if run.write_intervals else 0.0
-        return max(self.config.stale_seconds, 10 * typical)
+        return stale_limit(run, self.config)
 
     def visible_keys(self) -> list[str]:
         """Runs worth listing: skip containers and console files that hold no metric yet."""

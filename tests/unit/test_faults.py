@@ -8,8 +8,8 @@ import math
 import os
 
 import pytest
-
 from tests.unit.helpers import file_version_event, loaded, points, scalar_event
+
 from watchrun.engine import Engine
 from watchrun.tail import LineBuffer
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tests.unit.helpers import loaded
-from watchrun.store import Store
+
 from watchrun.sources.tensorboard import TensorBoardSource
+from watchrun.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,8 @@ class BlankCollapse(Detector):
                 self._wer(view, sv)
 
     def _blank(self, view: RunView, sv: SeriesView) -> None:
+        if len(sv.values) == 0 or not np.isfinite(sv.values).any():
+            return
         scale = 100.0 if np.nanmax(sv.values) > 1.5 else 1.0
         for i in sv.new:
             ratio = sv.values[i] / scale
@@ -75,6 +77,8 @@ class BlankCollapse(Detector):
             )
 
     def _wer(self, view: RunView, sv: SeriesView) -> None:
+        if len(sv.values) == 0 or not np.isfinite(sv.values).any():
+            return
         scale = 100.0 if np.nanmax(sv.values) > 1.5 else 1.0
         n = int(self.p["wer_evals"])
         for i in sv.new:
@@ -86,7 +90,7 @@ class BlankCollapse(Detector):
             step = int(sv.steps[i])
             cer_sv = next((c for c in view.series.values() if c.role.kind == "cer"), None)
             cer = cer_sv.value_at(step) if cer_sv is not None else math.nan
-            if cer_sv is not None and cer_sv.values.max() > 1.5:
+            if cer_sv is not None and len(cer_sv.values) and np.nanmax(cer_sv.values) > 1.5:
                 cer /= 100.0
             if math.isfinite(cer) and cer < self.p["cer_min"]:
                 continue
@@ -104,7 +108,7 @@ class BlankCollapse(Detector):
 
     def _wer_at(self, view: RunView, step: int) -> float | None:
         sv = next((s for s in view.series.values() if s.role.kind == "wer"), None)
-        if sv is None:
+        if sv is None or len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return None
         v = sv.value_at(step)
         if not math.isfinite(v):

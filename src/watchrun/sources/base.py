@@ -110,11 +110,6 @@ class Source:
             if cursor.previous is not None:
                 self._drain_rotated(cursor)
             self.on_reset(cursor)
-        try:
-            mtime = os.path.getmtime(cursor.path)
-        except OSError:
-            mtime = time.time()
-        self.store.update(self.key, last_write=max(self.store.run(self.key).last_write, mtime))
         return self.read(cursor)
 
     def _drain_rotated(self, cursor: FileCursor) -> None:
