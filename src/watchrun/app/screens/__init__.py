@@ -1,0 +1,120 @@
+"""Modal screens: help, stop a run, overview of all runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Static
+
+from watchrun import control
+from watchrun.app.widgets.plot import Curve, Plot, PlotData
+from watchrun.model import Alert, Run
+from watchrun.semantics import pick
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.owner = app
+
+    def compose(self) -> ComposeResult:
+        lines = ["watchrun — keys", ""]
+        for b in self.owner.BINDINGS:
+            lines.append(f"  {b.key:<22} {b.description}   (id: {b.id})")
+        lines += ["", "Remap in watchrun.toml:  [keys]  stop_run = \"x,ctrl+k\"", "Esc closes this help."]
+        with Vertical(id="dialog"):
+            yield Static("\n".join(lines))
+
+
+class StopScreen(ModalScreen[str | None]):
+    """Shows what would be signalled, then does it."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run: Run, alert: Alert | None) -> None:
+        super().__init__()
+        self.run = run
+        self.alert = alert
+        self.target = control.find_process(run)
+
+    def compose(self) -> ComposeResult:
+        t = self.target
+        lines = [f"Stop run {self.run.key}?", ""]
+        if t.process:
+            p = t.process
+            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.started))
+            lines += [f"process  pid {p.pid}  user {p.user}  started {started}", f"command  {p.cmdline[:200]}"]
+            if p.launcher:
+                lines.append(f"launcher pid {p.launcher} (distributed): the launcher is signalled, not one rank")
+        else:
+            lines += [f"no process to signal: {t.reason}", f"run instead:  {t.command}"]
+        lines += ["", t.library_note]
+        if self.alert:
+            lines.append(f"why: {self.alert.message}")
+        ckpt = self.run.meta.get("best_model_checkpoint")
+        if ckpt:
+            lines.append(f"best checkpoint so far: {ckpt}")
+        with Vertical(id="dialog"):
+            yield Static("\n".join(lines))
+            with Horizontal():
+                if t.process:
+                    yield Button("Graceful stop (SIGINT)", id="graceful", variant="warning")
+                    yield Button("Kill (SIGTERM, then SIGKILL)", id="kill", variant="error")
+                yield Button("Request save & stop (stop file)", id="request")
+                yield Button("Cancel", id="cancel", variant="primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        bid = event.button.id
+        if bid == "cancel":
+            self.dismiss(None)
+            return
+        try:
+            if bid == "request":
+                path = control.request_stop(self.run, self.alert.message if self.alert else "")
+                self.dismiss(f"stop requested: {path}")
+                return
+            assert self.target.process is not None
+            pid = self.target.process.launcher or self.target.process.pid
+            self.dismiss(control.stop(pid, "graceful" if bid == "graceful" else "kill"))
+        except (OSError, AssertionError) as exc:
+            self.dismiss(f"could not stop: {exc}")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class OverviewScreen(Screen):
+    """A grid of small loss curves, worst runs first."""
+
+    BINDINGS = [Binding("escape,o,q", "app.pop_screen", "Back")]
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.owner = app
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            with Grid():
+                keys = self.owner.engine.visible_keys()
+                ranked = sorted(keys, key=lambda k: -(self.owner._worst(k)[0].severity.rank + 1 if self.owner._worst(k)[0] else 0))
+                for key in ranked[:40]:
+                    run = self.owner.engine.store.snapshot(key)
+                    worst = self.owner._worst(key)[0]
+                    names = list(run.series)
+                    curves = []
+                    for i, n in enumerate([pick(names, "train", "loss"), pick(names, "val", "loss")]):
+                        if n:
+                            s = run.series[n]
+                            curves.append(Curve(n, s.steps.astype(float), s.values, ["cyan", "magenta"][i]))
+                    plot = Plot(classes="mini " + (worst.severity.value if worst else ""), ascii_only=self.owner.ascii_only)
+                    plot.border_title = key
+                    plot.data = PlotData(curves)
+                    yield plot
+        yield Footer()

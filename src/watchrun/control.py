@@ -1,0 +1,136 @@
+"""Find the process that writes a run, and stop it: gracefully (SIGINT, so the library can save),
+or hard (SIGTERM, then SIGKILL after a timeout). Only processes of this user on this host.
+
+A stop request file (`.watchrun-stop` in the run directory) is also written on "save and stop":
+a training-side callback that polls it can save a checkpoint and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from watchrun.model import Run
+
+STOP_FILE = ".watchrun-stop"
+
+
+@dataclass
+class ProcessInfo:
+    pid: int
+    cmdline: str
+    user: str
+    started: float
+    launcher: int | None = None  # torchrun / deepspeed / accelerate parent to signal instead
+
+
+@dataclass
+class Target:
+    process: ProcessInfo | None
+    reason: str  # why none was found, or how it was found
+    command: str  # what to run by hand instead
+    library_note: str
+
+
+def library_note(run: Run) -> str:
+    formats = run.formats
+    if formats & {"lightning-csv", "hparams-yaml"} or "lightning_logs" in run.root:
+        return "Lightning stops gracefully on SIGINT (it finishes the step and runs teardown)."
+    if "hf-trainer" in formats:
+        return "HF Trainer stops on SIGINT without saving a checkpoint (use save-and-stop with the callback)."
+    if "keras-csv" in formats:
+        return "Keras raises KeyboardInterrupt on SIGINT; the last CSVLogger row is kept."
+    return "SIGINT raises KeyboardInterrupt in a Python training loop."
+
+
+def find_process(run: Run) -> Target:
+    note = library_note(run)
+    here = socket.gethostname().split(".")[0]
+    if run.host and run.pid and run.host.split(".")[0] != here:
+        return Target(None, f"the run is written by pid {run.pid} on host {run.host}, not {here}",
+                      f"ssh {run.host} kill -INT {run.pid}", note)
+    candidates = [run.pid] if run.pid else []
+    info = None
+    for pid in candidates:
+        info = _verify(pid, run)
+    if info is None:
+        info = _by_open_files(run)
+    if info is None:
+        hint = f"kill -INT {run.pid}" if run.pid else f"pgrep -af python  # then kill -INT <pid> of {run.key}"
+        why = (f"pid {run.pid} (from the file names) is not running as this user"
+               if run.pid else "no process of this user has the run's files open")
+        return Target(None, why, hint, note)
+    return Target(info, "found", f"kill -INT {info.pid}", note)
+
+
+def _verify(pid: int, run: Run) -> ProcessInfo | None:
+    try:
+        p = psutil.Process(pid)
+        if p.username() != psutil.Process().username():
+            return None
+        return _info(p)
+    except (psutil.Error, OSError):
+        return None
+
+
+def _by_open_files(run: Run) -> ProcessInfo | None:
+    files = set(run.files)
+    me = psutil.Process().username()
+    for p in psutil.process_iter(["pid", "username"]):
+        if p.info["username"] != me or p.pid == os.getpid():
+            continue
+        try:
+            if any(f.path in files for f in p.open_files()):
+                return _info(p)
+        except (psutil.Error, OSError):
+            continue
+    return None
+
+
+def _info(p: psutil.Process) -> ProcessInfo:
+    launcher = None
+    try:
+        parent = p.parent()
+        if parent is not None and any(x in " ".join(parent.cmdline()) for x in ("torchrun", "torch.distributed", "deepspeed", "accelerate")):
+            launcher = parent.pid
+    except (psutil.Error, OSError):
+        pass
+    return ProcessInfo(p.pid, " ".join(p.cmdline()) or p.name(), p.username(), p.create_time(), launcher)
+
+
+def stop(pid: int, mode: str = "graceful", timeout: float = 10.0) -> str:
+    """Send the stop; a hard stop escalates to SIGKILL in the background after `timeout`."""
+    if mode == "graceful":
+        os.kill(pid, signal.SIGINT)
+        return f"sent SIGINT to {pid}"
+    os.kill(pid, signal.SIGTERM)
+
+    def escalate() -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not psutil.pid_exists(pid):
+                return
+            time.sleep(0.1)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    threading.Thread(target=escalate, daemon=True).start()
+    return f"sent SIGTERM to {pid} (SIGKILL in {timeout:g}s if it lingers)"
+
+
+def request_stop(run: Run, reason: str = "") -> str:
+    """Write the stop request that the training-side callback polls."""
+    folder = run.root if os.path.isdir(run.root) else os.path.dirname(run.root)
+    path = os.path.join(folder, STOP_FILE)
+    with open(path, "w") as fh:
+        json.dump({"requested_at": time.time(), "by": "watchrun", "reason": reason, "save": True}, fh)
+    return path

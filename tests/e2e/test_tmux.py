@@ -1,0 +1,49 @@
+"""End to end in a real terminal: tmux runs watchrun on a directory a writer is filling."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from watchrun.demo import CsvWriter, ctc_blank
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def capture(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+
+def test_tmux_shows_runs_curve_and_banner(tmp_path):
+    session = f"watchrun-e2e-{int(time.time() * 1000) % 100000}"
+    run = tmp_path / "asr" / "lightning_logs" / "version_0" / "metrics.csv"
+    writer = CsvWriter(str(run), ["train_loss", "val_loss", "val_wer", "val_cer", "val_blank_ratio"])
+    rows = list(ctc_blank(epochs=12))
+    for step, row in rows[:1]:
+        writer.write(step, row)
+    cmd = f"{sys.executable} -m watchrun.cli {tmp_path} --poll 0.2"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd], check=True)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and "asr/lightning_logs" not in capture(session):
+            time.sleep(0.2)
+        assert "asr/lightning_logs" in capture(session)
+        for step, row in rows[1:]:  # the failure is written while watchrun watches
+            writer.write(step, row)
+            time.sleep(0.1)
+        writer.close()
+        deadline = time.time() + 20
+        screen = ""
+        while time.time() < deadline:
+            screen = capture(session)
+            if "blank tokens at" in screen and "stop training" in screen:
+                break
+            time.sleep(0.3)
+        assert "blank tokens at" in screen and "stop training" in screen, screen
+        assert "train_loss" in screen and "┤" in screen  # a curve with its axis
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
