@@ -7,6 +7,7 @@ a training-side callback that polls it can save a checkpoint and stop cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,10 +119,8 @@ def stop(pid: int, mode: str = "graceful", timeout: float = 10.0) -> str:
             if not psutil.pid_exists(pid):
                 return
             time.sleep(0.1)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     threading.Thread(target=escalate, daemon=True).start()
     return f"sent SIGTERM to {pid} (SIGKILL in {timeout:g}s if it lingers)"

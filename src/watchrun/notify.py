@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextlib
 import json
 import os
 import subprocess
@@ -25,20 +27,16 @@ def notify_terminal(app: Any, title: str, body: str) -> None:
     """Write the OSC notifications through the app's driver (never straight to stdout)."""
     driver = getattr(app, "_driver", None)
     if driver is not None and hasattr(driver, "write"):
-        try:
+        with contextlib.suppress(Exception):  # a notification must never break the UI
             driver.write(osc_sequences(title, body))
-        except Exception:  # noqa: BLE001 - a notification must never break the UI
-            pass
 
 
 def run_hook(command: str, alert: Alert) -> None:
     """Run `--on-alert CMD` with the alert as JSON on stdin, off the UI thread."""
 
     def go() -> None:
-        try:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(command, shell=True, input=json.dumps(alert.to_json()), text=True,
                            timeout=30, capture_output=True)
-        except (OSError, subprocess.SubprocessError):
-            pass
 
     threading.Thread(target=go, daemon=True).start()

@@ -37,10 +37,12 @@ async def test_runs_listed_worst_first_banner_and_navigation(demo_dir):
         banner = app.query_one("#banner", Static)
         assert await wait_for(pilot, lambda: table.row_count == 5 and "CRITICAL" in str(banner.render()))
         assert app.row_keys[0] in ("lm-nan", "ctc-asr/lightning_logs/version_0")  # critical first
+        start = app.row_keys.index(app.selected)
         await pilot.press("j")
-        assert await wait_for(pilot, lambda: app.selected == app.row_keys[1])
+        assert await wait_for(pilot, lambda: app.selected == app.row_keys[start + 1])
+        assert app.selected in str(app.query_one("#run-title", Static).render())
         await pilot.press("k")
-        assert await wait_for(pilot, lambda: app.selected == app.row_keys[0])
+        assert await wait_for(pilot, lambda: app.selected == app.row_keys[start])
 
 
 async def test_filter_and_theme(demo_dir):

@@ -24,7 +24,7 @@ def points(engine: Engine, key: str | None = None) -> dict[str, list[tuple[int, 
     """Every series of a run as (step, value) lists."""
     runs = engine.store.runs
     run = runs[key] if key else next(iter(runs.values()))
-    return {n: list(zip(s.steps.tolist(), s.values.tolist())) for n, s in run.series.items()}
+    return {n: list(zip(s.steps.tolist(), s.values.tolist(), strict=False)) for n, s in run.series.items()}
 
 
 def loaded(path) -> Engine:

@@ -68,8 +68,8 @@ class WatchrunApp(App):
         Binding("s", "toggle_smooth", "Smooth", id="toggle_smooth"),
         Binding("w", "toggle_x", "x: step/time", id="toggle_x"),
         Binding("t", "next_theme", "Theme", id="next_theme"),
-        Binding("j", "cursor_down", "Down", show=False, id="cursor_down"),
-        Binding("k", "cursor_up", "Up", show=False, id="cursor_up"),
+        Binding("j,down", "cursor_down", "Down", show=False, id="cursor_down", priority=True),
+        Binding("k,up", "cursor_up", "Up", show=False, id="cursor_up", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
     ]
 
@@ -231,6 +231,8 @@ class WatchrunApp(App):
     @on(DataTable.RowHighlighted, "#runs")
     def _select(self, event: DataTable.RowHighlighted) -> None:
         key = event.row_key.value if event.row_key else None
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # a stale event from before a programmatic move
         if key and key != self.selected:
             self.selected = key
             self._refresh_run_view()
@@ -377,10 +379,19 @@ class WatchrunApp(App):
         self.query_one("#runs", DataTable).focus()
 
     def action_cursor_down(self) -> None:
-        self.query_one("#runs", DataTable).action_cursor_down()
+        self._move(+1)
 
     def action_cursor_up(self) -> None:
-        self.query_one("#runs", DataTable).action_cursor_up()
+        self._move(-1)
+
+    def _move(self, delta: int) -> None:
+        """Select by run key, so a re-sort of the list does not move the user's selection."""
+        if not self.row_keys:
+            return
+        i = self.row_keys.index(self.selected) if self.selected in self.row_keys else 0
+        self.selected = self.row_keys[max(0, min(len(self.row_keys) - 1, i + delta))]
+        self._refresh_runs()
+        self._refresh_run_view()
 
     def action_toggle_log(self) -> None:
         self.log_y = not self.log_y
