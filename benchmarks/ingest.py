@@ -1,0 +1,133 @@
+"""Ingestion speed and memory: watchrun vs tensorboard's EventAccumulator vs tbparse, same run.
+
+(a) one run of 10 tags x 100k steps (1M scalar events); (b) 100 runs of 10 tags x 5k steps.
+Files are written once with tensorboard's EventFileWriter (what torch's SummaryWriter uses) into
+a cache directory. Prints seconds, points/s, peak RSS (each loader in its own subprocess) and
+bytes retained per point, and the ratios. Usage: python benchmarks/ingest.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+CACHE = os.environ.get("WATCHRUN_BENCH_DIR", "/tmp/watchrun-bench")
+TAGS = ["train/loss", "train/lr", "train/grad_norm", "train/accuracy", "val/loss", "val/accuracy",
+        "val/f1", "perf/throughput", "sys/gpu_mem", "epoch"]
+
+
+def write_run(logdir: str, steps: int) -> None:
+    import math
+    import random
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    os.makedirs(logdir, exist_ok=True)
+    w = EventFileWriter(logdir, max_queue_size=10000, flush_secs=120)
+    rng = random.Random(logdir)
+    for s in range(steps):
+        for i, tag in enumerate(TAGS):
+            v = 2.0 * math.exp(-s / (steps / 5)) + 0.3 + rng.gauss(0, 0.02) + i
+            w.add_event(event_pb2.Event(wall_time=1.7e9 + s, step=s, summary=summary_pb2.Summary(
+                value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])))
+    w.close()
+
+
+def prepare(quick: bool) -> dict[str, str]:
+    a = os.path.join(CACHE, "a-quick" if quick else "a")
+    b = os.path.join(CACHE, "b-quick" if quick else "b")
+    if not os.path.exists(os.path.join(a, ".done")):
+        write_run(a, 10_000 if quick else 100_000)
+        open(os.path.join(a, ".done"), "w").close()
+    if not os.path.exists(os.path.join(b, ".done")):
+        for r in range(10 if quick else 100):
+            write_run(os.path.join(b, f"run_{r:03d}"), 5_000)
+        open(os.path.join(b, ".done"), "w").close()
+    return {"a": a, "b": b}
+
+
+LOADERS = {
+    "watchrun": """
+from watchrun.engine import Engine
+e = Engine([PATH], use_watchdog=False); e.load()
+points = sum(r.points() for r in e.store.runs.values())
+retained = sum(s.nbytes() for r in e.store.runs.values() for s in r.series.values())
+""",
+    "watchrun-check": """
+from watchrun.engine import Engine
+e = Engine([PATH], use_watchdog=False); e.check()
+points = sum(r.points() for r in e.store.runs.values()); retained = 0
+""",
+    "event_accumulator": """
+import os
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+points = 0
+for d, _, files in os.walk(PATH):
+    if any(f.startswith("events.out") for f in files):
+        acc = EventAccumulator(d, size_guidance={"scalars": 0}); acc.Reload()
+        points += sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
+retained = 0
+""",
+    "tbparse": """
+from tbparse import SummaryReader
+df = SummaryReader(PATH, pivot=False).scalars
+points = len(df); retained = int(df.memory_usage(deep=True).sum())
+""",
+}
+
+
+def measure(name: str, path: str) -> dict:
+    code = "import time, resource, json\nPATH=%r\nt=time.perf_counter()\n%s\nprint(json.dumps({'s': time.perf_counter()-t, 'points': points, 'retained': retained, 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))" % (path, LOADERS[name])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def append_cost(path: str) -> float:
+    """Microseconds to ingest one appended scalar event into a loaded engine."""
+    code = f"""
+import glob, time
+from watchrun.engine import Engine
+from watchrun.sources.tensorboard import frame
+from tensorboard.compat.proto import event_pb2, summary_pb2
+e = Engine([{path!r}], use_watchdog=False); e.load()
+f = sorted(glob.glob({path!r} + '/events.out.tfevents.*'))[0]
+n = 2000; total = 0.0
+for i in range(n):
+    ev = event_pb2.Event(wall_time=2e9, step=10**7 + i, summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag='train/loss', simple_value=0.1)]))
+    with open(f, 'ab') as fh: fh.write(frame(ev.SerializeToString()))
+    t = time.perf_counter(); e.poll(); total += time.perf_counter() - t
+print(total / n * 1e6)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    paths = prepare(quick)
+    for case, path in paths.items():
+        print(f"\n== case ({case}) {path}")
+        results = {n: measure(n, path) for n in LOADERS}
+        base = results["event_accumulator"]
+        for name, r in results.items():
+            if "error" in r:
+                print(f"  {name:<18} error: {r['error']}")
+                continue
+            rate = r["points"] / r["s"] / 1e6 if r["s"] else float("nan")
+            ratio = base["s"] / r["s"] if "s" in base and r["s"] else float("nan")
+            bpp = r["retained"] / r["points"] if r["points"] and r["retained"] else float("nan")
+            print(f"  {name:<18} {r['s']:8.2f} s  {rate:6.2f} M pts/s  x{ratio:6.1f} vs EventAccumulator  "
+                  f"peak RSS {r['rss_mb']:7.0f} MB  retained {bpp:5.1f} B/pt  ({r['points']} points)")
+        if "s" in results["watchrun"] and "s" in results["watchrun-check"]:
+            print(f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x")
+    print(f"\none appended event: {append_cost(paths['a']):.1f} us per poll (mean of 2000)")
+
+
+if __name__ == "__main__":
+    main()
