@@ -224,10 +224,13 @@ def _sqlite_kind(path: str) -> str | None:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {r[1] for r in con.execute("PRAGMA table_info(metrics)")} if "metrics" in tables else set()
         finally:
             con.close()
     except (OSError, sqlite3.Error):
         return None
     if {"runs", "metrics", "experiments"} <= tables:
         return "mlflow-sqlite"
+    if "metrics" in tables and columns >= {"run_name", "step", "metrics"}:
+        return "trackio"
     return None

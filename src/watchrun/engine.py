@@ -26,10 +26,11 @@ from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, Ligh
 from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
+from watchrun.sources.trackio import TrackioSource
 from watchrun.store import Store
 
 STEP_UNITS = {"keras-csv": "epoch"}
-HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "checkpoint", "hparams-yaml"}
+HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml"}
 
 
 def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
@@ -49,6 +50,8 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return MlflowFileSource(store, key, spec.root)
     if fmt == "mlflow-sqlite":
         return MlflowSqliteSource(store, key)
+    if fmt == "trackio":
+        return TrackioSource(store, key)
     if fmt == "dvclive":
         return DvcliveSource(store, key, spec.root)
     if fmt == "console":

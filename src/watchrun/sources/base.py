@@ -150,3 +150,33 @@ class Source:
 
     def warn(self, message: str) -> None:
         self.store.warn(self.key, message)
+
+
+class SqliteSource(Source):
+    """A SQLite database written by another process. In WAL mode new rows land in `<db>-wal`
+    and the main file may not change for a long while: both files' stats decide a re-read."""
+
+    def __init__(self, store: Store, key: str) -> None:
+        super().__init__(store, key)
+        self._signature: dict[str, tuple] = {}
+
+    def poll(self, only: set[str] | None = None) -> int:
+        added = 0
+        for path, cursor in self.cursors.items():
+            sig = tuple(_stat_sig(p) for p in (path, path + "-wal"))
+            if sig == self._signature.get(path) and cursor.mtime_ns != -1:
+                continue
+            self._signature[path] = sig
+            if sig[0] is None:
+                continue
+            cursor.mtime_ns = 0
+            added += self.read(cursor)
+        return added
+
+
+def _stat_sig(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -109,13 +109,26 @@ class ConsoleSource(Source):
         if "train_runtime" in values:
             self.store.update(self.key, summary=values)
             return
-        step = int(values.pop("step")) if "step" in values else self.train_pos
+        step = int(values.pop("step")) if "step" in values else self._snap(self.train_pos, values)
         if step is None:
             step = self.dicts
         for k, v in values.items():
             steps, vals = columns[k]
             steps.append(step)
             vals.append(v)
+
+    def _snap(self, pos: int | None, values: dict[str, float]) -> int | None:
+        """tqdm redraws at most every 0.1 s, so the bar can lag the step the dict belongs to;
+        when the run says how often it logs/evaluates, round to that grid."""
+        if pos is None:
+            return None
+        meta = self.store.run(self.key).meta
+        every = meta.get("eval_steps" if any(k.startswith("eval_") for k in values) else "logging_steps")
+        if isinstance(every, int) and every > 1:
+            snapped = int(round(pos / every)) * every
+            if snapped > 0 and abs(snapped - pos) <= max(2, every // 10):
+                return snapped
+        return pos
 
     def _pairs(self, text: str, step: int, columns: dict, skip: str = "") -> None:
         for name, raw in _PAIR.findall(text):

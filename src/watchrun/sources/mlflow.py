@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from watchrun.model import RunStatus
-from watchrun.sources.base import Source, to_float, to_step
+from watchrun.sources.base import Source, SqliteSource, to_float, to_step
 from watchrun.tail import FileCursor, LineBuffer
 
 _STATUS = {
@@ -120,7 +120,7 @@ class MlflowFileSource(Source):
         self.warn(f"metrics/{name}: skipped {self.bad[path]} malformed line(s)")
 
 
-class MlflowSqliteSource(Source):
+class MlflowSqliteSource(SqliteSource):
     """An mlflow.db (or a trackio database): one source, many runs, keyed under the db path."""
 
     format = "mlflow-sqlite"

@@ -1,0 +1,250 @@
+"""Each format through its real writer where the writer runs here (tensorboard's EventFileWriter,
+tensorboardX's SummaryWriter, mlflow with its SQLite store), and console output as the libraries
+print it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from tests.unit.helpers import loaded, points
+
+from watchrun.engine import Engine
+
+
+def tb_event_writer(logdir, suffix=""):
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    os.makedirs(logdir, exist_ok=True)
+    return EventFileWriter(str(logdir), filename_suffix=suffix)
+
+
+def scalar(step, tag, value):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    return event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]))
+
+
+def test_tensorboardx_writer_scalars_text_hparams_histograms(tmp_path):
+    np = pytest.importorskip("numpy")
+    from tensorboardX import SummaryWriter
+
+    logdir = tmp_path / "tbx"
+    w = SummaryWriter(str(logdir))
+    for i in range(20):
+        w.add_scalar("train/loss", 1.0 / (i + 1), i)
+        w.add_histogram("weights", np.random.randn(100), i)
+    w.add_text("predictions", "pred: ''\nref: hello", 19)
+    w.add_hparams({"lr": 0.01, "num_classes": 3}, {"hparam/accuracy": 0.9})  # a <time> subfolder
+    w.close()
+    e = loaded(tmp_path)
+    assert e.visible_keys() == ["tbx"]  # the add_hparams subfolder belongs to its parent run
+    r = e.store.runs["tbx"]
+    assert points(e)["train/loss"] == [(i, pytest.approx(1.0 / (i + 1))) for i in range(20)]
+    assert "weights" not in r.series
+    assert any(t.tag == "predictions" and "ref: hello" in t.text for t in r.texts)
+    assert r.hparams["lr"] == 0.01 and r.hparams["num_classes"] == 3
+
+
+def test_tensor_scalars_and_keras_tf2_layout(tmp_path):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.scalar import metadata
+    from tensorboard.util import tensor_util
+
+    def tensor_scalar(tag, value):  # what tf.summary.scalar writes in TF2: a tensor + metadata
+        return summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+            tag=tag, metadata=metadata.create_summary_metadata(tag, ""),
+            tensor=tensor_util.make_tensor_proto(value, dtype="float32"))])
+
+    logs = tmp_path / "fit" / "logs"
+    for split, base in (("train", 1.0), ("validation", 1.2)):
+        w = tb_event_writer(logs / split, suffix=".v2")
+        for epoch in range(5):
+            pb = tensor_scalar("epoch_loss", base / (epoch + 1))
+            w.add_event(event_pb2.Event(wall_time=time.time(), step=epoch, summary=pb))
+        w.close()
+    e = loaded(tmp_path)
+    assert e.visible_keys() == ["fit/logs"]
+    p = points(e)
+    assert p["train/epoch_loss"][-1] == (4, pytest.approx(0.2))
+    assert p["validation/epoch_loss"][0] == (0, pytest.approx(1.2))
+    from watchrun.semantics import classify
+
+    assert (classify("validation/epoch_loss").split, classify("validation/epoch_loss").kind) == ("val", "loss")
+    assert e.store.runs["fit/logs"].pid == os.getpid()
+
+
+def test_hf_output_dir_with_runs_and_console_is_one_run(tmp_path):
+    out = tmp_path / "out"
+    w = tb_event_writer(out / "runs" / "Nov23_10-00-00_gpu01")
+    for s in (10, 20, 30):
+        w.add_event(scalar(s, "train/loss", 1.0 / s))
+    w.add_event(scalar(30, "eval/loss", 0.5))
+    w.close()
+    hp = tb_event_writer(out / "runs" / "Nov23_10-00-00_gpu01" / "1700000000.123456")
+    hp.add_event(scalar(0, "hp_metric", 0.0))
+    hp.close()
+    state = {"global_step": 20, "max_steps": 40, "logging_steps": 10, "eval_steps": 30,
+             "log_history": [{"loss": 0.1, "step": 10}, {"loss": 0.05, "step": 20}]}
+    (out / "checkpoint-20").mkdir()
+    (out / "checkpoint-20" / "trainer_state.json").write_text(json.dumps(state))
+    bar = "".join(f"\r {n * 100 // 40:3d}%|###       | {n}/40 [00:0{n % 10}<00:10,  3.1it/s]" for n in range(36, 41))
+    (out / "train.log").write_text(f"{bar}\n{{'loss': '0.02', 'grad_norm': '0.5', 'learning_rate': '1e-05', 'epoch': '1.0'}}\n")
+    e = loaded(tmp_path)
+    assert e.visible_keys() == ["out"]
+    r = e.store.runs["out"]
+    assert r.formats >= {"tensorboard", "hf-trainer", "console"}
+    assert points(e)["loss"] == [(10, pytest.approx(0.1)), (20, pytest.approx(0.05)), (30, pytest.approx(1 / 30)), (40, 0.02)]
+    assert points(e)["eval_loss"] == [(30, 0.5)]
+
+
+def test_console_logs(tmp_path):
+    hf4 = textwrap.dedent("""\
+        ***** Running training *****
+          Num examples = 2342
+        {'loss': 0.2919, 'grad_norm': 1.5, 'learning_rate': 4.1e-05, 'epoch': 0.68}
+        {'eval_loss': 0.2225, 'eval_accuracy': 0.747, 'eval_runtime': 1.2, 'epoch': 3.4}
+        {'train_runtime': 80.1, 'train_samples_per_second': 117.0, 'train_loss': 0.27, 'epoch': 4.0}
+    """)
+    bars = "\r".join(f" {n}/588 [00:{n // 10:02d}<01:00, 6.9it/s]" for n in (1, 50, 100))
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "nohup.out").write_text(bars + "\n" + hf4)
+    keras = textwrap.dedent("""\
+        Epoch 1/20
+        938/938 [==============================] - 3s 3ms/step - loss: 0.2870 - accuracy: 0.9170 - val_loss: 0.1403 - val_accuracy: 0.9580
+        Epoch 2/20
+        469/938 [==============>...............] - ETA: 1s - loss: 0.1302 - accuracy: 0.9610
+        938/938 [==============================] - 3s 3ms/step - loss: 0.1202 - accuracy: 0.9640 - val_loss: 0.1003 - val_accuracy: 0.9690
+        Epoch 2: early stopping
+    """)
+    (tmp_path / "slurm-1234.out").write_text(keras)
+    hand = "epoch 1 | train_loss=0.71 val_loss=0.69 lr=0.001\nepoch 2 | train_loss=0.52 val_loss=0.55 lr=0.001\n"
+    (tmp_path / "train.log").write_text(hand)
+    (tmp_path / "unrelated.log").write_text("starting server\nlistening on 8080\n")
+    e = loaded(tmp_path)
+    assert sorted(e.visible_keys()) == ["hf/nohup.out", "slurm-1234.out", "train.log"]
+    hf = points(e, "hf/nohup.out")
+    assert hf["loss"] == [(100, 0.2919)] and hf["eval_accuracy"] == [(100, 0.747)]
+    assert e.store.runs["hf/nohup.out"].summary["train_runtime"] == 80.1
+    k = points(e, "slurm-1234.out")
+    assert k["val_loss"] == [(0, 0.1403), (1, 0.1003)] and len(k["loss"]) == 2  # the ETA line is skipped
+    assert e.store.runs["slurm-1234.out"].meta["max_epochs"] == 20
+    assert any("early stopping" in m for _, m in e.store.runs["slurm-1234.out"].events)
+    assert points(e, "train.log")["val_loss"] == [(1, 0.69), (2, 0.55)]
+
+
+def test_mlflow_sqlite_store_written_live_by_mlflow(tmp_path):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    script = textwrap.dedent(f"""
+        import mlflow, time
+        mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
+        mlflow.set_experiment("exp")
+        with mlflow.start_run(run_name="alpha"):
+            mlflow.log_param("lr", 0.1)
+            for i in range(30):
+                mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+                mlflow.log_metric("val/acc", i / 30, step=i)
+                time.sleep(0.02)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    e = Engine([str(tmp_path)], poll_seconds=0.05)
+    e.load()
+    while proc.poll() is None:
+        e.tick()
+        time.sleep(0.05)
+    assert proc.returncode == 0
+    e.rescan_needed = True
+    e.tick()
+    key = "mlflow.db/exp/alpha"
+    assert key in e.visible_keys()
+    p = points(e, key)
+    assert [s for s, _ in p["loss"]] == list(range(30)) and len(p["val/acc"]) == 30
+    assert e.store.runs[key].hparams["lr"] == "0.1"
+    e.update_statuses()
+    assert e.store.runs[key].status.value == "finished"
+
+
+def test_trackio_database(tmp_path):
+    db = tmp_path / "project.db"
+    con = sqlite3.connect(db)
+    # trackio's SQLiteStorage schema: metrics(id, timestamp, run_name, step, metrics JSON), configs
+    con.executescript("""
+        CREATE TABLE metrics (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT NOT NULL,
+                              run_name TEXT NOT NULL, step INTEGER NOT NULL, metrics TEXT NOT NULL);
+        CREATE TABLE configs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_name TEXT NOT NULL,
+                              config TEXT NOT NULL, created_at TEXT NOT NULL);
+    """)
+    con.execute("INSERT INTO configs (run_name, config, created_at) VALUES (?, ?, ?)", ("r1", json.dumps({"lr": 0.1}), "now"))
+    for i in range(5):
+        con.execute("INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?)",
+                    ("now", "r1", i, json.dumps({"train/loss": 1 / (i + 1), "_timestamp": 1})))
+    con.commit()
+    e = loaded(tmp_path)
+    assert points(e, "project.db/r1")["train/loss"][-1] == (4, 0.2)
+    con.execute("INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?)",
+                ("now", "r1", 5, json.dumps({"train/loss": 0.1})))
+    con.commit()
+    con.close()
+    e.poll()
+    assert len(points(e, "project.db/r1")["train/loss"]) == 6
+    assert e.store.runs["project.db/r1"].hparams["lr"] == 0.1
+
+
+def test_f11_two_writers_in_one_dir_are_both_read(tmp_path):
+    d = tmp_path / "shared"
+    w1, w2 = tb_event_writer(d), tb_event_writer(d)
+    for i in range(10):
+        w1.add_event(scalar(i, "a/loss", i))
+        w2.add_event(scalar(i, "b/loss", -i))
+        w1.flush()
+        w2.flush()
+    w1.close()
+    w2.close()
+    p = points(loaded(tmp_path))
+    assert len(p["a/loss"]) == 10 and len(p["b/loss"]) == 10
+
+
+def test_inotify_events_bring_new_points_without_polling(tmp_path):
+    f = tmp_path / "r" / "metrics.csv"
+    f.parent.mkdir()
+    f.write_text("step,loss\n1,0.5\n")
+    e = Engine([str(tmp_path)])
+    e.poll_seconds = 3600.0  # the slow poll will not come: only file events can wake us
+    e.load()
+    e.start_watching()
+    try:
+        assert e.watching
+        e._last_full_poll = time.monotonic() + 3600
+        with open(f, "a") as fh:
+            fh.write("2,0.25\n")
+        deadline = time.time() + 5
+        while time.time() < deadline and len(points(e)["loss"]) < 2:
+            e.wake.wait(0.2)
+            e.wake.clear()
+            e.tick()
+        assert points(e)["loss"] == [(1, 0.5), (2, 0.25)]
+    finally:
+        e.stop_watching()
+
+
+def test_many_files_with_a_low_descriptor_limit(tmp_path):
+    for i in range(300):
+        (tmp_path / f"run{i:03d}.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    code = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        from watchrun.engine import Engine
+        e = Engine([{str(tmp_path)!r}], use_watchdog=False); e.load()
+        print(sum(r.points() for r in e.store.runs.values()))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "300"
