@@ -203,7 +203,9 @@ class PredictionCollapse(Detector):
             return None, {}, []
         acc = [(acc[0], accs[-1])]
         loss = [(loss[0], losses[-1])]
-        if len(set(accs)) == 1 and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
+        first = float(acc_sv.values[0])
+        pinned_from_start = accs[0] == first  # a collapsed model sits at the majority share from the start
+        if len(set(accs)) == 1 and pinned_from_start and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
             return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} moves "
                     f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
                     {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])

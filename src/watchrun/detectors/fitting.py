@@ -26,7 +26,7 @@ class Overfitting(Detector):
 
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
-                "min_rise_without_train": 0.5}
+                "min_rise_without_train": 0.5, "noise_sigmas": 3.0}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -34,6 +34,8 @@ class Overfitting(Detector):
         self.best_step = 0
         self.above = 0
         self.count = 0
+        self.recent: list[float] = []
+        self.best_smooth = math.inf  # lowest mean of `patience` consecutive evals
 
     def update(self, view: RunView) -> None:
         val = view.pick("val", "loss")
@@ -45,6 +47,11 @@ class Overfitting(Detector):
             if not math.isfinite(v):
                 continue
             self.count += 1
+            k = int(self.p["patience"])
+            self.recent = (self.recent + [v])[-k:]
+            smooth = sum(self.recent) / len(self.recent)
+            if len(self.recent) == k:
+                self.best_smooth = min(self.best_smooth, smooth)
             if v < self.best * (1 + self.p["noise"]) or not math.isfinite(self.best):
                 if v < self.best:
                     self.best, self.best_step = v, int(val.steps[i])
@@ -53,12 +60,27 @@ class Overfitting(Detector):
                 continue
             self.above += 1
             rise = v / self.best - 1 if self.best > 0 else math.inf
-            if self.above >= self.p["patience"] and rise >= self.p["min_rise"]:
+            # judged on means of `patience` evals too, so that one lucky low eval is no "best"
+            smooth_rise = smooth / self.best_smooth - 1 if 0 < self.best_smooth < math.inf else rise
+            if self.above >= self.p["patience"] and rise >= self.p["min_rise"] and smooth_rise >= self.p["min_rise"] / 2:
                 self._maybe_fire(view, val, train, i, v, rise)
+
+    def _noise(self, val: SeriesView, i: int) -> float:
+        """Eval-to-eval scatter since the best, with the trend removed (MAD of the differences
+        around their median): a rise must stand out of it."""
+        j = val.at_or_before(self.best_step)
+        since = val.values[max(j, 0) : i + 1]
+        since = since[np.isfinite(since)]
+        if len(since) < 4:
+            return 0.0
+        d = np.diff(since)
+        return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
 
     def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int,
                     v: float, rise: float) -> None:
         step = int(val.steps[i])
+        if v - self.best < self.p["noise_sigmas"] * self._noise(val, i):
+            return
         evidence: dict = {"best": self.best, "best_step": self.best_step, "now": v, "rise": rise}
         if train is not None and len(train.values):
             t_best, t_now = smoothed_at(train, self.best_step), smoothed_at(train, step)

@@ -28,11 +28,28 @@ class StuckMetric(Detector):
             if not r.is_quality or r.kind == "reward" or sv.new_from >= len(sv.values):
                 continue
             if r.split in ("val", "test"):
-                self._scan(view, sv, int(self.p["evals"]), 0.0)
+                self._scan(view, sv, int(self.p["evals"]), 0.0, self._train_moving(view))
             elif r.kind == "loss" and sv is view.pick("train", "loss"):
                 self._scan(view, sv, int(self.p["train_points"]), float(self.p["train_tol"]))
 
-    def _scan(self, view: RunView, sv: SeriesView, n: int, tol: float) -> None:
+    def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
+        """Is training still going somewhere? The smoothed train loss moved >= 5% over the
+        window of the stuck metric (without a train loss: assume it is)."""
+        train = view.pick("train", "loss")
+
+        def moving(first_step: int, last_step: int) -> bool:
+            if train is None or len(train.values) < 4:
+                return True
+            a, b = _smoothed(train, first_step), _smoothed(train, last_step)
+            upto = train.values[: train.at_or_before(last_step) + 1]
+            upto = upto[np.isfinite(upto)]
+            span = float(upto.max() - upto.min()) if len(upto) else 0.0
+            moved = abs(b - a)
+            return bool(math.isfinite(moved) and moved >= 0.05 * abs(a) and moved >= 0.05 * span)
+
+        return moving
+
+    def _scan(self, view: RunView, sv: SeriesView, n: int, tol: float, moving=None) -> None:  # type: ignore[no-untyped-def]
         vals = sv.values
         lo = max(0, sv.new_from - n + 1)
         if len(vals) < n:
@@ -58,6 +75,8 @@ class StuckMetric(Detector):
             v = float(vals[i])
             if sv.name in view.claimed or self._perfect(sv, v):
                 continue
+            if moving is not None and not moving(int(sv.steps[i - n + 1]), int(sv.steps[i])):
+                continue  # everything converged: a flat metric is no news
             if sv.role.split == "train" and abs(v) <= 0.01 * abs(float(vals[0])):
                 continue  # converged to ~0 from where it started: not stuck
             self._fire(view, sv, i, n, v, tol)
@@ -82,6 +101,15 @@ class StuckMetric(Detector):
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
+
+
+def _smoothed(sv: SeriesView, step: int, k: int = 5) -> float:
+    i = sv.at_or_before(step)
+    if i < 0:
+        return math.nan
+    w = sv.values[max(0, i - k + 1) : i + 1]
+    w = w[np.isfinite(w)]
+    return float(np.median(w)) if len(w) else math.nan
 
 
 class LossAtChance(Detector):

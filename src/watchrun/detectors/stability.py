@@ -168,11 +168,12 @@ class Divergence(Detector):
 
 
 class GradSpike(Detector):
-    """A gradient norm far above the median of the previous ones (and above the run's early
-    level, so that a norm shrinking towards zero does not make every blip a spike)."""
+    """A gradient norm far above the median of the previous ones and well above their maximum
+    (an outlier, not a gradual rise such as a warm-up), and above the run's early level (so that
+    a norm shrinking towards zero does not make every blip a spike)."""
 
     id = "grad_spike"
-    DEFAULTS = {"factor": 10.0, "window": 20, "min_history": 10, "cooldown": 20}
+    DEFAULTS = {"factor": 10.0, "over_max": 2.5, "window": 20, "min_history": 10, "cooldown": 20}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -203,7 +204,8 @@ class GradSpike(Detector):
                 if len(hist) < need or not math.isfinite(v):
                     continue
                 med = float(np.median(hist))
-                if med > 0 and v > self.p["factor"] * med and v > self.early.get(sv.name, 0.0):
+                outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(hist.max())
+                if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
                     step = int(sv.steps[i])
                     self.since_spike[sv.name] = 0
                     loss = view.pick("train", "loss")
@@ -233,7 +235,8 @@ class GradSpike(Detector):
             return False
         meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, w), axis=1)[:-1]
         new = vals[w:]
-        spikes = (meds > 0) & (new > self.p["factor"] * meds) & (new > self.early[sv.name])
+        maxes = np.lib.stride_tricks.sliding_window_view(vals, w).max(axis=1)[:-1]
+        spikes = (meds > 0) & (new > self.p["factor"] * meds) & (new > self.p["over_max"] * maxes) & (new > self.early[sv.name])
         return not spikes.any()
 
     def _set_early(self, sv: SeriesView, need: int) -> None:
