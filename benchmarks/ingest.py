@@ -12,9 +12,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-CACHE = os.environ.get("WATCHRUN_BENCH_DIR", "/tmp/watchrun-bench")
+CACHE = os.environ.get("WATCHRUN_BENCH_DIR", "/tmp/watchrun-bench2")
 TAGS = ["train/loss", "train/lr", "train/grad_norm", "train/accuracy", "val/loss", "val/accuracy",
         "val/f1", "perf/throughput", "sys/gpu_mem", "epoch"]
 
@@ -30,8 +29,21 @@ def write_run(logdir: str, steps: int) -> None:
     w = EventFileWriter(logdir, max_queue_size=10000, flush_secs=120)
     rng = random.Random(logdir)
     for s in range(steps):
-        for i, tag in enumerate(TAGS):
-            v = 2.0 * math.exp(-s / (steps / 5)) + 0.3 + rng.gauss(0, 0.02) + i
+        progress = 1 - math.exp(-s / (steps / 5))
+        values = {  # shaped like a healthy run, so the detectors do their usual work
+            "train/loss": 2.0 * (1 - progress) + 0.3 + rng.gauss(0, 0.02),
+            "train/lr": 1e-3 * (1 - s / steps),
+            "train/grad_norm": abs(rng.lognormvariate(0.0, 0.3)),
+            "train/accuracy": 0.5 + 0.4 * progress + rng.gauss(0, 0.01),
+            "val/loss": 2.0 * (1 - progress) + 0.35 + rng.gauss(0, 0.01),
+            "val/accuracy": 0.5 + 0.38 * progress + rng.gauss(0, 0.005),
+            "val/f1": 0.45 + 0.4 * progress + rng.gauss(0, 0.005),
+            "perf/throughput": 1000 + rng.gauss(0, 10),
+            "sys/gpu_mem": 10.5 + rng.gauss(0, 0.1),
+            "epoch": s / (steps / 10),
+        }
+        for tag in TAGS:
+            v = values[tag]
             w.add_event(event_pb2.Event(wall_time=1.7e9 + s, step=s, summary=summary_pb2.Summary(
                 value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])))
     w.close()

@@ -64,10 +64,15 @@ class RunView:
     @property
     def is_rl(self) -> bool:
         """Reinforcement learning: the loss is no quality signal there."""
-        return is_rl(self.names())
+        if "_rl" not in self.__dict__:
+            self.__dict__["_rl"] = is_rl(self.names())
+        return self.__dict__["_rl"]
 
     def pick(self, split: str, kind: str) -> SeriesView | None:
-        name = pick(self.names(), split, kind, self.config.aliases)
+        cache = self.__dict__.setdefault("_picks", {})
+        if (split, kind) not in cache:
+            cache[(split, kind)] = pick(self.names(), split, kind, self.config.aliases)
+        name = cache[(split, kind)]
         return self.series.get(name) if name else None
 
     def role(self, name: str) -> Role:

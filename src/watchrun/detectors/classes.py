@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
 from watchrun.model import Severity
 
@@ -113,33 +115,43 @@ class PredictionCollapse(Detector):
                      ("top_class_share", "unique_preds", "pred_entropy", "recall", "f1", "accuracy", "loss")]
             if not views:
                 continue
-            if not self._candidates(views):
-                # no step of this chunk can meet any condition: the same as walking it
-                self.streak[split] = 0
-                self.clear(split)
+            news = [sv.steps[sv.new_from :] for sv in views]
+            all_steps = np.unique(np.concatenate(news)) if news else np.empty(0, np.int64)
+            if len(all_steps) == 0:
                 continue
-            for step in _eval_steps(views):
-                self._at(view, split, views, step)
+            # only steps where some condition can hold are examined; any other eval step in
+            # between ends a streak, exactly as examining it would
+            last_pos = -1
+            for step in self._candidates(views):
+                pos = int(np.searchsorted(all_steps, step))
+                if pos > last_pos + 1:
+                    self._reset(split)
+                self._at(view, split, views, int(step))
+                last_pos = pos
+            if last_pos < len(all_steps) - 1:
+                self._reset(split)
 
-    def _candidates(self, views: list[SeriesView]) -> bool:
-        """Cheap vectorised test: could any new point meet a collapse condition?"""
+    def _reset(self, split: str) -> None:
+        self.streak[split] = 0
+        self.clear(split)
+
+    def _candidates(self, views: list[SeriesView]) -> np.ndarray:
+        """Steps of the new points at which a collapse condition could hold (vectorised)."""
+        found = []
         for sv in views:
             new = sv.values[sv.new_from :]
+            steps = sv.steps[sv.new_from :]
             if len(new) == 0:
                 continue
             r = sv.role
-            if r.kind in ("top_class_share", "unique_preds", "pred_entropy"):
-                return True
-            if r.kind == "recall" and r.cls:
-                return True
-            if r.kind == "f1" and r.cls is None and (new == 0.0).any():
-                return True
-            if r.kind == "accuracy" and r.cls is None:
-                lo = max(0, sv.new_from - int(self.p["pinned_evals"]) + 1)
-                vals = sv.values[lo:]
-                if len(vals) >= 2 and (vals[1:] == vals[:-1]).any():
-                    return True
-        return False
+            if r.kind in ("top_class_share", "unique_preds", "pred_entropy") or (r.kind == "recall" and r.cls):
+                found.append(steps)
+            elif r.kind == "f1" and r.cls is None:
+                found.append(steps[new == 0.0])
+            elif r.kind == "accuracy" and r.cls is None:
+                prev = np.concatenate([[np.nan], sv.values[:-1]])[sv.new_from :]
+                found.append(steps[new == prev])
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
         at = {sv.name: (sv.role, sv.exact(step)) for sv in views}

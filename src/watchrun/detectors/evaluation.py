@@ -58,6 +58,8 @@ class PerfectValidation(Detector):
                 self.clear(sv.name)
                 continue
             self.streak[sv.name] = self.streak.get(sv.name, 0) + 1
+            if sv.name in self.open:
+                continue
             v = float(sv.values[i])
             instant = sv.role.kind == "loss" and v <= self.p["loss_abs"] * 0.1
             if self.streak[sv.name] >= self.p["persist"] or instant:

@@ -42,6 +42,8 @@ class Overfitting(Detector):
         if val is None or view.is_rl:
             return
         train = view.pick("train", "loss")
+        if self._quiet_chunk(val):
+            return
         for i in val.new:
             v = float(val.values[i])
             if not math.isfinite(v):
@@ -64,6 +66,42 @@ class Overfitting(Detector):
             smooth_rise = smooth / self.best_smooth - 1 if 0 < self.best_smooth < math.inf else rise
             if self.above >= self.p["patience"] and rise >= self.p["min_rise"] and smooth_rise >= self.p["min_rise"] / 2:
                 self._maybe_fire(view, val, train, i, v, rise)
+
+    def _quiet_chunk(self, val: SeriesView) -> bool:
+        """Vectorised walk for a chunk where no streak of evals above the best can reach
+        `patience`: carry best, streak and smoothed best forward; False = walk it point by point."""
+        new = val.values[val.new_from :]
+        k = int(self.p["patience"])
+        if self.open or len(new) < 2 * k or not np.isfinite(new).all() or not math.isfinite(self.best):
+            return False
+        run_min = np.minimum.accumulate(np.concatenate([[self.best], new]))
+        above = new >= run_min[:-1] * (1 + self.p["noise"])
+        # longest streak of "above", counting the streak carried in
+        streak, longest = self.above, 0
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
+        starts, ends = edges[::2], edges[1::2]
+        if len(starts):
+            lengths = ends - starts
+            if starts[0] == 0:
+                lengths = lengths.copy()
+                lengths[0] += streak
+            longest = int(lengths.max())
+            streak = int(lengths[-1]) if ends[-1] == len(new) else 0
+        else:
+            streak = 0
+        if longest >= k:
+            return False
+        j = int(np.argmin(new))
+        if new[j] < self.best:
+            self.best, self.best_step = float(new[j]), int(val.steps[val.new_from + j])
+        self.above = streak
+        self.count += len(new)
+        tail = np.concatenate([np.asarray(self.recent, dtype=np.float64), new])
+        means = np.convolve(tail, np.ones(k) / k, mode="valid")
+        if len(means):
+            self.best_smooth = min(self.best_smooth, float(means.min()))
+        self.recent = [float(x) for x in tail[-k:]]
+        return True
 
     def _noise(self, val: SeriesView, i: int) -> float:
         """Eval-to-eval scatter since the best, with the trend removed (MAD of the differences

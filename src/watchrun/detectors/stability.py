@@ -41,6 +41,12 @@ class NanLoss(Detector):
     def _grad(self, view: RunView, sv: SeriesView) -> None:
         need = int(self.p["grad_norm_persist"])
         run = self.grad_bad_run.get(sv.name, 0)
+        new = sv.values[sv.new_from :]
+        if len(new) == 0:
+            return
+        if np.isfinite(new).all():  # the vectorised equivalent of the walk below
+            self.grad_bad_run[sv.name] = 0
+            return
         for i in sv.new:
             if math.isfinite(sv.values[i]):
                 run = 0
@@ -100,9 +106,15 @@ class Divergence(Detector):
             head = sv.values[:w]
             if len(head) == w and np.isfinite(head).all():
                 self.start_level = float(np.median(head))
-        if self._quiet_chunk(sv, finite, lo, w):
-            return
-        for k in range(sv.new_from - lo, len(vals)):
+        head_end = min(len(sv.values), max(sv.new_from, 2 * w))
+        self._walk(view, sv, finite, lo, sv.new_from - lo, head_end - lo, w)
+        if head_end < len(sv.values):
+            lo2 = head_end - w + 1
+            if not self._quiet_chunk(sv, finite[lo2 - lo :], lo2, w, head_end):
+                self._walk(view, sv, finite, lo, head_end - lo, len(vals), w)
+
+    def _walk(self, view: RunView, sv: SeriesView, finite: np.ndarray, lo: int, k0: int, k1: int, w: int) -> None:
+        for k in range(k0, k1):
             i = lo + k
             if i + 1 < w:
                 continue
@@ -124,10 +136,10 @@ class Divergence(Detector):
             if m < self.run_min:
                 self.run_min, self.min_step = m, int(sv.steps[i])
 
-    def _quiet_chunk(self, sv: SeriesView, finite: np.ndarray, lo: int, w: int) -> bool:
+    def _quiet_chunk(self, sv: SeriesView, finite: np.ndarray, lo: int, w: int, start: int) -> bool:
         """Vectorised pass: if no point of the chunk can trip or clear the rule, just carry the
         running state forward and report True; otherwise the caller walks the chunk."""
-        first = sv.new_from - lo
+        first = start - lo
         if lo + len(finite) < w or math.isnan(self.start_level) or self.open or self.streak:
             return False
         if not np.isfinite(finite).all():
@@ -142,7 +154,7 @@ class Divergence(Detector):
             return False
         j = int(np.argmin(meds))
         if meds[j] < self.run_min:
-            self.run_min, self.min_step = float(meds[j]), int(sv.steps[sv.new_from + j])
+            self.run_min, self.min_step = float(meds[j]), int(sv.steps[start + j])
         return True
 
     def _fire(self, view: RunView, sv: SeriesView, i: int, m: float) -> None:
@@ -185,49 +197,53 @@ class GradSpike(Detector):
             if sv.role.kind != "grad_norm" or sv.new_from >= len(sv.values):
                 continue
             w, need = int(self.p["window"]), int(self.p["min_history"])
-            if sv.name not in self.early and sv.new_from >= need:
+            if sv.name not in self.early:
                 self._set_early(sv, need)
-            if self._quiet_chunk(sv, w):
-                continue
-            for i in sv.new:
-                v = sv.values[i]
-                hist = sv.values[max(0, i - w) : i]
-                hist = hist[np.isfinite(hist)]
-                if sv.name not in self.early and len(hist) >= need:
-                    self._set_early(sv, need)
-                n = self.since_spike.get(sv.name)
-                if n is not None:
-                    self.since_spike[sv.name] = n + 1
-                    if n + 1 >= self.p["cooldown"]:
-                        self.clear(sv.name)
-                        del self.since_spike[sv.name]
-                if len(hist) < need or not math.isfinite(v):
-                    continue
-                med = float(np.median(hist))
-                outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(hist.max())
-                if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
-                    step = int(sv.steps[i])
-                    self.since_spike[sv.name] = 0
-                    loss = view.pick("train", "loss")
-                    loss_txt = ""
-                    if loss is not None:
-                        lv = loss.value_at(step)
-                        if math.isfinite(lv):
-                            loss_txt = f"; loss {fmt(lv)}"
-                    self.fire(
-                        sv.name, Severity.WARNING, step, [sv.name],
-                        f"gradient norm spiked to {fmt(v)} at step {step}, "
-                        f"{v / med:.0f}x its recent median {fmt(med)}{loss_txt}",
-                        {"value": v, "median": med, "ratio": v / med},
-                        "watch the loss for a jump; if spikes repeat, lower the learning rate or "
-                        "clip gradients (max_grad_norm)",
-                    )
+            head_end = min(len(sv.values), max(sv.new_from, w))
+            self._walk(view, sv, range(sv.new_from, head_end), w, need)
+            if head_end < len(sv.values) and not self._quiet_chunk(sv, w, head_end):
+                self._walk(view, sv, range(head_end, len(sv.values)), w, need)
 
-    def _quiet_chunk(self, sv: SeriesView, w: int) -> bool:
+    def _walk(self, view: RunView, sv: SeriesView, indices: range, w: int, need: int) -> None:
+        for i in indices:
+            v = sv.values[i]
+            hist = sv.values[max(0, i - w) : i]
+            hist = hist[np.isfinite(hist)]
+            if sv.name not in self.early and len(hist) >= need:
+                self._set_early(sv, need)
+            n = self.since_spike.get(sv.name)
+            if n is not None:
+                self.since_spike[sv.name] = n + 1
+                if n + 1 >= self.p["cooldown"]:
+                    self.clear(sv.name)
+                    del self.since_spike[sv.name]
+            if len(hist) < need or not math.isfinite(v):
+                continue
+            med = float(np.median(hist))
+            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(hist.max())
+            if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
+                step = int(sv.steps[i])
+                self.since_spike[sv.name] = 0
+                loss = view.pick("train", "loss")
+                loss_txt = ""
+                if loss is not None:
+                    lv = loss.value_at(step)
+                    if math.isfinite(lv):
+                        loss_txt = f"; loss {fmt(lv)}"
+                self.fire(
+                    sv.name, Severity.WARNING, step, [sv.name],
+                    f"gradient norm spiked to {fmt(v)} at step {step}, "
+                    f"{v / med:.0f}x its recent median {fmt(med)}{loss_txt}",
+                    {"value": v, "median": med, "ratio": v / med},
+                    "watch the loss for a jump; if spikes repeat, lower the learning rate or "
+                    "clip gradients (max_grad_norm)",
+                )
+
+    def _quiet_chunk(self, sv: SeriesView, w: int, start: int) -> bool:
         """Vectorised pass over a chunk with no spike and no open cooldown."""
         if sv.name not in self.early or self.since_spike.get(sv.name) is not None:
             return False
-        lo = sv.new_from - w
+        lo = start - w
         if lo < 0:
             return False
         vals = sv.values[lo:]
