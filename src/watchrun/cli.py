@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(config, args)
     from watchrun.app.app import run_app
 
-    return run_app(paths, config, poll=args.poll)
+    return run_app(paths, config, poll=args.poll, quiet=args.quiet)
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -80,6 +80,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--ascii", action="store_true", help="no Unicode box or braille characters")
         p.add_argument("--on-alert", metavar="CMD", help="run CMD with each new critical alert as JSON on stdin")
         p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+        p.add_argument("--quiet", action="store_true", help="no toasts, bell or desktop notifications")
     if command == "app":
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
     if command == "demo":

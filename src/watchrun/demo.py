@@ -249,7 +249,7 @@ def run_demo(config: Any, args: argparse.Namespace) -> int:
             return 0
         from watchrun.app.app import run_app
 
-        return run_app([root], config, poll=args.poll)
+        return run_app([root], config, poll=args.poll, quiet=args.quiet)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -45,5 +46,37 @@ def test_tmux_shows_runs_curve_and_banner(tmp_path):
             time.sleep(0.3)
         assert "blank tokens at" in screen and "stop training" in screen, screen
         assert "train_loss" in screen and "┤" in screen  # a curve with its axis
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_sighup_ends_the_app_within_two_seconds(tmp_path):
+    import psutil
+
+    from watchrun.demo import write_all
+
+    write_all(str(tmp_path / "runs"))
+    session = f"watchrun-hup-{int(time.time() * 1000) % 100000}"
+    marker = tmp_path / "exit-code"
+    cmd = f"{sys.executable} -m watchrun.cli {tmp_path / 'runs'}; echo $? > {marker}; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
+    try:
+        deadline = time.time() + 20
+        proc = None
+        while time.time() < deadline and proc is None:
+            for p in psutil.process_iter(["cmdline"]):
+                if p.info["cmdline"] and "watchrun.cli" in " ".join(p.info["cmdline"]) and str(tmp_path) in " ".join(p.info["cmdline"]):
+                    proc = p
+            time.sleep(0.2)
+        assert proc is not None
+        time.sleep(2)  # let it draw
+        t0 = time.time()
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=5)
+        assert time.time() - t0 < 2.0
+        deadline = time.time() + 5
+        while time.time() < deadline and not marker.exists():
+            time.sleep(0.1)
+        assert marker.read_text().strip() == "0"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -182,3 +182,29 @@ def test_core_never_imports_textual():
             "print(','.join(bad)); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout
+
+
+def test_check_follow_prints_each_alert_as_it_fires_and_stops_on_sigterm(tmp_path):
+    import signal
+    import time
+
+    from tests.unit.helpers import file_version_event, scalar_event
+
+    run = tmp_path / "lm"
+    run.mkdir()
+    f = run / "events.out.tfevents.1700000000.host.1.0"
+    f.write_bytes(file_version_event() + b"".join(scalar_event(i, "train/loss", 2.0 - i * 0.01) for i in range(1, 50)))
+    proc = subprocess.Popen([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--follow", "--json", "--poll", "0.1"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        with open(f, "ab") as fh:
+            fh.write(scalar_event(50, "train/loss", float("nan")) + scalar_event(51, "train/loss", float("nan")))
+        line = proc.stdout.readline()  # arrives once the engine has read and settled the NaN
+        alert = json.loads(line)
+        assert alert["detector"] == "nan_loss" and alert["step"] == 50 and alert["severity"] == "critical"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from watchrun.app.screens import HelpScreen, OverviewScreen, StopScreen
+from watchrun.app.screens import CompareScreen, HelpScreen, OverviewScreen, StopScreen
 from watchrun.app.themes import register_themes
 from watchrun.app.widgets.plot import COLORS, Curve, Plot, PlotData
 from watchrun.config import Config
@@ -49,6 +49,10 @@ class StoreUpdated(Message):
         return isinstance(message, StoreUpdated)
 
 
+class EngineReady(Message):
+    """The first full read and detection are done."""
+
+
 class NewAlerts(Message):
     def __init__(self, alerts: list[Alert]) -> None:
         super().__init__()
@@ -64,17 +68,21 @@ class WatchrunApp(App):
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("x", "stop_run", "Stop run", id="stop_run"),
         Binding("o", "overview", "Overview", id="overview"),
+        Binding("c", "compare", "Compare", id="compare"),
+        Binding("space", "mark", "Mark", id="mark"),
         Binding("l", "toggle_log", "Log y", id="toggle_log"),
         Binding("s", "toggle_smooth", "Smooth", id="toggle_smooth"),
-        Binding("w", "toggle_x", "x: step/time", id="toggle_x"),
+        Binding("w", "toggle_x", "x: step/epoch/time", id="toggle_x"),
         Binding("t", "next_theme", "Theme", id="next_theme"),
         Binding("j,down", "cursor_down", "Down", show=False, id="cursor_down", priority=True),
         Binding("k,up", "cursor_up", "Up", show=False, id="cursor_up", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
     ]
 
-    def __init__(self, paths: list[str], config: Config, poll: float | None = None) -> None:
+    def __init__(self, paths: list[str], config: Config, poll: float | None = None, quiet: bool = False) -> None:
         super().__init__()
+        self.quiet = quiet  # no toasts, bell or desktop notifications
+        self.ready = False
         self.config = config
         self.engine = Engine(paths, config, poll_seconds=poll)
         self.engine.detectors.watch_roots = self.engine.roots
@@ -83,7 +91,9 @@ class WatchrunApp(App):
         self.filter_text = ""
         self.log_y = False
         self.smooth = False
-        self.x_time = False
+        self.x_axis = "step"  # step | epoch | time
+        self.marked: set[str] = set()
+        self.clock = time.time  # tests freeze it for stable snapshots
         self.ascii_only = config.ascii
         self.seen_version = -1
         self.row_keys: list[str] = []
@@ -139,6 +149,7 @@ class WatchrunApp(App):
         engine.detect(final=False)
         first = engine.detect(final=True)
         self.post_message(StoreUpdated(engine.store.version))
+        self.post_message(EngineReady())
         if first:
             self.post_message(NewAlerts([a for a in first if a.severity is Severity.CRITICAL][-3:]))
         engine.start_watching()
@@ -170,7 +181,12 @@ class WatchrunApp(App):
         self._refresh_runs()
         self._refresh_run_view()
 
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.ready = True
+
     def on_new_alerts(self, message: NewAlerts) -> None:
+        if self.quiet:
+            return
         for alert in message.alerts:
             if alert.severity is Severity.CRITICAL:
                 self.bell()
@@ -217,11 +233,12 @@ class WatchrunApp(App):
         glyph = STATUS_GLYPH[run.status][1 if self.ascii_only else 0]
         style = SEV_STYLE[worst.severity] if worst else "green"
         step = run.last_step()
+        mark = "+" if run.key in self.marked else " "
         return (
-            Text(glyph, style=style),
+            Text(glyph + mark, style=style),
             Text(run.key, style=style if worst and worst.severity is Severity.CRITICAL else ""),
             "" if step is None else str(step),
-            _age(run.last_write),
+            _age(run.last_write, self.clock()),
             Text(str(n) if n else "", style=style),
         )
 
@@ -286,7 +303,7 @@ class WatchrunApp(App):
         for i, n in enumerate(names):
             s = run.series[n]
             seg = s.segments[-1]
-            x = (s.walls[seg:] - s.walls[seg:].min()) if self.x_time else s.steps[seg:].astype(np.float64)
+            x = self._x(run, s, seg)
             y = s.values[seg:]
             if self.smooth and len(y) > 3:
                 y = _ema(y, 0.9)
@@ -297,7 +314,19 @@ class WatchrunApp(App):
                 j = int(np.nanargmax(np.where(fin, y, np.nan)) if hb else np.nanargmin(np.where(fin, y, np.nan)))
                 best = (float(x[j]), float(y[j])) if hb is not None else None
             curves.append(Curve(n, x, y, COLORS[i % len(COLORS)], best))
-        return PlotData(curves, self.log_y, [] if self.x_time else marks, "seconds" if self.x_time else run.step_unit)
+        label = {"time": "seconds", "epoch": "epoch"}.get(self.x_axis, run.step_unit)
+        return PlotData(curves, self.log_y, marks if self.x_axis == "step" else [], label)
+
+    def _x(self, run: Run, s, seg: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        steps = s.steps[seg:].astype(np.float64)
+        if self.x_axis == "time":
+            walls = s.walls[seg:]
+            return walls - walls.min() if len(walls) else walls
+        epoch = run.series.get("epoch")
+        if self.x_axis == "epoch" and epoch is not None and len(epoch) > 1 and run.step_unit != "epoch":
+            order = np.argsort(epoch.steps, kind="stable")
+            return np.interp(steps, epoch.steps[order].astype(np.float64), epoch.values[order])
+        return steps
 
     def _show_classes(self, run: Run) -> None:
         table = self.query_one("#classes", DataTable)
@@ -402,8 +431,24 @@ class WatchrunApp(App):
         self._refresh_run_view()
 
     def action_toggle_x(self) -> None:
-        self.x_time = not self.x_time
+        order = ["step", "epoch", "time"]
+        self.x_axis = order[(order.index(self.x_axis) + 1) % 3]
+        self.notify(f"x axis: {self.x_axis}", timeout=2)
         self._refresh_run_view()
+
+    def action_mark(self) -> None:
+        if self.selected:
+            self.marked ^= {self.selected}
+            self._refresh_runs()
+
+    def action_compare(self) -> None:
+        keys = [k for k in self.row_keys if k in self.marked] or list(self.row_keys)
+        metric = None
+        if self.selected:
+            run = self.engine.store.snapshot(self.selected)
+            if run is not None:
+                metric = pick(list(run.series), "val", "loss", self.config.aliases)
+        self.push_screen(CompareScreen(self, keys, metric))
 
     def action_next_theme(self) -> None:
         names = ["watchrun-dark", "watchrun-light", "watchrun-contrast"]
@@ -476,10 +521,10 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _age(t: float) -> str:
+def _age(t: float, now: float) -> str:
     if not t:
         return ""
-    s = time.time() - t
+    s = now - t
     if s < 60:
         return f"{s:.0f}s"
     if s < 3600:
@@ -489,8 +534,8 @@ def _age(t: float) -> str:
     return f"{s / 86400:.0f}d"
 
 
-def run_app(paths: list[str], config: Config, poll: float | None = None) -> int:
-    app = WatchrunApp(paths, config, poll)
+def run_app(paths: list[str], config: Config, poll: float | None = None, quiet: bool = False) -> int:
+    app = WatchrunApp(paths, config, poll, quiet)
 
     def on_hup(signum: int, frame: Any) -> None:
         app.stop_event.set()

@@ -20,93 +20,111 @@ def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
     return float(np.median(window)) if len(window) else math.nan
 
 
+def range_min(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """min(values[lo[i]:hi[i]+1]) for many ranges at once (a sparse table, O(n log n))."""
+    table = [values]
+    span = 1
+    while 2 * span <= len(values):
+        prev = table[-1]
+        table.append(np.minimum(prev[:-span], prev[span:]))
+        span *= 2
+    length = hi - lo + 1
+    level = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
+    out = np.empty(len(lo))
+    for lv in np.unique(level):
+        sel = level == lv
+        t = table[int(lv)]
+        out[sel] = np.minimum(t[lo[sel]], t[hi[sel] - (1 << int(lv)) + 1])
+    return out
+
+
 class Overfitting(Detector):
-    """The validation loss has risen clearly above its running minimum for `patience` evals in a
-    row while the train loss kept falling. Without a train loss, a steadier and larger rise."""
+    """Validation loss above its best level for `patience` evals in a row, the latest `min_rise`
+    above the best eval and the smoothed loss half that, by more than `noise_sigmas` times the
+    eval-to-eval scatter, while the train loss fell at least `min_train_drop`. Or, for a noisy
+    curve: the mean of every eval after the best window is `min_rise` above the best level with
+    a t statistic >= `trend_t`, while the train loss fell at least `trend_train_drop`.
+
+    The smoothed loss is the mean of the last w evals, w growing with the run (a tenth of the
+    evals so far, at least `patience`): on a long noisy plateau no lucky low eval becomes the
+    "best". The best level is the lowest smoothed value; the best eval, the lowest eval inside
+    that window. Without a train loss, a larger and steady rise. The episode ends when the
+    smoothed loss comes back within half of `min_rise`. Stateless over the history, so any
+    chunking of the data gives the same alerts."""
 
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
-                "min_rise_without_train": 0.5, "noise_sigmas": 3.0}
+                "min_rise_without_train": 0.5, "noise_sigmas": 3.0, "trend_t": 2.5,
+                "trend_train_drop": 0.3}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
-        self.best = math.inf
+        self.best = math.inf  # best smoothed level at the point being judged
+        self.best_raw = math.inf  # lowest eval inside the best window
         self.best_step = 0
-        self.above = 0
-        self.count = 0
-        self.recent: list[float] = []
-        self.best_smooth = math.inf  # lowest mean of `patience` consecutive evals
 
     def update(self, view: RunView) -> None:
         val = view.pick("val", "loss")
-        if val is None or view.is_rl:
+        if val is None or view.is_rl or val.new_from >= len(val.values):
             return
         train = view.pick("train", "loss")
-        if self._quiet_chunk(val):
+        finite = np.flatnonzero(np.isfinite(val.values))
+        fv = val.values[finite]
+        n = len(fv)
+        first_new = int(np.searchsorted(finite, val.new_from))
+        if n == 0 or first_new >= n:
             return
-        for i in val.new:
-            v = float(val.values[i])
-            if not math.isfinite(v):
-                continue
-            self.count += 1
-            k = int(self.p["patience"])
-            self.recent = (self.recent + [v])[-k:]
-            smooth = sum(self.recent) / len(self.recent)
-            if len(self.recent) == k:
-                self.best_smooth = min(self.best_smooth, smooth)
-            if v < self.best * (1 + self.p["noise"]) or not math.isfinite(self.best):
-                if v < self.best:
-                    self.best, self.best_step = v, int(val.steps[i])
-                self.above = 0
-                self.clear(val.name)
-                continue
-            self.above += 1
-            rise = v / self.best - 1 if self.best > 0 else math.inf
-            # judged on means of `patience` evals too, so that one lucky low eval is no "best"
-            smooth_rise = smooth / self.best_smooth - 1 if 0 < self.best_smooth < math.inf else rise
-            if self.above >= self.p["patience"] and rise >= self.p["min_rise"] and smooth_rise >= self.p["min_rise"] / 2:
-                self._maybe_fire(view, val, train, i, v, rise)
-
-    def _quiet_chunk(self, val: SeriesView) -> bool:
-        """Vectorised walk for a chunk where no streak of evals above the best can reach
-        `patience`: carry best, streak and smoothed best forward; False = walk it point by point."""
-        new = val.values[val.new_from :]
         k = int(self.p["patience"])
-        if self.open or len(new) < 2 * k or not np.isfinite(new).all() or not math.isfinite(self.best):
-            return False
-        run_min = np.minimum.accumulate(np.concatenate([[self.best], new]))
-        above = new >= run_min[:-1] * (1 + self.p["noise"])
-        # longest streak of "above", counting the streak carried in
-        streak, longest = self.above, 0
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
-        starts, ends = edges[::2], edges[1::2]
-        if len(starts):
-            lengths = ends - starts
-            if starts[0] == 0:
-                lengths = lengths.copy()
-                lengths[0] += streak
-            longest = int(lengths.max())
-            streak = int(lengths[-1]) if ends[-1] == len(new) else 0
-        else:
-            streak = 0
-        if longest >= k:
-            return False
-        j = int(np.argmin(new))
-        if new[j] < self.best:
-            self.best, self.best_step = float(new[j]), int(val.steps[val.new_from + j])
-        self.above = streak
-        self.count += len(new)
-        tail = np.concatenate([np.asarray(self.recent, dtype=np.float64), new])
-        means = np.convolve(tail, np.ones(k) / k, mode="valid")
-        if len(means):
-            self.best_smooth = min(self.best_smooth, float(means.min()))
-        self.recent = [float(x) for x in tail[-k:]]
-        return True
+        idx = np.arange(n)
+        w = np.maximum(k, (idx + 1) // 10)
+        w = np.minimum(w, idx + 1)  # partial windows at the start
+        csum = np.concatenate([[0.0], np.cumsum(fv)])
+        smooth = (csum[idx + 1] - csum[idx + 1 - w]) / w
+        level = np.minimum.accumulate(smooth)
+        at_best = np.maximum.accumulate(np.where(smooth <= level, idx, 0))
+        above = np.concatenate([[False], fv[1:] >= level[:-1] * (1 + self.p["noise"])])
+        last_break = np.maximum.accumulate(np.where(~above, idx, -1))
+        streak = np.where(above, idx - last_break, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rise_s = np.where(level > 0, smooth / level - 1, np.inf)
+            rise_level = np.where(level > 0, fv / level - 1, np.inf)
+        cond = (streak >= k) & (rise_s >= self.p["min_rise"] / 2) & (rise_level >= self.p["min_rise"] / 2)
+        # a noisy curve that trends up: the mean of all evals after the best window is clearly
+        # above the best level (t >= trend_t); needs a strong train-loss drop to count
+        after = np.maximum(idx - at_best, 0)
+        sq = np.concatenate([[0.0], np.cumsum(fv * fv)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = csum[idx + 1] - csum[at_best + 1]
+            mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
+            var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
+            t_after = (mean_after - level) / np.sqrt(np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1))
+        trend = (after >= 2 * k) & (mean_after >= level * (1 + self.p["min_rise"])) & (t_after >= self.p["trend_t"])
+        cond |= trend
+        cond[:first_new] = False
+        cands = np.flatnonzero(cond)
+        calm = np.flatnonzero(rise_s < self.p["min_rise"] / 2)
+        raw = range_min(fv, at_best[cands] + 1 - w[at_best[cands]], at_best[cands]) if len(cands) else []
+        done = first_new - 1
+        for c, j in enumerate(cands):
+            j = int(j)
+            if val.name in self.open:
+                if not len(calm[(calm > done) & (calm < j)]):
+                    continue  # still the same episode
+                self.clear(val.name)
+            m = int(at_best[j])
+            lo = m + 1 - int(w[m])
+            jj = lo + int(np.argmin(fv[lo : m + 1]))
+            self.best, self.best_raw, self.best_step = float(level[j]), float(raw[c]), int(val.steps[finite[jj]])
+            if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[j]:
+                self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), bool(trend[j]))
+            done = j
+        if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
+            self.clear(val.name)
 
     def _noise(self, val: SeriesView, i: int) -> float:
         """Eval-to-eval scatter since the best, with the trend removed (MAD of the differences
         around their median): a rise must stand out of it."""
-        j = val.at_or_before(self.best_step)
+        j = max(val.at_or_before(self.best_step), i - 64)  # bounded: O(window) per eval
         since = val.values[max(j, 0) : i + 1]
         since = since[np.isfinite(since)]
         if len(since) < 4:
@@ -114,26 +132,28 @@ class Overfitting(Detector):
         d = np.diff(since)
         return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
 
-    def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int,
-                    v: float, rise: float) -> None:
+    def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int, v: float,
+                    trend: bool = False) -> None:
         step = int(val.steps[i])
-        if v - self.best < self.p["noise_sigmas"] * self._noise(val, i):
-            return
-        evidence: dict = {"best": self.best, "best_step": self.best_step, "now": v, "rise": rise}
+        rise = v / self.best_raw - 1 if self.best_raw > 0 else math.inf
+        evidence: dict = {"best": self.best_raw, "best_step": self.best_step, "now": v, "rise": rise,
+                          "smoothed_best": self.best}
         if train is not None and len(train.values):
             t_best, t_now = smoothed_at(train, self.best_step), smoothed_at(train, step)
             if not (math.isfinite(t_best) and math.isfinite(t_now) and t_best > 0):
                 return
             drop = 1 - t_now / t_best
-            if drop < self.p["min_train_drop"]:
+            if drop < self.p["min_train_drop"] or (trend and drop < self.p["trend_train_drop"]):
                 return
             evidence.update(train_at_best=t_best, train_now=t_now, train_drop=drop)
             why = f"while {train.name} fell {pct(drop)} ({fmt(t_best)} -> {fmt(t_now)})"
         else:
             recent = val.values[max(0, i - int(self.p["patience"])) : i + 1]
-            if rise < self.p["min_rise_without_train"] or not np.all(np.diff(recent) > 0):
+            if trend or rise < self.p["min_rise_without_train"] or not np.all(np.diff(recent) > 0):
                 return
             why = "rising at every eval (no train loss logged)"
+        if not trend and v - self.best_raw < self.p["noise_sigmas"] * self._noise(val, i):
+            return  # within the eval-to-eval scatter
         primary = self._primary_metric_note(view, step)
         if primary:
             evidence["primary_metric"] = primary
@@ -142,7 +162,7 @@ class Overfitting(Detector):
         note = f"; {primary['name']} still improving ({fmt(primary['best'])})" if primary and primary["improving"] else ""
         self.fire(
             val.name, Severity.WARNING, step, [val.name] + ([view.pick("train", "loss").name] if view.pick("train", "loss") else []),
-            f"overfitting: {val.name} up {pct(rise)} from its best {fmt(self.best)} "
+            f"overfitting: {val.name} up {pct(rise)} from its best {fmt(self.best_raw)} "
             f"(step {self.best_step}) {why}{note}",
             evidence | ({"best_checkpoint": ckpt} if ckpt else {}),
             (f"loss and {primary['name']} disagree: choose the checkpoint by {primary['name']}"

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Static
 
 from watchrun import control
-from watchrun.app.widgets.plot import Curve, Plot, PlotData
+from watchrun.app.widgets.plot import COLORS, Curve, Plot, PlotData
 from watchrun.model import Alert, Run
 from watchrun.semantics import pick
 
@@ -118,3 +118,55 @@ class OverviewScreen(Screen):
                     plot.data = PlotData(curves)
                     yield plot
         yield Footer()
+
+
+class CompareScreen(Screen):
+    """One metric overlaid across runs (the marked ones, or all); n/p cycle the metric."""
+
+    BINDINGS = [
+        Binding("escape,c,q", "app.pop_screen", "Back"),
+        Binding("n", "next_metric", "Next metric"),
+        Binding("p", "prev_metric", "Prev metric"),
+    ]
+
+    def __init__(self, app: Any, keys: list[str], metric: str | None) -> None:
+        super().__init__()
+        self.owner = app
+        self.keys = keys[:7]
+        runs = [app.engine.store.snapshot(k) for k in self.keys]
+        self.runs = [r for r in runs if r is not None]
+        counts: dict[str, int] = {}
+        for r in self.runs:
+            for n in r.series:
+                counts[n] = counts.get(n, 0) + 1
+        self.metrics = sorted(counts, key=lambda n: (-counts[n], n))
+        self.index = self.metrics.index(metric) if metric in self.metrics else 0
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="compare-title")
+        yield Plot(id="compare-plot", ascii_only=self.owner.ascii_only)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        if not self.metrics:
+            self.query_one("#compare-title", Static).update("no metrics to compare")
+            return
+        metric = self.metrics[self.index]
+        curves = []
+        for i, r in enumerate(self.runs):
+            s = r.series.get(metric)
+            if s is not None and len(s):
+                curves.append(Curve(r.key, s.steps.astype(float), s.values, COLORS[i % len(COLORS)]))
+        self.query_one("#compare-title", Static).update(f" compare {metric} across {len(curves)} run(s)   n/p: metric")
+        self.query_one("#compare-plot", Plot).show(PlotData(curves, self.owner.log_y))
+
+    def action_next_metric(self) -> None:
+        self.index = (self.index + 1) % max(1, len(self.metrics))
+        self._show()
+
+    def action_prev_metric(self) -> None:
+        self.index = (self.index - 1) % max(1, len(self.metrics))
+        self._show()
