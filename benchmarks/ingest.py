@@ -93,30 +93,47 @@ points = len(df); retained = int(df.memory_usage(deep=True).sum())
 
 
 def measure(name: str, path: str) -> dict:
-    code = "import time, resource, json\nPATH=%r\nt=time.perf_counter()\n%s\nprint(json.dumps({'s': time.perf_counter()-t, 'points': points, 'retained': retained, 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))" % (path, LOADERS[name])
+    code = "\n".join([
+        "import time, resource, json",
+        f"PATH = {path!r}",
+        "t = time.perf_counter()",
+        LOADERS[name],
+        "print(json.dumps({'s': time.perf_counter() - t, 'points': points, 'retained': retained,"
+        " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
+    ])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def append_cost(path: str) -> float:
-    """Microseconds to ingest one appended scalar event into a loaded engine."""
-    code = f"""
-import glob, time
+APPEND = """
+import glob, shutil, sys, tempfile, time
 from watchrun.engine import Engine
 from watchrun.sources.tensorboard import frame
 from tensorboard.compat.proto import event_pb2, summary_pb2
-e = Engine([{path!r}], use_watchdog=False); e.load()
-f = sorted(glob.glob({path!r} + '/events.out.tfevents.*'))[0]
-n = 2000; total = 0.0
-for i in range(n):
-    ev = event_pb2.Event(wall_time=2e9, step=10**7 + i, summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag='train/loss', simple_value=0.1)]))
-    with open(f, 'ab') as fh: fh.write(frame(ev.SerializeToString()))
-    t = time.perf_counter(); e.poll(); total += time.perf_counter() - t
+src, burst = sys.argv[1], int(sys.argv[2])
+d = tempfile.mkdtemp(); shutil.copytree(src, d + "/run")
+e = Engine([d], use_watchdog=False); e.load()
+f = sorted(glob.glob(d + "/run/events.out.tfevents.*"))[0]
+def record(i):
+    ev = event_pb2.Event(wall_time=2e9, step=10**7 + i, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag="train/loss", simple_value=0.1)]))
+    return frame(ev.SerializeToString())
+total, n = 0.0, 0
+for i in range(0, 2000, burst):
+    with open(f, "ab") as fh:
+        fh.write(b"".join(record(i + j) for j in range(burst)))
+    t = time.perf_counter(); e.poll(paths={f}); total += time.perf_counter() - t; n += burst
+shutil.rmtree(d)
 print(total / n * 1e6)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+
+
+def append_cost(path: str, burst: int) -> float:
+    """Microseconds per appended scalar event, polling after every `burst` events (a copy of
+    the run is used: the cached benchmark files stay as written)."""
+    out = subprocess.run([sys.executable, "-c", APPEND, path, str(burst)], capture_output=True, text=True, timeout=600)
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
 
 
@@ -138,7 +155,9 @@ def main() -> None:
                   f"peak RSS {r['rss_mb']:7.0f} MB  retained {bpp:5.1f} B/pt  ({r['points']} points)")
         if "s" in results["watchrun"] and "s" in results["watchrun-check"]:
             print(f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x")
-    print(f"\none appended event: {append_cost(paths['a']):.1f} us per poll (mean of 2000)")
+    small = os.path.join(CACHE, "b-quick" if quick else "b", "run_000")
+    for burst in (1, 10, 100):
+        print(f"appended events, a poll every {burst:>3}: {append_cost(small, burst):7.1f} us per event")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,27 @@ def _has(dirpath: str, name: str) -> bool:
     return os.path.exists(os.path.join(dirpath, name))
 
 
+_HEADERS: dict[str, tuple[tuple[int, int], list[str]]] = {}
+
+
 def _header(path: str) -> list[str]:
+    """The first line's columns, cached by (size, mtime): rescans open no unchanged file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    sig = (st.st_size, st.st_mtime_ns)
+    cached = _HEADERS.get(path)
+    if cached and cached[0] == sig:
+        return cached[1]
+    header = _read_header(path)
+    if len(_HEADERS) > 100_000:
+        _HEADERS.clear()
+    _HEADERS[path] = (sig, header)
+    return header
+
+
+def _read_header(path: str) -> list[str]:
     try:
         with open(path, "rb") as fh:
             first = fh.readline(64 * 1024).decode("utf-8", "replace").strip()

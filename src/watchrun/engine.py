@@ -214,7 +214,8 @@ class Engine:
         now = time.monotonic()
         dirty, self.dirty = self.dirty, set()
         full_every = self.poll_seconds if not self.watching else max(self.poll_seconds, 2.0)
-        rescan_every = max(5.0, 50 * self._scan_cost)
+        # with file events, creations trigger a rescan at once; the timed walk is a safety net
+        rescan_every = max(30.0 if self.watching else 10.0, 50 * self._scan_cost)
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0

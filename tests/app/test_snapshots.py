@@ -57,6 +57,7 @@ def test_classes_tab(snap_compare, demo, size):
         await loaded(pilot)
         app = pilot.app
         app.selected = "turn-classifier"
+        app._refresh_runs()
         app._refresh_run_view()
         app.query_one("#tabs").active = "tab-classes"
         await pilot.pause(0.3)

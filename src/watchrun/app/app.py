@@ -97,6 +97,7 @@ class WatchrunApp(App):
         self.ascii_only = config.ascii
         self.seen_version = -1
         self.row_keys: list[str] = []
+        self._cells: dict[str, tuple] = {}
         if config.keys:
             self.set_keymap({k: v for k, v in config.keys.items()})
 
@@ -135,7 +136,7 @@ class WatchrunApp(App):
         self.query_one("#filter", Input).display = False
         runs.focus()
         self.run_engine()
-        self.set_interval(1.0, self._refresh_ages)
+        self.set_interval(2.0, self._refresh_ages)
 
     # -- the engine thread ----------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
@@ -215,13 +216,20 @@ class WatchrunApp(App):
         with self.batch_update():
             if order != self.row_keys:
                 table.clear()
+                self._cells = {}
                 for _, _, k, run, worst, n in rows:
-                    table.add_row(*self._run_cells(run, worst, n), key=k)
+                    cells = self._run_cells(run, worst, n)
+                    self._cells[k] = cells
+                    table.add_row(*cells, key=k)
                 self.row_keys = order
-            else:
+            else:  # diff by row key: touch only the cells whose text changed
                 for _, _, k, run, worst, n in rows:
-                    for col, cell in zip(table.columns, self._run_cells(run, worst, n), strict=True):
-                        table.update_cell(k, col, cell)
+                    cells = self._run_cells(run, worst, n)
+                    old = self._cells.get(k, ())
+                    for c, (col, cell) in enumerate(zip(table.columns, cells, strict=True)):
+                        if c >= len(old) or str(old[c]) != str(cell) or getattr(old[c], "style", None) != getattr(cell, "style", None):
+                            table.update_cell(k, col, cell)
+                    self._cells[k] = cells
         if self.selected is None and order:
             self.selected = order[0]
         if self.selected in order:

@@ -21,12 +21,16 @@ from typing import Any
 
 import crc32c
 import numpy as np
+from google.protobuf.message import DecodeError
+from tensorboard.compat.proto import event_pb2
 
 from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
 
 _HEADER = struct.Struct("<QI")
 MAX_RECORD = 256 * 1024 * 1024
+SMALL_BUFFER = 4096
+SMALL_BATCH = 32
 _MASK_DELTA = 0xA282EAD8
 
 # DataType enum values of tensor_pb2
@@ -80,7 +84,7 @@ def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, li
     """
     arr = np.frombuffer(buf, dtype=np.uint8)
     n = len(arr)
-    if n - start < 13:
+    if n - start < SMALL_BUFFER:  # a few appended records: numpy's fixed costs would dominate
         return _walk_slow(buf, start)
     cand = np.flatnonzero(arr[start + 12 : n] == 0x09) + start
     if len(cand) == 0 or cand[0] != start:
@@ -209,6 +213,10 @@ def decode_records(buf: bytes, offsets: list[int], lengths: list[int]) -> Decode
     out = Decoded()
     if len(offsets) == 0:
         return out
+    if len(offsets) <= SMALL_BATCH:  # live tailing: one protobuf parse each is cheaper
+        for i, (off, length) in enumerate(zip(offsets, lengths, strict=True)):
+            _decode_proto(buf, int(off), int(length), i, out)
+        return out
     arr = np.frombuffer(buf, dtype=np.uint8)
     offs = np.asarray(offsets, dtype=np.int64)
     lens = np.asarray(lengths, dtype=np.int64)
@@ -302,9 +310,6 @@ def _tag_words(col, start: int, tag_len: int, sub: np.ndarray) -> np.ndarray:
 
 
 def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> None:
-    from google.protobuf.message import DecodeError
-    from tensorboard.compat.proto import event_pb2
-
     payload = buf[off : off + length]
     try:
         event = event_pb2.Event.FromString(payload)
