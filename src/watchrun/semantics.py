@@ -45,7 +45,7 @@ AVERAGES = {"macro": "macro", "micro": "micro", "weighted": "weighted", "binary"
             "balanced": "macro", "avg": "", "mean": ""}
 NOISE = {"epoch", "step", "score", "metric", "overall", "best", "value", "val", "mean", "avg",
          "total", "all", "ema", "smooth", "per", "class", "cls", "label", "on", "of", "at",
-         "1", "top", "running"}
+         "top", "running"}
 _SPLIT_RE = re.compile(r"[/._\-\s\[\]()]+")
 _CLASS_TOKEN = re.compile(r"^(?:class|cls|label|c)(\d+)$")
 

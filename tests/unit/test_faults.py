@@ -272,3 +272,159 @@ def test_junk_binary_file_with_a_log_name_never_raises(tmp_path):
     e = loaded(tmp_path)
     e.update_statuses()
     assert all(r.points() == 0 for r in e.store.runs.values())
+
+
+def test_f7_permission_denied_as_another_user_is_a_warning(tmp_path):
+    """Root reads everything, so the reader runs as `nobody` in a child process: a real EACCES."""
+    import pwd
+    import subprocess
+    import sys
+    import textwrap
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user on this machine")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    import sys as _sys
+
+    try:
+        usable = subprocess.run([_sys.executable, "-c", "pass"], preexec_fn=lambda: os.setuid(nobody.pw_uid),
+                                capture_output=True).returncode == 0
+    except OSError:
+        usable = False
+    if not usable:
+        pytest.skip(f"{_sys.executable} cannot run as nobody (installed under a private home)")
+    d = tmp_path / "runs"
+    d.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(d, 0o755)
+    ok, secret = d / "ok.jsonl", d / "secret.jsonl"
+    ok.write_text('{"step": 1, "loss": 0.5}\n')
+    secret.write_text('{"step": 1, "loss": 0.5}\n')
+    os.chmod(ok, 0o644)
+    os.chmod(secret, 0o600)  # root's, unreadable for nobody
+    src = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {os.path.abspath(src)!r})
+        from watchrun.engine import Engine
+        e = Engine([{str(d)!r}], use_watchdog=False); e.load()
+        print(e.store.runs["ok.jsonl"].points(), e.store.runs["secret.jsonl"].points())
+        print(e.store.runs["secret.jsonl"].warnings)
+    """)
+
+    def drop():
+        os.setgid(nobody.pw_gid)
+        os.setuid(nobody.pw_uid)
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=drop, env={**os.environ, "HOME": "/tmp"})
+    assert out.returncode == 0, out.stderr
+    counts, warnings = out.stdout.splitlines()[:2]
+    assert counts == "1 0" and "cannot read" in warnings
+
+
+def test_f9_no_file_events_falls_back_to_polling(tmp_path, monkeypatch):
+    import watchdog.observers
+
+    def refuse(self):  # what inotify says when the watch limit is reached
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watchdog.observers.Observer, "start", refuse)
+    f = tmp_path / "r.jsonl"
+    f.write_text('{"step": 1, "loss": 1}\n')
+    e = Engine([str(tmp_path)], poll_seconds=None)
+    e.load()
+    e.start_watching()
+    assert not e.watching and "polling" in e.watch_error
+    with open(f, "a") as fh:
+        fh.write('{"step": 2, "loss": 0.5}\n')
+    e._last_full_poll = 0.0
+    e.tick()
+    assert points(e)["loss"] == [(1, 1.0), (2, 0.5)]
+
+
+def test_f10_five_thousand_run_dirs_are_all_found(tmp_path):
+    for i in range(5000):
+        d = tmp_path / f"exp{i // 100:02d}" / f"version_{i % 100}"
+        d.mkdir(parents=True)
+        (d / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    e = loaded(tmp_path)
+    assert len(e.visible_keys()) == 5000
+    assert sum(r.points() for r in e.store.runs.values()) == 5000
+
+
+def test_p4_crash_during_header_rewrite_keeps_old_rows_until_the_rewrite_passes_them(tmp_path):
+    f = tmp_path / "version_0" / "metrics.csv"
+    f.parent.mkdir()
+    f.write_text("step,loss\n1,0.9\n2,0.8\n3,0.7\n")
+    e = engine_on(tmp_path)
+    f.write_text("step,loss,val_loss\n1,0.9,\n")  # the rewrite died after one row
+    tick(e)
+    assert points(e)["loss"] == [(1, 0.9), (2, 0.8), (3, 0.7)]
+    with open(f, "a") as fh:  # the writer comes back and rewrites the rest, then goes on
+        fh.write("2,0.8,\n3,0.7,\n3,,0.75\n4,0.6,\n")
+    tick(e)
+    assert points(e)["loss"] == [(1, 0.9), (2, 0.8), (3, 0.7), (4, 0.6)]
+    assert points(e)["val_loss"] == [(3, 0.75)]
+
+
+def test_v5_clock_skew_in_wall_time_does_not_make_a_live_run_stale(tmp_path):
+    from tests.unit.helpers import scalar_event
+
+    d = tmp_path / "tb"
+    d.mkdir()
+    data = file_version_event() + b"".join(scalar_event(i, "loss", 1.0, wall=1.0e9) for i in range(5))
+    (d / "events.out.tfevents.1700000000.h.1.0").write_bytes(data)  # wall times in 2001
+    e = engine_on(tmp_path)
+    e.update_statuses()
+    assert e.store.runs["tb"].status.value == "running"  # the file was just written
+
+
+def test_v8_big_file_truncated_during_the_first_read(tmp_path):
+    import threading
+
+    f = tmp_path / "big.jsonl"
+    row = b'{"step": 1, "loss": 0.5, "pad": "' + b"x" * 200 + b'"}\n'
+    f.write_bytes(row * 200_000)  # ~46 MB
+    cut = threading.Event()
+
+    def truncate():
+        cut.wait(5)
+        os.truncate(f, 1000)
+
+    t = threading.Thread(target=truncate)
+    t.start()
+    e = Engine([str(tmp_path)], use_watchdog=False)
+    e.scan()
+    cut.set()
+    e.poll()  # reads with read(), never mmap: a file shrinking under us is no SIGBUS
+    t.join()
+    e.poll()
+    e.poll()
+    run = e.store.runs["big.jsonl"]
+    assert run.points() >= 1 and all(v == 0.5 for v in run.series["loss"].values)
+
+
+def test_f7_unreadable_file_warns_backs_off_and_recovers(tmp_path):
+    """As root no mode bit refuses a read, but a path that turns into a directory does (EISDIR):
+    the same error path as EACCES."""
+    import shutil
+
+    f = tmp_path / "r.jsonl"
+    f.write_text('{"step": 1, "loss": 1.0}\n')
+    e = engine_on(tmp_path)
+    f.unlink()
+    f.mkdir()
+    (f / "x").write_text("")
+    e.poll()
+    assert any("cannot read" in w for w in e.store.runs["r.jsonl"].warnings)
+    src = e.sources[("r.jsonl", "jsonl")]
+    assert src._retry_at[str(f)] > 0  # backed off, not dropped
+    shutil.rmtree(f)
+    f.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n')
+    src._retry_at.clear()
+    e.poll()
+    # the new file starts with the bytes already read: a longer copy, read on from the offset (F5)
+    assert points(e)["loss"] == [(1, 1.0), (2, 0.5)]

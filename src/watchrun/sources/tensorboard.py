@@ -277,8 +277,8 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
         steps = np.zeros(len(sub), dtype=np.int64)
         for k in range(int(w)):
             steps |= (col(10 + k, sub).astype(np.int64) & 0x7F) << (7 * k)
-        values = np.stack([col(length - 4 + j, sub) for j in range(4)], axis=1).view("<f4").ravel()
-        words = _tag_words(col, p + 6, tag_len, sub)
+        values = _gather(arr, base[sub] + (length - 4), "<f4")
+        words = _tag_words(arr, base[sub] + p + 6, tag_len)
         remaining = np.ones(len(sub), dtype=bool)
         while remaining.any():
             first = int(np.argmax(remaining))
@@ -289,23 +289,33 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
     return np.concatenate(misfit) if misfit else np.empty(0, np.int64)
 
 
-def _gather_f64(arr: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Little-endian doubles at arbitrary (unaligned) byte offsets, one gather per alignment."""
-    out = np.empty(len(offsets), dtype=np.float64)
-    rem = offsets % 8
+def _gather(arr: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
+    """Little-endian values of `dtype` at arbitrary (unaligned) byte offsets: one gather per
+    alignment class instead of one per byte."""
+    size = np.dtype(dtype).itemsize
+    out = np.empty(len(offsets), dtype=dtype)
+    rem = offsets % size
     for k in np.unique(rem):
         m = rem == k
-        view = np.frombuffer(arr, dtype="<f8", offset=int(k), count=(len(arr) - int(k)) // 8)
-        out[m] = view[(offsets[m] - k) // 8]
+        view = np.frombuffer(arr, dtype=dtype, offset=int(k), count=(len(arr) - int(k)) // size)
+        out[m] = view[(offsets[m] - k) // size]
     return out
 
 
-def _tag_words(col, start: int, tag_len: int, sub: np.ndarray) -> np.ndarray:
-    """The tag bytes of each record packed exactly into uint64 words (n x ceil(len/8))."""
+def _gather_f64(arr: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    return _gather(arr, offsets, "<f8")
+
+
+def _tag_words(arr: np.ndarray, starts: np.ndarray, tag_len: int) -> np.ndarray:
+    """Each record's tag bytes as uint64 words (n x ceil(len/8)); the last word is masked to the
+    tag's own bytes, so the words identify the tag exactly."""
     nwords = (tag_len + 7) // 8
-    words = np.zeros((len(sub), nwords), dtype=np.uint64)
-    for j in range(tag_len):
-        words[:, j // 8] |= col(start + j, sub).astype(np.uint64) << np.uint64(8 * (j % 8))
+    words = np.empty((len(starts), nwords), dtype=np.uint64)
+    for j in range(nwords):
+        words[:, j] = _gather(arr, starts + 8 * j, "<u8")
+    tail = tag_len - 8 * (nwords - 1)
+    if tail < 8:
+        words[:, -1] &= np.uint64((1 << (8 * tail)) - 1)
     return words
 
 
