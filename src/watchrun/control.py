@@ -68,7 +68,10 @@ def find_process(run: Run) -> Target:
         why = (f"pid {run.pid} (from the file names) is not running as this user"
                if run.pid else "no process of this user has the run's files open")
         return Target(None, why, hint, note)
-    return Target(info, "found", f"kill -INT {info.pid}", note)
+    launcher = run.meta.get("launcher_pid")
+    if launcher and info.launcher is None:
+        info.launcher = int(launcher)
+    return Target(info, "found", f"kill -INT {info.launcher or info.pid}", note)
 
 
 def _verify(pid: int, run: Run) -> ProcessInfo | None:

@@ -109,6 +109,8 @@ def _classify_file(path: str, dirpath: str, spec, consoles: list[str], single: b
     elif name == "trainer_state.json":
         root = os.path.dirname(dirpath) if _CHECKPOINT_DIR.match(dirname) else dirpath
         spec(root).add("hf-trainer", path)
+    elif name in ("watchrun-run.json", ".watchrun-stop.done"):
+        spec(dirpath).add("run-card", path)
     elif name in HF_RESULTS:
         spec(dirpath).add("hf-trainer", path)
     elif name == "metrics.csv" and _table_header_has(path, ("step", "epoch")):

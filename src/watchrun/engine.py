@@ -24,13 +24,14 @@ from watchrun.sources.hf import HfTrainerSource
 from watchrun.sources.keras import KerasCsvSource
 from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, LightningCsvSource
 from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
+from watchrun.sources.runcard import RunCardSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
 from watchrun.store import Store
 
 STEP_UNITS = {"keras-csv": "epoch"}
-HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml"}
+HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card"}
 
 
 def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
@@ -50,6 +51,8 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return MlflowFileSource(store, key, spec.root)
     if fmt == "mlflow-sqlite":
         return MlflowSqliteSource(store, key)
+    if fmt == "run-card":
+        return RunCardSource(store, key)
     if fmt == "trackio":
         return TrackioSource(store, key)
     if fmt == "dvclive":
