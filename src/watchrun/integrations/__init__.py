@@ -7,6 +7,7 @@ directory and answers stop requests; `watchrun.integrations.hf` wraps it as an H
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -106,7 +107,5 @@ class RunLogger:
             return
         with open(os.path.join(self.run_dir, STOP_DONE_FILE), "w") as fh:
             json.dump({"step": int(step), "checkpoint": checkpoint, "at": time.time()}, fh)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self.stop_path)
-        except FileNotFoundError:
-            pass
