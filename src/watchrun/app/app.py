@@ -289,7 +289,8 @@ class WatchrunApp(App):
         t = Text()
         t.append(f" {worst.severity.value.upper()} ", style="bold reverse")
         t.append(f" {worst.message}\n", style="bold")
-        t.append(f" → {worst.action}   ({worst.detector}, step {worst.step}, {run.key})")
+        arrow = "->" if self.ascii_only else "→"
+        t.append(f" {arrow} {worst.action}   ({worst.detector}, step {worst.step}, {run.key})")
         banner.update(t)
 
     def _show_plots(self, run: Run, alerts: list[Alert]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from watchrun.config import Target
 from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct
+from watchrun.detectors.fitting import smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
 
@@ -40,7 +41,7 @@ class StuckMetric(Detector):
         def moving(first_step: int, last_step: int) -> bool:
             if train is None or len(train.values) < 4:
                 return True
-            a, b = _smoothed(train, first_step), _smoothed(train, last_step)
+            a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
             upto = train.values[: train.at_or_before(last_step) + 1]
             upto = upto[np.isfinite(upto)]
             span = float(upto.max() - upto.min()) if len(upto) else 0.0
@@ -98,6 +99,9 @@ class StuckMetric(Detector):
             "the model has stopped changing on this metric: check the learning rate (decayed to 0?), "
             "frozen layers, or a collapse to a constant output",
         )
+
+
+UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5

@@ -174,6 +174,30 @@ class SqliteSource(Source):
         return added
 
 
+    def read(self, cursor: FileCursor) -> int:
+        """Open read-only, run `read_db`; a locked or half-written database is retried."""
+        import sqlite3
+
+        try:
+            con = sqlite3.connect(f"file:{cursor.path}?mode=ro", uri=True, timeout=0.5)
+        except sqlite3.Error as exc:
+            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
+            return 0
+        try:
+            return self.read_db(con)
+        except sqlite3.OperationalError:
+            cursor.mtime_ns = -1  # locked, mid-write or not created yet: look again next poll
+            return 0
+        except sqlite3.DatabaseError as exc:
+            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
+            return 0
+        finally:
+            con.close()
+
+    def read_db(self, con) -> int:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
 def _stat_sig(path: str) -> tuple | None:
     try:
         st = os.stat(path)

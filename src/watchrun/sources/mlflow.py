@@ -131,28 +131,7 @@ class MlflowSqliteSource(SqliteSource):
         self.last_rowid = 0
         self.run_keys: dict[str, str] = {}
 
-    def read(self, cursor: FileCursor) -> int:
-        if cursor.path.endswith(("-wal", "-shm", "-journal")):
-            return 0
-        try:
-            con = sqlite3.connect(f"file:{cursor.path}?mode=ro", uri=True, timeout=0.5)
-        except sqlite3.Error as exc:
-            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
-            return 0
-        try:
-            return self._read(con)
-        except sqlite3.OperationalError as exc:
-            cursor.mtime_ns = -1  # locked or mid-write: look again next poll
-            if "no such table" in str(exc):
-                return 0
-            return 0
-        except sqlite3.DatabaseError as exc:
-            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
-            return 0
-        finally:
-            con.close()
-
-    def _read(self, con: sqlite3.Connection) -> int:
+    def read_db(self, con: sqlite3.Connection) -> int:
         runs = con.execute(
             "SELECT r.run_uuid, r.name, r.status, r.experiment_id, e.name "
             "FROM runs r LEFT JOIN experiments e ON e.experiment_id = r.experiment_id"

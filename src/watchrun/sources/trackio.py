@@ -5,14 +5,12 @@ Read-only, rows past the last id seen, a locked database retried at the next pol
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import SqliteSource, to_float
 from watchrun.sources.table import flatten
-from watchrun.tail import FileCursor
 
 
 class TrackioSource(SqliteSource):
@@ -24,23 +22,6 @@ class TrackioSource(SqliteSource):
         self.last_id = 0
         self.run_keys: dict[str, str] = {}
 
-    def read(self, cursor: FileCursor) -> int:
-        try:
-            con = sqlite3.connect(f"file:{cursor.path}?mode=ro", uri=True, timeout=0.5)
-        except sqlite3.Error as exc:
-            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
-            return 0
-        try:
-            return self._read(con)
-        except sqlite3.OperationalError:
-            cursor.mtime_ns = -1  # locked or mid-write: look again next poll
-            return 0
-        except sqlite3.DatabaseError as exc:
-            self.warn(f"{os.path.basename(cursor.path)}: {exc}")
-            return 0
-        finally:
-            con.close()
-
     def _key(self, run_name: str) -> str:
         if run_name not in self.run_keys:
             key = f"{self.key}/{run_name}"
@@ -49,7 +30,7 @@ class TrackioSource(SqliteSource):
             self.store.update(key, formats={self.format}, display_name=run_name)
         return self.run_keys[run_name]
 
-    def _read(self, con: sqlite3.Connection) -> int:
+    def read_db(self, con: sqlite3.Connection) -> int:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "configs" in tables:
             for run_name, config in con.execute("SELECT run_name, config FROM configs"):
