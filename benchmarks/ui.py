@@ -58,6 +58,10 @@ def make_runs(root: str, n: int = 100) -> None:
         for s in range(200):
             w.write(s, {"train_loss": 1 / (s + 1), "val_loss": 1.1 / (s + 1)})
         w.close()
+    quiet = time.time() - 3600  # quiet runs: nothing written for an hour
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            os.utime(os.path.join(dirpath, f), (quiet, quiet))
 
 
 def idle_headless(root: str, seconds: float) -> float:
@@ -88,7 +92,7 @@ def idle_tmux(root: str, seconds: float) -> float:
     try:
         time.sleep(8)
         proc = next(p for p in psutil.process_iter(["cmdline"])
-                    if p.info["cmdline"] and "watchrun.cli" in " ".join(p.info["cmdline"]) and root in " ".join(p.info["cmdline"]))
+                    if (p.info["cmdline"] or [])[1:3] == ["-m", "watchrun.cli"] and root in " ".join(p.info["cmdline"]))
         c0 = sum(proc.cpu_times()[:2])
         t0 = time.monotonic()
         time.sleep(seconds)

@@ -56,6 +56,20 @@ def test_lightning_collapse_is_called(tmp_path):
     run_dir = tmp_path / "lightning_logs" / "version_0"
     rows = [json.loads(line) for line in (run_dir / "watchrun.jsonl").read_text().splitlines()]
     assert any(r.get("val_top_class_share") == 1.0 for r in rows)
+    # the same numbers as scikit-learn's report on the same predictions (every one is class 0)
+    import lightning.pytorch as pl
+    import numpy as np
+    import torch
+    from sklearn.metrics import classification_report
+
+    pl.seed_everything(0)
+    y = (torch.randn(512, 8)[:, 0] > 0).long().numpy()
+    report = classification_report(y, np.zeros_like(y), labels=[0, 1], output_dict=True, zero_division=0)
+    last = [r for r in rows if "val_f1_class_neg" in r][-1]
+    assert last["val_f1_class_neg"] == pytest.approx(report["0"]["f1-score"])
+    assert last["val_recall_class_pos"] == pytest.approx(report["1"]["recall"])
+    assert last["val_support_class_pos"] == report["1"]["support"]
+    assert last["val_macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
     _, fired = alerts(tmp_path)
     assert "prediction_collapse" in fired["lightning_logs/version_0"]
 

@@ -136,7 +136,7 @@ class WatchrunApp(App):
         self.query_one("#filter", Input).display = False
         runs.focus()
         self.run_engine()
-        self.set_interval(2.0, self._refresh_ages)
+        self.set_interval(5.0, self._refresh_ages)
 
     # -- the engine thread ----------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
@@ -274,7 +274,7 @@ class WatchrunApp(App):
         self.query_one("#run-title", Static).update(Text(title, style="bold"))
         self._show_plots(run, alerts)
         self._show_classes(run)
-        self._show_alerts(alerts)
+        self._show_alerts(alerts, run.events)
         self._show_info(run)
 
     def _show_banner(self, run: Run, alerts: list[Alert]) -> None:
@@ -364,10 +364,12 @@ class WatchrunApp(App):
                     _cell_best(f1), _trend(f1),
                 )
 
-    def _show_alerts(self, alerts: list[Alert]) -> None:
+    def _show_alerts(self, alerts: list[Alert], events: list[tuple[int, str]]) -> None:
         table = self.query_one("#alerts", DataTable)
         with self.batch_update():
             table.clear()
+            for step, message in reversed(events):  # early stopping, stop requests and their outcome
+                table.add_row(Text("event", style="cyan"), str(step), "run", message)
             for a in reversed(alerts):
                 table.add_row(Text(a.severity.value, style=SEV_STYLE[a.severity]), str(a.step), a.detector,
                               a.message + ("" if a.open else "  (closed)"))
@@ -480,8 +482,11 @@ class WatchrunApp(App):
         store = self.engine.store
         with store.lock:
             run = store.runs[self.selected]
-            run.stopped = True
-            store.add_alert(Alert(run.key, "stopped", Severity.INFO, run.last_step() or 0, [], result, {}, ""))
+            requested = result.startswith("stop requested")
+            if not requested and not result.startswith("could not"):
+                run.stopped = True  # signalled; a request is only marked once its outcome arrives
+            store.add_alert(Alert(run.key, "stop_requested" if requested else "stopped", Severity.INFO,
+                                  run.last_step() or 0, [], result, {}, ""))
         self.notify(result, timeout=5)
         self._refresh_run_view()
 
@@ -534,8 +539,8 @@ def _age(t: float, now: float) -> str:
     if not t:
         return ""
     s = now - t
-    if s < 60:
-        return f"{s:.0f}s"
+    if s < 60:  # 10 s steps: a redraw of the table every few seconds costs more than it tells
+        return f"{int(s // 10) * 10}s"
     if s < 3600:
         return f"{s / 60:.0f}m"
     if s < 86400:
@@ -547,8 +552,14 @@ def run_app(paths: list[str], config: Config, poll: float | None = None, quiet: 
     app = WatchrunApp(paths, config, poll, quiet)
 
     def on_hup(signum: int, frame: Any) -> None:
+        """The SSH link dropped: leave now. A clean exit normally; a hard one if it takes > 1.5 s
+        (nothing is left to save: watchrun only reads)."""
         app.stop_event.set()
-        app.call_from_thread(app.exit) if threading.current_thread() is not threading.main_thread() else app.exit()
+        app.engine.wake.set()
+        hard = threading.Timer(1.5, lambda: os._exit(0))
+        hard.daemon = True
+        hard.start()
+        app.exit()
 
     signal.signal(signal.SIGHUP, on_hup)
     if os.environ.get("NO_COLOR"):

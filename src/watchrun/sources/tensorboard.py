@@ -89,13 +89,9 @@ def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, li
     cand = np.flatnonzero(arr[start + 12 : n] == 0x09) + start
     if len(cand) == 0 or cand[0] != start:
         return _walk_slow(buf, start)
-    hi = arr[cand + 3] | arr[cand + 4] | arr[cand + 5] | arr[cand + 6] | arr[cand + 7]
-    cand = cand[hi == 0]
-    lens = (
-        arr[cand].astype(np.int64)
-        | (arr[cand + 1].astype(np.int64) << 8)
-        | (arr[cand + 2].astype(np.int64) << 16)
-    )
+    lens = _gather(arr, cand, "<u8")  # the whole length field in one gather
+    small = lens < (1 << 24)
+    cand, lens = cand[small], lens[small].astype(np.int64)
     nxt = cand + 16 + lens
     pointed = np.zeros(n + 1, dtype=bool)
     pointed[nxt[nxt <= n]] = True
@@ -221,8 +217,10 @@ def decode_records(buf: bytes, offsets: list[int], lengths: list[int]) -> Decode
     offs = np.asarray(offsets, dtype=np.int64)
     lens = np.asarray(lengths, dtype=np.int64)
     leftovers: list[np.ndarray] = []
-    for length in np.unique(lens):
-        sel = np.flatnonzero(lens == length)
+    order = np.argsort(lens, kind="stable")
+    bounds = np.flatnonzero(np.diff(lens[order])) + 1
+    for sel in np.split(order, bounds):
+        length = int(lens[sel[0]])
         if length < 22 or length > 512:
             leftovers.append(sel)
             continue
@@ -250,6 +248,8 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
         last = (col(10 + k) & 0x80) == 0
         width[last & ~done] = k + 1
         done |= last
+        if done.all():
+            break
     ok &= done
     misfit = [sel[~ok]]
     for w in np.unique(width[ok]):
@@ -259,32 +259,28 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
         if tag_len <= 0 or tag_len > 127 or length - (p + 2) > 127:
             misfit.append(sel[sub])
             continue
-        good = (
-            (col(p, sub) == 0x2A)
-            & (col(p + 1, sub) == length - (p + 2))
-            & (col(p + 2, sub) == 0x0A)
-            & (col(p + 3, sub) == length - (p + 4))
-            & (col(p + 4, sub) == 0x0A)
-            & (col(p + 5, sub) == tag_len)
-            & (col(length - 5, sub) == 0x15)
-        )
+        bsub = base[sub]
+        # bytes p..p+5 in one word: 0x2A, summary length, 0x0A, value length, 0x0A, tag length
+        expected = bytes([0x2A, length - (p + 2), 0x0A, length - (p + 4), 0x0A, tag_len, 0, 0])
+        head = _gather(arr, bsub + p, "<u8") & np.uint64(0xFFFFFFFFFFFF)
+        good = (head == np.uint64(int.from_bytes(expected, "little"))) & (arr[bsub + (length - 5)] == 0x15)
         misfit.append(sel[sub[~good]])
         if not good.any():
             continue
-        sub = sub[good]
+        sub, bsub = sub[good], bsub[good]
         idx = sel[sub]
-        walls = _gather_f64(arr, base[sub] + 1)
+        walls = _gather_f64(arr, bsub + 1)
         steps = np.zeros(len(sub), dtype=np.int64)
         for k in range(int(w)):
-            steps |= (col(10 + k, sub).astype(np.int64) & 0x7F) << (7 * k)
-        values = _gather(arr, base[sub] + (length - 4), "<f4")
-        words = _tag_words(arr, base[sub] + p + 6, tag_len)
+            steps |= (arr[bsub + 10 + k].astype(np.int64) & 0x7F) << (7 * k)
+        values = _gather(arr, bsub + (length - 4), "<f4")
+        words = _tag_words(arr, bsub + p + 6, tag_len)
         remaining = np.ones(len(sub), dtype=bool)
         while remaining.any():
             first = int(np.argmax(remaining))
             m = remaining & np.all(words == words[first], axis=1)
             remaining &= ~m
-            tag = bytes(arr[base[sub[first]] + p + 6 : base[sub[first]] + p + 6 + tag_len])
+            tag = bytes(arr[bsub[first] + p + 6 : bsub[first] + p + 6 + tag_len])
             out.add(tag.decode("utf-8", "replace"), idx[m], steps[m], values[m], walls[m])
     return np.concatenate(misfit) if misfit else np.empty(0, np.int64)
 
@@ -295,10 +291,13 @@ def _gather(arr: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
     size = np.dtype(dtype).itemsize
     out = np.empty(len(offsets), dtype=dtype)
     rem = offsets % size
-    for k in np.unique(rem):
+    quot = offsets // size
+    for k in range(size):
         m = rem == k
-        view = np.frombuffer(arr, dtype=dtype, offset=int(k), count=(len(arr) - int(k)) // size)
-        out[m] = view[(offsets[m] - k) // size]
+        if not m.any():
+            continue
+        view = np.frombuffer(arr, dtype=dtype, offset=k, count=(len(arr) - k) // size)
+        out[m] = view[quot[m]]
     return out
 
 

@@ -56,6 +56,8 @@ class StopScreen(ModalScreen[str | None]):
         else:
             lines += [f"no process to signal: {t.reason}", f"run instead:  {t.command}"]
         lines += ["", t.library_note]
+        if "run-card" in self.run.formats:
+            lines.append("This run has watchrun's callback: 'Save & stop' saves a checkpoint, then stops.")
         if self.alert:
             lines.append(f"why: {self.alert.message}")
         ckpt = self.run.meta.get("best_model_checkpoint")
@@ -67,7 +69,8 @@ class StopScreen(ModalScreen[str | None]):
                 if t.process:
                     yield Button("Graceful stop (SIGINT)", id="graceful", variant="warning")
                     yield Button("Kill (SIGTERM, then SIGKILL)", id="kill", variant="error")
-                yield Button("Request save & stop (stop file)", id="request")
+                if "run-card" in self.run.formats:  # the training-side callback will answer
+                    yield Button("Save & stop (callback)", id="request", variant="success")
                 yield Button("Cancel", id="cancel", variant="primary")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
