@@ -107,15 +107,6 @@ UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of alw
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
 
 
-def _smoothed(sv: SeriesView, step: int, k: int = 5) -> float:
-    i = sv.at_or_before(step)
-    if i < 0:
-        return math.nan
-    w = sv.values[max(0, i - k + 1) : i + 1]
-    w = w[np.isfinite(w)]
-    return float(np.median(w)) if len(w) else math.nan
-
-
 class LossAtChance(Detector):
     """The loss sits at ln(K), the loss of a uniform guess over K classes, long after warm-up.
     K comes from the hparams or the per-class metrics; without K, only a loss that reached well
