@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 from watchrun.config import ConfigError, load_config
@@ -191,10 +190,6 @@ def _print_alerts(alerts: list[Alert], as_json: bool, header: bool) -> None:
         print(f"     {a.message}", flush=True)
         print(f"     -> {a.action}", flush=True)
     sys.stdout.flush()
-
-
-def _now() -> float:
-    return time.time()
 
 
 if __name__ == "__main__":  # pragma: no cover

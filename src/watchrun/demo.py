@@ -123,7 +123,6 @@ class TrainerStateWriter:
             "global_step": 0, "logging_steps": 25, "max_steps": max_steps, "save_steps": eval_steps * save_every,
             "log_history": [],
         }
-        self.writes = 0
         self.save_every = save_every
 
     def write(self, step: int, row: dict[str, float]) -> None:
@@ -140,7 +139,6 @@ class TrainerStateWriter:
                 self.state["best_model_checkpoint"] = os.path.join(self.outdir, f"checkpoint-{step}")
                 self.state["best_global_step"] = step
         self.state["global_step"], self.state["epoch"] = step, epoch
-        self.writes += 1
         if evals:
             self.save(step)
 

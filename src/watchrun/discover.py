@@ -28,7 +28,6 @@ _FLOAT_DIR = re.compile(r"^\d{9,}\.\d+$")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 _SPLIT_DIRS = {"train", "validation", "eval", "val", "test", "valid"}
 CONSOLE_SUFFIXES = (".log", ".out", ".err")
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 DIR_TABLES = {"progress.csv", "result.json", "watchrun.jsonl", "metrics.jsonl", "progress.txt"}
 STEPLIKE = ("step", "epoch", "global_step", "iteration", "iter", "timesteps_total",
             "time/total_timesteps", "training_iteration", "_step", "trainer/global_step")
@@ -70,7 +69,7 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
         return runs[root]
 
     if os.path.isfile(watch_root):
-        _classify_file(watch_root, os.path.dirname(watch_root), spec, consoles, single=True)
+        _classify_file(watch_root, os.path.dirname(watch_root), spec, consoles)
     else:
         seen: set[tuple[int, int]] = set()
         for dirpath, dirnames, filenames in os.walk(watch_root, followlinks=True):
@@ -98,7 +97,7 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
     return dict(sorted(runs.items(), key=lambda kv: -kv[1].mtime))
 
 
-def _classify_file(path: str, dirpath: str, spec, consoles: list[str], single: bool = False) -> None:
+def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
     name = os.path.basename(path)
     dirname = os.path.basename(dirpath)
     if name.startswith("events.out.tfevents."):

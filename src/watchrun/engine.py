@@ -268,11 +268,14 @@ class Engine:
         """The newest mtime of the run's files; the gaps between writes seen while watching
         give the run's usual interval (for `stale`)."""
         newest = 0.0
+        present = 0
         for f in run.files:
             try:
                 newest = max(newest, os.stat(f).st_mtime)
+                present += 1
             except OSError:
                 continue
+        run.gone = bool(run.files) and present == 0
         if not newest:
             return
         if self._loaded and run.last_write and newest > run.last_write + 0.5:
@@ -281,8 +284,7 @@ class Engine:
         run.last_write = newest
 
     def _status(self, run, now: float) -> RunStatus:  # type: ignore[no-untyped-def]
-        if run.files and not any(os.path.exists(f) for f in run.files):
-            run.gone = True
+        if run.gone:  # set by _update_last_write, which has just stat'ed every file
             return RunStatus.GONE
         if run.stopped:
             return RunStatus.STOPPED

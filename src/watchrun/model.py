@@ -135,9 +135,6 @@ class Series:
         other.last_step = self.last_step
         return other
 
-    @property
-    def last_value(self) -> float:
-        return float(self._values[self.n - 1]) if self.n else math.nan
 
 
 @dataclass

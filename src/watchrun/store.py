@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from watchrun.model import Alert, Run, RunStatus, Series, TextSample
+from watchrun.model import Alert, Run, Series, TextSample
 
 MAX_TEXTS = 500
 
@@ -29,7 +29,6 @@ class Store:
         self.alerts: dict[str, list[Alert]] = {}
         self.version = 0
         self._stream_last: dict[tuple[str, str], dict[str, int]] = {}
-        self.listeners: list[Callable[[str, str, list[int]], None]] = []
 
     # -- runs ---------------------------------------------------------------------------------
     def run(self, key: str, root: str = "") -> Run:
@@ -80,11 +79,9 @@ class Store:
             series = run.series.get(name)
             if series is None:
                 series = run.series[name] = Series(name)
-            new_segments = series.extend(steps, values, walls)
+            series.extend(steps, values, walls)
             run.version += 1
             self.version += 1
-        for listener in self.listeners:
-            listener(key, name, new_segments)
         return len(steps)
 
     def add_text(self, key: str, step: int, tag: str, text: str, wall: float = 0.0) -> None:
@@ -157,10 +154,3 @@ class Store:
     def alerts_for(self, key: str) -> list[Alert]:
         with self.lock:
             return list(self.alerts.get(key, []))
-
-    def set_status(self, key: str, status: RunStatus) -> None:
-        with self.lock:
-            run = self.runs.get(key)
-            if run is not None and run.status != status:
-                run.status = status
-                self.touch(key)

@@ -121,7 +121,7 @@ class LineBuffer:
         self.skipping = False
         self.skipped = 0
 
-    def feed(self, data: bytes, at_eof_final: bool = False) -> tuple[list[bytes], int]:
+    def feed(self, data: bytes) -> tuple[list[bytes], int]:
         consumed = 0
         if self.skipping:
             nl = data.find(b"\n")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
-import subprocess
 import threading
 import time
 from typing import Any
@@ -567,5 +565,3 @@ def run_app(paths: list[str], config: Config, poll: float | None = None, quiet: 
     app.run()
     return 0
 
-
-__all__ = ["WatchrunApp", "run_app", "json", "subprocess"]

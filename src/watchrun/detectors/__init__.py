@@ -32,5 +32,3 @@ ALL_DETECTORS = [
     EarlyStopped,
     StuckMetric,
 ]
-
-DETECTOR_IDS = [d.id for d in ALL_DETECTORS] + ["stalled", "restarted"]

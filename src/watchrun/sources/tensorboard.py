@@ -14,7 +14,6 @@ hparams, and skips histograms and images.
 
 from __future__ import annotations
 
-import re
 import struct
 from collections import defaultdict
 from typing import Any
@@ -386,7 +385,6 @@ def _decode_hparams(value: Any, out: Decoded) -> None:
         out.session_status = int(data.session_end_info.status)
 
 
-_HF_RUNS_DIR = re.compile(r"^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
 
 
 class TensorBoardSource(Source):
