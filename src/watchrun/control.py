@@ -98,6 +98,35 @@ def _by_open_files(run: Run) -> ProcessInfo | None:
     return None
 
 
+def runs_with_live_writer(runs: list[Run]) -> set[str]:
+    """Keys of the runs that a process on this host still writes: the pid the files name is
+    alive, or a process has one of the run's files open. One pass over the processes for all
+    runs. Used by batch `check` to tell a run that has just ended from one still in progress."""
+    here = socket.gethostname().split(".")[0]
+    live: set[str] = set()
+    owners: dict[str, str] = {}
+    for run in runs:
+        same_host = not run.host or run.host.split(".")[0] == here
+        if run.pid and same_host and psutil.pid_exists(run.pid) and run.pid != os.getpid():
+            live.add(run.key)
+            continue
+        for f in run.files:
+            owners[os.path.realpath(f)] = run.key
+    if not owners:
+        return live
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == os.getpid():
+            continue
+        try:
+            for f in p.open_files():
+                key = owners.get(f.path)
+                if key is not None:
+                    live.add(key)
+        except (psutil.Error, OSError):
+            continue
+    return live
+
+
 def _info(p: psutil.Process) -> ProcessInfo:
     launcher = None
     try:

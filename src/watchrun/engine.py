@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from watchrun.config import Config
+from watchrun.control import runs_with_live_writer
 from watchrun.detectors.runner import DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
 from watchrun.model import Alert, RunStatus
@@ -127,25 +128,33 @@ class Engine:
     def poll(self, paths: set[str] | None = None, keys: list[str] | None = None) -> int:
         """Read new bytes from every source (or those owning `paths`, or runs `keys`)."""
         added = 0
-        for (key, _fmt), src in list(self.sources.items()):
-            if keys is not None and key not in keys:
-                continue
-            only = None
-            if paths is not None:
-                only = {p for p in paths if self.owner.get(p) is src}
-                if not only:
-                    continue
+        for src, only in self._poll_jobs(paths, keys):
             try:
                 n = src.poll(only)
             except Exception as exc:  # noqa: BLE001 - one broken file must not stop the rest
-                self.store.warn(key, f"{type(exc).__name__} while reading: {exc}")
+                self.store.warn(src.key, f"{type(exc).__name__} while reading: {exc}")
                 n = 0
             if n:
                 added += n
-                run = self.store.runs[key]
                 if self._loaded:
-                    run.active_this_session = True
+                    self.store.runs[src.key].active_this_session = True
         return added
+
+    def _poll_jobs(self, paths: set[str] | None, keys: list[str] | None) -> list[tuple[Source, set[str] | None]]:
+        """(source, its files to read or None for all) in the order the sources were made, so
+        streams of one run are always read in the same order."""
+        if paths is None:
+            wanted = None if keys is None else set(keys)
+            return [(src, None) for (key, _fmt), src in list(self.sources.items()) if wanted is None or key in wanted]
+        by_source: dict[Source, set[str]] = {}
+        for p in paths:
+            src = self.owner.get(p)
+            if src is not None:
+                by_source.setdefault(src, set()).add(p)
+        if len(by_source) == 1:
+            return list(by_source.items())
+        rank = {src: i for i, src in enumerate(self.sources.values())}
+        return sorted(by_source.items(), key=lambda item: rank.get(item[0], 0))
 
     _loaded = False
 
@@ -168,8 +177,25 @@ class Engine:
     def check(self) -> list[Alert]:
         """Batch mode: read everything, detect as if it had arrived live, return the alerts."""
         self.load()
-        self.detect(final=False)
-        return self.detect(final=True)
+        return self.verdict()
+
+    def verdict(self) -> list[Alert]:
+        """Detect over what has been read, then judge every run that nothing still writes as
+        ended (end-of-run checks apply); the alerts raised."""
+        alerts = self.detect(final=False)
+        self.detectors.ended_now = self.runs_just_ended()
+        return alerts + self.detect(final=True)
+
+    def runs_just_ended(self) -> set[str]:
+        """Runs that look live by their mtimes (written within the stale limit) but that no
+        process still writes: a training that finished moments ago, or files just copied here.
+        A batch verdict judges them as ended, so end-of-run checks apply."""
+        self.update_statuses()
+        with self.store.lock:
+            fresh = [r for r in self.store.runs.values() if r.status in (RunStatus.RUNNING, RunStatus.UNKNOWN)]
+        if not fresh:
+            return set()
+        return {r.key for r in fresh} - runs_with_live_writer(fresh)
 
     # -- follow mode --------------------------------------------------------------------------
     def start_watching(self) -> None:

@@ -77,6 +77,9 @@ class Series:
         k = len(steps)
         if k == 0:
             return []
+        if k <= 4:  # live tailing: a few points; numpy's per-call costs would dominate
+            start = self.n
+            return [start + i for i in range(k) if self._append_one(int(steps[i]), float(values[i]), float(walls[i]))]
         steps = np.asarray(steps, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
         walls = np.asarray(walls, dtype=np.float64)
@@ -97,6 +100,22 @@ class Series:
         self.n += k
         self.last_step = int(steps[-1])
         return new_segments
+
+    def _append_one(self, step: int, value: float, wall: float) -> bool:
+        """Append one point; True when it starts a new segment."""
+        if math.isnan(self.wall0):
+            self.wall0 = wall if math.isfinite(wall) else 0.0
+        self._reserve(1)
+        n = self.n
+        self._steps[n] = step
+        self._values[n] = value
+        self._walls[n] = wall - self.wall0
+        restart = self.last_step is not None and step < self.last_step
+        if restart:
+            self.segments.append(n)
+        self.n = n + 1
+        self.last_step = step
+        return restart
 
     def append(self, step: int, value: float, wall: float) -> list[int]:
         return self.extend(np.array([step]), np.array([value]), np.array([wall]))

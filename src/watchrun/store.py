@@ -58,6 +58,8 @@ class Store:
         walls: Iterable[float] | np.ndarray | None = None,
     ) -> int:
         """Add points of one metric from one stream; return how many were kept."""
+        if type(steps) is list and len(steps) <= 4 and walls is not None:
+            return self._add_few(key, stream, name, steps, list(values), list(walls))
         steps = np.asarray(steps, dtype=np.int64)
         if len(steps) == 0:
             return 0
@@ -76,6 +78,29 @@ class Store:
                     steps, values, walls = steps[keep], values[keep], walls[keep]
                 if len(steps) == 0:
                     return 0
+            series = run.series.get(name)
+            if series is None:
+                series = run.series[name] = Series(name)
+            series.extend(steps, values, walls)
+            run.version += 1
+            self.version += 1
+        return len(steps)
+
+    def _add_few(self, key: str, stream: str, name: str, steps: list, values: list, walls: list) -> int:
+        """`add_points` for a handful of points as Python lists (live tailing), without numpy."""
+        if not steps:
+            return 0
+        with self.lock:
+            run = self.run(key)
+            per_stream = self._stream_last.setdefault((key, name), {})
+            others = [v for s, v in per_stream.items() if s != stream]
+            per_stream[stream] = int(steps[-1])
+            if others:
+                floor = max(others)
+                kept = [i for i, s in enumerate(steps) if s > floor]
+                if not kept:
+                    return 0
+                steps, values, walls = [steps[i] for i in kept], [values[i] for i in kept], [walls[i] for i in kept]
             series = run.series.get(name)
             if series is None:
                 series = run.series[name] = Series(name)

@@ -10,11 +10,12 @@ file holds no handle and a thousand watched files need no thousand descriptors.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 HEAD_BYTES = 64
 MAX_READ = 64 * 1024 * 1024
+PREFETCH = 1 << 20  # new bytes read during check() itself (the live-tail case)
 
 
 class Change(Enum):
@@ -37,12 +38,16 @@ class FileCursor:
     error: str | None = None
     key: str = ""  # the path the cursor was made for: parser state is kept under it
     previous: tuple | None = None  # (ident, offset, head) of the file before a replacement
+    _prefetched: tuple[int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (offset, data, at EOF)
 
     def __post_init__(self) -> None:
         self.key = self.key or self.path
 
     def check(self) -> Change:
-        """Stat the file and classify what happened since the last look."""
+        """Stat the file and classify what happened since the last look. When the file changed,
+        it is opened once: the head is compared and the new bytes (up to PREFETCH) are read in
+        the same visit, so `read()` after a small append costs no second open."""
+        self._prefetched = None
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -50,21 +55,28 @@ class FileCursor:
         except OSError as exc:
             self.error = f"{self.path}: {exc.strerror or exc}"
             return Change.ERROR
-        ident = (st.st_dev, st.st_ino)
-        if (
-            ident == self.ident
-            and st.st_size == self.size
-            and st.st_mtime_ns == self.mtime_ns
-        ):
+        if (st.st_dev, st.st_ino) == self.ident and st.st_size == self.size and st.st_mtime_ns == self.mtime_ns:
             return Change.UNCHANGED
         try:
-            head = _read_head(self.path)
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return Change.GONE
         except OSError as exc:
             self.error = f"{self.path}: {exc.strerror or exc}"
             return Change.ERROR
+        try:
+            return self._classify(fd)
+        except OSError as exc:
+            self.error = f"{self.path}: {exc.strerror or exc}"
+            return Change.ERROR
+        finally:
+            os.close(fd)
+
+    def _classify(self, fd: int) -> Change:
+        st = os.fstat(fd)
+        head = os.pread(fd, HEAD_BYTES, 0)
         self.error = None
+        ident = (st.st_dev, st.st_ino)
         first_look = self.ident is None
         old_ident = self.ident
         same_prefix = head[: len(self.head)] == self.head and st.st_size >= self.offset
@@ -73,20 +85,30 @@ class FileCursor:
         self.mtime_ns = st.st_mtime_ns
         if first_look:
             self.head = head
-            return Change.GREW if st.st_size > 0 else Change.UNCHANGED
-        if not same_prefix:
+            change = Change.GREW if st.st_size > 0 else Change.UNCHANGED
+        elif not same_prefix:
             # truncated, replaced by other content, or rewritten from the start
             if old_ident != ident and self.offset > 0:
                 self.previous = (old_ident, self.offset, self.head)
             self.head = head
             self.offset = 0
             self.generation += 1
-            return Change.RESET
-        self.head = head
-        return Change.GREW if st.st_size > self.offset else Change.UNCHANGED
+            change = Change.RESET
+        else:
+            self.head = head
+            change = Change.GREW if st.st_size > self.offset else Change.UNCHANGED
+        pending = st.st_size - self.offset
+        if change is not Change.UNCHANGED and 0 < pending <= PREFETCH:
+            want = pending + 4096  # a writer may have added more since the fstat
+            data = os.pread(fd, want, self.offset)
+            self._prefetched = (self.offset, data, len(data) < want)
+        return change
 
     def read(self, limit: int = MAX_READ) -> bytes:
         """Bytes from the offset to EOF (at most `limit`). Does not move the offset."""
+        pre = self._take_prefetched()
+        if pre is not None and len(pre[0]) <= limit:
+            return pre[0]
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
@@ -95,16 +117,20 @@ class FileCursor:
             return b""
 
     def read_all(self) -> bytes:
+        pre = self._take_prefetched()
+        if pre is not None and self.offset == 0 and pre[1]:  # the whole file, read to EOF
+            return pre[0]
         with open(self.path, "rb") as fh:
             return fh.read()
 
+    def _take_prefetched(self) -> tuple[bytes, bool] | None:
+        pre, self._prefetched = self._prefetched, None
+        if pre is None or pre[0] != self.offset:
+            return None
+        return pre[1], pre[2]
+
     def advance(self, nbytes: int) -> None:
         self.offset += nbytes
-
-
-def _read_head(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(HEAD_BYTES)
 
 
 class LineBuffer:

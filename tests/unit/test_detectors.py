@@ -17,8 +17,7 @@ from watchrun.model import Severity
 
 
 def alerts_by_run(engine: Engine) -> dict[str, list]:
-    engine.detect(final=False)
-    engine.detect(final=True)
+    engine.verdict()
     return {k: engine.store.alerts_for(k) for k in engine.store.runs}
 
 
@@ -167,13 +166,41 @@ def test_target_from_command_line_and_targets_json(tmp_path):
     rows = "".join(f"{e},{e * 10 + 9},{1.0 + 0.5 / (e + 1):.4f},{1.02 + 0.3 / (e + 1) + (e % 2) * 0.001:.4f}\n" for e in range(18))
     run.write_text("epoch,step,train_loss,val_rmse\n" + rows)
     (tmp_path / "reg" / "targets.json").write_text(json.dumps({"val_rmse": {"max": 0.15}}))
-    os.utime(run, (1.6e9, 1.6e9))  # the run ended long ago
+    # written a moment ago and held open by no process: the run has ended, judged as such
     out = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--json"],
                          capture_output=True, text=True, timeout=60)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     miss = [r for r in rows if r["detector"] == "target_miss"]
     assert miss and "x off" in miss[0]["message"]
     assert out.returncode == 1
+
+
+def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallogs, tmp_path):
+    """Files written a moment ago (a training that has just ended, or a copy) get the end-of-run
+    verdict from `check`; while a process holds a run's file open, the run is still in progress
+    and end-of-run checks wait."""
+    run = tmp_path / "Goreg12345"
+    shutil.copytree(reallogs / "pl-csv-edgecases" / "Goreg12345", run, copy_function=shutil.copyfile)
+    key = "Goreg12345/lightning_logs/version_0"
+    out = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert {json.loads(line)["detector"] for line in out.stdout.splitlines()} == {"not_learning"}
+    assert out.returncode == 1
+    metrics = run / "lightning_logs" / "version_0" / "metrics.csv"
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys,time; f=open({str(metrics)!r}); print('open', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        e = loaded(tmp_path)
+        e.verdict()
+        assert e.store.runs[key].status.value == "running"
+        assert [a.detector for a in e.store.alerts_for(key)] == []
+    finally:
+        holder.kill()
+        holder.wait()
+    e = loaded(tmp_path)
+    e.verdict()
+    assert [a.detector for a in e.store.alerts_for(key)] == ["not_learning"]
 
 
 def test_core_never_imports_textual():

@@ -45,6 +45,7 @@ class DetectorRunner:
         self.config = config
         self.watch_roots = watch_roots or []
         self.states: dict[str, _RunState] = {}
+        self.ended_now: set[str] = set()  # runs a batch verdict judges as ended (no live writer)
 
     def _new_detectors(self, key: str) -> list[Detector]:
         return [cls(key, self.config) for cls in ALL_DETECTORS if self.config.enabled(cls.id)]
@@ -80,7 +81,7 @@ class DetectorRunner:
             if last_round:
                 break
             out += self._restart(run, state)
-        ended = run.status in ENDED and final
+        ended = final and (run.status in ENDED or run.key in self.ended_now)
         if ended and not state.finalized:
             view = self._view(run, state, settle_all=True, advance=False)
             view.ended = True
@@ -88,7 +89,7 @@ class DetectorRunner:
                 det.finalize(view)
                 out += self._collect(run, state, view)
             state.finalized = True
-        elif run.status not in ENDED:
+        elif run.status not in ENDED and run.key not in self.ended_now:
             state.finalized = False
         return out
 

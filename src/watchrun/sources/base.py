@@ -77,16 +77,17 @@ class Source:
         """Read what is new in every file (or only in `only`); return points added."""
         added = 0
         now = time.monotonic()
-        for path in self.ordered_paths():
-            if only is not None and path not in only:
-                continue
+        for path in self.ordered_paths(only):
             if self._retry_at.get(path, 0.0) > now:
                 continue
             added += self._poll_file(self.cursors[path])
         return added
 
-    def ordered_paths(self) -> list[str]:
-        return sorted(self.cursors)
+    def ordered_paths(self, among: set[str] | None = None) -> list[str]:
+        """The files in reading order (`among`: only those of them that are this source's)."""
+        if among is None:
+            return sorted(self.cursors)
+        return sorted(p for p in among if p in self.cursors)
 
     def _poll_file(self, cursor: FileCursor) -> int:
         change = cursor.check()

@@ -45,12 +45,14 @@ class HfTrainerSource(Source):
         self.emitted: Counter = Counter()
         self.failures: Counter = Counter()
 
-    def ordered_paths(self) -> list[str]:
+    def ordered_paths(self, among: set[str] | None = None) -> list[str]:
+        """checkpoint-N files by N, the output dir's own file last (it is the newest)."""
         def order(path: str) -> tuple[int, str]:
             m = _CHECKPOINT.search(os.path.dirname(path))
             return (int(m.group(1)) if m else 1 << 62, path)
 
-        return sorted(self.cursors, key=order)
+        paths = self.cursors if among is None else [p for p in among if p in self.cursors]
+        return sorted(paths, key=order)
 
     def read(self, cursor: FileCursor) -> int:
         try:

@@ -81,10 +81,10 @@ def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, li
     form one unbroken chain from `start` (each one's end is the next one's start), which proves
     they are exactly the records. Anything else (a big record, corruption) goes to `_walk_slow`.
     """
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    n = len(arr)
+    n = len(buf)
     if n - start < SMALL_BUFFER:  # a few appended records: numpy's fixed costs would dominate
         return _walk_slow(buf, start)
+    arr = np.frombuffer(buf, dtype=np.uint8)
     cand = np.flatnonzero(arr[start + 12 : n] == 0x09) + start
     if len(cand) == 0 or cand[0] != start:
         return _walk_slow(buf, start)
@@ -181,6 +181,17 @@ class Decoded:
         self.hparams: dict[str, Any] = {}
         self.session_status: int | None = None
         self.bad = 0
+        self.singles: dict[str, tuple[list, list, list, list]] = {}
+
+    def add_one(self, tag: str, idx: int, step: int, value: float, wall: float) -> None:
+        """One point from the protobuf path: kept as Python numbers until `series()`."""
+        entry = self.singles.get(tag)
+        if entry is None:
+            entry = self.singles[tag] = ([], [], [], [])
+        entry[0].append(idx)
+        entry[1].append(step)
+        entry[2].append(value)
+        entry[3].append(wall)
 
     def add(self, tag: str, idx: Any, steps: Any, values: Any, walls: Any) -> None:
         entry = self.scalars[tag]
@@ -189,8 +200,14 @@ class Decoded:
         entry[2].append(np.atleast_1d(np.asarray(values, dtype=np.float64)))
         entry[3].append(np.atleast_1d(np.asarray(walls, dtype=np.float64)))
 
-    def series(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        out = {}
+    def series(self) -> dict[str, tuple[Any, Any, Any]]:
+        """tag -> (steps, values, walls): numpy arrays, or lists for points that came only from
+        the protobuf path (a few appended records: converting them would cost more than it saves)."""
+        for tag, (idx, steps, values, walls) in self.singles.items():
+            if tag not in self.scalars:  # protobuf points only (live tailing): no sort needed
+                continue
+            self.add(tag, idx, steps, values, walls)
+        out = {tag: (s, v, w) for tag, (_, s, v, w) in self.singles.items() if tag not in self.scalars}
         for tag, (idx, steps, values, walls) in self.scalars.items():
             if len(idx) == 1:
                 out[tag] = (steps[0], values[0], walls[0])
@@ -329,7 +346,7 @@ def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> 
     for value in event.summary.value:
         kind = value.WhichOneof("value")
         if kind == "simple_value":
-            out.add(value.tag, idx, event.step, value.simple_value, event.wall_time)
+            out.add_one(value.tag, idx, event.step, value.simple_value, event.wall_time)
             continue
         plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
         if plugin == "hparams":
@@ -346,7 +363,7 @@ def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> 
             continue
         scalar = _tensor_scalar(tensor)
         if scalar is not None:
-            out.add(value.tag, idx, event.step, scalar, event.wall_time)
+            out.add_one(value.tag, idx, event.step, scalar, event.wall_time)
 
 
 def _tensor_scalar(tensor: Any) -> float | None:
@@ -396,13 +413,19 @@ class TensorBoardSource(Source):
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
         self.corrupt: dict[str, int] = defaultdict(int)
+        self._order: dict[str, tuple] = {}
 
-    def ordered_paths(self) -> list[str]:
-        def order(path: str) -> tuple:
+    def ordered_paths(self, among: set[str] | None = None) -> list[str]:
+        """Oldest file first (creation time and counter from the file name)."""
+        paths = self.cursors if among is None else [p for p in among if p in self.cursors]
+        return sorted(paths, key=self._order_key)
+
+    def _order_key(self, path: str) -> tuple:
+        key = self._order.get(path)
+        if key is None:
             info = parse_filename(path.rsplit("/", 1)[-1])
-            return (info.get("created", 0), info.get("counter", 0), path)
-
-        return sorted(self.cursors, key=order)
+            key = self._order[path] = (info.get("created", 0), info.get("counter", 0), path)
+        return key
 
     def add_file(self, path: str, **options: object) -> bool:
         added = super().add_file(path, **options)
