@@ -29,7 +29,7 @@ KINDS = {
     "rmse": "rmse", "mse": "mse", "mae": "mae", "r2": "r2",
     "pearson": "pearson", "pcc": "pearson", "spearman": "spearman",
     "perplexity": "perplexity", "ppl": "perplexity",
-    "bleu": "bleu", "rouge": "rouge", "rougel": "rouge", "rouge1": "rouge", "mcc": "mcc",
+    "bleu": "bleu", "rouge": "rouge", "rougel": "rouge", "rouge1": "rouge", "mcc": "mcc", "matthews": "mcc",
     "support": "support",
     "lr": "lr",
     "reward": "reward", "rew": "reward", "return": "reward",
@@ -39,7 +39,7 @@ KINDS = {
 LOWER_BETTER = {"loss", "wer", "cer", "rmse", "mse", "mae", "perplexity", "blank_ratio",
                 "top_class_share"}
 HIGHER_BETTER = {"accuracy", "f1", "precision", "recall", "auc", "r2", "pearson", "spearman",
-                 "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy"}
+                 "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy", "topk_accuracy"}
 CLASS_KINDS = {"f1", "precision", "recall", "accuracy", "support"}
 AVERAGES = {"macro": "macro", "micro": "micro", "weighted": "weighted", "binary": "binary",
             "balanced": "macro", "avg": "", "mean": ""}
@@ -96,13 +96,18 @@ def classify(name: str) -> Role:
         kind = "epoch"
     if kind is None and any(t in ("samples", "steps", "second", "seconds", "time", "secs") for t in tokens):
         kind = "runtime"
+    if kind is None and any(_TOP_K.match(t) for t in tokens):
+        kind = "topk_accuracy"
     kind = kind or "other"
+    if kind == "accuracy" and _is_top_k(tokens):
+        kind = "topk_accuracy"  # top-5 accuracy: a looser headline, never a class of its own
     if not split and kind in ("loss", "accuracy", "f1", "precision", "recall", "auc", "grad_norm"):
         split = "train"
     avg = ""
     cls = None
     if kind in CLASS_KINDS:
-        rest = [t for i, t in enumerate(tokens) if i != kind_index and t not in SPLITS]
+        rest = [t for i, t in enumerate(tokens) if i != kind_index and t not in SPLITS
+                and not (t == "1" and i and tokens[i - 1] == "top")]  # top_1_accuracy
         for t in rest:
             if t in AVERAGES:
                 avg = AVERAGES[t]
@@ -114,6 +119,15 @@ def classify(name: str) -> Role:
         if labels and not avg:
             cls = "_".join(labels)
     return Role(name=name, split=split, kind=kind, avg=avg, cls=cls)
+
+
+_TOP_K = re.compile(r"^(?:top|acc@?|accuracy@?)([2-9]|\d{2,})$")
+
+
+def _is_top_k(tokens: list[str]) -> bool:
+    if any(_TOP_K.match(t) for t in tokens):
+        return True
+    return "top" in tokens and any(t.isdigit() and int(t) > 1 for t in tokens)
 
 
 def _special_kind(joined: str, tokens: list[str]) -> str | None:

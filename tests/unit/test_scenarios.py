@@ -103,7 +103,43 @@ def noisy_keras(rng):
                   "val_accuracy": 0.9 - 0.45 * math.exp(-e / 8) + rng.gauss(0, 0.01)}
 
 
+def noisy_batch_losses(rng):
+    """Per-batch train loss with a small batch: the noise (0.3) is larger than the whole
+    improvement (0.9 -> 0.6), yet the medians fall clearly: the model learns."""
+    for s in range(10, 15001, 10):
+        row = {"train_loss_step": max(0.01, curve(s, 15000, start=0.9, floor=0.6, speed=3) + rng.gauss(0, 0.3))}
+        if s % 1500 == 0:
+            row |= {"val_loss": curve(s, 15000, start=0.85, floor=0.62, speed=3) + rng.gauss(0, 0.005),
+                    "val_acc": 0.6 + 0.2 * (1 - math.exp(-3 * s / 15000))}
+        yield s, row
+
+
+def cosine_schedule(rng):
+    """Linear warm-up for 100 steps, cosine decay to zero: the schedule is right."""
+    for s in range(10, 2001, 10):
+        lr = 1e-4 * s / 100 if s <= 100 else 1e-4 * 0.5 * (1 + math.cos(math.pi * (s - 100) / 1900))
+        row = {"loss": curve(s, 2000) + rng.gauss(0, 0.02), "learning_rate": lr,
+               "grad_norm": abs(rng.lognormvariate(0.0, 0.3))}
+        if s % 200 == 0:
+            row |= {"eval_loss": curve(s, 2000, floor=0.3) + rng.gauss(0, 0.01), "eval_accuracy": 0.9 - 0.3 * math.exp(-5 * s / 2000)}
+        yield s, row
+
+
+def three_epoch_finetune(rng):
+    """A pretrained model fine-tuned for 3 epochs, evaluated per epoch: the eval loss ticks up at
+    the last epoch while accuracy still improves (over-confidence, not overfitting)."""
+    for s in range(10, 1501, 10):
+        row = {"loss": curve(s, 1500, start=0.7, floor=0.15, speed=3) + rng.gauss(0, 0.03), "learning_rate": 2e-5 * (1 - s / 1500),
+               "grad_norm": abs(rng.lognormvariate(1.0, 0.3))}
+        if s % 500 == 0:
+            row |= {"eval_loss": {500: 0.31, 1000: 0.28, 1500: 0.30}[s], "eval_accuracy": {500: 0.88, 1000: 0.90, 1500: 0.905}[s]}
+        yield s, row
+
+
 HEALTHY = {
+    "noisy_batch_losses": (noisy_batch_losses, "lightning"),
+    "cosine_schedule": (cosine_schedule, "hf"),
+    "three_epoch_finetune": (three_epoch_finetune, "hf"),
     "slow_start": (slow_start, "hf"),
     "warmup_bump": (warmup_bump, "hf"),
     "fp16_grad_nans": (fp16_grad_nans, "hf"),
@@ -209,3 +245,35 @@ def test_prediction_diversity_metrics(tmp_path):
     e.detect(final=True)
     col = [a for a in e.store.alerts_for("div") if a.detector == "prediction_collapse"]
     assert col and col[0].severity is Severity.CRITICAL and col[0].step == 4
+
+
+def test_divergence_amid_per_batch_noise_fires_before_the_nan(tmp_path):
+    """Noisy per-batch losses (the trap above), then the learning rate is raised at step 6000:
+    the loss climbs to 40x and turns NaN at 6500. Divergence fires in between."""
+    rng = random.Random(3)
+    rows = []
+    for s in range(10, 6501, 10):
+        level = curve(s, 6000, start=0.9, floor=0.6, speed=3)
+        if s > 6000:
+            level *= math.exp((s - 6000) / 130)
+        loss = float("nan") if s == 6500 else max(0.01, level + rng.gauss(0, 0.3))
+        rows.append((s, {"train_loss_step": loss}))
+    lightning(tmp_path / "lr-bump", rows, ["train_loss_step"])
+    e = loaded(tmp_path)
+    e.verdict()
+    alerts = {a.detector: a for a in e.store.alerts_for("lr-bump/lightning_logs/version_0")}
+    assert set(alerts) >= {"divergence", "nan_loss"}
+    assert 6000 < alerts["divergence"].step < alerts["nan_loss"].step == 6500
+
+
+def test_binary_model_collapsing_back_to_ln2_is_at_chance(tmp_path):
+    """A binary classifier learns (loss 0.69 -> 0.35), a spike sends it back to predicting 0.5
+    for everything: the loss sits at ln 2 with batch noise of 0.01."""
+    rng = random.Random(5)
+    rows = []
+    for s in range(10, 4001, 10):
+        level = curve(s, 1500, start=0.69, floor=0.35) if s < 1500 else math.log(2)
+        rows.append((s, {"loss": level + rng.gauss(0, 0.01)} | ({"eval_loss": level + 0.02} if s % 500 == 0 else {})))
+    hf(tmp_path / "collapse", rows, max_steps=4000, eval_steps=500)
+    got = alarms(tmp_path)
+    assert "loss_at_chance" in got["collapse"]

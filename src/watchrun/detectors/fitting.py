@@ -247,7 +247,8 @@ def _still_improving(val: SeriesView) -> bool:
 
 class NotLearning(Detector):
     """The train loss shows no downward trend over a long stretch: the median of the last third
-    of the run is no lower than the median of the first third. Judged once the run has ended, or
+    of the run is not lower than the median of the first third by min_drop and by more than
+    the medians' own noise. Judged once the run has ended, or
     live after `min_points` logs."""
 
     id = "not_learning"
@@ -278,7 +279,10 @@ class NotLearning(Detector):
         start = float(np.median(vals[: max(3, len(vals) // 20)]))
         rest = vals[k:]
         noise = 1.4826 * float(np.median(np.abs(rest - np.median(rest))))
-        if first <= 0 or first - last > max(self.p["min_drop"] * first, noise):
+        # a drop counts when it is >= min_drop of the start and clear of the medians' own
+        # uncertainty (per-batch losses are noisy; a median of k of them is not)
+        uncertainty = 2.5 * math.sqrt(2) * 1.2533 * noise / math.sqrt(k)
+        if first <= 0 or first - last > max(self.p["min_drop"] * first, uncertainty):
             return
         if last < start * 0.9:  # it did learn, early, and has converged since
             return

@@ -118,6 +118,7 @@ class LossAtChance(Detector):
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.low_water = math.inf
+        self._low, self._low_end = math.inf, 0  # lowest median of n logs in values[:_low_end]
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -133,6 +134,18 @@ class LossAtChance(Detector):
         fin = vals[np.isfinite(vals)]
         if len(fin):
             self.low_water = min(self.low_water, float(fin.min()))
+
+    def _lowest_median_before(self, sv: SeriesView, end: int, n: int) -> float:
+        """The lowest median of n consecutive logs before index `end` (kept incrementally)."""
+        if end > self._low_end:
+            chunk = sv.values[max(0, self._low_end - n + 1) : end]
+            if len(chunk) >= n:
+                meds = np.median(np.lib.stride_tricks.sliding_window_view(chunk, n), axis=1)
+                meds = meds[np.isfinite(meds)]
+                if len(meds):
+                    self._low = min(self._low, float(meds.min()))
+            self._low_end = end
+        return self._low
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
@@ -159,19 +172,24 @@ class LossAtChance(Detector):
         window = sv.values[i - n + 1 : i + 1]
         med = float(np.median(window))
         chance = math.log(k) if k else min(UNKNOWN_K_CHANCE, key=lambda c: abs(med - c))
-        before = sv.values[:i - n + 1]
-        before = before[np.isfinite(before)]
-        learned_below = len(before) and float(before.min()) <= 0.75 * chance
+        recent = sv.values[max(0, i - 5 * n + 1) : i + 1]
+        recent = recent[np.isfinite(recent)]
+        noise = 1.4826 * float(np.median(np.abs(np.diff(recent)))) / math.sqrt(2)
+        if 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance:
+            return  # per-batch noise: a median this uncertain says nothing about sitting at chance
+        # learned: the loss had been clearly below chance (medians of n, not one lucky batch)
+        low = self._lowest_median_before(sv, i - n + 1, n)
+        learned_below = low <= 0.75 * chance
         pinned = abs(med - chance) <= 0.005 * chance and np.ptp(window) <= 0.01 * chance
         if k is None and not (learned_below or pinned):
             return
         what = (f"ln({k}) = {fmt(chance)}" if k else "ln 2 = 0.693 (binary cross-entropy)"
                 if chance == UNKNOWN_K_CHANCE[0] else "0.25 (MSE of always predicting 0.5)")
-        back = f" after reaching {fmt(float(before.min()))}" if learned_below else ""
+        back = f" after reaching {fmt(low)}" if learned_below else ""
         self.fire(
             sv.name, Severity.WARNING, step, [sv.name],
             f"{sv.name} at chance level: median {fmt(med)} over the last {n} logs = {what}{back}",
-            {"median": med, "chance": chance, "classes": k, "min_before": float(before.min()) if len(before) else None},
+            {"median": med, "chance": chance, "classes": k, "min_before": low if math.isfinite(low) else None},
             "the model predicts the uniform distribution: lower the learning rate (a collapse after "
             "a spike), check labels and class balance, check the LR schedule",
         )

@@ -79,11 +79,12 @@ class NanLoss(Detector):
 
 
 class Divergence(Detector):
-    """The smoothed train loss (median of 5) rises far above its running minimum and above where
-    training started, for several logging steps in a row: the loss is exploding."""
+    """The smoothed train loss (median of 5) rises far above its running minimum (3x, and far
+    beyond the loss's own noise) and above where training started, for several logging steps in
+    a row: the loss is exploding."""
 
     id = "divergence"
-    DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3}
+    DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -127,7 +128,7 @@ class Divergence(Detector):
             limit = max(self.p["ratio"] * self.run_min, self.p["over_start"] * self.start_level)
             if m > limit and math.isfinite(self.run_min):
                 self.streak += 1
-                if self.streak >= self.p["persist"]:
+                if self.streak >= self.p["persist"] and self._beyond_noise(sv, i, m, w):
                     self._fire(view, sv, i, m)
             else:
                 self.streak = 0
@@ -135,6 +136,18 @@ class Divergence(Detector):
                     self.clear(sv.name)
             if m < self.run_min:
                 self.run_min, self.min_step = m, int(sv.steps[i])
+
+    def _beyond_noise(self, sv: SeriesView, i: int, m: float, w: int) -> bool:
+        """Per-batch losses can be so noisy that a median of 5 wanders to 3x the lowest median
+        of 5 seen: the rise must also stand `noise_z` standard errors above that minimum, the
+        noise measured on the 256 logs before the rise (robustly, from successive differences)."""
+        end = max(0, i - self.streak - w + 2)
+        before = sv.values[max(0, end - 256) : end]
+        before = before[np.isfinite(before)]
+        if len(before) < 16:
+            return True
+        sigma = 1.4826 * float(np.median(np.abs(np.diff(before)))) / math.sqrt(2)
+        return m > self.run_min + self.p["noise_z"] * 1.2533 * sigma / math.sqrt(w)
 
     def _quiet_chunk(self, sv: SeriesView, finite: np.ndarray, lo: int, w: int, start: int) -> bool:
         """Vectorised pass: if no point of the chunk can trip or clear the rule, just carry the
