@@ -163,11 +163,13 @@ def role_of(name: str, aliases: dict[str, str] | None = None) -> Role:
     return classify(name)
 
 
-def pick(names: list[str], split: str, kind: str, aliases: dict[str, str] | None = None) -> str | None:
-    """The one series that best plays a role: plain names first, then per-step, then per-epoch."""
+def pick(names: list[str], split: str, kind: str, aliases: dict[str, str] | None = None,
+         roles: dict[str, Role] | None = None) -> str | None:
+    """The one series that best plays a role: plain names first, then per-step, then per-epoch.
+    `roles` overrides what the names say (a run's test metrics standing in for validation)."""
     matches = []
     for n in names:
-        r = role_of(n, aliases)
+        r = roles[n] if roles and n in roles else role_of(n, aliases)
         if r.split == split and r.kind == kind and r.cls is None and r.avg in ("", "binary"):
             matches.append(n)
     if not matches:
@@ -181,6 +183,19 @@ def pick(names: list[str], split: str, kind: str, aliases: dict[str, str] | None
         return (penalty, len(n), n)
 
     return min(matches, key=rank)
+
+
+def promote_test_to_val(roles: dict[str, Role]) -> bool:
+    """A run that logs no validation metric but does log test metrics (the PyTorch tutorials'
+    `Loss/test`, a hand loop's `test_acc` every epoch) evaluates on its "test" set during
+    training: those metrics play the validation role. Rewrites `roles` in place."""
+    if any(r.split == "val" for r in roles.values()):
+        return False
+    tests = [n for n, r in roles.items() if r.split == "test"]
+    for n in tests:
+        r = roles[n]
+        roles[n] = Role(name=r.name, split="val", kind=r.kind, avg=r.avg, cls=r.cls)
+    return bool(tests)
 
 
 def is_rl(names: list[str]) -> bool:

@@ -277,3 +277,32 @@ def test_binary_model_collapsing_back_to_ln2_is_at_chance(tmp_path):
     hf(tmp_path / "collapse", rows, max_steps=4000, eval_steps=500)
     got = alarms(tmp_path)
     assert "loss_at_chance" in got["collapse"]
+
+
+def _tutorial_run(logdir, test_loss_at, epochs=20, final_test_only=False):
+    """A hand-written PyTorch loop as the tutorials write it: torch's SummaryWriter, `Loss/train`
+    every 10 batches, `Loss/test` and `Accuracy/test` after every epoch (or once at the end)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    rng = random.Random(7)
+    w = SummaryWriter(str(logdir))
+    for epoch in range(epochs):
+        for b in range(0, 100, 10):
+            step = epoch * 100 + b
+            w.add_scalar("Loss/train", curve(step, epochs * 100, start=2.3, floor=0.05) + rng.gauss(0, 0.01), step)
+        if not final_test_only or epoch == epochs - 1:
+            w.add_scalar("Loss/test", test_loss_at(epoch), epoch * 100 + 99)
+            w.add_scalar("Accuracy/test", 0.9 - 0.3 * math.exp(-epoch / 3), epoch * 100 + 99)
+    w.close()
+
+
+def test_tutorial_loop_test_split_plays_validation(tmp_path):
+    """No metric says `val`: the per-epoch `Loss/test` is the validation curve, and its U-turn
+    while `Loss/train` falls is overfitting."""
+    _tutorial_run(tmp_path / "overfit", lambda e: 0.3 + 0.02 * (e - 6) ** 2 / 6 + 0.4 * math.exp(-e / 2))
+    _tutorial_run(tmp_path / "healthy", lambda e: 0.3 + 0.5 * math.exp(-e / 3))
+    _tutorial_run(tmp_path / "final-test", lambda e: 0.31, final_test_only=True)
+    got = alarms(tmp_path)
+    assert got["overfit"] == {"overfitting"}
+    assert got["healthy"] == set()
+    assert got["final-test"] == set()  # one test after training is not a sparse evaluation

@@ -57,6 +57,7 @@ class RunView:
     ended: bool = False  # the run has finished / failed / gone quiet and all data is settled
     claimed: set[str] = field(default_factory=set)  # metrics another detector has an alert on
     fired: set[str] = field(default_factory=set)  # detectors that raised an alert this segment
+    test_as_val: bool = False  # no validation metric: the test metrics play that role
 
     def names(self) -> list[str]:
         return list(self.series)
@@ -71,12 +72,14 @@ class RunView:
     def pick(self, split: str, kind: str) -> SeriesView | None:
         cache = self.__dict__.setdefault("_picks", {})
         if (split, kind) not in cache:
-            cache[(split, kind)] = pick(self.names(), split, kind, self.config.aliases)
+            roles = {n: sv.role for n, sv in self.series.items()} if self.test_as_val else None
+            cache[(split, kind)] = pick(self.names(), split, kind, self.config.aliases, roles)
         name = cache[(split, kind)]
         return self.series.get(name) if name else None
 
     def role(self, name: str) -> Role:
-        return role_of(name, self.config.aliases)
+        sv = self.series.get(name)
+        return sv.role if sv is not None else role_of(name, self.config.aliases)
 
     def where(self, **match: Any) -> list[SeriesView]:
         out = []

@@ -125,6 +125,8 @@ class SparseEval(Detector):
         train = view.pick("train", "loss")
         if val is None or train is None or len(train.values) < self.p["min_train_points"]:
             return
+        if view.test_as_val and len(val.values) == 1 and val.steps[0] >= train.steps[-1]:
+            return  # no validation during training, one test after it: a final test, not an eval
         if 0 < len(val.values) <= self.p["max_evals"]:
             last = int(max(train.steps[-1], val.steps[-1]))
             self._fire(view, val, int(val.steps[-1]), len(val.values), last, planned=False)

@@ -20,7 +20,7 @@ from watchrun.config import Config, run_targets
 from watchrun.detectors import ALL_DETECTORS
 from watchrun.detectors.base import Detector, RunView, SeriesView
 from watchrun.model import Alert, Run, RunStatus, Severity
-from watchrun.semantics import role_of
+from watchrun.semantics import promote_test_to_val, role_of
 from watchrun.store import Store
 
 ENDED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.STALE, RunStatus.GONE}
@@ -109,16 +109,17 @@ class DetectorRunner:
             last = int(steps[-1])
             frontier = last if frontier is None else max(frontier, last)
         series: dict[str, SeriesView] = {}
+        roles = {name: role_of(name, self.config.aliases) for name in parts}
+        test_as_val = promote_test_to_val(roles)
         for name, (steps, values, start, _end) in parts.items():
             settled = len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
             cursor = max(state.cursors.get(name, start), start)
             series[name] = SeriesView(
-                name, role_of(name, self.config.aliases), steps[:settled], values[:settled],
-                min(cursor - start, settled),
+                name, roles[name], steps[:settled], values[:settled], min(cursor - start, settled),
             )
             if advance:
                 state.cursors[name] = max(cursor, start + settled)
-        view = RunView(run, series, self.config, list(state.targets or []))
+        view = RunView(run, series, self.config, list(state.targets or []), test_as_val=test_as_val)
         view.fired = {det for det, _ in state.fired}
         view.claimed = {
             m for (det, _), a in state.open_alerts.items() if det != "stuck_metric" for m in a.metrics
