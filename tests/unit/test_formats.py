@@ -248,3 +248,33 @@ def test_many_files_with_a_low_descriptor_limit(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "300"
+
+
+def test_pytorch_example_console_output(tmp_path):
+    """The output of pytorch/examples mnist/main.py (its own format strings), tee'd to a file by
+    a real process: per-batch train losses by sample count, a test summary after each epoch. The
+    test loss turns up after epoch 3 while the train loss falls: overfitting on the test split."""
+    script = textwrap.dedent("""\
+        import math
+        n = 60000
+        for epoch in range(1, 9):
+            for batch_idx in range(0, 938, 100):
+                loss = 0.05 + 2.2 * math.exp(-((epoch - 1) * 938 + batch_idx) / 800)
+                print('Train Epoch: {} [{}/{} ({:.0f}%)]\\tLoss: {:.6f}'.format(
+                    epoch, batch_idx * 64, n, 100. * batch_idx / 938, loss))
+            test_loss = 0.03 + 0.01 * (epoch - 3) ** 2
+            correct = 9900 - 20 * abs(epoch - 3)
+            print('\\nTest set: Average loss: {:.4f}, Accuracy: {}/{} ({:.0f}%)\\n'.format(
+                test_loss, correct, 10000, 100. * correct / 10000))
+    """)
+    run = tmp_path / "mnist"
+    run.mkdir()
+    with open(run / "train.log", "w") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
+    e = loaded(tmp_path)
+    got = points(e, "mnist/train.log")
+    assert got["test_loss"][0] == (60000 + 900 * 64, 0.03 + 0.01 * 4) and len(got["test_loss"]) == 8
+    assert got["test_accuracy"][2] == (3 * 60000 + 900 * 64, 0.99)
+    assert len(got["Loss"]) == 80 and [s for s, _ in got["Loss"]] == sorted(s for s, _ in got["Loss"])
+    e.verdict()
+    assert "overfitting" in {a.detector for a in e.store.alerts_for("mnist/train.log")}

@@ -8,7 +8,9 @@ Recognised lines:
 - Lightning EarlyStopping (`Monitored metric val_loss did not improve ... Signaling Trainer to
   stop`) and Keras `Epoch 7: early stopping`: kept as run events.
 - Hand-written loops: a line that names an epoch/step/iteration number and `name: value` or
-  `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`).
+  `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`); PyTorch's examples
+  (`Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21`, then `Test set: Average loss: 0.03,
+  Accuracy: 9893/10000 (99%)`, kept as test_loss and test_accuracy at the last step).
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ from watchrun.tail import FileCursor, LineBuffer
 _TQDM = re.compile(r"(\d+)/(\d+) \[")
 _KERAS_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
 _KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s")
-_PAIR = re.compile(r"([A-Za-z_][\w/.\-]*)\s*[:=]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|-?inf)\b")
+_PAIR = re.compile(
+    r"([A-Za-z_][\w/.\-]*)\s*[:=]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:/\d+)?|nan|-?inf)(?![\w.])"
+)
 _HAND_STEP = re.compile(r"\b(epoch|step|iter|iteration)\b\s*[:=#]?\s*\[?(\d+)", re.IGNORECASE)
+# PyTorch's examples: `Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21` (the step is the sample
+# count) and, after each epoch, `Test set: Average loss: 0.0331, Accuracy: 9893/10000 (99%)`.
+_IN_EPOCH = re.compile(r"\s*\[\s*(\d+)\s*/\s*(\d+)")
+_EVAL_LINE = re.compile(r"^\W*(test|val|valid|validation|eval|evaluation|dev)(?:\s+set)?\s*[:|\-]", re.IGNORECASE)
 _EARLY = re.compile(
     r"Monitored metric (\S+) did not improve in the last (\d+) records?\. Best score: ([-\d.eE+naif]+)"
 )
@@ -44,6 +52,7 @@ class ConsoleSource(Source):
         self.train_pos: int | None = None
         self.keras_epoch: int | None = None
         self.dicts = 0
+        self.hand_step: int | None = None  # the step of the last hand-loop line
 
     def on_reset(self, cursor: FileCursor) -> None:
         self.lines[cursor.key] = LineBuffer()
@@ -92,7 +101,18 @@ class ConsoleSource(Source):
                 return
         hand = _HAND_STEP.search(line)
         if hand and not _TQDM.search(line):
-            self._pairs(line, int(hand.group(2)), columns, skip=hand.group(1).lower())
+            step = int(hand.group(2))
+            within = _IN_EPOCH.match(line, hand.end()) if hand.group(1).lower() == "epoch" else None
+            if within:  # `Epoch: 3 [12800/60000 (21%)]`: count samples, so steps keep rising
+                step = step * int(within.group(2)) + int(within.group(1))
+                line = line[within.end() :]
+            self.hand_step = step
+            self._pairs(line, step, columns, skip=hand.group(1).lower())
+            return
+        ev = _EVAL_LINE.match(line)
+        if ev and self.hand_step is not None:  # an evaluation summary after the last logged step
+            prefix = {"test": "test", "dev": "val"}.get(ev.group(1).lower(), "val")
+            self._pairs(line[ev.end() :], self.hand_step, columns, prefix=prefix + "_")
 
     def _hf_dict(self, line: str, columns: dict) -> None:
         try:
@@ -130,13 +150,18 @@ class ConsoleSource(Source):
                 return snapped
         return pos
 
-    def _pairs(self, text: str, step: int, columns: dict, skip: str = "") -> None:
+    def _pairs(self, text: str, step: int, columns: dict, skip: str = "", prefix: str = "") -> None:
         for name, raw in _PAIR.findall(text):
             if name.lower() in _NOT_METRICS or name.lower() == skip:
                 continue
-            value = to_float(raw)
+            if "/" in raw:  # `Accuracy: 9893/10000`
+                num, den = raw.split("/")
+                value = float(num) / float(den) if float(den) else None
+            else:
+                value = to_float(raw)
             if value is None:
                 continue
+            name = prefix + name.lower() if prefix else name
             steps, vals = columns[name]
             steps.append(step)
             vals.append(value)
