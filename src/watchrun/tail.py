@@ -10,6 +10,8 @@ file holds no handle and a thousand watched files need no thousand descriptors.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -27,6 +29,18 @@ class Change(Enum):
 
 
 @dataclass
+class Previous:
+    """What the cursor knew of the file a path held before it was rotated or truncated: enough
+    to find the bytes that were written to it after our last read (FAULTS F1, F3)."""
+
+    ident: tuple[int, int]
+    offset: int  # how far we had read it
+    head: bytes
+    mtime_ns: int  # its mtime at our last read: rotated files newer than this are unread
+    moved: bool  # renamed away (the old inode lives on) rather than truncated in place
+
+
+@dataclass
 class FileCursor:
     path: str
     offset: int = 0
@@ -37,8 +51,9 @@ class FileCursor:
     generation: int = 0
     error: str | None = None
     key: str = ""  # the path the cursor was made for: parser state is kept under it
-    previous: tuple | None = None  # (ident, offset, head) of the file before a replacement
-    _prefetched: tuple[int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (offset, data, at EOF)
+    previous: Previous | None = None  # the file this path held before a reset, while unread
+    retired: list[tuple[int, int]] = field(default_factory=list, repr=False)  # generations read
+    _prefetched: tuple[str, int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (path, offset, data, at EOF)
 
     def __post_init__(self) -> None:
         self.key = self.key or self.path
@@ -78,7 +93,7 @@ class FileCursor:
         self.error = None
         ident = (st.st_dev, st.st_ino)
         first_look = self.ident is None
-        old_ident = self.ident
+        old_ident, old_mtime = self.ident, self.mtime_ns
         same_prefix = head[: len(self.head)] == self.head and st.st_size >= self.offset
         self.ident = ident
         self.size = st.st_size
@@ -88,8 +103,10 @@ class FileCursor:
             change = Change.GREW if st.st_size > 0 else Change.UNCHANGED
         elif not same_prefix:
             # truncated, replaced by other content, or rewritten from the start
-            if old_ident != ident and self.offset > 0:
-                self.previous = (old_ident, self.offset, self.head)
+            if self.offset > 0 and old_ident is not None:
+                self.previous = Previous(old_ident, self.offset, self.head, old_mtime, old_ident != ident)
+            if old_ident is not None and old_ident != ident:
+                self.retire(old_ident)
             self.head = head
             self.offset = 0
             self.generation += 1
@@ -101,8 +118,14 @@ class FileCursor:
         if change is not Change.UNCHANGED and 0 < pending <= PREFETCH:
             want = pending + 4096  # a writer may have added more since the fstat
             data = os.pread(fd, want, self.offset)
-            self._prefetched = (self.offset, data, len(data) < want)
+            self._prefetched = (self.path, self.offset, data, len(data) < want)
         return change
+
+    def retire(self, ident: tuple[int, int]) -> None:
+        """Remember a generation of this path that has been read (a rotated file is read once)."""
+        if ident not in self.retired:
+            self.retired.append(ident)
+            del self.retired[:-32]
 
     def read(self, limit: int = MAX_READ) -> bytes:
         """Bytes from the offset to EOF (at most `limit`). Does not move the offset."""
@@ -125,12 +148,77 @@ class FileCursor:
 
     def _take_prefetched(self) -> tuple[bytes, bool] | None:
         pre, self._prefetched = self._prefetched, None
-        if pre is None or pre[0] != self.offset:
+        if pre is None or pre[0] != self.path or pre[1] != self.offset:
             return None
-        return pre[1], pre[2]
+        return pre[2], pre[3]
 
     def advance(self, nbytes: int) -> None:
         self.offset += nbytes
+
+
+_ROTATED_SUFFIX = re.compile(
+    r"^[.\-_](?:\d{1,4}|\d{4}-?\d{2}-?\d{2}(?:[_T\-]?\d{2}(?:-?\d{2}){0,2})?|old|bak)$"
+)
+
+
+def rotated_siblings(path: str, prev: Previous, current: tuple[int, int] | None,
+                     retired: list[tuple[int, int]] = ()) -> list[tuple[str, int]]:  # type: ignore[assignment]
+    """(file, offset to read from) for the bytes that `path`'s earlier generations received
+    after our last read, in the order they were written. Only rotation-style names count
+    (`train.log.1`, `train.log-20261123`, `train.log.old`), never a `.tmp` being written."""
+    folder, base = os.path.split(path)
+    try:
+        entries = list(os.scandir(folder or "."))
+    except OSError:
+        return []
+    old: tuple[str, int] | None = None
+    newer: list[tuple[int, str]] = []
+    for entry in entries:
+        if not entry.name.startswith(base) or not _ROTATED_SUFFIX.match(entry.name[len(base):]):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident == current or not stat.S_ISREG(st.st_mode):
+            continue
+        if prev.moved and ident == prev.ident:
+            old = (entry.path, prev.offset)
+        elif st.st_mtime_ns > prev.mtime_ns and ident not in retired:
+            newer.append((st.st_mtime_ns, entry.path))
+    if old is None:
+        # the old content under another inode: the copy logrotate's copytruncate made, or an
+        # atomic replacement (same head, longer) that was then rotated
+        for _, candidate in sorted(newer):
+            if _head(candidate) == prev.head and _size(candidate) >= prev.offset:
+                old = (candidate, prev.offset)
+                break
+    out = [old] if old else []
+    return out + [(p, 0) for _, p in sorted(newer) if not old or p != old[0]]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def ident_of(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except OSError:
+        return b""
 
 
 class LineBuffer:

@@ -69,6 +69,68 @@ def test_f3_rotation_keeps_reading_the_old_file_and_starts_the_new(tmp_path):
     assert points(e, "run/train.jsonl")["loss"] == [(i, float(i)) for i in range(5)]
 
 
+def _jsonl(steps) -> str:
+    return "".join(json.dumps({"step": i, "loss": i}) + "\n" for i in steps)
+
+
+def test_f3_copytruncate_reads_the_unread_tail_from_the_copy(tmp_path):
+    """logrotate's copytruncate: lines written after our last read are copied to train.jsonl.1,
+    then the file is emptied and the writer goes on. The copy gives us the lines we missed."""
+    d = tmp_path / "run"
+    d.mkdir()
+    f = d / "train.jsonl"
+    f.write_text(_jsonl(range(5)))
+    e = engine_on(tmp_path)
+    with open(f, "a") as fh:
+        fh.write(_jsonl(range(5, 8)))  # not yet read when the rotation comes
+    (d / "train.jsonl.1").write_bytes(f.read_bytes())
+    with open(f, "r+") as fh:
+        fh.truncate(0)
+    with open(f, "a") as fh:
+        fh.write(_jsonl(range(8, 10)))
+    tick(e)
+    assert points(e, "run/train.jsonl")["loss"] == [(i, float(i)) for i in range(10)]
+
+
+def test_f3_two_rotations_between_looks_read_the_generation_in_between(tmp_path):
+    """Rotated twice while we were not looking (slow polling over NFS): train.jsonl.2 is the old
+    file, train.jsonl.1 a whole generation we never saw, train.jsonl the newest. A `.tmp` file
+    being written for an atomic replace is not a generation."""
+    d = tmp_path / "run"
+    d.mkdir()
+    f = d / "train.jsonl"
+    f.write_text(_jsonl(range(3)))
+    (d / "train.jsonl.7").write_text(_jsonl(range(100, 103)))  # a rotation from an older run
+    os.utime(d / "train.jsonl.7", (1.6e9, 1.6e9))
+    e = engine_on(tmp_path)
+    with open(f, "a") as fh:
+        fh.write(_jsonl([3]))
+    os.rename(f, d / "train.jsonl.2")
+    f.write_text(_jsonl(range(4, 7)))
+    os.rename(f, d / "train.jsonl.1")
+    f.write_text(_jsonl(range(7, 9)))
+    (d / "train.jsonl.tmp").write_text(_jsonl(range(7, 12)))
+    tick(e)
+    assert points(e, "run/train.jsonl")["loss"] == [(i, float(i)) for i in range(9)]
+
+
+def test_f3_replaced_then_rotated_resumes_in_the_rotated_copy(tmp_path):
+    """An atomic replace by a longer copy, then a rotation, both between two looks: the rotated
+    file holds what we read plus more; it is read from where we stopped, not from the start."""
+    d = tmp_path / "run"
+    d.mkdir()
+    f = d / "train.jsonl"
+    f.write_text(_jsonl(range(4)))
+    e = engine_on(tmp_path)
+    tmp = d / ".next"
+    tmp.write_text(_jsonl(range(6)))
+    os.replace(tmp, f)
+    os.rename(f, d / "train.jsonl.1")
+    f.write_text(_jsonl(range(6, 8)))
+    tick(e)
+    assert points(e, "run/train.jsonl")["loss"] == [(i, float(i)) for i in range(8)]
+
+
 def test_f4_delete_and_recreate_is_a_new_generation(tmp_path):
     f = tmp_path / "version_0" / "metrics.csv"
     f.parent.mkdir()

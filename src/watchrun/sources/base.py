@@ -7,7 +7,7 @@ import os
 import time
 
 from watchrun.store import Store
-from watchrun.tail import Change, FileCursor
+from watchrun.tail import Change, FileCursor, ident_of, rotated_siblings
 
 
 def to_float(text: str | bytes | float | int | None) -> float | None:
@@ -114,29 +114,31 @@ class Source:
         return self.read(cursor)
 
     def _drain_rotated(self, cursor: FileCursor) -> None:
-        """The path holds a new file; if the old one was renamed next to it (rotation with the
-        writer still appending), read the old one to its end first (FAULTS F3)."""
-        old_ident, old_offset, old_head = cursor.previous  # type: ignore[misc]
+        """The path holds a new file, or the same file emptied. Before reading it, read what was
+        written to the old one after our last look (FAULTS F1, F3):
+        - renamed away (`train.log` -> `train.log.1`, the writer may still append): the old
+          inode, found next to it, from where we stopped;
+        - copied then truncated (logrotate copytruncate): the copy, a rotation-named sibling
+          whose head is the old head, from where we stopped;
+        - and whole generations that came and went between two looks (rotated twice): rotation-
+          named siblings written after our last look, oldest first."""
+        prev = cursor.previous
         cursor.previous = None
-        folder = os.path.dirname(cursor.key) or "."
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
+        if prev is None:
             return
-        for entry in entries:
+        for path, offset in rotated_siblings(cursor.key, prev, cursor.ident, cursor.retired):
+            ident = ident_of(path)
+            if ident is not None:
+                cursor.retire(ident)
+            saved = (cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
+            cursor.path, cursor.offset = path, offset
+            if offset == 0:
+                self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) == old_ident and entry.path != cursor.key:
-                saved = (cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
-                cursor.path, cursor.offset = entry.path, old_offset
-                try:
-                    self.read(cursor)
-                finally:
-                    cursor.path, cursor.offset = cursor.key, 0
-                    cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
-                return
+                self.read(cursor)
+            finally:
+                cursor.path, cursor.offset = cursor.key, 0
+                cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
 
     # -- for subclasses -------------------------------------------------------------------------
     def read(self, cursor: FileCursor) -> int:
