@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -54,7 +55,8 @@ class Overfitting(Detector):
 
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
-                "min_rise_without_train": 0.5, "noise_sigmas": 3.0, "trend_t": 2.5,
+                "min_rise_without_train": 0.5, "noise_sigmas": 3.0, "window_sigmas": 2.0, "trend_t": 2.5,
+                "min_evals": 6, "early_min_rise": 0.3,
                 "trend_train_drop": 0.3}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -121,10 +123,50 @@ class Overfitting(Detector):
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
 
-    def _noise(self, val: SeriesView, i: int) -> float:
-        """Eval-to-eval scatter since the best, with the trend removed (MAD of the differences
-        around their median): a rise must stand out of it."""
+    def _beyond_scatter(self, val: SeriesView, i: int, v: float, trend: bool, train_drop: float) -> bool:
+        """The rise stands out of the eval-to-eval scatter around the best level. The latest
+        eval must, always. When the train loss fell only a little, the mean of the latest
+        window must too, by a bar raised for the way the best level was chosen: it is the
+        lowest of ~n/w window means, so on a flat noisy curve it sits below the truth by about
+        the expected extreme of m normals (Blom's approximation). A train loss that keeps
+        falling steeply is evidence enough to act on a smaller rise (the trend rule)."""
+        if trend:
+            return True
+        if v - max(self.best, self.best_raw) < self.p["noise_sigmas"] * self._noise(val, i):
+            return False
+        if train_drop >= self.p["trend_train_drop"]:
+            return True
+        sigma = self._noise(val, i, at_least=32)  # more evals: a steadier scale for a mean
+        upto = val.values[: i + 1]
+        upto = upto[np.isfinite(upto)]
+        w = min(len(upto), max(int(self.p["patience"]), len(upto) // 10))
+        m = max(2, len(upto) // w)
+        bias = NormalDist().inv_cdf((m - 0.375) / (m + 0.25))
+        now = float(upto[-w:].mean())
+        return now - self.best >= (self.p["window_sigmas"] + bias) * sigma * math.sqrt(2 / w)
+
+    def _too_early(self, view: RunView, val: SeriesView, i: int, step: int, rise: float) -> bool:
+        """Early evals bounce: during the LR warm-up (the LR has grown since the best eval) a
+        rise is the warm-up bump; with fewer than `min_evals` evals the scatter is unknown, so
+        only a rise of `early_min_rise` at every eval since the best counts."""
+        lr = min((sv for sv in view.series.values() if sv.role.kind == "lr"), key=lambda sv: len(sv.name), default=None)
+        if lr is not None:
+            at_best, now = lr.value_at(self.best_step), lr.value_at(step)
+            if math.isfinite(at_best) and math.isfinite(now) and now > at_best * 1.001:
+                return True
+        upto = val.values[: i + 1]
+        upto = upto[np.isfinite(upto)]
+        if len(upto) >= self.p["min_evals"]:
+            return False
+        since = val.values[val.at_or_before(self.best_step) : i + 1]
+        return rise < self.p["early_min_rise"] or not bool(np.all(np.diff(since) > 0))
+
+    def _noise(self, val: SeriesView, i: int, at_least: int = 16) -> float:
+        """Eval-to-eval scatter since the best (at least the last 16 evals), with the trend
+        removed (MAD of the differences around their median): a rise must stand out of it."""
         j = max(val.at_or_before(self.best_step), i - 64)  # bounded: O(window) per eval
+        if i - j < at_least // 2:  # too few evals since the best to measure their scatter
+            j = i - at_least
         since = val.values[max(j, 0) : i + 1]
         since = since[np.isfinite(since)]
         if len(since) < 4:
@@ -152,8 +194,10 @@ class Overfitting(Detector):
             if trend or rise < self.p["min_rise_without_train"] or not np.all(np.diff(recent) > 0):
                 return
             why = "rising at every eval (no train loss logged)"
-        if not trend and v - self.best_raw < self.p["noise_sigmas"] * self._noise(val, i):
-            return  # within the eval-to-eval scatter
+        if not self._beyond_scatter(val, i, v, trend, evidence.get("train_drop", 0.0)):
+            return
+        if self._too_early(view, val, i, step, rise):
+            return
         primary = self._primary_metric_note(view, step)
         if primary:
             evidence["primary_metric"] = primary
@@ -277,11 +321,12 @@ class NotLearning(Detector):
             return
         first, last = float(np.median(vals[:k])), float(np.median(vals[-k:]))
         start = float(np.median(vals[: max(3, len(vals) // 20)]))
-        rest = vals[k:]
-        noise = 1.4826 * float(np.median(np.abs(rest - np.median(rest))))
+        # the logs' scatter from successive differences, so that a downward trend is not
+        # mistaken for noise
+        noise = 1.4826 * float(np.median(np.abs(np.diff(vals)))) / math.sqrt(2)
         # a drop counts when it is >= min_drop of the start and clear of the medians' own
         # uncertainty (per-batch losses are noisy; a median of k of them is not)
-        uncertainty = 2.5 * math.sqrt(2) * 1.2533 * noise / math.sqrt(k)
+        uncertainty = 2.0 * math.sqrt(2) * 1.2533 * noise / math.sqrt(k)
         if first <= 0 or first - last > max(self.p["min_drop"] * first, uncertainty):
             return
         if last < start * 0.9:  # it did learn, early, and has converged since

@@ -180,9 +180,15 @@ class LossAtChance(Detector):
         # learned: the loss had been clearly below chance (medians of n, not one lucky batch)
         low = self._lowest_median_before(sv, i - n + 1, n)
         learned_below = low <= 0.75 * chance
-        pinned = abs(med - chance) <= 0.005 * chance and np.ptp(window) <= 0.01 * chance
+        # pinned: 2n logs in a row within 0.5% of chance, not a loss passing through it
+        stretch = sv.values[max(0, i - 2 * n + 1) : i + 1]
+        pinned = (len(stretch) == 2 * n and bool(np.isfinite(stretch).all())
+                  and float(np.max(np.abs(stretch - chance))) <= 0.005 * chance
+                  and abs(med - chance) <= 0.002 * chance)
         if k is None and not (learned_below or pinned):
             return
+        if _accuracy_says_learned(view, step):
+            return  # accuracy well above any chance level: the loss is not a uniform guess
         what = (f"ln({k}) = {fmt(chance)}" if k else "ln 2 = 0.693 (binary cross-entropy)"
                 if chance == UNKNOWN_K_CHANCE[0] else "0.25 (MSE of always predicting 0.5)")
         back = f" after reaching {fmt(low)}" if learned_below else ""
@@ -193,6 +199,16 @@ class LossAtChance(Detector):
             "the model predicts the uniform distribution: lower the learning rate (a collapse after "
             "a spike), check labels and class balance, check the LR schedule",
         )
+
+
+def _accuracy_says_learned(view: RunView, step: int) -> bool:
+    """The latest accuracy (validation first) at or before `step` is >= 0.9: no model that
+    predicts the uniform distribution gets there, whatever the class balance."""
+    acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+    if acc is None:
+        return False
+    v = acc.value_at(step)
+    return math.isfinite(v) and 0.9 <= v <= 1.0
 
 
 class TargetMiss(Detector):
