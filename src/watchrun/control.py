@@ -100,8 +100,11 @@ def _by_open_files(run: Run) -> ProcessInfo | None:
 
 def runs_with_live_writer(runs: list[Run]) -> set[str]:
     """Keys of the runs that a process on this host still writes: the pid the files name is
-    alive, or a process has one of the run's files open. One pass over the processes for all
-    runs. Used by batch `check` to tell a run that has just ended from one still in progress."""
+    alive (TensorBoard file names and watchrun's run card carry it; the tensorboard package's
+    writer reopens the file at each flush, so an open file alone would miss it), or a process
+    has one of the run's files open (Keras CSVLogger, tensorboardX). One pass over the
+    processes for all runs. Used by batch `check` to tell a run that has just ended from one
+    still in progress."""
     here = socket.gethostname().split(".")[0]
     live: set[str] = set()
     owners: dict[str, str] = {}

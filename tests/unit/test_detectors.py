@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 from tests.unit.helpers import loaded
@@ -235,3 +236,35 @@ def test_check_follow_prints_each_alert_as_it_fires_and_stops_on_sigterm(tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_tensorboard_run_is_in_progress_while_its_writer_lives(tmp_path):
+    """The tensorboard package's writer (torch's SummaryWriter) does not keep its file open; the
+    pid in the file name is how `check` knows the training still runs. Once it has exited, the
+    same files get the end-of-run verdict."""
+    script = textwrap.dedent("""\
+        import sys, time
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        w = EventFileWriter(sys.argv[1])
+        for s in range(60):  # a flat, noisy loss: no learning at all
+            v = summary_pb2.Summary.Value(tag="train/loss", simple_value=2.3 + 0.05 * ((s * 7) % 5 - 2))
+            w.add_event(event_pb2.Event(wall_time=time.time(), step=s * 10, summary=summary_pb2.Summary(value=[v])))
+        w.flush()
+        print("written", flush=True)
+        sys.stdin.readline()
+        w.close()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "runs")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "written"
+        e = loaded(tmp_path)
+        e.verdict()
+        assert e.store.runs["runs"].pid == proc.pid
+        assert [a.detector for a in e.store.alerts_for("runs")] == []
+    finally:
+        proc.communicate("\n", timeout=30)
+    e = loaded(tmp_path)
+    e.verdict()
+    assert [a.detector for a in e.store.alerts_for("runs")] == ["not_learning"]
