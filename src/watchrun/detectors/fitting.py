@@ -12,10 +12,11 @@ from watchrun.model import Severity
 
 
 def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
-    """Median of the last k points at or before `step`."""
+    """Median of the last k points at or before `step` (the first point when `step` comes
+    before it: an eval logged before the first train loss)."""
     i = sv.at_or_before(step)
     if i < 0:
-        return math.nan
+        return float(sv.values[0]) if len(sv.values) else math.nan
     window = sv.values[max(0, i - k + 1) : i + 1]
     window = window[np.isfinite(window)]
     return float(np.median(window)) if len(window) else math.nan
@@ -146,14 +147,13 @@ class Overfitting(Detector):
         return now - self.best >= (self.p["window_sigmas"] + bias) * sigma * math.sqrt(2 / w)
 
     def _too_early(self, view: RunView, val: SeriesView, i: int, step: int, rise: float) -> bool:
-        """Early evals bounce: during the LR warm-up (the LR has grown since the best eval) a
-        rise is the warm-up bump; with fewer than `min_evals` evals the scatter is unknown, so
+        """Early evals bounce: while the LR still rises (the warm-up) a rise is the warm-up bump; with fewer than `min_evals` evals the scatter is unknown, so
         only a rise of `early_min_rise` at every eval since the best counts."""
         lr = min((sv for sv in view.series.values() if sv.role.kind == "lr"), key=lambda sv: len(sv.name), default=None)
         if lr is not None:
-            at_best, now = lr.value_at(self.best_step), lr.value_at(step)
-            if math.isfinite(at_best) and math.isfinite(now) and now > at_best * 1.001:
-                return True
+            j = lr.at_or_before(step)
+            if j >= 1 and math.isfinite(lr.values[j]) and lr.values[j] > lr.values[j - 1] * 1.001:
+                return True  # the LR is still rising: we are inside the warm-up
         upto = val.values[: i + 1]
         upto = upto[np.isfinite(upto)]
         if len(upto) >= self.p["min_evals"]:

@@ -1,0 +1,155 @@
+"""Tiny real trainings with each library's own default logging and no watchrun code at all,
+as most runs that watchrun will meet are written.
+
+Usage: python train_plain.py FRAMEWORK MODE ROOT
+FRAMEWORK: lightning (CSVLogger + TensorBoardLogger), keras (CSVLogger), torch (SummaryWriter,
+the tutorials' `Loss/train`, `Loss/test`), hf (Trainer, report_to tensorboard, trainer_state.json).
+MODE: healthy (enough clean data, a small model) or overfit (40 noisy samples, a big model,
+many epochs: the validation loss turns up while the train loss goes to zero).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+framework, mode, root = sys.argv[1], sys.argv[2], sys.argv[3]
+rng = np.random.default_rng(0)
+n_train = 2000 if mode == "healthy" else 40
+x = rng.normal(size=(n_train + 500, 8)).astype("float32")
+y = ((x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=len(x))) > 0).astype("int64")
+if mode == "overfit":  # noisy labels in the few training samples: memorised, not learned
+    flip = rng.random(n_train) < 0.3
+    y[:n_train][flip] = 1 - y[:n_train][flip]
+xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+epochs = 12 if mode == "healthy" else 80
+hidden = 16 if mode == "healthy" else 256
+lr = 3e-3 if mode == "healthy" else 1e-2
+
+
+def torch_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+
+def run_lightning() -> None:
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from torch import nn
+
+    class Model(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch_model()
+
+        def training_step(self, batch, i):
+            xb, yb = batch
+            loss = nn.functional.cross_entropy(self.net(xb), yb)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, i):
+            xb, yb = batch
+            logits = self.net(xb)
+            self.log("val_loss", nn.functional.cross_entropy(logits, yb))
+            self.log("val_acc", (logits.argmax(1) == yb).float().mean())
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=lr)
+
+    pl.seed_everything(0)
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(xt), torch.tensor(yt)), batch_size=32, shuffle=True)
+    val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(xv), torch.tensor(yv)), batch_size=128)
+    loggers = [CSVLogger(root, name="csv"), TensorBoardLogger(root, name="tb")]
+    trainer = pl.Trainer(max_epochs=epochs, logger=loggers, accelerator="cpu", log_every_n_steps=5,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(Model(), train, val)
+
+
+def run_keras() -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    os.makedirs(root, exist_ok=True)
+    model.fit(xt, yt, validation_data=(xv, yv), epochs=epochs, batch_size=32, verbose=0,
+              callbacks=[keras.callbacks.CSVLogger(os.path.join(root, "training_log.csv"))])
+
+
+def run_torch() -> None:
+    import torch
+    from torch import nn
+    from torch.utils.tensorboard import SummaryWriter
+
+    model = torch_model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    writer = SummaryWriter(os.path.join(root, "runs", "exp"))
+    xt_, yt_, xv_, yv_ = map(torch.tensor, (xt, yt, xv, yv))
+    step = 0
+    for _epoch in range(epochs):
+        perm = torch.randperm(len(xt_))
+        for b in range(0, len(xt_), 32):
+            idx = perm[b : b + 32]
+            loss = nn.functional.cross_entropy(model(xt_[idx]), yt_[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 10 == 0:
+                writer.add_scalar("Loss/train", loss.item(), step)
+            step += 1
+        with torch.no_grad():
+            logits = model(xv_)
+            writer.add_scalar("Loss/test", nn.functional.cross_entropy(logits, yv_).item(), step)
+            writer.add_scalar("Accuracy/test", (logits.argmax(1) == yv_).float().mean().item(), step)
+    writer.close()
+
+
+def run_hf() -> None:
+    import torch
+    from torch import nn
+    from transformers import Trainer, TrainingArguments
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch_model()
+
+        def forward(self, x, labels=None):
+            logits = self.net(x)
+            out = {"logits": logits}
+            if labels is not None:
+                out["loss"] = nn.functional.cross_entropy(logits, labels)
+            return out
+
+    class Data(torch.utils.data.Dataset):
+        def __init__(self, a, b):
+            self.a, self.b = torch.tensor(a), torch.tensor(b)
+
+        def __len__(self):
+            return len(self.a)
+
+        def __getitem__(self, i):
+            return {"x": self.a[i], "labels": self.b[i]}
+
+    def accuracy(p):
+        return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}
+
+    args = TrainingArguments(output_dir=root, num_train_epochs=epochs, per_device_train_batch_size=32,
+                             learning_rate=lr, eval_strategy="epoch", logging_steps=10, save_strategy="epoch",
+                             save_total_limit=2, report_to=["tensorboard"], use_cpu=True, seed=0,
+                             disable_tqdm=True, warmup_steps=max(1, epochs * -(-n_train // 32) // 20))
+    trainer = Trainer(model=Net(), args=args, train_dataset=Data(xt, yt), eval_dataset=Data(xv, yv),
+                      compute_metrics=accuracy)
+    trainer.train()
+
+
+{"lightning": run_lightning, "keras": run_keras, "torch": run_torch, "hf": run_hf}[framework]()
