@@ -1,5 +1,6 @@
 """Real trainings with the libraries' own default logging, no watchrun code in them: a healthy
-run raises no warning, an overfitting run is called `overfitting`, whatever wrote it."""
+run raises no warning; an overfitting run, a learning rate of 0 and a model that only predicts
+the majority class each get their alert, whatever wrote them."""
 
 from __future__ import annotations
 
@@ -14,24 +15,25 @@ from watchrun.engine import Engine
 from watchrun.model import Severity
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.timeout(900)  # the first test waits for all sixteen trainings
 FRAMEWORKS = ("lightning", "keras", "torch", "hf")
+MODES = ("healthy", "overfit", "frozen", "collapse")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Every framework x mode, two trainings at a time (the box has two cores)."""
+    """Every framework x mode: one process per framework, two at a time (two cores here)."""
     root = tmp_path_factory.mktemp("plain")
     env = {**os.environ, "KERAS_BACKEND": "torch", "TOKENIZERS_PARALLELISM": "false"}
-    jobs = [(fw, mode) for fw in FRAMEWORKS for mode in ("healthy", "overfit")]
     errors = {}
-    for i in range(0, len(jobs), 2):
-        procs = {job: subprocess.Popen([sys.executable, str(HERE / "train_plain.py"), job[0], job[1], str(root / job[0] / job[1])],
-                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for job in jobs[i : i + 2]}
-        for job, proc in procs.items():
-            _, err = proc.communicate(timeout=600)
+    for pair in (FRAMEWORKS[:2], FRAMEWORKS[2:]):
+        procs = {fw: subprocess.Popen([sys.executable, str(HERE / "train_plain.py"), fw, str(root / fw), *MODES],
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for fw in pair}
+        for fw, proc in procs.items():
+            _, err = proc.communicate(timeout=800)
             if proc.returncode != 0:
-                errors[job] = err[-2000:]
+                errors[fw] = err[-2000:]
     assert not errors, errors
     return root
 
@@ -53,3 +55,15 @@ def test_healthy_run_raises_no_warning(trained, framework):
 def test_overfitting_run_is_called(trained, framework):
     got = warnings_in(trained / framework / "overfit")
     assert got and all("overfitting" in v for v in got.values()), got
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_learning_rate_zero_is_not_learning(trained, framework):
+    got = warnings_in(trained / framework / "frozen")
+    assert got and all("not_learning" in v for v in got.values()), got
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_majority_class_only_is_a_collapse(trained, framework):
+    got = warnings_in(trained / framework / "collapse")
+    assert got and all("prediction_collapse" in v for v in got.values()), got

@@ -1,11 +1,14 @@
 """Tiny real trainings with each library's own default logging and no watchrun code at all,
 as most runs that watchrun will meet are written.
 
-Usage: python train_plain.py FRAMEWORK MODE ROOT
+Usage: python train_plain.py FRAMEWORK ROOT MODE... (each mode is written to ROOT/MODE; one
+process for all of them, so the libraries are imported once)
 FRAMEWORK: lightning (CSVLogger + TensorBoardLogger), keras (CSVLogger), torch (SummaryWriter,
 the tutorials' `Loss/train`, `Loss/test`), hf (Trainer, report_to tensorboard, trainer_state.json).
-MODE: healthy (enough clean data, a small model) or overfit (40 noisy samples, a big model,
-many epochs: the validation loss turns up while the train loss goes to zero).
+MODE: healthy (enough clean data, a small model), overfit (40 noisy samples, a big model, many
+epochs: the validation loss turns up while the train loss goes to zero), frozen (a learning rate
+of 0: nothing is learned), collapse (95% of one class and a model that only learns the prior: every prediction
+is the majority class, the accuracy sits at its share).
 """
 
 from __future__ import annotations
@@ -15,18 +18,26 @@ import sys
 
 import numpy as np
 
-framework, mode, root = sys.argv[1], sys.argv[2], sys.argv[3]
-rng = np.random.default_rng(0)
-n_train = 2000 if mode == "healthy" else 40
-x = rng.normal(size=(n_train + 500, 8)).astype("float32")
-y = ((x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=len(x))) > 0).astype("int64")
-if mode == "overfit":  # noisy labels in the few training samples: memorised, not learned
-    flip = rng.random(n_train) < 0.3
-    y[:n_train][flip] = 1 - y[:n_train][flip]
-xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-epochs = 12 if mode == "healthy" else 80
-hidden = 16 if mode == "healthy" else 256
-lr = 3e-3 if mode == "healthy" else 1e-2
+framework, out = sys.argv[1], sys.argv[2]
+
+
+def make_data(mode: str) -> None:
+    """The data set and settings of one mode, as module globals the trainers read."""
+    global xt, yt, xv, yv, epochs, hidden, lr, n_train, root
+    rng = np.random.default_rng(0)
+    n_train = 40 if mode == "overfit" else 1000
+    x = rng.normal(size=(n_train + 400, 8)).astype("float32")
+    y = ((x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=len(x))) > 0).astype("int64")
+    if mode == "overfit":  # noisy labels in the few training samples: memorised, not learned
+        flip = rng.random(n_train) < 0.3
+        y[:n_train][flip] = 1 - y[:n_train][flip]
+    if mode == "collapse":  # the label ignores the inputs: 95% class 0
+        y = (rng.random(len(x)) < 0.05).astype("int64")
+    xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    epochs = 80 if mode == "overfit" else 10
+    hidden = 256 if mode == "overfit" else 16
+    lr = {"overfit": 1e-2, "frozen": 0.0}.get(mode, 3e-3)
+    root = os.path.join(out, mode)
 
 
 def torch_model():
@@ -152,4 +163,6 @@ def run_hf() -> None:
     trainer.train()
 
 
-{"lightning": run_lightning, "keras": run_keras, "torch": run_torch, "hf": run_hf}[framework]()
+for mode in sys.argv[3:]:
+    make_data(mode)
+    {"lightning": run_lightning, "keras": run_keras, "torch": run_torch, "hf": run_hf}[framework]()

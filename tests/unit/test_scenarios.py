@@ -306,3 +306,22 @@ def test_tutorial_loop_test_split_plays_validation(tmp_path):
     assert got["overfit"] == {"overfitting"}
     assert got["healthy"] == set()
     assert got["final-test"] == set()  # one test after training is not a sparse evaluation
+
+
+def test_bouncing_validation_loss_is_unstable_a_steady_climb_is_not(tmp_path):
+    """Adam at a learning rate 10,000x too high (measured on a real Lightning run): the loss
+    blows up in the first steps, then the validation loss bounces 0.7 -> 1.7 -> 4.8 -> 1.5 ...
+    That is called as unstable (divergence, critical) at the first steep fall between jumps.
+    A validation loss that doubles at every epoch without falling back is overfitting's call."""
+    bounce = [0.708, 1.688, 4.758, 1.547, 2.207, 3.794, 0.72, 4.582, 1.799, 1.796]
+    rows = [(e * 63 + 62, {"train_loss_step": 3.0 + (e % 3), "val_loss": v}) for e, v in enumerate(bounce)]
+    lightning(tmp_path / "bounce", rows, ["train_loss_step", "val_loss"])
+    climb = [0.010, 0.026, 0.056, 0.108, 0.2]
+    rows = [(e * 10 + 9, {"train_loss": 0.5 / (e + 1), "val_loss": v}) for e, v in enumerate(climb)]
+    lightning(tmp_path / "climb", rows, ["train_loss", "val_loss"])
+    e = loaded(tmp_path)
+    e.verdict()
+    bounce_alerts = [a for a in e.store.alerts_for("bounce/lightning_logs/version_0") if a.detector == "divergence"]
+    assert bounce_alerts and bounce_alerts[0].step == 3 * 63 + 62 and bounce_alerts[0].severity is Severity.CRITICAL
+    assert "unstable" in bounce_alerts[0].message and "2.4x, 2.8x" in bounce_alerts[0].message
+    assert "divergence" not in {a.detector for a in e.store.alerts_for("climb/lightning_logs/version_0")}

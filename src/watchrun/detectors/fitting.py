@@ -296,11 +296,14 @@ class NotLearning(Detector):
     live after `min_points` logs."""
 
     id = "not_learning"
-    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02}
+    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5}
 
     def update(self, view: RunView) -> None:
         train = view.pick("train", "loss")
-        if train is None or len(train.values) < self.p["live_min_points"]:
+        if train is None:
+            return
+        self._frozen(view, train)
+        if len(train.values) < self.p["live_min_points"]:
             return
         planned = view.planned_steps
         if planned and train.steps[-1] < 0.3 * planned:
@@ -311,6 +314,29 @@ class NotLearning(Detector):
         train = view.pick("train", "loss")
         if train is not None and len(train.values) >= self.p["min_points"]:
             self._judge(view, train)
+
+    def _frozen(self, view: RunView, train: SeriesView) -> None:
+        """The train loss (>= 0.05, so that a converged loss rounded to 4 decimals does not count)
+        repeats exactly (to 1e-6) for `frozen_logs` logs in a row: the same outputs for the same
+        data every epoch (frozen weights, or outputs saturated after a blow-up)."""
+        n = int(self.p["frozen_logs"])
+        if view.is_rl or train.name in self.open or train.new_from >= len(train.values):
+            return
+        v = train.values
+        for i in range(max(train.new_from, n - 1), len(v)):
+            w = v[i - n + 1 : i + 1]
+            ref = float(w[0])
+            if not (np.isfinite(w).all() and abs(ref) >= 0.05) or np.max(np.abs(w - ref)) > 1e-6 * abs(ref):
+                continue
+            self.fire(
+                train.name, Severity.WARNING, int(train.steps[i]), [train.name],
+                f"not learning: {train.name} is exactly {fmt(ref)} at each of the last {n} logs: the model's outputs do not change",
+                {"value": ref, "logs": n},
+                "check that the optimizer steps (learning rate 0? parameters frozen or not passed to the "
+                "optimizer? zero_grad/step order?) or, after a blow-up, that the outputs are not saturated "
+                "(lower the learning rate)",
+            )
+            return
 
     def _judge(self, view: RunView, train: SeriesView) -> None:
         if view.is_rl or train.name in self.open or train.name in view.claimed:

@@ -84,7 +84,8 @@ class Divergence(Detector):
     a row: the loss is exploding."""
 
     id = "divergence"
-    DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0}
+    DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0,
+                "jump": 2.0, "jumps": 2, "jump_window": 6}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -96,6 +97,7 @@ class Divergence(Detector):
     def update(self, view: RunView) -> None:
         if view.is_rl:
             return
+        self._unstable_evals(view)
         sv = view.pick("train", "loss")
         if sv is None or sv.new_from >= len(sv.values):
             return
@@ -136,6 +138,40 @@ class Divergence(Detector):
                     self.clear(sv.name)
             if m < self.run_min:
                 self.run_min, self.min_step = m, int(sv.steps[i])
+
+    def _unstable_evals(self, view: RunView) -> None:
+        """A learning rate far too high for the model often never shows a clean explosion: the
+        loss blows up in the first logs and then bounces. The evaluations show it: the
+        validation loss jumps `jump` x up from one eval to the next (to at least half the first
+        eval's level) `jumps` times within `jump_window` evals, and falls as steeply in between:
+        it bounces. A healthy validation loss moves smoothly, a converged one that jitters near
+        zero stays far below its first eval, and a steady climb is overfitting's to call."""
+        val = view.pick("val", "loss")
+        if val is None or val.new_from >= len(val.values) or "unstable:" + val.name in self.open:
+            return
+        v = val.values
+        first = next((float(x) for x in v if math.isfinite(x)), math.nan)
+        if not math.isfinite(first) or first <= 0:
+            return
+        jump, need, window = self.p["jump"], int(self.p["jumps"]), int(self.p["jump_window"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            up = np.concatenate([[False], (v[1:] >= jump * v[:-1]) & (v[:-1] > 0) & (v[1:] >= 0.5 * first)])
+            down = np.concatenate([[False], (v[1:] * jump <= v[:-1]) & (v[1:] > 0)])
+        for i in range(max(val.new_from, 1), len(v)):
+            lo = max(0, i - window + 1)
+            # bouncing, not a steady climb: jumps up and at least one fall as steep
+            if int(up[lo : i + 1].sum()) < need or not down[lo : i + 1].any() or not (up[i] or down[i]):
+                continue
+            ratios = [float(v[j] / v[j - 1]) for j in range(lo, i + 1) if up[j]]
+            self.fire(
+                "unstable:" + val.name, Severity.CRITICAL, int(val.steps[i]), [val.name],
+                f"training is unstable: {val.name} jumped " + ", ".join(f"{r:.1f}x" for r in ratios)
+                + f" from one eval to the next within {window} evals (now {fmt(float(v[i]))}, first eval {fmt(first)})",
+                {"jumps": ratios, "now": float(v[i]), "first_eval": first},
+                "stop training: the learning rate is far too high for this model; lower it (10x) "
+                "and add gradient clipping and a warm-up",
+            )
+            return
 
     def _beyond_noise(self, sv: SeriesView, i: int, m: float, w: int) -> bool:
         """Per-batch losses can be so noisy that a median of 5 wanders to 3x the lowest median
