@@ -322,12 +322,21 @@ class NotLearning(Detector):
         n = int(self.p["frozen_logs"])
         if view.is_rl or train.name in self.open or train.new_from >= len(train.values):
             return
-        v = train.values
-        for i in range(max(train.new_from, n - 1), len(v)):
-            w = v[i - n + 1 : i + 1]
-            ref = float(w[0])
-            if not (np.isfinite(w).all() and abs(ref) >= 0.05) or np.max(np.abs(w - ref)) > 1e-6 * abs(ref):
-                continue
+        base = max(0, train.new_from - n + 1)  # only windows that end on a new point
+        v = train.values[base:]
+        if len(v) < n:
+            return
+        with np.errstate(invalid="ignore"):
+            same = np.abs(v[1:] - v[:-1]) <= 1e-6 * np.abs(v[:-1])
+            same &= np.abs(v[:-1]) >= 0.05
+        runs = np.concatenate([[0], np.cumsum(same)])
+        # window ending at k (in v) is frozen when its n-1 successive pairs are all the same
+        ends = np.arange(n - 1, len(v))
+        frozen = ends[(runs[ends] - runs[ends - n + 1]) == n - 1]
+        frozen = frozen[base + frozen >= train.new_from]
+        if len(frozen):
+            i = base + int(frozen[0])
+            ref = float(train.values[i])
             self.fire(
                 train.name, Severity.WARNING, int(train.steps[i]), [train.name],
                 f"not learning: {train.name} is exactly {fmt(ref)} at each of the last {n} logs: the model's outputs do not change",
@@ -336,7 +345,6 @@ class NotLearning(Detector):
                 "optimizer? zero_grad/step order?) or, after a blow-up, that the outputs are not saturated "
                 "(lower the learning rate)",
             )
-            return
 
     def _judge(self, view: RunView, train: SeriesView) -> None:
         if view.is_rl or train.name in self.open or train.name in view.claimed:

@@ -149,25 +149,30 @@ class Divergence(Detector):
         val = view.pick("val", "loss")
         if val is None or val.new_from >= len(val.values) or "unstable:" + val.name in self.open:
             return
-        v = val.values
-        first = next((float(x) for x in v if math.isfinite(x)), math.nan)
+        finite = np.flatnonzero(np.isfinite(val.values[: max(val.new_from, 1)]))
+        first = float(val.values[finite[0]]) if len(finite) else float(val.values[val.new_from])
         if not math.isfinite(first) or first <= 0:
             return
         jump, need, window = self.p["jump"], int(self.p["jumps"]), int(self.p["jump_window"])
+        base = max(0, val.new_from - window)  # only the new evals and the window before them
+        v = val.values[base:]
         with np.errstate(divide="ignore", invalid="ignore"):
             up = np.concatenate([[False], (v[1:] >= jump * v[:-1]) & (v[:-1] > 0) & (v[1:] >= 0.5 * first)])
             down = np.concatenate([[False], (v[1:] * jump <= v[:-1]) & (v[1:] > 0)])
-        for i in range(max(val.new_from, 1), len(v)):
-            lo = max(0, i - window + 1)
-            # bouncing, not a steady climb: jumps up and at least one fall as steep
-            if int(up[lo : i + 1].sum()) < need or not down[lo : i + 1].any() or not (up[i] or down[i]):
+        for k in np.flatnonzero(up | down):
+            i = base + int(k)
+            if i < max(val.new_from, 1):
                 continue
-            ratios = [float(v[j] / v[j - 1]) for j in range(lo, i + 1) if up[j]]
+            lo = max(0, int(k) - window + 1)
+            # bouncing, not a steady climb: jumps up and at least one fall as steep
+            if int(up[lo : k + 1].sum()) < need or not down[lo : k + 1].any():
+                continue
+            ratios = [float(v[j] / v[j - 1]) for j in range(lo, int(k) + 1) if up[j]]
             self.fire(
                 "unstable:" + val.name, Severity.CRITICAL, int(val.steps[i]), [val.name],
                 f"training is unstable: {val.name} jumped " + ", ".join(f"{r:.1f}x" for r in ratios)
-                + f" from one eval to the next within {window} evals (now {fmt(float(v[i]))}, first eval {fmt(first)})",
-                {"jumps": ratios, "now": float(v[i]), "first_eval": first},
+                + f" from one eval to the next within {window} evals (now {fmt(float(val.values[i]))}, first eval {fmt(first)})",
+                {"jumps": ratios, "now": float(val.values[i]), "first_eval": first},
                 "stop training: the learning rate is far too high for this model; lower it (10x) "
                 "and add gradient clipping and a warm-up",
             )
