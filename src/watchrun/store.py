@@ -57,50 +57,23 @@ class Store:
         values: Iterable[float] | np.ndarray,
         walls: Iterable[float] | np.ndarray | None = None,
     ) -> int:
-        """Add points of one metric from one stream; return how many were kept."""
-        if type(steps) is list and len(steps) <= 4 and walls is not None:
-            return self._add_few(key, stream, name, steps, list(values), list(walls))
-        steps = np.asarray(steps, dtype=np.int64)
+        """Add points of one metric from one stream; return how many were kept. A few points as
+        Python lists (live tailing) stay lists: numpy's per-call cost would dominate."""
+        if not (type(steps) is list and len(steps) <= 4 and walls is not None):
+            steps = np.asarray(steps, dtype=np.int64)
+            values = np.asarray(values, dtype=np.float64)
+            walls = np.full(len(steps), time.time()) if walls is None else np.asarray(walls, np.float64)
         if len(steps) == 0:
             return 0
-        values = np.asarray(values, dtype=np.float64)
-        walls = (
-            np.full(len(steps), time.time()) if walls is None else np.asarray(walls, np.float64)
-        )
         with self.lock:
             run = self.run(key)
             per_stream = self._stream_last.setdefault((key, name), {})
             others = [v for s, v in per_stream.items() if s != stream]
             per_stream[stream] = int(steps[-1])
             if others:
-                keep = steps > max(others)
-                if not keep.all():
-                    steps, values, walls = steps[keep], values[keep], walls[keep]
+                steps, values, walls = _after(max(others), steps, values, walls)
                 if len(steps) == 0:
                     return 0
-            series = run.series.get(name)
-            if series is None:
-                series = run.series[name] = Series(name)
-            series.extend(steps, values, walls)
-            run.version += 1
-            self.version += 1
-        return len(steps)
-
-    def _add_few(self, key: str, stream: str, name: str, steps: list, values: list, walls: list) -> int:
-        """`add_points` for a handful of points as Python lists (live tailing), without numpy."""
-        if not steps:
-            return 0
-        with self.lock:
-            run = self.run(key)
-            per_stream = self._stream_last.setdefault((key, name), {})
-            others = [v for s, v in per_stream.items() if s != stream]
-            per_stream[stream] = int(steps[-1])
-            if others:
-                floor = max(others)
-                kept = [i for i, s in enumerate(steps) if s > floor]
-                if not kept:
-                    return 0
-                steps, values, walls = [steps[i] for i in kept], [values[i] for i in kept], [walls[i] for i in kept]
             series = run.series.get(name)
             if series is None:
                 series = run.series[name] = Series(name)
@@ -179,3 +152,12 @@ class Store:
     def alerts_for(self, key: str) -> list[Alert]:
         with self.lock:
             return list(self.alerts.get(key, []))
+
+
+def _after(floor: int, steps: Any, values: Any, walls: Any) -> tuple[Any, Any, Any]:
+    """The points whose step is past `floor` (what another stream of the run has not given)."""
+    if isinstance(steps, np.ndarray):
+        keep = steps > floor
+        return (steps, values, walls) if keep.all() else (steps[keep], values[keep], walls[keep])
+    kept = [i for i, s in enumerate(steps) if s > floor]
+    return [steps[i] for i in kept], [values[i] for i in kept], [walls[i] for i in kept]
