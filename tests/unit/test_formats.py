@@ -172,6 +172,28 @@ def test_mlflow_sqlite_store_written_live_by_mlflow(tmp_path):
     assert e.store.runs[key].status.value == "finished"
 
 
+def test_mlflow_run_turning_nan_is_called_at_its_step(tmp_path):
+    """MLflow stores a NaN as 0 with an is_nan flag: the value read back is NaN, nan_loss fires
+    at step 79, and no "still falling" note is made about the finite part of the run."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    script = textwrap.dedent(f"""
+        import math, mlflow
+        mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
+        with mlflow.start_run(run_name="nan-run"):
+            for s in range(100):
+                mlflow.log_metric("train_loss", float("nan") if s >= 79 else 2.0 * math.exp(-s / 30) + 0.1, step=s)
+                if s % 10 == 9:
+                    mlflow.log_metric("val_loss", 2.1 * math.exp(-s / 30) + 0.15, step=s)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    e = loaded(tmp_path)
+    e.verdict()
+    alerts = e.store.alerts_for("mlflow.db/Default/nan-run")
+    assert [(a.detector, a.step) for a in alerts] == [("nan_loss", 79)]
+    assert "last finite 0.2485 at step 78" in alerts[0].message
+
+
 def test_trackio_database(tmp_path):
     db = tmp_path / "project.db"
     con = sqlite3.connect(db)

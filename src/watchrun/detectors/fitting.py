@@ -257,8 +257,8 @@ class Underfitting(Detector):
         last, before = float(np.median(vals[-k:])), float(np.median(vals[-2 * k : -k]))
         step = int(train.steps[-1])
         val = view.pick("val", "loss")
-        if view.fired & {"overfitting", "perfect_validation", "not_learning", "loss_at_chance"}:
-            return
+        if view.fired & {"overfitting", "perfect_validation", "not_learning", "loss_at_chance", "nan_loss", "divergence"}:
+            return  # another verdict explains the end of this run better
         if last < 0.05 * float(np.median(vals[:k])):  # converged to near zero: nothing to gain
             return
         if val is not None and not _still_improving(val):
