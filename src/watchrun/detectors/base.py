@@ -88,6 +88,10 @@ class RunView:
                 out.append(sv)
         return out
 
+    def lr(self) -> SeriesView | None:
+        """The learning-rate series (the shortest-named, when several optimizers log one)."""
+        return min((sv for sv in self.series.values() if sv.role.kind == "lr"), key=lambda sv: len(sv.name), default=None)
+
     @property
     def planned_steps(self) -> int | None:
         v = self.run.meta.get("max_steps")
@@ -183,6 +187,16 @@ class Detector:
     def take(self) -> list[Finding]:
         out, self.findings = self.findings, []
         return out
+
+
+def step_noise(values: np.ndarray, centred: bool = False) -> float:
+    """The scatter of one log around its neighbours, robustly (MAD of successive differences,
+    scaled to a normal sigma); a trend shifts every difference alike, so it is not counted as
+    noise. `centred` takes the MAD around the median difference, removing a steady trend too."""
+    d = np.diff(values)
+    if centred:
+        d = d - np.median(d)
+    return 1.4826 * float(np.median(np.abs(d))) / math.sqrt(2)
 
 
 def fmt(x: float) -> str:

@@ -7,7 +7,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct, step_noise
 from watchrun.model import Severity
 
 
@@ -147,9 +147,10 @@ class Overfitting(Detector):
         return now - self.best >= (self.p["window_sigmas"] + bias) * sigma * math.sqrt(2 / w)
 
     def _too_early(self, view: RunView, val: SeriesView, i: int, step: int, rise: float) -> bool:
-        """Early evals bounce: while the LR still rises (the warm-up) a rise is the warm-up bump; with fewer than `min_evals` evals the scatter is unknown, so
-        only a rise of `early_min_rise` at every eval since the best counts."""
-        lr = min((sv for sv in view.series.values() if sv.role.kind == "lr"), key=lambda sv: len(sv.name), default=None)
+        """Early evals bounce: while the LR still rises (the warm-up) a rise is the warm-up bump;
+        with fewer than `min_evals` evals the scatter is unknown, so only a rise of
+        `early_min_rise` at every eval since the best counts."""
+        lr = view.lr()
         if lr is not None:
             j = lr.at_or_before(step)
             if j >= 1 and math.isfinite(lr.values[j]) and lr.values[j] > lr.values[j - 1] * 1.001:
@@ -171,8 +172,7 @@ class Overfitting(Detector):
         since = since[np.isfinite(since)]
         if len(since) < 4:
             return 0.0
-        d = np.diff(since)
-        return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+        return step_noise(since, centred=True)
 
     def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int, v: float,
                     trend: bool = False) -> None:
@@ -357,7 +357,7 @@ class NotLearning(Detector):
         start = float(np.median(vals[: max(3, len(vals) // 20)]))
         # the logs' scatter from successive differences, so that a downward trend is not
         # mistaken for noise
-        noise = 1.4826 * float(np.median(np.abs(np.diff(vals)))) / math.sqrt(2)
+        noise = step_noise(vals)
         # a drop counts when it is >= min_drop of the start and clear of the medians' own
         # uncertainty (per-batch losses are noisy; a median of k of them is not)
         uncertainty = 2.0 * math.sqrt(2) * 1.2533 * noise / math.sqrt(k)

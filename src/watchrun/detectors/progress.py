@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from watchrun.config import Target
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct, step_noise
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
@@ -174,7 +174,7 @@ class LossAtChance(Detector):
         chance = math.log(k) if k else min(UNKNOWN_K_CHANCE, key=lambda c: abs(med - c))
         recent = sv.values[max(0, i - 5 * n + 1) : i + 1]
         recent = recent[np.isfinite(recent)]
-        noise = 1.4826 * float(np.median(np.abs(np.diff(recent)))) / math.sqrt(2)
+        noise = step_noise(recent)
         if 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance:
             return  # per-batch noise: a median this uncertain says nothing about sitting at chance
         # learned: the loss had been clearly below chance (medians of n, not one lucky batch)
@@ -298,7 +298,7 @@ class LrSchedule(Detector):
     DEFAULTS = {"rising_points": 5, "past_fraction": 0.5, "min_rise": 0.02}
 
     def update(self, view: RunView) -> None:
-        sv = self._lr(view)
+        sv = view.lr()
         planned = view.planned_steps
         if sv is None or not planned or sv.new_from >= len(sv.values):
             return
@@ -311,15 +311,11 @@ class LrSchedule(Detector):
                 break
 
     def finalize(self, view: RunView) -> None:
-        sv = self._lr(view)
+        sv = view.lr()
         n = int(self.p["rising_points"])
         if sv is not None and len(sv.values) >= n and self._rising(sv, len(sv.values) - 1, n):
             if np.all(np.diff(sv.values[np.isfinite(sv.values)]) >= 0):
                 self._fire(view, sv, len(sv.values) - 1, "the end of the run, never having decayed")
-
-    def _lr(self, view: RunView) -> SeriesView | None:
-        cands = [sv for sv in view.series.values() if sv.role.kind == "lr"]
-        return min(cands, key=lambda s: len(s.name)) if cands else None
 
     def _rising(self, sv: SeriesView, i: int, n: int) -> bool:
         w = sv.values[i - n + 1 : i + 1]

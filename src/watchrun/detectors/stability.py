@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, median_finite
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, median_finite, step_noise
 from watchrun.model import Severity
 
 
@@ -187,7 +187,7 @@ class Divergence(Detector):
         before = before[np.isfinite(before)]
         if len(before) < 16:
             return True
-        sigma = 1.4826 * float(np.median(np.abs(np.diff(before)))) / math.sqrt(2)
+        sigma = step_noise(before)
         return m > self.run_min + self.p["noise_z"] * 1.2533 * sigma / math.sqrt(w)
 
     def _quiet_chunk(self, sv: SeriesView, finite: np.ndarray, lo: int, w: int, start: int) -> bool:
