@@ -161,18 +161,28 @@ _ROTATED_SUFFIX = re.compile(
 )
 
 
+@dataclass
+class Sibling:
+    """A rotated generation of a file to read: where, from which offset, and its identity."""
+
+    path: str
+    offset: int
+    ident: tuple[int, int]
+
+
 def rotated_siblings(path: str, prev: Previous, current: tuple[int, int] | None,
-                     retired: list[tuple[int, int]] = ()) -> list[tuple[str, int]]:  # type: ignore[assignment]
-    """(file, offset to read from) for the bytes that `path`'s earlier generations received
-    after our last read, in the order they were written. Only rotation-style names count
-    (`train.log.1`, `train.log-20261123`, `train.log.old`), never a `.tmp` being written."""
+                     retired: list[tuple[int, int]] = ()) -> list[Sibling]:  # type: ignore[assignment]
+    """The files holding what `path`'s earlier generations received after our last read, in
+    the order they were written, each with the offset to read it from. Only rotation-style
+    names count (`train.log.1`, `train.log-20261123`, `train.log.old`), never a `.tmp` being
+    written."""
     folder, base = os.path.split(path)
     try:
         entries = list(os.scandir(folder or "."))
     except OSError:
         return []
-    old: tuple[str, int] | None = None
-    newer: list[tuple[int, str]] = []
+    old: Sibling | None = None
+    newer: list[tuple[int, Sibling, int]] = []  # (mtime, file from 0, size)
     for entry in entries:
         if not entry.name.startswith(base) or not _ROTATED_SUFFIX.match(entry.name[len(base):]):
             continue
@@ -184,33 +194,19 @@ def rotated_siblings(path: str, prev: Previous, current: tuple[int, int] | None,
         if ident == current or not stat.S_ISREG(st.st_mode):
             continue
         if prev.moved and ident == prev.ident:
-            old = (entry.path, prev.offset)
+            old = Sibling(entry.path, prev.offset, ident)
         elif st.st_mtime_ns > prev.mtime_ns and ident not in retired:
-            newer.append((st.st_mtime_ns, entry.path))
+            newer.append((st.st_mtime_ns, Sibling(entry.path, 0, ident), st.st_size))
+    newer.sort(key=lambda item: (item[0], item[1].path))
     if old is None:
         # the old content under another inode: the copy logrotate's copytruncate made, or an
         # atomic replacement (same head, longer) that was then rotated
-        for _, candidate in sorted(newer):
-            if _head(candidate) == prev.head and _size(candidate) >= prev.offset:
-                old = (candidate, prev.offset)
+        for _, sib, size in newer:
+            if size >= prev.offset and _head(sib.path) == prev.head:
+                old = Sibling(sib.path, prev.offset, sib.ident)
                 break
     out = [old] if old else []
-    return out + [(p, 0) for _, p in sorted(newer) if not old or p != old[0]]
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return -1
-
-
-def ident_of(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+    return out + [sib for _, sib, _ in newer if not old or sib.path != old.path]
 
 
 def _head(path: str) -> bytes:

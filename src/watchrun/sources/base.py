@@ -7,7 +7,7 @@ import os
 import time
 
 from watchrun.store import Store
-from watchrun.tail import Change, FileCursor, ident_of, rotated_siblings
+from watchrun.tail import Change, FileCursor, rotated_siblings
 
 
 def to_float(text: str | bytes | float | int | None) -> float | None:
@@ -126,13 +126,11 @@ class Source:
         cursor.previous = None
         if prev is None:
             return
-        for path, offset in rotated_siblings(cursor.key, prev, cursor.ident, cursor.retired):
-            ident = ident_of(path)
-            if ident is not None:
-                cursor.retire(ident)
+        for sib in rotated_siblings(cursor.key, prev, cursor.ident, cursor.retired):
+            cursor.retire(sib.ident)
             saved = (cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
-            cursor.path, cursor.offset = path, offset
-            if offset == 0:
+            cursor.path, cursor.offset = sib.path, sib.offset
+            if sib.offset == 0:
                 self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
                 self.read(cursor)
