@@ -26,14 +26,16 @@ SECONDS = float(os.environ.get("WATCHRUN_SOAK_SECONDS", "6"))  # FAULTS L3 says 
 WRITER = textwrap.dedent("""\
     import json, os, random, sys, time
     path, seconds, rate = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-    rng = random.Random(11)
+    rng = random.Random(11)        # where lines are cut
+    faults = random.Random(12)     # when the faults come: its own stream, so machine speed
+                                   # (how many bursts ran) does not change the schedule
     folder = os.path.dirname(path)
     current = []          # the lines of the file now at `path`
     written = []          # every step, in order
     rotations = replaces = 0
     fh = open(path, "a")
     start = time.monotonic()
-    next_fault = start + rng.uniform(0.2, 1.0)
+    next_fault = start + faults.uniform(0.2, 1.0)
     step = 0
     while time.monotonic() - start < seconds:
         burst = []
@@ -49,8 +51,10 @@ WRITER = textwrap.dedent("""\
         current += burst
         now = time.monotonic()
         if now >= next_fault:
-            next_fault = now + rng.uniform(0.2, 1.0)
-            if rng.random() < 0.5:    # rotate: the old file keeps its name.N, a new file starts
+            next_fault = now + faults.uniform(0.2, 1.0)
+            if (rotations + replaces) % 2 == 0:  # rotate and replace take turns: at least one
+                # fault per second, so two of each in any run of 4 s or more.
+                # rotate: the old file keeps its name.N, a new file starts
                 fh.close()
                 rotations += 1
                 os.rename(path, f"{path}.{rotations}")
@@ -106,5 +110,5 @@ def test_l3_soak_rotate_replace_and_torn_lines_lose_and_double_nothing(tmp_path,
         stop.set()
         follower.join(10)
     got = points(engine, "soak/train.jsonl")["loss"]
-    assert len(got) == len(expected) > SECONDS * 5000
+    assert len(got) == len(expected) > SECONDS * 1000  # a busy writer, even on a slow machine
     assert got == expected
