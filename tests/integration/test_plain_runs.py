@@ -1,6 +1,7 @@
 """Real trainings with the libraries' own default logging, no watchrun code in them: a healthy
-run raises no warning; an overfitting run, a learning rate of 0 and a model that only predicts
-the majority class each get their alert, whatever wrote them."""
+run, short or long, raises no warning; an overfitting run, a learning rate of 0, a learning rate
+far too high and a model that only predicts the majority class each get their alert, whatever
+wrote them; a loop that evaluates the untrained weights gets a stuck metric."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from watchrun.engine import Engine
 from watchrun.model import Severity
 
 HERE = Path(__file__).parent
-pytestmark = pytest.mark.timeout(900)  # the first test waits for all sixteen trainings
+pytestmark = pytest.mark.timeout(900)  # the first test waits for all 25 trainings
 FRAMEWORKS = ("lightning", "keras", "torch", "hf")
-MODES = ("healthy", "overfit", "frozen", "collapse")
+MODES = ("healthy", "long", "overfit", "frozen", "collapse", "too_high")
+ONLY = {"torch": ("stale_eval",)}  # modes that need the hand-written loop
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def trained(tmp_path_factory):
     env = {**os.environ, "KERAS_BACKEND": "torch", "TOKENIZERS_PARALLELISM": "false"}
     errors = {}
     for pair in (FRAMEWORKS[:2], FRAMEWORKS[2:]):
-        procs = {fw: subprocess.Popen([sys.executable, str(HERE / "train_plain.py"), fw, str(root / fw), *MODES],
+        procs = {fw: subprocess.Popen([sys.executable, str(HERE / "train_plain.py"), fw, str(root / fw), *MODES, *ONLY.get(fw, ())],
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for fw in pair}
         for fw, proc in procs.items():
@@ -45,9 +47,10 @@ def warnings_in(path: Path) -> dict[str, set[str]]:
             for k in e.visible_keys()}
 
 
+@pytest.mark.parametrize("mode", ["healthy", "long"])
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_healthy_run_raises_no_warning(trained, framework):
-    got = warnings_in(trained / framework / "healthy")
+def test_healthy_run_raises_no_warning(trained, framework, mode):
+    got = warnings_in(trained / framework / mode)
     assert got and all(not v for v in got.values()), got
 
 
@@ -59,11 +62,31 @@ def test_overfitting_run_is_called(trained, framework):
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_learning_rate_zero_is_not_learning(trained, framework):
+    """The evals never change (a stuck metric from the first eval), and the train loss either
+    repeats exactly or hovers at chance (ln 2: an untrained binary model) without a trend."""
     got = warnings_in(trained / framework / "frozen")
-    assert got and all("not_learning" in v for v in got.values()), got
+    assert got and all("stuck_metric" in v and v & {"not_learning", "loss_at_chance"} for v in got.values()), got
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_majority_class_only_is_a_collapse(trained, framework):
     got = warnings_in(trained / framework / "collapse")
     assert got and all("prediction_collapse" in v for v in got.values()), got
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_learning_rate_far_too_high_is_called_and_not_taken_for_overfitting(trained, framework):
+    """The loss never leaves chance (or the outputs saturate): at chance or not learning. The
+    validation loss sits above its first eval while the train loss falls back from the blow-up:
+    that is not overfitting, and calling it so would send the user to add regularisation."""
+    got = warnings_in(trained / framework / "too_high")
+    assert got and all(v & {"loss_at_chance", "not_learning"} and "overfitting" not in v for v in got.values()), got
+
+
+def test_evaluating_the_untrained_weights_is_a_stuck_metric(trained):
+    e = Engine([str(trained / "torch" / "stale_eval")], use_watchdog=False)
+    e.check()
+    stuck = [a for a in e.store.alerts_for("runs/exp") if a.detector == "stuck_metric"]
+    assert {a.metrics[0] for a in stuck} == {"Loss/test", "Accuracy/test"}
+    assert all("while Loss/train moved" in a.message and "trained weights" in a.action for a in stuck)
+    assert all(a.step == 160 for a in stuck)  # the fifth eval: as soon as five are identical

@@ -5,10 +5,14 @@ Usage: python train_plain.py FRAMEWORK ROOT MODE... (each mode is written to ROO
 process for all of them, so the libraries are imported once)
 FRAMEWORK: lightning (CSVLogger + TensorBoardLogger), keras (CSVLogger), torch (SummaryWriter,
 the tutorials' `Loss/train`, `Loss/test`), hf (Trainer, report_to tensorboard, trainer_state.json).
-MODE: healthy (enough clean data, a small model), overfit (40 noisy samples, a big model, many
-epochs: the validation loss turns up while the train loss goes to zero), frozen (a learning rate
-of 0: nothing is learned), collapse (95% of one class and a model that only learns the prior: every prediction
-is the majority class, the accuracy sits at its share).
+MODE: healthy (enough clean data, a small model), long (the same for 40 epochs at a lower
+learning rate, decayed to 0 by HF: it converges and the accuracy repeats the same count for many
+evals), overfit (40 noisy samples, a big model, many epochs: the validation loss turns up while the
+train loss goes to zero), frozen (a learning rate of 0: nothing is learned), collapse (95% of one
+class and a model that only learns the prior: every prediction is the majority class, the accuracy
+sits at its share), too_high (Adam at a learning rate of 1.0: the first steps throw the model out
+and it never learns), stale_eval (torch only: the loop evaluates a copy of the untrained model, a
+forgotten weight load: training improves, every eval is the same).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ framework, out = sys.argv[1], sys.argv[2]
 
 def make_data(mode: str) -> None:
     """The data set and settings of one mode, as module globals the trainers read."""
-    global xt, yt, xv, yv, epochs, hidden, lr, n_train, root
+    global xt, yt, xv, yv, epochs, hidden, lr, n_train, root, stale_eval
     rng = np.random.default_rng(0)
     n_train = 40 if mode == "overfit" else 1000
     x = rng.normal(size=(n_train + 400, 8)).astype("float32")
@@ -34,9 +38,10 @@ def make_data(mode: str) -> None:
     if mode == "collapse":  # the label ignores the inputs: 95% class 0
         y = (rng.random(len(x)) < 0.05).astype("int64")
     xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-    epochs = 80 if mode == "overfit" else 10
+    epochs = {"overfit": 80, "long": 40, "too_high": 20}.get(mode, 10)
     hidden = 256 if mode == "overfit" else 16
-    lr = {"overfit": 1e-2, "frozen": 0.0}.get(mode, 3e-3)
+    lr = {"overfit": 1e-2, "frozen": 0.0, "long": 1e-3, "too_high": 1.0}.get(mode, 3e-3)
+    stale_eval = mode == "stale_eval"
     root = os.path.join(out, mode)
 
 
@@ -102,6 +107,7 @@ def run_torch() -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     model = torch_model()
+    evaluated = torch_model() if stale_eval else model  # same seed: the untrained weights
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     writer = SummaryWriter(os.path.join(root, "runs", "exp"))
     xt_, yt_, xv_, yv_ = map(torch.tensor, (xt, yt, xv, yv))
@@ -118,7 +124,7 @@ def run_torch() -> None:
                 writer.add_scalar("Loss/train", loss.item(), step)
             step += 1
         with torch.no_grad():
-            logits = model(xv_)
+            logits = evaluated(xv_)
             writer.add_scalar("Loss/test", nn.functional.cross_entropy(logits, yv_).item(), step)
             writer.add_scalar("Accuracy/test", (logits.argmax(1) == yv_).float().mean().item(), step)
     writer.close()

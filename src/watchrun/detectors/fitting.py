@@ -7,7 +7,15 @@ from statistics import NormalDist
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct, step_noise
+from watchrun.detectors.base import (
+    Detector,
+    RunView,
+    SeriesView,
+    fmt,
+    pct,
+    step_noise,
+    untrained_level,
+)
 from watchrun.model import Severity
 
 
@@ -187,6 +195,8 @@ class Overfitting(Detector):
             drop = 1 - t_now / t_best
             if drop < self.p["min_train_drop"] or (trend and drop < self.p["trend_train_drop"]):
                 return
+            if t_now >= untrained_level(train.values[: train.at_or_before(step) + 1]):
+                return  # falling back from a blow-up, not fitting the training set: nothing memorised
             evidence.update(train_at_best=t_best, train_now=t_now, train_drop=drop)
             why = f"while {train.name} fell {pct(drop)} ({fmt(t_best)} -> {fmt(t_now)})"
         else:
@@ -354,7 +364,7 @@ class NotLearning(Detector):
         if k < 3:
             return
         first, last = float(np.median(vals[:k])), float(np.median(vals[-k:]))
-        start = float(np.median(vals[: max(3, len(vals) // 20)]))
+        start = untrained_level(vals)
         # the logs' scatter from successive differences, so that a downward trend is not
         # mistaken for noise
         noise = step_noise(vals)

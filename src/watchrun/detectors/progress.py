@@ -14,12 +14,26 @@ from watchrun.model import Severity
 from watchrun.semantics import role_of
 
 
+def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[float, float] | None:
+    """The smoothed train loss at both steps when it moved between them (see StuckMetric)."""
+    a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
+    upto = train.values[: train.at_or_before(last_step) + 1]
+    upto = upto[np.isfinite(upto)]
+    if len(upto) < 4 or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    span = float(upto.max() - upto.min())
+    noise = 3.0 * 1.2533 * step_noise(upto[-64:]) * math.sqrt(2 / 5)
+    moved = abs(b - a)
+    return (a, b) if moved >= 0.05 * abs(a) and moved >= 0.05 * span and moved > noise else None
+
+
 class StuckMetric(Detector):
-    """An eval metric identical for `evals` evaluations in a row, or a train loss flat within
-    `train_tol` (relative) over `train_points` logs, while training goes on."""
+    """An eval metric identical for `evals` evaluations in a row while the train loss moves (or
+    since the first eval: the evaluated model never changed) and the same split's loss is flat
+    too; or a train loss flat within `train_tol` (relative) over `train_points` logs."""
 
     id = "stuck_metric"
-    DEFAULTS = {"evals": 5, "train_points": 20, "train_tol": 1e-3}
+    DEFAULTS = {"evals": 5, "train_points": 20, "train_tol": 1e-3, "loss_moved": 0.02}
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -29,28 +43,44 @@ class StuckMetric(Detector):
             if not r.is_quality or r.kind == "reward" or sv.new_from >= len(sv.values):
                 continue
             if r.split in ("val", "test"):
-                self._scan(view, sv, int(self.p["evals"]), 0.0, self._train_moving(view))
+                self._scan(view, sv, int(self.p["evals"]), 0.0, self._train_moving(view),
+                           self._loss_moving(view, sv))
             elif r.kind == "loss" and sv is view.pick("train", "loss"):
                 self._scan(view, sv, int(self.p["train_points"]), float(self.p["train_tol"]))
 
     def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
-        """Is training still going somewhere? The smoothed train loss moved >= 5% over the
-        window of the stuck metric (without a train loss: assume it is)."""
+        """Is training still going somewhere? The smoothed train loss (median of 5) moved >= 5%
+        over the window of the stuck metric, >= 5% of its whole range, and beyond what its
+        per-log scatter moves a median of 5 (3 sigma). Without a train loss: assume it is."""
         train = view.pick("train", "loss")
 
         def moving(first_step: int, last_step: int) -> bool:
             if train is None or len(train.values) < 4:
                 return True
-            a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
-            upto = train.values[: train.at_or_before(last_step) + 1]
-            upto = upto[np.isfinite(upto)]
-            span = float(upto.max() - upto.min()) if len(upto) else 0.0
-            moved = abs(b - a)
-            return bool(math.isfinite(moved) and moved >= 0.05 * abs(a) and moved >= 0.05 * span)
+            return train_moved(train, first_step, last_step) is not None
 
         return moving
 
-    def _scan(self, view: RunView, sv: SeriesView, n: int, tol: float, moving=None) -> None:  # type: ignore[no-untyped-def]
+    def _loss_moving(self, view: RunView, sv: SeriesView):  # type: ignore[no-untyped-def]
+        """An accuracy or F1 counts right answers on a fixed set: once a model has converged it
+        can repeat the same count for many evals while the model still changes, and the same
+        split's loss shows it (it moved >= `loss_moved` over the window). Such a flat score is
+        resolution, not a stuck model, unless it sits at a degenerate value (0, or an error rate
+        of 1: nothing right), which is news however the loss moves."""
+        split = sv.role.split or "val"
+        loss = view.pick(split, "loss")
+        if loss is None or loss is sv or sv.role.kind == "loss":
+            return None
+
+        def moving(first_step: int, last_step: int, v: float) -> bool:
+            if (sv.role.higher_better and v <= 0.0) or (sv.role.higher_better is False and v >= 1.0):
+                return False
+            a, b = loss.value_at(first_step), loss.value_at(last_step)
+            return bool(math.isfinite(a) and math.isfinite(b) and abs(b - a) >= self.p["loss_moved"] * abs(a))
+
+        return moving
+
+    def _scan(self, view: RunView, sv: SeriesView, n: int, tol: float, moving=None, loss_moving=None) -> None:  # type: ignore[no-untyped-def]
         vals = sv.values
         lo = max(0, sv.new_from - n + 1)
         if len(vals) < n:
@@ -76,8 +106,12 @@ class StuckMetric(Detector):
             v = float(vals[i])
             if sv.name in view.claimed or self._perfect(sv, v):
                 continue
-            if moving is not None and not moving(int(sv.steps[i - n + 1]), int(sv.steps[i])):
-                continue  # everything converged: a flat metric is no news
+            first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
+            if loss_moving is not None and loss_moving(first, last, v):
+                continue  # the model still changes; the score's resolution hides it
+            if moving is not None and i - n + 1 > 0 and not moving(first, last):
+                continue  # everything converged: a flat metric is no news (unless it has
+                # never moved since the first eval: then the evaluated model never changed)
             if sv.role.split == "train" and abs(v) <= 0.01 * abs(float(vals[0])):
                 continue  # converged to ~0 from where it started: not stuck
             self._fire(view, sv, i, n, v, tol)
@@ -92,16 +126,28 @@ class StuckMetric(Detector):
         since = int(sv.steps[i - n + 1])
         how = "unchanged" if tol == 0 else f"flat within {pct(tol)}"
         kind = "evals" if tol == 0 else "logs"
+        train = view.pick("train", "loss")
+        evidence = {"value": v, "since_step": since, "points": n}
+        while_txt, action = "", ("the model has stopped changing on this metric: check the learning rate "
+                                 "(decayed to 0?), frozen layers, or a collapse to a constant output")
+        if sv.role.split != "train" and i - n + 1 == 0:
+            while_txt = ", since the first eval: the evaluated model has never changed"
+            action = ("check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
+                      "the optimizer?) and that the evaluation uses the trained weights")
+        moved = train_moved(train, since, step) if sv.role.split != "train" and train is not None else None
+        if moved is not None:
+            a, b = moved
+            if a > 0:
+                evidence |= {"train_loss_from": a, "train_loss_to": b}
+                while_txt = f" while {train.name} moved {fmt(a)} -> {fmt(b)}"
+                action = ("training changes the model but the evaluation does not see it: check that the "
+                          "evaluation uses the trained weights (a model copy, an EMA or a checkpoint not "
+                          "reloaded), that the eval data and metric are not constant, and the learning rate")
         self.fire(
             sv.name, Severity.WARNING, step, [sv.name],
-            f"{sv.name} {how} at {fmt(v)} for {n} {kind} (since step {since})",
-            {"value": v, "since_step": since, "points": n},
-            "the model has stopped changing on this metric: check the learning rate (decayed to 0?), "
-            "frozen layers, or a collapse to a constant output",
+            f"{sv.name} {how} at {fmt(v)} for {n} {kind} (since step {since}){while_txt}",
+            evidence, action,
         )
-
-
-UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
@@ -134,6 +180,34 @@ class LossAtChance(Detector):
         fin = vals[np.isfinite(vals)]
         if len(fin):
             self.low_water = min(self.low_water, float(fin.min()))
+
+    def finalize(self, view: RunView) -> None:
+        """At the end, with K unknown: the last third of the train loss sits at ln 2 and the
+        accuracy of the last evals never beat 0.6. A binary model that never left chance (a
+        learning rate that threw it there, labels that do not match inputs). Judged only at the
+        end, so that a slow start that learns later is never called."""
+        sv = view.pick("train", "loss")
+        acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+        if view.is_rl or view.num_classes() or sv is None or acc is None or sv.name in self.open:
+            return
+        vals = sv.values[np.isfinite(sv.values)]
+        if len(vals) < self.p["min_points"]:
+            return
+        tail = vals[-max(int(self.p["points"]), len(vals) // 3) :]
+        med, chance = float(np.median(tail)), UNKNOWN_K_CHANCE[0]
+        if abs(med - chance) > self.p["tol"] * chance or 1.2533 * step_noise(tail) / math.sqrt(len(tail)) > self.p["tol"] * chance:
+            return
+        accs = acc.values[np.isfinite(acc.values)][-3:]
+        if len(accs) < 2 or float(accs.max()) > 0.6:
+            return
+        self.fire(
+            sv.name, Severity.WARNING, int(sv.steps[-1]), [sv.name, acc.name],
+            f"{sv.name} ended at chance level: median {fmt(med)} over the last {len(tail)} logs = ln 2 = 0.693 "
+            f"(binary cross-entropy), {acc.name} {fmt(float(accs.min()))}-{fmt(float(accs.max()))}: the model learned nothing",
+            {"median": med, "chance": chance, "classes": None, "accuracy": [float(a) for a in accs]},
+            "the model predicts the uniform distribution: check the learning rate (one far too high "
+            "throws a model back to chance; 0 never leaves it), that labels match inputs, the class balance",
+        )
 
     def _lowest_median_before(self, sv: SeriesView, end: int, n: int) -> float:
         """The lowest median of n consecutive logs before index `end` (kept incrementally)."""
