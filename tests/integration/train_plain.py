@@ -12,7 +12,8 @@ train loss goes to zero), frozen (a learning rate of 0: nothing is learned), col
 class and a model that only learns the prior: every prediction is the majority class, the accuracy
 sits at its share), too_high (Adam at a learning rate of 1.0: the first steps throw the model out
 and it never learns), stale_eval (torch only: the loop evaluates a copy of the untrained model, a
-forgotten weight load: training improves, every eval is the same).
+forgotten weight load: training improves, every eval is the same), resumed (Lightning only:
+stopped after 4 epochs and resumed from its last checkpoint into the same logger version).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ framework, out = sys.argv[1], sys.argv[2]
 
 def make_data(mode: str) -> None:
     """The data set and settings of one mode, as module globals the trainers read."""
-    global xt, yt, xv, yv, epochs, hidden, lr, n_train, root, stale_eval
+    global xt, yt, xv, yv, epochs, hidden, lr, n_train, root, stale_eval, resumed
     rng = np.random.default_rng(0)
     n_train = 40 if mode == "overfit" else 1000
     x = rng.normal(size=(n_train + 400, 8)).astype("float32")
@@ -38,10 +39,10 @@ def make_data(mode: str) -> None:
     if mode == "collapse":  # the label ignores the inputs: 95% class 0
         y = (rng.random(len(x)) < 0.05).astype("int64")
     xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-    epochs = {"overfit": 80, "long": 40, "too_high": 20}.get(mode, 10)
+    epochs = {"overfit": 80, "long": 40, "too_high": 20, "resumed": 20}.get(mode, 10)
     hidden = 256 if mode == "overfit" else 16
     lr = {"overfit": 1e-2, "frozen": 0.0, "long": 1e-3, "too_high": 1.0}.get(mode, 3e-3)
-    stale_eval = mode == "stale_eval"
+    stale_eval, resumed = mode == "stale_eval", mode == "resumed"
     root = os.path.join(out, mode)
 
 
@@ -82,10 +83,21 @@ def run_lightning() -> None:
     pl.seed_everything(0)
     train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(xt), torch.tensor(yt)), batch_size=32, shuffle=True)
     val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(xv), torch.tensor(yv)), batch_size=128)
-    loggers = [CSVLogger(root, name="csv"), TensorBoardLogger(root, name="tb")]
-    trainer = pl.Trainer(max_epochs=epochs, logger=loggers, accelerator="cpu", log_every_n_steps=5,
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
-    trainer.fit(Model(), train, val)
+    if not resumed:
+        loggers = [CSVLogger(root, name="csv"), TensorBoardLogger(root, name="tb")]
+        trainer = pl.Trainer(max_epochs=epochs, logger=loggers, accelerator="cpu", log_every_n_steps=5,
+                             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+        trainer.fit(Model(), train, val)
+        return
+    # stopped after 4 epochs, resumed from the last checkpoint into the same logger version (as
+    # users do to keep one run): Lightning's CSVLogger rewrites metrics.csv from the resume step
+    ckpt = os.path.join(root, "ckpt")
+    for max_epochs, resume in ((4, None), (epochs, os.path.join(ckpt, "last.ckpt"))):
+        loggers = [CSVLogger(root, name="csv", version=0), TensorBoardLogger(root, name="tb", version=0)]
+        trainer = pl.Trainer(max_epochs=max_epochs, logger=loggers, accelerator="cpu", log_every_n_steps=5,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_last=True)])
+        trainer.fit(Model(), train, val, ckpt_path=resume)
 
 
 def run_keras() -> None:

@@ -293,6 +293,16 @@ class Underfitting(Detector):
                 )
 
 
+def _resumed(sv: SeriesView) -> bool:
+    """The series starts far into training (its first step > 3 logging intervals, at least 3
+    logs): a run resumed from a checkpoint, in a new log or one the library rewrote. Its
+    model may have converged before the first log here, so a flat loss proves nothing."""
+    if len(sv.steps) < 3:
+        return False
+    gap = float(np.median(np.diff(sv.steps)))
+    return gap > 0 and sv.steps[0] > 3 * gap
+
+
 def _still_improving(val: SeriesView) -> bool:
     """The last eval is the best (or within 1% of it): more training may still help."""
     v = val.values[np.isfinite(val.values)]
@@ -357,7 +367,7 @@ class NotLearning(Detector):
             )
 
     def _judge(self, view: RunView, train: SeriesView) -> None:
-        if view.is_rl or train.name in self.open or train.name in view.claimed:
+        if view.is_rl or train.name in self.open or train.name in view.claimed or _resumed(train):
             return
         vals = train.values[np.isfinite(train.values)]
         k = len(vals) // 3
