@@ -16,10 +16,10 @@ from watchrun.engine import Engine
 from watchrun.model import Severity
 
 HERE = Path(__file__).parent
-pytestmark = pytest.mark.timeout(900)  # the first test waits for all 26 trainings
+pytestmark = pytest.mark.timeout(900)  # the first test waits for all 27 trainings
 FRAMEWORKS = ("lightning", "keras", "torch", "hf")
 MODES = ("healthy", "long", "overfit", "frozen", "collapse", "too_high")
-ONLY = {"torch": ("stale_eval",), "lightning": ("resumed",)}  # modes one library shows best
+ONLY = {"torch": ("stale_eval", "blow_up"), "lightning": ("resumed",)}  # modes one library shows best
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,13 @@ def test_evaluating_the_untrained_weights_is_a_stuck_metric(trained):
     assert {a.metrics[0] for a in stuck} == {"Loss/test", "Accuracy/test"}
     assert all("while Loss/train moved" in a.message and "trained weights" in a.action for a in stuck)
     assert all(a.step == 160 for a in stuck)  # the fifth eval: as soon as five are identical
+
+
+def test_loss_blown_up_in_the_first_steps_is_divergence(trained):
+    """The hand loop logs the untrained loss at step 0 (~ln 2), then ~1e6: critical at the third
+    blown-up log, long before the loss wanders back to single digits and hides it."""
+    e = Engine([str(trained / "torch" / "blow_up")], use_watchdog=False)
+    e.check()
+    div = [a for a in e.store.alerts_for("runs/exp") if a.detector == "divergence"]
+    assert div and div[0].severity is Severity.CRITICAL and div[0].step <= 40, div
+    assert "blew up in the first steps" in div[0].message and div[0].evidence["first_step"] == 0

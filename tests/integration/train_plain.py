@@ -12,7 +12,8 @@ train loss goes to zero), frozen (a learning rate of 0: nothing is learned), col
 class and a model that only learns the prior: every prediction is the majority class, the accuracy
 sits at its share), too_high (Adam at a learning rate of 1.0: the first steps throw the model out
 and it never learns), stale_eval (torch only: the loop evaluates a copy of the untrained model, a
-forgotten weight load: training improves, every eval is the same), resumed (Lightning only:
+forgotten weight load: training improves, every eval is the same), blow_up (torch only: Adam
+at 50, the loss logged at step 0 and then a million), resumed (Lightning only:
 stopped after 4 epochs and resumed from its last checkpoint into the same logger version).
 """
 
@@ -41,7 +42,7 @@ def make_data(mode: str) -> None:
     xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
     epochs = {"overfit": 80, "long": 40, "too_high": 20, "resumed": 20}.get(mode, 10)
     hidden = 256 if mode == "overfit" else 16
-    lr = {"overfit": 1e-2, "frozen": 0.0, "long": 1e-3, "too_high": 1.0}.get(mode, 3e-3)
+    lr = {"overfit": 1e-2, "frozen": 0.0, "long": 1e-3, "too_high": 1.0, "blow_up": 50.0}.get(mode, 3e-3)
     stale_eval, resumed = mode == "stale_eval", mode == "resumed"
     root = os.path.join(out, mode)
 

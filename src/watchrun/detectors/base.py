@@ -199,16 +199,6 @@ def step_noise(values: np.ndarray, centred: bool = False) -> float:
     return 1.4826 * float(np.median(np.abs(d))) / math.sqrt(2)
 
 
-def untrained_level(values: np.ndarray) -> float:
-    """Where a loss started: the lower of its first finite log and the median of its first few.
-    A learning rate far too high blows the loss up in the first steps; the level before that
-    (or, when even the first log is blown up, the first few) is what "learned" is judged against."""
-    fin = values[np.isfinite(values)]
-    if len(fin) == 0:
-        return math.nan
-    return min(float(fin[0]), float(np.median(fin[: max(3, len(fin) // 20)])))
-
-
 def fmt(x: float) -> str:
     """A number as a person reads it in an alert."""
     if x is None or (isinstance(x, float) and math.isnan(x)):

@@ -14,7 +14,6 @@ from watchrun.detectors.base import (
     fmt,
     pct,
     step_noise,
-    untrained_level,
 )
 from watchrun.model import Severity
 
@@ -28,6 +27,16 @@ def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
     window = sv.values[max(0, i - k + 1) : i + 1]
     window = window[np.isfinite(window)]
     return float(np.median(window)) if len(window) else math.nan
+
+
+def untrained_level(values: np.ndarray) -> float:
+    """Where a loss started: the lower of its first finite log and the median of its first few.
+    A learning rate far too high blows the loss up in the first steps; the level before that
+    (or, when even the first log is blown up, the first few) is what "learned" is judged against."""
+    fin = values[np.isfinite(values)]
+    if len(fin) == 0:
+        return math.nan
+    return min(float(fin[0]), float(np.median(fin[: max(3, len(fin) // 20)])))
 
 
 def range_min(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -374,7 +383,9 @@ class NotLearning(Detector):
         if k < 3:
             return
         first, last = float(np.median(vals[:k])), float(np.median(vals[-k:]))
-        start = untrained_level(vals)
+        # where it started: the first log (an untrained model's loss, when the model learns
+        # within the first logs) or the first few (a noisy first log), whichever is higher
+        start = max(float(vals[0]), float(np.median(vals[: max(3, len(vals) // 20)])))
         # the logs' scatter from successive differences, so that a downward trend is not
         # mistaken for noise
         noise = step_noise(vals)

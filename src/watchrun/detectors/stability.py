@@ -85,7 +85,7 @@ class Divergence(Detector):
 
     id = "divergence"
     DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0,
-                "jump": 2.0, "jumps": 2, "jump_window": 6}
+                "jump": 2.0, "jumps": 2, "jump_window": 6, "early_logs": 20, "early_ratio": 100.0}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -93,6 +93,7 @@ class Divergence(Detector):
         self.start_level = math.nan
         self.streak = 0
         self.min_step = 0
+        self.blew_up = False
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -101,6 +102,7 @@ class Divergence(Detector):
         sv = view.pick("train", "loss")
         if sv is None or sv.new_from >= len(sv.values):
             return
+        self._blown_up_at_start(view, sv)
         w = int(self.p["window"])
         lo = max(0, sv.new_from - w + 1)
         vals = sv.values[lo:]
@@ -138,6 +140,34 @@ class Divergence(Detector):
                     self.clear(sv.name)
             if m < self.run_min:
                 self.run_min, self.min_step = m, int(sv.steps[i])
+
+    def _blown_up_at_start(self, view: RunView, sv: SeriesView) -> None:
+        """A learning rate far too high explodes the loss in the first steps, before any window
+        of logs could set a running minimum. The first log, taken before that (step 0 of a hand
+        loop), is an untrained model's loss: when three logs in a row within the first
+        `early_logs` sit `early_ratio` x above it, the loss has blown up. A batch loss at
+        initialisation is ln K (or the targets' variance) give or take little, so a healthy run
+        never sits 100x above it."""
+        n = int(self.p["early_logs"])
+        if self.blew_up or sv.name in self.open or sv.new_from >= n or len(sv.values) < 4:
+            return
+        v0 = float(sv.values[0])
+        if not (math.isfinite(v0) and v0 > 0):
+            return
+        for i in range(max(3, sv.new_from), min(n, len(sv.values))):
+            window = sv.values[i - 2 : i + 1]
+            if np.isfinite(window).all() and float(window.min()) >= self.p["early_ratio"] * v0:
+                m = float(np.median(window))
+                self.fire(
+                    sv.name, Severity.CRITICAL, int(sv.steps[i]), [sv.name],
+                    f"{sv.name} blew up in the first steps: {fmt(m)} at step {int(sv.steps[i])} against "
+                    f"{fmt(v0)} at step {int(sv.steps[0])} ({m / v0:.0f}x)",
+                    {"first": v0, "first_step": int(sv.steps[0]), "smoothed_loss": m},
+                    "stop training: the learning rate is far too high for this model; lower it (10x or "
+                    "more) and add a warm-up and gradient clipping",
+                )
+                self.blew_up = True  # once per run: the later logs are the main rule's to judge
+                return
 
     def _unstable_evals(self, view: RunView) -> None:
         """A learning rate far too high for the model often never shows a clean explosion: the
