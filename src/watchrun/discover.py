@@ -14,6 +14,7 @@ Grouping rules, by library:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sqlite3
@@ -127,6 +128,8 @@ def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
         spec(live).add("dvclive", path)
     elif name.endswith(".db") and _sqlite_kind(path):
         spec(path).add(_sqlite_kind(path) or "mlflow-sqlite", path)
+    elif (name == "metrics.json" or name.endswith(".log.json")) and _json_lines_with_steps(path):
+        spec(dirpath).add("jsonl", path)  # detectron2's metrics.json, mmdetection's *.log.json
     elif name in DIR_TABLES:
         fmt = "jsonl" if name.endswith((".json", ".jsonl")) else "csv"
         if fmt == "jsonl" or _table_header_has(path, STEPLIKE):
@@ -230,6 +233,24 @@ def _read_header(path: str) -> list[str]:
         return []
     sep = "\t" if first.count("\t") > first.count(",") else ","
     return [h.strip().strip('"') for h in first.split(sep)] if first else []
+
+
+def _json_lines_with_steps(path: str) -> bool:
+    """One JSON object per line, one of the first three with a step-like key (or mmdetection's
+    `epoch` + `iter`): a metrics log, not a config or a single JSON document."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16384).split(b"\n")[:3]
+    except OSError:
+        return False
+    for line in head:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and (any(k in obj for k in STEPLIKE) or {"epoch", "iter"} <= obj.keys()):
+            return True
+    return False
 
 
 def _table_header_has(path: str, names: tuple[str, ...]) -> bool:

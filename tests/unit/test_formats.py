@@ -300,3 +300,109 @@ def test_pytorch_example_console_output(tmp_path):
     assert len(got["Loss"]) == 80 and [s for s, _ in got["Loss"]] == sorted(s for s, _ in got["Loss"])
     e.verdict()
     assert "overfitting" in {a.detector for a in e.store.alerts_for("mnist/train.log")}
+
+
+def test_nanogpt_console_output(tmp_path):
+    """nanoGPT's two print statements, verbatim: `name value` pairs with no colon between."""
+    script = textwrap.dedent("""\
+        import math
+        for iter_num in range(0, 3001, 10):
+            if iter_num % 250 == 0:
+                t = 2.0 * math.exp(-iter_num / 1000) + 0.3
+                v = t + 0.1 + 0.0004 * max(0, iter_num - 1200)
+                losses = {"train": t, "val": v}
+                print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            lossf, dt, running_mfu = 2.0 * math.exp(-iter_num / 1000) + 0.3, 0.1012, 0.121
+            print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%")
+    """)
+    run = tmp_path / "shakespeare"
+    run.mkdir()
+    with open(run / "train.log", "w") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
+    e = loaded(tmp_path)
+    got = points(e, "shakespeare/train.log")
+    assert len(got["loss"]) == 301 and got["loss"][1] == (10, round(2.0 * 2.718281828 ** -0.01 + 0.3, 4))
+    assert [s for s, _ in got["val_loss"]] == list(range(0, 3001, 250)) and got["train_loss"][0] == (0, 2.3)
+    assert got["time"][0] == (0, 101.2) and got["mfu"][0] == (0, 12.1)
+    e.verdict()
+    over = [a for a in e.store.alerts_for("shakespeare/train.log") if a.detector == "overfitting"]
+    assert over and over[0].metrics[0] == "val_loss" and over[0].evidence["best_step"] in (1500, 1750)
+
+
+def test_ray_tune_progress_csv_with_an_empty_timesteps_column(tmp_path):
+    """Ray Tune writes `timesteps_total` empty when the trainable does not report it; the step
+    is then `training_iteration`, not a reason to drop every row."""
+    import csv
+
+    trial = tmp_path / "exp" / "train_fn_a1b2c_00000_0_lr=0.01"
+    trial.mkdir(parents=True)
+    fields = ["loss", "accuracy", "timestamp", "done", "timesteps_total", "episodes_total", "training_iteration",
+              "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip"]
+    with open(trial / "progress.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for i in range(1, 21):
+            w.writerow({"loss": 1 / i, "accuracy": 0.5 + i / 50, "timestamp": 1700000000 + i, "done": i == 20,
+                        "timesteps_total": "", "episodes_total": "", "training_iteration": i, "trial_id": "a1b2c_00000",
+                        "date": "2024-01-01_12-00-00", "time_this_iter_s": 1.5, "time_total_s": 1.5 * i, "pid": 4242,
+                        "hostname": "gpu-box", "node_ip": "10.0.0.2"})
+    e = loaded(tmp_path)
+    got = points(e, "exp/train_fn_a1b2c_00000_0_lr=0.01")
+    assert got["loss"] == [(i, 1 / i) for i in range(1, 21)]
+    assert "timesteps_total" not in got and "trial_id" not in got
+
+
+def test_timm_summary_in_percent(tmp_path):
+    """timm's update_summary (csv.DictWriter, top-1/top-5 in percent): 76.5 is not above a
+    perfect 1.0; a real 100.0 twice is a perfect validation."""
+    import csv
+
+    def write(path, top1):
+        path.parent.mkdir(parents=True)
+        with open(path, "w", newline="") as fh:
+            for epoch, acc in enumerate(top1):
+                row = {"epoch": epoch, "train_loss": 2.5 * 0.8**epoch + 0.4, "eval_loss": 2.4 * 0.8**epoch + 0.6,
+                       "eval_top1": acc, "eval_top5": min(100.0, acc + 15), "lr": 0.05 * 0.9**epoch}
+                w = csv.DictWriter(fh, fieldnames=row.keys())
+                if epoch == 0:
+                    w.writeheader()
+                w.writerow(row)
+
+    write(tmp_path / "healthy" / "summary.csv", [30 + 46.5 * (1 - 0.75**e) for e in range(20)])
+    write(tmp_path / "leak" / "summary.csv", [40.0, 80.0, 100.0, 100.0, 100.0])
+    e = loaded(tmp_path)
+    e.verdict()
+    warnings = {k: {a.detector for a in e.store.alerts_for(k) if a.severity.value != "info"} for k in e.visible_keys()}
+    assert warnings == {"healthy/summary.csv": set(), "leak/summary.csv": {"perfect_validation"}}, warnings
+    perfect = [a for a in e.store.alerts_for("leak/summary.csv") if a.detector == "perfect_validation"]
+    assert perfect[0].step == 3
+
+
+def test_detectron2_and_mmdetection_json_logs(tmp_path):
+    """detectron2's JSONWriter (metrics.json, one json.dumps per line, `iteration`) and
+    mmdetection 2.x's log.json (an env line first; `iter` counts within the epoch and the val
+    row's `iter` is the epoch's length): both become runs with rising global steps."""
+    d2 = tmp_path / "d2" / "output"
+    d2.mkdir(parents=True)
+    with open(d2 / "metrics.json", "w") as fh:
+        for it in range(19, 400, 20):
+            fh.write(json.dumps({"data_time": 0.01, "iteration": it, "lr": 0.001, "total_loss": 2.0 - it / 400}) + "\n")
+            if (it + 1) % 200 == 0:
+                fh.write(json.dumps({"bbox/AP": 30.0 + it / 100, "iteration": it}) + "\n")
+    mm = tmp_path / "mm" / "work_dirs" / "faster_rcnn"
+    mm.mkdir(parents=True)
+    with open(mm / "20240101_120000.log.json", "w") as fh:
+        fh.write(json.dumps({"env_info": "sys.platform: linux\nPython: 3.8", "config": "model = dict()", "seed": 0}) + "\n")
+        for epoch in (1, 2, 3):
+            for it in (50, 100, 150):
+                fh.write(json.dumps({"mode": "train", "epoch": epoch, "iter": it, "lr": 0.02, "memory": 3100,
+                                     "data_time": 0.01, "loss_cls": 0.5 / epoch, "loss": 1.0 / epoch, "time": 0.3}) + "\n")
+            fh.write(json.dumps({"mode": "val", "epoch": epoch, "iter": 160, "lr": 0.02, "bbox_mAP": 0.2 + epoch / 10}) + "\n")
+    e = loaded(tmp_path)
+    assert set(e.visible_keys()) == {"d2/output", "mm/work_dirs/faster_rcnn"}
+    d = points(e, "d2/output")
+    assert len(d["total_loss"]) == 20 and d["bbox/AP"] == [(199, 31.99), (399, 33.99)]
+    m = points(e, "mm/work_dirs/faster_rcnn")
+    assert [s for s, _ in m["loss"]] == [50, 100, 150, 210, 260, 310, 370, 420, 470]
+    assert m["val/bbox_mAP"] == [(160, 0.2 + 1 / 10), (320, 0.2 + 2 / 10), (480, 0.2 + 3 / 10)]
+    assert "env_info" not in m and "mode" not in m

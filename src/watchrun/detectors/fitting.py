@@ -183,8 +183,13 @@ class Overfitting(Detector):
         """Eval-to-eval scatter since the best (at least the last 16 evals), with the trend
         removed (MAD of the differences around their median): a rise must stand out of it."""
         j = max(val.at_or_before(self.best_step), i - 64)  # bounded: O(window) per eval
-        if i - j < at_least // 2:  # too few evals since the best to measure their scatter
-            j = i - at_least
+        if i - j < at_least // 2:  # too few evals since the best to measure their scatter:
+            # add the evals before it, back to where the curve was still coming down steeply
+            # (above the best by 3x min_rise): the descent's curvature is not scatter
+            band = self.best * (1 + 3 * self.p["min_rise"])
+            lo = max(i - at_least, 0)
+            while j > lo and math.isfinite(val.values[j - 1]) and val.values[j - 1] <= band:
+                j -= 1
         since = val.values[max(j, 0) : i + 1]
         since = since[np.isfinite(since)]
         if len(since) < 4:

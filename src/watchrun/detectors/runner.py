@@ -25,6 +25,18 @@ from watchrun.store import Store
 
 ENDED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.STALE, RunStatus.GONE}
 
+# scores that logs write as fractions or as percentages (timm's eval_top1 = 76.1, Keras-style
+# reports of "accuracy: 93.2"); detectors judge them as fractions
+PERCENT_KINDS = {"accuracy", "topk_accuracy", "f1", "precision", "recall", "auc"}
+
+
+def _in_percent(values: np.ndarray) -> bool:
+    """A score in percent: its first finite value is above 1 (and at most 100). Decided on the
+    first value, so that a run read live and the same run read at once agree."""
+    head = values[:64]
+    fin = head[np.isfinite(head)]
+    return bool(len(fin)) and 1.0 < float(fin[0]) <= 100.0
+
 
 @dataclass
 class _RunState:
@@ -112,6 +124,8 @@ class DetectorRunner:
         roles = {name: role_of(name, self.config.aliases) for name in parts}
         test_as_val = promote_test_to_val(roles)
         for name, (steps, values, start, _end) in parts.items():
+            if roles[name].kind in PERCENT_KINDS and _in_percent(run.series[name].values):
+                values = values / 100.0
             settled = len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
             cursor = max(state.cursors.get(name, start), start)
             series[name] = SeriesView(

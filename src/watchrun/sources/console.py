@@ -29,6 +29,7 @@ _KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s")
 _PAIR = re.compile(
     r"([A-Za-z_][\w/.\-]*)\s*[:=]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:/\d+)?|nan|-?inf)(?![\w.])"
 )
+_SPACED_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z_ /]{0,40}?)\s+(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|-?inf)\s*(?:ms|s|%)?\s*$")
 _HAND_STEP = re.compile(r"\b(epoch|step|iter|iteration)\b\s*[:=#]?\s*\[?(\d+)", re.IGNORECASE)
 # PyTorch's examples: `Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21` (the step is the sample
 # count) and, after each epoch, `Test set: Average loss: 0.0331, Accuracy: 9893/10000 (99%)`.
@@ -107,7 +108,8 @@ class ConsoleSource(Source):
                 step = step * int(within.group(2)) + int(within.group(1))
                 line = line[within.end() :]
             self.hand_step = step
-            self._pairs(line, step, columns, skip=hand.group(1).lower())
+            if not self._pairs(line, step, columns, skip=hand.group(1).lower()):
+                self._spaced_pairs(line[hand.end() :], step, columns)
             return
         ev = _EVAL_LINE.match(line)
         if ev and self.hand_step is not None:  # an evaluation summary after the last logged step
@@ -150,7 +152,21 @@ class ConsoleSource(Source):
                 return snapped
         return pos
 
-    def _pairs(self, text: str, step: int, columns: dict, skip: str = "", prefix: str = "") -> None:
+    def _spaced_pairs(self, text: str, step: int, columns: dict) -> None:
+        """nanoGPT and its kin: `iter 100: loss 4.2011, time 101.3ms, mfu 12.1%` and
+        `step 250: train loss 3.1, val loss 3.2`: comma-separated `name value` pairs."""
+        for part in text.lstrip(" :]").split(","):
+            m = _SPACED_PAIR.match(part)
+            if m:
+                value = to_float(m.group(2))
+                if value is not None:
+                    steps, vals = columns[re.sub(r"\s+", "_", m.group(1).strip())]
+                    steps.append(step)
+                    vals.append(value)
+
+    def _pairs(self, text: str, step: int, columns: dict, skip: str = "", prefix: str = "") -> int:
+        """`name: value` / `name=value` pairs (`a/b` fractions as their ratio); how many."""
+        found = 0
         for name, raw in _PAIR.findall(text):
             if name.lower() in _NOT_METRICS or name.lower() == skip:
                 continue
@@ -165,6 +181,8 @@ class ConsoleSource(Source):
             steps, vals = columns[name]
             steps.append(step)
             vals.append(value)
+            found += 1
+        return found
 
     def _event(self, message: str) -> None:
         run = self.store.run(self.key)

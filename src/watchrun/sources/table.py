@@ -45,6 +45,16 @@ def find_step_column(columns: list[str], preferred: tuple[str, ...] = STEP_COLUM
     return None
 
 
+def step_column_of(row: dict[str, Any], preferred: tuple[str, ...] = STEP_COLUMNS) -> str | None:
+    """The step column for a file, chosen on its first row: the first candidate that holds a
+    step there (Ray Tune writes an empty `timesteps_total` next to `training_iteration`), else
+    the first one present."""
+    for name in preferred:
+        if name in row and to_step(row[name]) is not None:
+            return name
+    return find_step_column(list(row), preferred)
+
+
 def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in obj.items():
@@ -66,6 +76,7 @@ class _FileState:
         self.checking_rewrite = False
         self.lines = LineBuffer()
         self.bad_rows = 0
+        self.step_col: str | None = None
 
 
 class TableSource(Source):
@@ -119,7 +130,6 @@ class TableSource(Source):
             st.header = next(csv.reader([first], delimiter=st.delimiter))
             st.header = [h.strip() for h in st.header]
         header = st.header
-        step_col = find_step_column(header, self.step_columns)
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for row in csv.reader(io.StringIO("\n".join(text_lines)), delimiter=st.delimiter):
             if len(row) != len(header):
@@ -139,6 +149,9 @@ class TableSource(Source):
                     st.checking_rewrite = False
             if st.rows_seen == 1:
                 st.first_row = _fingerprint(cells)
+            if st.step_col is None:
+                st.step_col = step_column_of(cells, self.step_columns) or ""
+            step_col = st.step_col
             st.rows_emitted = st.rows_seen
             step = to_step(cells.get(step_col)) if step_col else st.rows_seen - 1
             if step is None:
@@ -181,6 +194,8 @@ class JsonlSource(Source):
         self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
         self.rows: dict[str, int] = defaultdict(int)
         self.bad: dict[str, int] = defaultdict(int)
+        self.step_cols: dict[str, str] = {}  # per file: chosen on its first row, then kept
+        self.mmdet: dict[str, dict[str, int]] = {}  # per file: epoch length, current epoch
 
     def on_reset(self, cursor: FileCursor) -> None:
         self.lines[cursor.key] = LineBuffer()
@@ -203,15 +218,20 @@ class JsonlSource(Source):
             if not isinstance(obj, dict):
                 continue
             self.rows[cursor.key] += 1
-            self.handle(obj, columns, self.rows[cursor.key] - 1)
+            self.handle(obj, columns, self.rows[cursor.key] - 1, cursor.key)
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)
         return total
 
-    def handle(self, obj: dict[str, Any], columns: dict, row: int) -> None:
+    def handle(self, obj: dict[str, Any], columns: dict, row: int, file: str = "") -> None:
+        if obj.get("mode") in ("train", "val") and "epoch" in obj and "iter" in obj:
+            self._mmdet(obj, columns, file)
+            return
         flat = flatten(obj)
-        step_col = find_step_column(list(flat))
+        step_col = self.step_cols.get(file)
+        if step_col is None:
+            step_col = self.step_cols[file] = step_column_of(flat) or ""
         step = to_step(flat.get(step_col)) if step_col else row
         if step is None:
             return
@@ -226,6 +246,31 @@ class JsonlSource(Source):
             steps, values = columns[name]
             steps.append(step)
             values.append(f)
+
+
+    def _mmdet(self, obj: dict[str, Any], columns: dict, file: str) -> None:
+        """mmdetection 2.x log.json: `iter` counts within the epoch (the val row's `iter` is the
+        epoch's length); the step is the global iteration, (epoch - 1) x its length + iter.
+        Validation rows' metrics become `val/<name>`."""
+        epoch, it = to_step(obj.get("epoch")), to_step(obj.get("iter"))
+        if epoch is None or it is None:
+            return
+        st = self.mmdet.setdefault(file, {"per_epoch": 0, "epoch": epoch, "last_iter": 0})
+        val = obj["mode"] == "val"
+        if val:
+            st["per_epoch"] = max(st["per_epoch"], it)
+        elif epoch != st["epoch"]:  # a new epoch: the last one was at least this long
+            st["per_epoch"] = max(st["per_epoch"], st["last_iter"])
+            st["epoch"], st["last_iter"] = epoch, 0
+        if not val:
+            st["last_iter"] = max(st["last_iter"], it)
+        step = (epoch - 1) * st["per_epoch"] + it
+        for name, value in obj.items():
+            if name in ("mode", "epoch", "iter") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            steps, values = columns[f"val/{name}" if val and not name.startswith("val") else name]
+            steps.append(step)
+            values.append(float(value))
 
 
 def _numeric_string(text: str) -> bool:
