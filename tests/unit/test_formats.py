@@ -272,6 +272,15 @@ def test_many_files_with_a_low_descriptor_limit(tmp_path):
     assert out.stdout.strip() == "300"
 
 
+def console_run(run, script: str) -> Engine:
+    """Run `script` with its stdout going to `run`/train.log, as `python train.py > train.log`;
+    the engine loaded over the run's parent."""
+    run.mkdir()
+    with open(run / "train.log", "w") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
+    return loaded(run.parent)
+
+
 def test_pytorch_example_console_output(tmp_path):
     """The output of pytorch/examples mnist/main.py (its own format strings), tee'd to a file by
     a real process: per-batch train losses by sample count, a test summary after each epoch. The
@@ -289,11 +298,7 @@ def test_pytorch_example_console_output(tmp_path):
             print('\\nTest set: Average loss: {:.4f}, Accuracy: {}/{} ({:.0f}%)\\n'.format(
                 test_loss, correct, 10000, 100. * correct / 10000))
     """)
-    run = tmp_path / "mnist"
-    run.mkdir()
-    with open(run / "train.log", "w") as out:
-        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
-    e = loaded(tmp_path)
+    e = console_run(tmp_path / "mnist", script)
     got = points(e, "mnist/train.log")
     assert got["test_loss"][0] == (60000 + 900 * 64, 0.03 + 0.01 * 4) and len(got["test_loss"]) == 8
     assert got["test_accuracy"][2] == (3 * 60000 + 900 * 64, 0.99)
@@ -315,11 +320,7 @@ def test_nanogpt_console_output(tmp_path):
             lossf, dt, running_mfu = 2.0 * math.exp(-iter_num / 1000) + 0.3, 0.1012, 0.121
             print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%")
     """)
-    run = tmp_path / "shakespeare"
-    run.mkdir()
-    with open(run / "train.log", "w") as out:
-        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
-    e = loaded(tmp_path)
+    e = console_run(tmp_path / "shakespeare", script)
     got = points(e, "shakespeare/train.log")
     assert len(got["loss"]) == 301 and got["loss"][1] == (10, round(2.0 * 2.718281828 ** -0.01 + 0.3, 4))
     assert [s for s, _ in got["val_loss"]] == list(range(0, 3001, 250)) and got["train_loss"][0] == (0, 2.3)
