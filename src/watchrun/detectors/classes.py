@@ -21,13 +21,20 @@ def _eval_steps(views: list[SeriesView]) -> list[int]:
     return sorted(steps)
 
 
+def _positive_recall(sv: SeriesView) -> bool:
+    """A recall with no class and no average: binary, the positive class's."""
+    return sv.role.kind == "recall" and sv.role.cls is None and sv.role.avg in ("", "binary")
+
+
 class MinorityClassHidden(Detector):
     """A headline metric (binary F1, accuracy) looks good while the worst class or the macro
-    average is bad. Fires at once when the gap is huge, else after two evals in a row."""
+    average is bad. Fires at once when the gap is huge, else after two evals in a row. Without
+    per-class metrics, a binary recall far below the accuracy (the positive class is the
+    minority, and is missed) counts after three evals in a row."""
 
     id = "minority_class_hidden"
     DEFAULTS = {"headline_min": 0.75, "class_max": 0.5, "gap": 0.3, "macro_gap": 0.25,
-                "instant_gap": 0.4}
+                "instant_gap": 0.4, "inferred_evals": 3}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -37,7 +44,7 @@ class MinorityClassHidden(Detector):
         for split in _SPLITS:
             views = [sv for sv in view.series.values() if sv.role.split == split
                      and sv.role.kind in ("f1", "accuracy", "recall", "precision")]
-            if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" for sv in views):
+            if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" or _positive_recall(sv) for sv in views):
                 continue
             for step in _eval_steps(views):
                 self._at(view, split, views, step)
@@ -53,6 +60,11 @@ class MinorityClassHidden(Detector):
         head = max(headline, key=lambda n: at[n])  # the number that looks best is the one that hides
         hv = at[head]
         classes = {n: at[n] for n, r in roles.items() if r.cls is not None and r.kind in ("f1", "recall")}
+        inferred = not classes and roles[head].kind == "accuracy"
+        if inferred:
+            # no per-class metrics: a binary recall (Keras' Recall(), sklearn's default) is the
+            # positive class's; below the accuracy by the gap, the positive class is the minority
+            classes = {n: at[n] for n, r in roles.items() if n in at and _positive_recall(view.series[n])}
         macro = {n: at[n] for n, r in roles.items() if r.avg == "macro" and r.kind in ("f1", "recall")}
         worst = min(classes, key=classes.get) if classes else None
         gap_class = hv - classes[worst] if worst else -1.0
@@ -73,11 +85,13 @@ class MinorityClassHidden(Detector):
         gap = max(gap_class, gap_macro)
         if self.streak[key] < 2 and gap < self.p["instant_gap"]:
             return
+        if inferred and not macro and self.streak[key] < self.p["inferred_evals"]:
+            return  # the class is inferred, and the minority is often learned last: wait longer
         parts = [f"{head} {fmt(hv)} looks good"]
         evidence: dict = {"headline": head, "headline_value": hv}
         metrics = [head]
         if worst:
-            cls = roles[worst].cls
+            cls = roles[worst].cls or "1 (positive)"
             recall = next((at[n] for n, r in roles.items() if r.cls == cls and r.kind == "recall"), None)
             parts.append(f"class {cls} {roles[worst].kind} {fmt(classes[worst])}"
                          + (f" (recall {fmt(recall)})" if recall is not None and roles[worst].kind != "recall" else ""))

@@ -8,7 +8,9 @@ import math
 from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
 from watchrun.model import Severity
 
-_SCORE_KINDS = ("accuracy", "f1", "precision", "recall", "auc")
+# precision alone is 1 for a model that predicts the positive class for a handful of sure cases,
+# recall alone for one that predicts it everywhere: neither says the validation is perfect
+_SCORE_KINDS = ("accuracy", "f1", "auc")
 
 
 class PerfectValidation(Detector):
