@@ -122,11 +122,12 @@ class PredictionCollapse(Detector):
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.streak: dict[str, int] = {}
+        self.pinned_value: dict[str, float | None] = {}  # the accuracy an open "pinned" episode holds
 
     def update(self, view: RunView) -> None:
         for split in _SPLITS:
             views = [sv for sv in view.series.values() if sv.role.split == split and sv.role.kind in
-                     ("top_class_share", "unique_preds", "pred_entropy", "recall", "f1", "accuracy", "loss")]
+                     ("top_class_share", "unique_preds", "pred_entropy", "recall", "precision", "f1", "accuracy", "loss")]
             if not views:
                 continue
             news = [sv.steps[sv.new_from :] for sv in views]
@@ -160,7 +161,7 @@ class PredictionCollapse(Detector):
             r = sv.role
             if r.kind in ("top_class_share", "unique_preds", "pred_entropy") or (r.kind == "recall" and r.cls):
                 found.append(steps)
-            elif r.kind == "f1" and r.cls is None:
+            elif (r.kind == "f1" and r.cls is None) or _positive_recall(sv):
                 found.append(steps[new == 0.0])
             elif r.kind == "accuracy" and r.cls is None:
                 prev = np.concatenate([[np.nan], sv.values[:-1]])[sv.new_from :]
@@ -175,12 +176,15 @@ class PredictionCollapse(Detector):
             reason, evidence, metrics = self._pinned(view, split, at, step)
             sev = Severity.WARNING
         if reason is None:
+            if split in self.open and self._still_pinned(view, split, at):
+                return  # the accuracy has not left the pinned share: the same episode
             self.streak[split] = 0
             self.clear(split)
             return
         self.streak[split] = self.streak.get(split, 0) + 1
         if self.streak[split] < self.p["persist"] and not evidence.get("pinned"):
             return
+        self.pinned_value[split] = evidence["accuracy"] if evidence.get("pinned") else None
         self.fire(
             split, sev, step, metrics, f"prediction collapse: {reason}", evidence,
             "the model predicts (almost) one class: check class weights and their mapping, the "
@@ -211,7 +215,21 @@ class PredictionCollapse(Detector):
             return (f"{f1[0][0]} is 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class is "
                     "never predicted", {"f1": 0.0, "accuracy": acc[0][1]}, Severity.WARNING,
                     [f1[0][0], acc[0][0]])
+        binary = {r.kind: (n, v) for n, (r, v) in at.items()
+                  if r.kind in ("precision", "recall") and r.cls is None and r.avg in ("", "binary")}
+        if acc and len(binary) == 2 and all(v == 0.0 for _, v in binary.values()) and acc[0][1] > 0.0:
+            (p_name, _), (r_name, _) = binary["precision"], binary["recall"]
+            return (f"{p_name} and {r_name} are 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class "
+                    "is never predicted", {"precision": 0.0, "recall": 0.0, "accuracy": acc[0][1]},
+                    Severity.WARNING, [acc[0][0], p_name, r_name])
         return None, {}, None, []
+
+    def _still_pinned(self, view: RunView, split: str, at: dict) -> bool:
+        """An open "pinned accuracy" episode lasts while the accuracy stays at that value (the
+        loss may settle meanwhile: the model has not started to separate the classes)."""
+        pinned = self.pinned_value.get(split)
+        acc = [v for r, v in at.values() if r.kind == "accuracy" and r.cls is None]
+        return pinned is not None and bool(acc) and acc[0] == pinned
 
     def _pinned(self, view: RunView, split: str, at: dict, step: int) -> tuple:
         acc = [n for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
