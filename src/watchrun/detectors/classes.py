@@ -26,6 +26,11 @@ def _positive_recall(sv: SeriesView) -> bool:
     return sv.role.kind == "recall" and sv.role.cls is None and sv.role.avg in ("", "binary")
 
 
+def _positive_class(sv: SeriesView) -> bool:
+    """A binary recall or F1: the positive class's."""
+    return sv.role.kind in ("recall", "f1") and sv.role.cls is None and sv.role.avg in ("", "binary")
+
+
 class MinorityClassHidden(Detector):
     """A headline metric (binary F1, accuracy) looks good while the worst class or the macro
     average is bad. Fires at once when the gap is huge, else after two evals in a row. Without
@@ -44,7 +49,7 @@ class MinorityClassHidden(Detector):
         for split in _SPLITS:
             views = [sv for sv in view.series.values() if sv.role.split == split
                      and sv.role.kind in ("f1", "accuracy", "recall", "precision")]
-            if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" or _positive_recall(sv) for sv in views):
+            if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" or _positive_class(sv) for sv in views):
                 continue
             for step in _eval_steps(views):
                 self._at(view, split, views, step)
@@ -62,9 +67,9 @@ class MinorityClassHidden(Detector):
         classes = {n: at[n] for n, r in roles.items() if r.cls is not None and r.kind in ("f1", "recall")}
         inferred = not classes and roles[head].kind == "accuracy"
         if inferred:
-            # no per-class metrics: a binary recall (Keras' Recall(), sklearn's default) is the
-            # positive class's; below the accuracy by the gap, the positive class is the minority
-            classes = {n: at[n] for n, r in roles.items() if n in at and _positive_recall(view.series[n])}
+            # no per-class metrics: a binary recall or F1 (Keras' Recall(), sklearn's default) is
+            # the positive class's; below the accuracy by the gap, the positive class is the minority
+            classes = {n: at[n] for n, r in roles.items() if n in at and _positive_class(view.series[n])}
         macro = {n: at[n] for n, r in roles.items() if r.avg == "macro" and r.kind in ("f1", "recall")}
         worst = min(classes, key=classes.get) if classes else None
         gap_class = hv - classes[worst] if worst else -1.0
