@@ -325,3 +325,25 @@ def test_bouncing_validation_loss_is_unstable_a_steady_climb_is_not(tmp_path):
     assert bounce_alerts and bounce_alerts[0].step == 3 * 63 + 62 and bounce_alerts[0].severity is Severity.CRITICAL
     assert "unstable" in bounce_alerts[0].message and "2.4x, 2.8x" in bounce_alerts[0].message
     assert "divergence" not in {a.detector for a in e.store.alerts_for("climb/lightning_logs/version_0")}
+
+
+def test_smooth_loss_logged_every_step_is_not_stuck_nor_at_chance_and_its_last_nan_alerts(tmp_path):
+    """FAULTS L1's NaN at the last point, on a loss logged at every one of 300k steps (a
+    smoothed loss, as a tqdm postfix or an EMA gives): it passes slowly through 0.25 and ln 2
+    and flattens, which is neither a loss at chance nor a stuck metric."""
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tests.unit.helpers import scalar_event
+
+    run = tmp_path / "dense"
+    run.mkdir()
+    n = 300_000
+    writer = EventFileWriter(str(run))  # the file version record, as every writer starts
+    writer.close()
+    path = next(run.iterdir())
+    with open(path, "ab") as fh:
+        fh.write(b"".join(scalar_event(i, "train/loss", 1.0 / (1 + i / 1000) if i < n - 1 else float("nan"))
+                          for i in range(n)))
+    e = loaded(tmp_path)
+    e.verdict()
+    alerts = [(a.detector, a.step) for a in e.store.alerts_for("dense")]
+    assert alerts == [("nan_loss", n - 1)], alerts

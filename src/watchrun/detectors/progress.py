@@ -30,7 +30,8 @@ def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[flo
 class StuckMetric(Detector):
     """An eval metric identical for `evals` evaluations in a row while the train loss moves (or
     since the first eval: the evaluated model never changed) and the same split's loss is flat
-    too; or a train loss flat within `train_tol` (relative) over `train_points` logs."""
+    too; or a train loss flat within `train_tol` (relative) over `train_points` logs and over a
+    tenth of the logs so far."""
 
     id = "stuck_metric"
     DEFAULTS = {"evals": 5, "train_points": 20, "train_tol": 1e-3, "loss_moved": 0.02}
@@ -114,7 +115,19 @@ class StuckMetric(Detector):
                 # never moved since the first eval: then the evaluated model never changed)
             if sv.role.split == "train" and abs(v) <= 0.01 * abs(float(vals[0])):
                 continue  # converged to ~0 from where it started: not stuck
+            if sv.role.split == "train" and not self._flat_long(vals, i, n, tol):
+                continue
             self._fire(view, sv, i, n, v, tol)
+
+    @staticmethod
+    def _flat_long(vals: np.ndarray, i: int, n: int, tol: float) -> bool:
+        """A smooth loss logged at every step moves little over n logs: flat must also hold
+        over a tenth of the logs so far (checked at its ends and middle: O(1))."""
+        need = (i + 1) // 10
+        if need <= n:
+            return True
+        w = vals[[i - need + 1, i - need // 2, i]]
+        return bool(np.isfinite(w).all() and w.max() - w.min() <= tol * np.abs(w).max())
 
     @staticmethod
     def _perfect(sv: SeriesView, v: float) -> bool:
@@ -124,7 +137,7 @@ class StuckMetric(Detector):
     def _fire(self, view: RunView, sv: SeriesView, i: int, n: int, v: float, tol: float) -> None:
         step = int(sv.steps[i])
         since = int(sv.steps[i - n + 1])
-        how = "unchanged" if tol == 0 else f"flat within {pct(tol)}"
+        how = "unchanged" if tol == 0 else f"flat within {tol * 100:g}%"
         kind = "evals" if tol == 0 else "logs"
         train = view.pick("train", "loss")
         evidence = {"value": v, "since_step": since, "points": n}
@@ -254,9 +267,11 @@ class LossAtChance(Detector):
         # learned: the loss had been clearly below chance (medians of n, not one lucky batch)
         low = self._lowest_median_before(sv, i - n + 1, n)
         learned_below = low <= 0.75 * chance
-        # pinned: 2n logs in a row within 0.5% of chance, not a loss passing through it
-        stretch = sv.values[max(0, i - 2 * n + 1) : i + 1]
-        pinned = (len(stretch) == 2 * n and bool(np.isfinite(stretch).all())
+        # pinned: 2n logs in a row (and a tenth of the logs so far) within 0.5% of chance, not a
+        # loss passing through it (a smooth loss logged every step takes many logs to pass)
+        need = max(2 * n, (i + 1) // 10)
+        stretch = sv.values[max(0, i - need + 1) : i + 1]
+        pinned = (len(stretch) == need and bool(np.isfinite(stretch).all())
                   and float(np.max(np.abs(stretch - chance))) <= 0.005 * chance
                   and abs(med - chance) <= 0.002 * chance)
         if k is None and not (learned_below or pinned):
