@@ -30,11 +30,10 @@ def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[flo
 class StuckMetric(Detector):
     """An eval metric identical for `evals` evaluations in a row while the train loss moves (or
     since the first eval: the evaluated model never changed) and the same split's loss is flat
-    too; or a train loss flat within `train_tol` (relative) over `train_points` logs and over a
-    tenth of the logs so far."""
+    too. A flat train loss is left to not_learning: a converged loss is flat too."""
 
     id = "stuck_metric"
-    DEFAULTS = {"evals": 5, "train_points": 20, "train_tol": 1e-3, "loss_moved": 0.02}
+    DEFAULTS = {"evals": 5, "loss_moved": 0.02}
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -46,8 +45,6 @@ class StuckMetric(Detector):
             if r.split in ("val", "test"):
                 self._scan(view, sv, int(self.p["evals"]), 0.0, self._train_moving(view),
                            self._loss_moving(view, sv))
-            elif r.kind == "loss" and sv is view.pick("train", "loss"):
-                self._scan(view, sv, int(self.p["train_points"]), float(self.p["train_tol"]))
 
     def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
         """Is training still going somewhere? The smoothed train loss (median of 5) moved >= 5%
@@ -113,21 +110,7 @@ class StuckMetric(Detector):
             if moving is not None and i - n + 1 > 0 and not moving(first, last):
                 continue  # everything converged: a flat metric is no news (unless it has
                 # never moved since the first eval: then the evaluated model never changed)
-            if sv.role.split == "train" and abs(v) <= 0.01 * abs(float(vals[0])):
-                continue  # converged to ~0 from where it started: not stuck
-            if sv.role.split == "train" and not self._flat_long(vals, i, n, tol):
-                continue
             self._fire(view, sv, i, n, v, tol)
-
-    @staticmethod
-    def _flat_long(vals: np.ndarray, i: int, n: int, tol: float) -> bool:
-        """A smooth loss logged at every step moves little over n logs: flat must also hold
-        over a tenth of the logs so far (checked at its ends and middle: O(1))."""
-        need = (i + 1) // 10
-        if need <= n:
-            return True
-        w = vals[[i - need + 1, i - need // 2, i]]
-        return bool(np.isfinite(w).all() and w.max() - w.min() <= tol * np.abs(w).max())
 
     @staticmethod
     def _perfect(sv: SeriesView, v: float) -> bool:
@@ -169,15 +152,11 @@ UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of alw
 class LossAtChance(Detector):
     """The loss sits at ln(K), the loss of a uniform guess over K classes, long after warm-up.
     K comes from the hparams or the per-class metrics; without K, only a loss that reached well
-    below ln 2 and came back to it counts (a binary model that collapsed)."""
+    below ln 2 (for a quarter of its logs) and came back to it counts (a binary model that
+    collapsed), or one pinned there for a tenth of the run."""
 
     id = "loss_at_chance"
     DEFAULTS = {"points": 10, "tol": 0.03, "warmup_fraction": 0.2, "min_points": 20}
-
-    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*a, **kw)
-        self.low_water = math.inf
-        self._low, self._low_end = math.inf, 0  # lowest median of n logs in values[:_low_end]
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -189,10 +168,6 @@ class LossAtChance(Detector):
         n = int(self.p["points"])
         for i in self._candidates(sv, k, n):
             self._at(view, sv, i, k, n)
-        vals = sv.values[: len(sv.values)]
-        fin = vals[np.isfinite(vals)]
-        if len(fin):
-            self.low_water = min(self.low_water, float(fin.min()))
 
     def finalize(self, view: RunView) -> None:
         """At the end, with K unknown: the last third of the train loss sits at ln 2 and the
@@ -222,17 +197,15 @@ class LossAtChance(Detector):
             "throws a model back to chance; 0 never leaves it), that labels match inputs, the class balance",
         )
 
-    def _lowest_median_before(self, sv: SeriesView, end: int, n: int) -> float:
-        """The lowest median of n consecutive logs before index `end` (kept incrementally)."""
-        if end > self._low_end:
-            chunk = sv.values[max(0, self._low_end - n + 1) : end]
-            if len(chunk) >= n:
-                meds = np.median(np.lib.stride_tricks.sliding_window_view(chunk, n), axis=1)
-                meds = meds[np.isfinite(meds)]
-                if len(meds):
-                    self._low = min(self._low, float(meds.min()))
-            self._low_end = end
-        return self._low
+    @staticmethod
+    def _quartile_before(sv: SeriesView, end: int) -> float:
+        """The lower quartile of the logs before index `end` (on at most 4096 of them, evenly
+        spaced: O(1) per call however long the run)."""
+        before = sv.values[: max(0, end)]
+        if len(before) > 4096:
+            before = before[:: len(before) // 4096 + 1]
+        before = before[np.isfinite(before)]
+        return float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
@@ -264,8 +237,9 @@ class LossAtChance(Detector):
         noise = step_noise(recent)
         if 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance:
             return  # per-batch noise: a median this uncertain says nothing about sitting at chance
-        # learned: the loss had been clearly below chance (medians of n, not one lucky batch)
-        low = self._lowest_median_before(sv, i - n + 1, n)
+        # learned: the loss had been clearly below chance for a quarter of its logs before (a
+        # quantile, not the lowest median of n: a smoothed loss wanders for many logs at once)
+        low = self._quartile_before(sv, i - n + 1)
         learned_below = low <= 0.75 * chance
         # pinned: 2n logs in a row (and a tenth of the logs so far) within 0.5% of chance, not a
         # loss passing through it (a smooth loss logged every step takes many logs to pass)
