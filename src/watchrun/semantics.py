@@ -40,6 +40,9 @@ LOWER_BETTER = {"loss", "wer", "cer", "rmse", "mse", "mae", "perplexity", "blank
                 "top_class_share"}
 HIGHER_BETTER = {"accuracy", "f1", "precision", "recall", "auc", "r2", "pearson", "spearman",
                  "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy", "topk_accuracy"}
+# components of a summed loss (detection, VAEs, auxiliary heads): the total plays "the loss"
+LOSS_PARTS = {"cls", "box", "bbox", "reg", "obj", "dfl", "mask", "rpn", "kl", "recon", "aux", "iou",
+              "giou", "seg", "dice", "ctr", "centerness", "rec", "reconstruction", "commitment", "vq"}
 CLASS_KINDS = {"f1", "precision", "recall", "accuracy", "support"}
 AVERAGES = {"macro": "macro", "micro": "micro", "weighted": "weighted", "binary": "binary",
             "balanced": "macro", "avg": "", "mean": ""}
@@ -175,12 +178,14 @@ def pick(names: list[str], split: str, kind: str, aliases: dict[str, str] | None
     if not matches:
         return None
 
-    def rank(n: str) -> tuple[int, int, str]:
+    def rank(n: str) -> tuple[int, int, int, str]:
         low = n.lower()
         penalty = 2 if low.endswith("epoch") else 1 if low.endswith("step") else 0
         if aliases and n in aliases:
             penalty = -1
-        return (penalty, len(n), n)
+        tokens = set(_SPLIT_RE.split(low))
+        part = int(bool(tokens & LOSS_PARTS) and "total" not in tokens)  # detectron2's loss_cls
+        return (part, penalty, len(n), n)
 
     return min(matches, key=rank)
 

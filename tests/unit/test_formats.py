@@ -387,7 +387,8 @@ def test_detectron2_and_mmdetection_json_logs(tmp_path):
     d2.mkdir(parents=True)
     with open(d2 / "metrics.json", "w") as fh:
         for it in range(19, 400, 20):
-            fh.write(json.dumps({"data_time": 0.01, "iteration": it, "lr": 0.001, "total_loss": 2.0 - it / 400}) + "\n")
+            fh.write(json.dumps({"data_time": 0.01, "iteration": it, "loss_box_reg": 0.2, "loss_cls": 0.3, "lr": 0.001,
+                                 "total_loss": 2.0 - it / 400}) + "\n")
             if (it + 1) % 200 == 0:
                 fh.write(json.dumps({"bbox/AP": 30.0 + it / 100, "iteration": it}) + "\n")
     mm = tmp_path / "mm" / "work_dirs" / "faster_rcnn"
@@ -407,3 +408,7 @@ def test_detectron2_and_mmdetection_json_logs(tmp_path):
     assert [s for s, _ in m["loss"]] == [50, 100, 150, 210, 260, 310, 370, 420, 470]
     assert m["val/bbox_mAP"] == [(160, 0.2 + 1 / 10), (320, 0.2 + 2 / 10), (480, 0.2 + 3 / 10)]
     assert "env_info" not in m and "mode" not in m
+    from watchrun.semantics import pick
+
+    # the summed loss plays "the train loss", not its shorter-named parts
+    assert pick(list(d), "train", "loss") == "total_loss" and pick(list(m), "train", "loss") == "loss"
