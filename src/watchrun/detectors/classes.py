@@ -13,12 +13,10 @@ from watchrun.model import Severity
 _SPLITS = ("val", "test")
 
 
-def _eval_steps(views: list[SeriesView]) -> list[int]:
+def _eval_steps(views: list[SeriesView]) -> np.ndarray:
     """Steps at which any of `views` has a new point, in order."""
-    steps: set[int] = set()
-    for sv in views:
-        steps.update(int(sv.steps[i]) for i in sv.new)
-    return sorted(steps)
+    new = [sv.steps[sv.new_from :] for sv in views]
+    return np.unique(np.concatenate(new)).astype(np.int64) if new else np.empty(0, np.int64)
 
 
 def _positive_recall(sv: SeriesView) -> bool:
@@ -51,8 +49,38 @@ class MinorityClassHidden(Detector):
                      and sv.role.kind in ("f1", "accuracy", "recall", "precision")]
             if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" or _positive_class(sv) for sv in views):
                 continue
-            for step in _eval_steps(views):
-                self._at(view, split, views, step)
+            all_steps = _eval_steps(views)
+            # only steps where some class-level number is low enough to matter are examined; at
+            # any other eval nothing is bad or still bad: the streak ends and so does the episode
+            last_pos = -1
+            for step in self._candidates(views):
+                pos = int(np.searchsorted(all_steps, step))
+                if pos > last_pos + 1:
+                    self._reset(split)
+                self._at(view, split, views, int(step))
+                last_pos = pos
+            if last_pos < len(all_steps) - 1:
+                self._reset(split)
+
+    def _reset(self, key: str) -> None:
+        self.streak[key] = 0
+        self.clear(key)
+
+    def _candidates(self, views: list[SeriesView]) -> np.ndarray:
+        """Steps of the new points where a class, positive-class or macro metric is at or below
+        what `_at` could call bad or still bad (vectorised)."""
+        found = []
+        for sv in views:
+            r = sv.role
+            if r.cls is not None or _positive_class(sv):
+                limit = self.p["class_max"]
+            elif r.avg == "macro":
+                limit = max(self.p["class_max"], 1.0 - self.p["macro_gap"])
+            else:
+                continue
+            new = sv.values[sv.new_from :]
+            found.append(sv.steps[sv.new_from :][new <= limit])
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
         at = {sv.name: sv.exact(step) for sv in views}

@@ -158,6 +158,10 @@ class LossAtChance(Detector):
     id = "loss_at_chance"
     DEFAULTS = {"points": 10, "tol": 0.03, "warmup_fraction": 0.2, "min_points": 20}
 
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self._quartile: tuple[int, float] = (-1, math.inf)  # (end, lower quartile of values[:end])
+
     def update(self, view: RunView) -> None:
         if view.is_rl:
             return
@@ -197,15 +201,21 @@ class LossAtChance(Detector):
             "throws a model back to chance; 0 never leaves it), that labels match inputs, the class balance",
         )
 
-    @staticmethod
-    def _quartile_before(sv: SeriesView, end: int) -> float:
-        """The lower quartile of the logs before index `end` (on at most 4096 of them, evenly
-        spaced: O(1) per call however long the run)."""
-        before = sv.values[: max(0, end)]
-        if len(before) > 4096:
-            before = before[:: len(before) // 4096 + 1]
-        before = before[np.isfinite(before)]
-        return float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
+    def _quartile_before(self, sv: SeriesView, end: int) -> float:
+        """The lower quartile of the logs before index `end`, taken at `end` rounded down to a
+        multiple of 64 past the first 256 logs (so that the candidates of a long stretch near
+        chance share one computation, whatever the chunking) on at most 4096 logs, evenly
+        spaced: O(1) per call however long the run."""
+        end = max(0, end)
+        if end > 256:
+            end -= end % 64
+        if self._quartile[0] != end:
+            before = sv.values[:end]
+            if len(before) > 4096:
+                before = before[:: len(before) // 4096 + 1]
+            before = before[np.isfinite(before)]
+            self._quartile = (end, float(np.percentile(before, 25)) if len(before) >= 4 else math.inf)
+        return self._quartile[1]
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
@@ -237,21 +247,21 @@ class LossAtChance(Detector):
         noise = step_noise(recent)
         if 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance:
             return  # per-batch noise: a median this uncertain says nothing about sitting at chance
+        if _accuracy_says_learned(view, step):
+            return  # accuracy well above any chance level: the loss is not a uniform guess
+        # pinned: 2n logs in a row (and a tenth of the logs so far) within 0.5% of chance, not a
+        # loss passing through it (a smooth loss logged every step takes many logs to pass)
+        need = max(2 * n, (i + 1) // 10)
+        pinned = abs(med - chance) <= 0.002 * chance and i + 1 >= need
+        if pinned:
+            stretch = sv.values[i - need + 1 : i + 1]
+            pinned = bool(np.isfinite(stretch).all()) and float(np.max(np.abs(stretch - chance))) <= 0.005 * chance
         # learned: the loss had been clearly below chance for a quarter of its logs before (a
         # quantile, not the lowest median of n: a smoothed loss wanders for many logs at once)
         low = self._quartile_before(sv, i - n + 1)
         learned_below = low <= 0.75 * chance
-        # pinned: 2n logs in a row (and a tenth of the logs so far) within 0.5% of chance, not a
-        # loss passing through it (a smooth loss logged every step takes many logs to pass)
-        need = max(2 * n, (i + 1) // 10)
-        stretch = sv.values[max(0, i - need + 1) : i + 1]
-        pinned = (len(stretch) == need and bool(np.isfinite(stretch).all())
-                  and float(np.max(np.abs(stretch - chance))) <= 0.005 * chance
-                  and abs(med - chance) <= 0.002 * chance)
         if k is None and not (learned_below or pinned):
             return
-        if _accuracy_says_learned(view, step):
-            return  # accuracy well above any chance level: the loss is not a uniform guess
         what = (f"ln({k}) = {fmt(chance)}" if k else "ln 2 = 0.693 (binary cross-entropy)"
                 if chance == UNKNOWN_K_CHANCE[0] else "0.25 (MSE of always predicting 0.5)")
         back = f" after reaching {fmt(low)}" if learned_below else ""
