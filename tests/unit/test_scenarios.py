@@ -235,6 +235,19 @@ def test_blank_ratio_critical(tmp_path):
     assert crit and "blank tokens at 100% of timesteps" in crit[0].message and "stop training" in crit[0].message
 
 
+def test_wer_in_percent_pinned_at_100_and_a_wer_fraction_above_1(tmp_path):
+    """HF's speech recipes log `100 * wer`: pinned at 100.0 it is the seed's "WER 1.0". A WER
+    fraction can start above 1 (insertions) and fall: read as a fraction, nothing to call."""
+    pinned = [(e, {"train_loss": 2.5 - 0.02 * e, "val_loss": 2.5 - 0.01 * e, "val_wer": 100.0, "val_cer": 93.0})
+              for e in range(6)]
+    lightning(tmp_path / "pct", pinned, ["train_loss", "val_loss", "val_wer", "val_cer"])
+    falling = [(e, {"train_loss": 2.5 * 0.8**e, "val_loss": 2.6 * 0.8**e, "val_wer": 2.4 * 0.7**e, "val_cer": 1.8 * 0.7**e})
+               for e in range(8)]
+    lightning(tmp_path / "frac", falling, ["train_loss", "val_loss", "val_wer", "val_cer"])
+    got = alarms(tmp_path)
+    assert got == {"pct/lightning_logs/version_0": {"blank_collapse"}, "frac/lightning_logs/version_0": set()}, got
+
+
 def test_prediction_diversity_metrics(tmp_path):
     path = tmp_path / "div" / "watchrun.jsonl"
     path.parent.mkdir()

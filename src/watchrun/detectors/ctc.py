@@ -11,6 +11,14 @@ from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
 from watchrun.model import Severity
 
 
+def _scale(sv: SeriesView, above: float) -> float:
+    """100 for a rate written in percent, judged on its first finite value (so that a run read
+    live and read at once agree): a WER in percent starts near 100, a fraction near 1."""
+    head = sv.values[:64]
+    fin = head[np.isfinite(head)]
+    return 100.0 if len(fin) and float(fin[0]) > above else 1.0
+
+
 def _flat(sv: SeriesView | None, step: int, k: int = 3, tol: float = 0.05) -> bool | None:
     """Has this loss stopped moving over its last k points (relative change < tol)?"""
     if sv is None:
@@ -42,9 +50,12 @@ class BlankCollapse(Detector):
     def _blank(self, view: RunView, sv: SeriesView) -> None:
         if len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return
-        scale = 100.0 if np.nanmax(sv.values) > 1.5 else 1.0
+        # a share is above 1 only in percent: from the first such value on, the series is
+        # read in percent (the running maximum: causal, so batch and live agree)
+        with np.errstate(invalid="ignore"):
+            seen = np.fmax.accumulate(np.where(np.isfinite(sv.values), sv.values, -np.inf))
         for i in sv.new:
-            ratio = sv.values[i] / scale
+            ratio = sv.values[i] / (100.0 if seen[i] > 1.0 else 1.0)
             if not math.isfinite(ratio) or ratio < self.p["blank_ratio"]:
                 self.streak[sv.name] = 0
                 self.clear("blank")
@@ -79,7 +90,7 @@ class BlankCollapse(Detector):
     def _wer(self, view: RunView, sv: SeriesView) -> None:
         if len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return
-        scale = 100.0 if np.nanmax(sv.values) > 1.5 else 1.0
+        scale = _scale(sv, 5.0)  # a WER fraction can pass 1 (insertions), rarely 5
         n = int(self.p["wer_evals"])
         for i in sv.new:
             w = sv.values[max(0, i - n + 1) : i + 1] / scale
@@ -90,13 +101,14 @@ class BlankCollapse(Detector):
             step = int(sv.steps[i])
             cer_sv = next((c for c in view.series.values() if c.role.kind == "cer"), None)
             cer = cer_sv.value_at(step) if cer_sv is not None else math.nan
-            if cer_sv is not None and len(cer_sv.values) and np.nanmax(cer_sv.values) > 1.5:
-                cer /= 100.0
+            if cer_sv is not None and len(cer_sv.values):
+                cer /= _scale(cer_sv, 5.0)
             if math.isfinite(cer) and cer < self.p["cer_min"]:
                 continue
             empties = self._empty_samples(view, step)
             self.fire(
-                "wer", Severity.CRITICAL if empties else Severity.WARNING, step, [sv.name],
+                "wer", Severity.CRITICAL if empties else Severity.WARNING, step,
+                [sv.name] + ([cer_sv.name] if cer_sv is not None else []),
                 f"{sv.name} pinned at 1.0 for {n} evals"
                 + (f", CER {fmt(cer)}" if math.isfinite(cer) else "")
                 + (f", {empties} empty predictions" if empties else "")
@@ -113,7 +125,7 @@ class BlankCollapse(Detector):
         v = sv.value_at(step)
         if not math.isfinite(v):
             return None
-        return v / 100.0 if np.nanmax(sv.values) > 1.5 else v
+        return v / _scale(sv, 5.0)
 
     def _empty_samples(self, view: RunView, step: int) -> int:
         """Predictions logged as text that are empty (`pred: ''`, `prediction=""`)."""
