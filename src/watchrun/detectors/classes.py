@@ -19,6 +19,39 @@ def _eval_steps(views: list[SeriesView]) -> np.ndarray:
     return np.unique(np.concatenate(new)).astype(np.int64) if new else np.empty(0, np.int64)
 
 
+class _EvalStreak(Detector):
+    """A detector that judges eval steps one at a time, with a streak of bad evals per split,
+    but examines only candidate steps found with numpy (`_candidates`): at any other eval the
+    condition cannot hold, so the streak ends and so does the episode, exactly as examining it
+    would."""
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.streak: dict[str, int] = {}
+
+    def _walk(self, view: RunView, split: str, views: list[SeriesView]) -> None:
+        all_steps = _eval_steps(views)
+        last_pos = -1
+        for step in self._candidates(views):
+            pos = int(np.searchsorted(all_steps, step))
+            if pos > last_pos + 1:
+                self._reset(split)
+            self._at(view, split, views, int(step))
+            last_pos = pos
+        if last_pos < len(all_steps) - 1:
+            self._reset(split)
+
+    def _reset(self, split: str) -> None:
+        self.streak[split] = 0
+        self.clear(split)
+
+    def _candidates(self, views: list[SeriesView]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
+        raise NotImplementedError
+
+
 def _positive_recall(sv: SeriesView) -> bool:
     """A recall with no class and no average: binary, the positive class's."""
     return sv.role.kind == "recall" and sv.role.cls is None and sv.role.avg in ("", "binary")
@@ -29,7 +62,7 @@ def _positive_class(sv: SeriesView) -> bool:
     return sv.role.kind in ("recall", "f1") and sv.role.cls is None and sv.role.avg in ("", "binary")
 
 
-class MinorityClassHidden(Detector):
+class MinorityClassHidden(_EvalStreak):
     """A headline metric (binary F1, accuracy) looks good while the worst class or the macro
     average is bad. Fires at once when the gap is huge, else after two evals in a row. Without
     per-class metrics, a binary recall far below the accuracy (the positive class is the
@@ -39,32 +72,13 @@ class MinorityClassHidden(Detector):
     DEFAULTS = {"headline_min": 0.75, "class_max": 0.5, "gap": 0.3, "macro_gap": 0.25,
                 "instant_gap": 0.4, "inferred_evals": 3}
 
-    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*a, **kw)
-        self.streak: dict[str, int] = {}
-
     def update(self, view: RunView) -> None:
         for split in _SPLITS:
             views = [sv for sv in view.series.values() if sv.role.split == split
                      and sv.role.kind in ("f1", "accuracy", "recall", "precision")]
             if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" or _positive_class(sv) for sv in views):
                 continue
-            all_steps = _eval_steps(views)
-            # only steps where some class-level number is low enough to matter are examined; at
-            # any other eval nothing is bad or still bad: the streak ends and so does the episode
-            last_pos = -1
-            for step in self._candidates(views):
-                pos = int(np.searchsorted(all_steps, step))
-                if pos > last_pos + 1:
-                    self._reset(split)
-                self._at(view, split, views, int(step))
-                last_pos = pos
-            if last_pos < len(all_steps) - 1:
-                self._reset(split)
-
-    def _reset(self, key: str) -> None:
-        self.streak[key] = 0
-        self.clear(key)
+            self._walk(view, split, views)
 
     def _candidates(self, views: list[SeriesView]) -> np.ndarray:
         """Steps of the new points where a class, positive-class or macro metric is at or below
@@ -144,7 +158,7 @@ class MinorityClassHidden(Detector):
         )
 
 
-class PredictionCollapse(Detector):
+class PredictionCollapse(_EvalStreak):
     """Predictions collapse onto one (or a few) classes: a top-class share near 1, one distinct
     prediction, near-zero prediction entropy, one class with all the recall, a binary F1 of 0 while
     accuracy is not, or the accuracy pinned at one value while the loss moves."""
@@ -154,7 +168,6 @@ class PredictionCollapse(Detector):
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
-        self.streak: dict[str, int] = {}
         self.pinned_value: dict[str, float | None] = {}  # the accuracy an open "pinned" episode holds
 
     def update(self, view: RunView) -> None:
@@ -163,25 +176,7 @@ class PredictionCollapse(Detector):
                      ("top_class_share", "unique_preds", "pred_entropy", "recall", "precision", "f1", "accuracy", "loss")]
             if not views:
                 continue
-            news = [sv.steps[sv.new_from :] for sv in views]
-            all_steps = np.unique(np.concatenate(news)) if news else np.empty(0, np.int64)
-            if len(all_steps) == 0:
-                continue
-            # only steps where some condition can hold are examined; any other eval step in
-            # between ends a streak, exactly as examining it would
-            last_pos = -1
-            for step in self._candidates(views):
-                pos = int(np.searchsorted(all_steps, step))
-                if pos > last_pos + 1:
-                    self._reset(split)
-                self._at(view, split, views, int(step))
-                last_pos = pos
-            if last_pos < len(all_steps) - 1:
-                self._reset(split)
-
-    def _reset(self, split: str) -> None:
-        self.streak[split] = 0
-        self.clear(split)
+            self._walk(view, split, views)
 
     def _candidates(self, views: list[SeriesView]) -> np.ndarray:
         """Steps of the new points at which a collapse condition could hold (vectorised)."""
