@@ -11,14 +11,6 @@ from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
 from watchrun.model import Severity
 
 
-def _scale(sv: SeriesView, above: float) -> float:
-    """100 for a rate written in percent, judged on its first finite value (so that a run read
-    live and read at once agree): a WER in percent starts near 100, a fraction near 1."""
-    head = sv.values[:64]
-    fin = head[np.isfinite(head)]
-    return 100.0 if len(fin) and float(fin[0]) > above else 1.0
-
-
 def _flat(sv: SeriesView | None, step: int, k: int = 3, tol: float = 0.05) -> bool | None:
     """Has this loss stopped moving over its last k points (relative change < tol)?"""
     if sv is None:
@@ -50,12 +42,8 @@ class BlankCollapse(Detector):
     def _blank(self, view: RunView, sv: SeriesView) -> None:
         if len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return
-        # a share is above 1 only in percent: from the first such value on, the series is
-        # read in percent (the running maximum: causal, so batch and live agree)
-        with np.errstate(invalid="ignore"):
-            seen = np.fmax.accumulate(np.where(np.isfinite(sv.values), sv.values, -np.inf))
-        for i in sv.new:
-            ratio = sv.values[i] / (100.0 if seen[i] > 1.0 else 1.0)
+        for i in sv.new:  # shares in percent arrive as fractions (the runner's view)
+            ratio = float(sv.values[i])
             if not math.isfinite(ratio) or ratio < self.p["blank_ratio"]:
                 self.streak[sv.name] = 0
                 self.clear("blank")
@@ -90,19 +78,16 @@ class BlankCollapse(Detector):
     def _wer(self, view: RunView, sv: SeriesView) -> None:
         if len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return
-        scale = _scale(sv, 5.0)  # a WER fraction can pass 1 (insertions), rarely 5
         n = int(self.p["wer_evals"])
         for i in sv.new:
-            w = sv.values[max(0, i - n + 1) : i + 1] / scale
+            w = sv.values[max(0, i - n + 1) : i + 1]
             if len(w) < n or not (w >= 0.999).all():
-                if sv.values[i] / scale < 0.999:
+                if sv.values[i] < 0.999:
                     self.clear("wer")
                 continue
             step = int(sv.steps[i])
             cer_sv = next((c for c in view.series.values() if c.role.kind == "cer"), None)
             cer = cer_sv.value_at(step) if cer_sv is not None else math.nan
-            if cer_sv is not None and len(cer_sv.values):
-                cer /= _scale(cer_sv, 5.0)
             if math.isfinite(cer) and cer < self.p["cer_min"]:
                 continue
             empties = self._empty_samples(view, step)
@@ -113,7 +98,7 @@ class BlankCollapse(Detector):
                 + (f", CER {fmt(cer)}" if math.isfinite(cer) else "")
                 + (f", {empties} empty predictions" if empties else "")
                 + ": the model likely emits only blanks",
-                {"wer": float(sv.values[i] / scale), "cer": cer, "evals": n, "empty_samples": empties},
+                {"wer": float(sv.values[i]), "cer": cer, "evals": n, "empty_samples": empties},
                 "log the blank ratio or a few decoded predictions to confirm; if they are empty, "
                 "stop and fix (learning rate, blank index, output-layer initialisation)",
             )
@@ -123,9 +108,7 @@ class BlankCollapse(Detector):
         if sv is None or len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return None
         v = sv.value_at(step)
-        if not math.isfinite(v):
-            return None
-        return v / _scale(sv, 5.0)
+        return v if math.isfinite(v) else None
 
     def _empty_samples(self, view: RunView, step: int) -> int:
         """Predictions logged as text that are empty (`pred: ''`, `prediction=""`)."""

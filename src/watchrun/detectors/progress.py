@@ -43,8 +43,7 @@ class StuckMetric(Detector):
             if not r.is_quality or r.kind == "reward" or sv.new_from >= len(sv.values):
                 continue
             if r.split in ("val", "test"):
-                self._scan(view, sv, int(self.p["evals"]), 0.0, self._train_moving(view),
-                           self._loss_moving(view, sv))
+                self._scan(view, sv, int(self.p["evals"]), self._train_moving(view), self._loss_moving(view, sv))
 
     def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
         """Is training still going somewhere? The smoothed train loss (median of 5) moved >= 5%
@@ -78,7 +77,7 @@ class StuckMetric(Detector):
 
         return moving
 
-    def _scan(self, view: RunView, sv: SeriesView, n: int, tol: float, moving=None, loss_moving=None) -> None:  # type: ignore[no-untyped-def]
+    def _scan(self, view: RunView, sv: SeriesView, n: int, moving, loss_moving) -> None:  # type: ignore[no-untyped-def]
         vals = sv.values
         lo = max(0, sv.new_from - n + 1)
         if len(vals) < n:
@@ -87,8 +86,7 @@ class StuckMetric(Detector):
         if len(windows) == 0:
             return
         spread = windows.max(axis=1) - windows.min(axis=1)
-        scale = np.abs(windows).max(axis=1)
-        flat = np.isfinite(spread) & (spread <= tol * scale)
+        flat = np.isfinite(spread) & (spread == 0)
         first_idx = lo + n - 1  # index of the last point of the first window
         if not flat.any():
             if sv.name in self.open:
@@ -107,30 +105,28 @@ class StuckMetric(Detector):
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
-            if moving is not None and i - n + 1 > 0 and not moving(first, last):
+            if i - n + 1 > 0 and not moving(first, last):
                 continue  # everything converged: a flat metric is no news (unless it has
                 # never moved since the first eval: then the evaluated model never changed)
-            self._fire(view, sv, i, n, v, tol)
+            self._fire(view, sv, i, n, v)
 
     @staticmethod
     def _perfect(sv: SeriesView, v: float) -> bool:
         hb = sv.role.higher_better
         return (hb and v >= 0.9999 and sv.role.kind != "reward") or (hb is False and abs(v) <= 1e-6)
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, n: int, v: float, tol: float) -> None:
+    def _fire(self, view: RunView, sv: SeriesView, i: int, n: int, v: float) -> None:
         step = int(sv.steps[i])
         since = int(sv.steps[i - n + 1])
-        how = "unchanged" if tol == 0 else f"flat within {tol * 100:g}%"
-        kind = "evals" if tol == 0 else "logs"
         train = view.pick("train", "loss")
         evidence = {"value": v, "since_step": since, "points": n}
         while_txt, action = "", ("the model has stopped changing on this metric: check the learning rate "
                                  "(decayed to 0?), frozen layers, or a collapse to a constant output")
-        if sv.role.split != "train" and i - n + 1 == 0:
+        if i - n + 1 == 0:
             while_txt = ", since the first eval: the evaluated model has never changed"
             action = ("check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
                       "the optimizer?) and that the evaluation uses the trained weights")
-        moved = train_moved(train, since, step) if sv.role.split != "train" and train is not None else None
+        moved = train_moved(train, since, step) if train is not None else None
         if moved is not None:
             a, b = moved
             if a > 0:
@@ -141,7 +137,7 @@ class StuckMetric(Detector):
                           "reloaded), that the eval data and metric are not constant, and the learning rate")
         self.fire(
             sv.name, Severity.WARNING, step, [sv.name],
-            f"{sv.name} {how} at {fmt(v)} for {n} {kind} (since step {since}){while_txt}",
+            f"{sv.name} unchanged at {fmt(v)} for {n} evals (since step {since}){while_txt}",
             evidence, action,
         )
 

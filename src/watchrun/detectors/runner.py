@@ -25,17 +25,19 @@ from watchrun.store import Store
 
 ENDED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.STALE, RunStatus.GONE}
 
-# scores that logs write as fractions or as percentages (timm's eval_top1 = 76.1, Keras-style
-# reports of "accuracy: 93.2"); detectors judge them as fractions
-PERCENT_KINDS = {"accuracy", "topk_accuracy", "f1", "precision", "recall", "auc"}
+# shares that logs write as fractions or as percentages (timm's eval_top1 = 76.1, HF speech
+# recipes' 100 * wer); detectors judge them as fractions. The value above which a first log means
+# percent: a score or a blank share is at most 1 as a fraction; a WER fraction can pass 1
+# (insertions), rarely 5.
+PERCENT_ABOVE = {"accuracy": 1.0, "topk_accuracy": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0,
+                 "auc": 1.0, "blank_ratio": 1.0, "wer": 5.0, "cer": 5.0}
 
 
-def _in_percent(values: np.ndarray) -> bool:
-    """A score in percent: its first finite value is above 1 (and at most 100). Decided on the
-    first value, so that a run read live and the same run read at once agree."""
+def _in_percent(values: np.ndarray, above: float) -> bool:
+    """Decided on the first finite value, so that a run read live and read at once agree."""
     head = values[:64]
     fin = head[np.isfinite(head)]
-    return bool(len(fin)) and 1.0 < float(fin[0]) <= 100.0
+    return bool(len(fin)) and float(fin[0]) > above and (above > 1.0 or float(fin[0]) <= 100.0)
 
 
 @dataclass
@@ -124,7 +126,8 @@ class DetectorRunner:
         roles = {name: role_of(name, self.config.aliases) for name in parts}
         test_as_val = promote_test_to_val(roles)
         for name, (steps, values, start, _end) in parts.items():
-            if roles[name].kind in PERCENT_KINDS and _in_percent(run.series[name].values):
+            above = PERCENT_ABOVE.get(roles[name].kind)
+            if above is not None and _in_percent(run.series[name].values, above):
                 values = values / 100.0
             settled = len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
             cursor = max(state.cursors.get(name, start), start)
