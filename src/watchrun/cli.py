@@ -10,13 +10,30 @@ import sys
 import threading
 from typing import Any
 
-from watchrun.config import ConfigError, load_config
+from watchrun.config import ConfigError, check_key_ids, load_config
 from watchrun.model import Alert, Severity
+from watchrun.textsafe import printable
 
 COMMANDS = ("ls", "check", "demo", "app")
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command, with a reader that went away (`| head -1`) and Ctrl-C ending it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader is gone: send what is left nowhere, so the final flush at exit is silent
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-V", "--version"):
         from importlib.metadata import version
@@ -29,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.paths or (["."] if command != "demo" else [])
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        print(f"watchrun: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        print(f"watchrun: no such file or directory: {', '.join(map(printable, missing))}", file=sys.stderr)
         return 2
     try:
         config = load_config(
@@ -41,8 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             on_alert=getattr(args, "on_alert", None),
         )
     except ConfigError as exc:
-        print(f"watchrun: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
+    if command in ("app", "demo") and not getattr(args, "headless", False):
+        problem = terminal_problem()
+        if problem:
+            print(f"watchrun: {problem}", file=sys.stderr)
+            return 2
+        from watchrun.app.app import WatchrunApp
+
+        try:
+            check_key_ids(config, [b.id for b in WatchrunApp.BINDINGS if b.id])
+        except ConfigError as exc:
+            return _config_error(exc)
     if command == "ls":
         return cmd_ls(paths, config, args.json)
     if command == "check":
@@ -54,6 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     from watchrun.app.app import run_app
 
     return run_app(paths, config, poll=args.poll, quiet=args.quiet)
+
+
+def _config_error(exc: ConfigError) -> int:
+    for line in str(exc).splitlines():
+        print(f"watchrun: {printable(line)}", file=sys.stderr)
+    return 2
+
+
+def terminal_problem() -> str | None:
+    """Why the terminal UI cannot run here (no terminal, or one that cannot draw it), or None."""
+    fix = "use `watchrun check --follow PATH` for a plain stream of alerts"
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return f"the terminal UI needs a terminal (stdin and stdout are not both a tty): {fix}"
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        return f"TERM={os.environ['TERM']} cannot draw the terminal UI: {fix}"
+    return None
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -109,13 +152,13 @@ def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     header = ("RUN", "FORMATS", "METRICS", "POINTS", "LAST STEP", "STATUS", "WARNINGS")
     table = [header] + [
         (
-            r["run"],
+            printable(r["run"]),
             ",".join(r["formats"]),
             str(len(r["metrics"])),
             str(r["points"]),
             "" if r["last_step"] is None else str(r["last_step"]),
             r["status"],
-            "; ".join(r["warnings"]),
+            printable("; ".join(r["warnings"])),
         )
         for r in rows
     ]
@@ -147,6 +190,7 @@ def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
     engine.detectors.watch_roots = engine.roots
     if not args.follow:
         engine.check()
+        _print_failures(engine.detectors.take_failures())
         alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
         _print_alerts(alerts, args.json, header=True)
         if not alerts and not args.json:
@@ -165,9 +209,12 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    engine.load()
+    engine.load(stop=stop)  # returns early once a signal has set `stop`
+    if stop.is_set():
+        return 0
     first = engine.detect(final=False)
     first += engine.detect(final=True)
+    _print_failures(engine.detectors.take_failures())
     _print_alerts(first, args.json, header=True)
     fired += first
 
@@ -175,8 +222,14 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
         fired.extend(alerts)
         _print_alerts(alerts, args.json, header=False)
 
-    engine.run_forever(stop, on_alerts)
+    engine.run_forever(stop, on_alerts, on_error=lambda message: _print_failures([message]))
     return 1 if any(a.severity is not Severity.INFO for a in fired) else 0
+
+
+def _print_failures(messages: list[str]) -> None:
+    """watchrun's own trouble (a detector or a tick that raised): on stderr, once each."""
+    for message in messages:
+        print(f"watchrun: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _print_alerts(alerts: list[Alert], as_json: bool, header: bool) -> None:
@@ -186,9 +239,10 @@ def _print_alerts(alerts: list[Alert], as_json: bool, header: bool) -> None:
         return
     for a in alerts:
         glyph = {"critical": "!!", "warning": "! ", "info": "i "}[a.severity.value]
-        print(f"{glyph} {a.severity.value:<8} {a.run}  [{a.detector}] step {a.step}", flush=True)
-        print(f"     {a.message}", flush=True)
-        print(f"     -> {a.action}", flush=True)
+        run, detector = printable(a.run), printable(a.detector)
+        print(f"{glyph} {a.severity.value:<8} {run}  [{detector}] step {a.step}", flush=True)
+        print(f"     {printable(a.message)}", flush=True)
+        print(f"     -> {printable(a.action)}", flush=True)
     sys.stdout.flush()
 
 

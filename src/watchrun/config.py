@@ -142,6 +142,24 @@ def load_config(
     return Config(**kwargs)
 
 
+def check_key_ids(config: Config, binding_ids: list[str]) -> None:
+    """`[keys]` may name only the app's binding ids; the app knows them (it calls this before it
+    starts: the headless commands never read `[keys]`)."""
+    unknown = [k for k in config.keys if k not in binding_ids]
+    if not unknown or config.source is None:
+        return
+    with open(config.source, encoding="utf-8") as fh:
+        validator = _Validator(config.source, fh.read())
+    for k in unknown:
+        validator.bad(
+            ("keys", k),
+            "unknown binding id"
+            + _did_you_mean(k, binding_ids)
+            + f"; the ids are {', '.join(sorted(binding_ids))}",
+        )
+    raise ConfigError("\n".join(validator.problems))
+
+
 def _target_from_toml(metric: str, value: Any) -> Target:
     if isinstance(value, str):
         return parse_target(metric + value)

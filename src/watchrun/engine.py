@@ -92,14 +92,17 @@ class Engine:
         self._scan_cost = 0.0
         self._last_data = time.monotonic()
         self._settled = True
+        self._tick_errors: set[str] = set()
 
     # -- discovery ----------------------------------------------------------------------------
-    def scan(self) -> list[str]:
-        """Walk the roots; attach sources for runs and files not seen before."""
+    def scan(self, stop: threading.Event | None = None) -> list[str]:
+        """Walk the roots; attach sources for runs and files not seen before (until `stop`)."""
         t0 = time.monotonic()
         new_keys: list[str] = []
         for root in self.roots:
             for spec in discover(root).values():
+                if stop is not None and stop.is_set():
+                    return new_keys
                 key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
                 is_new = key not in self.store.runs
                 run = self.store.run(key, root=spec.root)
@@ -158,10 +161,18 @@ class Engine:
 
     _loaded = False
 
-    def load(self, on_progress: Callable[[str], None] | None = None) -> None:
-        """First full read: runs newest first, so the first results show before the end."""
-        self.scan()
+    def load(
+        self,
+        on_progress: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """First full read: runs newest first, so the first results show before the end. Once
+        `stop` is set (a signal), it returns before the next run: a first read of thousands of
+        runs must not hold up an exit."""
+        self.scan(stop)
         for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
+            if stop is not None and stop.is_set():
+                return
             self.poll(keys=[key])
             for s in self.store.runs[key].series.values():
                 s.compact()
@@ -264,13 +275,32 @@ class Engine:
         alerts += self.detectors.check_stalled()
         return alerts
 
-    def run_forever(self, stop: threading.Event, on_alerts: Callable[[list[Alert]], None]) -> None:
+    def tick_safely(self, on_error: Callable[[str], None]) -> list[Alert]:
+        """tick(), but an exception is reported (once per distinct message) and the follow loop
+        goes on: the next tick retries, and a full poll re-reads whatever this one missed."""
+        try:
+            return self.tick()
+        except Exception as exc:  # noqa: BLE001 - one bad tick must not end live updates
+            message = f"{type(exc).__name__} while following: {exc}"
+            if message not in self._tick_errors:
+                self._tick_errors.add(message)
+                on_error(message)
+            return []
+
+    def run_forever(
+        self,
+        stop: threading.Event,
+        on_alerts: Callable[[list[Alert]], None],
+        on_error: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.start_watching()
         try:
             while not stop.is_set():
-                alerts = self.tick()
+                alerts = self.tick_safely(on_error)
                 if alerts:
                     on_alerts(alerts)
+                for message in self.detectors.take_failures():
+                    on_error(message)
                 self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
                 self.wake.clear()
                 # let a burst of writes land before reading it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -15,6 +16,7 @@ from watchrun import control
 from watchrun.app.widgets.plot import COLORS, Curve, Plot, PlotData
 from watchrun.model import Alert, Run
 from watchrun.semantics import pick
+from watchrun.textsafe import printable
 
 
 class HelpScreen(ModalScreen):
@@ -117,7 +119,7 @@ class OverviewScreen(Screen):
                             s = run.series[n]
                             curves.append(Curve(n, s.steps.astype(float), s.values, ["cyan", "magenta"][i]))
                     plot = Plot(classes="mini " + (worst.severity.value if worst else ""), ascii_only=self.owner.ascii_only)
-                    plot.border_title = key
+                    plot.border_title = Text(printable(key))
                     plot.data = PlotData(curves)
                     yield plot
         yield Footer()
@@ -163,7 +165,9 @@ class CompareScreen(Screen):
             s = r.series.get(metric)
             if s is not None and len(s):
                 curves.append(Curve(r.key, s.steps.astype(float), s.values, COLORS[i % len(COLORS)]))
-        self.query_one("#compare-title", Static).update(f" compare {metric} across {len(curves)} run(s)   n/p: metric")
+        self.query_one("#compare-title", Static).update(
+            Text(printable(f" compare {metric} across {len(curves)} run(s)   n/p: metric"))
+        )
         self.query_one("#compare-plot", Plot).show(PlotData(curves, self.owner.log_y))
 
     def action_next_metric(self) -> None:
