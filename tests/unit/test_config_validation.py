@@ -4,6 +4,7 @@ alerts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -145,3 +146,39 @@ def test_key_line_tells_a_key_from_a_longer_one():
         )
         == 2
     )
+
+
+def test_unknown_binding_id_in_keys_stops_the_app_before_it_starts(tmp_path):
+    """In a real terminal (a pty), so that only the [keys] check stands between it and the UI."""
+    import pty
+
+    _run_dir(tmp_path, '[ui]\ntheme = "watchrun-light"\n[keys]\nquit = "q"\nstop_rn = "x,ctrl+k"\n')
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TERM": "xterm-256color"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watchrun", str(tmp_path)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    try:
+        code = proc.wait(timeout=60)
+        text = b""
+        with contextlib.suppress(OSError):  # EIO once the child's side is closed
+            while chunk := os.read(master, 4096):
+                text += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert code == 2
+    assert b"watchrun.toml:5: keys.stop_rn: unknown binding id (did you mean 'stop_run'?)" in text
+
+
+def test_check_key_ids_accepts_the_apps_ids(tmp_path):
+    from watchrun.config import check_key_ids
+
+    (tmp_path / "watchrun.toml").write_text('[keys]\nstop_run = "x"\nquit = "q"\n')
+    check_key_ids(load_config([str(tmp_path)]), ["stop_run", "quit", "help"])
