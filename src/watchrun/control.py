@@ -130,6 +130,28 @@ def runs_with_live_writer(runs: list[Run]) -> set[str]:
     return live
 
 
+def writer_alive(run: Run) -> bool | None:
+    """Whether the process that the run's files name as their writer (run card, TensorBoard file
+    name) still runs: None when no pid is known, it is on another host, or it is this process.
+    A zombie, or a process started after the run's last write (the pid was reused), is not the
+    writer. Cheap (one read of /proc/PID/stat): follow mode asks it for live runs at each tick."""
+    pid = run.pid
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid == os.getpid():
+        return None
+    if run.host and run.host.split(".")[0] != socket.gethostname().split(".")[0]:
+        return None
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return False
+            return not (run.last_write and p.create_time() > run.last_write + 1.0)
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.Error, OSError):
+        return True  # it exists, another user's, say: it may well be writing
+
+
 def _info(p: psutil.Process) -> ProcessInfo:
     launcher = None
     try:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from watchrun.config import Config
-from watchrun.control import runs_with_live_writer
-from watchrun.detectors.runner import DetectorRunner, stale_limit
+from watchrun.control import runs_with_live_writer, writer_alive
+from watchrun.detectors.runner import ENDED, DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
 from watchrun.model import Alert, RunStatus
 from watchrun.sources.base import Source
@@ -93,6 +93,7 @@ class Engine:
         self._last_data = time.monotonic()
         self._settled = True
         self._tick_errors: set[str] = set()
+        self._exited: dict[str, tuple[object, float]] = {}  # run -> (pid, last write) seen exited
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self, stop: threading.Event | None = None) -> list[str]:
@@ -317,6 +318,8 @@ class Engine:
                 self._update_last_write(run)
                 status = self._status(run, now)
                 if status != run.status:
+                    if status in ENDED and self._loaded:
+                        self._settled = False  # the next quiet tick gives it its end-of-run checks
                     run.status = status
                     self.store.touch(key)
 
@@ -348,7 +351,19 @@ class Engine:
             return run.explicit_status
         if run.last_write <= 0:
             return RunStatus.UNKNOWN
+        if self._writer_exited(run):
+            return RunStatus.FINISHED
         return RunStatus.RUNNING if now - run.last_write < self.stale_after(run) else RunStatus.STALE
+
+    def _writer_exited(self, run) -> bool:  # type: ignore[no-untyped-def]
+        """The process the run's files name as their writer has exited (with no library record
+        saying how, the run is finished). Asked again only after a new write: an exit is final."""
+        if self._exited.get(run.key) == (run.pid, run.last_write):
+            return True
+        if writer_alive(run) is False:
+            self._exited[run.key] = (run.pid, run.last_write)
+            return True
+        return False
 
     def stale_after(self, run) -> float:  # type: ignore[no-untyped-def]
         return stale_limit(run, self.config)

@@ -214,7 +214,9 @@ class DetectorRunner:
 
     # -- not step-driven ----------------------------------------------------------------------
     def check_stalled(self, now: float | None = None) -> list[Alert]:
-        """Runs seen writing in this session that went silent for much longer than usual."""
+        """Runs seen writing in this session that went silent for much longer than usual: only
+        while their writer may still live (a run whose writer exited is finished, not stalled)
+        and against a usual interval measured from several writes."""
         now = now or time.time()
         out = []
         with self.store.lock:
@@ -222,13 +224,15 @@ class DetectorRunner:
                 state = self.states.get(key)
                 if state is None or not run.active_this_session or run.explicit_status is not None:
                     continue
+                if run.status in NOT_STALLED or len(run.write_intervals) < MIN_INTERVALS:
+                    continue
                 silent = now - run.last_write
                 limit = stale_limit(run, self.config)
                 if silent > limit and not state.stalled_open:
                     state.stalled_open = True
                     alert = Alert(
                         key, "stalled", Severity.WARNING, run.last_step() or 0, [],
-                        f"no write for {silent / 60:.0f} min (usually every {typical_interval(run):.0f}s): "
+                        f"no write for {duration(silent)} (usually every {duration(typical_interval(run))}): "
                         "the process may have crashed or hung",
                         {"silent_seconds": round(silent), "typical_interval": typical_interval(run),
                          "pid": run.pid, "pid_alive": pid_alive(run.pid, run.host)},
@@ -243,6 +247,21 @@ class DetectorRunner:
                     if old:
                         old.open = False
         return out
+
+
+NOT_STALLED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.GONE}
+MIN_INTERVALS = 2  # gaps between writes seen before a run has a "usual" interval
+
+
+def duration(seconds: float) -> str:
+    """0.4s, 12s, 3 min, 2.5 h."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def typical_interval(run: Run) -> float:
