@@ -27,16 +27,17 @@ RUNLOGGER = textwrap.dedent("""\
     from watchrun.integrations import RunLogger
     log = RunLogger(sys.argv[1])
     for step in range(int(sys.argv[2])):
-        log.log(step, {"loss": 1.0 / (step + 1)})
+        flat = 2.3 + 0.05 * ((step * 7) % 5 - 2)  # no learning at all
+        log.log(step, {"loss": flat if sys.argv[4:] == ["flat"] else 1.0 / (step + 1)})
         time.sleep(float(sys.argv[3]))
     print("done", flush=True)
     sys.stdin.readline()  # live on, silent, until told
 """)
 
 
-def _writer(run_dir, lines: int, every: float) -> subprocess.Popen:
+def _writer(run_dir, lines: int, every: float, *how: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", RUNLOGGER, str(run_dir), str(lines), str(every)],
+        [sys.executable, "-c", RUNLOGGER, str(run_dir), str(lines), str(every), *how],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -45,13 +46,13 @@ def _writer(run_dir, lines: int, every: float) -> subprocess.Popen:
 
 
 def _engine_on_started_writer(
-    tmp_path, lines: int, every: float
+    tmp_path, lines: int, every: float, *how: str, config: Config = CONFIG
 ) -> tuple[Engine, subprocess.Popen]:
     """The writer has made its run card when the engine first reads, so the engine sees every
     log line arrive."""
-    writer = _writer(tmp_path / "run", lines, every)
+    writer = _writer(tmp_path / "run", lines, every, *how)
     assert _until(lambda: (tmp_path / "run" / "watchrun-run.json").exists())
-    engine = Engine([str(tmp_path)], CONFIG, poll_seconds=0.1, use_watchdog=False)
+    engine = Engine([str(tmp_path)], config, poll_seconds=0.1, use_watchdog=False)
     engine.load()
     return engine, writer
 
@@ -99,6 +100,22 @@ def test_a_run_whose_writer_exits_normally_is_finished_never_stalled(tmp_path):
         assert _quiet_past_limit(engine, "run")
         assert engine.store.runs["run"].status is RunStatus.FINISHED
     assert [a.message for a in fired if a.detector == "stalled"] == []
+
+
+def test_a_run_that_finishes_while_followed_gets_its_end_of_run_checks(tmp_path):
+    """The data had settled while the run was live; its writer's exit makes it finished, and the
+    checks that need a whole run (a loss that never fell) run then, not minutes later."""
+    patient = Config(stale_seconds=600.0, settle_seconds=0.2)
+    engine, writer = _engine_on_started_writer(tmp_path, 25, 0.05, "flat", config=patient)
+    with _following(engine) as fired:
+        assert writer.stdout.readline() == "done\n"
+        assert _until(lambda: engine.store.runs["run"].points() == 25 and engine._settled)
+        assert engine.store.runs["run"].status is RunStatus.RUNNING
+        assert "not_learning" not in {a.detector for a in fired}
+        writer.stdin.close()
+        assert writer.wait(timeout=10) == 0
+        assert _until(lambda: "not_learning" in {a.detector for a in fired})
+        assert engine.store.runs["run"].status is RunStatus.FINISHED
 
 
 def test_a_silent_live_writer_is_stalled_against_its_measured_interval(tmp_path):
