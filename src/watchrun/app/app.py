@@ -153,7 +153,9 @@ class WatchrunApp(App):
         def progress(_key: str) -> None:
             self.post_message(StoreUpdated(engine.store.version))
 
-        engine.load(on_progress=progress)
+        engine.load(on_progress=progress, stop=self.stop_event)
+        if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
+            return
         engine.detect(final=False)
         first = engine.detect(final=True)
         self.post_message(StoreUpdated(engine.store.version))
