@@ -324,7 +324,9 @@ def detector_defaults() -> dict[str, dict[str, Any]]:
     detectors import this module)."""
     from watchrun.detectors import ALL_DETECTORS
 
-    return {cls.id: dict(cls.DEFAULTS) for cls in ALL_DETECTORS}
+    found = {cls.id: dict(cls.DEFAULTS) for cls in ALL_DETECTORS}
+    found["stalled"] = {}  # the runner's own (its limit is stale_seconds): only `enabled`
+    return found
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")

@@ -357,9 +357,12 @@ class Engine:
 
     def _writer_exited(self, run) -> bool:  # type: ignore[no-untyped-def]
         """The process the run's files name as their writer has exited (with no library record
-        saying how, the run is finished). Asked again only after a new write: an exit is final."""
-        if self._exited.get(run.key) == (run.pid, run.last_write):
-            return True
+        saying how, the run is finished). An exit is final, so it is asked once per pid; a write
+        after it was seen gone comes from another process, which names no pid: then the age of
+        the files decides, as for any run."""
+        seen = self._exited.get(run.key)
+        if seen is not None and seen[0] == run.pid:
+            return run.last_write <= seen[1]
         if writer_alive(run) is False:
             self._exited[run.key] = (run.pid, run.last_write)
             return True

@@ -182,3 +182,19 @@ def test_check_key_ids_accepts_the_apps_ids(tmp_path):
 
     (tmp_path / "watchrun.toml").write_text('[keys]\nstop_run = "x"\nquit = "q"\n')
     check_key_ids(load_config([str(tmp_path)]), ["stop_run", "quit", "help"])
+
+
+def test_the_stalled_alert_can_be_turned_off(tmp_path):
+    from watchrun.detectors.runner import DetectorRunner
+    from watchrun.store import Store
+
+    (tmp_path / "watchrun.toml").write_text("[detectors.stalled]\nenabled = false\n")
+    cfg = load_config([str(tmp_path)])
+    store = Store()
+    run = store.run("r", root=str(tmp_path))
+    run.active_this_session, run.last_write, run.write_intervals = True, 1000.0, [5.0, 5.0, 5.0]
+    off, on = DetectorRunner(store, cfg), DetectorRunner(store, load_config([]))
+    for runner in (off, on):
+        runner.process()
+    assert off.check_stalled(now=1000.0 + 3600) == []
+    assert [a.detector for a in on.check_stalled(now=1000.0 + 3600)] == ["stalled"]

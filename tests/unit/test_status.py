@@ -180,3 +180,20 @@ def test_ls_calls_a_tensorboard_run_finished_once_its_writer_has_exited(tmp_path
     )
     (row,) = [json.loads(line) for line in out.stdout.splitlines()]
     assert row["pid"] is not None and row["status"] == "finished", row
+
+
+def test_writes_after_the_named_writer_exited_make_the_run_live_again(tmp_path):
+    """Another process (naming no pid) goes on writing the run: not finished any more."""
+    engine, writer = _engine_on_started_writer(tmp_path, 3, 0.2)
+    with _following(engine):
+        assert writer.stdout.readline() == "done\n"
+        writer.stdin.close()
+        assert writer.wait(timeout=10) == 0
+        assert _until(lambda: engine.store.runs["run"].status is RunStatus.FINISHED)
+        time.sleep(1.1)  # a later mtime than the writer's last write, whatever the clock's grain
+        with open(tmp_path / "run" / "watchrun.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": 3, "loss": 0.2}) + "\n")
+        # live again by the age of its files (running, or stale once quiet): no longer finished
+        assert _until(
+            lambda: engine.store.runs["run"].status in (RunStatus.RUNNING, RunStatus.STALE)
+        )

@@ -218,7 +218,9 @@ class DetectorRunner:
         while their writer may still live (a run whose writer exited is finished, not stalled)
         and against a usual interval measured from several writes."""
         now = now or time.time()
-        out = []
+        out: list[Alert] = []
+        if not self.config.enabled("stalled"):
+            return out
         with self.store.lock:
             for key, run in self.store.runs.items():
                 state = self.states.get(key)
