@@ -92,7 +92,7 @@ def _config_error(exc: ConfigError) -> int:
 def terminal_problem() -> str | None:
     """Why the terminal UI cannot run here (no terminal, or one that cannot draw it), or None."""
     fix = "use `watchrun check --follow PATH` for a plain stream of alerts"
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout)):
         return f"the terminal UI needs a terminal (stdin and stdout are not both a tty): {fix}"
     if os.environ.get("TERM", "") in ("dumb", "unknown"):
         return f"TERM={os.environ['TERM']} cannot draw the terminal UI: {fix}"

@@ -142,11 +142,13 @@ def test_check_follow_leaves_during_its_first_load_on_a_signal(many_runs, sig):
 
 
 # -- no terminal ----------------------------------------------------------------------------------
-def test_the_ui_without_a_terminal_refuses_and_points_to_check_follow(tmp_path):
+@pytest.mark.parametrize("stdin", ["devnull", "closed"])
+def test_the_ui_without_a_terminal_refuses_and_points_to_check_follow(tmp_path, stdin):
     _nan_run(tmp_path)
     got = subprocess.run(
         [*WATCHRUN, str(tmp_path)],
         stdin=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.close(0)) if stdin == "closed" else None,
         capture_output=True,
         env=ENV,
         timeout=30,
