@@ -314,14 +314,13 @@ def _verify(
         return f"pid {pid} is {protected[pid]}"
     try:
         p = psutil.Process(pid)
-        for check in (
-            lambda: _owner_problem(p, allow_other_users),
-            lambda: _file_owner_problem(claim, p),
-            lambda: _start_problem(claim, p),
-        ):
-            why = check()
-            if why:
-                return f"pid {pid}: {why}"
+        why = (
+            _owner_problem(p, allow_other_users)
+            or _file_owner_problem(claim, p)
+            or _start_problem(claim, p)
+        )
+        if why:
+            return f"pid {pid}: {why}"
         evidence = _evidence(claim, p, _real_files(run))
         if evidence is None:
             command = (

@@ -39,6 +39,8 @@ def bye(*_):
     sys.exit(0)
 
 signal.signal(signal.SIGINT, bye)
+if len(sys.argv) > 3 and sys.argv[3] == "--ignore-sigterm":  # a training that hangs on SIGTERM
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 log = RunLogger(run_dir, max_steps=100000)
 for i in range(100000):
     log.log(i, {"loss": 1.0 / (i + 1)})
@@ -116,11 +118,13 @@ def card_for(pid, **extra) -> dict:
     return {"pid": pid, "host": socket.gethostname(), "started": time.time(), **extra}
 
 
-def start_writer(tmp_path: Path, procs: list, run_dir: Path) -> tuple[subprocess.Popen, Path]:
+def start_writer(
+    tmp_path: Path, procs: list, run_dir: Path, *args: str
+) -> tuple[subprocess.Popen, Path]:
     script = tmp_path / "train_writer.py"
     script.write_text(WRITER)
     marker = tmp_path / "writer-got-sigint"
-    child = subprocess.Popen([sys.executable, str(script), str(run_dir), str(marker)])
+    child = subprocess.Popen([sys.executable, str(script), str(run_dir), str(marker), *args])
     procs.append(child)
     assert wait_until(
         lambda: (run_dir / control.CARD_FILE).exists() and (run_dir / "watchrun.jsonl").exists()
@@ -504,3 +508,43 @@ def test_a_reader_of_the_runs_files_is_neither_the_writer_nor_keeps_it_live(tmp_
     assert target.process is not None and target.process.pid == writer.pid
     assert target.process.evidence == "it holds watchrun.jsonl open for writing"
     assert run.key in control.runs_with_live_writer([run])
+
+
+def test_a_hard_stop_kills_the_verified_writer_that_ignores_sigterm(tmp_path, procs):
+    run_dir = tmp_path / "run"
+    child, _ = start_writer(tmp_path, procs, run_dir, "--ignore-sigterm")
+    _, run = load(run_dir)
+    target = control.find_process(run)
+    assert target.process is not None and target.process.pid == child.pid
+    assert "SIGKILL" in control.stop(target.to_signal, "kill", timeout=0.5)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+
+
+# -- the recorded command line --------------------------------------------------------------------
+ARGV_PRINTER = "import json, sys, time\nprint(json.dumps(sys.argv), flush=True)\ntime.sleep(300)\n"
+
+
+@pytest.mark.parametrize("form", ["script", "module", "command"])
+def test_the_recorded_argv_matches_the_real_command_line_of_each_way_to_start_python(
+    tmp_path, procs, form
+):
+    """sys.argv as the run card records it, against psutil's command line of the same process,
+    for `python train.py`, `python -m pkg.train` and `python -c CODE`."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "train.py").write_text(ARGV_PRINTER)
+    start = {
+        "script": [str(tmp_path / "pkg" / "train.py")],
+        "module": ["-m", "pkg.train"],
+        "command": ["-c", ARGV_PRINTER],
+    }[form]
+    child = subprocess.Popen(
+        [sys.executable, *start, "--lr", "0.1"], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    procs.append(child)
+    argv = json.loads(child.stdout.readline())
+    actual = psutil.Process(child.pid).cmdline()
+    assert control.cmdline_matches(argv, actual)
+    assert not control.cmdline_matches(argv[:1] + ["--lr", "0.2"], actual)
+    assert not control.cmdline_matches(argv, ["sleep", "300"])
+    assert not control.cmdline_matches(["other.py", "--lr", "0.1"], actual)
