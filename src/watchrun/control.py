@@ -5,7 +5,7 @@ Every pid watchrun reads comes from a file anyone who can write the run director
 (the run card, a TensorBoard file name), and a pid is reused once its process exits. So no pid
 is signalled on a file's word. A claim becomes a `VerifiedProcess` (`_verify`) only when:
 
-- it is a plain int in 2..pid_max (`model.pid_problem`): never 0, 1 or a negative value, which
+- it is a plain int in 2..4194304 (`model.pid_problem`): never 0, 1 or a negative value, which
   reach a process group, init or every process;
 - the file that names it says this host, and the pid is neither watchrun nor one of its
   ancestors;

@@ -207,31 +207,23 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-_PID_MAX_LIMIT = 4_194_304  # the kernel's ceiling for /proc/sys/kernel/pid_max on 64-bit
-
-
-def pid_max() -> int:
-    """The largest process id this kernel hands out."""
-    try:
-        with open("/proc/sys/kernel/pid_max") as fh:
-            return int(fh.read().strip())
-    except (OSError, ValueError):
-        return _PID_MAX_LIMIT
+PID_LIMIT = 4_194_304  # no Linux kernel hands out a larger pid (PID_MAX_LIMIT on 64-bit)
 
 
 def pid_problem(value: object) -> str | None:
     """Why `value` cannot name a process to watch or signal, or None when it can.
 
     A pid comes from files anyone who can write the run directory can write (the run card, a
-    TensorBoard file name), so only a plain int in 2..pid_max passes: kill(0), kill(-1) and
-    kill(-N) reach a process group or every process, and pid 1 is init."""
+    TensorBoard file name), so only a plain int in 2..PID_LIMIT passes: kill(0), kill(-1) and
+    kill(-N) reach a process group or every process, and pid 1 is init. The bound is the one
+    every host shares, so a pid from another host's file is kept for display."""
     if isinstance(value, bool) or not isinstance(value, int):
         text = repr(value)
         return f"{text[:40] + '...' if len(text) > 40 else text} is not a process id (an integer)"
     if value <= 1:
         return f"{value} is not a process id that may be signalled (pid 1 is init; 0 and negative values reach a process group or every process)"
-    if value > pid_max():
-        return f"{value} is above the largest process id ({pid_max()})"
+    if value > PID_LIMIT:
+        return f"{value} is above the largest process id ({PID_LIMIT})"
     return None
 
 
