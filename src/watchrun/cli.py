@@ -56,6 +56,7 @@ def _main(argv: list[str] | None = None) -> int:
             theme=getattr(args, "theme", None),
             ascii=getattr(args, "ascii", None) or None,
             on_alert=getattr(args, "on_alert", None),
+            allow_other_users=getattr(args, "allow_other_users", None) or None,
         )
     except ConfigError as exc:
         return _config_error(exc)
@@ -125,6 +126,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no toasts, bell or desktop notifications")
     if command == "app":
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
+        p.add_argument("--allow-other-users", action="store_true",
+                       help="as root, let the stop dialog signal other users' verified processes")
     if command == "demo":
         p.add_argument("--dir", help="write the demo runs here (default: a temporary directory)")
         p.add_argument("--speed", type=float, default=1.0, help="pace multiplier")

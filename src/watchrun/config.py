@@ -83,6 +83,7 @@ class Config:
     ascii: bool = False
     on_alert: str | None = None
     source: str | None = None
+    allow_other_users: bool = False  # as root, the stop dialog may signal other users' processes
 
     def detector(self, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
         merged = dict(defaults)

@@ -203,11 +203,18 @@ class Engine:
         process still writes: a training that finished moments ago, or files just copied here.
         A batch verdict judges them as ended, so end-of-run checks apply."""
         self.update_statuses()
+        now = time.time()
         with self.store.lock:
             fresh = [r for r in self.store.runs.values() if r.status in (RunStatus.RUNNING, RunStatus.UNKNOWN)]
+            # finished because their named writer has gone, though written moments ago
+            exited = {
+                key for key in self._exited
+                if self.store.runs[key].status is RunStatus.FINISHED
+                and now - self.store.runs[key].last_write < self.stale_after(self.store.runs[key])
+            }
         if not fresh:
-            return set()
-        return {r.key for r in fresh} - runs_with_live_writer(fresh)
+            return exited
+        return exited | ({r.key for r in fresh} - runs_with_live_writer(fresh))
 
     # -- follow mode --------------------------------------------------------------------------
     def start_watching(self) -> None:

@@ -495,7 +495,7 @@ class WatchrunApp(App):
             return
         run = self.engine.store.snapshot(self.selected)
         if run is not None:
-            self.push_screen(StopScreen(run, self._worst(run.key)[0]), self._stopped)
+            self.push_screen(StopScreen(run, self._worst(run.key)[0], self.config.allow_other_users), self._stopped)
 
     def _stopped(self, result: str | None) -> None:
         if not result or not self.selected:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 
-from watchrun.model import RunStatus
+from watchrun.model import RunStatus, pid_problem
 from watchrun.sources.base import Source
 from watchrun.tail import FileCursor
 
-CARD_KEYS = ("max_steps", "max_epochs", "checkpoint_dir", "launcher_pid", "world_size", "library", "cmdline", "started")
+# kept as written: control verifies pid, launcher_pid, host, cmdline and started before any use
+CARD_KEYS = ("max_steps", "max_epochs", "checkpoint_dir", "launcher_pid", "world_size", "library",
+             "cmdline", "started", "pid", "host")
 
 
 class RunCardSource(Source):
@@ -35,5 +37,14 @@ class RunCardSource(Source):
                                   explicit_status=RunStatus.STOPPED)
             return 0
         meta = {k: doc[k] for k in CARD_KEYS if doc.get(k) is not None}
-        self.store.update(self.key, meta=meta, pid=doc.get("pid"), host=doc.get("host"))
+        fields: dict = {"meta": meta}
+        pid, host = doc.get("pid"), doc.get("host")
+        problem = None if pid is None else pid_problem(pid)
+        if problem:
+            self.store.warn(self.key, f"run card: pid {problem}; watchrun will not signal it")
+        elif pid is not None:
+            fields["pid"] = pid
+        if isinstance(host, str):
+            fields["host"] = host
+        self.store.update(self.key, **fields)
         return 0
