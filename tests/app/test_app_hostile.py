@@ -49,6 +49,10 @@ async def test_a_hostile_run_name_is_drawn_escaped(tmp_path):
         for text in texts:
             assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
         assert "run\\x1b]52" in texts[1] and "run\\x1b]52" in texts[2]
+        await pilot.press("x")  # the stop dialog names the run too
+        assert await wait_for(pilot, lambda: app.screen.__class__.__name__ == "StopScreen")
+        dialog = "\n".join(str(w.render()) for w in app.screen.query(Static))
+        assert "Stop run run\\x1b]52" in dialog and "\x1b" not in dialog
 
 
 class Exploding(Detector):

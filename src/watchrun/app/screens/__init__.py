@@ -71,7 +71,7 @@ class StopScreen(ModalScreen[str | None]):
         if ckpt:
             lines.append(f"best checkpoint so far: {ckpt}")
         with Vertical(id="dialog"):
-            yield Static("\n".join(lines), markup=False)
+            yield Static("\n".join(printable(line) for line in lines), markup=False)
             with Horizontal():
                 if t.process:
                     yield Button("Graceful stop (SIGINT)", id="graceful", variant="warning")
