@@ -20,8 +20,10 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 
+from watchrun.sources.wandbrun import run_folder_member
+
 PRUNE_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", "site-packages", ".cache",
-              "wandb", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+              ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 HF_RESULTS = {"all_results.json", "eval_results.json", "train_results.json", "test_results.json",
               "predict_results.json"}
 _HF_RUNS_SUBDIR = re.compile(r"^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
@@ -84,7 +86,7 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
                 dirnames[:] = []
                 continue
             seen.add(ident)
-            dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS)
+            dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS and not _is_alias(dirpath, d))
             for name in sorted(filenames):
                 _classify_file(os.path.join(dirpath, name), dirpath, spec, consoles)
     for path in consoles:  # console logs and checkpoints join the run of their directory
@@ -98,9 +100,19 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
     return dict(sorted(runs.items(), key=lambda kv: -kv[1].mtime))
 
 
+def _is_alias(dirpath: str, name: str) -> bool:
+    """wandb/latest-run: a symlink to a run folder walked under its own name."""
+    return name == "latest-run" and os.path.islink(os.path.join(dirpath, name))
+
+
 def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
     name = os.path.basename(path)
     dirname = os.path.basename(dirpath)
+    wandb_file = run_folder_member(path)
+    if wandb_file is not None:  # a W&B run folder: its files and nothing else of it
+        if wandb_file[1]:
+            spec(wandb_file[0]).add(wandb_file[1], path)
+        return
     if name.startswith("events.out.tfevents."):
         if name.endswith(".profile-empty"):
             return

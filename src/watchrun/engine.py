@@ -29,6 +29,7 @@ from watchrun.sources.runcard import RunCardSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
+from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
 
 STEP_UNITS = {"keras-csv": "epoch"}
@@ -60,6 +61,8 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return DvcliveSource(store, key, spec.root)
     if fmt == "console":
         return ConsoleSource(store, key)
+    if fmt == "wandb":
+        return WandbSource(store, key)
     if fmt == "jsonl":
         return JsonlSource(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
     return TableSource(store, key)
