@@ -22,6 +22,7 @@ from watchrun.sources.base import Source
 from watchrun.sources.console import ConsoleSource
 from watchrun.sources.dvclive import DvcliveSource
 from watchrun.sources.hf import HfTrainerSource
+from watchrun.sources.history_json import JsonHistorySource
 from watchrun.sources.keras import KerasCsvSource
 from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, LightningCsvSource
 from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
@@ -63,6 +64,8 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return ConsoleSource(store, key)
     if fmt == "wandb":
         return WandbSource(store, key)
+    if fmt == "json-history":
+        return JsonHistorySource(store, key)
     if fmt == "jsonl":
         return JsonlSource(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
     return TableSource(store, key)
