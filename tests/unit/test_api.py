@@ -68,7 +68,7 @@ def test_scalars_long_table_holds_every_point_written(runs):
     val = df[(df.run == "lightning_logs/version_0") & (df.metric == "val_loss")]
     assert list(zip(val.step, val.value, strict=True)) == [(9, 1.1), (19, 1.0)]
     hist = df[df.run == "history.json"]
-    assert sorted(zip(hist.metric, hist.step, hist.value)) == sorted(
+    assert sorted(zip(hist.metric, hist.step, hist.value, strict=True)) == sorted(
         [("loss", 0, 0.5), ("loss", 1, 0.4), ("loss", 2, 0.3), ("val_loss", 0, 0.6), ("val_loss", 1, 0.55), ("val_loss", 2, 0.5)]
     )
     assert set(hist.source) == {"json-history"}
@@ -79,8 +79,8 @@ def test_scalars_match_tbparse_on_the_same_event_files(tree):
     tbparse = pytest.importorskip("tbparse", reason="tbparse (bench extra) is the reference")
     ours = watchrun.read(str(tree / "tb")).scalars()
     ref = tbparse.SummaryReader(str(tree / "tb"), pivot=False).scalars
-    a = sorted(zip(ours.metric.astype(str), ours.step, ours.value.round(6).fillna(-1.0)))
-    b = sorted(zip(ref.tag, ref.step, ref.value.astype(float).round(6).fillna(-1.0)))
+    a = sorted(zip(ours.metric.astype(str), ours.step, ours.value.round(6).fillna(-1.0), strict=True))
+    b = sorted(zip(ref.tag, ref.step, ref.value.astype(float).round(6).fillna(-1.0), strict=True))
     assert a == b
 
 
