@@ -108,7 +108,18 @@ class Runs(Sequence[RunData]):
         rows = []
         for r in self._runs:
             for a in self.alert_list(r.key):
-                rows.append((a.run, a.detector, a.severity.value, a.step, list(a.metrics), a.message, a.action, a.open))
+                rows.append(
+                    (
+                        a.run,
+                        a.detector,
+                        a.severity.value,
+                        a.step,
+                        list(a.metrics),
+                        a.message,
+                        a.action,
+                        a.open,
+                    )
+                )
         return pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
 
     def alert_list(self, key: str) -> list[Alert]:
@@ -149,7 +160,9 @@ def _long_frame(runs: list[Run]) -> pd.DataFrame:
     run_names = [r.key for r in runs]
     metric_names: dict[str, int] = {}
     source_names: dict[str, int] = {}
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in ("run", "metric", "step", "value", "wall", "source")}
+    parts: dict[str, list[np.ndarray]] = {
+        c: [] for c in ("run", "metric", "step", "value", "wall", "source")
+    }
     for i, run in enumerate(runs):
         for name, series in run.series.items():
             n = len(series)
@@ -163,17 +176,29 @@ def _long_frame(runs: list[Run]) -> pd.DataFrame:
             parts["wall"].append(series.walls)
             parts["source"].append(_source_codes(run.origins.get(name, []), n, source_names))
     if not parts["step"]:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-            SCALAR_COLUMNS, ("object", "object", "int64", "float64", "float64", "object"), strict=True)})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=t)
+                for c, t in zip(
+                    SCALAR_COLUMNS,
+                    ("object", "object", "int64", "float64", "float64", "object"),
+                    strict=True,
+                )
+            }
+        )
     cat = pd.Categorical.from_codes
-    return pd.DataFrame({
-        "run": cat(np.concatenate(parts["run"]), categories=run_names),
-        "metric": cat(np.concatenate(parts["metric"]), categories=list(metric_names)),
-        "step": np.concatenate(parts["step"]),
-        "value": np.concatenate(parts["value"]),
-        "wall_time": np.concatenate(parts["wall"]),
-        "source": cat(np.concatenate(parts["source"]), categories=list(source_names) or ["unknown"]),
-    })
+    return pd.DataFrame(
+        {
+            "run": cat(np.concatenate(parts["run"]), categories=run_names),
+            "metric": cat(np.concatenate(parts["metric"]), categories=list(metric_names)),
+            "step": np.concatenate(parts["step"]),
+            "value": np.concatenate(parts["value"]),
+            "wall_time": np.concatenate(parts["wall"]),
+            "source": cat(
+                np.concatenate(parts["source"]), categories=list(source_names) or ["unknown"]
+            ),
+        }
+    )
 
 
 def _source_codes(origins: list[tuple[int, str]], n: int, names: dict[str, int]) -> np.ndarray:

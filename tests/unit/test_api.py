@@ -35,9 +35,13 @@ def tree(tmp_path_factory) -> Path:
     w.close()
     version = root / "lightning_logs" / "version_0"
     version.mkdir(parents=True)
-    (version / "metrics.csv").write_text("epoch,step,train_loss,val_loss\n0,9,0.9,\n0,9,,1.1\n1,19,0.7,\n1,19,,1.0\n")
+    (version / "metrics.csv").write_text(
+        "epoch,step,train_loss,val_loss\n0,9,0.9,\n0,9,,1.1\n1,19,0.7,\n1,19,,1.0\n"
+    )
     (version / "hparams.yaml").write_text("lr: 0.001\nbatch_size: 32\n")
-    (root / "history.json").write_text(json.dumps({"loss": [0.5, 0.4, 0.3], "val_loss": [0.6, 0.55, 0.5]}))
+    (root / "history.json").write_text(
+        json.dumps({"loss": [0.5, 0.4, 0.3], "val_loss": [0.6, 0.55, 0.5]})
+    )
     return root
 
 
@@ -62,14 +66,24 @@ def test_scalars_long_table_holds_every_point_written(runs):
     loss = df[(df.run == "tb") & (df.metric == "train/loss")].sort_values("step")
     assert loss.step.tolist() == list(range(10))
     want = [math.nan if i == 7 else 1.0 / (i + 1) for i in range(10)]
-    assert all(math.isnan(a) if math.isnan(b) else a == pytest.approx(b) for a, b in zip(loss.value, want, strict=True))
+    assert all(
+        math.isnan(a) if math.isnan(b) else a == pytest.approx(b)
+        for a, b in zip(loss.value, want, strict=True)
+    )
     assert (loss.wall_time > time.time() - 3600).all() and (loss.wall_time <= time.time()).all()
     assert set(loss.source) == {"tensorboard"}
     val = df[(df.run == "lightning_logs/version_0") & (df.metric == "val_loss")]
     assert list(zip(val.step, val.value, strict=True)) == [(9, 1.1), (19, 1.0)]
     hist = df[df.run == "history.json"]
     assert sorted(zip(hist.metric, hist.step, hist.value, strict=True)) == sorted(
-        [("loss", 0, 0.5), ("loss", 1, 0.4), ("loss", 2, 0.3), ("val_loss", 0, 0.6), ("val_loss", 1, 0.55), ("val_loss", 2, 0.5)]
+        [
+            ("loss", 0, 0.5),
+            ("loss", 1, 0.4),
+            ("loss", 2, 0.3),
+            ("val_loss", 0, 0.6),
+            ("val_loss", 1, 0.55),
+            ("val_loss", 2, 0.5),
+        ]
     )
     assert set(hist.source) == {"json-history"}
     assert len(df) == sum(sum(len(s) for s in r._run.series.values()) for r in runs)
@@ -79,7 +93,9 @@ def test_scalars_match_tbparse_on_the_same_event_files(tree):
     tbparse = pytest.importorskip("tbparse", reason="tbparse (bench extra) is the reference")
     ours = watchrun.read(str(tree / "tb")).scalars()
     ref = tbparse.SummaryReader(str(tree / "tb"), pivot=False).scalars
-    a = sorted(zip(ours.metric.astype(str), ours.step, ours.value.round(6).fillna(-1.0), strict=True))
+    a = sorted(
+        zip(ours.metric.astype(str), ours.step, ours.value.round(6).fillna(-1.0), strict=True)
+    )
     b = sorted(zip(ref.tag, ref.step, ref.value.astype(float).round(6).fillna(-1.0), strict=True))
     assert a == b
 
@@ -97,7 +113,16 @@ def test_wide_table_one_column_per_metric(runs):
 
 def test_alerts_table_names_the_nan(runs):
     alerts = runs.alerts()
-    assert list(alerts.columns) == ["run", "detector", "severity", "step", "metrics", "message", "action", "open"]
+    assert list(alerts.columns) == [
+        "run",
+        "detector",
+        "severity",
+        "step",
+        "metrics",
+        "message",
+        "action",
+        "open",
+    ]
     nan = alerts[(alerts.run == "tb") & (alerts.detector == "nan_loss")]
     assert len(nan) == 1 and nan.iloc[0].severity == "critical" and nan.iloc[0].step == 7
     assert [a.detector for a in runs["tb"].alerts].count("nan_loss") == 1
@@ -124,7 +149,9 @@ def test_export_writes_the_same_table(tree, runs, tmp_path, fmt):
     assert len(merged) == len(want)
     both = merged.dropna(subset=["value_x", "value_y"])
     assert (both.value_x - both.value_y).abs().max() < 1e-9
-    assert merged.value_x.isna().sum() == merged.value_y.isna().sum() == 1  # the NaN loss stays a NaN
+    assert (
+        merged.value_x.isna().sum() == merged.value_y.isna().sum() == 1
+    )  # the NaN loss stays a NaN
 
 
 def test_export_to_stdout(tree, capsys):
@@ -155,5 +182,7 @@ def test_pandas_is_not_imported_by_the_core_or_the_ui(tree):
         f"    watchrun.cli.main(['ls', {str(tree)!r}])\n"
         "print('pandas' in sys.modules, 'pyarrow' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.split() == ["False", "False"]
