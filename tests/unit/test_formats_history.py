@@ -153,6 +153,9 @@ def test_json_histories_are_found_by_content_whatever_their_name(tmp_path):
     (tmp_path / "a" / "preds.json").write_text(
         json.dumps([{"image": "a.png", "pred": 3, "label": 3}])
     )
+    coco = [{"image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4], "score": 0.87}] * 3
+    (tmp_path / "a" / "bbox_results.json").write_text(json.dumps(coco))
+    (tmp_path / "a" / "scores.json").write_text(json.dumps({"scores": [0.1, 0.9, 0.4]}))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "metrics.json").write_text(
         json.dumps([{"epoch": 1, "loss": 0.3, "acc": "0.9"}])

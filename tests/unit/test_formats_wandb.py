@@ -231,6 +231,16 @@ def test_junk_between_records_is_skipped_counted_and_the_rest_read(tmp_path):
     assert any("damaged" in w for w in store.runs["r"].warnings)
 
 
+def test_junk_appended_after_the_last_record_is_counted_once(offline, tmp_path):
+    data = wandb_file(offline[0]).read_bytes()
+    junk = bytes((i * 91 + 7) % 256 for i in range(3000))
+    store, src = read_bytes_into_source([data, junk[:1000], junk[1000:]], tmp_path)
+    assert series(store)["loss"] == expected_points(6)["loss"]
+    assert store.runs["r"].explicit_status is RunStatus.FINISHED
+    assert src.counts[src.files()[0]]["damaged"] == 1
+    assert any("damaged" in w for w in store.runs["r"].warnings)
+
+
 def test_file_cut_mid_record_keeps_what_was_whole(offline, tmp_path):
     data = wandb_file(offline[0]).read_bytes()
     framing = split_records(data, 0)

@@ -58,10 +58,36 @@ def history_rows(doc: Any) -> list[dict[str, Any]] | None:
     return rows
 
 
+# keys of per-sample records (datasets, predictions, COCO results), never of a training history
+_SAMPLE_KEYS = frozenset(
+    {
+        "id",
+        "image_id",
+        "label",
+        "labels",
+        "pred",
+        "prediction",
+        "text",
+        "file",
+        "file_name",
+        "filename",
+        "path",
+        "bbox",
+        "category_id",
+        "image",
+        "target",
+        "sentence",
+        "input",
+    }
+)
+
+
 def looks_like_history(rows: list[dict[str, Any]]) -> bool:
     """A row with a number under a step-like or metric-like name: a dataset (`text`, `label`)
-    or a list of predictions is not a history."""
+    or a list of predictions (`image_id`, `score`) is not a history."""
     for row in rows[:3]:
+        if _SAMPLE_KEYS & {str(k).lower() for k in row}:
+            return False
         flat = flatten(row)
         numeric = [k for k, v in flat.items() if _numeric(v)]
         if not numeric:
@@ -96,6 +122,8 @@ class JsonHistorySource(Source):
             doc = None
         if doc is not None:
             rows = history_rows(doc)
+            if isinstance(doc, dict) and len(doc) == 1 and rows and len(rows[0]) == 1:
+                return "loss" in str(next(iter(doc))).lower()  # one list: a loss curve, not scores
             return rows is not None and looks_like_history(rows)
         m = _DICT_OF_LISTS.match(head)
         if m:  # Keras dict of lists, cut by the head: the first key names a metric

@@ -76,6 +76,7 @@ class Framing:
     consumed: int = 0
     corrupt: int = 0  # damaged stretches skipped (bad checksum, impossible header, orphan parts)
     bad_file: bool = False
+    stuck: bool = False  # damage at `consumed` with no valid record after it yet (junk at the end)
 
 
 def split_records(data: bytes, offset: int) -> Framing:
@@ -114,7 +115,8 @@ def split_records(data: bytes, offset: int) -> Framing:
         if not plausible or record_checksum(rtype, chunk) != crc:
             resume = _resync(data, offset, pos + 1)
             if resume is None:
-                break  # nothing valid after the damage yet: look again when more arrives
+                out.stuck = not parts  # nothing valid after the damage yet: look again later
+                break
             out.corrupt += 1
             parts = []
             pos = out.consumed = resume

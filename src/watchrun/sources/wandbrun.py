@@ -82,6 +82,7 @@ class WandbSource(Source):
         self.counts: dict[str, Counter] = defaultdict(Counter)
         self.rows = 0
         self.epoch_is_step: bool | None = None
+        self.stuck_at: dict[str, int] = {}  # per file: where unreadable bytes wait for more
 
     def on_reset(self, cursor: FileCursor) -> None:
         self.counts.pop(cursor.key, None)
@@ -126,15 +127,29 @@ class WandbSource(Source):
                     )
                 cursor.advance(len(data))
                 return total
+            start = cursor.offset
             cursor.advance(framing.consumed)
-            if framing.corrupt:
-                counts["damaged"] += framing.corrupt
-                self.warn(
-                    f"{os.path.basename(cursor.key)}: skipped {counts['damaged']} damaged stretch(es)"
-                )
+            self._count_damage(cursor, framing, start, counts)
             total += self._records(framing.records, counts, cursor.key)
             if len(data) < MAX_READ or framing.consumed == 0:
                 return total
+
+    def _count_damage(self, cursor: FileCursor, framing: Any, start: int, counts: Counter) -> None:
+        """Damaged stretches skipped, and unreadable bytes at the end of the file (junk
+        appended, or a writer's torn garbage) counted once while they wait for more data."""
+        damaged = framing.corrupt
+        if damaged and self.stuck_at.get(cursor.key) == start:
+            damaged -= 1  # the stretch already counted while it was the end of the file
+        if framing.stuck:
+            if self.stuck_at.get(cursor.key) != cursor.offset:
+                damaged += 1
+            self.stuck_at[cursor.key] = cursor.offset
+        else:
+            self.stuck_at.pop(cursor.key, None)
+        if damaged:
+            counts["damaged"] += damaged
+            name = os.path.basename(cursor.key)
+            self.warn(f"{name}: skipped {counts['damaged']} damaged stretch(es)")
 
     def _records(self, records: list[bytes], counts: Counter, path: str) -> int:
         columns: dict[str, tuple[list[int], list[float], list[float]]] = defaultdict(
