@@ -15,6 +15,7 @@ import pytest
 import yaml
 from tests.unit.helpers import loaded, points
 
+from watchrun.control import find_process
 from watchrun.engine import Engine
 from watchrun.model import RunStatus
 from watchrun.sources.wandb_records import (
@@ -128,6 +129,33 @@ def test_offline_run_is_read_as_logged(offline):
     assert not run.warnings
 
 
+def test_wandb_metadata_json_fills_the_run_card(tmp_path):
+    """wandb-metadata.json as wandb >= 0.19 writes it (the same entry its config.yaml keeps
+    under `_wandb.value.e`, taken here from a real run when present)."""
+    meta = {
+        "host": "gpu-box-3",
+        "program": "/home/u/train.py",
+        "args": ["--lr", "0.1"],
+        "gpu": "NVIDIA A100",
+        "gpu_count": 2,
+        "gpu_nvidia": [{"name": "NVIDIA A100-SXM4-80GB"}, {"name": "NVIDIA A100-SXM4-80GB"}],
+        "startedAt": "2025-10-20T20:54:58.081247Z",
+        "executable": "/usr/bin/python3",
+    }
+    files = tmp_path / "wandb" / "run-20251020_205458-abc123" / "files"
+    files.mkdir(parents=True)
+    (files / "wandb-metadata.json").write_text(json.dumps(meta))
+    (files / "wandb-summary.json").write_text(
+        json.dumps({"loss": 0.25, "_step": 9, "_wandb": {"runtime": 3}})
+    )
+    run = next(iter(loaded(tmp_path).store.runs.values()))
+    assert run.host == "gpu-box-3"
+    assert run.meta["cmdline"] == "/home/u/train.py --lr 0.1"
+    assert run.meta["gpus"] == ["NVIDIA A100-SXM4-80GB"] * 2
+    assert run.meta["started"] == "2025-10-20T20:54:58.081247Z"
+    assert run.summary == {"loss": 0.25}
+
+
 def test_failed_run_is_failed_with_its_exit_code(tmp_path):
     folder, _ = finished_run(tmp_path, steps=3, exit_code=3)
     run = next(iter(loaded(folder).store.runs.values()))
@@ -155,6 +183,11 @@ def test_run_is_read_live_while_the_writer_logs(tmp_path):
             time.sleep(0.05)
         assert halfway["loss"] == expected_points(10)["loss"][:5]
         assert engine.store.runs[keys[0]].explicit_status is None  # no exit record yet
+        # the stop dialog finds the training process from the pid wandb's debug.log names
+        writer_pid = json.loads(proc.stdout.readline())["pid"]
+        target = find_process(engine.store.snapshot(keys[0]))
+        assert target.process is not None and target.process.pid == writer_pid
+        assert engine.runs_just_ended() == set()  # a live writer: not judged as ended
         Path(gate + ".go").touch()
         proc.communicate(timeout=60)
         while time.time() < deadline:
