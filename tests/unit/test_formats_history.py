@@ -357,3 +357,25 @@ def test_binary_and_nan_values_do_not_break_claims():
     assert not JsonHistorySource.claims("x.json", b"\xff\xfe{not json")
     assert JsonHistorySource.claims("x.json", b'[{"epoch": 0, "loss": NaN}]')
     assert math.isnan(json.loads('[{"epoch": 0, "loss": NaN}]')[0]["loss"])
+
+
+def test_progress_csv_rewritten_in_place_with_a_new_column(tmp_path):
+    """SB3/baselines' CSV logger, when a key appears, rewrites the file in place (seek 0, no
+    truncation): the wider header, the old rows padded with empty cells, then the new row."""
+    d = tmp_path / "sac_1"
+    d.mkdir()
+    f = d / "progress.csv"
+    f.write_text("time/total_timesteps,rollout/ep_rew_mean\n100,-5.0\n200,-4.0\n")
+    engine = loaded(tmp_path)
+    key, _ = only_run(engine)
+    old = f.read_text().splitlines()
+    with open(f, "r+") as fh:
+        fh.seek(0)
+        fh.write(old[0] + ",train/actor_loss\n")
+        for line in old[1:]:
+            fh.write(line + ",\n")
+        fh.write("300,-3.0,0.7\n")
+    engine.poll()
+    got = points(engine, key)
+    assert got["rollout/ep_rew_mean"] == [(100, -5.0), (200, -4.0), (300, -3.0)]
+    assert got["train/actor_loss"] == [(300, 0.7)]
