@@ -28,7 +28,13 @@ import yaml
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source, to_float, to_step
 from watchrun.sources.table import flatten
-from watchrun.sources.wandb_records import FILE_MAGIC, WireError, best_decoder, split_records
+from watchrun.sources.wandb_records import (
+    FILE_MAGIC,
+    Framing,
+    WireError,
+    best_decoder,
+    split_records,
+)
 from watchrun.tail import MAX_READ, FileCursor
 
 RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-([A-Za-z0-9]+)$")
@@ -134,7 +140,9 @@ class WandbSource(Source):
             if len(data) < MAX_READ or framing.consumed == 0:
                 return total
 
-    def _count_damage(self, cursor: FileCursor, framing: Any, start: int, counts: Counter) -> None:
+    def _count_damage(
+        self, cursor: FileCursor, framing: Framing, start: int, counts: Counter
+    ) -> None:
         """Damaged stretches skipped, and unreadable bytes at the end of the file (junk
         appended, or a writer's torn garbage) counted once while they wait for more data."""
         damaged = framing.corrupt
