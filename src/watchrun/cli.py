@@ -1,4 +1,5 @@
-"""Command line: `watchrun [PATH...]` (the app), `watchrun ls`, `watchrun check`, `watchrun demo`."""
+"""Command line: `watchrun [PATH...]` (the app), `watchrun ls`, `watchrun check`, `watchrun demo`,
+`watchrun export`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from watchrun.config import ConfigError, check_key_ids, load_config
 from watchrun.model import Alert, Severity
 from watchrun.textsafe import printable
 
-COMMANDS = ("ls", "check", "demo", "app")
+COMMANDS = ("ls", "check", "demo", "export", "app")
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
 
 
@@ -75,6 +76,8 @@ def _main(argv: list[str] | None = None) -> int:
         return cmd_ls(paths, config, args.json)
     if command == "check":
         return cmd_check(paths, config, args)
+    if command == "export":
+        return cmd_export(paths, config, args.format, args.output)
     if command == "demo":
         from watchrun.demo import run_demo
 
@@ -108,6 +111,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "ls": "List the runs found under PATH.",
             "check": "Run the detectors headless; exit 1 if a warning or critical alert fired.",
             "demo": "Start simulated training runs and watch them.",
+            "export": "Write every point of the runs under PATH as one table "
+            "(run, metric, step, value, wall_time, source).",
         }[command],
     )
     p.add_argument("paths", nargs="*", metavar="PATH")
@@ -118,6 +123,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--follow", "-f", action="store_true", help="keep watching, print alerts as they fire")
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
         p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+    if command == "export":
+        p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="table format (default: csv)")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout; parquet needs a file)")
     if command in ("app", "demo"):
         p.add_argument("--theme", help="watchrun-dark, watchrun-light, watchrun-contrast or a Textual theme")
         p.add_argument("--ascii", action="store_true", help="no Unicode box or braille characters")
@@ -186,6 +194,41 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
         "host": run.host,
         "warnings": list(run.warnings),
     }
+
+
+EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+def cmd_export(paths: list[str], config: Any, fmt: str, output: str | None) -> int:
+    """The long table of `watchrun.read(...).scalars()`, for notebooks and other tools."""
+    if fmt == "parquet":
+        if not output:
+            print("watchrun: parquet is binary: give a file with -o FILE", file=sys.stderr)
+            return 2
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            print("watchrun: parquet export needs pyarrow: pip install 'watchrun[parquet]'", file=sys.stderr)
+            return 2
+    try:
+        from watchrun.api import read
+    except ImportError:
+        print("watchrun: export needs pandas: pip install 'watchrun[dataframe]'", file=sys.stderr)
+        return 2
+    table = read(paths, config).scalars()
+    try:
+        if fmt == "parquet":
+            table.to_parquet(output, index=False)
+        elif fmt == "csv":
+            table.to_csv(output or sys.stdout, index=False, na_rep="nan")
+        else:
+            table.to_json(output or sys.stdout, orient="records", lines=True)
+    except BrokenPipeError:  # `watchrun export . | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if output:
+        print(f"{len(table)} points of {table['run'].nunique()} run(s) written to {output}", file=sys.stderr)
+    return 0
 
 
 def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:

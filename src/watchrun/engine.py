@@ -22,6 +22,7 @@ from watchrun.sources.base import Source
 from watchrun.sources.console import ConsoleSource
 from watchrun.sources.dvclive import DvcliveSource
 from watchrun.sources.hf import HfTrainerSource
+from watchrun.sources.history_json import JsonHistorySource
 from watchrun.sources.keras import KerasCsvSource
 from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, LightningCsvSource
 from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
@@ -29,6 +30,7 @@ from watchrun.sources.runcard import RunCardSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
+from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
 
 STEP_UNITS = {"keras-csv": "epoch"}
@@ -60,6 +62,10 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return DvcliveSource(store, key, spec.root)
     if fmt == "console":
         return ConsoleSource(store, key)
+    if fmt == "wandb":
+        return WandbSource(store, key)
+    if fmt == "json-history":
+        return JsonHistorySource(store, key)
     if fmt == "jsonl":
         return JsonlSource(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
     return TableSource(store, key)

@@ -235,6 +235,7 @@ class Run:
     root: str  # absolute path of the run directory (or file)
     formats: set[str] = field(default_factory=set)
     series: dict[str, Series] = field(default_factory=dict)
+    origins: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # per series: (first index, stream)
     texts: list[TextSample] = field(default_factory=list)
     hparams: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # best checkpoint, max_steps, eval_steps...
