@@ -109,7 +109,11 @@ def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
 def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     engine = _engine(paths, config)
     engine.load()
-    rows = [ls_row(engine, key) for key in engine.visible_keys()]
+    from watchrun.gpu import gpus_by_run
+
+    keys = engine.visible_keys()
+    gpus = gpus_by_run([engine.store.runs[k] for k in keys])
+    rows = [dict(ls_row(engine, key), gpus=gpus.get(key, [])) for key in keys]
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -211,6 +215,7 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    engine.on_notice = lambda message: print(f"watchrun: {message}", file=sys.stderr, flush=True)
     engine.load()
     first = engine.detect(final=False)
     first += engine.detect(final=True)

@@ -133,6 +133,11 @@ class Series:
         """Absolute wall-clock seconds (float64)."""
         return self._walls[: self.n].astype(np.float64) + self.wall0
 
+    def walls_between(self, start: int, stop: int) -> np.ndarray:
+        """Absolute wall-clock seconds of points start..stop-1 (float64), without converting
+        the whole series."""
+        return self._walls[start:stop].astype(np.float64) + self.wall0
+
     def compact(self) -> None:
         """Release growth slack (after a bulk load)."""
         for attr in ("_steps", "_values", "_walls"):

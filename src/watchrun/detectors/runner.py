@@ -133,6 +133,7 @@ class DetectorRunner:
             cursor = max(state.cursors.get(name, start), start)
             series[name] = SeriesView(
                 name, roles[name], steps[:settled], values[:settled], min(cursor - start, settled),
+                start,
             )
             if advance:
                 state.cursors[name] = max(cursor, start + settled)
