@@ -153,7 +153,7 @@ class GpuMemory(Detector):
     DEFAULTS = {
         "near_full": 0.95,
         "evals": 3,
-        "min_growth": 0.01,
+        "min_growth": 0.002,  # of the total, over the evals: beyond the allocator's steps
         "tiny_share": 0.10,
         "large_gib": 16.0,
         "tiny_minutes": 30.0,
