@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from watchrun.control import VerifiedProcess, find_process
+from watchrun.control import VerifiedProcess, find_process, runs_with_live_writer
 from watchrun.model import Run
 
 MIB = 1024 * 1024
@@ -141,10 +141,11 @@ class ProcessView:
         self._last_at = mono
         now = time.time()
         looking = {r.key for r in runs} if looking is None else looking
+        self._find_writers([r for r in runs if r.key in looking], mono)
         out: dict[str, RunProcesses] = {}
         seen: set[tuple[int, float]] = set()
         for run in runs:
-            tracked = self._tracked(run, run.key in looking, mono)
+            tracked = self.tracked.get(run.key)
             if tracked is None:
                 continue
             rows = self._tree(tracked, seen)
@@ -164,17 +165,25 @@ class ProcessView:
         self._last = out
         return dict(out)
 
-    def _tracked(self, run: Run, looking: bool, mono: float) -> _Tracked | None:
-        tracked = self.tracked.get(run.key)
-        if tracked is not None or not looking or self._next_find.get(run.key, 0.0) > mono:
-            return tracked
-        self._next_find[run.key] = mono + self.find_every
-        target = find_process(run, self.allow_other_users)
-        if target.process is None:
-            return None
-        tracked = self.tracked[run.key] = _Tracked(target.process, target.launcher)
-        self.exited.pop(run.key, None)
-        return tracked
+    def _find_writers(self, runs: list[Run], mono: float) -> None:
+        """Verify a writer for the runs that have none yet, each at most every `find_every`
+        seconds. One pass over the processes (`runs_with_live_writer`) first tells which runs
+        something writes; only those get the full verification."""
+        due = [
+            r for r in runs if r.key not in self.tracked and self._next_find.get(r.key, 0.0) <= mono
+        ]
+        if not due:
+            return
+        for run in due:
+            self._next_find[run.key] = mono + self.find_every
+        live = runs_with_live_writer(due)
+        for run in due:
+            if run.key not in live:
+                continue
+            target = find_process(run, self.allow_other_users)
+            if target.process is not None:
+                self.tracked[run.key] = _Tracked(target.process, target.launcher)
+                self.exited.pop(run.key, None)
 
     def _tree(self, tracked: _Tracked, seen: set[tuple[int, float]]) -> tuple[ProcRow, ...] | None:
         """The rows of the tree, root first; None when the writer has exited (or its pid now

@@ -394,3 +394,15 @@ def test_process_view_samples_at_most_once_per_interval(tmp_path, trainer_factor
     assert list(first) == ["exp"] and first["exp"].rss > MIB
     trainer.epoch(1)
     assert view.sample(runs)["exp"] is first["exp"]  # the same sample, not a new one
+
+
+def test_sampler_modules_import_neither_textual_nor_pynvml():
+    """Headless core; pynvml is loaded only when the sampler first looks for GPUs."""
+    code = (
+        "import sys, watchrun.gpu, watchrun.procs, watchrun.sources.gpu_samples, "
+        "watchrun.detectors.gpu, watchrun.engine;"
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','plotext','pynvml')];"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
