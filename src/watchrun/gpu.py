@@ -308,8 +308,9 @@ def records(snap: MachineSnapshot) -> list[dict[str, Any]]:
 # -- the sampler ----------------------------------------------------------------------------------
 class Sampler:
     """Samples every `interval` seconds in a thread (`start`/`stop`), or once per
-    `sample_once()` call. Writes the JSON lines to `path` (default: a private temporary
-    directory, removed by `stop`) and reads them into `store` through `GpuSamplesSource`."""
+    `sample_once()` call. Writes the JSON lines to `path` (emptied first; default: a private
+    temporary directory, removed by `stop`) and reads them into `store` through
+    `GpuSamplesSource`."""
 
     def __init__(
         self,
@@ -328,6 +329,7 @@ class Sampler:
         self.notices: list[str] = []
         self._tmp = None if path else tempfile.mkdtemp(prefix="watchrun-samples-")
         self.path = path or os.path.join(self._tmp or "", "samples.jsonl")
+        open(self.path, "w").close()  # this session's samples only
         self._generation = 0
         self.source = GpuSamplesSource(store)
         self.source.add_file(self.path)
@@ -437,10 +439,15 @@ class Sampler:
             os.remove(old)
 
 
+SAMPLES_ENV = "WATCHRUN_SAMPLES_FILE"
+
+
 def start_sampler(engine: Any) -> Sampler:
-    """The follow loop's hook: sample the engine's runs in a thread until `stop()`."""
+    """The follow loop's hook: sample the engine's runs in a thread until `stop()`. The JSON
+    lines go to a private temporary file, or are kept in $WATCHRUN_SAMPLES_FILE when set."""
     return Sampler(
         engine.store,
+        path=os.environ.get(SAMPLES_ENV) or None,
         allow_other_users=engine.config.allow_other_users,
         on_notice=getattr(engine, "on_notice", None),
     ).start()
