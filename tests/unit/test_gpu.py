@@ -406,3 +406,28 @@ def test_sampler_modules_import_neither_textual_nor_pynvml():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_gpu_starved_on_a_resumed_run(tmp_path):
+    """The run's logs already hold a segment (steps went back when it resumed); the sampled
+    series start in the current one and are judged there."""
+    fed = simulate(tmp_path, 10, slow_loader)
+    before = [(0, json.dumps({"step": s, "loss": 3.0 - s / 5000})) for s in range(0, 5001, 50)]
+    fed.log = before + fed.log
+    alerts = judge(tmp_path, fed)
+    assert [a.detector for a in alerts] == ["restarted", "gpu_starved"]
+    run = judge.engine.store.runs["exp"]  # type: ignore[attr-defined]
+    assert len(run.series["loss"].segments) == len(run.series["gpu0/util"].segments) == 2
+
+
+def test_samples_are_thinned_after_an_hour_bounded(tmp_path):
+    fed = simulate(tmp_path, 180, healthy)  # three hours at one a second
+    alerts = judge(tmp_path, fed)
+    assert alerts == []
+    series = judge.engine.store.runs["exp"].series["gpu0/util"]  # type: ignore[attr-defined]
+    walls = series.walls
+    per_hour = [
+        int(((walls >= fed.start + h * 3600) & (walls < fed.start + (h + 1) * 3600)).sum())
+        for h in range(3)
+    ]
+    assert per_hour[0] == 3600 and per_hour[0] > per_hour[1] >= per_hour[2] > 1000

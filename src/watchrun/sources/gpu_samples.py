@@ -10,6 +10,8 @@ when it was taken, so sampled points line up with the curves and never move the 
 or the detectors' settling. Memory is in MiB, power in W, temperature in C, utilisation and CPU
 in percent. `devices` lists the GPUs the run's processes use (kept in `run.meta["gpu_devices"]`),
 an `exited` event records when the run's writer was found gone (`run.meta["process_exited"]`).
+After an hour of samples a run's records are thinned as they arrive (`_keep`), so the series
+stay bounded like the rest.
 
 The file is not one of the run's files: it does not make the run look written (stalled and the
 run's status read the logs' mtimes), and a record naming a run the store does not hold is
@@ -23,11 +25,12 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from watchrun.model import Series
 from watchrun.sources.base import Source, to_step
 from watchrun.store import Store
 from watchrun.tail import FileCursor, LineBuffer
 
-SAMPLED_PREFIXES = ("gpu", "proc/")
+FULL_RATE = 3600  # records per run kept at the sampler's full rate
 MAX_NOTES = 20
 
 
@@ -57,6 +60,8 @@ class GpuSamplesSource(Source):
         self.bad = 0
         self.unknown_runs: set[str] = set()
         self.notes: list[str] = []
+        self.kept: dict[str, int] = {}
+        self.last_kept: dict[str, float] = {}
 
     def add_file(self, path: str, **options: object) -> bool:
         """Tail `path`; unlike a log it joins no run's files."""
@@ -86,8 +91,34 @@ class GpuSamplesSource(Source):
                 self._record(line, points)
         total = 0
         for (key, name), (steps, values, walls) in points.items():
+            self._ensure_series(key, name)
             total += self.store.add_points(key, self.stream, name, steps, values, walls)
         return total
+
+    def _ensure_series(self, key: str, name: str) -> None:
+        """A sampled series that first appears in a run already resumed (its logs hold several
+        segments) starts in the run's current segment: the detectors look at one segment at a
+        time, and its points belong to the latest."""
+        with self.store.lock:
+            run = self.store.runs[key]
+            if name in run.series:
+                return
+            rounds = max(
+                (len(s.segments) for n, s in run.series.items() if not is_sampled(n)), default=1
+            )
+            series = run.series[name] = Series(name)
+            series.segments = [0] * rounds
+
+    def _keep(self, key: str, t: float) -> bool:
+        """Bounded like the rest: every sample for the first FULL_RATE records of a run, then
+        one every count / FULL_RATE seconds (a day at one a second keeps ~25k records)."""
+        count = self.kept.get(key, 0)
+        last = self.last_kept.get(key)
+        if last is not None and count >= FULL_RATE and t - last < count / FULL_RATE:
+            return False
+        self.kept[key] = count + 1
+        self.last_kept[key] = t
+        return True
 
     def _record(self, line: bytes, points: dict) -> None:
         try:
@@ -105,6 +136,8 @@ class GpuSamplesSource(Source):
             return
         if rec.get("event") == "exited":
             self.store.update(key, meta={"process_exited": float(t)})
+            return
+        if not self._keep(key, float(t)):
             return
         step = to_step(rec.get("step", 0))
         values = rec.get("values")
