@@ -414,7 +414,7 @@ def test_gpu_starved_on_a_resumed_run(tmp_path):
     fed = simulate(tmp_path, 10, slow_loader)
     before = [(0, json.dumps({"step": s, "loss": 3.0 - s / 5000})) for s in range(0, 5001, 50)]
     fed.log = before + fed.log
-    alerts = judge(tmp_path, fed)
+    alerts = judge(tmp_path, fed, chunks=10)  # live: the restart is seen before the samples
     assert [a.detector for a in alerts] == ["restarted", "gpu_starved"]
     run = judge.engine.store.runs["exp"]  # type: ignore[attr-defined]
     assert len(run.series["loss"].segments) == len(run.series["gpu0/util"].segments) == 2
