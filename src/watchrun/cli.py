@@ -109,11 +109,11 @@ def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
 def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     engine = _engine(paths, config)
     engine.load()
-    from watchrun.gpu import gpus_by_run
+    from watchrun.gpu import look_once
 
     keys = engine.visible_keys()
-    gpus = gpus_by_run([engine.store.runs[k] for k in keys])
-    rows = [dict(ls_row(engine, key), gpus=gpus.get(key, [])) for key in keys]
+    looked = look_once([engine.store.runs[k] for k in keys])
+    rows = [dict(ls_row(engine, key), **looked[key]) for key in keys]
     if as_json:
         for row in rows:
             print(json.dumps(row))

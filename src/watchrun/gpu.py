@@ -78,6 +78,18 @@ class RunSample:
     devices: tuple[int, ...]  # GPU indexes its processes are on
     values: dict[str, float]  # series name -> value (the JSON line's "values")
 
+    @property
+    def util(self) -> float | None:
+        """Mean utilisation % of its GPUs (the run-list strip's first bar)."""
+        return self.values.get("gpu/util")
+
+    @property
+    def mem(self) -> tuple[float, float] | None:
+        """(MiB its processes hold, MiB of its GPUs in all): the strip's second bar."""
+        total = sum(self.values.get(f"gpu{d}/mem_total", 0.0) for d in self.devices)
+        used = self.values.get("gpu/mem_used")
+        return None if used is None or not total else (used, total)
+
 
 @dataclass(frozen=True)
 class MachineSnapshot:
@@ -453,21 +465,22 @@ def start_sampler(engine: Any) -> Sampler:
     ).start()
 
 
-def gpus_by_run(runs: list[Run]) -> dict[str, list[int]]:
-    """One look (for `watchrun ls`): the GPUs each run's processes are on now; empty lists
-    where there is no writer, no GPU or no driver."""
+def look_once(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """One look (for `watchrun ls --json`), per run: `gpus`, the GPUs its processes are on now
+    (empty without a verified writer, GPU or driver), and `process`, its tree's totals (None
+    without a verified writer on this host)."""
     live = [r for r in runs if r.status is RunStatus.RUNNING]
     trees = ProcessView().sample(live) if live else {}
-    out: dict[str, list[int]] = {r.key: [] for r in runs}
-    if not trees:
-        return out
+    out: dict[str, dict[str, Any]] = {r.key: {"gpus": [], "process": None} for r in runs}
+    for key, tree in trees.items():
+        out[key]["process"] = tree.to_json()
     nvml = Nvml()
-    if nvml.open() is not None:
+    if not trees or nvml.open() is not None:
         return out
     try:
         devices = nvml.read()
     finally:
         nvml.close()
     for key, tree in trees.items():
-        out[key] = list(run_values(tree, devices)[0])
+        out[key]["gpus"] = list(run_values(tree, devices)[0])
     return out

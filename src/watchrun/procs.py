@@ -35,6 +35,7 @@ class ProcRow:
     name: str
     cmdline: str
     cpu: float  # % of one core since the previous sample (0.0 at the first)
+    cpu_time: float  # user + system seconds since it started
     rss: int  # bytes
     threads: int
     started: float  # epoch seconds (psutil create_time)
@@ -84,17 +85,31 @@ class RunProcesses:
         return out
 
     def summary(self, now: float | None = None) -> str:
-        """One line as a report reads it: "Running (PID 25260, started 00:53:01), CPU time
-        ... Memory 1456 MB"."""
+        """One line as a report reads it: "PID 25260, started 00:53:01 (2h05m ago), CPU time
+        1186 s, CPU 97%, memory 1456 MB, 12 threads" (CPU and memory of the whole tree)."""
         w = self.writer_row()
         if w is None:
             return f"pid {self.writer}: gone"
         started = time.strftime("%H:%M:%S", time.localtime(w.started))
         more = f", {len(self.rows) - 1} more process(es)" if len(self.rows) > 1 else ""
+        cpu_time = sum(r.cpu_time for r in self.rows)
         return (
-            f"PID {w.pid}, started {started} ({_duration(w.age(now))} ago), CPU {self.cpu:.0f}%, "
-            f"memory {self.rss / MIB:.0f} MB, {w.threads} threads{more}"
+            f"PID {w.pid}, started {started} ({_duration(w.age(now))} ago), CPU time "
+            f"{cpu_time:.0f} s, CPU {self.cpu:.0f}%, memory {self.rss / MIB:.0f} MB, "
+            f"{w.threads} threads{more}"
         )
+
+    def to_json(self) -> dict[str, object]:
+        """For `watchrun ls --json`: the writer and the tree's totals."""
+        w = self.writer_row()
+        return {
+            "pid": self.writer,
+            "started": None if w is None else w.started,
+            "processes": len(self.rows),
+            "rss_mb": round(self.rss / MIB, 1),
+            "cpu_time_s": round(sum(r.cpu_time for r in self.rows), 1),
+            "threads": sum(r.threads for r in self.rows),
+        }
 
 
 def _duration(seconds: float) -> str:
@@ -247,6 +262,7 @@ class ProcessView:
                     name=p.name(),
                     cmdline=" ".join(p.cmdline()) or p.name(),
                     cpu=p.cpu_percent(None),
+                    cpu_time=_cpu_seconds(p),
                     rss=p.memory_info().rss,
                     threads=p.num_threads(),
                     started=started,
@@ -259,6 +275,11 @@ class ProcessView:
         if ppid in writer_family:
             writer_family.add(p.pid)
         return row
+
+
+def _cpu_seconds(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return float(t.user + t.system)
 
 
 def _role(pid: int, ppid: int, root: int, tracked: _Tracked, writer_family: set[int]) -> str:

@@ -66,6 +66,7 @@ def test_ls_json_gives_each_run_its_gpus_empty_here(tmp_path, trainer_factory):
     )
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["run"] for r in rows] == ["exp"] and rows[0]["gpus"] == []
+    assert rows[0]["process"]["pid"] == trainer.proc.pid and rows[0]["process"]["rss_mb"] > 5
 
 
 def test_check_follow_says_no_gpu_once_on_stderr(tmp_path, trainer_factory):
@@ -148,6 +149,7 @@ def test_gpu_processes_map_to_the_run_that_owns_them(tmp_path, trainer_factory):
     ]
     snap = snapshot(time.time(), "", devices, {"exp": tree}, {"exp": 100})
     assert snap.runs["exp"].devices == (0,)
+    assert snap.runs["exp"].util == 88.0 and snap.runs["exp"].mem == (52 * 1024, 140 * 1024)
     assert snap.owners == {0: ("exp",), 1: ()} and snap.foreign == {1: (999999,)}
     values = snap.runs["exp"].values
     assert values["gpu0/mem_run"] == 52 * 1024 and values["gpu0/mem_used"] == 60 * 1024

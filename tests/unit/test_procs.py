@@ -113,7 +113,9 @@ def test_process_tree_of_a_live_run_writer_and_workers(tmp_path, trainer_factory
     assert len(workers) == 2 and all(r.ppid == trainer.proc.pid and r.depth == 1 for r in workers)
     writer = tree.writer_row()
     assert writer is not None and writer.rss > 5 * MIB and writer.threads >= 1
-    assert writer.age() >= 0 and "PID" in tree.summary()
+    assert writer.age() >= 0 and writer.cpu_time > 0
+    assert tree.summary().startswith(f"PID {trainer.proc.pid}, started ")
+    assert "CPU time" in tree.summary()
     run = engine.store.runs["exp"]
     assert run.series["proc/count"].values[-1] == 3
     assert run.series["proc/rss"].values[-1] == pytest.approx(tree.rss / MIB)
