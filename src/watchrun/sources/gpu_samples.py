@@ -125,9 +125,9 @@ class GpuSamplesSource(Source):
             rec = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             rec = None
-        t = rec.get("t") if isinstance(rec, dict) else None
+        t = _number(rec.get("t")) if isinstance(rec, dict) else None
         key = rec.get("run") if isinstance(rec, dict) else None
-        if not (_finite(t) and isinstance(key, str)):
+        if t is None or not isinstance(key, str):
             self.bad += 1
             self.warn(f"skipped {self.bad} unreadable sample line(s)")
             return
@@ -135,9 +135,7 @@ class GpuSamplesSource(Source):
             self.unknown_runs.add(key)
             return
         if rec.get("event") == "exited":
-            self.store.update(key, meta={"process_exited": float(t)})
-            return
-        if not self._keep(key, float(t)):
+            self.store.update(key, meta={"process_exited": t})
             return
         step = to_step(rec.get("step", 0))
         values = rec.get("values")
@@ -145,20 +143,24 @@ class GpuSamplesSource(Source):
             self.bad += 1
             self.warn(f"skipped {self.bad} unreadable sample line(s)")
             return
+        if not self._keep(key, t):
+            return
         devices = rec.get("devices")
         if isinstance(devices, list) and all(isinstance(d, int) for d in devices):
             run = self.store.runs[key]
             if run.meta.get("gpu_devices") != devices:
                 self.store.update(key, meta={"gpu_devices": list(devices)})
         for name, value in values.items():
-            if isinstance(name, str) and is_sampled(name) and _finite(value):
+            number = _number(value)
+            if isinstance(name, str) and is_sampled(name) and number is not None:
                 steps, vals, walls = points[(key, name)]
                 steps.append(step)
-                vals.append(float(value))
-                walls.append(float(t))
+                vals.append(number)
+                walls.append(t)
 
 
-def _finite(value: object) -> bool:
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
-    )
+def _number(value: object) -> float | None:
+    """A finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
