@@ -433,3 +433,113 @@ def test_samples_are_thinned_after_an_hour_bounded(tmp_path):
         for h in range(3)
     ]
     assert per_hour[0] == 3600 and per_hour[0] > per_hour[1] >= per_hour[2] > 1000
+
+
+# -- the NVML reader against a stand-in with pynvml's documented shapes ------------------------------
+class _StandIn:
+    """What nvidia-ml-py returns, per its documented API: names as bytes (older releases) or
+    str, memory in bytes (c_nvmlMemory_t total/free/used), power in mW, compute processes with
+    pid/usedGpuMemory (None when the driver cannot say), process utilisation samples with
+    pid/timeStamp/smUtil (NVMLError_NotFound when none is newer than the timestamp given).
+    There is no driver here: this checks the reader's calls, not NVML."""
+
+    NVML_TEMPERATURE_GPU = 0
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):  # noqa: N801 - pynvml's names
+        pass
+
+    class NVMLError_NotFound(NVMLError):  # noqa: N801
+        pass
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.util_calls: list[tuple[int, int]] = []
+        self.shut = False
+
+    def nvmlInit(self):  # noqa: N802
+        return None
+
+    def nvmlShutdown(self):  # noqa: N802
+        self.shut = True
+
+    def nvmlDeviceGetCount(self):  # noqa: N802
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i):  # noqa: N802
+        return i
+
+    def nvmlDeviceGetName(self, h):  # noqa: N802
+        return b"NVIDIA H200" if h == 0 else "NVIDIA H200"
+
+    def nvmlDeviceGetUUID(self, h):  # noqa: N802
+        return f"GPU-{h}"
+
+    def nvmlDeviceGetUtilizationRates(self, h):  # noqa: N802
+        return type("Util", (), {"gpu": 7 if h == 0 else 0, "memory": 2})()
+
+    def nvmlDeviceGetMemoryInfo(self, h):  # noqa: N802
+        return type("Mem", (), {"total": 140 * 2**30, "used": 20 * 2**30, "free": 120 * 2**30})()
+
+    def nvmlDeviceGetPowerUsage(self, h):  # noqa: N802
+        if h == 1:
+            raise self.NVMLError_NotSupported()
+        return 123456
+
+    def nvmlDeviceGetTemperature(self, h, sensor):  # noqa: N802
+        assert sensor == self.NVML_TEMPERATURE_GPU
+        return 48
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):  # noqa: N802
+        proc = type("P", (), {})
+        if h == 0:
+            mine, other = proc(), proc()
+            mine.pid, mine.usedGpuMemory = self.pid, 18 * 2**30
+            other.pid, other.usedGpuMemory = 4242, None
+            return [mine, other]
+        return []
+
+    def nvmlDeviceGetProcessUtilization(self, h, ts):  # noqa: N802
+        self.util_calls.append((h, ts))
+        if h == 1:
+            raise self.NVMLError_NotSupported()
+        if ts >= 2000:
+            raise self.NVMLError_NotFound()
+        sample = type("S", (), {})
+        older, newer = sample(), sample()
+        older.pid, older.timeStamp, older.smUtil = self.pid, 1000, 50
+        newer.pid, newer.timeStamp, newer.smUtil = self.pid, 2000, 6
+        return [older, newer]
+
+
+def test_sampler_reads_gpus_through_the_nvml_calls(tmp_path, trainer_factory, monkeypatch):
+    trainer = trainer_factory(grow_mb=0)
+    stand_in = _StandIn(trainer.proc.pid)
+    monkeypatch.setitem(sys.modules, "pynvml", stand_in)
+    engine = Engine([str(tmp_path / "runs")], use_watchdog=False)
+    engine.load()
+    said: list[str] = []
+    sampler = Sampler(
+        engine.store, path=str(tmp_path / "s.jsonl"), interval=0.2, on_notice=said.append
+    )
+    for n in range(2):
+        trainer.epoch(n)
+        engine.poll()
+        engine.update_statuses()
+        time.sleep(0.2)
+        snap = sampler.sample_once()
+    assert said == [] and snap.gpu_status == ""
+    d0, d1 = snap.devices
+    assert (d0.name, d1.name, d0.power, d1.power) == ("NVIDIA H200", "NVIDIA H200", 123.456, None)
+    assert d0.processes[0].util is None  # no sample newer than the last one seen
+    assert snap.owners == {0: ("exp",), 1: ()} and snap.foreign == {0: (4242,)}
+    assert stand_in.util_calls == [(0, 0), (1, 0), (0, 2000)]  # not supported: never asked again
+    run = engine.store.runs["exp"]
+    assert run.series["gpu0/util"].values.tolist() == [7.0, 7.0]
+    assert run.series["gpu0/mem_run"].values.tolist() == [18 * 1024, 18 * 1024]
+    assert run.series["gpu0/proc_util"].values.tolist() == [6.0]
+    assert "gpu1/util" not in run.series and run.meta["gpu_devices"] == [0]
+    sampler.stop()
+    assert stand_in.shut
