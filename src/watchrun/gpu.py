@@ -454,15 +454,23 @@ class Sampler:
 SAMPLES_ENV = "WATCHRUN_SAMPLES_FILE"
 
 
-def start_sampler(engine: Any) -> Sampler:
+def start_sampler(engine: Any) -> Sampler | None:
     """The follow loop's hook: sample the engine's runs in a thread until `stop()`. The JSON
-    lines go to a private temporary file, or are kept in $WATCHRUN_SAMPLES_FILE when set."""
-    return Sampler(
-        engine.store,
-        path=os.environ.get(SAMPLES_ENV) or None,
-        allow_other_users=engine.config.allow_other_users,
-        on_notice=getattr(engine, "on_notice", None),
-    ).start()
+    lines go to a private temporary file, or are kept in $WATCHRUN_SAMPLES_FILE when set.
+    None (said through `engine.on_notice`) when that file cannot be made: the loop goes on."""
+    notice = getattr(engine, "on_notice", None)
+    try:
+        sampler = Sampler(
+            engine.store,
+            path=os.environ.get(SAMPLES_ENV) or None,
+            allow_other_users=engine.config.allow_other_users,
+            on_notice=notice,
+        )
+    except OSError as exc:
+        if notice is not None:
+            notice(f"process/GPU view off: cannot write its samples ({exc})")
+        return None
+    return sampler.start()
 
 
 def look_once(runs: list[Run]) -> dict[str, dict[str, Any]]:

@@ -189,6 +189,7 @@ def simulate(
     step_every: float = 2.0,
     eval_every: int = 100,
     run: str = "exp",
+    devices: tuple[int, ...] = (0,),
 ) -> Fed:
     """One sample a second: `util(second)` %, `mem(second)` MiB used on device 0; the run
     logs a step every `step_every` s (0: never after the first) and a val_loss every
@@ -217,7 +218,9 @@ def simulate(
         }
         if held is not None:
             values["gpu0/mem_run"] = held(sec)
-        record = {"t": t, "run": run, "step": step, "devices": [0], "values": values}
+        for d in devices[1:]:
+            values[f"gpu{d}/util"] = util(sec)
+        record = {"t": t, "run": run, "step": step, "devices": list(devices), "values": values}
         fed.samples.append((sec, json.dumps(record)))
     return fed
 
@@ -268,10 +271,15 @@ def test_gpu_starved_on_a_slow_loader_series(tmp_path):
     starved = gpu_alerts(alerts, "gpu_starved")
     assert len(starved) == 1
     a = starved[0]
-    assert a.severity.value == "warning" and a.metrics == ["gpu0/util"]
+    assert a.severity.value == "warning" and a.metrics == ["gpu/util"]
     assert a.message.startswith("GPU 0 at 7% for 5 min while steps advance")
     assert "num_workers" in a.action and "pin_memory" in a.action
     assert {x.detector for x in alerts} == {"gpu_starved"}  # nothing else reads the sampled series
+
+
+def test_gpu_starved_once_for_a_run_on_several_gpus(tmp_path):
+    alerts = judge(tmp_path, simulate(tmp_path, 10, slow_loader, devices=(0, 1, 2, 3)))
+    assert [a.message.split(" for ")[0] for a in alerts] == ["GPUs 0,1,2,3 at 7%"]
 
 
 def test_gpu_starved_not_on_a_healthy_series(tmp_path):

@@ -85,48 +85,49 @@ class _Window:
 
 
 class GpuStarved(Detector):
-    """A run's GPU below `below` % utilisation for `minutes` while its steps advance: the
-    training loop waits for data. Clears when the window's mean is back above `recover` %."""
+    """A run's GPUs below `below` % utilisation (their mean, `gpu/util`: the ranks of a
+    data-parallel run wait together) for `minutes` while its steps advance: the training loop
+    waits for data. One alert per run; it clears when the window's mean is back above
+    `recover` %."""
 
     id = "gpu_starved"
     DEFAULTS = {"below": 20.0, "recover": 30.0, "minutes": 5.0, "min_advances": 3, "max_gap": 60.0}
 
     def __init__(self, run_key: str, config: Any) -> None:
         super().__init__(run_key, config)
-        self.windows: dict[int, _Window] = {}
+        self.window = _Window(60.0 * self.p["minutes"], self.p["max_gap"])
 
     def update(self, view: RunView) -> None:
-        for device, sv in device_series(view, "util").items():
-            if sv.new_from >= len(sv.steps):
-                continue
-            window = self.windows.setdefault(
-                device, _Window(60.0 * self.p["minutes"], self.p["max_gap"])
-            )
-            walls = new_walls(view, sv)
-            for i, wall in zip(sv.new, walls, strict=True):
-                window.add(float(wall), int(sv.steps[i]), float(sv.values[i]))
-                self._judge(device, window)
+        sv = view.series.get("gpu/util")
+        if sv is None or sv.new_from >= len(sv.steps):
+            return
+        devices = view.run.meta.get("gpu_devices") or []
+        for i, wall in zip(sv.new, new_walls(view, sv), strict=True):
+            self.window.add(float(wall), int(sv.steps[i]), float(sv.values[i]))
+            self._judge(devices, self.window)
 
-    def _judge(self, device: int, w: _Window) -> None:
-        key = f"gpu{device}"
+    def _judge(self, devices: list[int], w: _Window) -> None:
         full = w.span >= 0.95 * w.seconds
-        if key in self.open:
+        if "starved" in self.open:
             if full and w.mean >= self.p["recover"]:
-                self.clear(key)
+                self.clear("starved")
             return
         if not full or w.mean >= self.p["below"] or w.advances < self.p["min_advances"]:
             return
         first, last = w.points[0][1], w.points[-1][1]
         peak = max(v for _, _, v, _ in w.points)
+        which = f"GPU {devices[0]}" if len(devices) == 1 else "GPUs " + ",".join(map(str, devices))
+        if not devices:
+            which = "its GPU"
         self.fire(
-            key,
+            "starved",
             Severity.WARNING,
             last,
-            [f"gpu{device}/util"],
-            f"GPU {device} at {w.mean:.0f}% for {w.span / 60:.0f} min while steps advance "
+            ["gpu/util"],
+            f"{which} at {w.mean:.0f}% for {w.span / 60:.0f} min while steps advance "
             f"({first} -> {last}): the input pipeline is the bottleneck",
             {
-                "device": device,
+                "devices": devices,
                 "mean_util": w.mean,
                 "max_util": peak,
                 "minutes": w.span / 60,
