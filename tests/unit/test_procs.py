@@ -4,6 +4,9 @@ psutil, recorded through the sampler's file and source, judged by the detectors.
 
 from __future__ import annotations
 
+import json
+import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -161,3 +164,57 @@ def test_exited_writer_is_recorded_and_is_the_stall_evidence(tmp_path, trainer_f
     sampler.sample_once()  # said once
     with open(sampler.path) as fh:
         assert sum(1 for line in fh if '"exited"' in line) == 1
+
+
+def _wait_for_sample(path, step: int, deadline: float) -> None:
+    """Until the sampler has recorded the run at `step` (a sample after that epoch)."""
+    while time.time() < deadline:
+        try:
+            with open(path) as fh:
+                if any(f'"step": {step},' in line for line in fh):
+                    return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no sample at step {step}")
+
+
+@pytest.mark.timeout(180)
+def test_check_follow_json_prints_the_leak_alert(tmp_path, trainer_factory):
+    """End to end: `watchrun check --follow --json` beside a leaking training process."""
+    trainer = trainer_factory(grow_mb=40, workers=0)
+    samples = tmp_path / "kept.jsonl"
+    env = dict(os.environ, WATCHRUN_SAMPLES_FILE=str(samples))
+    check = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "watchrun.cli",
+            "check",
+            "--follow",
+            "--json",
+            "--poll",
+            "0.2",
+            str(tmp_path / "runs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 120
+        for n in range(8):
+            trainer.epoch(n)
+            _wait_for_sample(samples, 100 * (n + 1), deadline)
+        assert check.stdout is not None
+        alert = None
+        while alert is None and time.time() < deadline:
+            if select.select([check.stdout], [], [], 1.0)[0]:
+                line = json.loads(check.stdout.readline())
+                alert = line if line["detector"] == "host_memory" else None
+        assert alert is not None and alert["severity"] == "info" and alert["run"] == "exp"
+        assert "MB of RAM over the last 5 evals" in alert["message"]
+    finally:
+        check.send_signal(2)
+        check.communicate(timeout=30)
