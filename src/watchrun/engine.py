@@ -9,6 +9,7 @@ is walked again now and then for new runs.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from watchrun.config import Config
 from watchrun.control import runs_with_live_writer
 from watchrun.detectors.runner import DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
-from watchrun.model import Alert, RunStatus
+from watchrun.model import Alert, RunStatus, Severity
+from watchrun.snapshot import Snapshot, SnapshotBuilder
 from watchrun.sources.base import Source
 from watchrun.sources.console import ConsoleSource
 from watchrun.sources.dvclive import DvcliveSource
@@ -92,6 +94,8 @@ class Engine:
         self._scan_cost = 0.0
         self._last_data = time.monotonic()
         self._settled = True
+        self._snapshots = SnapshotBuilder(self.store, self.visible_keys)
+        self._stop_outcomes: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self) -> list[str]:
@@ -264,13 +268,20 @@ class Engine:
         alerts += self.detectors.check_stalled()
         return alerts
 
-    def run_forever(self, stop: threading.Event, on_alerts: Callable[[list[Alert]], None]) -> None:
+    def run_forever(self, stop: threading.Event, on_alerts: Callable[[list[Alert]], None],
+                    on_tick: Callable[[], None] | None = None) -> None:
+        """The one follow loop (`check --follow` and the app): tick, report, wait for file
+        events or the poll interval. `on_tick` runs after every tick (the app publishes a
+        Snapshot there)."""
         self.start_watching()
         try:
             while not stop.is_set():
+                self._apply_stop_outcomes()
                 alerts = self.tick()
                 if alerts:
                     on_alerts(alerts)
+                if on_tick is not None:
+                    on_tick()
                 self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
                 self.wake.clear()
                 # let a burst of writes land before reading it
@@ -278,6 +289,30 @@ class Engine:
                     time.sleep(0.05)
         finally:
             self.stop_watching()
+
+    # -- readers ------------------------------------------------------------------------------
+    def publish(self) -> Snapshot:
+        """The immutable Snapshot of every visible run as of now (unchanged runs are reused)."""
+        return self._snapshots.build(ready=self._loaded, notice=self.watch_error)
+
+    def record_stop(self, key: str, outcome: str, kind: str) -> None:
+        """A stop dialog's outcome (what control.stop / control.request_stop said): the follow
+        loop writes it into the store on its own thread, as an info alert of detector `kind`
+        (stopped, stop_requested or stop_failed); `stopped` marks the run stopped."""
+        self._stop_outcomes.put((key, outcome, kind))
+        self.wake.set()
+
+    def _apply_stop_outcomes(self) -> None:
+        while not self._stop_outcomes.empty():
+            key, outcome, kind = self._stop_outcomes.get()
+            with self.store.lock:
+                run = self.store.runs.get(key)
+                if run is None:
+                    continue
+                if kind == "stopped":
+                    run.stopped = True
+                self.store.add_alert(Alert(key, kind, Severity.INFO, run.last_step() or 0, [],
+                                           outcome, {}, ""))
 
     # -- status -------------------------------------------------------------------------------
     def update_statuses(self) -> None:
