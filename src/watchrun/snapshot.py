@@ -136,26 +136,53 @@ def reduce_series(steps: np.ndarray, values: np.ndarray, walls: np.ndarray, limi
             walls[keep].astype(np.float64))
 
 
-def series_view(series: Series) -> SeriesView:
-    """Copy (under the store's lock) the plot-sized slice of a series' last segment."""
-    start = series.segments[-1]
-    steps = series.steps[start:]
-    values = series.values[start:]
-    walls = series.walls[start:]
-    xs, ys, ws = reduce_series(steps, values, walls)
-    best_low = best_high = None
+def _best(steps: np.ndarray, values: np.ndarray) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
     finite = np.isfinite(values)
-    if finite.any():
-        masked_low = np.where(finite, values, np.inf)
-        masked_high = np.where(finite, values, -np.inf)
-        i, j = int(masked_low.argmin()), int(masked_high.argmax())
-        best_low = (float(steps[i]), float(values[i]))
-        best_high = (float(steps[j]), float(values[j]))
-    n = len(values)
+    if not finite.any():
+        return None, None
+    i = int(np.where(finite, values, np.inf).argmin())
+    j = int(np.where(finite, values, -np.inf).argmax())
+    return (float(steps[i]), float(values[i])), (float(steps[j]), float(values[j]))
+
+
+def _merge_best(a: tuple[float, float] | None, b: tuple[float, float] | None, low: bool
+                ) -> tuple[float, float] | None:
+    if a is None or b is None:
+        return a or b
+    return (b if b[1] < a[1] else a) if low else (b if b[1] > a[1] else a)
+
+
+def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
+    """Copy (under the store's lock) the plot-sized slice of a series' last segment.
+
+    With the previous view of the same segment, only the new points are read: they are added
+    to its slice, which is reduced again (from itself, never from the whole history) when it
+    passes twice PLOT_POINTS. So a tick costs what arrived, not the run's length."""
+    start = series.segments[-1]
+    n = len(series) - start
+    if prev is not None and prev.segments == len(series.segments) and 0 < prev.length < n:
+        tail = slice(start + prev.length, start + n)
+        steps, values = series.steps[tail], series.values[tail]
+        walls = series.walls[tail]
+        xs = np.concatenate([prev.steps, steps.astype(np.float64)])
+        ys = np.concatenate([prev.values, values.astype(np.float64)])
+        ws = np.concatenate([prev.walls, walls.astype(np.float64)])
+        if len(xs) > 2 * PLOT_POINTS:
+            xs, ys, ws = reduce_series(xs, ys, ws)
+        low, high = _best(steps, values)
+        best_low = _merge_best(prev.best_low, low, True)
+        best_high = _merge_best(prev.best_high, high, False)
+    else:
+        steps = series.steps[start:]
+        values = series.values[start:]
+        xs, ys, ws = reduce_series(steps, values, series.walls[start:])
+        best_low, best_high = _best(steps, values)
+    last_values = series.values[start + max(0, n - 2) : start + n]
     return SeriesView(
         name=series.name, steps=_frozen(xs), values=_frozen(ys), walls=_frozen(ws), length=n,
-        segments=len(series.segments), last=float(values[-1]) if n else math.nan,
-        previous=float(values[-2]) if n > 1 else math.nan, best_low=best_low, best_high=best_high,
+        segments=len(series.segments), last=float(last_values[-1]) if n else math.nan,
+        previous=float(last_values[-2]) if n > 1 else math.nan, best_low=best_low,
+        best_high=best_high,
     )
 
 
@@ -166,7 +193,7 @@ def run_view(run: Run, alerts: list[Alert], console: tuple[str, ...],
     for name, s in run.series.items():
         prev = old.series.get(name) if old is not None else None
         same = prev is not None and prev.length == len(s) - s.segments[-1] and prev.segments == len(s.segments)
-        series[name] = prev if same and prev is not None else series_view(s)
+        series[name] = prev if same and prev is not None else series_view(s, prev)
     return RunView(
         key=run.key, root=run.root, display_name=run.display_name, formats=frozenset(run.formats),
         status=run.status, step_unit=run.step_unit, last_step=run.last_step(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from rich.console import Console
 
@@ -9,7 +11,7 @@ from watchrun.app.plotting import Curve, Figure, decimate, nice_ticks, render, s
 
 
 def _text(fig: Figure, width: int = 100, height: int = 16) -> str:
-    console = Console(width=width, color_system=None, record=True, file=open("/dev/null", "w"))
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
     console.print(render(fig, width, height))
     return console.export_text()
 

@@ -93,3 +93,28 @@ def test_a_stop_outcome_reaches_the_store_through_the_follow_loop(tmp_path):
     view = seen[0].runs[key]
     assert view.status.value == "stopped"
     assert [a.message for a in view.alerts if a.detector == "stopped"] == ["SIGINT sent to pid 1234"]
+
+
+def test_a_growing_series_is_reduced_incrementally_and_keeps_its_extremes(tmp_path):
+    """Tick after tick of appended points: the slice stays bounded, the spike and the NaN stay,
+    and best/last match the whole history."""
+    engine = Engine([str(tmp_path)])
+    rng = np.random.default_rng(0)
+    every = []
+    for tick in range(60):
+        steps = np.arange(tick * 500, (tick + 1) * 500)
+        values = rng.normal(1.0, 0.1, 500)
+        if tick == 7:
+            values[3] = 50.0
+        if tick == 33:
+            values[10] = np.nan
+        every.append(values)
+        engine.store.add_points("run", "s", "loss", steps, values, np.full(500, 1.7e9))
+        view = engine.publish().runs["run"].series["loss"]
+    whole = np.concatenate(every)
+    assert view.length == len(whole) == 30_000
+    assert len(view.steps) <= 2 * PLOT_POINTS
+    assert 50.0 in view.values and np.isnan(view.values).any()
+    assert view.best_high == (7 * 500 + 3, 50.0)
+    assert view.best_low[1] == np.nanmin(whole) and view.last == whole[-1]
+    assert np.all(np.diff(view.steps) > 0)

@@ -10,10 +10,14 @@ with vertical lines.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import plotext
+from rich.color import Color
+from rich.style import Style
 from rich.text import Text
 
 from watchrun.app.text import num, to_ascii
@@ -209,7 +213,51 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
     out = f.build().string(colorless=False).rstrip("\n")
     if fig.ascii_only:
         out = to_ascii(out)
-    text = Text.from_ansi(out, no_wrap=True, end="")
+    return ansi_to_text(out)
+
+
+_SGR = re.compile(r"\x1b\[([\d;]*)m")
+
+
+@lru_cache(maxsize=512)
+def _sgr_style(codes: tuple[str, ...]) -> Style:
+    """The Rich style of the SGR codes given since the last reset (plotext writes few kinds)."""
+    style = Style()
+    i = 0
+    while i < len(codes):
+        code = codes[i]
+        if code in ("38", "48") and i + 2 < len(codes) and codes[i + 1] == "5":
+            color = Color.from_ansi(int(codes[i + 2]))
+            style += Style(color=color) if code == "38" else Style(bgcolor=color)
+            i += 3
+            continue
+        if code in ("38", "48") and i + 4 < len(codes) and codes[i + 1] == "2":
+            color = Color.from_rgb(*(int(c) for c in codes[i + 2 : i + 5]))
+            style += Style(color=color) if code == "38" else Style(bgcolor=color)
+            i += 5
+            continue
+        style += {"1": Style(bold=True), "2": Style(dim=True), "3": Style(italic=True),
+                  "4": Style(underline=True), "7": Style(reverse=True)}.get(code, Style())
+        i += 1
+    return style
+
+
+def ansi_to_text(out: str) -> Text:
+    """plotext's ANSI output as Rich text: a small decoder for its few SGR codes (Rich's
+    general one costs a third of a redraw)."""
+    text = Text(no_wrap=True, end="")
+    codes: list[str] = []
+    append = text.append
+    for i, part in enumerate(_SGR.split(out)):
+        if i % 2 == 0:
+            if part:
+                append(part, _sgr_style(tuple(codes)) if codes else None)
+            continue
+        params = part.split(";") if part else ["0"]
+        if params[0] == "0" or not params[0]:
+            codes = params[1:]
+        else:
+            codes = codes + params
     return text
 
 
