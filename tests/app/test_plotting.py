@@ -57,3 +57,17 @@ def test_ascii_figure_is_ascii():
     text = _text(Figure((Curve("loss", x, 1 / (x + 1), "#5fafff", best=(99.0, 0.01)),),
                         ascii_only=True, marks=(50.0,)))
     assert text.isascii() and "+" in text
+
+
+def test_short_names_keep_runs_apart():
+    from watchrun.app.text import middle, short_names
+
+    keys = [f"pl-csv-edgecases/{who}/lightning_logs/version_0"
+            for who in ("Goreg12345", "DranovEgor", "DiogoFerreira7")]
+    keys += ["pl-mnist/lightning_logs/version_0", "pl-mnist/lightning_logs/version_1"]
+    for width in (16, 24, 30):
+        names = short_names(keys, width)
+        assert len(set(names.values())) == len(keys), names
+        assert all(len(v) <= width for v in names.values())
+    assert "Goreg12345" in short_names(keys, 24)[keys[0]]
+    assert middle("pl-mnist-tb/version_0", 12) == "pl-mn…sion_0"

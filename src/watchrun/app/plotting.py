@@ -254,10 +254,7 @@ def ansi_to_text(out: str) -> Text:
                 append(part, _sgr_style(tuple(codes)) if codes else None)
             continue
         params = part.split(";") if part else ["0"]
-        if params[0] == "0" or not params[0]:
-            codes = params[1:]
-        else:
-            codes = codes + params
+        codes = params[1:] if params[0] in ("0", "") else codes + params
     return text
 
 

@@ -113,3 +113,40 @@ def ranked(text: Text, rank: int) -> Ranked:
         cell.spans.append(span)
     cell.rank = rank
     return cell
+
+
+BOILERPLATE = {"lightning_logs", "runs", "results", "logs", "outputs", "output", "checkpoints",
+               "dvclive", "mlruns", "wandb"}
+
+
+def short_names(keys: list[str], width: int) -> dict[str, str]:
+    """Run keys shortened to `width` so that they stay told apart: path parts every run has
+    (lightning_logs, runs) go first, then the parts most keys share are cut before the rare
+    ones (`pl-…/Goreg12345/version_0`, not `pl-csv-ed…/version_0` three times); a key that
+    still does not fit is cut in its middle."""
+    parts = {k: k.split("/") for k in keys}
+    freq: dict[tuple[int, str], int] = {}
+    for comps in parts.values():
+        for i, c in enumerate(comps):
+            freq[(i, c)] = freq.get((i, c), 0) + 1
+    out = {}
+    for key, comps in parts.items():
+        if len(key) <= width:
+            out[key] = key
+            continue
+        kept = [(i, c) for i, c in enumerate(comps) if c not in BOILERPLATE] or [(0, comps[0])]
+        shown = [c for _, c in kept]
+        # shorten the most shared (then longest) part, a step at a time, down to 3 characters;
+        # the last part (version_1, the run's own name) only when nothing else is left to cut
+        while len("/".join(shown)) > width:
+            candidates = [j for j, c in enumerate(shown[:-1]) if len(c) > 3]
+            candidates = candidates or [j for j, c in enumerate(shown) if len(c) > 3]
+            if not candidates:
+                break
+            j = max(candidates, key=lambda j: (freq.get(kept[j], 1), len(shown[j])))
+            excess = len("/".join(shown)) - width
+            keep = max(3, len(shown[j]) - max(excess, len(shown[j]) // 3))
+            # a part many keys share keeps its start (pl-…, mlf…); a rare one its two ends
+            shown[j] = shown[j][: keep - 1] + "…" if freq.get(kept[j], 1) > 1 else middle(shown[j], keep)
+        out[key] = middle("/".join(shown), width)
+    return out

@@ -20,14 +20,14 @@ class KeyHelp:
 
 
 def key_help(screen, app) -> list[KeyHelp]:  # type: ignore[no-untyped-def]
-    """One line per action that `screen` answers now, its keys shown the way the footer shows
-    them (? and F1, not question_mark,f1)."""
+    """One line per action (with a binding id, so remappable) that `screen` answers now, its
+    keys shown the way the footer shows them (? and F1, not question_mark,f1)."""
     seen: dict[tuple[str, str], list[str]] = {}
     order: list[tuple[str, str]] = []
     ids: dict[tuple[str, str], str] = {}
     for active in screen.active_bindings.values():
         b = active.binding
-        if not b.description:
+        if not b.description or not b.id:  # widgets' own navigation: one line below
             continue
         ident = (b.action, b.description)
         if ident not in seen:
@@ -62,6 +62,7 @@ class HelpScreen(ModalScreen[None]):
             if e.binding_id:
                 text.append(f"  ({e.binding_id})", style="dim")
             text.append("\n")
+        text.append("\n  ↑ ↓ j k, ⏎, tab  move in the focused list, open, next pane\n")
         text.append("\nRemap in watchrun.toml:  [keys]  stop_run = \"x,ctrl+k\"   (ids in brackets)\n")
         text.append("Esc closes this help.", style="dim")
         with VerticalScroll(id="help"):

@@ -7,7 +7,15 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from watchrun.app.messages import RunChosen
-from watchrun.app.text import SEVERITY_GLYPH, STATUS_GLYPH, Ranked, age, middle, severity_style
+from watchrun.app.text import (
+    SEVERITY_GLYPH,
+    STATUS_GLYPH,
+    Ranked,
+    age,
+    middle,
+    severity_style,
+    short_names,
+)
 from watchrun.app.theme import Palette
 from watchrun.snapshot import RunView, Snapshot
 
@@ -36,6 +44,7 @@ class RunList(DataTable):
         self._snapshot: Snapshot | None = None
         self._cells: dict[str, tuple[str, ...]] = {}
         self._name_width = 0
+        self._names: dict[str, str] = {}
         self._shown_layout: tuple[int, tuple[str, ...]] = (0, ())
         self.user_moved = False  # until the user moves, the cursor stays on the worst run
 
@@ -56,6 +65,9 @@ class RunList(DataTable):
                 for col in layout[1]:
                     width = layout[0] if col == "run" else FIXED[col]
                     self.add_column(labels[col], width=width, key=col)
+            labels = {k: snapshot.runs[k].display_name or k for k in keys}
+            short = short_names(list(set(labels.values())), self._name_width)
+            self._names = {k: short[label] for k, label in labels.items()}
             wanted = set(keys)
             for key in [k for k in self._cells if k not in wanted]:
                 self.remove_row(key)
@@ -92,9 +104,10 @@ class RunList(DataTable):
         name_style = style if sev == "critical" else ("bold" if sev == "warning" else "")
         if sev == "critical":
             name_style = f"bold {color}"
-        label = run.display_name or run.key
-        name = Text(middle(("+" if run.key in self.marked else "") + label, self._name_width),
-                    style=name_style)
+        label = self._names.get(run.key) or middle(run.key, self._name_width)
+        if run.key in self.marked:
+            label = "+" + middle(label, self._name_width - 1)
+        name = Text(label, style=name_style)
         step = "" if run.last_step is None else _short(run.last_step)
         return (first, name, Text(step, justify="right"), Text(age(run.last_write, now)),
                 Text(str(run.problems) if run.problems else "", style=style))
@@ -146,8 +159,8 @@ class RunList(DataTable):
 
 
 def _short(step: int) -> str:
-    if step >= 10_000_000:
-        return f"{step / 1e6:.0f}M"
+    if step >= 1_000_000:
+        return f"{step / 1e6:.3g}M"
     if step >= 100_000:
         return f"{step / 1e3:.0f}k"
     return str(step)
