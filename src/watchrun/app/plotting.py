@@ -31,8 +31,10 @@ class Curve:
     x: np.ndarray
     y: np.ndarray
     color: str  # "#rrggbb"
-    best: tuple[float, float] | None = None
+    best: tuple[float, float] | None = None  # (x, y) of the best point: a star on the plot
     group: int = -1  # y axis: -1 decided by scale, 0 left, 1 right
+    last: float | None = None  # for the readout: the raw latest value (y may be smoothed)
+    best_step: tuple[float, float] | None = None  # for the readout: (step, value) of the best
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,8 +210,8 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
     f.ruler("x").lim(x0, x1)
     ticks = nice_ticks(x0, x1, max(2, (width - 2 * LEFT_MARGIN) // 12))
     f.ruler("x").ticks(ticks, [x_label(t, fig.x_kind) for t in ticks])
-    _vertical(f, fig.nonfinite, x0, x1, fig.nan_color, "heavy")
-    _vertical(f, fig.marks, x0, x1, fig.mark_color, "dotted")
+    nan_columns = _vertical(f, fig.nonfinite, x0, x1, columns, fig.nan_color, "heavy")
+    _vertical(f, fig.marks, x0, x1, columns, fig.mark_color, "dotted", avoid=nan_columns)
     out = f.build().string(colorless=False).rstrip("\n")
     if fig.ascii_only:
         out = to_ascii(out)
@@ -272,14 +274,21 @@ def _y_ruler(f, side: int, ys: list[np.ndarray], height: int, log_y: bool) -> No
     ruler.ticks(ticks, [y_label(t, log_y) for t in ticks])
 
 
-def _vertical(f, xs: tuple[float, ...], x0: float, x1: float, color: str, style: str) -> None:  # type: ignore[no-untyped-def]
-    """One vertical line per distinct column (a burst of NaNs is one line)."""
+def _vertical(f, xs: tuple[float, ...], x0: float, x1: float, columns: int, color: str,  # type: ignore[no-untyped-def]
+              style: str, avoid: set[int] | frozenset[int] = frozenset()) -> set[int]:
+    """One vertical line per run of neighbouring columns (a burst of NaNs is one line), none
+    next to a column in `avoid` (a NaN line wins over the alert that reported it); the
+    columns taken."""
     seen: set[int] = set()
-    for x in xs:
+    for x in sorted(xs):
         if not (x0 <= x <= x1):
             continue
-        col = int((x - x0) / ((x1 - x0) or 1) * 200)
+        col = int((x - x0) / ((x1 - x0) or 1) * columns)
+        if col - 1 in seen or col in avoid or col - 1 in avoid or col + 1 in avoid:
+            seen.add(col)
+            continue
         if col in seen or len(seen) > 40:
             continue
         seen.add(col)
         f.line(x, "v", pixel=plotext.pixel(_rgb(color), "default"), style=style)
+    return seen

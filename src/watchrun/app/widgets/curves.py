@@ -66,9 +66,8 @@ def figure_for(run: RunView, names: list[str], palette: Palette, *, x_kind: str 
         x = x_values(run, s, x_kind)
         color = palette.plot[(i + offset) % len(palette.plot)]
         hb = role_of(name, aliases).higher_better
-        best = None
-        if hb is not None and x_kind == "step":
-            best = s.best_high if hb else s.best_low
+        best_step = None if hb is None else (s.best_high if hb else s.best_low)
+        best = best_step if x_kind == "step" else None  # the star only where x is the step
         y = s.values
         bad = ~np.isfinite(y)
         if bad.any():
@@ -76,7 +75,7 @@ def figure_for(run: RunView, names: list[str], palette: Palette, *, x_kind: str 
         if smooth and len(y) > 3:
             faint.append(Curve(name, x, y, palette.faint(color)))
             y = ema(y)
-        curves.append(Curve(name, x, y, color, best))
+        curves.append(Curve(name, x, y, color, best, last=s.last, best_step=best_step))
     marks = tuple(float(a.step) for a in run.alerts if a.severity.value != "info") if x_kind == "step" else ()
     return Figure(tuple(curves), x_kind=x_kind, log_y=log_y, marks=marks, mark_color=palette.warning,
                   nan_color=palette.critical, ascii_only=ascii_only, faint=tuple(faint),

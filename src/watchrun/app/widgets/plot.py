@@ -34,13 +34,13 @@ class Plot(Widget):
         out = Text(no_wrap=False, overflow="fold")
         dot = "o" if self.figure.ascii_only else "●"
         for c in self.figure.curves:
-            finite = c.y[~_nan(c.y)] if len(c.y) else c.y
-            last = float(c.y[-1]) if len(c.y) else math.nan
+            last = c.last if c.last is not None else (float(c.y[-1]) if len(c.y) else math.nan)
             out.append(f"{dot} ", style=c.color)
             out.append(f"{c.name} ", style="bold")
-            out.append(num(last), style="bold red" if not math.isfinite(last) else "")
-            if c.best is not None and len(finite):
-                out.append(f"  best {num(c.best[1])} @{num(c.best[0])}", style="dim")
+            out.append(num(last), style=f"bold {self.figure.nan_color}" if not math.isfinite(last) else "")
+            best = c.best_step or c.best
+            if best is not None:
+                out.append(f"  best {num(best[1])} @{num(best[0])}", style="dim")
             out.append("   ")
         if not self.figure.curves:
             out.append("no series for this plot yet", style="dim")
@@ -60,9 +60,3 @@ class Plot(Widget):
         if not self.readout:
             return body
         return Text.assemble(head, "\n", body)
-
-
-def _nan(y):  # type: ignore[no-untyped-def]
-    import numpy as np
-
-    return ~np.isfinite(y)
