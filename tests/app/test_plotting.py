@@ -71,3 +71,20 @@ def test_short_names_keep_runs_apart():
         assert all(len(v) <= width for v in names.values())
     assert "Goreg12345" in short_names(keys, 24)[keys[0]]
     assert middle("pl-mnist-tb/version_0", 12) == "pl-mn…sion_0"
+
+
+def test_themes_come_from_toml_files_and_the_user_dir(tmp_path, monkeypatch):
+    from watchrun.app.theme import load_all
+
+    user = tmp_path / "watchrun" / "themes"
+    user.mkdir(parents=True)
+    (user / "mine.toml").write_text(
+        'name = "mine"\nprimary = "#112233"\ndark = false\n'
+        '[watchrun]\ncritical = "#aa0000"\nplot = ["#010203", "#040506"]\n')
+    (user / "broken.toml").write_text("name = \n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    themes, palettes, problems = load_all()
+    assert {"watchrun-dark", "watchrun-light", "watchrun-contrast", "mine"} <= set(themes)
+    assert palettes["mine"].critical == "#aa0000" and palettes["mine"].plot == ("#010203", "#040506")
+    assert palettes["watchrun-light"].critical != palettes["watchrun-dark"].critical
+    assert len(problems) == 1 and "broken.toml" in problems[0]
