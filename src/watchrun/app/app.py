@@ -33,7 +33,7 @@ from watchrun.notify import notify_terminal, run_hook
 from watchrun.snapshot import EMPTY, RunView, Snapshot
 
 DEFAULT_THEME = "watchrun-dark"
-LOAD_PUBLISH_EVERY = 0.5  # seconds between snapshots while the first read is under way
+LOAD_PUBLISH_EVERY = 1.0  # seconds between snapshots while the first read is under way
 AGE_REFRESH = 60.0  # ages are shown in minutes: refresh them once a minute
 
 
@@ -126,8 +126,11 @@ class WatchrunApp(App[None]):
             self.post_message(SnapshotReady(snapshot))
 
     def _publish_while_loading(self, _key: str) -> None:
+        """Throttled: every redraw of a long list holds the GIL the reading thread needs, so
+        the interval grows with the runs already listed (1 s, +1 s per 250 runs)."""
         now = time.monotonic()
-        if now - self._last_load_publish >= LOAD_PUBLISH_EVERY:
+        every = LOAD_PUBLISH_EVERY * (1 + len(self.snapshot.runs) / 250)
+        if now - self._last_load_publish >= every:
             self._last_load_publish = now
             self._publish()
 

@@ -106,10 +106,7 @@ class MainScreen(Screen[None]):
         self.query_one(AlertBanner).run = None
         self.query_one(ClassesTable).run = None
         self.query_one(AlertsTable).run = None
-        run_list = self.query_one(RunList)
-        run_list._cells.clear()
-        run_list.clear()
-        run_list.keys = []
+        self.query_one(RunList).reset()
         self.show(self.snapshot, self.now, force=True)
 
     def show(self, snapshot: Snapshot, now: float, force: bool = False) -> None:
@@ -123,6 +120,10 @@ class MainScreen(Screen[None]):
         elif self.selected not in runs.keys and runs.keys:  # filtered out, or gone
             self.selected = runs.keys[0]
         runs.select(self.selected)
+        if not snapshot.ready and not force:  # the first read: list the runs, draw plots once done
+            self.query_one("#run-title", Static).update(
+                Text(f"reading… {len(snapshot.runs)} run(s) so far", style="dim"))
+            return
         self.show_run(force)
 
     def show_run(self, force: bool = False) -> None:

@@ -45,6 +45,9 @@ class RunList(DataTable):
         self._cells: dict[str, tuple[str, ...]] = {}
         self._name_width = 0
         self._names: dict[str, str] = {}
+        self._names_for: dict[str, str] = {}
+        self._names_stamp: tuple[tuple[str, ...], int] = ((), 0)
+        self._seen: dict[str, tuple[RunView, int, str, bool, str | None]] = {}
         self._shown_layout: tuple[int, tuple[str, ...]] = (0, ())
         self.user_moved = False  # until the user moves, the cursor stays on the worst run
 
@@ -60,25 +63,38 @@ class RunList(DataTable):
                 self._name_width = layout[0]
                 self.clear(columns=True)
                 self._cells.clear()
+                self._seen.clear()
                 self.keys = []
                 labels = {"mark": " ", "run": "run", "step": "step", "age": "age", "n": "!"}
                 for col in layout[1]:
                     width = layout[0] if col == "run" else FIXED[col]
                     self.add_column(labels[col], width=width, key=col)
-            labels = {k: snapshot.runs[k].display_name or k for k in keys}
-            short = short_names(list(set(labels.values())), self._name_width)
-            self._names = {k: short[label] for k, label in labels.items()}
+            self._names = self._short_names(snapshot, keys)
             wanted = set(keys)
             for key in [k for k in self._cells if k not in wanted]:
                 self.remove_row(key)
                 del self._cells[key]
+                self._seen.pop(key, None)
             for rank, key in enumerate(keys):
                 self._put_row(key, snapshot.runs[key], rank, now)
             if keys != self.keys:
                 self.sort("mark", key=lambda cell: cell.rank)
                 self.keys = keys
 
+    def _short_names(self, snapshot: Snapshot, keys: list[str]) -> dict[str, str]:
+        labels = {k: snapshot.runs[k].display_name or k for k in keys}
+        stamp = (tuple(labels.values()), self._name_width)
+        if stamp != self._names_stamp:
+            short = short_names(list(set(labels.values())), self._name_width)
+            self._names_for = {k: short[label] for k, label in labels.items()}
+            self._names_stamp = stamp
+        return self._names_for
+
     def _put_row(self, key: str, run: RunView, rank: int, now: float) -> None:
+        seen = (run, rank, age(run.last_write, now), run.key in self.marked, self._names.get(key))
+        if self._seen.get(key) == seen and key in self._cells:
+            return  # the same view at the same place: nothing to redraw
+        self._seen[key] = seen
         columns = self._shown_layout[1]
         every = dict(zip(COLUMNS, self._row(run, rank, now), strict=True))
         cells = tuple(every[c] for c in columns)
@@ -111,6 +127,13 @@ class RunList(DataTable):
         step = "" if run.last_step is None else _short(run.last_step)
         return (first, name, Text(step, justify="right"), Text(age(run.last_write, now)),
                 Text(str(run.problems) if run.problems else "", style=style))
+
+    def reset(self) -> None:
+        """Forget the rows (a new palette): the next show() draws them all again."""
+        self.clear()
+        self._cells.clear()
+        self._seen.clear()
+        self.keys = []
 
     def refresh_ages(self, now: float) -> None:
         if self._snapshot is not None:
