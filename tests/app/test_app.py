@@ -265,3 +265,19 @@ async def test_toasts_do_not_cover_the_curves(demo):
         curves = app.main.query_one(CurvesPane).region
         for toast in app.screen.query("Toast"):
             assert not toast.region.overlaps(curves), (toast.region, curves)
+
+
+async def test_resizing_refits_the_run_list_columns(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await loaded(pilot)
+        runs = app.main.query_one(RunList)
+        assert [c.value for c in runs.columns] == ["mark", "run", "step", "age", "n"]
+        assert "1h" in screen_text(app)  # the age column, from the frozen clock
+        await pilot.resize_terminal(80, 24)
+        assert await wait_for(pilot, lambda: [c.value for c in runs.columns] == ["mark", "run", "n"])
+        width = runs.columns["run"].width
+        assert all(len(runs.get_cell(k, "run").plain) <= width for k in runs.keys)
+        await pilot.resize_terminal(200, 50)
+        assert await wait_for(pilot, lambda: "age" in [c.value for c in runs.columns])
+        assert "1h" in screen_text(app)

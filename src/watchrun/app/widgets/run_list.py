@@ -37,11 +37,11 @@ class RunList(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.palette = Palette()
         self.ascii_only = False
-        self.clock = None  # type: ignore[assignment]
         self.keys: list[str] = []
         self.marked: set[str] = set()
         self.filter_text = ""
         self._snapshot: Snapshot | None = None
+        self._now = 0.0  # the clock of the last show(): a resize redraws with the same ages
         self._cells: dict[str, tuple[str, ...]] = {}
         self._name_width = 0
         self._names: dict[str, str] = {}
@@ -55,6 +55,7 @@ class RunList(DataTable):
     def show(self, snapshot: Snapshot, now: float) -> None:
         """Diff the rows against `snapshot` by run key (add, remove, update changed cells, sort)."""
         self._snapshot = snapshot
+        self._now = now
         keys = [k for k in snapshot.runs if self.filter_text.lower() in k.lower()]
         layout = self._layout()
         with self.app.batch_update():
@@ -154,7 +155,7 @@ class RunList(DataTable):
 
     def on_resize(self) -> None:
         if self._snapshot is not None and self._layout() != self._shown_layout:
-            self.show(self._snapshot, self.clock() if self.clock else 0.0)
+            self.show(self._snapshot, self._now)
 
     # -- cursor -------------------------------------------------------------------------------
     def select(self, key: str | None) -> None:
