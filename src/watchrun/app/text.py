@@ -78,7 +78,17 @@ def to_ascii(text: str) -> str:
     out = text.translate(_ASCII)
     if out.isascii():
         return out
-    return "".join(c if c.isascii() else ("." if "\u2800" <= c <= "\u28ff" else "?") for c in out)
+    return "".join(c if c.isascii() else _fallback(c) for c in out)
+
+
+def _fallback(c: str) -> str:
+    if "\u2800" <= c <= "\u28ff":  # braille dots
+        return "."
+    if "\u2500" <= c <= "\u257f":  # the box-drawing corners and joints not mapped above
+        return "+"
+    if "\u2580" <= c <= "\u259f":  # block elements (scrollbar thumbs)
+        return "#"
+    return "?"
 
 
 class AsciiFilter(LineFilter):
