@@ -99,8 +99,9 @@ def snapshot_ms(n: int) -> tuple[float, float]:
     engine = Engine([tempfile.gettempdir()])
     steps = np.arange(n)
     for name in ("loss", "val_loss", "lr", "grad_norm"):
-        engine.store.add_points("run", "bench", name, steps, np.sin(steps / 1000.0),
-                                np.full(n, 1.7e9))
+        engine.store.add_points(
+            "run", "bench", name, steps, np.sin(steps / 1000.0), np.full(n, 1.7e9)
+        )
     engine.publish()
     engine.store.add_points("run", "bench", "loss", [n], [0.1], [1.7e9])
     t = time.perf_counter()
@@ -115,8 +116,10 @@ def make_runs(root: str, n: int, steps: int = 200) -> None:
     from watchrun.demo import CsvWriter
 
     for r in range(n):
-        w = CsvWriter(os.path.join(root, f"run{r:04d}", "lightning_logs", "version_0", "metrics.csv"),
-                      ["train_loss", "val_loss"])
+        w = CsvWriter(
+            os.path.join(root, f"run{r:04d}", "lightning_logs", "version_0", "metrics.csv"),
+            ["train_loss", "val_loss"],
+        )
         for s in range(steps):
             w.write(s, {"train_loss": 1 / (s + 1), "val_loss": 1.1 / (s + 1)})
         w.close()
@@ -171,13 +174,29 @@ def idle_tmux(root: str, seconds: float) -> float:
     if not shutil.which("tmux"):
         return float("nan")
     session = f"watchrun-bench-ui-{os.getpid()}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
-                    f"{sys.executable} -m watchrun.cli {root}"], check=True)
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            f"{sys.executable} -m watchrun.cli {root}",
+        ],
+        check=True,
+    )
     try:
         time.sleep(8)
-        proc = next(p for p in psutil.process_iter(["cmdline"])
-                    if (p.info["cmdline"] or [])[1:3] == ["-m", "watchrun.cli"]
-                    and root in " ".join(p.info["cmdline"]))
+        proc = next(
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [])[1:3] == ["-m", "watchrun.cli"]
+            and root in " ".join(p.info["cmdline"])
+        )
         c0 = sum(proc.cpu_times()[:2])
         t0 = time.monotonic()
         time.sleep(seconds)
@@ -190,13 +209,19 @@ def main() -> None:
     quick = "--quick" in sys.argv
     seconds = 5.0 if quick else 20.0
     print(f"plot redraw, {WIDTH}x{HEIGHT} cells, two curves (ms)")
-    print(f"  {'points':>10}  {'app (snapshot slice)':>20}  {'plotext+decimation':>18}  "
-          f"{'plotext, all points':>19}  {'old renderer':>12}")
+    print(
+        f"  {'points':>10}  {'app (snapshot slice)':>20}  {'plotext+decimation':>18}  "
+        f"{'plotext, all points':>19}  {'old renderer':>12}"
+    )
     for n in (1_000, 100_000, 1_000_000):
         app, ours = app_redraw_ms(n), redraw_ms(n)
         full = plotext_undecimated_ms(n) if n <= 100_000 else float("nan")
-        print(f"  {n:>10,}  {app:>20.1f}  {ours:>18.1f}  {full:>19.1f}  {OLD_RENDERER_MS[n]:>12.2f}")
-    print("snapshot per tick, one run of 4 series (ms): publish after one new point vs a whole-run copy")
+        print(
+            f"  {n:>10,}  {app:>20.1f}  {ours:>18.1f}  {full:>19.1f}  {OLD_RENDERER_MS[n]:>12.2f}"
+        )
+    print(
+        "snapshot per tick, one run of 4 series (ms): publish after one new point vs a whole-run copy"
+    )
     for n in (10_000, 1_000_000):
         pub, copy = snapshot_ms(n)
         print(f"  {n:>10,} points/series: publish {pub:6.2f}   store.snapshot copy {copy:7.2f}")
@@ -206,12 +231,18 @@ def main() -> None:
         make_runs(os.path.join(root, "many"), big, steps=100 if quick else 2000)
         first, full = load_times(os.path.join(root, "many"), big)
         alone = engine_alone_s(os.path.join(root, "many"))
-        print(f"{big} runs: first run listed {first:.2f} s, all listed and detected {full:.2f} s "
-              f"(the engine alone, same read and detection: {alone:.2f} s)")
+        print(
+            f"{big} runs: first run listed {first:.2f} s, all listed and detected {full:.2f} s "
+            f"(the engine alone, same read and detection: {alone:.2f} s)"
+        )
         make_runs(os.path.join(root, "quiet"), 100)
         print(f"idle CPU with 100 quiet runs over {seconds:g} s:")
-        print(f"  headless (Textual test driver): {idle_headless(os.path.join(root, 'quiet'), seconds):5.2f} % of a core")
-        print(f"  in tmux (real terminal):        {idle_tmux(os.path.join(root, 'quiet'), seconds):5.2f} % of a core")
+        print(
+            f"  headless (Textual test driver): {idle_headless(os.path.join(root, 'quiet'), seconds):5.2f} % of a core"
+        )
+        print(
+            f"  in tmux (real terminal):        {idle_tmux(os.path.join(root, 'quiet'), seconds):5.2f} % of a core"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -113,8 +113,9 @@ class Snapshot:
 EMPTY = Snapshot(version=-1, runs=MappingProxyType({}))
 
 
-def reduce_series(steps: np.ndarray, values: np.ndarray, walls: np.ndarray, limit: int = PLOT_POINTS
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reduce_series(
+    steps: np.ndarray, values: np.ndarray, walls: np.ndarray, limit: int = PLOT_POINTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """At most ~`limit` points that draw like all of them: the min and the max of each of
     limit/2 buckets in arrival order, plus the non-finite points (they become markers)."""
     n = len(values)
@@ -129,14 +130,25 @@ def reduce_series(steps: np.ndarray, values: np.ndarray, walls: np.ndarray, limi
     pad = len(starts) * size - n
     low_b = np.concatenate([low, np.full(pad, np.inf)]).reshape(-1, size)
     high_b = np.concatenate([high, np.full(pad, -np.inf)]).reshape(-1, size)
-    keep = np.concatenate([starts + low_b.argmin(axis=1), starts + high_b.argmax(axis=1),
-                           np.flatnonzero(~finite)[:MAX_NONFINITE], [n - 1]])
+    keep = np.concatenate(
+        [
+            starts + low_b.argmin(axis=1),
+            starts + high_b.argmax(axis=1),
+            np.flatnonzero(~finite)[:MAX_NONFINITE],
+            [n - 1],
+        ]
+    )
     keep = np.unique(np.clip(keep, 0, n - 1))
-    return (steps[keep].astype(np.float64), values[keep].astype(np.float64),
-            walls[keep].astype(np.float64))
+    return (
+        steps[keep].astype(np.float64),
+        values[keep].astype(np.float64),
+        walls[keep].astype(np.float64),
+    )
 
 
-def _best(steps: np.ndarray, values: np.ndarray) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+def _best(
+    steps: np.ndarray, values: np.ndarray
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
     finite = np.isfinite(values)
     if not finite.any():
         return None, None
@@ -145,8 +157,9 @@ def _best(steps: np.ndarray, values: np.ndarray) -> tuple[tuple[float, float] | 
     return (float(steps[i]), float(values[i])), (float(steps[j]), float(values[j]))
 
 
-def _merge_best(a: tuple[float, float] | None, b: tuple[float, float] | None, low: bool
-                ) -> tuple[float, float] | None:
+def _merge_best(
+    a: tuple[float, float] | None, b: tuple[float, float] | None, low: bool
+) -> tuple[float, float] | None:
     if a is None or b is None:
         return a or b
     return (b if b[1] < a[1] else a) if low else (b if b[1] > a[1] else a)
@@ -179,29 +192,53 @@ def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
         best_low, best_high = _best(steps, values)
     last_values = series.values[start + max(0, n - 2) : start + n]
     return SeriesView(
-        name=series.name, steps=_frozen(xs), values=_frozen(ys), walls=_frozen(ws), length=n,
-        segments=len(series.segments), last=float(last_values[-1]) if n else math.nan,
-        previous=float(last_values[-2]) if n > 1 else math.nan, best_low=best_low,
+        name=series.name,
+        steps=_frozen(xs),
+        values=_frozen(ys),
+        walls=_frozen(ws),
+        length=n,
+        segments=len(series.segments),
+        last=float(last_values[-1]) if n else math.nan,
+        previous=float(last_values[-2]) if n > 1 else math.nan,
+        best_low=best_low,
         best_high=best_high,
     )
 
 
-def run_view(run: Run, alerts: list[Alert], console: tuple[str, ...],
-             old: RunView | None = None) -> RunView:
+def run_view(
+    run: Run, alerts: list[Alert], console: tuple[str, ...], old: RunView | None = None
+) -> RunView:
     """A frozen view of `run`; series unchanged since `old` are shared with it."""
     series: dict[str, SeriesView] = {}
     for name, s in run.series.items():
         prev = old.series.get(name) if old is not None else None
-        same = prev is not None and prev.length == len(s) - s.segments[-1] and prev.segments == len(s.segments)
+        same = (
+            prev is not None
+            and prev.length == len(s) - s.segments[-1]
+            and prev.segments == len(s.segments)
+        )
         series[name] = prev if same and prev is not None else series_view(s, prev)
     return RunView(
-        key=run.key, root=run.root, display_name=run.display_name, formats=frozenset(run.formats),
-        status=run.status, step_unit=run.step_unit, last_step=run.last_step(),
-        last_write=run.last_write, pid=run.pid, host=run.host, series=MappingProxyType(series),
-        meta=MappingProxyType(dict(run.meta)), hparams=MappingProxyType(dict(run.hparams)),
-        summary=MappingProxyType(dict(run.summary)), events=tuple(run.events),
-        warnings=tuple(run.warnings), files=tuple(sorted(run.files)), console=console,
-        alerts=tuple(copy.copy(a) for a in alerts), version=run.version,
+        key=run.key,
+        root=run.root,
+        display_name=run.display_name,
+        formats=frozenset(run.formats),
+        status=run.status,
+        step_unit=run.step_unit,
+        last_step=run.last_step(),
+        last_write=run.last_write,
+        pid=run.pid,
+        host=run.host,
+        series=MappingProxyType(series),
+        meta=MappingProxyType(dict(run.meta)),
+        hparams=MappingProxyType(dict(run.hparams)),
+        summary=MappingProxyType(dict(run.summary)),
+        events=tuple(run.events),
+        warnings=tuple(run.warnings),
+        files=tuple(sorted(run.files)),
+        console=console,
+        alerts=tuple(copy.copy(a) for a in alerts),
+        version=run.version,
     )
 
 
@@ -222,26 +259,39 @@ class SnapshotBuilder:
     def build(self, ready: bool, notice: str | None = None) -> Snapshot:
         store = self.store
         with store.lock:
-            if (self._last.version == store.version and self._last.ready == ready
-                    and self._last.notice == notice):
+            if (
+                self._last.version == store.version
+                and self._last.ready == ready
+                and self._last.notice == notice
+            ):
                 return self._last
             keys = self.visible()
             views: list[RunView] = []
             for key in keys:
                 run = store.runs[key]
                 alerts = store.alerts.get(key, [])
-                stamp = (run.version, len(alerts), sum(a.open for a in alerts), run.status,
-                         run.last_write)
+                stamp = (
+                    run.version,
+                    len(alerts),
+                    sum(a.open for a in alerts),
+                    run.status,
+                    run.last_write,
+                )
                 cached = self._views.get(key)
                 if cached is not None and cached[0] == stamp:
                     views.append(cached[1])
                     continue
-                view = run_view(run, alerts, store.console_lines(key),
-                                cached[1] if cached else None)
+                view = run_view(
+                    run, alerts, store.console_lines(key), cached[1] if cached else None
+                )
                 self._views[key] = (stamp, view)
                 views.append(view)
             version = store.version
         views.sort(key=_rank)
-        self._last = Snapshot(version=version, runs=MappingProxyType({v.key: v for v in views}),
-                              ready=ready, notice=notice)
+        self._last = Snapshot(
+            version=version,
+            runs=MappingProxyType({v.key: v for v in views}),
+            ready=ready,
+            notice=notice,
+        )
         return self._last

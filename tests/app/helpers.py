@@ -50,16 +50,19 @@ async def wait_for(pilot, predicate, timeout: float = 20.0) -> bool:
 async def loaded(pilot, runs: int = 5) -> None:
     """The first read, detection and snapshot are done and drawn."""
     app = pilot.app
-    assert await wait_for(pilot, lambda: app.ready and len(app.snapshot.runs) == runs
-                          and app.main.selected is not None)
+    assert await wait_for(
+        pilot,
+        lambda: app.ready and len(app.snapshot.runs) == runs and app.main.selected is not None,
+    )
     await pilot.pause(0.3)
 
 
 def screen_text(app) -> str:
     """What the terminal shows now (after the line filters: --ascii, NO_COLOR)."""
     width = app.size.width
-    console = Console(width=width, color_system=None, record=True, file=io.StringIO(),
-                      legacy_windows=False)
+    console = Console(
+        width=width, color_system=None, record=True, file=io.StringIO(), legacy_windows=False
+    )
     console.print(app.screen._compositor.render_update(full=True))
     return console.export_text()
 

@@ -42,7 +42,9 @@ async def test_number_keys_switch_tabs_and_focus_their_pane(demo):
     async with app.run_test(size=(120, 36)) as pilot:
         await loaded(pilot)
         tabs = app.main.query_one(TabbedContent)
-        for key, tab in zip("23451", ("classes", "alerts", "info", "console", "curves"), strict=True):
+        for key, tab in zip(
+            "23451", ("classes", "alerts", "info", "console", "curves"), strict=True
+        ):
             await pilot.press(key)
             assert await wait_for(pilot, lambda tab=tab: tabs.active == f"tab-{tab}")
         assert isinstance(app.focused, RunList)
@@ -155,8 +157,10 @@ def test_role_groups_put_val_loss_and_val_slash_loss_together(demo):
     runs = [snap.runs["healthy-resnet"], snap.runs["ctc-asr/lightning_logs/version_0"]]
     assert "val/loss" in runs[0].series and "val_loss" in runs[1].series
     groups = dict(role_groups(runs, {}))
-    assert groups["val loss"] == {"healthy-resnet": "val/loss",
-                                  "ctc-asr/lightning_logs/version_0": "val_loss"}
+    assert groups["val loss"] == {
+        "healthy-resnet": "val/loss",
+        "ctc-asr/lightning_logs/version_0": "val_loss",
+    }
 
 
 async def test_help_lists_live_bindings_with_readable_keys_and_remaps(demo):
@@ -234,7 +238,7 @@ async def test_no_color_keeps_severity_readable(demo, monkeypatch):
         assert app.no_color
         runs = app.main.query_one(RunList)
         cell = runs.get_cell(runs.keys[0], "mark")
-        sev = next(span.style for span in cell.spans if "!!" in cell.plain[span.start:span.end])
+        sev = next(span.style for span in cell.spans if "!!" in cell.plain[span.start : span.end])
         assert sev.reverse and sev.bold
         assert "!!" in screen_text(app)
 
@@ -275,7 +279,9 @@ async def test_resizing_refits_the_run_list_columns(demo):
         assert [c.value for c in runs.columns] == ["mark", "run", "step", "age", "n"]
         assert "1h" in screen_text(app)  # the age column, from the frozen clock
         await pilot.resize_terminal(80, 24)
-        assert await wait_for(pilot, lambda: [c.value for c in runs.columns] == ["mark", "run", "n"])
+        assert await wait_for(
+            pilot, lambda: [c.value for c in runs.columns] == ["mark", "run", "n"]
+        )
         width = runs.columns["run"].width
         assert all(len(runs.get_cell(k, "run").plain) <= width for k in runs.keys)
         await pilot.resize_terminal(200, 50)

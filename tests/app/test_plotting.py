@@ -35,7 +35,15 @@ def test_scales_far_apart_get_their_own_axis():
 
 
 def test_nice_ticks_are_round():
-    assert nice_ticks(0, 600, 5) == [0, 200, 400, 600] or nice_ticks(0, 600, 5) == [0, 100, 200, 300, 400, 500, 600]
+    assert nice_ticks(0, 600, 5) == [0, 200, 400, 600] or nice_ticks(0, 600, 5) == [
+        0,
+        100,
+        200,
+        300,
+        400,
+        500,
+        600,
+    ]
     assert all(float(t * 4).is_integer() for t in nice_ticks(0.28, 2.3, 4))
 
 
@@ -43,8 +51,15 @@ def test_the_x_axis_ticks_and_all_lines_fit_the_height():
     x = np.arange(0, 5000, dtype=float)
     y = 2 * np.exp(-x / 1000) + 0.3
     y[3000] = np.nan
-    text = _text(Figure((Curve("loss", x, y, "#5fafff", best=(4999.0, float(y[-1]))),),
-                        marks=(2500.0,), nonfinite=(3000.0,)), 100, 16)
+    text = _text(
+        Figure(
+            (Curve("loss", x, y, "#5fafff", best=(4999.0, float(y[-1]))),),
+            marks=(2500.0,),
+            nonfinite=(3000.0,),
+        ),
+        100,
+        16,
+    )
     lines = text.rstrip("\n").split("\n")
     assert len(lines) == 16
     assert "└" in lines[-2] and "┬" in lines[-2]  # the axis line, not cut
@@ -54,16 +69,23 @@ def test_the_x_axis_ticks_and_all_lines_fit_the_height():
 
 def test_ascii_figure_is_ascii():
     x = np.arange(100.0)
-    text = _text(Figure((Curve("loss", x, 1 / (x + 1), "#5fafff", best=(99.0, 0.01)),),
-                        ascii_only=True, marks=(50.0,)))
+    text = _text(
+        Figure(
+            (Curve("loss", x, 1 / (x + 1), "#5fafff", best=(99.0, 0.01)),),
+            ascii_only=True,
+            marks=(50.0,),
+        )
+    )
     assert text.isascii() and "+" in text
 
 
 def test_short_names_keep_runs_apart():
     from watchrun.app.text import middle, short_names
 
-    keys = [f"pl-csv-edgecases/{who}/lightning_logs/version_0"
-            for who in ("Goreg12345", "DranovEgor", "DiogoFerreira7")]
+    keys = [
+        f"pl-csv-edgecases/{who}/lightning_logs/version_0"
+        for who in ("Goreg12345", "DranovEgor", "DiogoFerreira7")
+    ]
     keys += ["pl-mnist/lightning_logs/version_0", "pl-mnist/lightning_logs/version_1"]
     for width in (16, 24, 30):
         names = short_names(keys, width)
@@ -80,11 +102,15 @@ def test_themes_come_from_toml_files_and_the_user_dir(tmp_path, monkeypatch):
     user.mkdir(parents=True)
     (user / "mine.toml").write_text(
         'name = "mine"\nprimary = "#112233"\ndark = false\n'
-        '[watchrun]\ncritical = "#aa0000"\nplot = ["#010203", "#040506"]\n')
+        '[watchrun]\ncritical = "#aa0000"\nplot = ["#010203", "#040506"]\n'
+    )
     (user / "broken.toml").write_text("name = \n")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     themes, palettes, problems = load_all()
     assert {"watchrun-dark", "watchrun-light", "watchrun-contrast", "mine"} <= set(themes)
-    assert palettes["mine"].critical == "#aa0000" and palettes["mine"].plot == ("#010203", "#040506")
+    assert palettes["mine"].critical == "#aa0000" and palettes["mine"].plot == (
+        "#010203",
+        "#040506",
+    )
     assert palettes["watchrun-light"].critical != palettes["watchrun-dark"].critical
     assert len(problems) == 1 and "broken.toml" in problems[0]

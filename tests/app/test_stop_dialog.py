@@ -58,8 +58,12 @@ async def test_a_card_pid_that_is_no_process_id_shows_the_refusal_and_only_the_r
         assert await wait_for(pilot, lambda: not isinstance(app.screen, StopScreen))
         assert await wait_for(pilot, lambda: (run / STOP_FILE).exists())
         # the outcome reaches the store through the engine's loop, and the app's next snapshot
-        assert await wait_for(pilot, lambda: any(
-            a.detector == "stop_requested" for a in app.snapshot.runs[app.selected].alerts))
+        assert await wait_for(
+            pilot,
+            lambda: any(
+                a.detector == "stop_requested" for a in app.snapshot.runs[app.selected].alerts
+            ),
+        )
         assert app.is_running
 
 
@@ -87,12 +91,18 @@ async def test_stop_dialog_sends_sigint_to_the_writer(tmp_path):
             assert await wait_for(pilot, lambda: app.selected is not None)
             await pilot.press("x")
             assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
-            assert app.screen.target.process is not None and app.screen.target.process.pid == child.pid
+            assert (
+                app.screen.target.process is not None and app.screen.target.process.pid == child.pid
+            )
             await pilot.click("#graceful")
             assert child.wait(timeout=10) == 0
             assert marker.exists()
-            assert await wait_for(pilot, lambda: any(
-                a.detector == "stopped" for a in app.snapshot.runs[app.selected].alerts))
+            assert await wait_for(
+                pilot,
+                lambda: any(
+                    a.detector == "stopped" for a in app.snapshot.runs[app.selected].alerts
+                ),
+            )
             assert app.snapshot.runs[app.selected].status.value == "stopped"
     finally:
         if child.poll() is None:
@@ -104,7 +114,8 @@ async def test_stop_dialog_buttons_fit_at_80_columns(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "watchrun.jsonl").write_text(
-        "".join(json.dumps({"step": i, "loss": 1 / (i + 1)}) + "\n" for i in range(30)))
+        "".join(json.dumps({"step": i, "loss": 1 / (i + 1)}) + "\n" for i in range(30))
+    )
     app = WatchrunApp([str(run)], Config())
     async with app.run_test(size=(80, 24)) as pilot:
         assert await wait_for(pilot, lambda: app.selected is not None)

@@ -36,8 +36,9 @@ def test_short_series_are_kept_whole():
 def _run_dir(tmp_path, lines: int):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.jsonl").write_text("".join(f'{{"step": {i}, "loss": {1 / (i + 1)}}}\n'
-                                               for i in range(lines)))
+    (run / "metrics.jsonl").write_text(
+        "".join(f'{{"step": {i}, "loss": {1 / (i + 1)}}}\n' for i in range(lines))
+    )
     return run
 
 
@@ -92,7 +93,9 @@ def test_a_stop_outcome_reaches_the_store_through_the_follow_loop(tmp_path):
     assert seen, "the outcome never reached a snapshot"
     view = seen[0].runs[key]
     assert view.status.value == "stopped"
-    assert [a.message for a in view.alerts if a.detector == "stopped"] == ["SIGINT sent to pid 1234"]
+    assert [a.message for a in view.alerts if a.detector == "stopped"] == [
+        "SIGINT sent to pid 1234"
+    ]
 
 
 def test_a_growing_series_is_reduced_incrementally_and_keeps_its_extremes(tmp_path):

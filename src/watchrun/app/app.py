@@ -46,8 +46,9 @@ class WatchrunApp(App[None]):
         Binding("t", "next_theme", "Theme", id="next_theme"),
     ]
 
-    def __init__(self, paths: list[str], config: Config, poll: float | None = None,
-                 quiet: bool = False) -> None:
+    def __init__(
+        self, paths: list[str], config: Config, poll: float | None = None, quiet: bool = False
+    ) -> None:
         super().__init__()
         self.config = config
         self.quiet = quiet  # no toasts, bell or desktop notifications
@@ -116,8 +117,11 @@ class WatchrunApp(App[None]):
         critical = [a for a in first if a.severity is Severity.CRITICAL]
         if critical:
             self.post_message(NewAlerts(critical[-3:]))
-        engine.run_forever(self.stop_event, lambda alerts: self.post_message(NewAlerts(alerts)),
-                           on_tick=self._publish)
+        engine.run_forever(
+            self.stop_event,
+            lambda alerts: self.post_message(NewAlerts(alerts)),
+            on_tick=self._publish,
+        )
 
     def _publish(self) -> None:
         snapshot = self.engine.publish()
@@ -166,8 +170,11 @@ class WatchrunApp(App[None]):
                 if self.config.on_alert:
                     run_hook(self.config.on_alert, alert)
             if alert.severity is not Severity.INFO:
-                self.notify(f"{alert.run}: {alert.message}", timeout=6,
-                            severity="error" if alert.severity is Severity.CRITICAL else "warning")
+                self.notify(
+                    f"{alert.run}: {alert.message}",
+                    timeout=6,
+                    severity="error" if alert.severity is Severity.CRITICAL else "warning",
+                )
 
     @on(RunChosen)
     def _run_from_overview(self, event: RunChosen) -> None:
@@ -191,8 +198,11 @@ class WatchrunApp(App[None]):
         self.push_screen(AlertDetailScreen(alert, run))
 
     def open_overview(self) -> None:
-        self.push_screen(OverviewScreen(self.snapshot, self.palette(), self.ascii_only,
-                                        dict(self.config.aliases)))
+        self.push_screen(
+            OverviewScreen(
+                self.snapshot, self.palette(), self.ascii_only, dict(self.config.aliases)
+            )
+        )
 
     def open_compare(self, keys: list[str], selected: str | None) -> None:
         start = None
@@ -201,9 +211,17 @@ class WatchrunApp(App[None]):
             from watchrun.semantics import pick
 
             start = pick(list(run.series), "val", "loss", self.config.aliases)
-        self.push_screen(CompareScreen(self.snapshot, keys, start, self.palette(), self.ascii_only,
-                                       self.main.query_one("CurvesPane").log_y,
-                                       dict(self.config.aliases)))
+        self.push_screen(
+            CompareScreen(
+                self.snapshot,
+                keys,
+                start,
+                self.palette(),
+                self.ascii_only,
+                self.main.query_one("CurvesPane").log_y,
+                dict(self.config.aliases),
+            )
+        )
 
     def open_stop(self, key: str) -> None:
         self._find_target(key)
@@ -241,7 +259,9 @@ class WatchrunApp(App[None]):
         self.call_from_thread(self.notify, outcome, timeout=5)
 
 
-def run_app(paths: list[str], config: Config, poll: float | None = None, quiet: bool = False) -> int:
+def run_app(
+    paths: list[str], config: Config, poll: float | None = None, quiet: bool = False
+) -> int:
     app = WatchrunApp(paths, config, poll, quiet)
 
     def on_hup(signum: int, frame: Any) -> None:

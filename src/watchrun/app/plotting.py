@@ -186,8 +186,9 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
             x, yd = decimate(np.asarray(c.x, dtype=np.float64), y, columns)
             if not len(x):
                 continue
-            s = f.signal(x.tolist(), yd.tolist(), marker=plotext.marker(marker, _rgb(c.color)),
-                         yside=g)
+            s = f.signal(
+                x.tolist(), yd.tolist(), marker=plotext.marker(marker, _rgb(c.color)), yside=g
+            )
             s.lines(True)
             f.draw(s)
             drawn[g].append(yd)
@@ -238,8 +239,13 @@ def _sgr_style(codes: tuple[str, ...]) -> Style:
             style += Style(color=color) if code == "38" else Style(bgcolor=color)
             i += 5
             continue
-        style += {"1": Style(bold=True), "2": Style(dim=True), "3": Style(italic=True),
-                  "4": Style(underline=True), "7": Style(reverse=True)}.get(code, Style())
+        style += {
+            "1": Style(bold=True),
+            "2": Style(dim=True),
+            "3": Style(italic=True),
+            "4": Style(underline=True),
+            "7": Style(reverse=True),
+        }.get(code, Style())
         i += 1
     return style
 
@@ -274,8 +280,16 @@ def _y_ruler(f, side: int, ys: list[np.ndarray], height: int, log_y: bool) -> No
     ruler.ticks(ticks, [y_label(t, log_y) for t in ticks])
 
 
-def _vertical(f, xs: tuple[float, ...], x0: float, x1: float, columns: int, color: str,  # type: ignore[no-untyped-def]
-              style: str, avoid: set[int] | frozenset[int] = frozenset()) -> set[int]:
+def _vertical(
+    f,
+    xs: tuple[float, ...],
+    x0: float,
+    x1: float,
+    columns: int,
+    color: str,  # type: ignore[no-untyped-def]
+    style: str,
+    avoid: set[int] | frozenset[int] = frozenset(),
+) -> set[int]:
     """One vertical line per run of neighbouring columns (a burst of NaNs is one line), none
     next to a column in `avoid` (a NaN line wins over the alert that reported it); the
     columns taken."""

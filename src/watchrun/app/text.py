@@ -13,8 +13,12 @@ from textual.filter import LineFilter
 from watchrun.model import RunStatus
 
 STATUS_GLYPH = {
-    RunStatus.RUNNING: ("▶", ">"), RunStatus.FINISHED: ("✔", "v"), RunStatus.FAILED: ("✖", "x"),
-    RunStatus.STALE: ("⏸", "="), RunStatus.STOPPED: ("■", "#"), RunStatus.GONE: ("∅", "0"),
+    RunStatus.RUNNING: ("▶", ">"),
+    RunStatus.FINISHED: ("✔", "v"),
+    RunStatus.FAILED: ("✖", "x"),
+    RunStatus.STALE: ("⏸", "="),
+    RunStatus.STOPPED: ("■", "#"),
+    RunStatus.GONE: ("∅", "0"),
     RunStatus.UNKNOWN: ("?", "?"),
 }
 SEVERITY_GLYPH = {"critical": "!!", "warning": "! ", "info": "i ", "": "  "}
@@ -64,14 +68,63 @@ def age(t: float, now: float) -> str:
     return f"{s / 86400:.0f}d"
 
 
-_ASCII = str.maketrans({
-    "─": "-", "━": "-", "═": "=", "│": "|", "┃": "|", "║": "|", "┌": "+", "┐": "+", "└": "+",
-    "┘": "+", "├": "+", "┤": "+", "┬": "+", "┴": "+", "┼": "+", "╭": "+", "╮": "+", "╰": "+",
-    "╯": "+", "╸": "-", "╺": "-", "╴": "-", "╶": "-", "▁": "_", "▔": "-", "▏": "|", "▕": "|",
-    "█": "#", "▌": "|", "▐": "|", "▀": "-", "▄": "_", "…": "~", "→": ">", "←": "<", "↑": "^",
-    "↓": "v", "•": "*", "●": "o", "★": "*", "┊": ":", "▶": ">", "✔": "v", "✖": "x", "⏸": "=",
-    "■": "#", "∅": "0", "⏎": "<", "·": ".", "▎": "|", "▊": "|", "▍": "|", "▋": "|",
-})
+_ASCII = str.maketrans(
+    {
+        "─": "-",
+        "━": "-",
+        "═": "=",
+        "│": "|",
+        "┃": "|",
+        "║": "|",
+        "┌": "+",
+        "┐": "+",
+        "└": "+",
+        "┘": "+",
+        "├": "+",
+        "┤": "+",
+        "┬": "+",
+        "┴": "+",
+        "┼": "+",
+        "╭": "+",
+        "╮": "+",
+        "╰": "+",
+        "╯": "+",
+        "╸": "-",
+        "╺": "-",
+        "╴": "-",
+        "╶": "-",
+        "▁": "_",
+        "▔": "-",
+        "▏": "|",
+        "▕": "|",
+        "█": "#",
+        "▌": "|",
+        "▐": "|",
+        "▀": "-",
+        "▄": "_",
+        "…": "~",
+        "→": ">",
+        "←": "<",
+        "↑": "^",
+        "↓": "v",
+        "•": "*",
+        "●": "o",
+        "★": "*",
+        "┊": ":",
+        "▶": ">",
+        "✔": "v",
+        "✖": "x",
+        "⏸": "=",
+        "■": "#",
+        "∅": "0",
+        "⏎": "<",
+        "·": ".",
+        "▎": "|",
+        "▊": "|",
+        "▍": "|",
+        "▋": "|",
+    }
+)
 
 
 def to_ascii(text: str) -> str:
@@ -96,8 +149,10 @@ class AsciiFilter(LineFilter):
     Textual's own scrollbars and tab underlines included)."""
 
     def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
-        return [seg if seg.text.isascii() else Segment(to_ascii(seg.text), seg.style, seg.control)
-                for seg in segments]
+        return [
+            seg if seg.text.isascii() else Segment(to_ascii(seg.text), seg.style, seg.control)
+            for seg in segments
+        ]
 
 
 def severity_style(severity: str, color: str) -> Style:
@@ -125,8 +180,18 @@ def ranked(text: Text, rank: int) -> Ranked:
     return cell
 
 
-BOILERPLATE = {"lightning_logs", "runs", "results", "logs", "outputs", "output", "checkpoints",
-               "dvclive", "mlruns", "wandb"}
+BOILERPLATE = {
+    "lightning_logs",
+    "runs",
+    "results",
+    "logs",
+    "outputs",
+    "output",
+    "checkpoints",
+    "dvclive",
+    "mlruns",
+    "wandb",
+}
 
 
 def short_names(keys: list[str], width: int) -> dict[str, str]:
@@ -157,6 +222,8 @@ def short_names(keys: list[str], width: int) -> dict[str, str]:
             excess = len("/".join(shown)) - width
             keep = max(3, len(shown[j]) - max(excess, len(shown[j]) // 3))
             # a part many keys share keeps its start (pl-…, mlf…); a rare one its two ends
-            shown[j] = shown[j][: keep - 1] + "…" if freq.get(kept[j], 1) > 1 else middle(shown[j], keep)
+            shown[j] = (
+                shown[j][: keep - 1] + "…" if freq.get(kept[j], 1) > 1 else middle(shown[j], keep)
+            )
         out[key] = middle("/".join(shown), width)
     return out

@@ -19,9 +19,23 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PACKAGE_THEMES = Path(__file__).resolve().parent.parent / "themes"
-THEME_FIELDS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground",
-                "background", "surface", "panel", "boost", "dark", "luminosity_spread",
-                "text_alpha", "variables")
+THEME_FIELDS = (
+    "primary",
+    "secondary",
+    "warning",
+    "error",
+    "success",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+    "dark",
+    "luminosity_spread",
+    "text_alpha",
+    "variables",
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,9 @@ class Palette:
     background: str = "#121212"
 
     def severity(self, name: str) -> str:
-        return {"critical": self.critical, "warning": self.warning, "info": self.info}.get(name, self.ok)
+        return {"critical": self.critical, "warning": self.warning, "info": self.info}.get(
+            name, self.ok
+        )
 
     def faint(self, color: str, amount: float = 0.6) -> str:
         """`color` mixed toward the background: the raw curve behind a smoothed one."""

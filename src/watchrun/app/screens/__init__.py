@@ -7,5 +7,12 @@ from watchrun.app.screens.main import MainScreen
 from watchrun.app.screens.overview import OverviewScreen
 from watchrun.app.screens.stop import StopChoice, StopScreen
 
-__all__ = ["AlertDetailScreen", "CompareScreen", "HelpScreen", "MainScreen", "OverviewScreen",
-           "StopChoice", "StopScreen"]
+__all__ = [
+    "AlertDetailScreen",
+    "CompareScreen",
+    "HelpScreen",
+    "MainScreen",
+    "OverviewScreen",
+    "StopChoice",
+    "StopScreen",
+]

@@ -18,7 +18,10 @@ from watchrun.snapshot import RunView
 def detail_text(alert: Alert, run: RunView | None) -> Text:
     t = Text()
     t.append(f" {alert.severity.value.upper()} ", style="bold reverse")
-    t.append(f"  {alert.detector}  step {alert.step}" + ("" if alert.open else "  (closed)") + "\n\n", style="bold")
+    t.append(
+        f"  {alert.detector}  step {alert.step}" + ("" if alert.open else "  (closed)") + "\n\n",
+        style="bold",
+    )
     t.append((message_text(alert, run) if run is not None else alert.message) + "\n\n")
     action = action_text(alert, run) if run is not None else alert.action
     if action:

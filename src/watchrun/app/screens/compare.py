@@ -58,8 +58,16 @@ class CompareScreen(Screen[None]):
     CompareScreen Plot { height: 1fr; }
     """
 
-    def __init__(self, snapshot: Snapshot, keys: list[str], start: str | None, palette: Palette,
-                 ascii_only: bool, log_y: bool, aliases: dict[str, str]) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        keys: list[str],
+        start: str | None,
+        palette: Palette,
+        ascii_only: bool,
+        log_y: bool,
+        aliases: dict[str, str],
+    ) -> None:
         super().__init__()
         self.runs = [snapshot.runs[k] for k in keys[:MAX_RUNS] if k in snapshot.runs]
         self.palette = palette
@@ -89,13 +97,22 @@ class CompareScreen(Screen[None]):
             name = members.get(run.key)
             s = run.series.get(name) if name else None
             if s is not None and len(s.steps):
-                curves.append(Curve(f"{run.key}:{name}" if name != label else run.key,
-                                    x_values(run, s, "step"), s.values,
-                                    self.palette.plot[i % len(self.palette.plot)], group=0))
-        title.update(f" compare {label} across {len(curves)} run(s)   "
-                     f"[{self.index + 1}/{len(self.groups)}]  n/p: metric")
+                curves.append(
+                    Curve(
+                        f"{run.key}:{name}" if name != label else run.key,
+                        x_values(run, s, "step"),
+                        s.values,
+                        self.palette.plot[i % len(self.palette.plot)],
+                        group=0,
+                    )
+                )
+        title.update(
+            f" compare {label} across {len(curves)} run(s)   "
+            f"[{self.index + 1}/{len(self.groups)}]  n/p: metric"
+        )
         self.query_one("#compare-plot", Plot).show(
-            Figure(tuple(curves), log_y=self.log_y, ascii_only=self.ascii_only))
+            Figure(tuple(curves), log_y=self.log_y, ascii_only=self.ascii_only)
+        )
 
     def action_next_metric(self) -> None:
         self.index = (self.index + 1) % max(1, len(self.groups))

@@ -63,7 +63,9 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"  ({e.binding_id})", style="dim")
             text.append("\n")
         text.append("\n  ↑ ↓ j k, ⏎, tab  move in the focused list, open, next pane\n")
-        text.append("\nRemap in watchrun.toml:  [keys]  stop_run = \"x,ctrl+k\"   (ids in brackets)\n")
+        text.append(
+            '\nRemap in watchrun.toml:  [keys]  stop_run = "x,ctrl+k"   (ids in brackets)\n'
+        )
         text.append("Esc closes this help.", style="dim")
         with VerticalScroll(id="help"):
             yield Static(text, id="help-text")

@@ -70,8 +70,10 @@ class MainScreen(Screen[None]):
         yield AlertBanner(id="banner")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield Input(placeholder="filter runs…" if not self.ascii_only else "filter runs",
-                            id="filter")
+                yield Input(
+                    placeholder="filter runs…" if not self.ascii_only else "filter runs",
+                    id="filter",
+                )
                 yield RunList(id="runs")
             with Vertical(id="right"):
                 yield Static("", id="run-title")
@@ -96,8 +98,13 @@ class MainScreen(Screen[None]):
     # -- data ---------------------------------------------------------------------------------
     def apply_palette(self, palette: Palette) -> None:
         self.palette = palette
-        for pane in (self.query_one(RunList), self.query_one(AlertBanner), self.query_one(CurvesPane),
-                     self.query_one(ClassesTable), self.query_one(AlertsTable)):
+        for pane in (
+            self.query_one(RunList),
+            self.query_one(AlertBanner),
+            self.query_one(CurvesPane),
+            self.query_one(ClassesTable),
+            self.query_one(AlertsTable),
+        ):
             pane.palette = palette
             if hasattr(pane, "ascii_only"):
                 pane.ascii_only = self.ascii_only
@@ -122,7 +129,8 @@ class MainScreen(Screen[None]):
         runs.select(self.selected)
         if not snapshot.ready and not force:  # the first read: list the runs, draw plots once done
             self.query_one("#run-title", Static).update(
-                Text(f"reading… {len(snapshot.runs)} run(s) so far", style="dim"))
+                Text(f"reading… {len(snapshot.runs)} run(s) so far", style="dim")
+            )
             return
         self.show_run(force)
 
@@ -134,8 +142,12 @@ class MainScreen(Screen[None]):
         curves = self.query_one(CurvesPane)
         title = Text(run.display_name or run.key, style="bold")
         title.append(f"  [{', '.join(sorted(run.formats))}]  {run.status.value}", style="")
-        title.append(f"   x: {curves.x_kind}" + ("  smooth" if curves.smooth else "")
-                     + ("  log y" if curves.log_y else ""), style="dim")
+        title.append(
+            f"   x: {curves.x_kind}"
+            + ("  smooth" if curves.smooth else "")
+            + ("  log y" if curves.log_y else ""),
+            style="dim",
+        )
         self.query_one("#run-title", Static).update(title)
         curves.show(run, force)
         self.query_one(ClassesTable).show(run)
@@ -218,8 +230,9 @@ class MainScreen(Screen[None]):
         console = self.query_one(ConsolePane)
         self.action_tab("console")
         console.follow(not console.following)
-        self.notify("console: following the tail" if console.following else "console: paused",
-                    timeout=2)
+        self.notify(
+            "console: following the tail" if console.following else "console: paused", timeout=2
+        )
 
     def action_stop_run(self) -> None:
         if self.selected:

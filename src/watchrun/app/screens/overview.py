@@ -53,8 +53,9 @@ class OverviewScreen(Screen[None]):
         Binding("up,k", "focus_previous", "Previous", show=False),
     ]
 
-    def __init__(self, snapshot: Snapshot, palette: Palette, ascii_only: bool,
-                 aliases: dict[str, str]) -> None:
+    def __init__(
+        self, snapshot: Snapshot, palette: Palette, ascii_only: bool, aliases: dict[str, str]
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.palette = palette
@@ -97,8 +98,11 @@ class OverviewScreen(Screen[None]):
             tile.set_class(worst is not None and worst.severity.value == "warning", "warning")
             tile.border_subtitle = worst.detector if worst else run.status.value
             names = loss_names(list(run.series), self.aliases)
-            tile.show(figure_for(run, names, self.palette, ascii_only=self.ascii_only,
-                                 aliases=self.aliases))
+            tile.show(
+                figure_for(
+                    run, names, self.palette, ascii_only=self.ascii_only, aliases=self.aliases
+                )
+            )
 
     def action_open_tile(self) -> None:
         if isinstance(self.focused, Tile):

@@ -31,19 +31,28 @@ def dialog_text(run: Run, target: Target, alert: Alert | None) -> str:
     if target.process:
         p = target.process
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.started))
-        lines += [f"process  pid {p.pid}  user {p.user}  started {started}",
-                  f"command  {p.cmdline[:300]}", f"verified {p.evidence}"]
+        lines += [
+            f"process  pid {p.pid}  user {p.user}  started {started}",
+            f"command  {p.cmdline[:300]}",
+            f"verified {p.evidence}",
+        ]
         if target.launcher:
-            lines.append(f"launcher pid {target.launcher.pid} (distributed): the launcher is "
-                         "signalled, not one rank")
+            lines.append(
+                f"launcher pid {target.launcher.pid} (distributed): the launcher is "
+                "signalled, not one rank"
+            )
         lines += [f"not used: {n}" for n in target.notes]
     else:
         lines += [f"will not signal any process: {target.reason}", f"by hand:  {target.command}"]
     lines += ["", target.library_note]
     if "run-card" in run.formats:
-        lines.append("This run has watchrun's callback: 'Save & stop' saves a checkpoint, then stops.")
+        lines.append(
+            "This run has watchrun's callback: 'Save & stop' saves a checkpoint, then stops."
+        )
     elif not target.process:
-        lines.append("A stop request file is read only by a training loop with watchrun's callback.")
+        lines.append(
+            "A stop request file is read only by a training loop with watchrun's callback."
+        )
     if alert:
         lines.append(f"why: {alert.message}")
     ckpt = run.meta.get("best_model_checkpoint")

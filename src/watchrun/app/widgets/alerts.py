@@ -47,16 +47,25 @@ class AlertsTable(DataTable):
         by_key: dict[str, Alert] = {}
         if run is not None:
             for i, (step, message) in enumerate(run.events):
-                rows[f"event#{i}"] = (Text("event", style=self.palette.info), Text(str(step)),
-                                      Text("run"), Text(message))
+                rows[f"event#{i}"] = (
+                    Text("event", style=self.palette.info),
+                    Text(str(step)),
+                    Text("run"),
+                    Text(message),
+                )
             for i, a in enumerate(run.alerts):
                 key = alert_key(a, i)
                 by_key[key] = a
                 sev = a.severity.value
-                rows[key] = (Text(sev, style=severity_style(sev, self.palette.severity(sev))),
-                             Text(str(a.step)), Text(a.detector),
-                             Text(a.message + ("" if a.open else "  (closed)"),
-                                  style="" if a.open or a.severity is Severity.INFO else "dim"))
+                rows[key] = (
+                    Text(sev, style=severity_style(sev, self.palette.severity(sev))),
+                    Text(str(a.step)),
+                    Text(a.detector),
+                    Text(
+                        a.message + ("" if a.open else "  (closed)"),
+                        style="" if a.open or a.severity is Severity.INFO else "dim",
+                    ),
+                )
         self.by_key = by_key
         order = list(reversed(list(rows)))  # newest first
         with self.app.batch_update():

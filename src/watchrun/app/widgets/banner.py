@@ -12,7 +12,9 @@ from watchrun.model import Alert
 from watchrun.snapshot import RunView
 
 # "stop training: lower the LR", "stop training and keep the best checkpoint", "... — stop training"
-_STOP = re.compile(r"(?i)^\s*stop(?: the)? training(?: before [^:]*)?(?::\s*|\s+and\s+|\s*$)|\s*[—-]+\s*stop(?: the)? training\s*$")
+_STOP = re.compile(
+    r"(?i)^\s*stop(?: the)? training(?: before [^:]*)?(?::\s*|\s+and\s+|\s*$)|\s*[—-]+\s*stop(?: the)? training\s*$"
+)
 
 
 def message_text(alert: Alert, run: RunView) -> str:

@@ -20,7 +20,9 @@ EMPTY_KEY = "-empty-"
 NO_CLASSES = "no per-class metrics logged (README: make your run watchable)"
 
 
-def class_rows(run: RunView, aliases: dict[str, str]) -> list[tuple[str, dict[str, SeriesView], bool]]:
+def class_rows(
+    run: RunView, aliases: dict[str, str]
+) -> list[tuple[str, dict[str, SeriesView], bool]]:
     """(label, kind -> series, is an average row) for each class, then the averages."""
     fam: dict[str, dict[str, SeriesView]] = {}
     averages: dict[str, dict[str, SeriesView]] = {}
@@ -33,8 +35,9 @@ def class_rows(run: RunView, aliases: dict[str, str]) -> list[tuple[str, dict[st
         target.setdefault(str(label), {})[r.kind] = s
     if not fam:
         return []
-    return ([(k, v, False) for k, v in sorted(fam.items())]
-            + [(k, v, True) for k, v in sorted(averages.items())])
+    return [(k, v, False) for k, v in sorted(fam.items())] + [
+        (k, v, True) for k, v in sorted(averages.items())
+    ]
 
 
 def _value(s: SeriesView | None, digits: int = 3) -> str:
@@ -65,25 +68,38 @@ class ClassesTable(DataTable):
         if not rows:
             label_w = len(NO_CLASSES)
         with self.app.batch_update():
-            if not self.columns or self.columns.get("class") is None or self.columns["class"].width != label_w:
+            if (
+                not self.columns
+                or self.columns.get("class") is None
+                or self.columns["class"].width != label_w
+            ):
                 self.clear(columns=True)
                 self._cells.clear()
                 self.add_column("class", key="class", width=label_w)
                 for name in COLUMNS[1:]:
                     self.add_column(name, key=name)
             if not rows:
-                self._set_rows({EMPTY_KEY: (Text(NO_CLASSES, style="dim"),)
-                                + (Text(""),) * (len(COLUMNS) - 1)})
+                self._set_rows(
+                    {EMPTY_KEY: (Text(NO_CLASSES, style="dim"),) + (Text(""),) * (len(COLUMNS) - 1)}
+                )
                 return
-            worst = min((r for r in rows if not r[2]),
-                        key=lambda r: _last(r[1].get("f1") or r[1].get("recall")))[0]
+            worst = min(
+                (r for r in rows if not r[2]),
+                key=lambda r: _last(r[1].get("f1") or r[1].get("recall")),
+            )[0]
             cells = {}
             for label, kinds, is_avg in rows:
-                style = f"bold {self.palette.critical}" if label == worst else ("italic" if is_avg else "")
+                style = (
+                    f"bold {self.palette.critical}"
+                    if label == worst
+                    else ("italic" if is_avg else "")
+                )
                 f1 = kinds.get("f1")
                 cells[label] = (
-                    Text(middle(label, label_w), style=style), Text(_value(kinds.get("precision"))),
-                    Text(_value(kinds.get("recall"))), Text(_value(f1)),
+                    Text(middle(label, label_w), style=style),
+                    Text(_value(kinds.get("precision"))),
+                    Text(_value(kinds.get("recall"))),
+                    Text(_value(f1)),
                     Text(_value(kinds.get("support"), 0)),
                     Text(f"{f1.best_high[1]:.3f}" if f1 is not None and f1.best_high else ""),
                     self._trend(f1),

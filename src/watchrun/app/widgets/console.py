@@ -36,10 +36,12 @@ class ConsolePane(Log):
             self.clear()
             new = lines
         else:
-            new = lines[len(self.shown):]
+            new = lines[len(self.shown) :]
         if not lines and run is not None:
-            new = ("(no console log found for this run: tee the training's output into a file "
-                   "in the run directory, e.g. `python train.py 2>&1 | tee train.log`)",)
+            new = (
+                "(no console log found for this run: tee the training's output into a file "
+                "in the run directory, e.g. `python train.py 2>&1 | tee train.log`)",
+            )
         self.key, self.shown = key, lines
         if new:
             self.write_lines(new, scroll_end=self.auto_scroll)

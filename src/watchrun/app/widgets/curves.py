@@ -17,17 +17,30 @@ SMOOTH_ALPHA = 0.9
 
 
 def loss_names(names: list[str], aliases: dict[str, str]) -> list[str]:
-    found = [n for n in (pick(names, "train", "loss", aliases), pick(names, "val", "loss", aliases)) if n]
+    found = [
+        n for n in (pick(names, "train", "loss", aliases), pick(names, "val", "loss", aliases)) if n
+    ]
     return found or [n for n in names if role_of(n, aliases).kind == "loss"][:2]
 
 
 def metric_names(names: list[str], losses: list[str], aliases: dict[str, str]) -> list[str]:
     roles = {n: role_of(n, aliases) for n in names}
-    key = [n for n in names if roles[n].split in ("val", "test") and roles[n].is_quality
-           and roles[n].kind != "loss" and roles[n].cls is None]
+    key = [
+        n
+        for n in names
+        if roles[n].split in ("val", "test")
+        and roles[n].is_quality
+        and roles[n].kind != "loss"
+        and roles[n].cls is None
+    ]
     if not key:
-        key = [n for n in names if n not in losses and roles[n].kind not in ("runtime", "epoch")
-               and roles[n].cls is None]
+        key = [
+            n
+            for n in names
+            if n not in losses
+            and roles[n].kind not in ("runtime", "epoch")
+            and roles[n].cls is None
+        ]
     return key[:3]
 
 
@@ -52,9 +65,18 @@ def x_values(run: RunView, s: SeriesView, kind: str) -> np.ndarray:
     return s.steps
 
 
-def figure_for(run: RunView, names: list[str], palette: Palette, *, x_kind: str = "step",
-               smooth: bool = False, log_y: bool = False, ascii_only: bool = False,
-               aliases: dict[str, str] | None = None, offset: int = 0) -> Figure:
+def figure_for(
+    run: RunView,
+    names: list[str],
+    palette: Palette,
+    *,
+    x_kind: str = "step",
+    smooth: bool = False,
+    log_y: bool = False,
+    ascii_only: bool = False,
+    aliases: dict[str, str] | None = None,
+    offset: int = 0,
+) -> Figure:
     """A figure of `names` in `run`: the raw curves faint behind smoothed ones when smoothing."""
     aliases = aliases or {}
     curves, faint = [], []
@@ -76,10 +98,22 @@ def figure_for(run: RunView, names: list[str], palette: Palette, *, x_kind: str 
             faint.append(Curve(name, x, y, palette.faint(color)))
             y = ema(y)
         curves.append(Curve(name, x, y, color, best, last=s.last, best_step=best_step))
-    marks = tuple(float(a.step) for a in run.alerts if a.severity.value != "info") if x_kind == "step" else ()
-    return Figure(tuple(curves), x_kind=x_kind, log_y=log_y, marks=marks, mark_color=palette.warning,
-                  nan_color=palette.critical, ascii_only=ascii_only, faint=tuple(faint),
-                  nonfinite=tuple(nonfinite))
+    marks = (
+        tuple(float(a.step) for a in run.alerts if a.severity.value != "info")
+        if x_kind == "step"
+        else ()
+    )
+    return Figure(
+        tuple(curves),
+        x_kind=x_kind,
+        log_y=log_y,
+        marks=marks,
+        mark_color=palette.warning,
+        nan_color=palette.critical,
+        ascii_only=ascii_only,
+        faint=tuple(faint),
+        nonfinite=tuple(nonfinite),
+    )
 
 
 class CurvesPane(Vertical):
@@ -111,11 +145,17 @@ class CurvesPane(Vertical):
         names = list(run.series)
         losses = loss_names(names, self.aliases)
         metrics = metric_names(names, losses, self.aliases)
-        opts = dict(x_kind=self.x_kind, smooth=self.smooth, log_y=self.log_y,
-                    ascii_only=self.ascii_only, aliases=self.aliases)
+        opts = dict(
+            x_kind=self.x_kind,
+            smooth=self.smooth,
+            log_y=self.log_y,
+            ascii_only=self.ascii_only,
+            aliases=self.aliases,
+        )
         self.query_one("#loss-plot", Plot).show(figure_for(run, losses, self.palette, **opts))
         self.query_one("#metric-plot", Plot).show(
-            figure_for(run, metrics, self.palette, offset=len(losses), **opts))
+            figure_for(run, metrics, self.palette, offset=len(losses), **opts)
+        )
 
     def redraw(self) -> None:
         self.show(self.run, force=True)

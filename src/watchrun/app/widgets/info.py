@@ -11,8 +11,14 @@ from textual.widgets import Static
 from watchrun.app.text import num
 from watchrun.snapshot import RunView
 
-META_KEYS = ("max_steps", "max_epochs", "eval_steps", "logging_steps", "best_metric",
-             "best_model_checkpoint")
+META_KEYS = (
+    "max_steps",
+    "max_epochs",
+    "eval_steps",
+    "logging_steps",
+    "best_metric",
+    "best_model_checkpoint",
+)
 
 
 def info_text(run: RunView) -> Text:
@@ -23,8 +29,11 @@ def info_text(run: RunView) -> Text:
         t.append(value + "\n", style=style)
 
     line("root", run.root)
-    line("status", f"{run.status.value}   formats: {', '.join(sorted(run.formats))}   "
-                   f"step unit: {run.step_unit}   last step: {run.last_step}")
+    line(
+        "status",
+        f"{run.status.value}   formats: {', '.join(sorted(run.formats))}   "
+        f"step unit: {run.step_unit}   last step: {run.last_step}",
+    )
     if run.pid:
         line("writer", f"pid {run.pid} on {run.host or '?'}")
     for k in META_KEYS:
@@ -33,8 +42,13 @@ def info_text(run: RunView) -> Text:
     if run.hparams:
         line("hparams", ", ".join(f"{k}={v}" for k, v in list(run.hparams.items())[:40]))
     if run.summary:
-        line("summary", ", ".join(f"{k}={num(v) if isinstance(v, float) else v}"
-                                   for k, v in list(run.summary.items())[:30]))
+        line(
+            "summary",
+            ", ".join(
+                f"{k}={num(v) if isinstance(v, float) else v}"
+                for k, v in list(run.summary.items())[:30]
+            ),
+        )
     t.append(f"files ({len(run.files)})\n", style="bold")
     for f in run.files:
         rel = os.path.relpath(f, run.root) if f.startswith(run.root) else f

@@ -16,8 +16,13 @@ class Plot(Widget):
     Plot { height: 1fr; min-height: 7; }
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None,  # noqa: A002
-                 readout: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        id: str | None = None,
+        classes: str | None = None,  # noqa: A002
+        readout: bool = True,
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self.figure = Figure()
         self.readout = readout
@@ -37,7 +42,9 @@ class Plot(Widget):
             last = c.last if c.last is not None else (float(c.y[-1]) if len(c.y) else math.nan)
             out.append(f"{dot} ", style=c.color)
             out.append(f"{c.name} ", style="bold")
-            out.append(num(last), style=f"bold {self.figure.nan_color}" if not math.isfinite(last) else "")
+            out.append(
+                num(last), style=f"bold {self.figure.nan_color}" if not math.isfinite(last) else ""
+            )
             best = c.best_step or c.best
             if best is not None:
                 out.append(f"  best {num(best[1])} @{num(best[0])}", style="dim")

@@ -126,8 +126,13 @@ class RunList(DataTable):
             label = "+" + middle(label, self._name_width - 1)
         name = Text(label, style=name_style)
         step = "" if run.last_step is None else _short(run.last_step)
-        return (first, name, Text(step, justify="right"), Text(age(run.last_write, now)),
-                Text(str(run.problems) if run.problems else "", style=style))
+        return (
+            first,
+            name,
+            Text(step, justify="right"),
+            Text(age(run.last_write, now)),
+            Text(str(run.problems) if run.problems else "", style=style),
+        )
 
     def reset(self) -> None:
         """Forget the rows (a new palette): the next show() draws them all again."""
