@@ -106,9 +106,14 @@ class ConsoleSource(Source):
         lines, consumed = self.lines[cursor.key].feed(cursor.read())
         cursor.advance(consumed)
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        shown: list[str] = []
         for raw in lines:
-            for part in raw.split(b"\r"):
+            parts = raw.split(b"\r")
+            for part in parts:
                 self._line(part.decode("utf-8", "replace").strip(), columns)
+            last = next((p for p in reversed(parts) if p.strip()), b"")  # a progress bar's last state
+            shown.append(last.decode("utf-8", "replace").rstrip())
+        self.store.add_console_lines(self.key, shown)
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)
