@@ -17,7 +17,7 @@ from textual.filter import LineFilter
 from textual.worker import Worker, WorkerState
 
 from watchrun import control
-from watchrun.app.messages import NewAlerts, RunChosen, SnapshotReady
+from watchrun.app.messages import EngineTrouble, NewAlerts, RunChosen, SnapshotReady
 from watchrun.app.screens.alert_detail import AlertDetailScreen
 from watchrun.app.screens.compare import CompareScreen
 from watchrun.app.screens.help import HelpScreen, key_help
@@ -31,6 +31,7 @@ from watchrun.engine import Engine
 from watchrun.model import Alert, Severity
 from watchrun.notify import notify_terminal, run_hook
 from watchrun.snapshot import EMPTY, RunView, Snapshot
+from watchrun.textsafe import printable
 
 DEFAULT_THEME = "watchrun-dark"
 LOAD_PUBLISH_EVERY = 1.0  # seconds between snapshots while the first read is under way
@@ -110,16 +111,21 @@ class WatchrunApp(App[None]):
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def run_engine(self) -> None:
         engine = self.engine
-        engine.load(on_progress=self._publish_while_loading)
+        engine.load(on_progress=self._publish_while_loading, stop=self.stop_event)
+        if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
+            return
         first = engine.detect(final=False)
         first += engine.detect(final=True)
         self._publish()
         critical = [a for a in first if a.severity is Severity.CRITICAL]
         if critical:
             self.post_message(NewAlerts(critical[-3:]))
+        for text in engine.detectors.take_failures():
+            self.post_message(EngineTrouble(text))
         engine.run_forever(
             self.stop_event,
             lambda alerts: self.post_message(NewAlerts(alerts)),
+            on_error=lambda text: self.post_message(EngineTrouble(text)),
             on_tick=self._publish,
         )
 
@@ -140,7 +146,16 @@ class WatchrunApp(App[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
-            self.notify(f"{event.worker.name}: {event.worker.error}", severity="error", timeout=10)
+            self.notify(
+                printable(f"{event.worker.name}: {event.worker.error}"),
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
+
+    def on_engine_trouble(self, message: EngineTrouble) -> None:
+        """watchrun's own trouble (a detector or a follow tick that raised): said, not fatal."""
+        self.notify(printable(message.text), severity="warning", timeout=10, markup=False)
 
     def on_unmount(self) -> None:
         self.stop_event.set()
@@ -166,12 +181,13 @@ class WatchrunApp(App[None]):
         for alert in message.alerts:
             if alert.severity is Severity.CRITICAL:
                 self.bell()
-                notify_terminal(self, f"watchrun: {alert.run}", alert.message)
+                notify_terminal(self, f"watchrun: {printable(alert.run)}", printable(alert.message))
                 if self.config.on_alert:
                     run_hook(self.config.on_alert, alert)
             if alert.severity is not Severity.INFO:
                 self.notify(
-                    f"{alert.run}: {alert.message}",
+                    printable(f"{alert.run}: {alert.message}"),
+                    markup=False,
                     timeout=6,
                     severity="error" if alert.severity is Severity.CRITICAL else "warning",
                 )

@@ -41,3 +41,11 @@ class AlertChosen(Message):
     def __init__(self, alert: Alert) -> None:
         super().__init__()
         self.alert = alert
+
+
+class EngineTrouble(Message):
+    """watchrun's own trouble: a detector or a follow tick that raised (the rest goes on)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

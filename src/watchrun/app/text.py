@@ -11,6 +11,7 @@ from textual.color import Color
 from textual.filter import LineFilter
 
 from watchrun.model import RunStatus
+from watchrun.textsafe import printable
 
 STATUS_GLYPH = {
     RunStatus.RUNNING: ("▶", ">"),
@@ -27,6 +28,7 @@ SEVERITY_GLYPH = {"critical": "!!", "warning": "! ", "info": "i ", "": "  "}
 def middle(text: str, width: int) -> str:
     """`text` in at most `width` cells, cut in the middle so both ends stay readable:
     `pl-mnist…/version_0` (run keys differ at both ends)."""
+    text = printable(text)
     if width <= 0:
         return ""
     if len(text) <= width:
@@ -199,15 +201,15 @@ def short_names(keys: list[str], width: int) -> dict[str, str]:
     (lightning_logs, runs) go first, then the parts most keys share are cut before the rare
     ones (`pl-…/Goreg12345/version_0`, not `pl-csv-ed…/version_0` three times); a key that
     still does not fit is cut in its middle."""
-    parts = {k: k.split("/") for k in keys}
+    parts = {k: printable(k).split("/") for k in keys}
     freq: dict[tuple[int, str], int] = {}
     for comps in parts.values():
         for i, c in enumerate(comps):
             freq[(i, c)] = freq.get((i, c), 0) + 1
     out = {}
     for key, comps in parts.items():
-        if len(key) <= width:
-            out[key] = key
+        if len(printable(key)) <= width:
+            out[key] = printable(key)
             continue
         kept = [(i, c) for i, c in enumerate(comps) if c not in BOILERPLATE] or [(0, comps[0])]
         shown = [c for _, c in kept]

@@ -13,6 +13,7 @@ from watchrun.app.text import num
 from watchrun.app.widgets.banner import action_text, message_text
 from watchrun.model import Alert
 from watchrun.snapshot import RunView
+from watchrun.textsafe import printable
 
 
 def detail_text(alert: Alert, run: RunView | None) -> Text:
@@ -22,24 +23,24 @@ def detail_text(alert: Alert, run: RunView | None) -> Text:
         f"  {alert.detector}  step {alert.step}" + ("" if alert.open else "  (closed)") + "\n\n",
         style="bold",
     )
-    t.append((message_text(alert, run) if run is not None else alert.message) + "\n\n")
-    action = action_text(alert, run) if run is not None else alert.action
+    t.append((message_text(alert, run) if run is not None else printable(alert.message)) + "\n\n")
+    action = action_text(alert, run) if run is not None else printable(alert.action)
     if action:
         t.append("what to do\n", style="bold")
         t.append(f"  {action}\n\n")
     if alert.metrics:
         t.append("metrics  ", style="bold")
-        t.append(", ".join(alert.metrics) + "\n")
+        t.append(printable(", ".join(alert.metrics)) + "\n")
     if alert.evidence:
         t.append("evidence\n", style="bold")
         for k, v in alert.evidence.items():
             value = num(v) if isinstance(v, float) else str(v)
-            t.append(f"  {k}: {value[:400]}\n")
+            t.append(printable(f"  {k}: {value[:400]}") + "\n")
     if run is not None:
         ckpt = run.meta.get("best_model_checkpoint")
         t.append("\ncheckpoint  ", style="bold")
-        t.append(str(ckpt) if ckpt else "none recorded by this run's logs")
-        t.append(f"\nrun  {run.key}  ({run.status.value})\n", style="dim")
+        t.append(printable(ckpt) if ckpt else "none recorded by this run's logs")
+        t.append(f"\nrun  {printable(run.key)}  ({run.status.value})\n", style="dim")
     return t
 
 

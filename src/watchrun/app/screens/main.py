@@ -20,6 +20,7 @@ from watchrun.app.widgets.curves import X_KINDS, CurvesPane
 from watchrun.app.widgets.info import InfoPane
 from watchrun.app.widgets.run_list import RunList
 from watchrun.snapshot import EMPTY, Snapshot
+from watchrun.textsafe import printable
 
 TABS = ("curves", "classes", "alerts", "info", "console")
 MIN_SIZE = (40, 10)
@@ -140,7 +141,7 @@ class MainScreen(Screen[None]):
         if run is None:
             return
         curves = self.query_one(CurvesPane)
-        title = Text(run.display_name or run.key, style="bold")
+        title = Text(printable(run.display_name or run.key), style="bold")
         title.append(f"  [{', '.join(sorted(run.formats))}]  {run.status.value}", style="")
         title.append(
             f"   x: {curves.x_kind}"

@@ -16,6 +16,7 @@ from textual.widgets import Button, Static
 
 from watchrun.control import Target
 from watchrun.model import Alert, Run
+from watchrun.textsafe import printable
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def dialog_text(run: Run, target: Target, alert: Alert | None) -> str:
     ckpt = run.meta.get("best_model_checkpoint")
     if ckpt:
         lines.append(f"best checkpoint so far: {ckpt}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 class StopScreen(ModalScreen["StopChoice | None"]):

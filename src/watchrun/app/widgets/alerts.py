@@ -11,6 +11,7 @@ from watchrun.app.text import ranked, severity_style
 from watchrun.app.theme import Palette
 from watchrun.model import Alert, Severity
 from watchrun.snapshot import RunView
+from watchrun.textsafe import printable
 
 COLUMNS = ("sev", "step", "detector", "message")
 
@@ -51,7 +52,7 @@ class AlertsTable(DataTable):
                     Text("event", style=self.palette.info),
                     Text(str(step)),
                     Text("run"),
-                    Text(message),
+                    Text(printable(message)),
                 )
             for i, a in enumerate(run.alerts):
                 key = alert_key(a, i)
@@ -60,9 +61,9 @@ class AlertsTable(DataTable):
                 rows[key] = (
                     Text(sev, style=severity_style(sev, self.palette.severity(sev))),
                     Text(str(a.step)),
-                    Text(a.detector),
+                    Text(printable(a.detector)),
                     Text(
-                        a.message + ("" if a.open else "  (closed)"),
+                        printable(a.message) + ("" if a.open else "  (closed)"),
                         style="" if a.open or a.severity is Severity.INFO else "dim",
                     ),
                 )

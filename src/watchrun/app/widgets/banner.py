@@ -10,6 +10,7 @@ from textual.widgets import Static
 from watchrun.app.theme import Palette
 from watchrun.model import Alert
 from watchrun.snapshot import RunView
+from watchrun.textsafe import printable
 
 # "stop training: lower the LR", "stop training and keep the best checkpoint", "... — stop training"
 _STOP = re.compile(
@@ -19,16 +20,17 @@ _STOP = re.compile(
 
 def message_text(alert: Alert, run: RunView) -> str:
     """The alert's message, without a closing "— stop training" once the run has ended."""
-    return _STOP.sub("", alert.message).strip() if run.ended else alert.message
+    message = _STOP.sub("", alert.message).strip() if run.ended else alert.message
+    return printable(message)
 
 
 def action_text(alert: Alert, run: RunView) -> str:
     """The alert's action, except that a run that has already ended is not told to stop."""
     if not run.ended:
-        return alert.action
+        return printable(alert.action)
     rest = _STOP.sub("", alert.action).strip()
     prefix = f"run {run.status.value}"
-    return f"{prefix}; next time: {rest}" if rest else prefix
+    return printable(f"{prefix}; next time: {rest}" if rest else prefix)
 
 
 class AlertBanner(Static):
@@ -58,7 +60,9 @@ class AlertBanner(Static):
         worst = run.worst
         if worst is None or worst.severity.value == "info":
             self.add_class("ok")
-            self.update(Text(f" {run.key}: no open warning ({run.status.value})", style="bold"))
+            self.update(
+                Text(f" {printable(run.key)}: no open warning ({run.status.value})", style="bold")
+            )
             return
         sev = worst.severity.value
         self.add_class(sev)

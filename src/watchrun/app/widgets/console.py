@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Log
 
 from watchrun.snapshot import RunView
+from watchrun.textsafe import printable
 
 
 class ConsolePane(Log):
@@ -44,4 +45,5 @@ class ConsolePane(Log):
             )
         self.key, self.shown = key, lines
         if new:
-            self.write_lines(new, scroll_end=self.auto_scroll)
+            shown = [printable(line.expandtabs()) for line in new]  # a log may hold escapes
+            self.write_lines(shown, scroll_end=self.auto_scroll)

@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from watchrun.app.text import num
 from watchrun.snapshot import RunView
+from watchrun.textsafe import printable
 
 META_KEYS = (
     "max_steps",
@@ -26,7 +27,7 @@ def info_text(run: RunView) -> Text:
 
     def line(label: str, value: str, style: str = "") -> None:
         t.append(f"{label:<10}", style="bold")
-        t.append(value + "\n", style=style)
+        t.append(printable(value) + "\n", style=style)
 
     line("root", run.root)
     line(
@@ -52,11 +53,11 @@ def info_text(run: RunView) -> Text:
     t.append(f"files ({len(run.files)})\n", style="bold")
     for f in run.files:
         rel = os.path.relpath(f, run.root) if f.startswith(run.root) else f
-        t.append(f"  {rel}\n")
+        t.append(f"  {printable(rel)}\n")
     if run.warnings:
         t.append("warnings\n", style="bold")
         for w in run.warnings:
-            t.append(f"  {w}\n", style="yellow")
+            t.append(f"  {printable(w)}\n", style="yellow")
     return t
 
 
