@@ -20,25 +20,39 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from watchrun.sources.base import Source, to_float
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.sources.base import Lines, Source, to_float, to_step
+from watchrun.tail import FileCursor
 
-_TQDM = re.compile(r"(\d+)/(\d+) \[")
-_KERAS_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
-_KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s")
+# Every pattern here runs on untrusted lines: each quantifier is bounded, so a match attempt
+# costs a constant however long the line (an unbounded `\d+\.?\d*` or `[\w.]*\s*[:=]` tried
+# at every position of a long word is quadratic: 18 s on a 40k-character word).
+MAX_LINE = 64 * 1024  # longer console lines are skipped and counted: no metric line is that long
+_NUM = r"-?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,4})?"
+_TQDM = re.compile(r"(?<!\d)(\d{1,18})/(\d{1,18}) \[")
+_KERAS_EPOCH = re.compile(r"^Epoch (\d{1,18})/(\d{1,18})\s{0,8}$")
+_KERAS_BAR = re.compile(r"^\s{0,64}(\d{1,18})/(\d{1,18})\s")
+# `name: value` / `name=value`: a name is tried only where a run of name characters starts (the
+# lookbehind), so a long word costs one bounded attempt, not one per character
 _PAIR = re.compile(
-    r"([A-Za-z_][\w/.\-]*)\s*[:=]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:/\d+)?|nan|-?inf)(?![\w.])"
+    r"(?<![\w/.\-])([A-Za-z_][\w/.\-]{0,63})[ \t]{0,16}[:=][ \t]{0,16}(" + _NUM + r"(?:/\d{1,40})?|nan|-?inf)(?![\w.])"
 )
-_SPACED_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z_ /]{0,40}?)\s+(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|-?inf)\s*(?:ms|s|%)?\s*$")
-_HAND_STEP = re.compile(r"\b(epoch|step|iter|iteration)\b\s*[:=#]?\s*\[?(\d+)", re.IGNORECASE)
+_SPACED_PAIR = re.compile(
+    r"^\s{0,16}([A-Za-z][A-Za-z_ /]{0,40}?)\s{1,16}(" + _NUM + r"|nan|-?inf)\s{0,8}(?:ms|s|%)?\s{0,8}$"
+)
+_HAND_STEP = re.compile(
+    r"\b(epoch|step|iter|iteration)\b\s{0,8}[:=#]?\s{0,8}\[?(\d{1,18})(?!\d)", re.IGNORECASE
+)
 # PyTorch's examples: `Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21` (the step is the sample
 # count) and, after each epoch, `Test set: Average loss: 0.0331, Accuracy: 9893/10000 (99%)`.
-_IN_EPOCH = re.compile(r"\s*\[\s*(\d+)\s*/\s*(\d+)")
-_EVAL_LINE = re.compile(r"^\W*(test|val|valid|validation|eval|evaluation|dev)(?:\s+set)?\s*[:|\-]", re.IGNORECASE)
-_EARLY = re.compile(
-    r"Monitored metric (\S+) did not improve in the last (\d+) records?\. Best score: ([-\d.eE+naif]+)"
+_IN_EPOCH = re.compile(r"\s{0,8}\[\s{0,8}(\d{1,18})\s{0,8}/\s{0,8}(\d{1,18})")
+_EVAL_LINE = re.compile(
+    r"^\W{0,16}(test|val|valid|validation|eval|evaluation|dev)(?:\s{1,8}set)?\s{0,8}[:|\-]", re.IGNORECASE
 )
-_KERAS_EARLY = re.compile(r"Epoch (\d+): early stopping")
+_EARLY = re.compile(
+    r"Monitored metric (\S{1,200}) did not improve in the last (\d{1,18}) records?\. "
+    r"Best score: ([-\d.eE+naif]{1,40})"
+)
+_KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 
 
@@ -48,7 +62,7 @@ class ConsoleSource(Source):
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
-        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.lines: dict[str, Lines] = defaultdict(Lines)
         self.train_total = 0
         self.train_pos: int | None = None
         self.keras_epoch: int | None = None
@@ -56,15 +70,21 @@ class ConsoleSource(Source):
         self.hand_step: int | None = None  # the step of the last hand-loop line
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.key] = LineBuffer()
+        self.lines[cursor.key] = Lines()
 
     def read(self, cursor: FileCursor) -> int:
         lines, consumed = self.lines[cursor.key].feed(cursor.read())
         cursor.advance(consumed)
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-        for raw in lines:
+        for number, raw in lines:
             for part in raw.split(b"\r"):
-                self._line(part.decode("utf-8", "replace").strip(), columns)
+                if len(part) > MAX_LINE:
+                    self.skip(cursor.path, f"line {number}", f"longer than {MAX_LINE} bytes", "over-long")
+                    continue
+                try:
+                    self._line(part.decode("utf-8", "replace").strip(), columns)
+                except Exception as exc:  # noqa: BLE001 - one odd line must not drop the read
+                    self.skip(cursor.path, f"line {number}", f"{type(exc).__name__}: {exc}")
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)
@@ -102,11 +122,13 @@ class ConsoleSource(Source):
                 return
         hand = _HAND_STEP.search(line)
         if hand and not _TQDM.search(line):
-            step = int(hand.group(2))
+            step: int | None = int(hand.group(2))
             within = _IN_EPOCH.match(line, hand.end()) if hand.group(1).lower() == "epoch" else None
             if within:  # `Epoch: 3 [12800/60000 (21%)]`: count samples, so steps keep rising
-                step = step * int(within.group(2)) + int(within.group(1))
+                step = to_step(int(hand.group(2)) * int(within.group(2)) + int(within.group(1)))
                 line = line[within.end() :]
+            if step is None:
+                return
             self.hand_step = step
             if not self._pairs(line, step, columns, skip=hand.group(1).lower()):
                 self._spaced_pairs(line[hand.end() :], step, columns)
@@ -119,7 +141,7 @@ class ConsoleSource(Source):
     def _hf_dict(self, line: str, columns: dict) -> None:
         try:
             obj = ast.literal_eval(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except Exception:  # noqa: BLE001 - not a literal (or a hostile one): not a metrics dict
             return
         if not isinstance(obj, dict):
             return
@@ -131,7 +153,7 @@ class ConsoleSource(Source):
         if "train_runtime" in values:
             self.store.update(self.key, summary=values)
             return
-        step = int(values.pop("step")) if "step" in values else self._snap(self.train_pos, values)
+        step = to_step(values.pop("step")) if "step" in values else self._snap(self.train_pos, values)
         if step is None:
             step = self.dicts
         for k, v in values.items():
@@ -172,7 +194,7 @@ class ConsoleSource(Source):
                 continue
             if "/" in raw:  # `Accuracy: 9893/10000`
                 num, den = raw.split("/")
-                value = float(num) / float(den) if float(den) else None
+                value = to_float(num) / float(den) if float(den) else None  # type: ignore[operator]
             else:
                 value = to_float(raw)
             if value is None:
