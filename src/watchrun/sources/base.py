@@ -236,6 +236,7 @@ class SqliteSource(Source):
     def __init__(self, store: Store, key: str) -> None:
         super().__init__(store, key)
         self._signature: dict[str, tuple] = {}
+        self.db_path = key  # the database being read (bad rows are reported under its name)
 
     def poll(self, only: set[str] | None = None) -> int:
         added = 0
@@ -258,6 +259,7 @@ class SqliteSource(Source):
         """Open read-only, run `read_db`; a locked or half-written database is retried."""
         import sqlite3
 
+        self.db_path = cursor.path
         try:
             con = sqlite3.connect(f"file:{cursor.path}?mode=ro", uri=True, timeout=0.5)
         except sqlite3.Error as exc:
