@@ -51,12 +51,13 @@ def to_float(text: str | bytes | float | int | None) -> float | None:
 def to_step(value: object) -> int | None:
     """A step as training libraries write it (7, 7.0, '7', '7.0'); None when it is not one or
     does not fit the int64 the series store (2**63, 1e19, 'nan')."""
-    if isinstance(value, str) and 0 < len(value) <= 19 and value.isdigit():
-        return int(value)  # exact, where float() would round a long integer
-    f = value if isinstance(value, int) else to_float(value)  # type: ignore[arg-type]
-    if f is None or isinstance(f, float) and not math.isfinite(f):
-        return None
-    step = int(f)
+    if isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
+        step = int(value)  # exact, where float() would round a long integer
+    else:
+        f = value if isinstance(value, int) else to_float(value)  # type: ignore[arg-type]
+        if f is None or isinstance(f, float) and not math.isfinite(f):
+            return None
+        step = int(f)
     return step if STEP_MIN <= step <= STEP_MAX else None
 
 

@@ -132,9 +132,9 @@ def parse_filename(name: str) -> dict[str, Any]:
     return info
 
 
-def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, int]:
+def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
     """Find complete records whose length CRC holds. Return (payload offsets, lengths, bytes
-    consumed, corrupt count). A record cut by the end of the buffer is not consumed (its rest
+    consumed, where each corrupt stretch starts). A record cut by the end of the buffer is not consumed (its rest
     comes later); a corrupt one is counted and skipped (the walk resynchronises after it).
 
     Long stretches go through `_walk_fast` (numpy, whole buffer at once); where it cannot prove
@@ -147,7 +147,7 @@ def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, li
     arr = np.frombuffer(buf, dtype=np.uint8)
     offs: list[Any] = []
     lens: list[Any] = []
-    corrupt = 0
+    corrupt: list[int] = []
     pos = start
     for _ in range(MAX_FAST_RESTARTS):
         if n - pos < SMALL_BUFFER:
@@ -212,12 +212,12 @@ def _walk_fast(arr: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, int
     return chain[:good] + 12, chain_lens[:good], stop, n - stop < 12 and good == len(chain)
 
 
-def _walk_slow(buf: bytes, start: int = 0, limit: int = -1) -> tuple[list[int], list[int], int, int]:
+def _walk_slow(buf: bytes, start: int = 0, limit: int = -1) -> tuple[list[int], list[int], int, list[int]]:
     """Record by record, checking each length CRC; resynchronise after corruption. Stops after
     `limit` records when given."""
     offsets: list[int] = []
     lengths: list[int] = []
-    corrupt = 0
+    corrupt: list[int] = []
     pos = start
     n = len(buf)
     unpack = _HEADER.unpack_from
@@ -227,7 +227,7 @@ def _walk_slow(buf: bytes, start: int = 0, limit: int = -1) -> tuple[list[int], 
         length, len_crc = unpack(buf, pos)
         c = crc(mv[pos : pos + 8])
         if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != len_crc or length > MAX_RECORD:
-            corrupt += 1
+            corrupt.append(pos)
             nxt = _resync(buf, pos + 1)
             if nxt < 0:
                 # no valid header after the bad bytes yet: keep the tail unless it is long
@@ -264,7 +264,7 @@ class Decoded:
         self.texts: list[tuple[int, str, str, float]] = []
         self.hparams: dict[str, Any] = {}
         self.session_status: int | None = None
-        self.bad = 0
+        self.bad: list[int] = []  # indices of records whose payload is corrupt or unreadable
         self.singles: dict[str, tuple[list, list, list, list]] = {}
 
     def add_one(self, tag: str, idx: int, step: int, value: float, wall: float) -> None:
@@ -391,7 +391,7 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
             crcs[m] ^= np.uint32(_bytes_crc(tag, length - 1 - (p + 6)))
             groups.append((tag, m))
         crc_ok = _masked(crcs) == _gather(arr, bsub + length, "<u4")
-        out.bad += len(crc_ok) - int(np.count_nonzero(crc_ok))  # a flipped bit: skipped
+        out.bad.extend(idx[~crc_ok].tolist())  # a flipped bit: skipped
         for tag, m in groups:
             m &= crc_ok
             if m.any():
@@ -452,12 +452,12 @@ def _tag_words(arr: np.ndarray, starts: np.ndarray, tag_len: int) -> np.ndarray:
 def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> None:
     payload = buf[off : off + length]
     if masked_crc(payload) != _U32.unpack_from(buf, off + length)[0]:
-        out.bad += 1  # a flipped bit: wrong numbers, or a tag that was never logged
+        out.bad.append(idx)  # a flipped bit: wrong numbers, or a tag that was never logged
         return
     try:
         _decode_event(event_pb2.Event.FromString(payload), idx, out)
     except (DecodeError, RuntimeError, ValueError, OverflowError):
-        out.bad += 1
+        out.bad.append(idx)
 
 
 def _decode_event(event: Any, idx: int, out: Decoded) -> None:
@@ -470,7 +470,7 @@ def _decode_event(event: Any, idx: int, out: Decoded) -> None:
             continue
         plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
         if plugin == "hparams":
-            _decode_hparams(value, out)
+            _decode_hparams(value, out, idx)
             continue
         if kind != "tensor" or plugin in _SKIP_PLUGINS:
             continue
@@ -510,13 +510,13 @@ def _tensor_scalar(tensor: Any) -> float | None:
     return None
 
 
-def _decode_hparams(value: Any, out: Decoded) -> None:
+def _decode_hparams(value: Any, out: Decoded, idx: int) -> None:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     try:
         data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
     except Exception:  # noqa: BLE001 - foreign bytes: skip, never crash
-        out.bad += 1
+        out.bad.append(idx)
         return
     which = data.WhichOneof("data")
     if which == "session_start_info":
@@ -538,7 +538,7 @@ class TensorBoardSource(Source):
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
-        self.corrupt: dict[str, int] = defaultdict(int)
+        self._corrupt_at: dict[str, set[int]] = defaultdict(set)  # file offsets counted
         self._order: dict[str, tuple] = {}
 
     def ordered_paths(self, among: set[str] | None = None) -> list[str]:
@@ -573,15 +573,26 @@ class TensorBoardSource(Source):
             offsets, lengths, consumed, corrupt = walk_records(buf)
             decoded = decode_records(buf, offsets, lengths)
             total += self._emit(decoded, opts)
-            bad = corrupt + decoded.bad
-            if bad:
-                self.corrupt[cursor.key] += bad
-                name = cursor.path.rsplit("/", 1)[-1]
-                self.warn(f"{name}: skipped {self.corrupt[cursor.key]} corrupt record(s)")
+            self._count_corrupt(cursor, corrupt + [int(offsets[i]) - 12 for i in decoded.bad])
             cursor.advance(consumed)
             if consumed == 0 or len(buf) < MAX_READ:
                 break
         return total
+
+    def on_reset(self, cursor: FileCursor) -> None:
+        self._corrupt_at.pop(cursor.key, None)
+
+    def _count_corrupt(self, cursor: FileCursor, starts: list[int]) -> None:
+        """Count each corrupt record once, by its place in the file: a corrupt tail with no
+        record after it yet is walked again at the next read, and must not count twice."""
+        seen = self._corrupt_at[cursor.key]
+        if len(seen) > 1024:  # only the unconsumed tail is ever walked again
+            seen.difference_update([w for w in seen if w < cursor.offset])
+        for start in sorted(starts):
+            where = cursor.offset + start
+            if where not in seen:
+                seen.add(where)
+                self.skip(cursor.path, f"byte {where}", "corrupt record (CRC or payload)", "corrupt")
 
     def _emit(self, decoded: Decoded, opts: dict) -> int:
         prefix = str(opts.get("prefix", ""))
