@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
-
 from tests.unit.fuzz_cases import CASES, check
 
 DB = DirectoryBasedExampleDatabase(os.path.join(os.path.dirname(__file__), "..", ".hypothesis-db"))

@@ -204,6 +204,16 @@ class Source:
     def warn(self, message: str) -> None:
         self.store.warn(self.key, message)
 
+    def complete_lines(self, cursor: FileCursor, lines: Lines, data: bytes) -> list[tuple[int, bytes]]:
+        """The complete lines of `data` (read at the cursor's offset), numbered; the cursor is
+        moved past them. Lines over the cap are skipped and counted here."""
+        skipped = lines.skipped
+        out, consumed = lines.feed(data)
+        cursor.advance(consumed)
+        for _ in range(lines.skipped - skipped):
+            self.skip(cursor.path, f"line {lines.number}", f"longer than {lines.buffer.max_line} bytes", "over-long")
+        return out
+
     def skip(self, path: str, where: str, why: str, kind: str = "bad") -> None:
         """A bad record of `path` at `where` ("line 12", "byte 4096"): count it; the count and
         the last place are reported once per read (`report_skips`), not once per record."""

@@ -73,8 +73,7 @@ class ConsoleSource(Source):
         self.lines[cursor.key] = Lines()
 
     def read(self, cursor: FileCursor) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for number, raw in lines:
             for part in raw.split(b"\r"):

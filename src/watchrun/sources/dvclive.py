@@ -60,8 +60,7 @@ class DvcliveSource(Source):
         return self._tsv(cursor, name)
 
     def _tsv(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []

@@ -83,8 +83,7 @@ class MlflowFileSource(Source):
             self.store.update(self.key, display_name=str(meta["run_name"]))
 
     def _metric(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []

@@ -99,13 +99,11 @@ class TableSource(Source):
             data = cursor.read(MAX_READ)
             if not data:
                 break
-            lines, consumed = st.lines.feed(data)
-            cursor.advance(consumed)
+            before = cursor.offset
+            lines = self.complete_lines(cursor, st.lines, data)
             total += self._rows(cursor.path, st, lines)
-            if len(data) < MAX_READ or consumed == 0:
+            if len(data) < MAX_READ or cursor.offset == before:
                 break
-        if st.lines.skipped:
-            self.warn(f"{_name(cursor.path)}: skipped {st.lines.skipped} over-long line(s)")
         return total
 
     def _rows(self, path: str, st: _FileState, lines: list[tuple[int, bytes]]) -> int:
@@ -210,9 +208,7 @@ class JsonlSource(Source):
         self.rows[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
-        data = cursor.read()
-        lines, consumed = self.lines[cursor.key].feed(data)
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for number, line in lines:
             if not line.strip():
