@@ -16,7 +16,9 @@ import contextlib
 import json
 import math
 import os
+import random
 import sqlite3
+import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,16 +59,23 @@ HOSTILE_TEXT = [
     "Monitored metric " * 2000,
 ]
 numbers = st.one_of(
-    st.sampled_from([2**63, -(2**63) - 1, 10**400, 1e19, -1e19, "nan", "inf", "1e999", "", None, True]),
+    st.sampled_from(
+        [2**63, -(2**63) - 1, 10**400, 1e19, -1e19, "nan", "inf", "1e999", "", None, True]
+    ),
     st.integers(),
     st.floats(),
     st.text(max_size=12),
 )
-junk_text = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=300),
-                      st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
+junk_text = st.one_of(
+    st.sampled_from(HOSTILE_TEXT),
+    st.text(max_size=300),
+    st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+)
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -75,24 +84,41 @@ def deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-finite = st.floats(allow_nan=False, allow_infinity=False)
-finite32 = st.floats(allow_nan=False, allow_infinity=False, width=32)
+def _any_finite(rng: random.Random) -> float:
+    """A finite float64 from random bits: subnormals, huge exponents, -0.0 included."""
+    while True:
+        v = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        if math.isfinite(v):
+            return v if rng.random() < 0.7 else round(v, rng.randrange(8)) if abs(v) < 1e15 else v
+
+
+def _any_finite32(rng: random.Random) -> float:
+    while True:
+        v = struct.unpack("<f", rng.getrandbits(32).to_bytes(4, "little"))[0]
+        if math.isfinite(v):
+            return v
+
+
+def _sqlite_exact(rng: random.Random) -> float:
+    """Values SQLite's own literal parser reads exactly (it may round extreme ones by an ulp)."""
+    return rng.randint(-(10**9), 10**9) / 1024
 
 
 @st.composite
-def goods(draw: Any, value: Any = finite, n: int = 30) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+def goods(
+    draw: Any, value: Callable[[random.Random], float] = _any_finite, n: int = 30
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """Good (step, value) records: rising steps, some before the bad record (at least one),
-    some after."""
+    some after. Values come from a seeded generator (drawing hundreds of floats one by one
+    through hypothesis is slow, and their shrinking is of no use here)."""
     before = draw(st.integers(1, n))
     after = draw(st.integers(0, n))
-    start = draw(st.integers(1, 10**6))
-    gaps = draw(st.lists(st.integers(1, 1000), min_size=before + after, max_size=before + after))
-    steps, s = [], start
-    for g in gaps:
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    steps, s = [], draw(st.integers(1, 10**6))
+    for _ in range(before + after):
         steps.append(s)
-        s += g
-    values = draw(st.lists(value, min_size=before + after, max_size=before + after))
-    recs = list(zip(steps, values, strict=True))
+        s += rng.choice((1, 1, 1, 2, 10, 1000))
+    recs = [(step, value(rng)) for step in steps]
     return recs[:before], recs[before:]
 
 
@@ -121,7 +147,9 @@ class Outcome:
 
 
 # -- the parsers ------------------------------------------------------------------------------
-def _lines(recs: list, bad: str, fmt: Callable[[int, float], str], header: str = "", eol: str = "\n") -> bytes:
+def _lines(
+    recs: list, bad: str, fmt: Callable[[int, float], str], header: str = "", eol: str = "\n"
+) -> bytes:
     rows = [header] if header else []
     rows += [fmt(s, v) for s, v in recs[0]] + [bad] + [fmt(s, v) for s, v in recs[1]]
     return (eol.join(rows) + eol).encode("utf-8", "surrogatepass")
@@ -138,14 +166,35 @@ def _csv_case(name: str, cls: type[TableSource], step_col: str, eol: str = "\n")
     bad_rows = st.one_of(
         junk_text,
         st.builds(lambda a, b: f"{a},{b},1", numbers, numbers),
-        st.sampled_from([f"{2**63},1,2", "1e19,1,2", "nan,1,2", f"5,{10**400},1", '7,"0.5,1',
-                         "8,0.5\r9", "9," + "y" * 131_100 + ",1", ",,", "a,b,c"]),
+        st.sampled_from(
+            [
+                f"{2**63},1,2",
+                "1e19,1,2",
+                "nan,1,2",
+                f"5,{10**400},1",
+                '7,"0.5,1',
+                "8,0.5\r9",
+                "9," + "y" * 131_100 + ",1",
+                ",,",
+                "a,b,c",
+            ]
+        ),
     )
     return Case(
         name,
         st.tuples(goods(), bad_rows).map(lambda t: (t[0][0], t[1], t[0][1])),
-        lambda before, bad, after: [("metrics.csv", _lines((before, after), bad,
-                                                          lambda s, v: f"{s},{v!r},{-v!r}", f"{step_col},loss,acc", eol))],
+        lambda before, bad, after: [
+            (
+                "metrics.csv",
+                _lines(
+                    (before, after),
+                    bad,
+                    lambda s, v: f"{s},{v!r},{-v!r}",
+                    f"{step_col},loss,acc",
+                    eol,
+                ),
+            )
+        ],
         lambda store, root: _add(cls(store, KEY), root, "metrics.csv"),
         lambda recs: {"loss": list(recs), "acc": [(s, -v) for s, v in recs]},
     )
@@ -155,10 +204,20 @@ def _jsonl_bad() -> Any:
     return st.one_of(
         junk_text,
         st.builds(lambda s, v: json.dumps({"step": s, "loss": v}), numbers, numbers),
-        st.builds(lambda d: json.dumps({"step": 3, "loss": 1.0, "deep": json.loads(deep(d))}), st.integers(1, 60)),
+        st.builds(
+            lambda d: json.dumps({"step": 3, "loss": 1.0, "deep": json.loads(deep(d))}),
+            st.integers(1, 60),
+        ),
         st.builds(json.dumps, json_values),
-        st.sampled_from([deep(100_000), '{"step": 1e19, "loss": 1}', '{"step": "nan", "loss": 1}',
-                         f'{{"step": {2**63}, "loss": 1}}', f'{{"step": 4, "loss": {10**400}}}']),
+        st.sampled_from(
+            [
+                deep(100_000),
+                '{"step": 1e19, "loss": 1}',
+                '{"step": "nan", "loss": 1}',
+                f'{{"step": {2**63}, "loss": 1}}',
+                f'{{"step": 4, "loss": {10**400}}}',
+            ]
+        ),
     )
 
 
@@ -166,15 +225,27 @@ def _console_bad() -> Any:
     return st.one_of(
         junk_text,
         st.builds(lambda s, v: repr({"step": s, "loss": v}), numbers, numbers),
-        st.sampled_from(["{'step': 'nan', 'loss': 1.0}", "{'step': 1e19, 'loss': 1.0}", "{" * 60_000,
-                         "epoch 99999999999999999999999 loss=1", "Train Epoch: 3 [99999999999/99999999999 (1%)]",
-                         "x" * (1 << 20), "{[1]: 2}", "{'a': 1" + "0" * 5000 + "}"]),
+        st.sampled_from(
+            [
+                "{'step': 'nan', 'loss': 1.0}",
+                "{'step': 1e19, 'loss': 1.0}",
+                "{" * 60_000,
+                "epoch 99999999999999999999999 loss=1",
+                "Train Epoch: 3 [99999999999/99999999999 (1%)]",
+                "x" * (1 << 20),
+                "{[1]: 2}",
+                "{'a': 1" + "0" * 5000 + "}",
+            ]
+        ),
     )
 
 
 def _tb_event(step: int, value: float, tag: str = "loss") -> bytes:
-    ev = event_pb2.Event(wall_time=1.7e9 + step, step=step,
-                         summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]))
+    ev = event_pb2.Event(
+        wall_time=1.7e9 + step,
+        step=step,
+        summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]),
+    )
     return frame(ev.SerializeToString())
 
 
@@ -182,8 +253,11 @@ def _tb_odd_tensor() -> bytes:
     from tensorboard.compat.proto import tensor_pb2
 
     tensor = tensor_pb2.TensorProto(dtype=1, tensor_content=b"\x01\x02\x03")
-    ev = event_pb2.Event(wall_time=1.7e9, step=5, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag="loss", tensor=tensor)]))
+    ev = event_pb2.Event(
+        wall_time=1.7e9,
+        step=5,
+        summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="loss", tensor=tensor)]),
+    )
     return frame(ev.SerializeToString())
 
 
@@ -193,7 +267,13 @@ def _tb_bad(draw: Any) -> tuple[str, bytes]:
     or a record whose tensor_content is not a whole number of floats."""
     kind = draw(st.sampled_from(["flip", "flip", "flip", "junk", "odd-tensor"]))
     if kind == "flip":
-        rec = bytearray(_tb_event(draw(st.integers(0, 10**9)), draw(finite32), draw(st.sampled_from(["val_loss", "loss"]))))
+        rec = bytearray(
+            _tb_event(
+                draw(st.integers(0, 10**9)),
+                draw(st.floats(width=32)),
+                draw(st.sampled_from(["val_loss", "loss"])),
+            )
+        )
         bit = draw(st.integers(0, len(rec) * 8 - 1))
         rec[bit // 8] ^= 1 << (bit % 8)
         return kind, bytes(rec)
@@ -206,13 +286,24 @@ def _hf_bad() -> Any:
     return st.one_of(
         json_values,
         st.builds(lambda s, v: {"step": s, "loss": v}, numbers, numbers),
-        st.sampled_from([{"step": 1e19, "loss": 1.0}, {"step": "nan", "loss": 1.0}, {"step": 2**63, "loss": 1.0},
-                         {"step": 3, "loss": 10**400}, {"step": [1], "loss": 1.0}]),
+        st.sampled_from(
+            [
+                {"step": 1e19, "loss": 1.0},
+                {"step": "nan", "loss": 1.0},
+                {"step": 2**63, "loss": 1.0},
+                {"step": 3, "loss": 10**400},
+                {"step": [1], "loss": 1.0},
+            ]
+        ),
     )
 
 
 def _hf_files(before: list, bad: Any, after: list) -> list[tuple[str, bytes]]:
-    history = [{"loss": v, "step": s} for s, v in before] + [bad] + [{"loss": v, "step": s} for s, v in after]
+    history = (
+        [{"loss": v, "step": s} for s, v in before]
+        + [bad]
+        + [{"loss": v, "step": s} for s, v in after]
+    )
     doc = {"global_step": after[-1][0] if after else before[-1][0], "log_history": history}
     return [("trainer_state.json", json.dumps(doc).encode())]
 
@@ -260,7 +351,10 @@ def _mlflow_sql(before: list, bad: str, after: list) -> list[tuple[str, bytes]]:
     ]
 
     def rows(recs: list) -> list[str]:
-        return [f"INSERT INTO metrics VALUES ('r1', 'loss', {v!r}, 1700000000000, {s}, 0)" for s, v in recs]
+        return [
+            f"INSERT INTO metrics VALUES ('r1', 'loss', {v!r}, 1700000000000, {s}, 0)"
+            for s, v in recs
+        ]
 
     return [(";\n".join(schema + rows(before)), b""), (bad, b""), (";\n".join(rows(after)), b"")]
 
@@ -268,7 +362,9 @@ def _mlflow_sql(before: list, bad: str, after: list) -> list[tuple[str, bytes]]:
 _BAD_TRACKIO = [
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 'nan', '{\"loss\": 1}')",
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', '9223372036854775808', '{\"loss\": 1}')",
-    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 3, '" + deep(100_000) + "')",
+    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 3, '"
+    + deep(100_000)
+    + "')",
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 3, CAST(x'ff' AS TEXT))",
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', NULL, 3, '{\"loss\": 1}')",
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', x'ff', x'00', x'01')",
@@ -284,16 +380,35 @@ def _trackio_sql(before: list, bad: str, after: list) -> list[tuple[str, bytes]]
     ]
 
     def rows(recs: list) -> list[str]:
-        return [f"INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', {s}, "
-                f"'{json.dumps({'loss': v})}')" for s, v in recs]
+        return [
+            f"INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', {s}, "
+            f"'{json.dumps({'loss': v})}')"
+            for s, v in recs
+        ]
 
     return [(";\n".join(schema + rows(before)), b""), (bad, b""), (";\n".join(rows(after)), b"")]
 
 
 def _runcard_bad() -> Any:
-    odd = st.one_of(json_values, st.sampled_from(["abc", -1, 1.5, 0, 1, 2**63, 10**400, [], {}, True]))
-    return st.tuples(st.sampled_from(["pid", "launcher_pid", "host", "cmdline", "started", "world_size",
-                                      "max_epochs", "checkpoint_dir", "library"]), odd)
+    odd = st.one_of(
+        json_values, st.sampled_from(["abc", -1, 1.5, 0, 1, 2**63, 10**400, [], {}, True])
+    )
+    return st.tuples(
+        st.sampled_from(
+            [
+                "pid",
+                "launcher_pid",
+                "host",
+                "cmdline",
+                "started",
+                "world_size",
+                "max_epochs",
+                "checkpoint_dir",
+                "library",
+            ]
+        ),
+        odd,
+    )
 
 
 def _runcard_files(before: list, bad: tuple[str, Any], after: list) -> list[tuple[str, bytes]]:
@@ -328,20 +443,38 @@ CASES: dict[str, Case] = {
     ),
     "console": Case(
         "console",
-        st.tuples(goods(), _console_bad(), st.booleans()).map(lambda t: (t[0][0], (t[1], t[2]), t[0][1])),
-        lambda before, bad, after: [("train.log", _lines(
-            (before, after), bad[0],
-            (lambda s, v: f"epoch {s} | train_loss={v!r}") if bad[1] else (lambda s, v: repr({"step": s, "train_loss": v}))))],
+        st.tuples(goods(), _console_bad(), st.booleans()).map(
+            lambda t: (t[0][0], (t[1], t[2]), t[0][1])
+        ),
+        lambda before, bad, after: [
+            (
+                "train.log",
+                _lines(
+                    (before, after),
+                    bad[0],
+                    (lambda s, v: f"epoch {s} | train_loss={v!r}")
+                    if bad[1]
+                    else (lambda s, v: repr({"step": s, "train_loss": v})),
+                ),
+            )
+        ],
         lambda store, root: _add(ConsoleSource(store, KEY), root, "train.log"),
         _by_name("train_loss"),
     ),
     "tensorboard": Case(
         "tensorboard",
-        st.tuples(goods(finite32, 250), _tb_bad()).map(lambda t: (t[0][0], t[1], t[0][1])),
-        lambda before, bad, after: [("events.out.tfevents.1700000000.host.1.0",
-                                     b"".join(_tb_event(s, v) for s, v in before) + bad[1]
-                                     + b"".join(_tb_event(s, v) for s, v in after))],
-        lambda store, root: _add(TensorBoardSource(store, KEY), root, "events.out.tfevents.1700000000.host.1.0"),
+        st.tuples(goods(_any_finite32, 250), _tb_bad()).map(lambda t: (t[0][0], t[1], t[0][1])),
+        lambda before, bad, after: [
+            (
+                "events.out.tfevents.1700000000.host.1.0",
+                b"".join(_tb_event(s, v) for s, v in before)
+                + bad[1]
+                + b"".join(_tb_event(s, v) for s, v in after),
+            )
+        ],
+        lambda store, root: _add(
+            TensorBoardSource(store, KEY), root, "events.out.tfevents.1700000000.host.1.0"
+        ),
         _by_name("loss"),
         exact=lambda bad: True,
     ),
@@ -355,15 +488,20 @@ CASES: dict[str, Case] = {
     "mlflow-file": Case(
         "mlflow-file",
         st.tuples(goods(), _mlflow_bad()).map(lambda t: (t[0][0], t[1], t[0][1])),
-        lambda before, bad, after: [("metrics/loss", _lines((before, after), bad, lambda s, v: f"{1700000000000 + s} {v!r} {s}"))],
+        lambda before, bad, after: [
+            (
+                "metrics/loss",
+                _lines((before, after), bad, lambda s, v: f"{1700000000000 + s} {v!r} {s}"),
+            )
+        ],
         lambda store, root: _add(MlflowFileSource(store, KEY, root), root, "metrics/loss"),
         _by_name("loss"),
     ),
     "mlflow-sqlite": Case(
         "mlflow-sqlite",
-        # values SQLite's own literal parser reads exactly (it may round extreme ones by an ulp)
-        st.tuples(goods(st.integers(-10**9, 10**9).map(lambda i: i / 1024)), st.sampled_from(_BAD_SQL))
-        .map(lambda t: (t[0][0], t[1], t[0][1])),
+        st.tuples(goods(_sqlite_exact), st.sampled_from(_BAD_SQL)).map(
+            lambda t: (t[0][0], t[1], t[0][1])
+        ),
         _mlflow_sql,
         lambda store, root: _add(MlflowSqliteSource(store, KEY), root, "mlflow.db"),
         lambda recs: {"loss": list(recs)},
@@ -374,7 +512,9 @@ CASES: dict[str, Case] = {
         "trackio",
         st.tuples(goods(), st.sampled_from(_BAD_TRACKIO)).map(lambda t: (t[0][0], t[1], t[0][1])),
         _trackio_sql,
-        lambda store, root: _add(TrackioSource(store, KEY), root, "mlflow.db"),  # the db file feed() writes
+        lambda store, root: _add(
+            TrackioSource(store, KEY), root, "mlflow.db"
+        ),  # the db file feed() writes
         lambda recs: {"loss": list(recs)},
         sqlite=True,
         run=f"{KEY}/r",
@@ -382,8 +522,17 @@ CASES: dict[str, Case] = {
     "dvclive": Case(
         "dvclive",
         st.tuples(goods(), _dvclive_bad()).map(lambda t: (t[0][0], t[1], t[0][1])),
-        lambda before, bad, after: [("plots/metrics/loss.tsv", _lines(
-            (before, after), bad, lambda s, v: f"{1700000000000 + s}\t{s}\t{v!r}", "timestamp\tstep\tloss"))],
+        lambda before, bad, after: [
+            (
+                "plots/metrics/loss.tsv",
+                _lines(
+                    (before, after),
+                    bad,
+                    lambda s, v: f"{1700000000000 + s}\t{s}\t{v!r}",
+                    "timestamp\tstep\tloss",
+                ),
+            )
+        ],
         lambda store, root: _add(DvcliveSource(store, KEY, root), root, "plots/metrics/loss.tsv"),
         _by_name("loss"),
     ),
@@ -398,8 +547,14 @@ CASES: dict[str, Case] = {
 
 
 # -- running one case -------------------------------------------------------------------------
-def feed(case: Case, before: list, bad: Any, after: list, torn: bool,
-         cuts: tuple[float, float] = (0.3, 0.7)) -> tuple[Store, Source]:
+def feed(
+    case: Case,
+    before: list,
+    bad: Any,
+    after: list,
+    torn: bool,
+    cuts: tuple[float, float] = (0.3, 0.7),
+) -> tuple[Store, Source]:
     """Write the case's files (whole, or in three torn chunks with a poll after each) and read
     them with the real source. Exceptions from the source propagate."""
     store = Store()
@@ -449,7 +604,14 @@ def _bump_mtime(path: str) -> None:
     os.utime(path, ns=(t, t))
 
 
-def check(case: Case, before: list, bad: Any, after: list, torn: bool, cuts: tuple[float, float] = (0.3, 0.7)) -> Outcome:
+def check(
+    case: Case,
+    before: list,
+    bad: Any,
+    after: list,
+    torn: bool,
+    cuts: tuple[float, float] = (0.3, 0.7),
+) -> Outcome:
     out = Outcome()
     try:
         store, src = feed(case, before, bad, after, torn, cuts)
@@ -458,7 +620,10 @@ def check(case: Case, before: list, bad: Any, after: list, torn: bool, cuts: tup
         return out
     out.skipped = sum(getattr(src, "skipped", {}).values())
     run = store.runs.get(case.run)
-    got = {n: list(zip(s.steps.tolist(), s.values.tolist(), strict=True)) for n, s in (run.series if run else {}).items()}
+    got = {
+        n: list(zip(s.steps.tolist(), s.values.tolist(), strict=True))
+        for n, s in (run.series if run else {}).items()
+    }
     for name, points in case.expected(before + after).items():
         have = set(got.get(name, []))
         for p in points:
@@ -478,5 +643,8 @@ def check(case: Case, before: list, bad: Any, after: list, torn: bool, cuts: tup
 
 
 def _same_nan(p: tuple[int, float], have: set) -> bool:
-    return isinstance(p[1], float) and math.isnan(p[1]) and any(s == p[0] and math.isnan(v) for s, v in have)
-
+    return (
+        isinstance(p[1], float)
+        and math.isnan(p[1])
+        and any(s == p[0] and math.isnan(v) for s, v in have)
+    )

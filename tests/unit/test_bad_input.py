@@ -34,8 +34,13 @@ def test_csv_step_past_int64_skips_that_row_only(tmp_path, bad_step):
 
 
 def test_jsonl_step_1e19_and_int_above_1e308_keep_the_other_lines(tmp_path):
-    lines = [{"step": 1, "loss": 0.5}, {"step": 1e19, "loss": 0.4}, {"step": 2, "loss": 10**400},
-             {"step": "nan", "loss": 0.3}, {"step": 3, "loss": 0.2}]
+    lines = [
+        {"step": 1, "loss": 0.5},
+        {"step": 1e19, "loss": 0.4},
+        {"step": 2, "loss": 10**400},
+        {"step": "nan", "loss": 0.3},
+        {"step": 3, "loss": 0.2},
+    ]
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     got = points(loaded(tmp_path))["loss"]
     assert got == [(1, 0.5), (2, float("inf")), (3, 0.2)]
@@ -43,21 +48,32 @@ def test_jsonl_step_1e19_and_int_above_1e308_keep_the_other_lines(tmp_path):
 
 def test_jsonl_deep_nesting_is_one_skipped_line(tmp_path):
     deep = "[" * 100_000 + "]" * 100_000
-    (tmp_path / "m.jsonl").write_text(f'{{"step": 1, "loss": 0.5}}\n{deep}\n{{"step": 2, "loss": 0.4}}\n')
+    (tmp_path / "m.jsonl").write_text(
+        f'{{"step": 1, "loss": 0.5}}\n{deep}\n{{"step": 2, "loss": 0.4}}\n'
+    )
     e = loaded(tmp_path)
     assert points(e)["loss"] == [(1, 0.5), (2, 0.4)]
-    assert any("m.jsonl: skipped 1 unreadable record(s), the last at line 2" in w for w in warnings_of(e))
+    assert any(
+        "m.jsonl: skipped 1 unreadable record(s), the last at line 2" in w for w in warnings_of(e)
+    )
 
 
 def test_trainer_state_bad_step_does_not_lose_the_file_forever(tmp_path):
     state = tmp_path / "out" / "trainer_state.json"
     state.parent.mkdir()
-    history = [{"loss": 0.9, "step": 10}, {"loss": 0.8, "step": 1e19}, {"loss": 0.7, "step": "nan"},
-               {"loss": 0.6, "step": 20}]
+    history = [
+        {"loss": 0.9, "step": 10},
+        {"loss": 0.8, "step": 1e19},
+        {"loss": 0.7, "step": "nan"},
+        {"loss": 0.6, "step": 20},
+    ]
     state.write_text(json.dumps({"global_step": 20, "log_history": history}))
     e = loaded(tmp_path)
     assert points(e, "out")["loss"] == [(10, 0.9), (20, 0.6)]
-    assert any("trainer_state.json: skipped 2" in w and "log_history[2]" in w for w in warnings_of(e, "out"))
+    assert any(
+        "trainer_state.json: skipped 2" in w and "log_history[2]" in w
+        for w in warnings_of(e, "out")
+    )
     history.append({"loss": 0.5, "step": 30})  # the next save: its new entry is read
     state.write_text(json.dumps({"global_step": 30, "log_history": history}))
     e.poll()
@@ -73,8 +89,11 @@ def test_console_hf_dict_with_step_nan_keeps_the_others(tmp_path):
 
 
 # -- CSV framing: one row spoiled, never the read ----------------------------------------------
-@pytest.mark.parametrize("bad", ["2,0.4\r7", "2," + "x" * (128 * 1024 + 10), '2,"0.4'],
-                         ids=["lone-cr", "field-128k", "open-quote"])
+@pytest.mark.parametrize(
+    "bad",
+    ["2,0.4\r7", "2," + "x" * (128 * 1024 + 10), '2,"0.4'],
+    ids=["lone-cr", "field-128k", "open-quote"],
+)
 def test_csv_lone_cr_huge_field_and_unterminated_quote_spoil_one_row(tmp_path, bad):
     (tmp_path / "v").mkdir()
     f = tmp_path / "v" / "metrics.csv"
@@ -88,7 +107,10 @@ def test_csv_unterminated_quote_is_reported_with_its_line(tmp_path):
     (tmp_path / "v" / "metrics.csv").write_text('step,loss\n1,0.5\n2,"0.4\n3,0.3\n4,0.2\n')
     e = loaded(tmp_path)
     assert points(e)["loss"] == [(1, 0.5), (3, 0.3), (4, 0.2)]
-    assert any("metrics.csv: skipped 1 malformed record(s), the last at line 3" in w for w in warnings_of(e))
+    assert any(
+        "metrics.csv: skipped 1 malformed record(s), the last at line 3" in w
+        for w in warnings_of(e)
+    )
 
 
 def test_lightning_csv_odd_rows(tmp_path):
@@ -118,8 +140,11 @@ def test_tb_bit_flip_in_a_tag_invents_no_series(tmp_path, count):
     e = loaded(_tb_file(tmp_path, good).parent)
     assert list(points(e)) == ["val_loss"]
     assert [s for s, _ in points(e)["val_loss"]] == [i for i in range(count) if i != count // 2]
-    assert any("corrupt" in w and f"byte {len(file_version_event()) + sum(len(g) for g in good[: count // 2])}" in w
-               for w in warnings_of(e))
+    assert any(
+        "corrupt" in w
+        and f"byte {len(file_version_event()) + sum(len(g) for g in good[: count // 2])}" in w
+        for w in warnings_of(e)
+    )
 
 
 @pytest.mark.parametrize("count", [6, 400])
@@ -156,8 +181,15 @@ def test_tb_record_torn_at_every_byte_waits_for_the_rest(before):
 
 def test_tb_odd_length_tensor_content_is_one_skipped_record(tmp_path):
     tensor = tensor_pb2.TensorProto(dtype=1, tensor_content=b"\x01\x02\x03")
-    odd = frame(event_pb2.Event(wall_time=1.7e9, step=5, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag="acc", tensor=tensor)])).SerializeToString())
+    odd = frame(
+        event_pb2.Event(
+            wall_time=1.7e9,
+            step=5,
+            summary=summary_pb2.Summary(
+                value=[summary_pb2.Summary.Value(tag="acc", tensor=tensor)]
+            ),
+        ).SerializeToString()
+    )
     good = [scalar_event(i, "loss", float(i)) for i in range(4)]
     e = loaded(_tb_file(tmp_path, good[:2] + [odd] + good[2:]).parent)
     assert points(e)["loss"] == [(i, float(i)) for i in range(4)]
@@ -166,7 +198,9 @@ def test_tb_odd_length_tensor_content_is_one_skipped_record(tmp_path):
 
 # -- never hang -----------------------------------------------------------------------------------
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", ["metrics.csv", "train.log", "events.out.tfevents.1.h.2.3", "metrics.json"])
+@pytest.mark.parametrize(
+    "name", ["metrics.csv", "train.log", "events.out.tfevents.1.h.2.3", "metrics.json"]
+)
 def test_a_fifo_under_a_metrics_name_is_skipped_not_waited_on(tmp_path, capsys, name):
     run = tmp_path / "version_0"
     run.mkdir()
@@ -185,8 +219,13 @@ def test_a_fifo_under_a_metrics_name_is_skipped_not_waited_on(tmp_path, capsys, 
 @pytest.mark.timeout(60)
 def test_console_long_word_and_megabyte_line_parse_in_linear_time(tmp_path):
     word = "a" * 200_000  # the old `name: value` pattern: minutes on this line, hours on 1 MiB
-    lines = [f"epoch 1 | loss={0.5}", f"epoch 2 {word}", f"epoch 3 {word}: 1", "epoch 4 " + "x1=" * 350_000,
-             f"epoch 5 | loss={0.3}"]
+    lines = [
+        f"epoch 1 | loss={0.5}",
+        f"epoch 2 {word}",
+        f"epoch 3 {word}: 1",
+        "epoch 4 " + "x1=" * 350_000,
+        f"epoch 5 | loss={0.3}",
+    ]
     (tmp_path / "train.log").write_text("\n".join(lines) + "\n")
     e = loaded(tmp_path)
     assert points(e)["loss"] == [(1, 0.5), (5, 0.3)]
@@ -203,7 +242,9 @@ def test_console_long_word_and_megabyte_line_parse_in_linear_time(tmp_path):
 def test_deeply_nested_metrics_json_is_no_crash(tmp_path, capsys):
     d = tmp_path / "det"
     d.mkdir()
-    (d / "metrics.json").write_text("[" * 100_000 + "]" * 100_000 + '\n{"iteration": 1, "loss": 0.5}\n')
+    (d / "metrics.json").write_text(
+        "[" * 100_000 + "]" * 100_000 + '\n{"iteration": 1, "loss": 0.5}\n'
+    )
     assert cli.main(["ls", str(tmp_path)]) == 0
     assert cli.main(["check", str(tmp_path)]) in (0, 1)
     assert "Traceback" not in capsys.readouterr().err
@@ -218,7 +259,9 @@ def test_num_classes_inf_in_hparams_is_no_crash(tmp_path, capsys):
     (run / "metrics.csv").write_text("epoch,step,train_loss,val_loss,val_acc\n" + rows)
     assert cli.main(["check", str(tmp_path)]) in (0, 1)
     out = capsys.readouterr()
-    assert "Traceback" not in out.err and "failed on run" not in out.out + out.err  # every detector ran
+    assert (
+        "Traceback" not in out.err and "failed on run" not in out.out + out.err
+    )  # every detector ran
 
 
 def _mlflow_db(path: str) -> None:
@@ -248,7 +291,9 @@ def test_mlflow_db_with_non_utf8_names_is_read_not_crashed(tmp_path, capsys):
     key = next(k for k in e.store.runs if k.endswith("run1\ufffd"))
     assert points(e, key)["loss"] == [(1, 0.5), (5, 0.2)]
     assert points(e, key)["loss\ufffd"] == [(2, 0.4)]
-    assert any("mlflow.db: skipped 3 bad record(s)" in w for w in warnings_of(e, "mlflow.db"))  # 2 rows + a run
+    assert any(
+        "mlflow.db: skipped 3 bad record(s)" in w for w in warnings_of(e, "mlflow.db")
+    )  # 2 rows + a run
     assert cli.main(["ls", str(tmp_path)]) == 0
     assert cli.main(["check", str(tmp_path)]) in (0, 1)
 
@@ -257,13 +302,28 @@ def test_mlflow_db_with_non_utf8_names_is_read_not_crashed(tmp_path, capsys):
 def test_run_card_with_odd_types_is_no_crash(tmp_path, capsys, pid):
     run = tmp_path / "r"
     run.mkdir()
-    (run / "watchrun-run.json").write_text(json.dumps(
-        {"pid": pid, "launcher_pid": pid, "host": [pid], "max_steps": 100, "world_size": "x", "cmdline": {"a": 1}}))
+    (run / "watchrun-run.json").write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "launcher_pid": pid,
+                "host": [pid],
+                "max_steps": 100,
+                "world_size": "x",
+                "cmdline": {"a": 1},
+            }
+        )
+    )
     (run / "watchrun.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     (run / ".watchrun-stop.done").write_text(json.dumps({"step": "abc", "checkpoint": [1]}))
     e = loaded(tmp_path)
     r = e.store.runs["r"]
-    assert r.pid is None and r.host is None and r.meta["max_steps"] == 100 and "launcher_pid" not in r.meta
+    assert (
+        r.pid is None
+        and r.host is None
+        and r.meta["max_steps"] == 100
+        and "launcher_pid" not in r.meta
+    )
     assert any("wrong type" in w and "pid" in w for w in r.warnings)
     assert cli.main(["ls", str(tmp_path)]) == 0
     assert cli.main(["check", str(tmp_path)]) in (0, 1)
@@ -273,14 +333,29 @@ def test_tb_hparams_struct_values_become_text(tmp_path):
     from google.protobuf import struct_pb2
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    info = plugin_data_pb2.HParamsPluginData(session_start_info=plugin_data_pb2.SessionStartInfo(
-        hparams={"lr": struct_pb2.Value(number_value=0.1), "layers": struct_pb2.Value(
-            list_value=struct_pb2.ListValue(values=[struct_pb2.Value(number_value=2)]))}))
-    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
-        plugin_name="hparams", content=info.SerializeToString()))
-    ev = frame(event_pb2.Event(wall_time=1.7e9, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag="_hparams_/session_start_info", metadata=meta)])).SerializeToString())
+    info = plugin_data_pb2.HParamsPluginData(
+        session_start_info=plugin_data_pb2.SessionStartInfo(
+            hparams={
+                "lr": struct_pb2.Value(number_value=0.1),
+                "layers": struct_pb2.Value(
+                    list_value=struct_pb2.ListValue(values=[struct_pb2.Value(number_value=2)])
+                ),
+            }
+        )
+    )
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name="hparams", content=info.SerializeToString()
+        )
+    )
+    ev = frame(
+        event_pb2.Event(
+            wall_time=1.7e9,
+            summary=summary_pb2.Summary(
+                value=[summary_pb2.Summary.Value(tag="_hparams_/session_start_info", metadata=meta)]
+            ),
+        ).SerializeToString()
+    )
     e = loaded(_tb_file(tmp_path, [ev, scalar_event(1, "loss", 0.5)]).parent)
     hp = e.store.runs["tb"].hparams
     assert hp["lr"] == 0.1 and isinstance(hp["layers"], str)
-
