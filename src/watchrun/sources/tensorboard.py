@@ -111,25 +111,34 @@ def frame(payload: bytes) -> bytes:
 
 
 def parse_filename(name: str) -> dict[str, Any]:
-    """pid and host from `events.out.tfevents.<secs>.<host>[.<pid>.<n>|.<pid>.<uid>.v2]`."""
+    """pid and host from `events.out.tfevents.<secs>.<host>[.<pid>.<n>|.<pid>.<uid>.v2]`. Only
+    plain ASCII numbers count, and a pid only in the kernel's range: the name is anyone's."""
     rest = name.split("events.out.tfevents.", 1)[-1]
     parts = rest.split(".")
     info: dict[str, Any] = {}
-    if not parts or not parts[0].isdigit():
+    if not parts or not _number(parts[0]):
         return info
     info["created"] = int(parts[0])
     tail = parts[1:]
     if tail and tail[-1] == "v2":
         tail = tail[:-1]
-        if len(tail) >= 3 and tail[-1].isdigit() and tail[-2].isdigit():
+        if len(tail) >= 3 and _number(tail[-1]) and _pid(tail[-2]):
             info["pid"], info["host"] = int(tail[-2]), ".".join(tail[:-2])
             return info
-    if len(tail) >= 3 and tail[-1].isdigit() and tail[-2].isdigit():
+    if len(tail) >= 3 and _number(tail[-1]) and _pid(tail[-2]):
         info["pid"], info["counter"] = int(tail[-2]), int(tail[-1])
         info["host"] = ".".join(tail[:-2])
     elif tail:
         info["host"] = ".".join(tail)
     return info
+
+
+def _number(text: str) -> bool:
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
+
+
+def _pid(text: str) -> bool:
+    return _number(text) and 1 < int(text) <= 1 << 22
 
 
 def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
