@@ -1,9 +1,11 @@
-"""Ingestion speed and memory: watchrun vs tensorboard's EventAccumulator vs tbparse, same run.
+"""Ingestion speed and memory: watchrun vs tensorboard's EventAccumulator vs tbparse, same run;
+and the DataFrame each gives: `watchrun.read(...).scalars()` vs tbparse's `SummaryReader(...).scalars`.
 
 (a) one run of 10 tags x 100k steps (1M scalar events); (b) 100 runs of 10 tags x 5k steps.
 Files are written once with tensorboard's EventFileWriter (what torch's SummaryWriter uses) into
 a cache directory. Prints seconds, points/s, peak RSS (each loader in its own subprocess) and
-bytes retained per point, and the ratios. Usage: python benchmarks/ingest.py [--quick]
+bytes retained per point, and the ratios. Usage: python benchmarks/ingest.py [--quick] [--dataframes]
+(`--dataframes`: only the two DataFrame loaders)
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ for d, _, files in os.walk(PATH):
         points += sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
 retained = 0
 """,
+    "watchrun-read": """
+import watchrun
+df = watchrun.read(PATH).scalars()
+points = len(df); retained = int(df.memory_usage(deep=True).sum())
+""",
     "tbparse": """
 from tbparse import SummaryReader
 df = SummaryReader(PATH, pivot=False).scalars
@@ -92,10 +99,15 @@ points = len(df); retained = int(df.memory_usage(deep=True).sum())
 }
 
 
+# imported before the clock starts: the DataFrame comparison times reading, not `import pandas`
+PRELOAD = {"watchrun-read": "import watchrun.api", "tbparse": "import tbparse"}
+
+
 def measure(name: str, path: str) -> dict:
     code = "\n".join([
         "import time, resource, json",
         f"PATH = {path!r}",
+        PRELOAD.get(name, ""),
         "t = time.perf_counter()",
         LOADERS[name],
         "print(json.dumps({'s': time.perf_counter() - t, 'points': points, 'retained': retained,"
@@ -139,11 +151,13 @@ def append_cost(path: str, burst: int) -> float:
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    only_frames = "--dataframes" in sys.argv
     paths = prepare(quick)
     for case, path in paths.items():
         print(f"\n== case ({case}) {path}")
-        results = {n: measure(n, path) for n in LOADERS}
-        base = results["event_accumulator"]
+        names = ["watchrun-read", "tbparse"] if only_frames else list(LOADERS)
+        results = {n: measure(n, path) for n in names}
+        base = results.get("event_accumulator", {})
         for name, r in results.items():
             if "error" in r:
                 print(f"  {name:<18} error: {r['error']}")
@@ -151,10 +165,18 @@ def main() -> None:
             rate = r["points"] / r["s"] / 1e6 if r["s"] else float("nan")
             ratio = base["s"] / r["s"] if "s" in base and r["s"] else float("nan")
             bpp = r["retained"] / r["points"] if r["points"] and r["retained"] else float("nan")
-            print(f"  {name:<18} {r['s']:8.2f} s  {rate:6.2f} M pts/s  x{ratio:6.1f} vs EventAccumulator  "
+            versus = f"x{ratio:6.1f} vs EventAccumulator  " if base else ""
+            print(f"  {name:<18} {r['s']:8.2f} s  {rate:6.2f} M pts/s  {versus}"
                   f"peak RSS {r['rss_mb']:7.0f} MB  retained {bpp:5.1f} B/pt  ({r['points']} points)")
-        if "s" in results["watchrun"] and "s" in results["watchrun-check"]:
+        if "s" in results.get("watchrun", {}) and "s" in results.get("watchrun-check", {}):
             print(f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x")
+        ours, ref = results.get("watchrun-read", {}), results.get("tbparse", {})
+        if "s" in ours and "s" in ref:
+            print(f"  DataFrame (imports excluded): watchrun.read().scalars() x{ref['s'] / ours['s']:.1f} faster than tbparse, "
+                  f"peak RSS {ours['rss_mb']:.0f} MB vs {ref['rss_mb']:.0f} MB, "
+                  f"frame {ours['retained'] / 1e6:.1f} MB vs {ref['retained'] / 1e6:.1f} MB")
+    if only_frames:
+        return
     small = os.path.join(CACHE, "b-quick" if quick else "b", "run_000")
     for burst in (1, 10, 100):
         print(f"appended events, a poll every {burst:>3}: {append_cost(small, burst):7.1f} us per event")

@@ -1,4 +1,5 @@
-"""Command line: `watchrun [PATH...]` (the app), `watchrun ls`, `watchrun check`, `watchrun demo`."""
+"""Command line: `watchrun [PATH...]` (the app), `watchrun ls`, `watchrun check`, `watchrun demo`,
+`watchrun export`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,30 @@ import sys
 import threading
 from typing import Any
 
-from watchrun.config import ConfigError, load_config
+from watchrun.config import ConfigError, check_key_ids, load_config
 from watchrun.model import Alert, Severity
+from watchrun.textsafe import printable
 
-COMMANDS = ("ls", "check", "demo", "app")
+COMMANDS = ("ls", "check", "demo", "export", "app")
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command, with a reader that went away (`| head -1`) and Ctrl-C ending it quietly."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader is gone: send what is left nowhere, so the final flush at exit is silent
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-V", "--version"):
         from importlib.metadata import version
@@ -29,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.paths or (["."] if command != "demo" else [])
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        print(f"watchrun: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        print(f"watchrun: no such file or directory: {', '.join(map(printable, missing))}", file=sys.stderr)
         return 2
     try:
         config = load_config(
@@ -39,14 +57,27 @@ def main(argv: list[str] | None = None) -> int:
             theme=getattr(args, "theme", None),
             ascii=getattr(args, "ascii", None) or None,
             on_alert=getattr(args, "on_alert", None),
+            allow_other_users=getattr(args, "allow_other_users", None) or None,
         )
     except ConfigError as exc:
-        print(f"watchrun: {exc}", file=sys.stderr)
-        return 2
+        return _config_error(exc)
+    if command in ("app", "demo") and not getattr(args, "headless", False):
+        problem = terminal_problem()
+        if problem:
+            print(f"watchrun: {problem}", file=sys.stderr)
+            return 2
+        from watchrun.app.app import WatchrunApp
+
+        try:
+            check_key_ids(config, [b.id for b in WatchrunApp.BINDINGS if b.id])
+        except ConfigError as exc:
+            return _config_error(exc)
     if command == "ls":
         return cmd_ls(paths, config, args.json)
     if command == "check":
         return cmd_check(paths, config, args)
+    if command == "export":
+        return cmd_export(paths, config, args.format, args.output)
     if command == "demo":
         from watchrun.demo import run_demo
 
@@ -54,6 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     from watchrun.app.app import run_app
 
     return run_app(paths, config, poll=args.poll, quiet=args.quiet)
+
+
+def _config_error(exc: ConfigError) -> int:
+    for line in str(exc).splitlines():
+        print(f"watchrun: {printable(line)}", file=sys.stderr)
+    return 2
+
+
+def terminal_problem() -> str | None:
+    """Why the terminal UI cannot run here (no terminal, or one that cannot draw it), or None."""
+    fix = "use `watchrun check --follow PATH` for a plain stream of alerts"
+    if not all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout)):
+        return f"the terminal UI needs a terminal (stdin and stdout are not both a tty): {fix}"
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        return f"TERM={os.environ['TERM']} cannot draw the terminal UI: {fix}"
+    return None
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -64,6 +111,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "ls": "List the runs found under PATH.",
             "check": "Run the detectors headless; exit 1 if a warning or critical alert fired.",
             "demo": "Start simulated training runs and watch them.",
+            "export": "Write every point of the runs under PATH as one table "
+            "(run, metric, step, value, wall_time, source).",
         }[command],
     )
     p.add_argument("paths", nargs="*", metavar="PATH")
@@ -74,6 +123,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--follow", "-f", action="store_true", help="keep watching, print alerts as they fire")
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
         p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+    if command == "export":
+        p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="table format (default: csv)")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout; parquet needs a file)")
     if command in ("app", "demo"):
         p.add_argument("--theme", help="watchrun-dark, watchrun-light, watchrun-contrast or a Textual theme")
         p.add_argument("--ascii", action="store_true", help="no Unicode box or braille characters")
@@ -82,6 +134,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no toasts, bell or desktop notifications")
     if command == "app":
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
+        p.add_argument("--allow-other-users", action="store_true",
+                       help="as root, let the stop dialog signal other users' verified processes")
     if command == "demo":
         p.add_argument("--dir", help="write the demo runs here (default: a temporary directory)")
         p.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
@@ -109,13 +163,13 @@ def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     header = ("RUN", "FORMATS", "METRICS", "POINTS", "LAST STEP", "STATUS", "WARNINGS")
     table = [header] + [
         (
-            r["run"],
+            printable(r["run"]),
             ",".join(r["formats"]),
             str(len(r["metrics"])),
             str(r["points"]),
             "" if r["last_step"] is None else str(r["last_step"]),
             r["status"],
-            "; ".join(r["warnings"]),
+            printable("; ".join(r["warnings"])),
         )
         for r in rows
     ]
@@ -142,11 +196,47 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
     }
 
 
+EXPORT_FORMATS = ("csv", "parquet", "jsonl")
+
+
+def cmd_export(paths: list[str], config: Any, fmt: str, output: str | None) -> int:
+    """The long table of `watchrun.read(...).scalars()`, for notebooks and other tools."""
+    if fmt == "parquet":
+        if not output:
+            print("watchrun: parquet is binary: give a file with -o FILE", file=sys.stderr)
+            return 2
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            print("watchrun: parquet export needs pyarrow: pip install 'watchrun[parquet]'", file=sys.stderr)
+            return 2
+    try:
+        from watchrun.api import read
+    except ImportError:
+        print("watchrun: export needs pandas: pip install 'watchrun[dataframe]'", file=sys.stderr)
+        return 2
+    table = read(paths, config).scalars()
+    try:
+        if fmt == "parquet":
+            table.to_parquet(output, index=False)
+        elif fmt == "csv":
+            table.to_csv(output or sys.stdout, index=False, na_rep="nan")
+        else:
+            table.to_json(output or sys.stdout, orient="records", lines=True)
+    except BrokenPipeError:  # `watchrun export . | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if output:
+        print(f"{len(table)} points of {table['run'].nunique()} run(s) written to {output}", file=sys.stderr)
+    return 0
+
+
 def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
     engine = _engine(paths, config, args.poll)
     engine.detectors.watch_roots = engine.roots
     if not args.follow:
         engine.check()
+        _print_failures(engine.detectors.take_failures())
         alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
         _print_alerts(alerts, args.json, header=True)
         if not alerts and not args.json:
@@ -165,9 +255,12 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    engine.load()
+    engine.load(stop=stop)  # returns early once a signal has set `stop`
+    if stop.is_set():
+        return 0
     first = engine.detect(final=False)
     first += engine.detect(final=True)
+    _print_failures(engine.detectors.take_failures())
     _print_alerts(first, args.json, header=True)
     fired += first
 
@@ -175,8 +268,14 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
         fired.extend(alerts)
         _print_alerts(alerts, args.json, header=False)
 
-    engine.run_forever(stop, on_alerts)
+    engine.run_forever(stop, on_alerts, on_error=lambda message: _print_failures([message]))
     return 1 if any(a.severity is not Severity.INFO for a in fired) else 0
+
+
+def _print_failures(messages: list[str]) -> None:
+    """watchrun's own trouble (a detector or a tick that raised): on stderr, once each."""
+    for message in messages:
+        print(f"watchrun: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _print_alerts(alerts: list[Alert], as_json: bool, header: bool) -> None:
@@ -186,9 +285,10 @@ def _print_alerts(alerts: list[Alert], as_json: bool, header: bool) -> None:
         return
     for a in alerts:
         glyph = {"critical": "!!", "warning": "! ", "info": "i "}[a.severity.value]
-        print(f"{glyph} {a.severity.value:<8} {a.run}  [{a.detector}] step {a.step}", flush=True)
-        print(f"     {a.message}", flush=True)
-        print(f"     -> {a.action}", flush=True)
+        run, detector = printable(a.run), printable(a.detector)
+        print(f"{glyph} {a.severity.value:<8} {run}  [{detector}] step {a.step}", flush=True)
+        print(f"     {printable(a.message)}", flush=True)
+        print(f"     -> {printable(a.action)}", flush=True)
     sys.stdout.flush()
 
 

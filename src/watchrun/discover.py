@@ -21,8 +21,24 @@ import sqlite3
 import stat
 from dataclasses import dataclass, field
 
+from watchrun.sources.console import ConsoleSource
+from watchrun.sources.history_json import JsonHistorySource
+from watchrun.sources.keras import KerasCsvSource
+from watchrun.sources.table import STEP_COLUMNS, JsonlSource, TableSource
+from watchrun.sources.wandbrun import run_folder_member
+
+# formats decided by a file's content, whatever its name (issue 11 §2): first claim wins
+CONTENT_CLAIMS = (
+    (KerasCsvSource.format, KerasCsvSource.claims),
+    (TableSource.format, TableSource.claims),
+    (JsonHistorySource.format, JsonHistorySource.claims),
+    (JsonlSource.format, JsonlSource.claims),
+    (ConsoleSource.format, ConsoleSource.claims),
+)
+SNIFF_BYTES = 64 * 1024
+
 PRUNE_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", "site-packages", ".cache",
-              "wandb", ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+              ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 HF_RESULTS = {"all_results.json", "eval_results.json", "train_results.json", "test_results.json",
               "predict_results.json"}
 _HF_RUNS_SUBDIR = re.compile(r"^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
@@ -31,8 +47,8 @@ _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 _SPLIT_DIRS = {"train", "validation", "eval", "val", "test", "valid"}
 CONSOLE_SUFFIXES = (".log", ".out", ".err")
 DIR_TABLES = {"progress.csv", "result.json", "watchrun.jsonl", "metrics.jsonl", "progress.txt"}
-STEPLIKE = ("step", "epoch", "global_step", "iteration", "iter", "timesteps_total",
-            "time/total_timesteps", "training_iteration", "_step", "trainer/global_step")
+STEPLIKE = STEP_COLUMNS
+SNIFFED_SUFFIXES = (".json", ".txt", ".log", ".out")
 
 
 @dataclass
@@ -85,7 +101,7 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
                 dirnames[:] = []
                 continue
             seen.add(ident)
-            dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS)
+            dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS and not _is_alias(dirpath, d))
             for name in sorted(filenames):
                 _classify_file(os.path.join(dirpath, name), dirpath, spec, consoles)
     for path in consoles:  # console logs and checkpoints join the run of their directory
@@ -99,9 +115,19 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
     return dict(sorted(runs.items(), key=lambda kv: -kv[1].mtime))
 
 
+def _is_alias(dirpath: str, name: str) -> bool:
+    """wandb/latest-run: a symlink to a run folder walked under its own name."""
+    return name == "latest-run" and os.path.islink(os.path.join(dirpath, name))
+
+
 def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
     name = os.path.basename(path)
     dirname = os.path.basename(dirpath)
+    wandb_file = run_folder_member(path)
+    if wandb_file is not None:  # a W&B run folder: its files and nothing else of it
+        if wandb_file[1]:
+            spec(wandb_file[0]).add(wandb_file[1], path)
+        return
     if name.startswith("events.out.tfevents."):
         if name.endswith(".profile-empty"):
             return
@@ -143,6 +169,11 @@ def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
             spec(path).add("csv", path)
     elif name.endswith(".jsonl"):
         spec(path).add("jsonl", path)
+    elif name.endswith(SNIFFED_SUFFIXES) and (sniffed := _sniffed_format(path)):
+        if sniffed == "console":
+            consoles.append(path)
+        else:
+            spec(path).add(sniffed, path)
     elif name.endswith(CONSOLE_SUFFIXES) or name.startswith(("slurm-", "nohup")):
         consoles.append(path)
 
@@ -249,6 +280,33 @@ def _read_header(path: str) -> list[str]:
         return []
     sep = "\t" if first.count("\t") > first.count(",") else ","
     return [h.strip().strip('"') for h in first.split(sep)] if first else []
+
+
+_SNIFFED: dict[str, tuple[tuple[int, int], str]] = {}
+
+
+def _sniffed_format(path: str) -> str:
+    """The format a file's head claims ("" for none), cached by (size, mtime)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    if not stat.S_ISREG(st.st_mode):
+        return ""  # a FIFO or a device: opening it could block
+    sig = (st.st_size, st.st_mtime_ns)
+    cached = _SNIFFED.get(path)
+    if cached and cached[0] == sig:
+        return cached[1]
+    try:
+        with _open_regular(path) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return ""
+    fmt = next((f for f, claims in CONTENT_CLAIMS if claims(path, head)), "")
+    if len(_SNIFFED) > 100_000:
+        _SNIFFED.clear()
+    _SNIFFED[path] = (sig, fmt)
+    return fmt
 
 
 def _json_lines_with_steps(path: str) -> bool:

@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable
 
 from watchrun.config import Config
-from watchrun.control import runs_with_live_writer
-from watchrun.detectors.runner import DetectorRunner, stale_limit
+from watchrun.control import runs_with_live_writer, writer_alive
+from watchrun.detectors.runner import ENDED, DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
 from watchrun.model import Alert, RunStatus
 from watchrun.sources.base import Source
 from watchrun.sources.console import ConsoleSource
 from watchrun.sources.dvclive import DvcliveSource
 from watchrun.sources.hf import HfTrainerSource
+from watchrun.sources.history_json import JsonHistorySource
 from watchrun.sources.keras import KerasCsvSource
 from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, LightningCsvSource
 from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
@@ -29,6 +30,7 @@ from watchrun.sources.runcard import RunCardSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
+from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
 
 STEP_UNITS = {"keras-csv": "epoch"}
@@ -60,6 +62,10 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return DvcliveSource(store, key, spec.root)
     if fmt == "console":
         return ConsoleSource(store, key)
+    if fmt == "wandb":
+        return WandbSource(store, key)
+    if fmt == "json-history":
+        return JsonHistorySource(store, key)
     if fmt == "jsonl":
         return JsonlSource(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
     return TableSource(store, key)
@@ -92,14 +98,18 @@ class Engine:
         self._scan_cost = 0.0
         self._last_data = time.monotonic()
         self._settled = True
+        self._tick_errors: set[str] = set()
+        self._exited: dict[str, tuple[object, float]] = {}  # run -> (pid, last write) seen exited
 
     # -- discovery ----------------------------------------------------------------------------
-    def scan(self) -> list[str]:
-        """Walk the roots; attach sources for runs and files not seen before."""
+    def scan(self, stop: threading.Event | None = None) -> list[str]:
+        """Walk the roots; attach sources for runs and files not seen before (until `stop`)."""
         t0 = time.monotonic()
         new_keys: list[str] = []
         for root in self.roots:
             for spec in discover(root).values():
+                if stop is not None and stop.is_set():
+                    return new_keys
                 key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
                 is_new = key not in self.store.runs
                 run = self.store.run(key, root=spec.root)
@@ -158,10 +168,18 @@ class Engine:
 
     _loaded = False
 
-    def load(self, on_progress: Callable[[str], None] | None = None) -> None:
-        """First full read: runs newest first, so the first results show before the end."""
-        self.scan()
+    def load(
+        self,
+        on_progress: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """First full read: runs newest first, so the first results show before the end. Once
+        `stop` is set (a signal), it returns before the next run: a first read of thousands of
+        runs must not hold up an exit."""
+        self.scan(stop)
         for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
+            if stop is not None and stop.is_set():
+                return
             self.poll(keys=[key])
             for s in self.store.runs[key].series.values():
                 s.compact()
@@ -191,11 +209,18 @@ class Engine:
         process still writes: a training that finished moments ago, or files just copied here.
         A batch verdict judges them as ended, so end-of-run checks apply."""
         self.update_statuses()
+        now = time.time()
         with self.store.lock:
             fresh = [r for r in self.store.runs.values() if r.status in (RunStatus.RUNNING, RunStatus.UNKNOWN)]
+            # finished because their named writer has gone, though written moments ago
+            exited = {
+                key for key in self._exited
+                if self.store.runs[key].status is RunStatus.FINISHED
+                and now - self.store.runs[key].last_write < self.stale_after(self.store.runs[key])
+            }
         if not fresh:
-            return set()
-        return {r.key for r in fresh} - runs_with_live_writer(fresh)
+            return exited
+        return exited | ({r.key for r in fresh} - runs_with_live_writer(fresh))
 
     # -- follow mode --------------------------------------------------------------------------
     def start_watching(self) -> None:
@@ -264,13 +289,32 @@ class Engine:
         alerts += self.detectors.check_stalled()
         return alerts
 
-    def run_forever(self, stop: threading.Event, on_alerts: Callable[[list[Alert]], None]) -> None:
+    def tick_safely(self, on_error: Callable[[str], None]) -> list[Alert]:
+        """tick(), but an exception is reported (once per distinct message) and the follow loop
+        goes on: the next tick retries, and a full poll re-reads whatever this one missed."""
+        try:
+            return self.tick()
+        except Exception as exc:  # noqa: BLE001 - one bad tick must not end live updates
+            message = f"{type(exc).__name__} while following: {exc}"
+            if message not in self._tick_errors:
+                self._tick_errors.add(message)
+                on_error(message)
+            return []
+
+    def run_forever(
+        self,
+        stop: threading.Event,
+        on_alerts: Callable[[list[Alert]], None],
+        on_error: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.start_watching()
         try:
             while not stop.is_set():
-                alerts = self.tick()
+                alerts = self.tick_safely(on_error)
                 if alerts:
                     on_alerts(alerts)
+                for message in self.detectors.take_failures():
+                    on_error(message)
                 self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
                 self.wake.clear()
                 # let a burst of writes land before reading it
@@ -287,6 +331,8 @@ class Engine:
                 self._update_last_write(run)
                 status = self._status(run, now)
                 if status != run.status:
+                    if status in ENDED and self._loaded:
+                        self._settled = False  # the next quiet tick gives it its end-of-run checks
                     run.status = status
                     self.store.touch(key)
 
@@ -318,7 +364,22 @@ class Engine:
             return run.explicit_status
         if run.last_write <= 0:
             return RunStatus.UNKNOWN
+        if self._writer_exited(run):
+            return RunStatus.FINISHED
         return RunStatus.RUNNING if now - run.last_write < self.stale_after(run) else RunStatus.STALE
+
+    def _writer_exited(self, run) -> bool:  # type: ignore[no-untyped-def]
+        """The process the run's files name as their writer has exited (with no library record
+        saying how, the run is finished). An exit is final, so it is asked once per pid; a write
+        after it was seen gone comes from another process, which names no pid: then the age of
+        the files decides, as for any run."""
+        seen = self._exited.get(run.key)
+        if seen is not None and seen[0] == run.pid:
+            return run.last_write <= seen[1]
+        if writer_alive(run) is False:
+            self._exited[run.key] = (run.pid, run.last_write)
+            return True
+        return False
 
     def stale_after(self, run) -> float:  # type: ignore[no-untyped-def]
         return stale_limit(run, self.config)

@@ -207,6 +207,26 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+PID_LIMIT = 4_194_304  # no Linux kernel hands out a larger pid (PID_MAX_LIMIT on 64-bit)
+
+
+def pid_problem(value: object) -> str | None:
+    """Why `value` cannot name a process to watch or signal, or None when it can.
+
+    A pid comes from files anyone who can write the run directory can write (the run card, a
+    TensorBoard file name), so only a plain int in 2..PID_LIMIT passes: kill(0), kill(-1) and
+    kill(-N) reach a process group or every process, and pid 1 is init. The bound is the one
+    every host shares, so a pid from another host's file is kept for display."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        text = repr(value)
+        return f"{text[:40] + '...' if len(text) > 40 else text} is not a process id (an integer)"
+    if value <= 1:
+        return f"{value} is not a process id that may be signalled (pid 1 is init; 0 and negative values reach a process group or every process)"
+    if value > PID_LIMIT:
+        return f"{value} is above the largest process id ({PID_LIMIT})"
+    return None
+
+
 @dataclass
 class Run:
     """Everything known about one training job."""
@@ -215,6 +235,7 @@ class Run:
     root: str  # absolute path of the run directory (or file)
     formats: set[str] = field(default_factory=set)
     series: dict[str, Series] = field(default_factory=dict)
+    origins: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # per series: (first index, stream)
     texts: list[TextSample] = field(default_factory=list)
     hparams: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # best checkpoint, max_steps, eval_steps...
@@ -226,7 +247,7 @@ class Run:
     display_name: str = ""
     status: RunStatus = RunStatus.UNKNOWN
     explicit_status: RunStatus | None = None  # from an end marker the files carry
-    pid: int | None = None
+    pid: int | None = None  # always passed pid_problem()
     host: str | None = None
     last_write: float = 0.0  # mtime of the newest file
     write_intervals: list[float] = field(default_factory=list)

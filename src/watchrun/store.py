@@ -77,6 +77,9 @@ class Store:
             series = run.series.get(name)
             if series is None:
                 series = run.series[name] = Series(name)
+            origins = run.origins.setdefault(name, [])
+            if not origins or origins[-1][1] != stream:
+                origins.append((len(series), stream))
             series.extend(steps, values, walls)
             run.version += 1
             self.version += 1

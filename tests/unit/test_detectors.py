@@ -178,8 +178,8 @@ def test_target_from_command_line_and_targets_json(tmp_path):
 
 def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallogs, tmp_path):
     """Files written a moment ago (a training that has just ended, or a copy) get the end-of-run
-    verdict from `check`; while a process holds a run's file open, the run is still in progress
-    and end-of-run checks wait."""
+    verdict from `check`; while a process holds a run's file open for writing (as CSVLogger
+    does), the run is still in progress and end-of-run checks wait."""
     run = tmp_path / "Goreg12345"
     shutil.copytree(reallogs / "pl-csv-edgecases" / "Goreg12345", run, copy_function=shutil.copyfile)
     key = "Goreg12345/lightning_logs/version_0"
@@ -188,7 +188,7 @@ def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallo
     assert {json.loads(line)["detector"] for line in out.stdout.splitlines()} == {"not_learning"}
     assert out.returncode == 1
     metrics = run / "lightning_logs" / "version_0" / "metrics.csv"
-    holder = subprocess.Popen([sys.executable, "-c", f"import sys,time; f=open({str(metrics)!r}); print('open', flush=True); time.sleep(60)"],
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys,time; f=open({str(metrics)!r}, 'a'); print('open', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"

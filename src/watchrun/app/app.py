@@ -27,6 +27,7 @@ from watchrun.engine import Engine
 from watchrun.model import Alert, Run, RunStatus, Severity
 from watchrun.notify import notify_terminal, run_hook
 from watchrun.semantics import pick, role_of
+from watchrun.textsafe import printable
 
 STATUS_GLYPH = {
     RunStatus.RUNNING: ("▶", ">"), RunStatus.FINISHED: ("✔", "v"), RunStatus.FAILED: ("✖", "x"),
@@ -49,6 +50,14 @@ class StoreUpdated(Message):
 
 class EngineReady(Message):
     """The first full read and detection are done."""
+
+
+class EngineTrouble(Message):
+    """watchrun's own trouble: a detector or a follow tick that raised (the rest goes on)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
 
 class NewAlerts(Message):
@@ -144,7 +153,9 @@ class WatchrunApp(App):
         def progress(_key: str) -> None:
             self.post_message(StoreUpdated(engine.store.version))
 
-        engine.load(on_progress=progress)
+        engine.load(on_progress=progress, stop=self.stop_event)
+        if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
+            return
         engine.detect(final=False)
         first = engine.detect(final=True)
         self.post_message(StoreUpdated(engine.store.version))
@@ -152,9 +163,15 @@ class WatchrunApp(App):
         if first:
             self.post_message(NewAlerts([a for a in first if a.severity is Severity.CRITICAL][-3:]))
         engine.start_watching()
+
+        def trouble(text: str) -> None:
+            self.post_message(EngineTrouble(text))
+
         try:
             while not self.stop_event.is_set():
-                alerts = engine.tick()
+                for text in engine.detectors.take_failures():
+                    trouble(text)
+                alerts = engine.tick_safely(trouble)
                 if alerts:
                     self.post_message(NewAlerts(alerts))
                 self.post_message(StoreUpdated(engine.store.version))
@@ -166,7 +183,7 @@ class WatchrunApp(App):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR:
-            self.notify(f"engine error: {event.worker.error}", severity="error", timeout=10)
+            self.notify(printable(f"engine error: {event.worker.error}"), severity="error", timeout=10, markup=False)
 
     def on_unmount(self) -> None:
         self.stop_event.set()
@@ -183,17 +200,21 @@ class WatchrunApp(App):
     def on_engine_ready(self, message: EngineReady) -> None:
         self.ready = True
 
+    def on_engine_trouble(self, message: EngineTrouble) -> None:
+        self.notify(printable(message.text), severity="warning", timeout=10, markup=False)
+
     def on_new_alerts(self, message: NewAlerts) -> None:
         if self.quiet:
             return
         for alert in message.alerts:
             if alert.severity is Severity.CRITICAL:
                 self.bell()
-                notify_terminal(self, f"watchrun: {alert.run}", alert.message)
+                notify_terminal(self, f"watchrun: {printable(alert.run)}", printable(alert.message))
                 if self.config.on_alert:
                     run_hook(self.config.on_alert, alert)
             if alert.severity is not Severity.INFO:
-                self.notify(f"{alert.run}: {alert.message}", severity="error" if alert.severity is Severity.CRITICAL else "warning", timeout=6)
+                self.notify(printable(f"{alert.run}: {alert.message}"), markup=False,
+                            severity="error" if alert.severity is Severity.CRITICAL else "warning", timeout=6)
 
     def _worst(self, key: str) -> tuple[Alert | None, int]:
         alerts = self.engine.store.alerts_for(key)
@@ -242,7 +263,7 @@ class WatchrunApp(App):
         mark = "+" if run.key in self.marked else " "
         return (
             Text(glyph + mark, style=style),
-            Text(run.key, style=style if worst and worst.severity is Severity.CRITICAL else ""),
+            Text(printable(run.key), style=style if worst and worst.severity is Severity.CRITICAL else ""),
             "" if step is None else str(step),
             _age(run.last_write, self.clock()),
             Text(str(n) if n else "", style=style),
@@ -268,7 +289,7 @@ class WatchrunApp(App):
             return
         alerts = self.engine.store.alerts_for(run.key)
         self._show_banner(run, alerts)
-        title = f"{run.display_name or run.key}  [{', '.join(sorted(run.formats))}]  {run.status.value}"
+        title = printable(f"{run.display_name or run.key}  [{', '.join(sorted(run.formats))}]  {run.status.value}")
         self.query_one("#run-title", Static).update(Text(title, style="bold"))
         self._show_plots(run, alerts)
         self._show_classes(run)
@@ -281,14 +302,14 @@ class WatchrunApp(App):
         banner.remove_class("critical", "warning", "ok")
         if worst is None or worst.severity is Severity.INFO:
             banner.add_class("ok")
-            banner.update(Text(f" {run.key}: no open warning", style="bold"))
+            banner.update(Text(f" {printable(run.key)}: no open warning", style="bold"))
             return
         banner.add_class("critical" if worst.severity is Severity.CRITICAL else "warning")
         t = Text()
         t.append(f" {worst.severity.value.upper()} ", style="bold reverse")
-        t.append(f" {worst.message}\n", style="bold")
+        t.append(f" {printable(worst.message)}\n", style="bold")
         arrow = "->" if self.ascii_only else "→"
-        t.append(f" {arrow} {worst.action}   ({worst.detector}, step {worst.step}, {run.key})")
+        t.append(printable(f" {arrow} {worst.action}   ({worst.detector}, step {worst.step}, {run.key})"))
         banner.update(t)
 
     def _show_plots(self, run: Run, alerts: list[Alert]) -> None:
@@ -357,7 +378,7 @@ class WatchrunApp(App):
                 style = "bold red" if label == worst else ("italic" if label in averages else "")
                 f1 = row.get("f1")
                 table.add_row(
-                    Text(str(label), style=style), _cell(row.get("precision")), _cell(row.get("recall")),
+                    Text(printable(label), style=style), _cell(row.get("precision")), _cell(row.get("recall")),
                     _cell(f1), _cell(row.get("support"), digits=0),
                     _cell_best(f1), _trend(f1),
                 )
@@ -367,10 +388,11 @@ class WatchrunApp(App):
         with self.batch_update():
             table.clear()
             for step, message in reversed(events):  # early stopping, stop requests and their outcome
-                table.add_row(Text("event", style="cyan"), str(step), "run", message)
+                table.add_row(Text("event", style="cyan"), str(step), "run", Text(printable(message)))
             for a in reversed(alerts):
-                table.add_row(Text(a.severity.value, style=SEV_STYLE[a.severity]), str(a.step), a.detector,
-                              a.message + ("" if a.open else "  (closed)"))
+                table.add_row(Text(a.severity.value, style=SEV_STYLE[a.severity]), str(a.step),
+                              Text(printable(a.detector)),
+                              Text(printable(a.message) + ("" if a.open else "  (closed)")))
 
     def _show_info(self, run: Run) -> None:
         lines = [f"root: {run.root}", f"status: {run.status.value}   step unit: {run.step_unit}"]
@@ -388,7 +410,8 @@ class WatchrunApp(App):
         if run.warnings:
             lines.append("warnings:")
             lines += [f"  {w}" for w in run.warnings]
-        self.query_one("#info", Static).update("\n".join(lines))
+        # plain Text, never markup: a name with "[/x]" in it must not be read as a style
+        self.query_one("#info", Static).update(Text("\n".join(printable(line) for line in lines)))
 
     # -- actions ------------------------------------------------------------------------------
     def action_help(self) -> None:
@@ -472,7 +495,7 @@ class WatchrunApp(App):
             return
         run = self.engine.store.snapshot(self.selected)
         if run is not None:
-            self.push_screen(StopScreen(run, self._worst(run.key)[0]), self._stopped)
+            self.push_screen(StopScreen(run, self._worst(run.key)[0], self.config.allow_other_users), self._stopped)
 
     def _stopped(self, result: str | None) -> None:
         if not result or not self.selected:
@@ -485,7 +508,7 @@ class WatchrunApp(App):
                 run.stopped = True  # signalled; a request is only marked once its outcome arrives
             store.add_alert(Alert(run.key, "stop_requested" if requested else "stopped", Severity.INFO,
                                   run.last_step() or 0, [], result, {}, ""))
-        self.notify(result, timeout=5)
+        self.notify(printable(result), timeout=5, markup=False)
         self._refresh_run_view()
 
     def on_resize(self, event) -> None:  # type: ignore[no-untyped-def]

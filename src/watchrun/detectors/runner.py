@@ -60,9 +60,32 @@ class DetectorRunner:
         self.watch_roots = watch_roots or []
         self.states: dict[str, _RunState] = {}
         self.ended_now: set[str] = set()  # runs a batch verdict judges as ended (no live writer)
+        self.failed: set[tuple[str, str]] = set()  # (run, detector) that raised: left out since
+        self.failures: list[str] = []  # their messages, for the caller to show (take_failures)
 
     def _new_detectors(self, key: str) -> list[Detector]:
-        return [cls(key, self.config) for cls in ALL_DETECTORS if self.config.enabled(cls.id)]
+        return [
+            cls(key, self.config)
+            for cls in ALL_DETECTORS
+            if self.config.enabled(cls.id) and (key, cls.id) not in self.failed
+        ]
+
+    def _call(self, det: Detector, method: str, run: Run, state: _RunState, view: RunView) -> None:
+        """det.update(view) or det.finalize(view); a detector that raises is reported once and
+        left out for this run (its state is unknown), and the other detectors go on."""
+        try:
+            getattr(det, method)(view)
+        except Exception as exc:  # noqa: BLE001 - one broken detector must not stop the rest
+            self.failed.add((run.key, det.id))
+            state.detectors = [d for d in state.detectors if d is not det]
+            message = f"detector {det.id} failed on run {run.key}: {type(exc).__name__}: {exc}"
+            self.failures.append(message)
+            self.store.warn(run.key, message)
+
+    def take_failures(self) -> list[str]:
+        """Detector failures not yet shown, once each."""
+        out, self.failures = self.failures, []
+        return out
 
     def process(self, final: bool = False) -> list[Alert]:
         new_alerts: list[Alert] = []
@@ -89,8 +112,8 @@ class DetectorRunner:
             last_round = state.round >= max_round
             view = self._view(run, state, settle_all=final or not last_round)
             if view.series:
-                for det in state.detectors:
-                    det.update(view)
+                for det in list(state.detectors):
+                    self._call(det, "update", run, state, view)
                     out += self._collect(run, state, view)
             if last_round:
                 break
@@ -99,8 +122,8 @@ class DetectorRunner:
         if ended and not state.finalized:
             view = self._view(run, state, settle_all=True, advance=False)
             view.ended = True
-            for det in state.detectors:
-                det.finalize(view)
+            for det in list(state.detectors):
+                self._call(det, "finalize", run, state, view)
                 out += self._collect(run, state, view)
             state.finalized = True
         elif run.status not in ENDED and run.key not in self.ended_now:
@@ -191,13 +214,19 @@ class DetectorRunner:
 
     # -- not step-driven ----------------------------------------------------------------------
     def check_stalled(self, now: float | None = None) -> list[Alert]:
-        """Runs seen writing in this session that went silent for much longer than usual."""
+        """Runs seen writing in this session that went silent for much longer than usual: only
+        while their writer may still live (a run whose writer exited is finished, not stalled)
+        and against a usual interval measured from several writes."""
         now = now or time.time()
-        out = []
+        out: list[Alert] = []
+        if not self.config.enabled("stalled"):
+            return out
         with self.store.lock:
             for key, run in self.store.runs.items():
                 state = self.states.get(key)
                 if state is None or not run.active_this_session or run.explicit_status is not None:
+                    continue
+                if run.status in NOT_STALLED or len(run.write_intervals) < MIN_INTERVALS:
                     continue
                 silent = now - run.last_write
                 limit = stale_limit(run, self.config)
@@ -205,7 +234,7 @@ class DetectorRunner:
                     state.stalled_open = True
                     alert = Alert(
                         key, "stalled", Severity.WARNING, run.last_step() or 0, [],
-                        f"no write for {silent / 60:.0f} min (usually every {typical_interval(run):.0f}s): "
+                        f"no write for {duration(silent)} (usually every {duration(typical_interval(run))}): "
                         "the process may have crashed or hung",
                         {"silent_seconds": round(silent), "typical_interval": typical_interval(run),
                          "pid": run.pid, "pid_alive": pid_alive(run.pid, run.host)},
@@ -220,6 +249,21 @@ class DetectorRunner:
                     if old:
                         old.open = False
         return out
+
+
+NOT_STALLED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.GONE}
+MIN_INTERVALS = 2  # gaps between writes seen before a run has a "usual" interval
+
+
+def duration(seconds: float) -> str:
+    """0.4s, 12s, 3 min, 2.5 h."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def typical_interval(run: Run) -> float:

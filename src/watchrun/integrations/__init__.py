@@ -18,18 +18,16 @@ from typing import Any
 
 import psutil
 
-from watchrun.control import STOP_FILE
+from watchrun.control import CARD_FILE, LAUNCHERS, STOP_FILE
 
-CARD_FILE = "watchrun-run.json"
 LOG_FILE = "watchrun.jsonl"
 STOP_DONE_FILE = ".watchrun-stop.done"
-_LAUNCHERS = ("torchrun", "torch.distributed.run", "torch.distributed.launch", "deepspeed", "accelerate")
 
 
 def _launcher_pid() -> int | None:
     try:
         parent = psutil.Process().parent()
-        if parent is not None and any(x in " ".join(parent.cmdline()) for x in _LAUNCHERS):
+        if parent is not None and any(x in " ".join(parent.cmdline()) for x in LAUNCHERS):
             return parent.pid
     except (psutil.Error, OSError):
         pass

@@ -11,16 +11,21 @@ Recognised lines:
   `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`); PyTorch's examples
   (`Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21`, then `Test set: Average loss: 0.03,
   Accuracy: 9893/10000 (99%)`, kept as test_loss and test_accuracy at the last step).
+- OpenAI-baselines / Stable-Baselines key-value tables (`log.txt`, the terminal): rows
+  `| rollout/return | 12.3 |` between dashed lines, one table per dump; the step is the table's
+  step-like key (`total/steps`, `time/total_timesteps`...) or the table's index.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, to_float, to_step
+from watchrun.sources.table import find_step_column
 from watchrun.tail import FileCursor
 
 # Every pattern here runs on untrusted lines: each quantifier is bounded, so a match attempt
@@ -54,11 +59,46 @@ _EARLY = re.compile(
 )
 _KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
+_HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
+_HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
+_TABLE_RULE = re.compile(r"^-{10,}$")
+_TABLE_ROW = re.compile(r"^\|\s{0,16}([^|]{0,200}?)\s{0,16}\|\s{0,16}([^|]{0,64}?)\s{0,16}\|$")
+MAX_CLAIM_LINE = 1024  # a line longer than this is no training output line (claims)
+# what a training console shows in its first lines (claims): HF dict logs, tqdm bars, Keras epochs,
+# `epoch N ... loss=...` loops, key-value tables
+_CLAIM_LINES = (
+    re.compile(r"^\{'(?:loss|eval_\w+|train_\w+|learning_rate|grad_norm|epoch)': "),
+    re.compile(r"\d+%\|.*\|\s*\d+/\d+ \[\d+:\d+"),
+    _KERAS_EPOCH,
+    re.compile(
+        r"\b(?:epoch|step|iter|iteration)\b\s*[:=#]?\s*\[?\d+.*\b\w*(?:loss|acc\w*)\b\s*[:=]?\s*-?\d",
+        re.I,
+    ),
+    re.compile(r"^\|\s*[\w/.]+\s*\|\s*-?[\d.]+(?:e[+-]?\d+)?\s*\|$"),
+)
 
 
 class ConsoleSource(Source):
     format = "console"
     stream = "console"
+    step_unit = "step"
+
+    @staticmethod
+    def claims(path: str, head: bytes) -> bool:
+        """A terminal capture of a training, whatever it is called (`trainning_output.txt`):
+        two lines of the head look like training output. Binary files never do."""
+        if b"\x00" in head:
+            return False
+        text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace")
+        hits = 0
+        for raw in text.splitlines():
+            for line in raw.split("\r"):
+                line = line.strip()
+                if line and len(line) <= MAX_CLAIM_LINE and any(p.search(line) for p in _CLAIM_LINES):
+                    hits += 1
+                    if hits >= 2:
+                        return True
+        return False
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -68,6 +108,12 @@ class ConsoleSource(Source):
         self.keras_epoch: int | None = None
         self.dicts = 0
         self.hand_step: int | None = None  # the step of the last hand-loop line
+        self.table: dict[str, float] | None = None  # the key-value table being read
+        self.planned_steps: int | None = None  # HF Trainer's `Total optimization steps = N`
+        self.num_epochs: int | None = None  # HF Trainer's `Num Epochs = N`
+        self.pos_at_last_dict: int | None = None
+        self.last_dict_step = 0
+        self.tables = 0
 
     def on_reset(self, cursor: FileCursor) -> None:
         self.lines[cursor.key] = Lines()
@@ -92,6 +138,17 @@ class ConsoleSource(Source):
     def _line(self, line: str, columns: dict) -> None:
         if not line:
             return
+        if _TABLE_RULE.match(line):
+            self._table_rule(columns)
+            return
+        if self.table is not None:
+            row = _TABLE_ROW.match(line)
+            if row:
+                value = to_float(row.group(2))
+                if value is not None and not row.group(1).endswith("..."):  # a cut name
+                    self.table[row.group(1)] = value
+                return
+            self.table = None  # not a table after all
         if line.startswith("{") and line.endswith("}"):
             self._hf_dict(line, columns)
             return
@@ -108,9 +165,22 @@ class ConsoleSource(Source):
         if m:
             self._event(f"early stopping at epoch {m.group(1)}")
             return
+        m = _HF_NUM_EPOCHS.match(line)
+        if m:
+            self.num_epochs = int(m.group(1).replace(",", ""))
+            return
+        m = _HF_TOTAL_STEPS.match(line)
+        if m:  # the training bar is the one with this total (not a dataset map before it)
+            self.planned_steps = self.train_total = int(m.group(1).replace(",", ""))
+            self.train_pos = None
+            self.store.update(self.key, meta={"max_steps": self.planned_steps})
+            return
         for m in _TQDM.finditer(line):
             n, total = int(m.group(1)), int(m.group(2))
-            if total >= self.train_total:
+            if self.planned_steps is not None:
+                if total == self.planned_steps:
+                    self.train_pos = n
+            elif total >= self.train_total:
                 self.train_total = total
                 self.train_pos = n
                 self.store.update(self.key, meta={"max_steps": total})
@@ -137,6 +207,22 @@ class ConsoleSource(Source):
             prefix = {"test": "test", "dev": "val"}.get(ev.group(1).lower(), "val")
             self._pairs(line[ev.end() :], self.hand_step, columns, prefix=prefix + "_")
 
+    def _table_rule(self, columns: dict) -> None:
+        """A dashed line opens a key-value table or closes the open one (emitting its row)."""
+        if not self.table:
+            self.table = {}
+            return
+        row, self.table = self.table, None
+        self.tables += 1
+        step_key = find_step_column(list(row))
+        step = to_step(row.pop(step_key)) if step_key else self.tables - 1
+        if step is None:
+            return
+        for name, value in row.items():
+            steps, vals = columns[name]
+            steps.append(step)
+            vals.append(value)
+
     def _hf_dict(self, line: str, columns: dict) -> None:
         try:
             obj = ast.literal_eval(line)
@@ -152,13 +238,38 @@ class ConsoleSource(Source):
         if "train_runtime" in values:
             self.store.update(self.key, summary=values)
             return
-        step = to_step(values.pop("step")) if "step" in values else self._snap(self.train_pos, values)
+        if "step" in values:
+            step: int | None = to_step(values.pop("step"))
+        elif self.train_pos == self.pos_at_last_dict and self._from_epoch(values) is not None:
+            # the capture kept no bar redraw since the last dict: the epoch says where it is
+            # (rounded to 2 decimals, so never before the last dict's step)
+            step = max(self._from_epoch(values) or 0, self.last_dict_step)
+        else:
+            step = self._snap(self.train_pos, values)
+            if step is not None and 0 < self.last_dict_step - step <= self._epoch_rounding():
+                step = self.last_dict_step  # an epoch-derived step before it overshot a little
+        self.pos_at_last_dict = self.train_pos
         if step is None:
             step = self.dicts
+        self.last_dict_step = step
         for k, v in values.items():
             steps, vals = columns[k]
             steps.append(step)
             vals.append(v)
+
+    def _from_epoch(self, values: dict[str, float]) -> int | None:
+        """HF's dict names the (fractional) epoch; with `Num Epochs` and `Total optimization
+        steps` printed at the start, that is a step."""
+        if "epoch" not in values or not self.planned_steps or not self.num_epochs:
+            return None
+        step = values["epoch"] * self.planned_steps / self.num_epochs
+        return to_step(round(step)) if math.isfinite(step) else None
+
+    def _epoch_rounding(self) -> int:
+        """How far a step derived from a 2-decimal epoch can be off."""
+        if not self.planned_steps or not self.num_epochs:
+            return 0
+        return int(self.planned_steps / self.num_epochs * 0.005) + 1
 
     def _snap(self, pos: int | None, values: dict[str, float]) -> int | None:
         """tqdm redraws at most every 0.1 s, so the bar can lag the step the dict belongs to;

@@ -2,9 +2,10 @@
 (`watchrun-run.json`, `.watchrun-stop.done`): the process to signal, the planned length, and how
 a requested stop ended.
 
-Anyone who can write the run directory can write these files: every field is checked for the
-type the rest of watchrun reads (a pid is a plain integer above 1, a host a short text); a field
-of another type is left out and reported, never passed on."""
+Anyone who can write the run directory can write these files. The planned length (max_steps,
+max_epochs, world_size) must be a count, the stop outcome's step a step: a value of another type
+is left out and reported. The process fields are kept as written: control verifies pid,
+launcher_pid, host, cmdline and started before any use."""
 
 from __future__ import annotations
 
@@ -12,39 +13,17 @@ import json
 import os
 from typing import Any
 
-from watchrun.model import RunStatus
+from watchrun.model import RunStatus, pid_problem
 from watchrun.sources.base import Source, to_step
 from watchrun.tail import FileCursor
 
-PID_MAX = 1 << 22  # the kernel's largest pid_max
 _COUNTS = ("max_steps", "max_epochs", "world_size")
-_PIDS = ("launcher_pid",)
-_TEXTS = ("checkpoint_dir", "library")
-CARD_KEYS = (*_COUNTS, *_PIDS, *_TEXTS, "cmdline", "started")
+CARD_KEYS = (*_COUNTS, "checkpoint_dir", "launcher_pid", "library", "cmdline", "started", "pid", "host")
 
 
-def _pid(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 < value <= PID_MAX:
-        return value
-    return None
-
-
-def _card_field(key: str, value: Any) -> Any:
-    """`value` if it has the type `key` needs, else None."""
-    if key in _PIDS:
-        return _pid(value)
-    if key in _COUNTS:
-        n = to_step(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        return n if n is not None and n >= 0 else None
-    if key in _TEXTS:
-        return value[:4096] if isinstance(value, str) else None
-    if key == "cmdline":
-        if isinstance(value, list) and all(isinstance(a, str) for a in value):
-            return value
-        return value if isinstance(value, str) else None
-    if key == "started":
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    return None
+def _count(value: Any) -> int | None:
+    n = to_step(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return n if n is not None and n >= 0 else None
 
 
 class RunCardSource(Source):
@@ -63,26 +42,25 @@ class RunCardSource(Source):
         if os.path.basename(cursor.key) == ".watchrun-stop.done":
             self._stop_done(doc, cursor.path)
             return 0
-        meta: dict[str, Any] = {}
-        odd = []
-        for key in CARD_KEYS:
-            if doc.get(key) is None:
-                continue
-            value = _card_field(key, doc[key])
-            if value is None:
-                odd.append(key)
-            else:
-                meta[key] = value
-        pid = _pid(doc.get("pid"))
-        if doc.get("pid") is not None and pid is None:
-            odd.append("pid")
-        host = doc.get("host")
-        if host is not None and not isinstance(host, str):
-            odd.append("host")
-            host = None
+        meta = {k: doc[k] for k in CARD_KEYS if doc.get(k) is not None}
+        odd = [k for k in _COUNTS if k in meta and _count(meta[k]) is None]
+        for k in _COUNTS:
+            if k in meta:
+                meta[k] = _count(meta[k])
+                if meta[k] is None:
+                    del meta[k]
         if odd:
-            self.warn(f"{os.path.basename(cursor.path)}: ignored field(s) of the wrong type: {', '.join(odd)}")
-        self.store.update(self.key, meta=meta, pid=pid, host=host[:255] if host else None)
+            self.warn(f"{os.path.basename(cursor.path)}: ignored {', '.join(odd)}: not a count")
+        fields: dict = {"meta": meta}
+        pid, host = doc.get("pid"), doc.get("host")
+        problem = None if pid is None else pid_problem(pid)
+        if problem:
+            self.store.warn(self.key, f"run card: pid {problem}; watchrun will not signal it")
+        elif pid is not None:
+            fields["pid"] = pid
+        if isinstance(host, str):
+            fields["host"] = host
+        self.store.update(self.key, **fields)
         return 0
 
     def _stop_done(self, doc: dict[str, Any], path: str) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2
 
+from watchrun.model import pid_problem
 from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
 
@@ -566,7 +567,7 @@ class TensorBoardSource(Source):
         added = super().add_file(path, **options)
         if added:
             info = parse_filename(path.rsplit("/", 1)[-1])
-            if "pid" in info:
+            if "pid" in info and pid_problem(info["pid"]) is None:
                 self.store.update(self.key, pid=info["pid"], host=info.get("host"))
             elif info.get("host"):
                 self.store.update(self.key, host=info["host"])

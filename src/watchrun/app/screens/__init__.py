@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -15,6 +16,7 @@ from watchrun import control
 from watchrun.app.widgets.plot import COLORS, Curve, Plot, PlotData
 from watchrun.model import Alert, Run
 from watchrun.semantics import pick
+from watchrun.textsafe import printable
 
 
 class HelpScreen(ModalScreen):
@@ -34,15 +36,16 @@ class HelpScreen(ModalScreen):
 
 
 class StopScreen(ModalScreen[str | None]):
-    """Shows what would be signalled, then does it."""
+    """Shows the verified process that would be signalled, then does it; when none passed the
+    checks, says why and offers only the stop-request file."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, run: Run, alert: Alert | None) -> None:
+    def __init__(self, run: Run, alert: Alert | None, allow_other_users: bool = False) -> None:
         super().__init__()
         self.run = run
         self.alert = alert
-        self.target = control.find_process(run)
+        self.target = control.find_process(run, allow_other_users)
 
     def compose(self) -> ComposeResult:
         t = self.target
@@ -50,27 +53,31 @@ class StopScreen(ModalScreen[str | None]):
         if t.process:
             p = t.process
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p.started))
-            lines += [f"process  pid {p.pid}  user {p.user}  started {started}", f"command  {p.cmdline[:200]}"]
-            if p.launcher:
-                lines.append(f"launcher pid {p.launcher} (distributed): the launcher is signalled, not one rank")
+            lines += [f"process  pid {p.pid}  user {p.user}  started {started}", f"command  {p.cmdline[:200]}",
+                      f"verified {p.evidence}"]
+            if t.launcher:
+                lines.append(f"launcher pid {t.launcher.pid} (distributed): the launcher is signalled, not one rank")
+            lines += [f"not used: {n}" for n in t.notes]
         else:
-            lines += [f"no process to signal: {t.reason}", f"run instead:  {t.command}"]
+            lines += [f"will not signal any process: {t.reason}", f"by hand:  {t.command}"]
         lines += ["", t.library_note]
         if "run-card" in self.run.formats:
             lines.append("This run has watchrun's callback: 'Save & stop' saves a checkpoint, then stops.")
+        elif not t.process:
+            lines.append("A stop request file is read only by a training loop with watchrun's callback.")
         if self.alert:
             lines.append(f"why: {self.alert.message}")
         ckpt = self.run.meta.get("best_model_checkpoint")
         if ckpt:
             lines.append(f"best checkpoint so far: {ckpt}")
         with Vertical(id="dialog"):
-            yield Static("\n".join(lines))
+            yield Static("\n".join(printable(line) for line in lines), markup=False)
             with Horizontal():
                 if t.process:
                     yield Button("Graceful stop (SIGINT)", id="graceful", variant="warning")
                     yield Button("Kill (SIGTERM, then SIGKILL)", id="kill", variant="error")
-                if "run-card" in self.run.formats:  # the training-side callback will answer
-                    yield Button("Save & stop (callback)", id="request", variant="success")
+                if "run-card" in self.run.formats or not t.process:
+                    yield Button("Save & stop (request file)", id="request", variant="success")
                 yield Button("Cancel", id="cancel", variant="primary")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -83,10 +90,12 @@ class StopScreen(ModalScreen[str | None]):
                 path = control.request_stop(self.run, self.alert.message if self.alert else "")
                 self.dismiss(f"stop requested: {path}")
                 return
-            assert self.target.process is not None
-            pid = self.target.process.launcher or self.target.process.pid
-            self.dismiss(control.stop(pid, "graceful" if bid == "graceful" else "kill"))
-        except (OSError, AssertionError) as exc:
+            target = self.target.to_signal
+            if target is None:
+                self.dismiss("could not stop: no verified process")
+                return
+            self.dismiss(control.stop(target, "graceful" if bid == "graceful" else "kill"))
+        except OSError as exc:
             self.dismiss(f"could not stop: {exc}")
 
     def action_cancel(self) -> None:
@@ -117,7 +126,7 @@ class OverviewScreen(Screen):
                             s = run.series[n]
                             curves.append(Curve(n, s.steps.astype(float), s.values, ["cyan", "magenta"][i]))
                     plot = Plot(classes="mini " + (worst.severity.value if worst else ""), ascii_only=self.owner.ascii_only)
-                    plot.border_title = key
+                    plot.border_title = Text(printable(key))
                     plot.data = PlotData(curves)
                     yield plot
         yield Footer()
@@ -163,7 +172,9 @@ class CompareScreen(Screen):
             s = r.series.get(metric)
             if s is not None and len(s):
                 curves.append(Curve(r.key, s.steps.astype(float), s.values, COLORS[i % len(COLORS)]))
-        self.query_one("#compare-title", Static).update(f" compare {metric} across {len(curves)} run(s)   n/p: metric")
+        self.query_one("#compare-title", Static).update(
+            Text(printable(f" compare {metric} across {len(curves)} run(s)   n/p: metric"))
+        )
         self.query_one("#compare-plot", Plot).show(PlotData(curves, self.owner.log_y))
 
     def action_next_metric(self) -> None:

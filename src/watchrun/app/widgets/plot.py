@@ -14,6 +14,8 @@ import numpy as np
 from rich.text import Text
 from textual.widget import Widget
 
+from watchrun.textsafe import printable
+
 COLORS = ["cyan", "magenta", "yellow", "green", "blue", "red", "white"]
 
 
@@ -199,6 +201,6 @@ class Plot(Widget):
         legend = Text()
         for c in self.data.curves:
             legend.append("● " if not self.ascii_only else "o ", style=c.color)
-            legend.append(c.name + "  ")
+            legend.append(printable(c.name) + "  ")
         body = render(self.data, self.size.width, max(1, self.size.height - 1), self.ascii_only)
         return legend + Text("\n") + body
