@@ -369,7 +369,7 @@ def test_tb_file_names_with_odd_numbers_are_no_crash(tmp_path, capsys):
         scalar_event(1, "loss", 0.5)
     )  # '²' is a digit to isdigit()
     (d / "events.out.tfevents.17.h.99999999999999999999999.1").write_bytes(
-        scalar_event(2, "loss", 0.4)
+        scalar_event(2, "loss", 0.25)
     )
     assert cli.main(["ls", str(tmp_path)]) == 0
     e = loaded(tmp_path)
