@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from watchrun.store import Store
@@ -229,15 +228,6 @@ class Source:
                 topic=f"{name}: skipped ",
             )
         self._last_skip.clear()
-
-    def guarded(self, path: str, where: str, handle: Callable[[], object], kind: str = "bad") -> bool:
-        """Run `handle` for one record; an exception skips that record only. True when handled."""
-        try:
-            handle()
-        except Exception as exc:  # noqa: BLE001 - one bad record must not drop the others
-            self.skip(path, where, f"{type(exc).__name__}: {exc}", kind)
-            return False
-        return True
 
 
 class SqliteSource(Source):

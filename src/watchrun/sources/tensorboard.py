@@ -1,15 +1,18 @@
 """TensorBoard event files (torch SummaryWriter, tensorboardX, TF2, Lightning, HF, RL libraries).
 
 Record framing (TFRecord): u64 length, u32 masked CRC32C of the length, payload, u32 masked
-CRC32C of the payload. The framing is walked here; the length CRC is checked on every record with
-a C CRC32C, which tells a torn last record (valid length, bytes missing: wait for them) from a
-corrupt one (skip it, resynchronise, count it). The payload is an `Event` proto.
+CRC32C of the payload. Both CRCs are checked on every record, in both paths below. The length
+CRC tells a torn last record (valid length, bytes missing: wait for them) from a corrupt one
+(skip it, resynchronise on the next valid header, count it); the payload CRC catches a flipped
+bit in a record whose framing is intact (a wrong value, or a tag like `val_moss` that was never
+logged): that record is skipped and counted. The payload is an `Event` proto.
 
 Speed: the common event is one scalar, `Event{wall_time, step, summary{value{tag, simple_value}}}`.
 All such records of one buffer are decoded at once with numpy (grouped by record length and step
-varint width, every byte of the fixed layout checked); any record that does not fit the layout
-goes to the protobuf parser of the tensorboard package, which handles tensor scalars, text,
-hparams, and skips histograms and images.
+varint width, every byte of the fixed layout checked); their CRCs are checked with numpy too,
+from per-byte-position CRC32C tables (CRC32C is linear: see `_crc_tables`). Any record that does
+not fit the layout goes to the protobuf parser of the tensorboard package (its CRC checked with
+the C `crc32c`), which handles tensor scalars, text, hparams, and skips histograms and images.
 """
 
 from __future__ import annotations
