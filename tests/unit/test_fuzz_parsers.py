@@ -40,7 +40,8 @@ def holds(name: str, rec: tuple, cut: tuple[float, float]) -> None:
         assert out.crash is None, out.crash
         assert out.lost == 0, out.details[:5]
         assert out.extra == 0, f"{out.extra} point(s) from the bad record"
-        if name == "tensorboard":
+        if name == "tensorboard" and (after or len(bad[1]) >= 12):
+            # (junk at the end shorter than a record header is a torn record: it waits)
             assert out.skipped >= 1, "the corrupt record was not counted"
 
 
