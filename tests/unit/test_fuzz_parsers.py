@@ -6,9 +6,8 @@ timing assertion); every good record is read with its value; for TensorBoard the
 
 The example database in tests/.hypothesis-db is committed: every run replays the failures saved
 there first (the cases that failed on the parsers before issue 9's fixes), then new random
-cases; a new failure is saved there to be committed with its fix. (Hypothesis reads no database
-under a fixed seed, so the run is not seeded.) benchmarks/fuzz.py runs the same cases by the
-thousand.
+cases. (Hypothesis reads no database under a fixed seed, so the run is not seeded.)
+benchmarks/fuzz.py runs the same cases by the thousand.
 """
 
 from __future__ import annotations
@@ -18,10 +17,20 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import (
+    DirectoryBasedExampleDatabase,
+    MultiplexedDatabase,
+    ReadOnlyDatabase,
+)
 from tests.unit.fuzz_cases import CASES, check
 
-DB = DirectoryBasedExampleDatabase(os.path.join(os.path.dirname(__file__), "..", ".hypothesis-db"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# the committed failures are only read (a passing replay must not delete them from the repo); new
+# failures go to the local, ignored .hypothesis/ (copy one into tests/.hypothesis-db with its fix)
+DB = MultiplexedDatabase(
+    ReadOnlyDatabase(DirectoryBasedExampleDatabase(os.path.join(HERE, "..", ".hypothesis-db"))),
+    DirectoryBasedExampleDatabase(os.path.join(HERE, "..", "..", ".hypothesis", "examples")),
+)
 EXAMPLES = int(os.environ.get("WATCHRUN_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
     max_examples=EXAMPLES,
