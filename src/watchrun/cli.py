@@ -152,7 +152,11 @@ def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
 def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     engine = _engine(paths, config)
     engine.load()
-    rows = [ls_row(engine, key) for key in engine.visible_keys()]
+    from watchrun.gpu import look_once
+
+    keys = engine.visible_keys()
+    looked = look_once([engine.store.runs[k] for k in keys])
+    rows = [dict(ls_row(engine, key), **looked[key]) for key in keys]
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -255,6 +259,7 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    engine.on_notice = lambda message: print(f"watchrun: {message}", file=sys.stderr, flush=True)
     engine.load(stop=stop)  # returns early once a signal has set `stop`
     if stop.is_set():
         return 0

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from watchrun.config import Config
 from watchrun.control import runs_with_live_writer, writer_alive
@@ -32,6 +33,9 @@ from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
 from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
+
+if TYPE_CHECKING:
+    from watchrun.gpu import Sampler
 
 STEP_UNITS = {"keras-csv": "epoch"}
 HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card"}
@@ -289,6 +293,9 @@ class Engine:
         alerts += self.detectors.check_stalled()
         return alerts
 
+    sampler: Sampler | None = None  # while run_forever runs: processes and GPUs, 1/s
+    on_notice: Callable[[str], None] | None = None  # the sampler's one-time notices
+
     def tick_safely(self, on_error: Callable[[str], None]) -> list[Alert]:
         """tick(), but an exception is reported (once per distinct message) and the follow loop
         goes on: the next tick retries, and a full poll re-reads whatever this one missed."""
@@ -307,7 +314,10 @@ class Engine:
         on_alerts: Callable[[list[Alert]], None],
         on_error: Callable[[str], None] = lambda message: None,
     ) -> None:
+        from watchrun.gpu import start_sampler
+
         self.start_watching()
+        self.sampler = start_sampler(self)
         try:
             while not stop.is_set():
                 alerts = self.tick_safely(on_error)
@@ -322,6 +332,8 @@ class Engine:
                     time.sleep(0.05)
         finally:
             self.stop_watching()
+            if self.sampler is not None:
+                self.sampler.stop()
 
     # -- status -------------------------------------------------------------------------------
     def update_statuses(self) -> None:

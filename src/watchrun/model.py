@@ -18,6 +18,14 @@ _GROWTH = 1.25
 _MIN_CAPACITY = 16
 
 
+def is_sampled(name: str) -> bool:
+    """A series the sampler writes (`gpu/util`, `gpu0/mem_used`, `proc/rss`), not a log's."""
+    if name.startswith("proc/"):
+        return True
+    head = name.split("/", 1)[0]
+    return "/" in name and head.startswith("gpu") and (head == "gpu" or head[3:].isdigit())
+
+
 class RunStatus(str, Enum):
     RUNNING = "running"
     FINISHED = "finished"
@@ -132,6 +140,11 @@ class Series:
     def walls(self) -> np.ndarray:
         """Absolute wall-clock seconds (float64)."""
         return self._walls[: self.n].astype(np.float64) + self.wall0
+
+    def walls_between(self, start: int, stop: int) -> np.ndarray:
+        """Absolute wall-clock seconds of points start..stop-1 (float64), without converting
+        the whole series."""
+        return self._walls[start:stop].astype(np.float64) + self.wall0
 
     def compact(self) -> None:
         """Release growth slack (after a bulk load)."""
@@ -257,7 +270,8 @@ class Run:
     version: int = 0
 
     def points(self) -> int:
-        return sum(len(s) for s in self.series.values())
+        """Points the run's own logs gave (process and GPU samples are not counted)."""
+        return sum(len(s) for n, s in self.series.items() if not is_sampled(n))
 
     def last_step(self) -> int | None:
         steps = [s.last_step for s in self.series.values() if s.last_step is not None]

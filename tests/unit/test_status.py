@@ -128,6 +128,9 @@ def test_a_silent_live_writer_is_stalled_against_its_measured_interval(tmp_path)
             assert engine.store.runs["run"].status is RunStatus.STALE
             assert stalled.evidence["pid"] == writer.pid and stalled.evidence["pid_alive"] is True
             assert stalled.evidence["typical_interval"] > 0
+            # the process sampler saw the writer alive and idle (it waits on stdin): said so
+            assert stalled.evidence.get("verdict") == "cpu_idle", stalled.evidence
+            assert "likely" in stalled.message or "idle" in stalled.message
             assert (
                 "usually every 0s" not in stalled.message
                 and "usually every 0.0s" not in stalled.message

@@ -5,6 +5,7 @@ from watchrun.detectors.classes import MinorityClassHidden, PredictionCollapse
 from watchrun.detectors.ctc import BlankCollapse
 from watchrun.detectors.evaluation import PerfectValidation, SparseEval
 from watchrun.detectors.fitting import NotLearning, Overfitting, Underfitting
+from watchrun.detectors.gpu import GpuMemory, GpuStarved, HostMemoryLeak
 from watchrun.detectors.progress import (
     EarlyStopped,
     LossAtChance,
@@ -31,4 +32,7 @@ ALL_DETECTORS = [
     Underfitting,
     EarlyStopped,
     StuckMetric,
+    GpuStarved,
+    GpuMemory,
+    HostMemoryLeak,
 ]

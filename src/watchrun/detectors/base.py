@@ -30,6 +30,7 @@ class SeriesView:
     steps: np.ndarray  # current segment, settled points only
     values: np.ndarray
     new_from: int  # index of the first point not seen before
+    start: int = 0  # index of steps[0] in the run's Series (for its wall-clock times)
 
     @property
     def new(self) -> range:

@@ -156,6 +156,7 @@ class DetectorRunner:
             cursor = max(state.cursors.get(name, start), start)
             series[name] = SeriesView(
                 name, roles[name], steps[:settled], values[:settled], min(cursor - start, settled),
+                start,
             )
             if advance:
                 state.cursors[name] = max(cursor, start + settled)
@@ -232,14 +233,7 @@ class DetectorRunner:
                 limit = stale_limit(run, self.config)
                 if silent > limit and not state.stalled_open:
                     state.stalled_open = True
-                    alert = Alert(
-                        key, "stalled", Severity.WARNING, run.last_step() or 0, [],
-                        f"no write for {duration(silent)} (usually every {duration(typical_interval(run))}): "
-                        "the process may have crashed or hung",
-                        {"silent_seconds": round(silent), "typical_interval": typical_interval(run),
-                         "pid": run.pid, "pid_alive": pid_alive(run.pid, run.host)},
-                        "check the process and its console (GPU OOM, NCCL hang, full disk)",
-                    )
+                    alert = _stalled_alert(run, silent, now)
                     state.open_alerts[("stalled", "")] = alert
                     self.store.add_alert(alert)
                     out.append(alert)
@@ -249,6 +243,25 @@ class DetectorRunner:
                     if old:
                         old.open = False
         return out
+
+
+def _stalled_alert(run: Run, silent: float, now: float) -> Alert:
+    """The stalled alert, with what the process and GPU sampler saw when it has samples."""
+    from watchrun.detectors.gpu import stall_evidence
+
+    message = (
+        f"no write for {duration(silent)} (usually every {duration(typical_interval(run))}): "
+        "the process may have crashed or hung"
+    )
+    evidence: dict = {"silent_seconds": round(silent), "typical_interval": typical_interval(run),
+                      "pid": run.pid, "pid_alive": pid_alive(run.pid, run.host)}
+    action = "check the process and its console (GPU OOM, NCCL hang, full disk)"
+    seen = stall_evidence(run, now)
+    if seen is not None:
+        message += f"; {seen.message}"
+        action = seen.action
+        evidence.update(seen.evidence, verdict=seen.verdict)
+    return Alert(run.key, "stalled", Severity.WARNING, run.last_step() or 0, [], message, evidence, action)
 
 
 NOT_STALLED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.GONE}
