@@ -376,3 +376,29 @@ def test_tb_file_names_with_odd_numbers_are_no_crash(tmp_path, capsys):
     assert (
         sorted(points(e, "tb")["loss"]) == [(1, 0.5), (2, 0.25)] and e.store.runs["tb"].pid is None
     )
+
+
+def test_gpu_samples_deep_nesting_and_huge_int_cost_one_line_each(tmp_path):
+    from watchrun.sources.gpu_samples import GpuSamplesSource
+
+    store = Store()
+    store.run("exp")
+    lines = [
+        {"t": 1.7e9, "run": "exp", "step": 1, "values": {"gpu/util": 10.0}},
+        "[" * 100_000 + "]" * 100_000,
+        {
+            "t": 1.7e9 + 1,
+            "run": "exp",
+            "step": 2,
+            "values": {"gpu/util": 10**400, "gpu/mem_used": 5.0},
+        },
+        {"t": 1.7e9 + 2, "run": "exp", "step": 3, "values": {"gpu/util": 30.0}},
+    ]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    src = GpuSamplesSource(store)
+    src.add_file(str(path))
+    src.poll()
+    run = store.runs["exp"]
+    assert run.series["gpu/util"].values.tolist() == [10.0, 30.0]
+    assert run.series["gpu/mem_used"].values.tolist() == [5.0]
