@@ -22,7 +22,7 @@ from collections import Counter
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.setrecursionlimit(5000)  # as under pytest (tests/conftest.py)
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tests.unit.fuzz_cases import CASES, Outcome, check  # noqa: E402
@@ -30,6 +30,10 @@ from tests.unit.fuzz_cases import CASES, Outcome, check  # noqa: E402
 
 class Hung(Exception):
     pass
+
+
+class OutOfTime(Exception):
+    """Ends the run of one parser at its time budget (hypothesis stops at an exception)."""
 
 
 def _alarm(signum, frame):  # type: ignore[no-untyped-def]
@@ -43,6 +47,7 @@ def run_parser(name: str, cases: int, hang: float, seconds: float) -> Counter:
     deadline = time.monotonic() + seconds
 
     @settings(
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],  # counted, never shrunk
         max_examples=cases,
         deadline=None,
         database=None,
@@ -52,7 +57,7 @@ def run_parser(name: str, cases: int, hang: float, seconds: float) -> Counter:
     @given(rec=case.strategy, cut=st.tuples(st.floats(0, 1), st.floats(0, 1)))
     def one(rec, cut):  # type: ignore[no-untyped-def]
         if time.monotonic() > deadline:
-            return
+            raise OutOfTime
         before, bad, after = rec
         for torn in (False, True):
             totals["cases"] += 1
@@ -76,7 +81,10 @@ def run_parser(name: str, cases: int, hang: float, seconds: float) -> Counter:
             totals["bad counted"] += out.skipped > 0
 
     signal.signal(signal.SIGALRM, _alarm)
-    one()
+    try:
+        one()
+    except OutOfTime:
+        pass
     for e in examples:
         print(f"    e.g. {e}")
     return totals
