@@ -9,6 +9,7 @@ is walked again now and then for new runs.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from watchrun.config import Config
 from watchrun.control import runs_with_live_writer, writer_alive
 from watchrun.detectors.runner import ENDED, DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
-from watchrun.model import Alert, RunStatus
+from watchrun.model import Alert, RunStatus, Severity
+from watchrun.snapshot import Snapshot, SnapshotBuilder
 from watchrun.sources.base import Source
 from watchrun.sources.console import ConsoleSource
 from watchrun.sources.dvclive import DvcliveSource
@@ -104,6 +106,8 @@ class Engine:
         self._settled = True
         self._tick_errors: set[str] = set()
         self._exited: dict[str, tuple[object, float]] = {}  # run -> (pid, last write) seen exited
+        self._snapshots = SnapshotBuilder(self.store, self.visible_keys)
+        self._stop_outcomes: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self, stop: threading.Event | None = None) -> list[str]:
@@ -313,18 +317,25 @@ class Engine:
         stop: threading.Event,
         on_alerts: Callable[[list[Alert]], None],
         on_error: Callable[[str], None] = lambda message: None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
+        """The one follow loop (`check --follow` and the app): tick, report, wait for file
+        events or the poll interval. `on_tick` runs after every tick (the app publishes a
+        Snapshot there); `on_error` gets a failing tick's or detector's message."""
         from watchrun.gpu import start_sampler
 
         self.start_watching()
         self.sampler = start_sampler(self)
         try:
             while not stop.is_set():
+                self._apply_stop_outcomes()
                 alerts = self.tick_safely(on_error)
                 if alerts:
                     on_alerts(alerts)
                 for message in self.detectors.take_failures():
                     on_error(message)
+                if on_tick is not None:
+                    on_tick()
                 self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
                 self.wake.clear()
                 # let a burst of writes land before reading it
@@ -334,6 +345,30 @@ class Engine:
             self.stop_watching()
             if self.sampler is not None:
                 self.sampler.stop()
+
+    # -- readers ------------------------------------------------------------------------------
+    def publish(self) -> Snapshot:
+        """The immutable Snapshot of every visible run as of now (unchanged runs are reused)."""
+        return self._snapshots.build(ready=self._loaded, notice=self.watch_error)
+
+    def record_stop(self, key: str, outcome: str, kind: str) -> None:
+        """A stop dialog's outcome (what control.stop / control.request_stop said): the follow
+        loop writes it into the store on its own thread, as an info alert of detector `kind`
+        (stopped, stop_requested or stop_failed); `stopped` marks the run stopped."""
+        self._stop_outcomes.put((key, outcome, kind))
+        self.wake.set()
+
+    def _apply_stop_outcomes(self) -> None:
+        while not self._stop_outcomes.empty():
+            key, outcome, kind = self._stop_outcomes.get()
+            with self.store.lock:
+                run = self.store.runs.get(key)
+                if run is None:
+                    continue
+                if kind == "stopped":
+                    run.stopped = True
+                self.store.add_alert(Alert(key, kind, Severity.INFO, run.last_step() or 0, [],
+                                           outcome, {}, ""))
 
     # -- status -------------------------------------------------------------------------------
     def update_statuses(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from watchrun.model import Alert, Run, Series, TextSample
 
 MAX_TEXTS = 500
+MAX_CONSOLE_LINES = 500  # the console pane's ring, per run
 
 
 class Store:
@@ -29,6 +31,7 @@ class Store:
         self.alerts: dict[str, list[Alert]] = {}
         self.version = 0
         self._stream_last: dict[tuple[str, str], dict[str, int]] = {}
+        self.console: dict[str, deque[str]] = {}
 
     # -- runs ---------------------------------------------------------------------------------
     def run(self, key: str, root: str = "") -> Run:
@@ -92,6 +95,21 @@ class Store:
             if len(run.texts) > MAX_TEXTS:
                 del run.texts[: len(run.texts) - MAX_TEXTS]
             self.touch(key)
+
+    def add_console_lines(self, key: str, lines: list[str]) -> None:
+        """Keep the last MAX_CONSOLE_LINES lines of a run's console output (for display only)."""
+        if not lines:
+            return
+        with self.lock:
+            ring = self.console.get(key)
+            if ring is None:
+                ring = self.console[key] = deque(maxlen=MAX_CONSOLE_LINES)
+            ring.extend(lines)
+            self.touch(key)
+
+    def console_lines(self, key: str) -> tuple[str, ...]:
+        with self.lock:
+            return tuple(self.console.get(key, ()))
 
     def update(self, key: str, **fields: Any) -> None:
         """Merge hparams/meta/summary dicts or set plain attributes of a run."""

@@ -1,103 +1,289 @@
-"""Pilot tests: the app on real demo files, a real child process for the stop dialog."""
+"""Pilot tests: every key and view of the app, on the demo runs written by the real writers."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
+import dataclasses
 
-import pytest
-from textual.widgets import DataTable, Static
+from tests.app.helpers import CONSOLE_LINES, loaded, make_app, screen_text, select, wait_for
+from textual.widgets import TabbedContent
 
-from watchrun.app.app import WatchrunApp
+from watchrun.app.plotting import Figure
+from watchrun.app.screens import AlertDetailScreen, CompareScreen, HelpScreen, OverviewScreen
+from watchrun.app.screens.compare import role_groups
+from watchrun.app.screens.overview import Tile
+from watchrun.app.widgets.alerts import AlertsTable
+from watchrun.app.widgets.banner import AlertBanner, action_text
+from watchrun.app.widgets.console import ConsolePane
+from watchrun.app.widgets.curves import CurvesPane
+from watchrun.app.widgets.plot import Plot
+from watchrun.app.widgets.run_list import RunList
 from watchrun.config import Config
-from watchrun.demo import write_all
+from watchrun.model import RunStatus
 
 
-async def wait_for(pilot, predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await pilot.pause(0.05)
-    return False
-
-
-@pytest.fixture
-def demo_dir(tmp_path):
-    write_all(str(tmp_path))
-    return tmp_path
-
-
-async def test_runs_listed_worst_first_banner_and_navigation(demo_dir):
-    app = WatchrunApp([str(demo_dir)], Config())
-    async with app.run_test(size=(120, 40)) as pilot:
-        table = app.query_one("#runs", DataTable)
-        banner = app.query_one("#banner", Static)
-        assert await wait_for(pilot, lambda: table.row_count == 5 and "CRITICAL" in str(banner.render()))
-        assert app.row_keys[0] in ("lm-nan", "ctc-asr/lightning_logs/version_0")  # critical first
-        start = app.row_keys.index(app.selected)
+async def test_cursor_starts_on_the_worst_run_and_jk_move_it(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        runs = app.main.query_one(RunList)
+        first = app.snapshot.runs[runs.keys[0]]
+        assert first.worst is not None and first.worst.severity.value == "critical"
+        assert app.selected == runs.keys[0] and runs.cursor_row == 0
+        assert "CRITICAL" in str(app.main.query_one(AlertBanner).render())
         await pilot.press("j")
-        assert await wait_for(pilot, lambda: app.selected == app.row_keys[start + 1])
-        assert app.selected in str(app.query_one("#run-title", Static).render())
+        assert await wait_for(pilot, lambda: app.selected == runs.keys[1])
+        assert runs.keys[1] in str(app.main.query_one("#run-title").render())
         await pilot.press("k")
-        assert await wait_for(pilot, lambda: app.selected == app.row_keys[start])
+        assert await wait_for(pilot, lambda: app.selected == runs.keys[0])
 
 
-async def test_filter_and_theme(demo_dir):
-    app = WatchrunApp([str(demo_dir)], Config())
-    async with app.run_test(size=(100, 30)) as pilot:
-        table = app.query_one("#runs", DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 5)
-        await pilot.press("slash", "h", "e", "a", "l")
-        assert await wait_for(pilot, lambda: table.row_count == 1)
+async def test_number_keys_switch_tabs_and_focus_their_pane(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        tabs = app.main.query_one(TabbedContent)
+        for key, tab in zip(
+            "23451", ("classes", "alerts", "info", "console", "curves"), strict=True
+        ):
+            await pilot.press(key)
+            assert await wait_for(pilot, lambda tab=tab: tabs.active == f"tab-{tab}")
+        assert isinstance(app.focused, RunList)
+
+
+async def test_enter_on_an_alert_opens_its_detail_and_jk_move_the_alerts(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        selected = app.selected
+        await pilot.press("3")
+        table = app.main.query_one(AlertsTable)
+        assert await wait_for(pilot, lambda: app.focused is table and table.row_count >= 2)
+        await pilot.press("j")
+        assert await wait_for(pilot, lambda: table.cursor_row == 1)
+        assert app.selected == selected  # j moved the alert cursor, not the run list
+        chosen = table.selected_alert()
+        assert chosen is not None
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, AlertDetailScreen))
+        text = str(app.screen.query_one("#detail-text").render())
+        assert chosen.message[:40] in text and "what to do" in text and "checkpoint" in text
         await pilot.press("escape")
-        assert await wait_for(pilot, lambda: table.row_count == 5)
+        assert await wait_for(pilot, lambda: not isinstance(app.screen, AlertDetailScreen))
+
+
+async def test_filter_and_escape(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        runs = app.main.query_one(RunList)
+        await pilot.press("slash", "h", "e", "a", "l")
+        assert await wait_for(pilot, lambda: runs.row_count == 1)
+        assert await wait_for(pilot, lambda: app.selected == "healthy-resnet")
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: runs.row_count == 5)
+
+
+async def test_plot_keys_change_the_figure(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        plot = app.main.query_one("#loss-plot", Plot)
+        assert plot.figure.x_kind == "step" and not plot.figure.faint
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: len(plot.figure.faint) == len(plot.figure.curves) > 0)
+        await pilot.press("l")
+        assert await wait_for(pilot, lambda: plot.figure.log_y)
+        await pilot.press("w")
+        assert await wait_for(pilot, lambda: plot.figure.x_kind == "epoch")
+        await pilot.press("w")
+        assert await wait_for(pilot, lambda: plot.figure.x_kind == "time")
+        assert "x: time" in str(app.main.query_one("#run-title").render())
+
+
+async def test_theme_key_changes_the_palette(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
         assert app.theme == "watchrun-dark"
+        dark = app.main.query_one(CurvesPane).palette
         await pilot.press("t")
-        assert app.theme == "watchrun-light"
+        assert await wait_for(pilot, lambda: app.theme != "watchrun-dark")
+        assert app.main.query_one(CurvesPane).palette != dark
+        assert app.main.query_one("#loss-plot", Plot).figure.curves[0].color in app.palette().plot
 
 
-async def test_tiny_terminal_shows_notice(demo_dir):
-    app = WatchrunApp([str(demo_dir)], Config())
+async def test_overview_tiles_worst_first_and_enter_opens_a_run(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        tiles = list(app.screen.query(Tile))
+        assert [t.key for t in tiles] == list(app.snapshot.runs)
+        assert tiles[0].has_class("critical") and not tiles[-1].has_class("critical")
+        assert isinstance(app.screen.focused, Tile)
+        await pilot.press("down", "down")
+        target = app.screen.focused
+        assert isinstance(target, Tile)
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: app.screen is app.main and app.selected == target.key)
+
+
+async def test_compare_matches_metrics_by_role(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("space")  # mark the worst run
+        await pilot.press("j", "space")
+        await pilot.press("c")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        assert len(screen.runs) == 2
+        title = str(screen.query_one("#compare-title").render())
+        first = screen.index
+        await pilot.press("n")
+        assert screen.index == (first + 1) % len(screen.groups)
+        assert title != str(screen.query_one("#compare-title").render())
+        await pilot.press("p", "escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+
+
+def test_role_groups_put_val_loss_and_val_slash_loss_together(demo):
+    from watchrun.engine import Engine
+
+    engine = Engine([str(demo)])
+    engine.load()
+    snap = engine.publish()
+    runs = [snap.runs["healthy-resnet"], snap.runs["ctc-asr/lightning_logs/version_0"]]
+    assert "val/loss" in runs[0].series and "val_loss" in runs[1].series
+    groups = dict(role_groups(runs, {}))
+    assert groups["val loss"] == {
+        "healthy-resnet": "val/loss",
+        "ctc-asr/lightning_logs/version_0": "val_loss",
+    }
+
+
+async def test_help_lists_live_bindings_with_readable_keys_and_remaps(demo):
+    app = make_app(demo, Config(keys={"stop_run": "ctrl+k", "overview": "O"}))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = str(app.screen.query_one("#help-text").render())
+        assert "question_mark" not in text and "slash" not in text
+        stop = next(line for line in text.splitlines() if "(stop_run)" in line)
+        assert "^k" in stop and " x " not in stop
+        assert any("?" in line and "(help)" in line for line in text.splitlines())
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+
+
+async def test_console_pane_shows_the_log_and_f_toggles_following(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await select(pilot, "lm-nan")
+        await pilot.press("5")
+        console = app.main.query_one(ConsolePane)
+        assert await wait_for(pilot, lambda: console.line_count >= len(CONSOLE_LINES))
+        assert "RuntimeError" in "\n".join(console.lines)
+        assert console.following
+        await pilot.press("f")
+        assert not console.following
+        await pilot.press("f")
+        assert console.following
+
+
+async def test_banner_on_an_ended_run_does_not_say_stop_training(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        run = app.snapshot.runs[app.selected]
+        assert run.worst is not None and "stop training" in run.worst.action.lower()
+        ended = dataclasses.replace(run, status=RunStatus.FINISHED)
+        banner = app.main.query_one(AlertBanner)
+        banner.show(ended)
+        await pilot.pause(0.1)
+        shown = str(banner.render())
+        assert "stop training" not in shown.lower() and "run finished" in shown
+        assert "stop training" not in action_text(run.worst, ended).lower()
+
+
+async def test_tiny_terminal_shows_notice(demo):
+    app = make_app(demo)
     async with app.run_test(size=(30, 8)) as pilot:
         await pilot.pause(0.3)
-        notice = app.query_one("#too-small", Static)
+        notice = app.main.query_one("#too-small")
         assert notice.display and "too small" in str(notice.render())
 
 
-async def test_stop_dialog_sends_sigint_to_the_writer(tmp_path):
-    script = tmp_path / "train.py"
-    marker = tmp_path / "got-sigint"
-    script.write_text(
-        "import json, signal, sys, time, os\n"
-        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
-        "def bye(*a):\n"
-        f"    open({str(marker)!r}, 'w').write('1'); sys.exit(0)\n"
-        "signal.signal(signal.SIGINT, bye)\n"
-        "for i in range(10000):\n"
-        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n'); log.flush(); time.sleep(0.05)\n"
-    )
-    (tmp_path / "run").mkdir()
-    child = subprocess.Popen([sys.executable, str(script)])
-    try:
-        for _ in range(100):
-            if (tmp_path / "run" / "log.jsonl").exists():
-                break
-            time.sleep(0.05)
-        app = WatchrunApp([str(tmp_path / "run")], Config())
-        async with app.run_test(size=(120, 40)) as pilot:
-            assert await wait_for(pilot, lambda: app.selected is not None)
-            await pilot.press("x")
-            await pilot.pause(0.5)
-            assert app.screen.__class__.__name__ == "StopScreen"
-            assert app.screen.target.process is not None and app.screen.target.process.pid == child.pid
-            await pilot.click("#graceful")
-            assert child.wait(timeout=10) == 0
-            assert marker.exists()
-            alerts = app.engine.store.alerts_for(app.selected)
-            assert any(a.detector == "stopped" for a in alerts)
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
+async def test_ascii_draws_only_ascii(demo):
+    app = make_app(demo, Config(ascii=True))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        text = screen_text(app)
+        assert "lm-nan" in text and "CRITICAL" in text
+        assert text.isascii(), sorted({c for c in text if not c.isascii()})
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        await pilot.pause(0.3)
+        assert screen_text(app).isascii()
+
+
+async def test_no_color_keeps_severity_readable(demo, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert app.no_color
+        runs = app.main.query_one(RunList)
+        cell = runs.get_cell(runs.keys[0], "mark")
+        sev = next(span.style for span in cell.spans if "!!" in cell.plain[span.start : span.end])
+        assert sev.reverse and sev.bold
+        assert "!!" in screen_text(app)
+
+
+async def test_x_axis_ticks_and_readout_are_drawn(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await select(pilot, "healthy-resnet")  # 600 steps
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "└" in text and "┬" in text  # the x axis line with its ticks
+        assert any(tick in text for tick in (" 200 ", " 400 ")), text
+        assert "best" in text and "val/loss" in text
+
+
+def test_figure_defaults_are_empty():
+    assert Figure().curves == ()
+
+
+async def test_toasts_do_not_cover_the_curves(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await loaded(pilot)
+        app.notify("lm-nan: train/loss is NaN at step 79 " * 3, severity="error")
+        assert await wait_for(pilot, lambda: len(app.screen.query("Toast")) > 0)
+        await pilot.pause(0.3)
+        curves = app.main.query_one(CurvesPane).region
+        for toast in app.screen.query("Toast"):
+            assert not toast.region.overlaps(curves), (toast.region, curves)
+
+
+async def test_resizing_refits_the_run_list_columns(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await loaded(pilot)
+        runs = app.main.query_one(RunList)
+        assert [c.value for c in runs.columns] == ["mark", "run", "step", "age", "n"]
+        assert "1h" in screen_text(app)  # the age column, from the frozen clock
+        await pilot.resize_terminal(80, 24)
+        assert await wait_for(
+            pilot, lambda: [c.value for c in runs.columns] == ["mark", "run", "n"]
+        )
+        width = runs.columns["run"].width
+        assert all(len(runs.get_cell(k, "run").plain) <= width for k in runs.keys)
+        await pilot.resize_terminal(200, 50)
+        assert await wait_for(pilot, lambda: "age" in [c.value for c in runs.columns])
+        assert "1h" in screen_text(app)

@@ -1,79 +1,78 @@
-"""Snapshots of the main screens at 80x24 and 160x48 (pytest-textual-snapshot).
-Data, file times and the clock are fixed so that the pictures are stable."""
+"""Pictures of the app (pytest-textual-snapshot) at 80x24, 120x36 and 200x50. Data, file times
+and the clock are fixed so that they are stable. Regenerate with `--snapshot-update` and look at
+them: each one must show the x axis with its numbers, the readout and the banner."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from tests.app.helpers import loaded, make_app, select, wait_for, write_demo
 
-from watchrun.app.app import WatchrunApp
-from watchrun.config import Config
-from watchrun.demo import write_all
-
-FIXED = 1_700_000_000.0
+SIZES = [(80, 24), (120, 36), (200, 50)]
 
 
-@pytest.fixture
-def demo(tmp_path):
-    write_all(str(tmp_path))
-    for root, _, files in os.walk(tmp_path):
-        for f in files:
-            os.utime(os.path.join(root, f), (FIXED, FIXED))
-    return tmp_path
-
-
-def make_app(path) -> WatchrunApp:
-    app = WatchrunApp([str(path)], Config(), quiet=True)
-    app.clock = lambda: FIXED + 3600
-    app.animation_level = "none"
-    return app
-
-
-async def loaded(pilot, keys=()) -> None:
-    app = pilot.app
-    for _ in range(400):
-        if app.ready and len(app.row_keys) == 5:
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.5)
-    app.selected = app.row_keys[0]
-    app._refresh_runs()
-    app._refresh_run_view()
-    await pilot.pause(0.2)
-    for k in keys:
-        await pilot.press(k)
-        await pilot.pause(0.3)
-
-
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_main_screen(snap_compare, demo, size):
     assert snap_compare(make_app(demo), terminal_size=size, run_before=loaded)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_classes_tab(snap_compare, demo, size):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_healthy_run_curves(snap_compare, demo, size):
     async def before(pilot):
         await loaded(pilot)
-        app = pilot.app
-        app.selected = "turn-classifier"
-        app._refresh_runs()
-        app._refresh_run_view()
-        app.query_one("#tabs").active = "tab-classes"
+        await select(pilot, "healthy-resnet")
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(demo), terminal_size=size, run_before=before)
 
 
+def test_classes_tab_fits_120_columns(snap_compare, demo):
+    async def before(pilot):
+        await loaded(pilot)
+        await select(pilot, "turn-classifier")
+        await pilot.press("2")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
+
+
+def test_alerts_tab_and_detail(snap_compare, demo):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("3", "enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
+
+
+def test_console_pane(snap_compare, demo):
+    async def before(pilot):
+        await loaded(pilot)
+        await select(pilot, "lm-nan")
+        await pilot.press("5")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
+
+
 def test_help_screen(snap_compare, demo):
     async def before(pilot):
-        await loaded(pilot, keys=["question_mark"])
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
 
-    assert snap_compare(make_app(demo), terminal_size=(100, 30), run_before=before)
+    assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
 
 
-def test_overview_screen(snap_compare, demo):
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_overview_with_25_runs(snap_compare, tmp_path, size):
+    for i in range(5):
+        (tmp_path / f"team{i}").mkdir()
+        write_demo(tmp_path / f"team{i}")
+
     async def before(pilot):
-        await loaded(pilot, keys=["o"])
+        await loaded(pilot, runs=25)
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: pilot.app.screen is not pilot.app.main)
+        await pilot.pause(0.5)
 
-    assert snap_compare(make_app(demo), terminal_size=(160, 48), run_before=before)
+    assert snap_compare(make_app(tmp_path), terminal_size=size, run_before=before)

@@ -1,10 +1,13 @@
-"""Pilot: the `x` key on a run whose card names no valid process: the dialog says why it will
-not signal and offers only the stop-request file."""
+"""Pilot: the `x` key. On a run whose card names no valid process the dialog says why it will
+not signal and offers only the stop-request file; on a real writer, Graceful sends SIGINT."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 from textual.widgets import Button, Static
@@ -47,13 +50,78 @@ async def test_a_card_pid_that_is_no_process_id_shows_the_refusal_and_only_the_r
         await pilot.press("x")
         assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
         dialog = app.screen
-        text = str(dialog.query_one(Static).render())
+        text = str(dialog.query_one("#dialog-text", Static).render())
         assert "will not signal any process" in text
         assert "'abc' is not a process id" in text
         assert {b.id for b in dialog.query(Button)} == {"request", "cancel"}
         await pilot.click("#request")
         assert await wait_for(pilot, lambda: not isinstance(app.screen, StopScreen))
-        assert (run / STOP_FILE).exists()
-        alerts = app.engine.store.alerts_for(app.selected)
-        assert any(a.detector == "stop_requested" for a in alerts)
+        assert await wait_for(pilot, lambda: (run / STOP_FILE).exists())
+        # the outcome reaches the store through the engine's loop, and the app's next snapshot
+        assert await wait_for(
+            pilot,
+            lambda: any(
+                a.detector == "stop_requested" for a in app.snapshot.runs[app.selected].alerts
+            ),
+        )
         assert app.is_running
+
+
+async def test_stop_dialog_sends_sigint_to_the_writer(tmp_path):
+    script = tmp_path / "train.py"
+    marker = tmp_path / "got-sigint"
+    script.write_text(
+        "import json, signal, sys, time, os\n"
+        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
+        "def bye(*a):\n"
+        f"    open({str(marker)!r}, 'w').write('1'); sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, bye)\n"
+        "for i in range(10000):\n"
+        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n'); log.flush(); time.sleep(0.05)\n"
+    )
+    (tmp_path / "run").mkdir()
+    child = subprocess.Popen([sys.executable, str(script)])
+    try:
+        for _ in range(100):
+            if (tmp_path / "run" / "log.jsonl").exists():
+                break
+            time.sleep(0.05)
+        app = WatchrunApp([str(tmp_path / "run")], Config())
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.selected is not None)
+            await pilot.press("x")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
+            assert (
+                app.screen.target.process is not None and app.screen.target.process.pid == child.pid
+            )
+            await pilot.click("#graceful")
+            assert child.wait(timeout=10) == 0
+            assert marker.exists()
+            assert await wait_for(
+                pilot,
+                lambda: any(
+                    a.detector == "stopped" for a in app.snapshot.runs[app.selected].alerts
+                ),
+            )
+            assert app.snapshot.runs[app.selected].status.value == "stopped"
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+
+
+async def test_stop_dialog_buttons_fit_at_80_columns(tmp_path):
+    """The dialog wraps its text and its buttons at 80x24: all of them stay on screen."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "watchrun.jsonl").write_text(
+        "".join(json.dumps({"step": i, "loss": 1 / (i + 1)}) + "\n" for i in range(30))
+    )
+    app = WatchrunApp([str(run)], Config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.selected is not None)
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
+        await pilot.pause(0.2)
+        for button in app.screen.query(Button):
+            region = button.region
+            assert region.width > 0 and region.right <= 80 and region.bottom <= 24, button.id

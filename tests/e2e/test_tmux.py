@@ -50,6 +50,58 @@ def test_tmux_shows_runs_curve_and_banner(tmp_path):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
+WRITER = """
+import math, sys, time
+from watchrun.demo import TensorBoardWriter, nan_divergence
+writer = TensorBoardWriter(sys.argv[1])
+for step, row in nan_divergence():
+    writer.write(step, row)
+    print(f"step {step} | loss {row['train/loss']:.4f}", flush=True)
+    if math.isnan(row["train/loss"]):
+        print(f"RuntimeError: loss is nan at step {step}", flush=True)
+        writer.close()
+        sys.exit(1)
+    time.sleep(0.05)
+"""
+
+
+def test_tmux_nan_writer_shows_the_critical_banner_and_the_console_line(tmp_path):
+    """A real process writes TensorBoard events and prints to its console log until its loss
+    turns NaN; watchrun, started before, shows the critical banner, and `5` the console."""
+    run = tmp_path / "lm"
+    run.mkdir()
+    script = tmp_path / "train.py"
+    script.write_text(WRITER)
+    session = f"watchrun-nan-{int(time.time() * 1000) % 100000}"
+    with open(run / "train.log", "w") as log:
+        writer = subprocess.Popen([sys.executable, str(script), str(run)], stdout=log,
+                                  stderr=subprocess.STDOUT)
+    cmd = f"{sys.executable} -m watchrun.cli {tmp_path} --poll 0.2"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd],
+                   check=True)
+    try:
+        assert writer.wait(timeout=60) == 1
+        deadline = time.time() + 30
+        screen = ""
+        while time.time() < deadline:
+            screen = capture(session)
+            if "CRITICAL" in screen and "NaN" in screen:
+                break
+            time.sleep(0.3)
+        assert "CRITICAL" in screen and "NaN" in screen, screen
+        assert "└" in screen and "┤" in screen  # the plot's axes
+        subprocess.run(["tmux", "send-keys", "-t", session, "5"], check=True)
+        deadline = time.time() + 10
+        while time.time() < deadline and "RuntimeError: loss is nan" not in screen:
+            time.sleep(0.3)
+            screen = capture(session)
+        assert "RuntimeError: loss is nan at step 79" in screen, screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        if writer.poll() is None:
+            writer.kill()
+
+
 def test_sighup_ends_the_app_within_two_seconds(tmp_path):
     import psutil
 

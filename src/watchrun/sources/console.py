@@ -121,8 +121,10 @@ class ConsoleSource(Source):
     def read(self, cursor: FileCursor) -> int:
         lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        shown: list[str] = []
         for number, raw in lines:
-            for part in raw.split(b"\r"):
+            parts = raw.split(b"\r")
+            for part in parts:
                 if len(part) > MAX_LINE:
                     self.skip(cursor.path, f"line {number}", f"longer than {MAX_LINE} bytes", "over-long")
                     continue
@@ -130,6 +132,9 @@ class ConsoleSource(Source):
                     self._line(part.decode("utf-8", "replace").strip(), columns)
                 except Exception as exc:  # noqa: BLE001 - one odd line must not drop the read
                     self.skip(cursor.path, f"line {number}", f"{type(exc).__name__}: {exc}")
+            last = next((p for p in reversed(parts) if p.strip()), b"")  # a progress bar's last state
+            shown.append(last[:MAX_LINE].decode("utf-8", "replace").rstrip())
+        self.store.add_console_lines(self.key, shown)
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)

@@ -1,0 +1,109 @@
+"""All runs at a glance: a scrolling grid of small loss plots, worst first, each tile's border
+coloured by its worst alert. Enter on a tile opens that run."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from watchrun.app.messages import RunChosen
+from watchrun.app.text import middle
+from watchrun.app.theme import Palette
+from watchrun.app.widgets.curves import figure_for, loss_names
+from watchrun.app.widgets.plot import Plot
+from watchrun.snapshot import RunView, Snapshot
+
+TILE_WIDTH = 44  # columns a tile needs for a readable plot
+MAX_TILES = 200
+
+
+class Tile(Plot):
+    DEFAULT_CSS = """
+    Tile { height: 12; min-height: 10; border: round $panel-lighten-2; padding: 0; }
+    Tile.critical { border: heavy $error; }
+    Tile.warning { border: round $warning; }
+    Tile:focus { border: double $accent; }
+    """
+    can_focus = True
+
+    def __init__(self, key: str) -> None:
+        super().__init__(classes="tile", readout=True)
+        self.key = key
+        self.view: RunView | None = None
+
+    def on_click(self) -> None:
+        self.post_message(RunChosen(self.key))
+
+
+class _Scroll(VerticalScroll, can_focus=False):
+    """Scrolls to the focused tile; the tiles take the focus, not the container."""
+
+
+class OverviewScreen(Screen[None]):
+    DEFAULT_CSS = """
+    OverviewScreen Grid { grid-size: 2; grid-gutter: 0 1; height: auto; grid-rows: 12; }
+    """
+    BINDINGS = [
+        Binding("escape,o,q", "app.pop_screen", "Back", id="overview_back"),
+        Binding("enter", "open_tile", "Open run", id="overview_open"),
+        Binding("down,j", "focus_next", "Next", show=False),
+        Binding("up,k", "focus_previous", "Previous", show=False),
+    ]
+
+    def __init__(
+        self, snapshot: Snapshot, palette: Palette, ascii_only: bool, aliases: dict[str, str]
+    ) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.palette = palette
+        self.ascii_only = ascii_only
+        self.aliases = aliases
+
+    def compose(self) -> ComposeResult:
+        with _Scroll(id="overview"):
+            with Grid(id="tiles"):
+                for key in list(self.snapshot.runs)[:MAX_TILES]:
+                    yield Tile(key)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show(self.snapshot)
+        self._fit_columns()
+        tiles = self.query(Tile)
+        if tiles:
+            tiles.first().focus()
+
+    def on_resize(self) -> None:
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        grid = self.query_one("#tiles", Grid)
+        cols = max(1, self.size.width // TILE_WIDTH)
+        grid.styles.grid_size_columns = cols
+        for tile in self.query(Tile):
+            tile.border_title = middle(tile.key, max(8, self.size.width // cols - 6))
+
+    def show(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        for tile in self.query(Tile):
+            run = snapshot.runs.get(tile.key)
+            if run is None or run is tile.view:
+                continue
+            tile.view = run
+            worst = run.worst
+            tile.set_class(worst is not None and worst.severity.value == "critical", "critical")
+            tile.set_class(worst is not None and worst.severity.value == "warning", "warning")
+            tile.border_subtitle = worst.detector if worst else run.status.value
+            names = loss_names(list(run.series), self.aliases)
+            tile.show(
+                figure_for(
+                    run, names, self.palette, ascii_only=self.ascii_only, aliases=self.aliases
+                )
+            )
+
+    def action_open_tile(self) -> None:
+        if isinstance(self.focused, Tile):
+            self.post_message(RunChosen(self.focused.key))

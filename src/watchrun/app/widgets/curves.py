@@ -1,0 +1,161 @@
+"""The Curves tab: losses on top, the task metrics below, for the selected run."""
+
+from __future__ import annotations
+
+import numpy as np
+from textual.app import ComposeResult
+from textual.containers import Vertical
+
+from watchrun.app.plotting import Curve, Figure
+from watchrun.app.theme import Palette
+from watchrun.app.widgets.plot import Plot
+from watchrun.semantics import pick, role_of
+from watchrun.snapshot import RunView, SeriesView
+
+X_KINDS = ("step", "epoch", "time")
+SMOOTH_ALPHA = 0.9
+
+
+def loss_names(names: list[str], aliases: dict[str, str]) -> list[str]:
+    found = [
+        n for n in (pick(names, "train", "loss", aliases), pick(names, "val", "loss", aliases)) if n
+    ]
+    return found or [n for n in names if role_of(n, aliases).kind == "loss"][:2]
+
+
+def metric_names(names: list[str], losses: list[str], aliases: dict[str, str]) -> list[str]:
+    roles = {n: role_of(n, aliases) for n in names}
+    key = [
+        n
+        for n in names
+        if roles[n].split in ("val", "test")
+        and roles[n].is_quality
+        and roles[n].kind != "loss"
+        and roles[n].cls is None
+    ]
+    if not key:
+        key = [
+            n
+            for n in names
+            if n not in losses
+            and roles[n].kind not in ("runtime", "epoch")
+            and roles[n].cls is None
+        ]
+    return key[:3]
+
+
+def ema(y: np.ndarray, alpha: float = SMOOTH_ALPHA) -> np.ndarray:
+    """Exponential smoothing that steps over NaN/inf (they stay where they were)."""
+    out = np.array(y, dtype=np.float64)
+    acc = np.nan
+    for i, v in enumerate(out):
+        if np.isfinite(v):
+            acc = v if np.isnan(acc) else alpha * acc + (1 - alpha) * v
+            out[i] = acc
+    return out
+
+
+def x_values(run: RunView, s: SeriesView, kind: str) -> np.ndarray:
+    if kind == "time":
+        return s.walls - s.walls[0] if len(s.walls) else s.walls
+    epoch = run.series.get("epoch")
+    if kind == "epoch" and epoch is not None and len(epoch.steps) > 1 and run.step_unit != "epoch":
+        order = np.argsort(epoch.steps, kind="stable")
+        return np.interp(s.steps, epoch.steps[order], epoch.values[order])
+    return s.steps
+
+
+def figure_for(
+    run: RunView,
+    names: list[str],
+    palette: Palette,
+    *,
+    x_kind: str = "step",
+    smooth: bool = False,
+    log_y: bool = False,
+    ascii_only: bool = False,
+    aliases: dict[str, str] | None = None,
+    offset: int = 0,
+) -> Figure:
+    """A figure of `names` in `run`: the raw curves faint behind smoothed ones when smoothing."""
+    aliases = aliases or {}
+    curves, faint = [], []
+    nonfinite: list[float] = []
+    for i, name in enumerate(names):
+        s = run.series.get(name)
+        if s is None or not len(s.steps):
+            continue
+        x = x_values(run, s, x_kind)
+        color = palette.plot[(i + offset) % len(palette.plot)]
+        hb = role_of(name, aliases).higher_better
+        best_step = None if hb is None else (s.best_high if hb else s.best_low)
+        best = best_step if x_kind == "step" else None  # the star only where x is the step
+        y = s.values
+        bad = ~np.isfinite(y)
+        if bad.any():
+            nonfinite += x[bad].tolist()
+        if smooth and len(y) > 3:
+            faint.append(Curve(name, x, y, palette.faint(color)))
+            y = ema(y)
+        curves.append(Curve(name, x, y, color, best, last=s.last, best_step=best_step))
+    marks = (
+        tuple(float(a.step) for a in run.alerts if a.severity.value != "info")
+        if x_kind == "step"
+        else ()
+    )
+    return Figure(
+        tuple(curves),
+        x_kind=x_kind,
+        log_y=log_y,
+        marks=marks,
+        mark_color=palette.warning,
+        nan_color=palette.critical,
+        ascii_only=ascii_only,
+        faint=tuple(faint),
+        nonfinite=tuple(nonfinite),
+    )
+
+
+class CurvesPane(Vertical):
+    DEFAULT_CSS = """
+    CurvesPane { height: 1fr; }
+    CurvesPane > Plot { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.palette = Palette()
+        self.ascii_only = False
+        self.aliases: dict[str, str] = {}
+        self.x_kind = "step"
+        self.smooth = False
+        self.log_y = False
+        self.run: RunView | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Plot(id="loss-plot")
+        yield Plot(id="metric-plot")
+
+    def show(self, run: RunView | None, force: bool = False) -> None:
+        if run is self.run and not force:
+            return
+        self.run = run
+        if run is None:
+            return
+        names = list(run.series)
+        losses = loss_names(names, self.aliases)
+        metrics = metric_names(names, losses, self.aliases)
+        opts = dict(
+            x_kind=self.x_kind,
+            smooth=self.smooth,
+            log_y=self.log_y,
+            ascii_only=self.ascii_only,
+            aliases=self.aliases,
+        )
+        self.query_one("#loss-plot", Plot).show(figure_for(run, losses, self.palette, **opts))
+        self.query_one("#metric-plot", Plot).show(
+            figure_for(run, metrics, self.palette, offset=len(losses), **opts)
+        )
+
+    def redraw(self) -> None:
+        self.show(self.run, force=True)

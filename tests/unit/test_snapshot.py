@@ -1,0 +1,123 @@
+"""The immutable Snapshot the engine publishes: plot-sized, read-only, reused when unchanged."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from watchrun.engine import Engine
+from watchrun.snapshot import PLOT_POINTS, reduce_series
+from watchrun.store import MAX_CONSOLE_LINES
+
+
+def test_reduce_series_keeps_extremes_and_every_nan_within_the_limit():
+    n = 1_000_000
+    steps = np.arange(n)
+    values = np.sin(np.arange(n) / 5000.0)
+    values[123_457] = 9.0  # a spike
+    values[777_777] = np.nan
+    values[900_001] = np.inf
+    xs, ys, _ = reduce_series(steps, values, steps.astype(float))
+    assert len(xs) <= PLOT_POINTS + 3
+    assert 123_457 in xs and 9.0 in ys
+    assert 777_777 in xs and 900_001 in xs
+    assert np.nanmin(ys[np.isfinite(ys)]) == pytest.approx(values[np.isfinite(values)].min())
+    assert xs[-1] == n - 1 and np.all(np.diff(xs) > 0)
+
+
+def test_short_series_are_kept_whole():
+    steps = np.arange(100)
+    xs, ys, _ = reduce_series(steps, steps * 2.0, steps.astype(float))
+    assert list(xs) == list(range(100)) and list(ys) == [2.0 * i for i in range(100)]
+
+
+def _run_dir(tmp_path, lines: int):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        "".join(f'{{"step": {i}, "loss": {1 / (i + 1)}}}\n' for i in range(lines))
+    )
+    return run
+
+
+def test_publish_reuses_unchanged_runs_and_arrays_are_read_only(tmp_path):
+    run = _run_dir(tmp_path, 50)
+    engine = Engine([str(tmp_path)], poll_seconds=0.1)
+    engine.load()
+    first = engine.publish()
+    assert engine.publish() is first  # nothing changed: the same snapshot
+    view = next(iter(first.runs.values()))
+    series = view.series["loss"]
+    assert series.length == 50 and series.last == pytest.approx(1 / 50)
+    with pytest.raises(ValueError):
+        series.values[0] = 5.0
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 50, "loss": 0.001}\n')
+    engine.poll()
+    second = engine.publish()
+    assert second is not first and second.version > first.version
+    assert second.runs[view.key].series["loss"].length == 51
+    assert first.runs[view.key].series["loss"].length == 50  # the old snapshot did not move
+
+
+def test_console_ring_is_bounded_and_keeps_the_last_lines(tmp_path):
+    run = _run_dir(tmp_path, 5)
+    (run / "train.log").write_text("".join(f"line {i}\n" for i in range(MAX_CONSOLE_LINES + 50)))
+    engine = Engine([str(tmp_path)])
+    engine.load()
+    console = next(iter(engine.publish().runs.values())).console
+    assert len(console) == MAX_CONSOLE_LINES
+    assert console[-1] == f"line {MAX_CONSOLE_LINES + 49}" and console[0] == "line 50"
+
+
+def test_a_stop_outcome_reaches_the_store_through_the_follow_loop(tmp_path):
+    _run_dir(tmp_path, 5)
+    engine = Engine([str(tmp_path)], poll_seconds=0.1)
+    engine.load()
+    key = engine.store.keys()[0]
+    stop = threading.Event()
+    seen = []
+
+    def on_tick() -> None:
+        snap = engine.publish()
+        if any(a.detector == "stopped" for a in snap.runs[key].alerts):
+            seen.append(snap)
+            stop.set()
+
+    engine.record_stop(key, "SIGINT sent to pid 1234", "stopped")
+    loop = threading.Thread(target=engine.run_forever, args=(stop, lambda a: None, on_tick))
+    loop.start()
+    loop.join(timeout=20)
+    assert seen, "the outcome never reached a snapshot"
+    view = seen[0].runs[key]
+    assert view.status.value == "stopped"
+    assert [a.message for a in view.alerts if a.detector == "stopped"] == [
+        "SIGINT sent to pid 1234"
+    ]
+
+
+def test_a_growing_series_is_reduced_incrementally_and_keeps_its_extremes(tmp_path):
+    """Tick after tick of appended points: the slice stays bounded, the spike and the NaN stay,
+    and best/last match the whole history."""
+    engine = Engine([str(tmp_path)])
+    rng = np.random.default_rng(0)
+    every = []
+    for tick in range(60):
+        steps = np.arange(tick * 500, (tick + 1) * 500)
+        values = rng.normal(1.0, 0.1, 500)
+        if tick == 7:
+            values[3] = 50.0
+        if tick == 33:
+            values[10] = np.nan
+        every.append(values)
+        engine.store.add_points("run", "s", "loss", steps, values, np.full(500, 1.7e9))
+        view = engine.publish().runs["run"].series["loss"]
+    whole = np.concatenate(every)
+    assert view.length == len(whole) == 30_000
+    assert len(view.steps) <= 2 * PLOT_POINTS
+    assert 50.0 in view.values and np.isnan(view.values).any()
+    assert view.best_high == (7 * 500 + 3, 50.0)
+    assert view.best_low[1] == np.nanmin(whole) and view.last == whole[-1]
+    assert np.all(np.diff(view.steps) > 0)
