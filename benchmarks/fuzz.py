@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -89,6 +90,7 @@ def run_parser(name: str, cases: int, hang: float, seconds: float) -> Counter:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message="Generating overly large repr")  # 128 KiB cases
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

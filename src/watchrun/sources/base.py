@@ -60,6 +60,13 @@ def to_step(value: object) -> int | None:
     return step if STEP_MIN <= step <= STEP_MAX else None
 
 
+def to_wall(milliseconds: float) -> float:
+    """A wall-clock time in seconds from a writer's epoch milliseconds; NaN for one no clock
+    gives (before 1970 minus a day, or past the year 5000: a corrupt or hostile timestamp)."""
+    seconds = milliseconds / 1000.0
+    return seconds if -86_400 <= seconds <= 1e11 else math.nan
+
+
 def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
     """`{"a": {"b": 1}}` -> `{"a/b": 1}`. Levels past MAX_DEPTH are dropped, never recursed
     into (a hostile document must not exhaust the stack)."""

@@ -8,13 +8,14 @@ once, here.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from typing import Any
 
 import yaml
 
-from watchrun.sources.base import Lines, Source, flatten, to_float, to_step
+from watchrun.sources.base import Lines, Source, flatten, to_float, to_step, to_wall
 from watchrun.tail import FileCursor
 
 
@@ -86,7 +87,8 @@ class DvcliveSource(Source):
             ts = to_float(row.get("timestamp"))
             steps.append(step)
             values.append(value)
-            walls.append(ts / 1000.0 if ts else self._mtime(cursor.path))
+            wall = to_wall(ts) if ts else math.nan
+            walls.append(wall if math.isfinite(wall) else self._mtime(cursor.path))
         return self.store.add_points(self.key, self.stream, name, steps, values, walls)
 
     @staticmethod

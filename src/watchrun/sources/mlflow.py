@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from watchrun.model import RunStatus
-from watchrun.sources.base import Lines, Source, SqliteSource, to_float, to_step
+from watchrun.sources.base import Lines, Source, SqliteSource, to_float, to_step, to_wall
 from watchrun.tail import FileCursor
 
 _STATUS = {
@@ -112,7 +112,7 @@ class MlflowFileSource(Source):
                 step = i
             steps.append(step)
             values.append(value)
-            walls.append(ts / 1000.0)
+            walls.append(to_wall(ts))
         return self.store.add_points(self.key, self.stream, name, steps, values, walls)
 
 
@@ -202,4 +202,4 @@ def _metric_point(key: Any, value: Any, ts: Any, step: Any, is_nan: Any) -> tupl
     wall = to_float(ts) if isinstance(ts, (int, float)) else 0.0 if ts is None else None
     if number is None or s is None or wall is None:
         return None
-    return s, number, wall / 1000.0
+    return s, number, to_wall(wall)
