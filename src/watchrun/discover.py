@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 from dataclasses import dataclass, field
 
 from watchrun.sources.console import ConsoleSource
@@ -245,6 +246,8 @@ def _header(path: str) -> list[str]:
         st = os.stat(path)
     except OSError:
         return []
+    if not stat.S_ISREG(st.st_mode):
+        return []  # a FIFO or a device: opening it could block; its source reports it
     sig = (st.st_size, st.st_mtime_ns)
     cached = _HEADERS.get(path)
     if cached and cached[0] == sig:
@@ -256,9 +259,22 @@ def _header(path: str) -> list[str]:
     return header
 
 
+def _open_regular(path: str):  # type: ignore[no-untyped-def]
+    """A regular file opened for reading, never blocking: a FIFO or a device under a metrics
+    file's name raises OSError instead of waiting for a writer that may never come."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_header(path: str) -> list[str]:
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             first = fh.readline(64 * 1024).decode("utf-8", "replace").strip()
     except OSError:
         return []
@@ -275,12 +291,14 @@ def _sniffed_format(path: str) -> str:
         st = os.stat(path)
     except OSError:
         return ""
+    if not stat.S_ISREG(st.st_mode):
+        return ""  # a FIFO or a device: opening it could block
     sig = (st.st_size, st.st_mtime_ns)
     cached = _SNIFFED.get(path)
     if cached and cached[0] == sig:
         return cached[1]
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             head = fh.read(SNIFF_BYTES)
     except OSError:
         return ""
@@ -295,14 +313,14 @@ def _json_lines_with_steps(path: str) -> bool:
     """One JSON object per line, one of the first three with a step-like key (or mmdetection's
     `epoch` + `iter`): a metrics log, not a config or a single JSON document."""
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             head = fh.read(16384).split(b"\n")[:3]
     except OSError:
         return False
     for line in head:
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: not a metrics line
             continue
         if isinstance(obj, dict) and (any(k in obj for k in STEPLIKE) or {"epoch", "iter"} <= obj.keys()):
             return True
@@ -316,7 +334,7 @@ def _table_header_has(path: str, names: tuple[str, ...]) -> bool:
 
 def _sqlite_kind(path: str) -> str | None:
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             if fh.read(16) != b"SQLite format 3\x00":
                 return None
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)

@@ -123,9 +123,14 @@ class Store:
                     setattr(run, name, value)
             self.touch(key)
 
-    def warn(self, key: str, message: str) -> None:
+    def warn(self, key: str, message: str, topic: str = "") -> None:
+        """Add a warning to a run; with `topic`, it replaces the run's earlier warnings that
+        start with it (a running count: "x.csv: skipped 3 ..." replaces "x.csv: skipped 2 ...")."""
         with self.lock:
-            self.run(key).warn(message)
+            run = self.run(key)
+            if topic:
+                run.warnings[:] = [w for w in run.warnings if not w.startswith(topic)]
+            run.warn(message)
             self.touch(key)
 
     def add_alert(self, alert: Alert) -> None:

@@ -73,7 +73,7 @@ class FileCursor:
         if (st.st_dev, st.st_ino) == self.ident and st.st_size == self.size and st.st_mtime_ns == self.mtime_ns:
             return Change.UNCHANGED
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block us
         except FileNotFoundError:
             return Change.GONE
         except OSError as exc:
@@ -89,6 +89,9 @@ class FileCursor:
 
     def _classify(self, fd: int) -> Change:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            self.error = f"{self.path}: not a regular file"
+            return Change.ERROR
         head = os.pread(fd, HEAD_BYTES, 0)
         self.error = None
         ident = (st.st_dev, st.st_ino)

@@ -129,7 +129,7 @@ class RunView:
                 if hk.rsplit("/", 1)[-1].rsplit(".", 1)[-1] == key:
                     try:
                         k = int(float(hv))
-                    except (TypeError, ValueError):
+                    except (TypeError, ValueError, OverflowError):  # text, None, .inf
                         continue
                     if 2 <= k <= 100000:
                         return k

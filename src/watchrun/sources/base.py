@@ -5,17 +5,26 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Any
 
 from watchrun.store import Store
-from watchrun.tail import Change, FileCursor, rotated_siblings
+from watchrun.tail import Change, FileCursor, LineBuffer, rotated_siblings
+
+STEP_MIN, STEP_MAX = -(1 << 63), (1 << 63) - 1  # a step is stored as int64
+MAX_DEPTH = 32  # nesting kept when flattening a JSON/YAML document
 
 
 def to_float(text: str | bytes | float | int | None) -> float | None:
     """Parse a number as training libraries write them ('0.5', 'nan', 'inf', 'NA' -> None)."""
     if text is None:
         return None
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
+    if isinstance(text, int) and not isinstance(text, bool):
+        try:
+            return float(text)
+        except OverflowError:  # an integer past 1e308 is as out of range as the text "1e999"
+            return math.inf if text > 0 else -math.inf
+    if isinstance(text, float):
+        return text
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     if not isinstance(text, str):
@@ -38,14 +47,58 @@ def to_float(text: str | bytes | float | int | None) -> float | None:
         return None
 
 
-def to_step(value: str | float | int | None) -> int | None:
-    f = to_float(value) if not isinstance(value, int) else value
-    if f is None or isinstance(f, float) and not math.isfinite(f):
-        return None
-    try:
-        return int(f)
-    except (OverflowError, ValueError):
-        return None
+def to_step(value: object) -> int | None:
+    """A step as training libraries write it (7, 7.0, '7', '7.0'); None when it is not one or
+    does not fit the int64 the series store (2**63, 1e19, 'nan')."""
+    if isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit():
+        step = int(value)  # exact, where float() would round a long integer
+    else:
+        f = value if isinstance(value, int) else to_float(value)  # type: ignore[arg-type]
+        if f is None or isinstance(f, float) and not math.isfinite(f):
+            return None
+        step = int(f)
+    return step if STEP_MIN <= step <= STEP_MAX else None
+
+
+def to_wall(milliseconds: float) -> float:
+    """A wall-clock time in seconds from a writer's epoch milliseconds; NaN for one no clock
+    gives (before 1970 minus a day, or past the year 5000: a corrupt or hostile timestamp)."""
+    seconds = milliseconds / 1000.0
+    return seconds if -86_400 <= seconds <= 1e11 else math.nan
+
+
+def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a/b": 1}`. Levels past MAX_DEPTH are dropped, never recursed
+    into (a hostile document must not exhaust the stack)."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if depth < MAX_DEPTH:
+                out.update(flatten(v, name + "/", depth + 1))
+        else:
+            out[name] = v
+    return out
+
+
+class Lines:
+    """Complete lines of one file generation, numbered from 1 (for "skipped ... at line N")."""
+
+    def __init__(self, max_line: int = 1 << 20) -> None:
+        self.buffer = LineBuffer(max_line)
+        self.number = 0
+
+    def feed(self, data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+        """(line number, line) for each complete line in `data`, and the bytes consumed."""
+        skipped = self.buffer.skipped
+        lines, consumed = self.buffer.feed(data)
+        first = self.number + 1
+        self.number += len(lines) + self.buffer.skipped - skipped
+        return list(zip(range(first, first + len(lines)), lines, strict=True)), consumed
+
+    @property
+    def skipped(self) -> int:
+        return self.buffer.skipped
 
 
 class Source:
@@ -61,6 +114,8 @@ class Source:
         self.options: dict[str, dict] = {}
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}  # bad records skipped, per file
+        self._last_skip: dict[str, tuple[str, str, str]] = {}  # file -> (kind, where, why), unreported
 
     def add_file(self, path: str, **options: object) -> bool:
         if path in self.cursors:
@@ -80,7 +135,10 @@ class Source:
         for path in self.ordered_paths(only):
             if self._retry_at.get(path, 0.0) > now:
                 continue
-            added += self._poll_file(self.cursors[path])
+            try:
+                added += self._poll_file(self.cursors[path])
+            finally:
+                self.report_skips()
         return added
 
     def ordered_paths(self, among: set[str] | None = None) -> list[str]:
@@ -152,6 +210,32 @@ class Source:
     def warn(self, message: str) -> None:
         self.store.warn(self.key, message)
 
+    def complete_lines(self, cursor: FileCursor, lines: Lines, data: bytes) -> list[tuple[int, bytes]]:
+        """The complete lines of `data` (read at the cursor's offset), numbered; the cursor is
+        moved past them. Lines over the cap are skipped and counted here."""
+        skipped = lines.skipped
+        out, consumed = lines.feed(data)
+        cursor.advance(consumed)
+        for _ in range(lines.skipped - skipped):
+            self.skip(cursor.path, f"line {lines.number}", f"longer than {lines.buffer.max_line} bytes", "over-long")
+        return out
+
+    def skip(self, path: str, where: str, why: str, kind: str = "bad") -> None:
+        """A bad record of `path` at `where` ("line 12", "byte 4096"): count it; the count and
+        the last place are reported once per read (`report_skips`), not once per record."""
+        self.skipped[path] = self.skipped.get(path, 0) + 1
+        self._last_skip[path] = (kind, where, why[:200])
+
+    def report_skips(self) -> None:
+        for path, (kind, where, why) in self._last_skip.items():
+            name = os.path.basename(path)
+            self.store.warn(
+                self.key,
+                f"{name}: skipped {self.skipped[path]} {kind} record(s), the last at {where}: {why}",
+                topic=f"{name}: skipped ",
+            )
+        self._last_skip.clear()
+
 
 class SqliteSource(Source):
     """A SQLite database written by another process. In WAL mode new rows land in `<db>-wal`
@@ -160,6 +244,7 @@ class SqliteSource(Source):
     def __init__(self, store: Store, key: str) -> None:
         super().__init__(store, key)
         self._signature: dict[str, tuple] = {}
+        self.db_path = key  # the database being read (bad rows are reported under its name)
 
     def poll(self, only: set[str] | None = None) -> int:
         added = 0
@@ -171,7 +256,10 @@ class SqliteSource(Source):
             if sig[0] is None:
                 continue
             cursor.mtime_ns = 0
-            added += self.read(cursor)
+            try:
+                added += self.read(cursor)
+            finally:
+                self.report_skips()
         return added
 
 
@@ -179,6 +267,7 @@ class SqliteSource(Source):
         """Open read-only, run `read_db`; a locked or half-written database is retried."""
         import sqlite3
 
+        self.db_path = cursor.path
         try:
             con = sqlite3.connect(f"file:{cursor.path}?mode=ro", uri=True, timeout=0.5)
         except sqlite3.Error as exc:

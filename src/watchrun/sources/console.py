@@ -19,35 +19,51 @@ Recognised lines:
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections import defaultdict
 from typing import Any
 
-from watchrun.sources.base import Source, to_float
+from watchrun.sources.base import Lines, Source, to_float, to_step
 from watchrun.sources.table import find_step_column
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.tail import FileCursor
 
-_TQDM = re.compile(r"(\d+)/(\d+) \[")
-_KERAS_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
-_KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s")
+# Every pattern here runs on untrusted lines: each quantifier is bounded, so a match attempt
+# costs a constant however long the line (an unbounded `\d+\.?\d*` or `[\w.]*\s*[:=]` tried
+# at every position of a long word is quadratic: 18 s on a 40k-character word).
+MAX_LINE = 64 * 1024  # longer console lines are skipped and counted: no metric line is that long
+_NUM = r"-?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][+-]?\d{1,4})?"
+_TQDM = re.compile(r"(?<!\d)(\d{1,18})/(\d{1,18}) \[")
+_KERAS_EPOCH = re.compile(r"^Epoch (\d{1,18})/(\d{1,18})\s{0,8}$")
+_KERAS_BAR = re.compile(r"^\s{0,64}(\d{1,18})/(\d{1,18})\s")
+# `name: value` / `name=value`: a name is tried only where a run of name characters starts (the
+# lookbehind), so a long word costs one bounded attempt, not one per character
 _PAIR = re.compile(
-    r"([A-Za-z_][\w/.\-]*)\s*[:=]\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:/\d+)?|nan|-?inf)(?![\w.])"
+    r"(?<![\w/.\-])([A-Za-z_][\w/.\-]{0,63})[ \t]{0,16}[:=][ \t]{0,16}(" + _NUM + r"(?:/\d{1,40})?|nan|-?inf)(?![\w.])"
 )
-_SPACED_PAIR = re.compile(r"^\s*([A-Za-z][A-Za-z_ /]{0,40}?)\s+(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|nan|-?inf)\s*(?:ms|s|%)?\s*$")
-_HAND_STEP = re.compile(r"\b(epoch|step|iter|iteration)\b\s*[:=#]?\s*\[?(\d+)", re.IGNORECASE)
+_SPACED_PAIR = re.compile(
+    r"^\s{0,16}([A-Za-z][A-Za-z_ /]{0,40}?)\s{1,16}(" + _NUM + r"|nan|-?inf)\s{0,8}(?:ms|s|%)?\s{0,8}$"
+)
+_HAND_STEP = re.compile(
+    r"\b(epoch|step|iter|iteration)\b\s{0,8}[:=#]?\s{0,8}\[?(\d{1,18})(?!\d)", re.IGNORECASE
+)
 # PyTorch's examples: `Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21` (the step is the sample
 # count) and, after each epoch, `Test set: Average loss: 0.0331, Accuracy: 9893/10000 (99%)`.
-_IN_EPOCH = re.compile(r"\s*\[\s*(\d+)\s*/\s*(\d+)")
-_EVAL_LINE = re.compile(r"^\W*(test|val|valid|validation|eval|evaluation|dev)(?:\s+set)?\s*[:|\-]", re.IGNORECASE)
-_EARLY = re.compile(
-    r"Monitored metric (\S+) did not improve in the last (\d+) records?\. Best score: ([-\d.eE+naif]+)"
+_IN_EPOCH = re.compile(r"\s{0,8}\[\s{0,8}(\d{1,18})\s{0,8}/\s{0,8}(\d{1,18})")
+_EVAL_LINE = re.compile(
+    r"^\W{0,16}(test|val|valid|validation|eval|evaluation|dev)(?:\s{1,8}set)?\s{0,8}[:|\-]", re.IGNORECASE
 )
-_KERAS_EARLY = re.compile(r"Epoch (\d+): early stopping")
+_EARLY = re.compile(
+    r"Monitored metric (\S{1,200}) did not improve in the last (\d{1,18}) records?\. "
+    r"Best score: ([-\d.eE+naif]{1,40})"
+)
+_KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
-_HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]+)$")
-_HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]+)$")
+_HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
+_HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
 _TABLE_RULE = re.compile(r"^-{10,}$")
-_TABLE_ROW = re.compile(r"^\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|$")
+_TABLE_ROW = re.compile(r"^\|\s{0,16}([^|]{0,200}?)\s{0,16}\|\s{0,16}([^|]{0,64}?)\s{0,16}\|$")
+MAX_CLAIM_LINE = 1024  # a line longer than this is no training output line (claims)
 # what a training console shows in its first lines (claims): HF dict logs, tqdm bars, Keras epochs,
 # `epoch N ... loss=...` loops, key-value tables
 _CLAIM_LINES = (
@@ -78,7 +94,7 @@ class ConsoleSource(Source):
         for raw in text.splitlines():
             for line in raw.split("\r"):
                 line = line.strip()
-                if line and any(p.search(line) for p in _CLAIM_LINES):
+                if line and len(line) <= MAX_CLAIM_LINE and any(p.search(line) for p in _CLAIM_LINES):
                     hits += 1
                     if hits >= 2:
                         return True
@@ -86,7 +102,7 @@ class ConsoleSource(Source):
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
-        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.lines: dict[str, Lines] = defaultdict(Lines)
         self.train_total = 0
         self.train_pos: int | None = None
         self.keras_epoch: int | None = None
@@ -100,19 +116,24 @@ class ConsoleSource(Source):
         self.tables = 0
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.key] = LineBuffer()
+        self.lines[cursor.key] = Lines()
 
     def read(self, cursor: FileCursor) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         shown: list[str] = []
-        for raw in lines:
+        for number, raw in lines:
             parts = raw.split(b"\r")
             for part in parts:
-                self._line(part.decode("utf-8", "replace").strip(), columns)
+                if len(part) > MAX_LINE:
+                    self.skip(cursor.path, f"line {number}", f"longer than {MAX_LINE} bytes", "over-long")
+                    continue
+                try:
+                    self._line(part.decode("utf-8", "replace").strip(), columns)
+                except Exception as exc:  # noqa: BLE001 - one odd line must not drop the read
+                    self.skip(cursor.path, f"line {number}", f"{type(exc).__name__}: {exc}")
             last = next((p for p in reversed(parts) if p.strip()), b"")  # a progress bar's last state
-            shown.append(last.decode("utf-8", "replace").rstrip())
+            shown.append(last[:MAX_LINE].decode("utf-8", "replace").rstrip())
         self.store.add_console_lines(self.key, shown)
         total = 0
         for name, (steps, values) in columns.items():
@@ -175,11 +196,13 @@ class ConsoleSource(Source):
                 return
         hand = _HAND_STEP.search(line)
         if hand and not _TQDM.search(line):
-            step = int(hand.group(2))
+            step: int | None = int(hand.group(2))
             within = _IN_EPOCH.match(line, hand.end()) if hand.group(1).lower() == "epoch" else None
             if within:  # `Epoch: 3 [12800/60000 (21%)]`: count samples, so steps keep rising
-                step = step * int(within.group(2)) + int(within.group(1))
+                step = to_step(int(hand.group(2)) * int(within.group(2)) + int(within.group(1)))
                 line = line[within.end() :]
+            if step is None:
+                return
             self.hand_step = step
             if not self._pairs(line, step, columns, skip=hand.group(1).lower()):
                 self._spaced_pairs(line[hand.end() :], step, columns)
@@ -197,7 +220,9 @@ class ConsoleSource(Source):
         row, self.table = self.table, None
         self.tables += 1
         step_key = find_step_column(list(row))
-        step = int(row.pop(step_key)) if step_key else self.tables - 1
+        step = to_step(row.pop(step_key)) if step_key else self.tables - 1
+        if step is None:
+            return
         for name, value in row.items():
             steps, vals = columns[name]
             steps.append(step)
@@ -206,7 +231,7 @@ class ConsoleSource(Source):
     def _hf_dict(self, line: str, columns: dict) -> None:
         try:
             obj = ast.literal_eval(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except Exception:  # noqa: BLE001 - not a literal (or a hostile one): not a metrics dict
             return
         if not isinstance(obj, dict):
             return
@@ -219,7 +244,7 @@ class ConsoleSource(Source):
             self.store.update(self.key, summary=values)
             return
         if "step" in values:
-            step: int | None = int(values.pop("step"))
+            step: int | None = to_step(values.pop("step"))
         elif self.train_pos == self.pos_at_last_dict and self._from_epoch(values) is not None:
             # the capture kept no bar redraw since the last dict: the epoch says where it is
             # (rounded to 2 decimals, so never before the last dict's step)
@@ -242,7 +267,8 @@ class ConsoleSource(Source):
         steps` printed at the start, that is a step."""
         if "epoch" not in values or not self.planned_steps or not self.num_epochs:
             return None
-        return int(round(values["epoch"] * self.planned_steps / self.num_epochs))
+        step = values["epoch"] * self.planned_steps / self.num_epochs
+        return to_step(round(step)) if math.isfinite(step) else None
 
     def _epoch_rounding(self) -> int:
         """How far a step derived from a 2-decimal epoch can be off."""
@@ -283,7 +309,7 @@ class ConsoleSource(Source):
                 continue
             if "/" in raw:  # `Accuracy: 9893/10000`
                 num, den = raw.split("/")
-                value = float(num) / float(den) if float(den) else None
+                value = to_float(num) / float(den) if float(den) else None  # type: ignore[operator]
             else:
                 value = to_float(raw)
             if value is None:

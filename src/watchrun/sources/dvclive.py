@@ -8,15 +8,15 @@ once, here.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from typing import Any
 
 import yaml
 
-from watchrun.sources.base import Source, to_float, to_step
-from watchrun.sources.table import flatten
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.sources.base import Lines, Source, flatten, to_float, to_step, to_wall
+from watchrun.tail import FileCursor
 
 
 class DvcliveSource(Source):
@@ -26,13 +26,13 @@ class DvcliveSource(Source):
     def __init__(self, store: Any, key: str, live_dir: str) -> None:
         super().__init__(store, key)
         self.live_dir = live_dir
-        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.lines: dict[str, Lines] = defaultdict(Lines)
         self.header: dict[str, list[str]] = {}
         self.last_row: dict[str, tuple[int, float]] = {}
         self.duplicates = 0
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.key] = LineBuffer()
+        self.lines[cursor.key] = Lines()
         self.header.pop(cursor.key, None)
         self.last_row.pop(cursor.key, None)
 
@@ -41,7 +41,7 @@ class DvcliveSource(Source):
         if rel == "metrics.json":
             try:
                 doc = json.loads(cursor.read_all())
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 cursor.mtime_ns = -1
                 return 0
             if isinstance(doc, dict):
@@ -52,7 +52,7 @@ class DvcliveSource(Source):
         if rel == "params.yaml":
             try:
                 params = yaml.safe_load(cursor.read_all()) or {}
-            except yaml.YAMLError:
+            except (yaml.YAMLError, RecursionError, ValueError):
                 return 0
             if isinstance(params, dict):
                 self.store.update(self.key, hparams=flatten(params))
@@ -61,23 +61,24 @@ class DvcliveSource(Source):
         return self._tsv(cursor, name)
 
     def _tsv(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []
-        for raw in lines:
+        for number, raw in lines:
             fields = raw.decode("utf-8", "replace").split("\t")
             if cursor.key not in self.header:
                 self.header[cursor.key] = fields
                 continue
             header = self.header[cursor.key]
             if len(fields) != len(header):
+                self.skip(cursor.path, f"line {number}", f"{len(fields)} fields, the header has {len(header)}", "malformed")
                 continue
             row = dict(zip(header, fields, strict=False))
             step = to_step(row.get("step"))
             value = to_float(row.get(header[-1]))
             if step is None or value is None:
+                self.skip(cursor.path, f"line {number}", "no step or value", "malformed")
                 continue
             if self.last_row.get(cursor.key) == (step, value):
                 self.duplicates += 1
@@ -86,6 +87,14 @@ class DvcliveSource(Source):
             ts = to_float(row.get("timestamp"))
             steps.append(step)
             values.append(value)
-            walls.append(ts / 1000.0 if ts else os.path.getmtime(cursor.path))
+            wall = to_wall(ts) if ts else math.nan
+            walls.append(wall if math.isfinite(wall) else self._mtime(cursor.path))
         return self.store.add_points(self.key, self.stream, name, steps, values, walls)
+
+    @staticmethod
+    def _mtime(path: str) -> float:
+        try:
+            return os.path.getmtime(path)
+        except OSError:  # gone since it was read
+            return 0.0
 

@@ -115,7 +115,7 @@ class GpuSamplesSource(Source):
     def _record(self, line: bytes, points: dict) -> None:
         try:
             rec = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             rec = None
         t = _number(rec.get("t")) if isinstance(rec, dict) else None
         key = rec.get("run") if isinstance(rec, dict) else None
@@ -155,4 +155,8 @@ def _number(value: object) -> float | None:
     """A finite JSON number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past 1e308
+        return None
+    return number if math.isfinite(number) else None

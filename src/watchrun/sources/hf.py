@@ -63,7 +63,7 @@ class HfTrainerSource(Source):
             doc = json.loads(raw)
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             # being rewritten: look again at the next poll, whatever the stat says
             cursor.mtime_ns = -1
             self.failures[cursor.key] += 1
@@ -78,28 +78,35 @@ class HfTrainerSource(Source):
         return 0
 
     def _state(self, doc: dict[str, Any], path: str) -> int:
-        meta = {k: doc[k] for k in META_KEYS if k in doc and doc[k] is not None}
+        meta = _meta(doc)
         is_checkpoint = bool(_CHECKPOINT.search(os.path.dirname(path)))
         run = self.store.run(self.key)
         current = run.meta.get("global_step", -1)
         if meta.get("global_step", -1) >= current or not is_checkpoint:
             self.store.update(self.key, meta=meta)
         history = doc.get("log_history") or []
+        if not isinstance(history, list):
+            history = []
         seen: Counter = Counter()
         columns: dict[str, tuple[list[int], list[float]]] = {}
         summary: dict[str, float] = {}
-        for entry in history:
+        for i, entry in enumerate(history):
             if not isinstance(entry, dict):
                 continue
-            fp = json.dumps(entry, sort_keys=True)
+            try:
+                fp = json.dumps(entry, sort_keys=True)
+            except (ValueError, RecursionError) as exc:
+                self.skip(path, f"log_history[{i}]", str(exc))
+                continue
             seen[fp] += 1
             if seen[fp] <= self.emitted[fp]:
                 continue
             self.emitted[fp] += 1
             step = to_step(entry.get("step"))
             if step is None:
+                self.skip(path, f"log_history[{i}]", f"step {str(entry.get('step'))[:40]!r} is not a step")
                 continue
-            numeric = {k: to_float(v) for k, v in entry.items() if k != "step"}
+            numeric = {str(k): to_float(v) for k, v in entry.items() if k != "step"}
             numeric = {k: v for k, v in numeric.items() if v is not None}
             if any(m in entry for m in SUMMARY_MARKERS):
                 summary.update(numeric)
@@ -116,11 +123,32 @@ class HfTrainerSource(Source):
         return total
 
     def _results(self, doc: dict[str, Any], name: str) -> None:
-        values = {k: to_float(v) for k, v in doc.items()}
+        values = {str(k): to_float(v) for k, v in doc.items()}
         values = {k: v for k, v in values.items() if v is not None}
         self.store.update(self.key, summary=values)
         if name in ("all_results.json", "train_results.json"):
             self.store.update(self.key, explicit_status=RunStatus.FINISHED)
+
+
+_STRING_META = {"best_model_checkpoint"}
+
+
+def _meta(doc: dict[str, Any]) -> dict[str, Any]:
+    """The run facts of a trainer_state.json, each of the type the rest of watchrun reads
+    (a number, or the checkpoint path as text); others are left out."""
+    meta: dict[str, Any] = {}
+    for k in META_KEYS:
+        v = doc.get(k)
+        if k in _STRING_META:
+            if isinstance(v, str):
+                meta[k] = v
+        elif isinstance(v, float) and k in ("best_metric", "epoch", "num_train_epochs"):
+            meta[k] = v
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            step = to_step(v)
+            if step is not None:
+                meta[k] = step
+    return meta
 
 
 def _rel(path: str) -> str:

@@ -118,7 +118,7 @@ class JsonHistorySource(Source):
         else its first row is parsed out of the head."""
         try:
             doc = json.loads(head)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             doc = None
         if doc is not None:
             rows = history_rows(doc)
@@ -133,7 +133,7 @@ class JsonHistorySource(Source):
             return False
         try:
             first, _ = json.JSONDecoder().raw_decode(head[m.end() - 1 :].decode("utf-8", "replace"))
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         return isinstance(first, dict) and looks_like_history([first])
 
@@ -154,7 +154,7 @@ class JsonHistorySource(Source):
             return 0
         try:
             rows = history_rows(json.loads(raw))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             rows = None
         if rows is None:
             cursor.mtime_ns = -1  # half-written: look again at the next poll

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from watchrun.sources.base import Source, to_float
-from watchrun.sources.table import TableSource, flatten
+from watchrun.sources.base import Source, flatten, to_float
+from watchrun.sources.table import TableSource
 from watchrun.tail import FileCursor
 
 _CKPT_FIELD = re.compile(r"([A-Za-z_][\w/.]*?)=(-?[\d.]+(?:e[+-]?\d+)?)")
@@ -30,7 +30,7 @@ class HparamsYamlSource(Source):
     def read(self, cursor: FileCursor) -> int:
         try:
             doc = yaml.safe_load(cursor.read_all())
-        except (yaml.YAMLError, UnicodeDecodeError):
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError):
             cursor.mtime_ns = -1
             return 0
         if isinstance(doc, dict):

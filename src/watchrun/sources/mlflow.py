@@ -9,6 +9,7 @@ locked database is retried at the next poll.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections import defaultdict
@@ -17,8 +18,8 @@ from typing import Any
 import yaml
 
 from watchrun.model import RunStatus
-from watchrun.sources.base import Source, SqliteSource, to_float, to_step
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.sources.base import Lines, Source, SqliteSource, to_float, to_step, to_wall
+from watchrun.tail import FileCursor
 
 _STATUS = {
     1: RunStatus.RUNNING,
@@ -41,14 +42,13 @@ class MlflowFileSource(Source):
     def __init__(self, store: Any, key: str, run_dir: str) -> None:
         super().__init__(store, key)
         self.run_dir = run_dir
-        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.lines: dict[str, Lines] = defaultdict(Lines)
         self.index: dict[str, int] = defaultdict(int)
         self.constant_step: dict[str, bool] = {}
         self.first_step: dict[str, int] = {}
-        self.bad: dict[str, int] = defaultdict(int)
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.key] = LineBuffer()
+        self.lines[cursor.key] = Lines()
         self.index[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
@@ -69,11 +69,12 @@ class MlflowFileSource(Source):
     def _meta(self, text: str) -> None:
         try:
             meta = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError, ValueError):
             return
         if not isinstance(meta, dict):
             return
-        status = _STATUS.get(meta.get("status"))  # type: ignore[call-overload]
+        raw_status = meta.get("status")
+        status = _STATUS.get(raw_status) if isinstance(raw_status, (int, str)) else None  # type: ignore[call-overload]
         if status is not None and status is not RunStatus.RUNNING:
             self.store.update(self.key, explicit_status=status)
         elif status is RunStatus.RUNNING:
@@ -82,22 +83,21 @@ class MlflowFileSource(Source):
             self.store.update(self.key, display_name=str(meta["run_name"]))
 
     def _metric(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []
         path = cursor.key
-        for line in lines:
+        for number, line in lines:
             fields = line.split()
             if len(fields) < 2:
                 if line.strip():
-                    self._bad(path, name)
+                    self.skip(cursor.path, f"line {number}", "fewer than 2 fields", "malformed")
                 continue
             ts, value = to_float(fields[0]), to_float(fields[1])
             step = to_step(fields[2]) if len(fields) >= 3 else 0
             if ts is None or value is None or step is None:
-                self._bad(path, name)
+                self.skip(cursor.path, f"line {number}", "not `timestamp value step`", "malformed")
                 continue
             i = self.index[path]
             self.index[path] = i + 1
@@ -112,12 +112,8 @@ class MlflowFileSource(Source):
                 step = i
             steps.append(step)
             values.append(value)
-            walls.append(ts / 1000.0)
+            walls.append(to_wall(ts))
         return self.store.add_points(self.key, self.stream, name, steps, values, walls)
-
-    def _bad(self, path: str, name: str) -> None:
-        self.bad[path] += 1
-        self.warn(f"metrics/{name}: skipped {self.bad[path]} malformed line(s)")
 
 
 class MlflowSqliteSource(SqliteSource):
@@ -132,22 +128,26 @@ class MlflowSqliteSource(SqliteSource):
         self.run_keys: dict[str, str] = {}
 
     def read_db(self, con: sqlite3.Connection) -> int:
+        con.text_factory = _text  # names written by anything: undecodable bytes are replaced
         runs = con.execute(
             "SELECT r.run_uuid, r.name, r.status, r.experiment_id, e.name "
             "FROM runs r LEFT JOIN experiments e ON e.experiment_id = r.experiment_id"
         ).fetchall()
-        for run_uuid, name, status, exp_id, exp_name in runs:
-            key = self._run_key(run_uuid, name, exp_id, exp_name)
-            st = _STATUS.get(status)
+        for i, (run_uuid, name, status, exp_id, exp_name) in enumerate(runs):
+            if not isinstance(run_uuid, str) or not run_uuid:
+                self.skip(self.db_path, f"runs row {i + 1}", "no run_uuid")
+                continue
+            key = self._run_key(run_uuid, _str(name), exp_id, _str(exp_name))
+            st = _STATUS.get(status) if isinstance(status, (int, str)) else None
             self.store.update(
                 key,
-                display_name=name or run_uuid,
+                display_name=_str(name) or run_uuid,
                 explicit_status=None if st in (None, RunStatus.RUNNING) else st,
                 formats={self.format},
             )
         for run_uuid, k, v in con.execute("SELECT run_uuid, key, value FROM params"):
-            if run_uuid in self.run_keys:
-                self.store.update(self.run_keys[run_uuid], hparams={k: v})
+            if run_uuid in self.run_keys and isinstance(k, str):
+                self.store.update(self.run_keys[run_uuid], hparams={k: v if isinstance(v, (str, int, float)) else None})
         rows = con.execute(
             "SELECT rowid, run_uuid, key, value, timestamp, step, is_nan FROM metrics "
             "WHERE rowid > ? ORDER BY rowid",
@@ -158,10 +158,14 @@ class MlflowSqliteSource(SqliteSource):
             self.last_rowid = max(self.last_rowid, rowid)
             if run_uuid not in self.run_keys:
                 continue
+            point = _metric_point(k, v, ts, step, is_nan)
+            if point is None:
+                self.skip(self.db_path, f"metrics rowid {rowid}", f"key {k!r}, value {v!r}, step {step!r}")
+                continue
             steps, values, walls = grouped[(self.run_keys[run_uuid], k)]
-            steps.append(int(step or 0))
-            values.append(float("nan") if is_nan else float(v))
-            walls.append((ts or 0) / 1000.0)
+            steps.append(point[0])
+            values.append(point[1])
+            walls.append(point[2])
         total = 0
         for (key, k), (steps, values, walls) in grouped.items():
             total += self.store.add_points(key, self.stream, k, steps, values, walls)
@@ -178,3 +182,24 @@ class MlflowSqliteSource(SqliteSource):
             self.store.run(key, root=self.store.run(self.key).root)
             self.store.update(key, meta={"mlflow_run": run_uuid})
         return key
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None if value is None else str(value)
+
+
+def _metric_point(key: Any, value: Any, ts: Any, step: Any, is_nan: Any) -> tuple[int, float, float] | None:
+    """(step, value, wall seconds) of one metrics row, or None when a column has a type no
+    MLflow writes (the table is typed loosely: SQLite keeps whatever was inserted)."""
+    if not isinstance(key, str) or not key:
+        return None
+    number = math.nan if is_nan else to_float(value) if isinstance(value, (int, float)) else None
+    s = to_step(step) if step is not None else 0
+    wall = to_float(ts) if isinstance(ts, (int, float)) else 0.0 if ts is None else None
+    if number is None or s is None or wall is None:
+        return None
+    return s, number, to_wall(wall)

@@ -14,13 +14,12 @@ dominates, and pandas silently turns a torn row into NaNs (FAULTS P3).
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections import defaultdict
 from typing import Any
 
-from watchrun.sources.base import Source, to_float, to_step
-from watchrun.tail import MAX_READ, FileCursor, LineBuffer
+from watchrun.sources.base import Lines, Source, flatten, to_float, to_step
+from watchrun.tail import MAX_READ, FileCursor
 
 STEP_COLUMNS = (
     "step",
@@ -87,17 +86,6 @@ def step_column_of(row: dict[str, Any], preferred: tuple[str, ...] = STEP_COLUMN
     return find_step_column(list(row), preferred)
 
 
-def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in obj.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, name + "/"))
-        else:
-            out[name] = v
-    return out
-
-
 class _FileState:
     def __init__(self) -> None:
         self.header: list[str] | None = None
@@ -106,7 +94,7 @@ class _FileState:
         self.rows_emitted = 0  # data rows emitted across rewrites of this generation
         self.first_row: tuple | None = None
         self.checking_rewrite = False
-        self.lines = LineBuffer()
+        self.lines = Lines()
         self.bad_rows = 0
         self.step_col: str | None = None
 
@@ -134,7 +122,7 @@ class TableSource(Source):
         st.header = None
         st.rows_seen = 0
         st.checking_rewrite = st.rows_emitted > 0
-        st.lines = LineBuffer()
+        st.lines = Lines()
 
     def on_gone(self, cursor: FileCursor) -> None:
         self.on_reset(cursor)
@@ -149,67 +137,86 @@ class TableSource(Source):
             data = cursor.read(MAX_READ)
             if not data:
                 break
-            lines, consumed = st.lines.feed(data)
-            cursor.advance(consumed)
+            before = cursor.offset
+            lines = self.complete_lines(cursor, st.lines, data)
             total += self._rows(cursor.path, st, lines)
-            if len(data) < MAX_READ or consumed == 0:
+            if len(data) < MAX_READ or cursor.offset == before:
                 break
-        if st.lines.skipped:
-            self.warn(f"{_name(cursor.path)}: skipped {st.lines.skipped} over-long line(s)")
         return total
 
-    def _rows(self, path: str, st: _FileState, lines: list[bytes]) -> int:
-        text_lines = [ln.decode("utf-8", "replace") for ln in lines if ln.strip()]
-        if not text_lines:
-            return 0
-        if st.header is None:
-            first = text_lines.pop(0)
-            st.delimiter = "\t" if first.count("\t") > first.count(",") else ","
-            st.header = next(csv.reader([first], delimiter=st.delimiter))
-            st.header = [h.strip() for h in st.header]
-        header = st.header
+    def _rows(self, path: str, st: _FileState, lines: list[tuple[int, bytes]]) -> int:
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-        for row in csv.reader(io.StringIO("\n".join(text_lines)), delimiter=st.delimiter):
-            if len(row) != len(header):
-                st.bad_rows += 1
-                self.warn(f"{_name(path)}: skipped {st.bad_rows} malformed row(s)")
-                continue
-            cells = dict(zip(header, row, strict=False))
-            st.rows_seen += 1
-            if st.checking_rewrite:
-                fingerprint = _fingerprint(cells)
-                if st.rows_seen == 1 and fingerprint != st.first_row:
-                    st.checking_rewrite = False  # not a rewrite: a new generation
-                    st.rows_emitted = 0
-                elif st.rows_seen <= st.rows_emitted:
+        for number, raw in lines:
+            # a lone CR ends a record too (csv's own rule): never a reason to drop the read
+            for part in raw.decode("utf-8", "replace").split("\r"):
+                if not part.strip():
                     continue
-                else:
-                    st.checking_rewrite = False
-            if st.rows_seen == 1:
-                st.first_row = _fingerprint(cells)
-            if st.step_col is None:
-                st.step_col = step_column_of(cells, self.step_columns) or ""
-            step_col = st.step_col
-            st.rows_emitted = st.rows_seen
-            step = to_step(cells.get(step_col)) if step_col else st.rows_seen - 1
-            if step is None:
-                continue
-            for col, cell in cells.items():
-                if col == step_col or col in self.skip_columns:
+                if st.header is None:
+                    self._header(st, part)
                     continue
-                value = to_float(cell)
-                if value is None:
+                try:
+                    row = split_row(part, st.delimiter)
+                except csv.Error as exc:
+                    self.skip(path, f"line {number}", str(exc), "malformed")
                     continue
-                steps, values = columns[self.rename(col)]
-                steps.append(step)
-                values.append(value)
+                if len(row) != len(st.header):
+                    self.skip(path, f"line {number}", f"{len(row)} cells, the header has "
+                              f"{len(st.header)}", "malformed")
+                    continue
+                self._row(st, dict(zip(st.header, row, strict=True)), columns)
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)
         return total
 
+    def _header(self, st: _FileState, line: str) -> None:
+        st.delimiter = "\t" if line.count("\t") > line.count(",") else ","
+        try:
+            header = split_row(line, st.delimiter)
+        except csv.Error:  # a header the csv module refuses: its plain cells
+            header = [h.strip('"') for h in line.split(st.delimiter)]
+        st.header = [h.strip() for h in header]
+
+    def _row(self, st: _FileState, cells: dict[str, str], columns: dict) -> None:
+        st.rows_seen += 1
+        if st.checking_rewrite:
+            fingerprint = _fingerprint(cells)
+            if st.rows_seen == 1 and fingerprint != st.first_row:
+                st.checking_rewrite = False  # not a rewrite: a new generation
+                st.rows_emitted = 0
+            elif st.rows_seen <= st.rows_emitted:
+                return
+            else:
+                st.checking_rewrite = False
+        if st.rows_seen == 1:
+            st.first_row = _fingerprint(cells)
+        if st.step_col is None:
+            st.step_col = step_column_of(cells, self.step_columns) or ""
+        step_col = st.step_col
+        st.rows_emitted = st.rows_seen
+        step = to_step(cells.get(step_col)) if step_col else st.rows_seen - 1
+        if step is None:
+            return
+        for col, cell in cells.items():
+            if col == step_col or col in self.skip_columns:
+                continue
+            value = to_float(cell)
+            if value is None:
+                continue
+            steps, values = columns[self.rename(col)]
+            steps.append(step)
+            values.append(value)
+
     def rename(self, column: str) -> str:
         return column
+
+
+def split_row(line: str, delimiter: str) -> list[str]:
+    """The cells of one line. A quoted field ends with its line at the latest (the writers
+    quote no newlines in metric tables), so an unterminated quote spoils its own row only,
+    never the rows after it; csv.Error for a row the csv module refuses (a stray quote, a
+    field over its 128 KiB limit)."""
+    return next(csv.reader((line,), delimiter=delimiter, strict=True), [])
 
 
 def _fingerprint(cells: dict[str, str]) -> tuple:
@@ -238,7 +245,7 @@ class JsonlSource(Source):
         for line in lines:
             try:
                 obj = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return False
             if isinstance(obj, dict) and (
                 find_step_column(list(flatten(obj))) is not None or {"epoch", "iter"} <= obj.keys()
@@ -249,34 +256,34 @@ class JsonlSource(Source):
     def __init__(self, store: Any, key: str, stream: str = "jsonl") -> None:
         super().__init__(store, key)
         self.stream = stream
-        self.lines: dict[str, LineBuffer] = defaultdict(LineBuffer)
+        self.lines: dict[str, Lines] = defaultdict(Lines)
         self.rows: dict[str, int] = defaultdict(int)
-        self.bad: dict[str, int] = defaultdict(int)
         self.step_cols: dict[str, str] = {}  # per file: chosen on its first row, then kept
         self.mmdet: dict[str, dict[str, int]] = {}  # per file: epoch length, current epoch
 
     def on_reset(self, cursor: FileCursor) -> None:
-        self.lines[cursor.key] = LineBuffer()
+        self.lines[cursor.key] = Lines()
         self.rows[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
-        data = cursor.read()
-        lines, consumed = self.lines[cursor.key].feed(data)
-        cursor.advance(consumed)
+        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
-        for line in lines:
+        for number, line in lines:
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                self.bad[cursor.key] += 1
-                self.warn(f"{_name(cursor.path)}: skipped {self.bad[cursor.key]} unreadable line(s)")
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                self.skip(cursor.path, f"line {number}", _why(exc), "unreadable")
                 continue
             if not isinstance(obj, dict):
+                self.skip(cursor.path, f"line {number}", "not a JSON object", "unreadable")
                 continue
             self.rows[cursor.key] += 1
-            self.handle(obj, columns, self.rows[cursor.key] - 1, cursor.key)
+            try:
+                self.handle(obj, columns, self.rows[cursor.key] - 1, cursor.key)
+            except Exception as exc:  # noqa: BLE001 - one odd record must not drop the read
+                self.skip(cursor.path, f"line {number}", _why(exc), "unreadable")
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)
@@ -322,13 +329,19 @@ class JsonlSource(Source):
             st["epoch"], st["last_iter"] = epoch, 0
         if not val:
             st["last_iter"] = max(st["last_iter"], it)
-        step = (epoch - 1) * st["per_epoch"] + it
+        step = to_step((epoch - 1) * st["per_epoch"] + it)
+        if step is None:
+            return
         for name, value in obj.items():
             if name in ("mode", "epoch", "iter") or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             steps, values = columns[f"val/{name}" if val and not name.startswith("val") else name]
             steps.append(step)
             values.append(float(value))
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
 
 
 def _numeric_string(text: str) -> bool:

@@ -1,19 +1,23 @@
 """TensorBoard event files (torch SummaryWriter, tensorboardX, TF2, Lightning, HF, RL libraries).
 
 Record framing (TFRecord): u64 length, u32 masked CRC32C of the length, payload, u32 masked
-CRC32C of the payload. The framing is walked here; the length CRC is checked on every record with
-a C CRC32C, which tells a torn last record (valid length, bytes missing: wait for them) from a
-corrupt one (skip it, resynchronise, count it). The payload is an `Event` proto.
+CRC32C of the payload. Both CRCs are checked on every record, in both paths below. The length
+CRC tells a torn last record (valid length, bytes missing: wait for them) from a corrupt one
+(skip it, resynchronise on the next valid header, count it); the payload CRC catches a flipped
+bit in a record whose framing is intact (a wrong value, or a tag like `val_moss` that was never
+logged): that record is skipped and counted. The payload is an `Event` proto.
 
 Speed: the common event is one scalar, `Event{wall_time, step, summary{value{tag, simple_value}}}`.
 All such records of one buffer are decoded at once with numpy (grouped by record length and step
-varint width, every byte of the fixed layout checked); any record that does not fit the layout
-goes to the protobuf parser of the tensorboard package, which handles tensor scalars, text,
-hparams, and skips histograms and images.
+varint width, every byte of the fixed layout checked); their CRCs are checked with numpy too,
+from per-byte-position CRC32C tables (CRC32C is linear: see `_crc_tables`). Any record that does
+not fit the layout goes to the protobuf parser of the tensorboard package (its CRC checked with
+the C `crc32c`), which handles tensor scalars, text, hparams, and skips histograms and images.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import defaultdict
 from typing import Any
@@ -28,9 +32,12 @@ from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
 
 _HEADER = struct.Struct("<QI")
+_U32 = struct.Struct("<I")
 MAX_RECORD = 256 * 1024 * 1024
 SMALL_BUFFER = 4096
 SMALL_BATCH = 32
+MAX_FAST_RESTARTS = 16  # after that many corrupt stretches in one buffer, walk the rest slowly
+SLOW_RUN = 64  # records walked one by one past a place the fast walk could not prove
 _MASK_DELTA = 0xA282EAD8
 
 # DataType enum values of tensor_pb2
@@ -43,6 +50,62 @@ def masked_crc(data: bytes | memoryview) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+def _crc_tables(depth: int) -> np.ndarray:
+    """CRC32C is linear: the CRC of an L-byte payload is crc(L zero bytes) XOR, over every byte
+    position i, T[L-1-i][byte] (the byte's contribution with L-1-i bytes after it). Row d of
+    the result is that table for d bytes after; rows are derived from the byte table by
+    feeding zero bytes. This lets numpy check the CRC of many same-layout records at once."""
+    table = np.zeros(256, dtype=np.uint32)
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+        table[b] = c
+    rows = np.empty((depth, 256), dtype=np.uint32)
+    rows[0] = table
+    for d in range(1, depth):
+        prev = rows[d - 1]
+        rows[d] = (prev >> np.uint32(8)) ^ table[prev & np.uint32(0xFF)]
+    return rows
+
+
+_CRC_ROWS = _crc_tables(520)  # payloads of the fixed scalar layout are at most 512 bytes
+_PAIR_ROWS: dict[int, np.ndarray] = {}
+
+
+def _pair_table(d: int) -> np.ndarray:
+    """Contribution of a little-endian u16 whose high byte has `d` bytes after it."""
+    table = _PAIR_ROWS.get(d)
+    if table is None:
+        word = np.arange(65536, dtype=np.uint32)
+        table = _CRC_ROWS[d + 1][word & np.uint32(0xFF)] ^ _CRC_ROWS[d][word >> np.uint32(8)]
+        _PAIR_ROWS[d] = table
+    return table
+
+
+def _masked(c: np.ndarray) -> np.ndarray:
+    c = c.astype(np.uint32, copy=False)
+    return ((c >> np.uint32(15)) | (c << np.uint32(17))) + np.uint32(_MASK_DELTA)
+
+
+_LENGTH_CRCS = np.array([masked_crc(struct.pack("<Q", n)) for n in range(4096)], dtype=np.uint32)
+
+
+def _length_crcs_ok(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Whether each record's length CRC holds: looked up for the usual lengths (< 4096),
+    computed with the tables for longer ones (< 2**24: bytes 3..7 are zero, and a zero byte
+    contributes nothing)."""
+    expected = _LENGTH_CRCS[np.minimum(lengths, 4095)]
+    long = np.flatnonzero(lengths >= 4096)
+    if len(long):
+        lens = lengths[long].astype(np.uint32)
+        c = np.full(len(long), crc32c.crc32c(bytes(8)), dtype=np.uint32)
+        for i in range(3):
+            c ^= _CRC_ROWS[7 - i][(lens >> np.uint32(8 * i)) & np.uint32(0xFF)]
+        expected[long] = _masked(c)
+    return expected == _gather(arr, starts + 8, "<u4")
+
+
 def frame(payload: bytes) -> bytes:
     """Frame one payload as a TFRecord (used by tests and the demo's torn-write writer)."""
     length = struct.pack("<Q", len(payload))
@@ -52,20 +115,21 @@ def frame(payload: bytes) -> bytes:
 
 
 def parse_filename(name: str) -> dict[str, Any]:
-    """pid and host from `events.out.tfevents.<secs>.<host>[.<pid>.<n>|.<pid>.<uid>.v2]`."""
+    """pid and host from `events.out.tfevents.<secs>.<host>[.<pid>.<n>|.<pid>.<uid>.v2]`. Only
+    plain ASCII numbers count, and a pid only in the kernel's range: the name is anyone's."""
     rest = name.split("events.out.tfevents.", 1)[-1]
     parts = rest.split(".")
     info: dict[str, Any] = {}
-    if not parts or not parts[0].isdigit():
+    if not parts or not _number(parts[0]):
         return info
     info["created"] = int(parts[0])
     tail = parts[1:]
     if tail and tail[-1] == "v2":
         tail = tail[:-1]
-        if len(tail) >= 3 and tail[-1].isdigit() and tail[-2].isdigit():
+        if len(tail) >= 3 and _number(tail[-1]) and _pid(tail[-2]):
             info["pid"], info["host"] = int(tail[-2]), ".".join(tail[:-2])
             return info
-    if len(tail) >= 3 and tail[-1].isdigit() and tail[-2].isdigit():
+    if len(tail) >= 3 and _number(tail[-1]) and _pid(tail[-2]):
         info["pid"], info["counter"] = int(tail[-2]), int(tail[-1])
         info["host"] = ".".join(tail[:-2])
     elif tail:
@@ -73,78 +137,110 @@ def parse_filename(name: str) -> dict[str, Any]:
     return info
 
 
-def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, int]:
-    """Find complete records. Return (payload offsets, lengths, bytes consumed, corrupt count).
+def _number(text: str) -> bool:
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
 
-    The fast path finds the record chain for the whole buffer at once: every position whose
-    payload would start with the wall_time field and whose length is < 16 MiB is a candidate; a
-    candidate that another candidate points to is kept; the kept positions are then checked to
-    form one unbroken chain from `start` (each one's end is the next one's start), which proves
-    they are exactly the records. Anything else (a big record, corruption) goes to `_walk_slow`.
+
+def _pid(text: str) -> bool:
+    return _number(text) and 1 < int(text) <= 1 << 22
+
+
+def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
+    """Find complete records whose length CRC holds. Return (payload offsets, lengths, bytes
+    consumed, where each corrupt stretch starts). A record cut by the end of the buffer is not consumed (its rest
+    comes later); a corrupt one is counted and skipped (the walk resynchronises after it).
+
+    Long stretches go through `_walk_fast` (numpy, whole buffer at once); where it cannot prove
+    the next record (corruption, a record it does not recognise, a torn tail) a few records are
+    walked one by one, then the fast walk resumes.
     """
     n = len(buf)
     if n - start < SMALL_BUFFER:  # a few appended records: numpy's fixed costs would dominate
         return _walk_slow(buf, start)
     arr = np.frombuffer(buf, dtype=np.uint8)
+    offs: list[Any] = []
+    lens: list[Any] = []
+    corrupt: list[int] = []
+    pos = start
+    for _ in range(MAX_FAST_RESTARTS):
+        if n - pos < SMALL_BUFFER:
+            break
+        o, ln, pos, done = _walk_fast(arr, pos)
+        offs.append(o)
+        lens.append(ln)
+        if done:
+            return _joined(offs), _joined(lens), pos, corrupt
+        o2, l2, after, bad = _walk_slow(buf, pos, limit=SLOW_RUN)
+        offs.append(np.asarray(o2, dtype=np.int64))
+        lens.append(np.asarray(l2, dtype=np.int64))
+        corrupt += bad
+        if len(o2) < SLOW_RUN:  # the slow walk reached the end (or a torn record): done
+            return _joined(offs), _joined(lens), after, corrupt
+        pos = after
+    o2, l2, pos, bad = _walk_slow(buf, pos)
+    offs.append(np.asarray(o2, dtype=np.int64))
+    lens.append(np.asarray(l2, dtype=np.int64))
+    return _joined(offs), _joined(lens), pos, corrupt + bad
+
+
+def _joined(parts: list[Any]) -> np.ndarray:
+    return np.concatenate(parts) if len(parts) > 1 else np.asarray(parts[0], dtype=np.int64)
+
+
+def _walk_fast(arr: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """The records from `start` that numpy can prove at once. Return (payload offsets, lengths,
+    where the proof stops, whether that is the end of the buffer).
+
+    Every position whose payload would start with the wall_time field and whose length is
+    < 16 MiB is a candidate; a candidate that another candidate points to is kept; the kept
+    positions must form one unbroken chain from `start` (each one's end is the next one's
+    start), and every length CRC in it must hold: that proves they are exactly the records."""
+    n = len(arr)
+    empty = np.empty(0, np.int64)
     cand = np.flatnonzero(arr[start + 12 : n] == 0x09) + start
     if len(cand) == 0 or cand[0] != start:
-        return _walk_slow(buf, start)
-    lens = _gather(arr, cand, "<u8")  # the whole length field in one gather
+        return empty, empty, start, False
+    lens = _gather(arr, cand, "<u8")
     small = lens < (1 << 24)
     cand, lens = cand[small], lens[small].astype(np.int64)
-    nxt = cand + 16 + lens
-    pointed = np.zeros(n + 1, dtype=bool)
-    pointed[nxt[nxt <= n]] = True
-    keep = pointed[cand]
+    if len(cand) == 0 or cand[0] != start:
+        return empty, empty, start, False
+    nxt = cand + 16 + lens - start
+    pointed = np.zeros(n - start + 1, dtype=bool)
+    pointed[nxt[nxt <= n - start]] = True
+    keep = pointed[cand - start]
     keep[0] = True
     chain, chain_lens = cand[keep], lens[keep]
     ends = chain + 16 + chain_lens
+    good = len(chain)
     broken = np.flatnonzero(ends[:-1] != chain[1:])
     if len(broken):
-        cut = int(broken[0]) + 1  # records [0, cut) are proven; continue slowly from ends[cut-1]
-        offs2, lens2, consumed, corrupt = _walk_slow(buf, int(ends[cut - 1]))
-        return (
-            np.concatenate([chain[:cut] + 12, np.asarray(offs2, dtype=np.int64)]),
-            np.concatenate([chain_lens[:cut], np.asarray(lens2, dtype=np.int64)]),
-            consumed,
-            corrupt,
-        )
-    last = len(chain) - 1
-    if ends[last] > n:  # torn last record, or a corrupt length: the slow walk tells which
-        offs2, lens2, consumed, corrupt = _walk_slow(buf, int(chain[last]))
-        return (
-            np.concatenate([chain[:last] + 12, np.asarray(offs2, dtype=np.int64)]),
-            np.concatenate([chain_lens[:last], np.asarray(lens2, dtype=np.int64)]),
-            consumed,
-            corrupt,
-        )
-    consumed = int(ends[last])
-    if n - consumed >= 12:  # bytes after the chain that are not a candidate record
-        offs2, lens2, consumed, corrupt = _walk_slow(buf, consumed)
-        return (
-            np.concatenate([chain + 12, np.asarray(offs2, dtype=np.int64)]),
-            np.concatenate([chain_lens, np.asarray(lens2, dtype=np.int64)]),
-            consumed,
-            corrupt,
-        )
-    return chain + 12, chain_lens, consumed, 0
+        good = int(broken[0]) + 1
+    if ends[good - 1] > n:  # torn last record, or a corrupt length: the slow walk tells which
+        good -= 1
+    bad = np.flatnonzero(~_length_crcs_ok(arr, chain[:good], chain_lens[:good]))
+    if len(bad):
+        good = int(bad[0])
+    stop = int(ends[good - 1]) if good else start
+    return chain[:good] + 12, chain_lens[:good], stop, n - stop < 12 and good == len(chain)
 
 
-def _walk_slow(buf: bytes, start: int = 0) -> tuple[list[int], list[int], int, int]:
-    """Record by record, checking each length CRC; resynchronise after corruption."""
+def _walk_slow(buf: bytes, start: int = 0, limit: int = -1) -> tuple[list[int], list[int], int, list[int]]:
+    """Record by record, checking each length CRC; resynchronise after corruption. Stops after
+    `limit` records when given."""
     offsets: list[int] = []
     lengths: list[int] = []
-    corrupt = 0
+    corrupt: list[int] = []
     pos = start
     n = len(buf)
     unpack = _HEADER.unpack_from
     crc = crc32c.crc32c
     mv = memoryview(buf)
-    while pos + 12 <= n:
+    while pos + 12 <= n and len(offsets) != limit:
         length, len_crc = unpack(buf, pos)
         c = crc(mv[pos : pos + 8])
         if ((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF) != len_crc or length > MAX_RECORD:
-            corrupt += 1
+            corrupt.append(pos)
             nxt = _resync(buf, pos + 1)
             if nxt < 0:
                 # no valid header after the bad bytes yet: keep the tail unless it is long
@@ -181,7 +277,7 @@ class Decoded:
         self.texts: list[tuple[int, str, str, float]] = []
         self.hparams: dict[str, Any] = {}
         self.session_status: int | None = None
-        self.bad = 0
+        self.bad: list[int] = []  # indices of records whose payload is corrupt or unreadable
         self.singles: dict[str, tuple[list, list, list, list]] = {}
 
     def add_one(self, tag: str, idx: int, step: int, value: float, wall: float) -> None:
@@ -288,34 +384,65 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
         idx = sel[sub]
         walls = _gather_f64(arr, bsub + 1)
         steps = np.zeros(len(sub), dtype=np.int64)
+        # the payload CRC: constant bytes once, the varying ones per record, the tag per tag
+        crcs = np.full(len(sub), _fixed_crc_constant(length, p, expected[:6]), dtype=np.uint32)
+        _crc_words(crcs, walls.view(np.uint64), length - 3)  # wall_time, bytes 1..8
         for k in range(int(w)):
-            steps |= (arr[bsub + 10 + k].astype(np.int64) & 0x7F) << (7 * k)
+            byte = arr[bsub + 10 + k]
+            steps |= (byte.astype(np.int64) & 0x7F) << (7 * k)
+            crcs ^= _CRC_ROWS[length - 11 - k][byte]
         values = _gather(arr, bsub + (length - 4), "<f4")
+        _crc_words(crcs, values.view(np.uint32), 2)  # simple_value, the last 4 bytes
         words = _tag_words(arr, bsub + p + 6, tag_len)
+        groups: list[tuple[bytes, np.ndarray]] = []
         remaining = np.ones(len(sub), dtype=bool)
         while remaining.any():
             first = int(np.argmax(remaining))
             m = remaining & np.all(words == words[first], axis=1)
             remaining &= ~m
             tag = bytes(arr[bsub[first] + p + 6 : bsub[first] + p + 6 + tag_len])
-            out.add(tag.decode("utf-8", "replace"), idx[m], steps[m], values[m], walls[m])
+            crcs[m] ^= np.uint32(_bytes_crc(tag, length - 1 - (p + 6)))
+            groups.append((tag, m))
+        crc_ok = _masked(crcs) == _gather(arr, bsub + length, "<u4")
+        out.bad.extend(idx[~crc_ok].tolist())  # a flipped bit: skipped
+        for tag, m in groups:
+            m &= crc_ok
+            if m.any():
+                out.add(tag.decode("utf-8", "replace"), idx[m], steps[m], values[m], walls[m])
     return np.concatenate(misfit) if misfit else np.empty(0, np.int64)
 
 
+def _fixed_crc_constant(length: int, p: int, header: bytes) -> int:
+    """The CRC contribution of the bytes every record of one fixed layout shares (and of the
+    CRC's own init/final constants): the field keys 0x09, 0x10, 0x15 and the 6 header bytes."""
+    c = crc32c.crc32c(bytes(length))
+    c ^= int(_CRC_ROWS[length - 1][0x09]) ^ int(_CRC_ROWS[length - 10][0x10]) ^ int(_CRC_ROWS[4][0x15])
+    return c ^ _bytes_crc(header, length - 1 - p)
+
+
+def _bytes_crc(data: bytes, first_distance: int) -> int:
+    """Contribution of `data` whose first byte has `first_distance` bytes after it."""
+    c = 0
+    for j, b in enumerate(data):
+        c ^= int(_CRC_ROWS[first_distance - j][b])
+    return c
+
+
+def _crc_words(crcs: np.ndarray, words: np.ndarray, top: int) -> None:
+    """XOR into `crcs` the contribution of little-endian `words` (a contiguous uint64 or
+    uint32 array, one per record) read as u16 pieces; the first piece's high byte has `top`
+    bytes after it."""
+    pieces = words.view(np.uint16).reshape(len(words), -1)
+    for k in range(pieces.shape[1]):
+        crcs ^= _pair_table(top - 2 * k)[pieces[:, k]]
+
+
 def _gather(arr: np.ndarray, offsets: np.ndarray, dtype: str) -> np.ndarray:
-    """Little-endian values of `dtype` at arbitrary (unaligned) byte offsets: one gather per
-    alignment class instead of one per byte."""
+    """Little-endian values of `dtype` at arbitrary (unaligned) byte offsets, in one gather:
+    through a view of the buffer that starts a value at every byte (stride 1, unaligned)."""
     size = np.dtype(dtype).itemsize
-    out = np.empty(len(offsets), dtype=dtype)
-    rem = offsets % size
-    quot = offsets // size
-    for k in range(size):
-        m = rem == k
-        if not m.any():
-            continue
-        view = np.frombuffer(arr, dtype=dtype, offset=k, count=(len(arr) - k) // size)
-        out[m] = view[quot[m]]
-    return out
+    every = np.ndarray(shape=(max(0, len(arr) - size + 1),), dtype=dtype, buffer=arr, strides=(1,))
+    return every[offsets]
 
 
 def _gather_f64(arr: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -337,11 +464,16 @@ def _tag_words(arr: np.ndarray, starts: np.ndarray, tag_len: int) -> np.ndarray:
 
 def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> None:
     payload = buf[off : off + length]
-    try:
-        event = event_pb2.Event.FromString(payload)
-    except (DecodeError, RuntimeError, ValueError):
-        out.bad += 1
+    if masked_crc(payload) != _U32.unpack_from(buf, off + length)[0]:
+        out.bad.append(idx)  # a flipped bit: wrong numbers, or a tag that was never logged
         return
+    try:
+        _decode_event(event_pb2.Event.FromString(payload), idx, out)
+    except (DecodeError, RuntimeError, ValueError, OverflowError):
+        out.bad.append(idx)
+
+
+def _decode_event(event: Any, idx: int, out: Decoded) -> None:
     if not event.HasField("summary"):
         return
     for value in event.summary.value:
@@ -351,7 +483,7 @@ def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> 
             continue
         plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
         if plugin == "hparams":
-            _decode_hparams(value, out)
+            _decode_hparams(value, out, idx)
             continue
         if kind != "tensor" or plugin in _SKIP_PLUGINS:
             continue
@@ -368,15 +500,20 @@ def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> 
 
 
 def _tensor_scalar(tensor: Any) -> float | None:
+    """The value of a one-element tensor; ValueError for a malformed one (its content not a
+    whole number of elements)."""
     dims = [d.size for d in tensor.tensor_shape.dim]
-    if dims and int(np.prod(dims)) != 1:
+    if dims and math.prod(dims) != 1:
         return None
     dtype = tensor.dtype
     if tensor.tensor_content:
         np_type = {_DT_FLOAT: "<f4", _DT_DOUBLE: "<f8", _DT_INT32: "<i4", _DT_INT64: "<i8", _DT_HALF: "<f2"}.get(dtype)
         if np_type is None:
             return None
-        return float(np.frombuffer(tensor.tensor_content, dtype=np_type)[0])
+        size = np.dtype(np_type).itemsize
+        if len(tensor.tensor_content) % size:
+            raise ValueError(f"tensor_content of {len(tensor.tensor_content)} bytes for {np_type}")
+        return float(np.frombuffer(tensor.tensor_content, dtype=np_type, count=1)[0])
     for field in ("float_val", "double_val", "int_val", "int64_val", "half_val"):
         vals = getattr(tensor, field)
         if len(vals):
@@ -386,19 +523,20 @@ def _tensor_scalar(tensor: Any) -> float | None:
     return None
 
 
-def _decode_hparams(value: Any, out: Decoded) -> None:
+def _decode_hparams(value: Any, out: Decoded, idx: int) -> None:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     try:
         data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
     except Exception:  # noqa: BLE001 - foreign bytes: skip, never crash
-        out.bad += 1
+        out.bad.append(idx)
         return
     which = data.WhichOneof("data")
     if which == "session_start_info":
         for name, v in data.session_start_info.hparams.items():
             kind = v.WhichOneof("kind")
-            out.hparams[name] = getattr(v, kind) if kind else None
+            value = getattr(v, kind) if kind else None
+            out.hparams[name] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
     elif which == "session_end_info":
         out.session_status = int(data.session_end_info.status)
 
@@ -413,7 +551,7 @@ class TensorBoardSource(Source):
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
-        self.corrupt: dict[str, int] = defaultdict(int)
+        self._corrupt_at: dict[str, set[int]] = defaultdict(set)  # file offsets counted
         self._order: dict[str, tuple] = {}
 
     def ordered_paths(self, among: set[str] | None = None) -> list[str]:
@@ -448,15 +586,26 @@ class TensorBoardSource(Source):
             offsets, lengths, consumed, corrupt = walk_records(buf)
             decoded = decode_records(buf, offsets, lengths)
             total += self._emit(decoded, opts)
-            bad = corrupt + decoded.bad
-            if bad:
-                self.corrupt[cursor.key] += bad
-                name = cursor.path.rsplit("/", 1)[-1]
-                self.warn(f"{name}: skipped {self.corrupt[cursor.key]} corrupt record(s)")
+            self._count_corrupt(cursor, corrupt + [int(offsets[i]) - 12 for i in decoded.bad])
             cursor.advance(consumed)
             if consumed == 0 or len(buf) < MAX_READ:
                 break
         return total
+
+    def on_reset(self, cursor: FileCursor) -> None:
+        self._corrupt_at.pop(cursor.key, None)
+
+    def _count_corrupt(self, cursor: FileCursor, starts: list[int]) -> None:
+        """Count each corrupt record once, by its place in the file: a corrupt tail with no
+        record after it yet is walked again at the next read, and must not count twice."""
+        seen = self._corrupt_at[cursor.key]
+        if len(seen) > 1024:  # only the unconsumed tail is ever walked again
+            seen.difference_update([w for w in seen if w < cursor.offset])
+        for start in sorted(starts):
+            where = cursor.offset + start
+            if where not in seen:
+                seen.add(where)
+                self.skip(cursor.path, f"byte {where}", "corrupt record (CRC or payload)", "corrupt")
 
     def _emit(self, decoded: Decoded, opts: dict) -> int:
         prefix = str(opts.get("prefix", ""))

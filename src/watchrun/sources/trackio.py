@@ -9,8 +9,7 @@ import sqlite3
 from collections import defaultdict
 from typing import Any
 
-from watchrun.sources.base import SqliteSource, to_float
-from watchrun.sources.table import flatten
+from watchrun.sources.base import SqliteSource, flatten, to_float, to_step
 
 
 class TrackioSource(SqliteSource):
@@ -31,26 +30,24 @@ class TrackioSource(SqliteSource):
         return self.run_keys[run_name]
 
     def read_db(self, con: sqlite3.Connection) -> int:
+        con.text_factory = lambda raw: raw.decode("utf-8", "replace")
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "configs" in tables:
             for run_name, config in con.execute("SELECT run_name, config FROM configs"):
-                try:
-                    doc = json.loads(config)
-                except (TypeError, ValueError):
-                    continue
-                if isinstance(doc, dict):
+                doc = _json_object(config)
+                if doc is not None and isinstance(run_name, str):
                     self.store.update(self._key(run_name), hparams=flatten(doc))
         rows = con.execute(
             "SELECT id, run_name, step, metrics FROM metrics WHERE id > ? ORDER BY id", (self.last_id,)
         ).fetchall()
         grouped: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))
         for row_id, run_name, step, metrics in rows:
-            self.last_id = max(self.last_id, row_id)
-            try:
-                doc = json.loads(metrics)
-            except (TypeError, ValueError):
-                continue
-            if not isinstance(doc, dict):
+            if isinstance(row_id, int):
+                self.last_id = max(self.last_id, row_id)
+            doc = _json_object(metrics)
+            s = to_step(step) if isinstance(step, (int, float, str)) else None
+            if doc is None or s is None or not isinstance(run_name, str):
+                self.skip(self.db_path, f"metrics id {row_id}", f"run {run_name!r}, step {step!r}")
                 continue
             key = self._key(run_name)
             for name, value in flatten(doc).items():
@@ -60,9 +57,17 @@ class TrackioSource(SqliteSource):
                 if f is None:
                     continue
                 steps, values = grouped[(key, name)]
-                steps.append(int(step))
+                steps.append(s)
                 values.append(f)
         total = 0
         for (key, name), (steps, values) in grouped.items():
             total += self.store.add_points(key, self.stream, name, steps, values)
         return total
+
+
+def _json_object(text: object) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -350,7 +350,7 @@ def parse_value(raw: str) -> Any:
         pass
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
