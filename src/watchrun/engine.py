@@ -29,10 +29,12 @@ from watchrun.sources.runcard import RunCardSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
+from watchrun.sources.ultralytics import UltralyticsArgsSource
 from watchrun.store import Store
 
 STEP_UNITS = {"keras-csv": "epoch"}
-HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card"}
+HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card",
+                     "ultralytics-args"}
 
 
 def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
@@ -54,6 +56,8 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return MlflowSqliteSource(store, key)
     if fmt == "run-card":
         return RunCardSource(store, key)
+    if fmt == "ultralytics-args":
+        return UltralyticsArgsSource(store, key)
     if fmt == "trackio":
         return TrackioSource(store, key)
     if fmt == "dvclive":

@@ -362,12 +362,12 @@ class WatchrunApp(App):
                     _cell_best(f1), _trend(f1),
                 )
 
-    def _show_alerts(self, alerts: list[Alert], events: list[tuple[int, str]]) -> None:
+    def _show_alerts(self, alerts: list[Alert], events: list[tuple[int | None, str]]) -> None:
         table = self.query_one("#alerts", DataTable)
         with self.batch_update():
             table.clear()
             for step, message in reversed(events):  # early stopping, stop requests and their outcome
-                table.add_row(Text("event", style="cyan"), str(step), "run", message)
+                table.add_row(Text("event", style="cyan"), "end" if step is None else str(step), "run", message)
             for a in reversed(alerts):
                 table.add_row(Text(a.severity.value, style=SEV_STYLE[a.severity]), str(a.step), a.detector,
                               a.message + ("" if a.open else "  (closed)"))

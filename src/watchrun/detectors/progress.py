@@ -1,5 +1,5 @@
 """Is the run getting anywhere? A metric that no longer moves, a loss at chance level, a target
-out of reach, a learning-rate schedule that never decays, a run that stopped early."""
+out of reach. (The schedule's rules, learning rate and early stopping, are in schedule.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from watchrun.config import Target
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct, step_noise
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, step_noise
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
@@ -356,88 +356,4 @@ class TargetMiss(Detector):
             {"best": best, "best_step": bstep, "target": str(t)},
             "the current setup will not reach the target: change the model, features or data "
             "rather than training longer",
-        )
-
-
-class LrSchedule(Detector):
-    """The learning rate is still rising past half of the planned run (a warm-up that never ends),
-    or at the end of the run."""
-
-    id = "lr_schedule"
-    DEFAULTS = {"rising_points": 5, "past_fraction": 0.5, "min_rise": 0.02}
-
-    def update(self, view: RunView) -> None:
-        sv = view.lr()
-        planned = view.planned_steps
-        if sv is None or not planned or sv.new_from >= len(sv.values):
-            return
-        n = int(self.p["rising_points"])
-        for i in sv.new:
-            if sv.steps[i] < self.p["past_fraction"] * planned or i + 1 < n:
-                continue
-            if self._rising(sv, i, n):
-                self._fire(view, sv, i, f"{pct(sv.steps[i] / planned)} of the planned {planned} steps")
-                break
-
-    def finalize(self, view: RunView) -> None:
-        sv = view.lr()
-        n = int(self.p["rising_points"])
-        if sv is not None and len(sv.values) >= n and self._rising(sv, len(sv.values) - 1, n):
-            if np.all(np.diff(sv.values[np.isfinite(sv.values)]) >= 0):
-                self._fire(view, sv, len(sv.values) - 1, "the end of the run, never having decayed")
-
-    def _rising(self, sv: SeriesView, i: int, n: int) -> bool:
-        w = sv.values[i - n + 1 : i + 1]
-        if not np.isfinite(w).all() or w[0] <= 0:
-            return False
-        top = np.nanmax(sv.values[: i + 1])
-        return bool(np.all(np.diff(w) > 0) and w[-1] >= top and w[-1] / w[0] - 1 >= self.p["min_rise"])
-
-    def _fire(self, view: RunView, sv: SeriesView, i: int, when: str) -> None:
-        step = int(sv.steps[i])
-        first = float(sv.values[np.isfinite(sv.values)][0])
-        self.fire(
-            sv.name, Severity.WARNING, step, [sv.name],
-            f"learning rate still rising at {when} ({fmt(first)} -> {fmt(float(sv.values[i]))}): "
-            "the warm-up never ends",
-            {"lr": float(sv.values[i]), "first_lr": first},
-            "check warmup_steps / warmup_ratio against the total steps, and the scheduler's "
-            "step interval (per step vs per epoch)",
-        )
-
-
-class EarlyStopped(Detector):
-    """The run ended before its planned length (HF max_steps, Keras `Epoch N/M`), or an early
-    stopping callback said so."""
-
-    id = "early_stopped"
-
-    def finalize(self, view: RunView) -> None:
-        run = view.run
-        for step, message in run.events:
-            if "early stopping" in message:
-                self._fire(view, step, message)
-                return
-        planned = view.planned_steps
-        last = run.meta.get("global_step") or run.last_step()
-        if planned and last and last < planned and run.summary.get("train_runtime") is not None:
-            self._fire(view, int(last), f"stopped at step {last} of {planned}")
-            return
-        max_epochs = run.meta.get("max_epochs")
-        if max_epochs and run.step_unit == "epoch" and last is not None and last + 1 < max_epochs:
-            self._fire(view, int(last), f"stopped after epoch {last + 1} of {max_epochs}")
-
-    def _fire(self, view: RunView, step: int, what: str) -> None:
-        val = view.pick("val", "loss")
-        best_txt, best_step = "", None
-        if val is not None and len(val.values) and np.isfinite(val.values).any():
-            j = int(np.nanargmin(val.values))
-            best_step = int(val.steps[j])
-            best_txt = f"; best {val.name} {fmt(float(val.values[j]))} at step {best_step}"
-        ckpt = view.best_checkpoint(best_step, metric=val.name if val else None)
-        self.fire(
-            "early", Severity.INFO, step, [val.name] if val else [],
-            f"early stopped: {what}{best_txt}" + (f" ({ckpt})" if ckpt else ""),
-            {"best_step": best_step, "best_checkpoint": ckpt},
-            "use the best checkpoint, not the last one",
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from watchrun.config import Config, run_targets
+from watchrun.control import runs_with_live_writer
 from watchrun.detectors import ALL_DETECTORS
 from watchrun.detectors.base import Detector, RunView, SeriesView
 from watchrun.model import Alert, Run, RunStatus, Severity
@@ -49,6 +50,7 @@ class _RunState:
     finalized: bool = False
     open_alerts: dict[tuple[str, str], Alert] = field(default_factory=dict)
     stalled_open: bool = False
+    quiet_judged: bool = False  # the current silence has been judged (hang or end)
     fired: set[tuple[str, str]] = field(default_factory=set)
     targets: list | None = None
 
@@ -71,11 +73,22 @@ class DetectorRunner:
                 state = self.states.get(key)
                 if state is None:
                     state = self.states[key] = _RunState(self._new_detectors(key))
-                if state.version == run.version and not final:
+                # a run that has ended (its writer exited, the library wrote its final record, it
+                # went quiet for far longer than usual) is final however the loop was called: its
+                # end-of-run checks fire live as they do in a batch verdict
+                run_final = final or run.status in ENDED
+                if state.version == run.version and not run_final:
                     continue
-                new_alerts += self._process_run(run, state, final)
+                if state.version == run.version and state.finalized:
+                    continue
+                new_alerts += self._process_run(run, state, run_final)
                 state.version = run.version
         return new_alerts
+
+    def finalized_all(self) -> bool:
+        """Every run has had its end-of-run checks (tests wait on this, not on a clock)."""
+        with self.store.lock:
+            return all(s.finalized for k, s in self.states.items() if k in self.store.runs)
 
     def _process_run(self, run: Run, state: _RunState, final: bool) -> list[Alert]:
         out: list[Alert] = []
@@ -191,7 +204,10 @@ class DetectorRunner:
 
     # -- not step-driven ----------------------------------------------------------------------
     def check_stalled(self, now: float | None = None) -> list[Alert]:
-        """Runs seen writing in this session that went silent for much longer than usual."""
+        """Runs seen writing in this session that went silent for much longer than usual while
+        their writer still lives (a hang). A run whose writer is gone, or that no process is
+        known to write, has ended: it gets its end-of-run checks, as in a batch verdict, and no
+        `stalled` warning."""
         now = now or time.time()
         out = []
         with self.store.lock:
@@ -201,7 +217,10 @@ class DetectorRunner:
                     continue
                 silent = now - run.last_write
                 limit = stale_limit(run, self.config)
-                if silent > limit and not state.stalled_open:
+                if silent > limit and not state.stalled_open and not state.quiet_judged:
+                    state.quiet_judged = True
+                    if not _writer_lives(run):
+                        continue
                     state.stalled_open = True
                     alert = Alert(
                         key, "stalled", Severity.WARNING, run.last_step() or 0, [],
@@ -214,12 +233,20 @@ class DetectorRunner:
                     state.open_alerts[("stalled", "")] = alert
                     self.store.add_alert(alert)
                     out.append(alert)
-                elif silent <= limit and state.stalled_open:
-                    state.stalled_open = False
+                elif silent <= limit and (state.stalled_open or state.quiet_judged):
+                    state.stalled_open = state.quiet_judged = False
                     old = state.open_alerts.pop(("stalled", ""), None)
                     if old:
                         old.open = False
         return out
+
+
+def _writer_lives(run: Run) -> bool:
+    """The run's process (its recorded pid, or one holding its files open) is still alive."""
+    alive = pid_alive(run.pid, run.host)
+    if alive is not None:
+        return alive
+    return run.key in runs_with_live_writer([run])
 
 
 def typical_interval(run: Run) -> float:

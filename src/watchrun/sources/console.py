@@ -6,7 +6,10 @@ Recognised lines:
   `450/1000 [..]`, updated with carriage returns) when the dict was printed.
 - Keras fit: `Epoch 3/20` then `... - loss: 0.2 - val_loss: 0.3` (epoch rows, 0-based like CSVLogger).
 - Lightning EarlyStopping (`Monitored metric val_loss did not improve ... Signaling Trainer to
-  stop`) and Keras `Epoch 7: early stopping`: kept as run events.
+  stop`) and Keras `Epoch 7: early stopping`: kept as run events (Keras' at its 0-based epoch;
+  Lightning's names no step in the run's unit, so it is kept without one: the end of the run).
+- HF Trainer's header (`Num Epochs = 10`, `Total optimization steps = 8,760`): the planned length.
+  A progress bar's total is never taken as the plan: any bar (`Writing model shards: 1/1`) has one.
 - Hand-written loops: a line that names an epoch/step/iteration number and `name: value` or
   `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`); PyTorch's examples
   (`Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21`, then `Test set: Average loss: 0.03,
@@ -39,6 +42,10 @@ _EARLY = re.compile(
     r"Monitored metric (\S+) did not improve in the last (\d+) records?\. Best score: ([-\d.eE+naif]+)"
 )
 _KERAS_EARLY = re.compile(r"Epoch (\d+): early stopping")
+_HF_PLAN = {
+    "max_steps": re.compile(r"\bTotal optimization steps\s*=\s*([\d,]+)$"),
+    "num_train_epochs": re.compile(r"\bNum Epochs\s*=\s*([\d,]+)$"),
+}
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 
 
@@ -83,18 +90,20 @@ class ConsoleSource(Source):
             return
         m = _EARLY.search(line)
         if m:
-            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3)}")
+            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3)}", None)
             return
         m = _KERAS_EARLY.search(line)
         if m:
-            self._event(f"early stopping at epoch {m.group(1)}")
+            self._event(f"early stopping at epoch {m.group(1)}", int(m.group(1)) - 1)
+            return
+        if self._plan(line):
             return
         for m in _TQDM.finditer(line):
             n, total = int(m.group(1)), int(m.group(2))
-            if total >= self.train_total:
+            planned = self.store.run(self.key).meta.get("max_steps")
+            if total == planned or (planned is None and total >= self.train_total):
                 self.train_total = total
                 self.train_pos = n
-                self.store.update(self.key, meta={"max_steps": total})
         if self.keras_epoch is not None:
             bar = _KERAS_BAR.match(line)
             if bar and bar.group(1) == bar.group(2) and " - " in line:
@@ -184,7 +193,18 @@ class ConsoleSource(Source):
             found += 1
         return found
 
-    def _event(self, message: str) -> None:
+    def _plan(self, line: str) -> bool:
+        """HF Trainer's `***** Running training *****` header: the planned length, as the
+        trainer computed it."""
+        for key, pattern in _HF_PLAN.items():
+            m = pattern.search(line)
+            if m:
+                self.store.update(self.key, meta={key: int(m.group(1).replace(",", ""))})
+                return True
+        return False
+
+    def _event(self, message: str, step: int | None) -> None:
+        """A run event at `step` (None: the line names no step in the run's unit; the event
+        belongs to the end of the run)."""
         run = self.store.run(self.key)
-        step = run.last_step() or 0
         self.store.update(self.key, events=run.events + [(step, message)])

@@ -79,6 +79,7 @@ class HfTrainerSource(Source):
 
     def _state(self, doc: dict[str, Any], path: str) -> int:
         meta = {k: doc[k] for k in META_KEYS if k in doc and doc[k] is not None}
+        meta.update(early_stopping_state(doc))
         is_checkpoint = bool(_CHECKPOINT.search(os.path.dirname(path)))
         run = self.store.run(self.key)
         current = run.meta.get("global_step", -1)
@@ -121,6 +122,22 @@ class HfTrainerSource(Source):
         self.store.update(self.key, summary=values)
         if name in ("all_results.json", "train_results.json"):
             self.store.update(self.key, explicit_status=RunStatus.FINISHED)
+
+
+def early_stopping_state(doc: dict[str, Any]) -> dict[str, int]:
+    """EarlyStoppingCallback's saved state (transformers >= 4.41 keeps each stateful callback in
+    `stateful_callbacks`, several instances of one class as a list): its patience and how many
+    evaluations in a row have not improved. Empty when the run has no such callback."""
+    state = (doc.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
+    if isinstance(state, list):
+        state = state[-1] if state else None
+    if not isinstance(state, dict):
+        return {}
+    patience = to_step((state.get("args") or {}).get("early_stopping_patience"))
+    counter = to_step((state.get("attributes") or {}).get("early_stopping_patience_counter"))
+    if patience is None or patience <= 0 or counter is None:
+        return {}
+    return {"patience": patience, "patience_counter": counter}
 
 
 def _rel(path: str) -> str:
