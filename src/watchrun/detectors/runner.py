@@ -48,6 +48,7 @@ class _RunState:
     cursors: dict[str, int] = field(default_factory=dict)  # absolute index processed
     version: int = -1
     finalized: bool = False
+    final_points: int = 0  # the run's points when it was last finalized
     open_alerts: dict[tuple[str, str], Alert] = field(default_factory=dict)
     stalled_open: bool = False
     quiet_judged: bool = False  # the current silence has been judged (hang or end)
@@ -109,6 +110,8 @@ class DetectorRunner:
                 break
             out += self._restart(run, state)
         ended = final and (run.status in ENDED or run.key in self.ended_now)
+        if state.finalized and run.points() != state.final_points:
+            state.finalized = False  # points read after the end (a final state file written last)
         if ended and not state.finalized:
             view = self._view(run, state, settle_all=True, advance=False)
             view.ended = True
@@ -116,6 +119,7 @@ class DetectorRunner:
                 det.finalize(view)
                 out += self._collect(run, state, view)
             state.finalized = True
+            state.final_points = run.points()
         elif run.status not in ENDED and run.key not in self.ended_now:
             state.finalized = False
         return out

@@ -40,13 +40,19 @@ def loss_cost(train: SeriesView | None, step: int, planned: int | None) -> str |
     smooth = _smoothed(upto)
     best = float(smooth.min())
     now = float(smooth[-1])
-    if best > 0 and now >= 1.3 * best and now - best >= 0.25 * (float(smooth[0]) - best + now - best):
+    if (
+        best > 0
+        and now >= 1.3 * best
+        and now - best >= 0.25 * (float(smooth[0]) - best + now - best)
+    ):
         return f"the loss climbed back from {fmt(best)} to {fmt(now)} as it rose"
     if planned:
         quarter = smooth[steps <= 0.25 * planned]
         if len(quarter) >= 4 and quarter[0] > 0 and quarter[-1] >= 0.95 * quarter[0]:
-            return (f"the loss did not move in the first quarter of the run ({fmt(float(quarter[0]))} -> "
-                    f"{fmt(float(quarter[-1]))})")
+            return (
+                f"the loss did not move in the first quarter of the run ({fmt(float(quarter[0]))} -> "
+                f"{fmt(float(quarter[-1]))})"
+            )
     return None
 
 
@@ -67,8 +73,13 @@ class LrSchedule(Detector):
     """
 
     id = "lr_schedule"
-    DEFAULTS = {"rising_points": 5, "past_fraction": 0.5, "min_rise": 0.02,
-                "trough_fraction": 0.5, "annealed_fraction": 0.01}
+    DEFAULTS = {
+        "rising_points": 5,
+        "past_fraction": 0.5,
+        "min_rise": 0.02,
+        "trough_fraction": 0.5,
+        "annealed_fraction": 0.01,
+    }
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -94,11 +105,23 @@ class LrSchedule(Detector):
             if not math.isfinite(v):
                 continue
             self._track(v, int(sv.steps[i]))
-            if self.run_up >= n - 1 and v >= self.peak and planned and sv.steps[i] >= self.p["past_fraction"] * planned:
-                bucket = int(sv.steps[i]) * 50 // planned  # the loss is judged once per 2% of the plan
+            if (
+                self.run_up >= n - 1
+                and v >= self.peak
+                and planned
+                and sv.steps[i] >= self.p["past_fraction"] * planned
+            ):
+                bucket = (
+                    int(sv.steps[i]) * 50 // planned
+                )  # the loss is judged once per 2% of the plan
                 if bucket != self.bucket and i + 1 >= n and self._rising(sv, i, n):
                     self.bucket = bucket
-                    self._warmup(view, sv, i, f"{pct(sv.steps[i] / planned)} of the planned {planned} {view.run.step_unit}s")
+                    self._warmup(
+                        view,
+                        sv,
+                        i,
+                        f"{pct(sv.steps[i] / planned)} of the planned {planned} {view.run.step_unit}s",
+                    )
             elif self.run_up >= n - 1 and self._climbs_back(v):
                 self._climb(view, sv, i, v)
 
@@ -125,7 +148,9 @@ class LrSchedule(Detector):
         n = int(self.p["rising_points"])
         if not math.isfinite(self.trough) or self.peak <= 0 or max(self.support, self.descent) < n:
             return False
-        return self.trough <= self.p["trough_fraction"] * self.peak and v >= max(1.2 * self.trough, 1e-3 * self.peak)
+        return self.trough <= self.p["trough_fraction"] * self.peak and v >= max(
+            1.2 * self.trough, 1e-3 * self.peak
+        )
 
     def finalize(self, view: RunView) -> None:
         sv = view.lr()
@@ -151,7 +176,10 @@ class LrSchedule(Detector):
         if not cost and "warmup-cost" in self.open:
             return
         self.fire(
-            "warmup-cost" if cost else "warmup", Severity.WARNING if cost else Severity.INFO, step, [sv.name],
+            "warmup-cost" if cost else "warmup",
+            Severity.WARNING if cost else Severity.INFO,
+            step,
+            [sv.name],
             f"learning rate still rising at {when} ({fmt(self.first)} -> {fmt(float(sv.values[i]))}): "
             "the warm-up never ends" + (f"; {cost}" if cost else "; the loss still falls"),
             {"lr": float(sv.values[i]), "first_lr": self.first, "loss_cost": cost},
@@ -163,16 +191,26 @@ class LrSchedule(Detector):
         annealed = self.trough <= self.p["annealed_fraction"] * self.peak
         step = int(sv.steps[i])
         if annealed:
-            what = (f"learning rate climbs back after annealing to {fmt(self.trough)} at step {self.trough_step} "
-                    f"({fmt(self.peak)} at its peak, {fmt(v)} now): the schedule's period is shorter than the run")
-            action = ("set the annealing period to the run's length (CosineAnnealingLR T_max = total epochs or "
-                      "steps, not half of them), or stop at the end of the first period")
+            what = (
+                f"learning rate climbs back after annealing to {fmt(self.trough)} at step {self.trough_step} "
+                f"({fmt(self.peak)} at its peak, {fmt(v)} now): the schedule's period is shorter than the run"
+            )
+            action = (
+                "set the annealing period to the run's length (CosineAnnealingLR T_max = total epochs or "
+                "steps, not half of them), or stop at the end of the first period"
+            )
         else:
-            what = (f"learning rate rising again from {fmt(self.trough)} (step {self.trough_step}) to {fmt(v)} after "
-                    f"a peak of {fmt(self.peak)}: the scheduler restarted (a resume without its state?) or cycles")
+            what = (
+                f"learning rate rising again from {fmt(self.trough)} (step {self.trough_step}) to {fmt(v)} after "
+                f"a peak of {fmt(self.peak)}: the scheduler restarted (a resume without its state?) or cycles"
+            )
             action = "if the run was resumed, restore the scheduler's state with the optimizer's"
         self.fire(
-            "climb", Severity.WARNING if annealed else Severity.INFO, step, [sv.name], what,
+            "climb",
+            Severity.WARNING if annealed else Severity.INFO,
+            step,
+            [sv.name],
+            what,
             {"lr": v, "peak": self.peak, "trough": self.trough, "trough_step": self.trough_step},
             action,
         )
@@ -210,12 +248,21 @@ class EarlyStopped(Detector):
         patience, counter = meta.get("patience"), meta.get("patience_counter")
         if isinstance(patience, int) and isinstance(counter, int) and counter >= patience:
             step = int(meta.get("global_step") or last)
-            self._fire(view, step, f"EarlyStoppingCallback: no better eval for {counter} evaluations "
-                       f"(patience {patience}), at step {step}" + self._of_planned(view, step))
+            self._fire(
+                view,
+                step,
+                f"EarlyStoppingCallback: no better eval for {counter} evaluations "
+                f"(patience {patience}), at step {step}" + self._of_planned(view, step),
+            )
             return
         for step, message in run.events:
             if "early stopping" in message:
-                self._fire(view, last if step is None else int(step), message, self._monitored(view, message))
+                self._fire(
+                    view,
+                    last if step is None else int(step),
+                    message,
+                    self._monitored(view, message),
+                )
                 return
         if meta.get("library") == "ultralytics":
             self._ultralytics(view, last)
@@ -227,7 +274,9 @@ class EarlyStopped(Detector):
             done = self._epochs_done(view, last)
             if done < planned:
                 self._fire(view, last, f"stopped after epoch {done} of {planned}")
-        elif last < planned - max(2, 0.01 * planned) and run.summary.get("train_runtime") is not None:
+        elif (
+            last < planned - max(2, 0.01 * planned) and run.summary.get("train_runtime") is not None
+        ):
             self._fire(view, last, f"stopped at step {last} of {planned}")
 
     @staticmethod
@@ -255,11 +304,16 @@ class EarlyStopped(Detector):
             return
         best = self._fitness_best(view)
         if best is not None and isinstance(patience, int) and last - best[0] >= patience:
-            what = (f"EarlyStopping: no better fitness for {last - best[0]} epochs (patience {patience}), "
-                    f"stopped after epoch {done} of {planned}")
+            what = (
+                f"EarlyStopping: no better fitness for {last - best[0]} epochs (patience {patience}), "
+                f"stopped after epoch {done} of {planned}"
+            )
         else:
-            what = (f"stopped after epoch {done} of {planned}"
-                    + (f", before its patience ({patience}) ran out: interrupted or crashed" if patience else ""))
+            what = f"stopped after epoch {done} of {planned}" + (
+                f", before its patience ({patience}) ran out: interrupted or crashed"
+                if patience
+                else ""
+            )
         self._fire(view, last, what, best, checkpoint="weights/best.pt" if best else None)
 
     @staticmethod
@@ -294,7 +348,9 @@ class EarlyStopped(Detector):
     def _best(self, view: RunView) -> tuple[int, str, float] | None:
         """The run's best: HF's own (best_metric at best_global_step), else the lowest val loss."""
         meta = view.run.meta
-        if isinstance(meta.get("best_global_step"), int) and isinstance(meta.get("best_metric"), (int, float)):
+        if isinstance(meta.get("best_global_step"), int) and isinstance(
+            meta.get("best_metric"), (int, float)
+        ):
             return int(meta["best_global_step"]), "best_metric", float(meta["best_metric"])
         val = view.pick("val", "loss")
         if val is None or not np.isfinite(val.values).any():
@@ -302,8 +358,14 @@ class EarlyStopped(Detector):
         j = int(np.nanargmin(np.where(np.isfinite(val.values), val.values, np.nan)))
         return int(val.steps[j]), val.name, float(val.values[j])
 
-    def _fire(self, view: RunView, step: int, what: str, best: tuple[int, str, float] | None = None,
-              checkpoint: str | None = None) -> None:
+    def _fire(
+        self,
+        view: RunView,
+        step: int,
+        what: str,
+        best: tuple[int, str, float] | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
         best = best or self._best(view)
         best_txt = ""
         if best is not None:
@@ -312,9 +374,15 @@ class EarlyStopped(Detector):
         checkpoint = checkpoint or view.best_checkpoint()
         metrics = [best[1]] if best is not None and best[1] in view.series else []
         self.fire(
-            "early", Severity.INFO, step, metrics,
+            "early",
+            Severity.INFO,
+            step,
+            metrics,
             f"early stopped: {what}{best_txt}" + (f" ({checkpoint})" if checkpoint else ""),
-            {"best_step": best[0] if best else None, "best_value": best[2] if best else None,
-             "best_checkpoint": checkpoint},
+            {
+                "best_step": best[0] if best else None,
+                "best_value": best[2] if best else None,
+                "best_checkpoint": checkpoint,
+            },
             "use the best checkpoint, not the last one",
         )
