@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from watchrun.config import Config
 from watchrun.control import runs_with_live_writer
-from watchrun.detectors.runner import DetectorRunner, stale_limit
+from watchrun.detectors.runner import ENDED, DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
 from watchrun.model import Alert, RunStatus
 from watchrun.sources.base import Source
@@ -257,10 +257,13 @@ class Engine:
             self._last_full_poll = now
         elif dirty:
             added += self.poll(paths=dirty)
-        if added:
+        ended_before = self._ended_keys()
+        self.update_statuses()
+        # a run that has just ended (its final record read, its writer gone, quiet for far longer
+        # than usual) gets its end-of-run checks once settled, as a batch verdict gives them
+        if added or self._ended_keys() - ended_before:
             self._last_data = now
             self._settled = False
-        self.update_statuses()
         quiet = now - self._last_data >= self.config.settle_seconds
         alerts = self.detect(final=quiet and not self._settled)
         if quiet:
@@ -275,13 +278,25 @@ class Engine:
                 alerts = self.tick()
                 if alerts:
                     on_alerts(alerts)
-                self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
+                self.wake.wait(timeout=self._next_wake())
                 self.wake.clear()
                 # let a burst of writes land before reading it
                 if not stop.is_set():
                     time.sleep(0.05)
         finally:
             self.stop_watching()
+
+    def _ended_keys(self) -> set[str]:
+        with self.store.lock:
+            return {k for k, r in self.store.runs.items() if r.status in ENDED}
+
+    def _next_wake(self) -> float:
+        """Seconds until the next round: the poll interval (file events wake it sooner), or the
+        moment the last data settles, so that an alert waiting on it is raised then."""
+        wait = self.poll_seconds if not self.watching else 2.0
+        if not self._settled:
+            wait = min(wait, max(0.0, self._last_data + self.config.settle_seconds - time.monotonic()))
+        return wait
 
     # -- status -------------------------------------------------------------------------------
     def update_statuses(self) -> None:

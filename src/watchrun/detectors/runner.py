@@ -74,15 +74,9 @@ class DetectorRunner:
                 state = self.states.get(key)
                 if state is None:
                     state = self.states[key] = _RunState(self._new_detectors(key))
-                # a run that has ended (its writer exited, the library wrote its final record, it
-                # went quiet for far longer than usual) is final however the loop was called: its
-                # end-of-run checks fire live as they do in a batch verdict
-                run_final = final or run.status in ENDED
-                if state.version == run.version and not run_final:
+                if state.version == run.version and not final:
                     continue
-                if state.version == run.version and state.finalized:
-                    continue
-                new_alerts += self._process_run(run, state, run_final)
+                new_alerts += self._process_run(run, state, final)
                 state.version = run.version
         return new_alerts
 

@@ -46,6 +46,9 @@ _HF_PLAN = {
     "max_steps": re.compile(r"\bTotal optimization steps\s*=\s*([\d,]+)$"),
     "num_train_epochs": re.compile(r"\bNum Epochs\s*=\s*([\d,]+)$"),
 }
+# Python prints a NaN or infinite float as a bare `nan`/`inf`, which literal_eval rejects: quoted
+# so that to_float reads them (`{'loss': nan}` is HF Trainer's line for a NaN loss)
+_NONFINITE = re.compile(r"([:\[,]\s*)(-?)(nan|inf)\b")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 
 
@@ -127,7 +130,7 @@ class ConsoleSource(Source):
 
     def _hf_dict(self, line: str, columns: dict) -> None:
         try:
-            obj = ast.literal_eval(line)
+            obj = ast.literal_eval(_NONFINITE.sub(r"\1'\2\3'", line))
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             return
         if not isinstance(obj, dict):
