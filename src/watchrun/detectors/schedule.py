@@ -59,8 +59,9 @@ def loss_cost(train: SeriesView | None, step: int, planned: int | None) -> str |
 class LrSchedule(Detector):
     """Learning-rate schedule mistakes, read from the logged learning rate.
 
-    - Warm-up that never ends: the LR still rising (`rising_points` increases in a row, at its
-      highest so far) past `past_fraction` of the planned length (the writer's own record; silent
+    - Warm-up that never ends: the LR has only risen since the first log, still rises
+      (`rising_points` increases in a row) and is >= `min_rise` x its first value, past
+      `past_fraction` of the planned length (the writer's own record; silent
       when the plan is unknown), or at the end of a run whose loop finished (HF train_runtime)
       having never decayed. WARNING when the loss shows the cost (flat for the first quarter of
       the plan: too low to learn; or climbed back >= 30% above its best: too high), INFO when the
@@ -76,7 +77,7 @@ class LrSchedule(Detector):
     DEFAULTS = {
         "rising_points": 5,
         "past_fraction": 0.5,
-        "min_rise": 0.02,
+        "min_rise": 2.0,
         "trough_fraction": 0.5,
         "annealed_fraction": 0.01,
     }
@@ -90,6 +91,7 @@ class LrSchedule(Detector):
         self.first = math.nan
         self.trough_step = 0
         self.bucket = -1
+        self.fell = False  # the LR has come down at least once
         self.last_step = -1
         self.support = 0  # logs that climbed to or held the peak
         self.descent = 0  # falling logs since the peak
@@ -129,6 +131,7 @@ class LrSchedule(Detector):
         if math.isnan(self.first):
             self.first = v
         rising = not math.isnan(self.last) and v > self.last
+        self.fell = self.fell or (not math.isnan(self.last) and v < self.last)
         if v > self.peak:
             self.peak, self.trough, self.descent = v, math.inf, 0
             self.support = self.run_up + 2 if rising else 1
@@ -164,10 +167,12 @@ class LrSchedule(Detector):
             self._warmup(view, sv, len(sv.values) - 1, "the end of the run, never having decayed")
 
     def _rising(self, sv: SeriesView, i: int, n: int) -> bool:
+        """A warm-up still under way: the LR has never come down since the first log, rose over
+        the last n logs, and is at least `min_rise` times where it started (a ramp, not a drift)."""
         w = sv.values[i - n + 1 : i + 1]
-        if not np.isfinite(w).all() or w[0] <= 0:
+        if self.fell or not np.isfinite(w).all() or w[0] <= 0 or not self.first > 0:
             return False
-        return bool(np.all(np.diff(w) > 0) and w[-1] / w[0] - 1 >= self.p["min_rise"])
+        return bool(np.all(np.diff(w) > 0) and w[-1] >= self.p["min_rise"] * self.first)
 
     def _warmup(self, view: RunView, sv: SeriesView, i: int, when: str) -> None:
         """INFO while the loss still falls; a WARNING (once) when it shows the cost."""
