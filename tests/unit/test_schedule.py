@@ -214,3 +214,22 @@ def test_scheduler_reset_mid_run_is_info(tmp_path):
     _, alerts = verdict(tmp_path)
     [reset] = of(alerts["reset"], "lr_schedule")
     assert reset.severity is Severity.INFO and 150 < reset.step < 160
+
+
+# -- frozen metrics ------------------------------------------------------------------------------
+
+
+def test_a_score_frozen_at_zero_is_called_even_when_training_has_converged(tmp_path):
+    """A detector whose labels lost their boxes: the train loss converges (to predicting nothing)
+    and precision sits at exactly 0 for the rest of the run. A flat score after convergence is
+    usually no news; a flat score of 0 is."""
+    rows = ["epoch,loss,val_loss,val_precision"]
+    for ep in range(14):
+        loss = 0.05 if ep >= 4 else 1.0 / (ep + 1)
+        rows.append(
+            f"{ep},{loss},{3.5 + 0.001 * ep},{[0.3, 0.2, 0.1, 0.05][ep] if ep < 4 else 0.0}"
+        )
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    _, alerts = verdict(tmp_path)
+    [stuck] = of(alerts["log.csv"], "stuck_metric")
+    assert stuck.step == 8 and "no right answer" in stuck.message

@@ -28,9 +28,12 @@ def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[flo
 
 
 class StuckMetric(Detector):
-    """An eval metric identical for `evals` evaluations in a row while the train loss moves (or
-    since the first eval: the evaluated model never changed) and the same split's loss is flat
-    too. A flat train loss is left to not_learning: a converged loss is flat too."""
+    """WARNING: an eval metric identical to the last digit for `evals` evaluations in a row while
+    the train loss moves (frozen statistics: the evaluation does not see training), or since the
+    first eval (the evaluated model never changed), or at a degenerate value (0 precision/recall/
+    mAP, an error rate of 1: the model outputs nothing useful); and the same split's loss is flat
+    too (a score's resolution can hide a model that still changes). A flat train loss with a flat
+    non-degenerate metric is left to not_learning: a converged run is flat too."""
 
     id = "stuck_metric"
     DEFAULTS = {"evals": 5, "loss_moved": 0.02}
@@ -105,9 +108,10 @@ class StuckMetric(Detector):
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
-            if i - n + 1 > 0 and not moving(first, last):
+            if i - n + 1 > 0 and not moving(first, last) and not _degenerate(sv, v):
                 continue  # everything converged: a flat metric is no news (unless it has
-                # never moved since the first eval: then the evaluated model never changed)
+                # never moved since the first eval: then the evaluated model never changed;
+                # or it sits at nothing right: then the model outputs nothing useful)
             self._fire(view, sv, i, n, v)
 
     @staticmethod
@@ -127,7 +131,11 @@ class StuckMetric(Detector):
             action = ("check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
                       "the optimizer?) and that the evaluation uses the trained weights")
         moved = train_moved(train, since, step) if train is not None else None
-        if moved is not None:
+        if _degenerate(sv, v) and i - n + 1 > 0:
+            while_txt = ": no right answer at all, the model outputs nothing useful"
+            action = ("check the labels reach the model (empty targets, a wrong class index), the data "
+                      "pipeline and the loss; compare with the first evals, where it scored above this")
+        elif moved is not None:
             a, b = moved
             if a > 0:
                 evidence |= {"train_loss_from": a, "train_loss_to": b}
@@ -140,6 +148,14 @@ class StuckMetric(Detector):
             f"{sv.name} unchanged at {fmt(v)} for {n} evals (since step {since}){while_txt}",
             evidence, action,
         )
+
+
+def _degenerate(sv: SeriesView, v: float) -> bool:
+    """A whole-run score at the value of no right answer: 0 precision/recall/F1/accuracy/mAP, or
+    an error rate of 1 (a class's own score at 0 is minority_class_hidden's)."""
+    if sv.role.cls is not None:
+        return False
+    return bool((sv.role.higher_better and v <= 0.0) or (sv.role.higher_better is False and sv.role.kind in ("wer", "cer") and v >= 1.0))
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
