@@ -374,7 +374,8 @@ class EarlyStopped(Detector):
         best = best or self._best(view)
         best_txt = ""
         if best is not None:
-            best_txt = f"; best {best[1]} {fmt(best[2])} at {view.run.step_unit} {best[0]}"
+            name = "eval (metric_for_best_model)" if best[1] == "best_metric" else best[1]
+            best_txt = f"; best {name} {fmt(best[2])} at {view.run.step_unit} {best[0]}"
             checkpoint = checkpoint or view.best_checkpoint(best[0], metric=best[1])
         checkpoint = checkpoint or view.best_checkpoint()
         metrics = [best[1]] if best is not None and best[1] in view.series else []
