@@ -122,6 +122,11 @@ class RunView:
             if scored:
                 pick_fn = min if role.higher_better is False else max
                 return os.path.basename(pick_fn(scored)[1])
+        if step is not None and ckpts:  # Lightning's `epoch=6-step=350.ckpt`: the global step after
+            # the step the metrics were logged at (metrics.csv logs at global_step - 1)
+            at_step = [c["path"] for c in ckpts if c.get("step") in (step, step + 1)]
+            if at_step:
+                return os.path.basename(at_step[0])
         if step is not None:
             saved = sorted(
                 {int(m.group(1)) for f in self.run.files for m in [_CKPT.search(f)] if m}

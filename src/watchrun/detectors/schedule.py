@@ -237,9 +237,10 @@ class EarlyStopped(Detector):
       fitness (0.1 mAP50 + 0.9 mAP50-95) `patience` epochs before the end is its EarlyStopping;
       otherwise the run was cut short (killed, crashed).
     - Keras `Epoch N: early stopping` and Lightning's `Monitored metric ... did not improve` lines.
-    - A planned length (HF max_steps, Keras `Epoch N/M`, a run card) not reached by a run whose
-      loop returned (HF train_runtime), or by an epoch-counted run: stopped by some callback or cut
-      short. A run a step or two short of max_steps (HF's epoch rounding) is not.
+    - A planned length (HF max_steps, Keras `Epoch N/M`, a run card, Lightning's max_epochs among
+      its hparams against its epoch column) not reached by a run whose loop returned (HF
+      train_runtime), or by an epoch-counted run: stopped by some callback or cut short. A run a
+      step or two short of max_steps (HF's epoch rounding) is not.
     """
 
     id = "early_stopped"
@@ -273,6 +274,17 @@ class EarlyStopped(Detector):
             self._ultralytics(view, last)
             return
         planned = view.planned_steps
+        epochs = view.series.get("epoch")
+        if (
+            run.step_unit != "epoch"
+            and view.planned_epochs
+            and epochs is not None
+            and len(epochs.values)
+        ):
+            done = int(np.nanmax(epochs.values)) + 1  # Lightning's epoch column counts from 0
+            if done < view.planned_epochs:
+                self._fire(view, last, f"stopped after epoch {done} of {view.planned_epochs}")
+            return
         if not planned:
             return
         if run.step_unit == "epoch":

@@ -93,7 +93,7 @@ class ConsoleSource(Source):
             return
         m = _EARLY.search(line)
         if m:
-            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3)}", None)
+            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3).rstrip('.')}", None)
             return
         m = _KERAS_EARLY.search(line)
         if m:
