@@ -186,3 +186,59 @@ def test_live_replay_gives_the_batch_alerts(src, tmp_path):
     finally:
         engine.stop_watching()
     assert keys(engine) == keys(batch)
+
+
+WRITER = """
+import sys, time
+fh = open(sys.argv[1], "a")
+fh.write("epoch,loss,val_loss\\n")
+for epoch in range(4):
+    fh.write(f"{epoch},{1 / (epoch + 1)},{1.1 / (epoch + 1)}\\n")
+    fh.flush()
+    time.sleep(0.05)
+print("written", flush=True)
+time.sleep(60)  # hung, the file still open (as Keras' CSVLogger keeps it)
+"""
+
+
+def test_silence_is_stalled_while_the_writer_lives_and_an_end_once_it_is_gone(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.csv"
+    engine = Engine([str(tmp_path)], config=LIVE)
+    engine.load()
+    engine.start_watching()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(log)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "written"
+        stalled = []
+        deadline = time.monotonic() + 20
+        while not stalled and time.monotonic() < deadline:
+            stalled = [a for a in engine.tick() if a.detector == "stalled"]
+            engine.wake.wait(0.1)
+        assert stalled and stalled[0].evidence["pid_alive"] is None  # found by its open file
+    finally:
+        proc.kill()
+        proc.wait()
+        engine.stop_watching()
+
+    other = tmp_path.parent / "ended"
+    other.mkdir()
+    (other / "log.csv").write_text("epoch,loss,val_loss\n0,1.0,1.1\n1,0.5,0.6\n")
+    engine = Engine([str(other)], config=LIVE)
+    engine.load()
+    engine.start_watching()
+    try:
+        with open(other / "log.csv", "a") as fh:
+            fh.write("2,0.4,0.5\n")
+        alerts, deadline = [], time.monotonic() + 20
+        while time.monotonic() < deadline and not engine.detectors.finalized_all():
+            alerts += engine.tick()
+            engine.wake.wait(0.1)
+        assert engine.store.runs["log.csv"].status in ENDED and engine.detectors.finalized_all()
+        assert not [a for a in alerts if a.detector == "stalled"]
+    finally:
+        engine.stop_watching()

@@ -83,7 +83,7 @@ class DetectorRunner:
     def finalized_all(self) -> bool:
         """Every run has had its end-of-run checks (tests wait on this, not on a clock)."""
         with self.store.lock:
-            return all(s.finalized for k, s in self.states.items() if k in self.store.runs)
+            return all(k in self.states and self.states[k].finalized for k in self.store.runs)
 
     def _process_run(self, run: Run, state: _RunState, final: bool) -> list[Alert]:
         out: list[Alert] = []
@@ -240,7 +240,8 @@ class DetectorRunner:
 
 
 def _writer_lives(run: Run) -> bool:
-    """The run's process (its recorded pid, or one holding its files open) is still alive."""
+    """The run's process (its recorded pid, or one holding its files open) is still alive, as
+    batch `check` judges it (runs_with_live_writer): a writer on another host is not seen."""
     alive = pid_alive(run.pid, run.host)
     if alive is not None:
         return alive
