@@ -1,8 +1,8 @@
 """Latency from a written record to the alert on stdout, per log format.
 
 One `watchrun check --follow --json` process watches a folder; for each format, a real writer
-(tensorboard's SummaryWriter via torch, Lightning's CSVLogger, a Keras-style CSVLogger file kept
-open and flushed per row as keras.callbacks.CSVLogger does, watchrun's own JSON-lines RunLogger,
+(tensorboard's SummaryWriter via torch, Lightning's CSVLogger, keras.callbacks.CSVLogger on the
+torch backend, watchrun's own JSON-lines RunLogger,
 transformers' TrainerState.save_to_json rewriting trainer_state.json, and a console log of HF
 Trainer dict lines) starts a new run, logs a few healthy points, and then a NaN loss. The time
 from the NaN's flush to the `nan_loss` alert line read from the follower's stdout is one trial.
@@ -14,7 +14,6 @@ Prints p50/p95/max per format, in seconds. The target is p95 <= 1 s.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -62,19 +61,20 @@ def lightning_csv(run: Path, _trial: int) -> Callable[[], None]:
 
 
 def keras_csv(run: Path, _trial: int) -> Callable[[], None]:
-    """keras.callbacks.CSVLogger: the file stays open for the whole fit(), one row per epoch
-    written with csv.DictWriter and flushed."""
+    """keras.callbacks.CSVLogger itself (Keras 3 on the installed torch backend), driven through
+    its callback hooks as fit() drives them: the file stays open, one row per epoch, flushed."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
     run.mkdir(parents=True, exist_ok=True)
-    fh = open(run / "training_log.csv", "a", newline="")  # noqa: SIM115 - open for the whole fit
-    writer = csv.DictWriter(fh, fieldnames=["epoch", "loss", "val_loss"])
-    writer.writeheader()
+    logger = keras.callbacks.CSVLogger(str(run / "training_log.csv"))
+    logger.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    logger.on_train_begin()
     for epoch in range(HEALTHY):
-        writer.writerow({"epoch": epoch, "loss": 1.0 / (epoch + 1), "val_loss": 1.1 / (epoch + 1)})
-        fh.flush()
+        logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 1.1 / (epoch + 1)})
 
     def nan() -> None:
-        writer.writerow({"epoch": HEALTHY, "loss": "nan", "val_loss": "nan"})
-        fh.flush()
+        logger.on_epoch_end(HEALTHY, {"loss": math.nan, "val_loss": math.nan})
 
     return nan
 
