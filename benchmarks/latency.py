@@ -7,7 +7,8 @@ transformers' TrainerState.save_to_json rewriting trainer_state.json, and a cons
 Trainer dict lines) starts a new run, logs a few healthy points, and then a NaN loss. The time
 from the NaN's flush to the `nan_loss` alert line read from the follower's stdout is one trial.
 
-    python benchmarks/latency.py [TRIALS_PER_FORMAT]   (default 20)
+    python benchmarks/latency.py [TRIALS_PER_FORMAT [FORMAT ...]] [--poll SECONDS]
+    (20 trials of every format by default; --poll: the follower polls instead of file events)
 
 Prints p50/p95/max per format, in seconds. The target is p95 <= 1 s.
 """
@@ -140,7 +141,7 @@ def _reader(proc: subprocess.Popen, out: queue.Queue) -> None:
         out.put((time.time(), line))
 
 
-def measure(name: str, make: Writer, trials: int, root: Path) -> list[float]:
+def measure(name: str, make: Writer, trials: int, root: Path, extra: list[str]) -> list[float]:
     folder = root / name
     folder.mkdir()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -152,6 +153,7 @@ def measure(name: str, make: Writer, trials: int, root: Path) -> list[float]:
             "check",
             "--follow",
             "--json",
+            *extra,
             str(folder),
         ],
         stdout=subprocess.PIPE,
@@ -196,12 +198,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    only = sys.argv[2:] or list(FORMATS)
+    args = sys.argv[1:]
+    extra: list[str] = []
+    if "--poll" in args:
+        i = args.index("--poll")
+        extra, args = args[i : i + 2], args[:i] + args[i + 2 :]
+    trials = int(args[0]) if args else 20
+    only = args[1:] or list(FORMATS)
     print(f"{'format':<18} {'trials':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in only:
-            got = measure(name, FORMATS[name], trials, Path(tmp))
+            got = measure(name, FORMATS[name], trials, Path(tmp), extra)
             print(
                 f"{name:<18} {len(got):>6} {pct(got, 0.5):>7.2f} {pct(got, 0.95):>7.2f} {max(got):>7.2f}",
                 flush=True,

@@ -248,7 +248,9 @@ class Engine:
         dirty, self.dirty = self.dirty, set()
         full_every = self.poll_seconds if not self.watching else max(self.poll_seconds, 2.0)
         # with file events, creations trigger a rescan at once; the timed walk is a safety net
-        rescan_every = max(30.0 if self.watching else 10.0, 50 * self._scan_cost)
+        # without them (polling), a new run is found at the next walk: each poll's, unless the
+        # walk is costly (at most 2% of the time walking)
+        rescan_every = max(30.0 if self.watching else self.poll_seconds, 50 * self._scan_cost)
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0
