@@ -261,11 +261,11 @@ class EarlyStopped(Detector):
                 f"(patience {patience}), at step {step}" + self._of_planned(view, step),
             )
             return
-        for step, message in run.events:
+        for at, message in run.events:
             if "early stopping" in message:
                 self._fire(
                     view,
-                    last if step is None else int(step),
+                    last if at is None else int(at),
                     message,
                     self._monitored(view, message),
                 )
