@@ -223,6 +223,7 @@ def test_silence_is_stalled_while_the_writer_lives_and_an_end_once_it_is_gone(tm
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
         engine.stop_watching()
 
     other = tmp_path.parent / "ended"
