@@ -73,7 +73,7 @@ def parse_target(text: str) -> Target:
 
 @dataclass(frozen=True)
 class Config:
-    settle_seconds: float = 2.0
+    settle_seconds: float = 0.5  # quiet time after which the last points count as complete
     stale_seconds: float = 120.0
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()

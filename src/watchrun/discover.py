@@ -144,6 +144,8 @@ def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
         spec(dirpath).add("lightning-csv", path)
     elif name == "hparams.yaml" and (dirname.startswith("version_") or _has(dirpath, "metrics.csv")):
         spec(dirpath).add("hparams-yaml", path)
+    elif name == "args.yaml" and _has(dirpath, "results.csv"):  # Ultralytics: joins its results.csv
+        spec(os.path.join(dirpath, "results.csv")).add("ultralytics-args", path)
     elif name == "meta.yaml" and _is_mlflow_run(dirpath):
         spec(dirpath).add("mlflow", path)
     elif _mlflow_run_of(dirpath, ("metrics", "params", "tags")):

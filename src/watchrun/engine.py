@@ -33,6 +33,7 @@ from watchrun.sources.runcard import RunCardSource
 from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
+from watchrun.sources.ultralytics import UltralyticsArgsSource
 from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
 
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
     from watchrun.gpu import Sampler
 
 STEP_UNITS = {"keras-csv": "epoch"}
-HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card"}
+HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card",
+                     "ultralytics-args"}
 
 
 def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
@@ -62,6 +64,8 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
         return MlflowSqliteSource(store, key)
     if fmt == "run-card":
         return RunCardSource(store, key)
+    if fmt == "ultralytics-args":
+        return UltralyticsArgsSource(store, key)
     if fmt == "trackio":
         return TrackioSource(store, key)
     if fmt == "dvclive":
@@ -277,7 +281,9 @@ class Engine:
         dirty, self.dirty = self.dirty, set()
         full_every = self.poll_seconds if not self.watching else max(self.poll_seconds, 2.0)
         # with file events, creations trigger a rescan at once; the timed walk is a safety net
-        rescan_every = max(30.0 if self.watching else 10.0, 50 * self._scan_cost)
+        # without them (polling), a new run is found at the next walk: each poll's, unless the
+        # walk is costly (at most 2% of the time walking)
+        rescan_every = max(30.0 if self.watching else self.poll_seconds, 50 * self._scan_cost)
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0
@@ -286,10 +292,13 @@ class Engine:
             self._last_full_poll = now
         elif dirty:
             added += self.poll(paths=dirty)
-        if added:
+        ended_before = self._ended_keys()
+        self.update_statuses()
+        # a run that has just ended (its final record read, its writer gone, quiet for far longer
+        # than usual) gets its end-of-run checks once settled, as a batch verdict gives them
+        if added or self._ended_keys() - ended_before:
             self._last_data = now
             self._settled = False
-        self.update_statuses()
         quiet = now - self._last_data >= self.config.settle_seconds
         alerts = self.detect(final=quiet and not self._settled)
         if quiet:
@@ -336,7 +345,7 @@ class Engine:
                     on_error(message)
                 if on_tick is not None:
                     on_tick()
-                self.wake.wait(timeout=self.poll_seconds if not self.watching else 2.0)
+                self.wake.wait(timeout=self._next_wake())
                 self.wake.clear()
                 # let a burst of writes land before reading it
                 if not stop.is_set():
@@ -369,6 +378,18 @@ class Engine:
                     run.stopped = True
                 self.store.add_alert(Alert(key, kind, Severity.INFO, run.last_step() or 0, [],
                                            outcome, {}, ""))
+
+    def _ended_keys(self) -> set[str]:
+        with self.store.lock:
+            return {k for k, r in self.store.runs.items() if r.status in ENDED}
+
+    def _next_wake(self) -> float:
+        """Seconds until the next round: the poll interval (file events wake it sooner), or the
+        moment the last data settles, so that an alert waiting on it is raised then."""
+        wait = self.poll_seconds if not self.watching else 2.0
+        if not self._settled:
+            wait = min(wait, max(0.0, self._last_data + self.config.settle_seconds - time.monotonic()))
+        return wait
 
     # -- status -------------------------------------------------------------------------------
     def update_statuses(self) -> None:

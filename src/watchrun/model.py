@@ -253,7 +253,7 @@ class Run:
     hparams: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # best checkpoint, max_steps, eval_steps...
     summary: dict[str, float] = field(default_factory=dict)  # final results (all_results.json...)
-    events: list[tuple[int, str]] = field(default_factory=list)  # (step, message): early stop...
+    events: list[tuple[int | None, str]] = field(default_factory=list)  # (step or None: the end, message)
     warnings: list[str] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
     step_unit: str = "step"

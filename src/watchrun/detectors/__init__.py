@@ -6,13 +6,8 @@ from watchrun.detectors.ctc import BlankCollapse
 from watchrun.detectors.evaluation import PerfectValidation, SparseEval
 from watchrun.detectors.fitting import NotLearning, Overfitting, Underfitting
 from watchrun.detectors.gpu import GpuMemory, GpuStarved, HostMemoryLeak
-from watchrun.detectors.progress import (
-    EarlyStopped,
-    LossAtChance,
-    LrSchedule,
-    StuckMetric,
-    TargetMiss,
-)
+from watchrun.detectors.progress import LossAtChance, StuckMetric, TargetMiss
+from watchrun.detectors.schedule import EarlyStopped, LrSchedule
 from watchrun.detectors.stability import Divergence, GradSpike, NanLoss
 
 ALL_DETECTORS = [

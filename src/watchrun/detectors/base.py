@@ -95,8 +95,23 @@ class RunView:
 
     @property
     def planned_steps(self) -> int | None:
-        v = self.run.meta.get("max_steps")
-        return int(v) if isinstance(v, (int, float)) and v > 0 else None
+        """The planned length in the run's step unit, as the writer itself recorded it: HF's
+        max_steps (trainer_state.json, the console's `Total optimization steps`) or a run card's;
+        for a run counted in epochs, the planned epochs (see `planned_epochs`). None when unknown,
+        and rules that need it stay silent. Never a progress bar's total: any bar has one."""
+        if self.run.step_unit == "epoch":
+            return self.planned_epochs
+        return _positive_int(self.run.meta.get("max_steps"))
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """Keras' `Epoch N/M`, Ultralytics' args.yaml `epochs`, a run card's max_epochs, or a
+        `max_epochs` the run saved among its hyperparameters (Lightning)."""
+        v = _positive_int(self.run.meta.get("max_epochs"))
+        if v is None:
+            v = next((_positive_int(hv) for hk, hv in self.run.hparams.items()
+                      if hk.rsplit("/", 1)[-1].rsplit(".", 1)[-1] == "max_epochs"), None)
+        return v
 
     def best_checkpoint(self, step: int | None = None, metric: str | None = None) -> str | None:
         """The run's best checkpoint: as the logs name it, else the one saved at `step`."""
@@ -108,6 +123,11 @@ class RunView:
             if scored:
                 pick_fn = min if role.higher_better is False else max
                 return os.path.basename(pick_fn(scored)[1])
+        if step is not None and ckpts:  # Lightning's `epoch=6-step=350.ckpt`: the global step after
+            # the step the metrics were logged at (metrics.csv logs at global_step - 1)
+            at_step = [c["path"] for c in ckpts if c.get("step") in (step, step + 1)]
+            if at_step:
+                return os.path.basename(at_step[0])
         if step is not None:
             saved = sorted(
                 {int(m.group(1)) for f in self.run.files for m in [_CKPT.search(f)] if m}
@@ -135,6 +155,12 @@ class RunView:
                         return k
         family = {sv.role.cls for sv in self.series.values() if sv.role.cls is not None}
         return len(family) if len(family) >= 2 else None
+
+
+def _positive_int(v: Any) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return int(v) if 0 < v < 2**62 else None  # HF writes sys.maxsize epochs for step-driven runs
 
 
 @dataclass

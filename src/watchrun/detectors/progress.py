@@ -1,5 +1,5 @@
 """Is the run getting anywhere? A metric that no longer moves, a loss at chance level, a target
-out of reach, a learning-rate schedule that never decays, a run that stopped early."""
+out of reach. (The schedule's rules, learning rate and early stopping, are in schedule.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from watchrun.config import Target
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct, step_noise
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, step_noise
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
@@ -28,9 +28,12 @@ def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[flo
 
 
 class StuckMetric(Detector):
-    """An eval metric identical for `evals` evaluations in a row while the train loss moves (or
-    since the first eval: the evaluated model never changed) and the same split's loss is flat
-    too. A flat train loss is left to not_learning: a converged loss is flat too."""
+    """WARNING: an eval metric identical to the last digit for `evals` evaluations in a row while
+    the train loss moves (frozen statistics: the evaluation does not see training), or since the
+    first eval (the evaluated model never changed), or at a degenerate value (0 precision/recall/
+    mAP, an error rate of 1: the model outputs nothing useful); and the same split's loss is flat
+    too (a score's resolution can hide a model that still changes). A flat train loss with a flat
+    non-degenerate metric is left to not_learning: a converged run is flat too."""
 
     id = "stuck_metric"
     DEFAULTS = {"evals": 5, "loss_moved": 0.02}
@@ -105,9 +108,10 @@ class StuckMetric(Detector):
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
-            if i - n + 1 > 0 and not moving(first, last):
+            if i - n + 1 > 0 and not moving(first, last) and not _degenerate(sv, v):
                 continue  # everything converged: a flat metric is no news (unless it has
-                # never moved since the first eval: then the evaluated model never changed)
+                # never moved since the first eval: then the evaluated model never changed;
+                # or it sits at nothing right: then the model outputs nothing useful)
             self._fire(view, sv, i, n, v)
 
     @staticmethod
@@ -127,7 +131,11 @@ class StuckMetric(Detector):
             action = ("check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
                       "the optimizer?) and that the evaluation uses the trained weights")
         moved = train_moved(train, since, step) if train is not None else None
-        if moved is not None:
+        if _degenerate(sv, v) and i - n + 1 > 0:
+            while_txt = ": no right answer at all, the model outputs nothing useful"
+            action = ("check the labels reach the model (empty targets, a wrong class index), the data "
+                      "pipeline and the loss; compare with the first evals, where it scored above this")
+        elif moved is not None:
             a, b = moved
             if a > 0:
                 evidence |= {"train_loss_from": a, "train_loss_to": b}
@@ -140,6 +148,14 @@ class StuckMetric(Detector):
             f"{sv.name} unchanged at {fmt(v)} for {n} evals (since step {since}){while_txt}",
             evidence, action,
         )
+
+
+def _degenerate(sv: SeriesView, v: float) -> bool:
+    """A whole-run score at the value of no right answer: 0 precision/recall/F1/accuracy/mAP, or
+    an error rate of 1 (a class's own score at 0 is minority_class_hidden's)."""
+    if sv.role.cls is not None:
+        return False
+    return bool((sv.role.higher_better and v <= 0.0) or (sv.role.higher_better is False and sv.role.kind in ("wer", "cer") and v >= 1.0))
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
@@ -356,88 +372,4 @@ class TargetMiss(Detector):
             {"best": best, "best_step": bstep, "target": str(t)},
             "the current setup will not reach the target: change the model, features or data "
             "rather than training longer",
-        )
-
-
-class LrSchedule(Detector):
-    """The learning rate is still rising past half of the planned run (a warm-up that never ends),
-    or at the end of the run."""
-
-    id = "lr_schedule"
-    DEFAULTS = {"rising_points": 5, "past_fraction": 0.5, "min_rise": 0.02}
-
-    def update(self, view: RunView) -> None:
-        sv = view.lr()
-        planned = view.planned_steps
-        if sv is None or not planned or sv.new_from >= len(sv.values):
-            return
-        n = int(self.p["rising_points"])
-        for i in sv.new:
-            if sv.steps[i] < self.p["past_fraction"] * planned or i + 1 < n:
-                continue
-            if self._rising(sv, i, n):
-                self._fire(view, sv, i, f"{pct(sv.steps[i] / planned)} of the planned {planned} steps")
-                break
-
-    def finalize(self, view: RunView) -> None:
-        sv = view.lr()
-        n = int(self.p["rising_points"])
-        if sv is not None and len(sv.values) >= n and self._rising(sv, len(sv.values) - 1, n):
-            if np.all(np.diff(sv.values[np.isfinite(sv.values)]) >= 0):
-                self._fire(view, sv, len(sv.values) - 1, "the end of the run, never having decayed")
-
-    def _rising(self, sv: SeriesView, i: int, n: int) -> bool:
-        w = sv.values[i - n + 1 : i + 1]
-        if not np.isfinite(w).all() or w[0] <= 0:
-            return False
-        top = np.nanmax(sv.values[: i + 1])
-        return bool(np.all(np.diff(w) > 0) and w[-1] >= top and w[-1] / w[0] - 1 >= self.p["min_rise"])
-
-    def _fire(self, view: RunView, sv: SeriesView, i: int, when: str) -> None:
-        step = int(sv.steps[i])
-        first = float(sv.values[np.isfinite(sv.values)][0])
-        self.fire(
-            sv.name, Severity.WARNING, step, [sv.name],
-            f"learning rate still rising at {when} ({fmt(first)} -> {fmt(float(sv.values[i]))}): "
-            "the warm-up never ends",
-            {"lr": float(sv.values[i]), "first_lr": first},
-            "check warmup_steps / warmup_ratio against the total steps, and the scheduler's "
-            "step interval (per step vs per epoch)",
-        )
-
-
-class EarlyStopped(Detector):
-    """The run ended before its planned length (HF max_steps, Keras `Epoch N/M`), or an early
-    stopping callback said so."""
-
-    id = "early_stopped"
-
-    def finalize(self, view: RunView) -> None:
-        run = view.run
-        for step, message in run.events:
-            if "early stopping" in message:
-                self._fire(view, step, message)
-                return
-        planned = view.planned_steps
-        last = run.meta.get("global_step") or run.last_step()
-        if planned and last and last < planned and run.summary.get("train_runtime") is not None:
-            self._fire(view, int(last), f"stopped at step {last} of {planned}")
-            return
-        max_epochs = run.meta.get("max_epochs")
-        if max_epochs and run.step_unit == "epoch" and last is not None and last + 1 < max_epochs:
-            self._fire(view, int(last), f"stopped after epoch {last + 1} of {max_epochs}")
-
-    def _fire(self, view: RunView, step: int, what: str) -> None:
-        val = view.pick("val", "loss")
-        best_txt, best_step = "", None
-        if val is not None and len(val.values) and np.isfinite(val.values).any():
-            j = int(np.nanargmin(val.values))
-            best_step = int(val.steps[j])
-            best_txt = f"; best {val.name} {fmt(float(val.values[j]))} at step {best_step}"
-        ckpt = view.best_checkpoint(best_step, metric=val.name if val else None)
-        self.fire(
-            "early", Severity.INFO, step, [val.name] if val else [],
-            f"early stopped: {what}{best_txt}" + (f" ({ckpt})" if ckpt else ""),
-            {"best_step": best_step, "best_checkpoint": ckpt},
-            "use the best checkpoint, not the last one",
         )

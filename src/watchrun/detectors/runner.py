@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from watchrun.config import Config, run_targets
+from watchrun.control import runs_with_live_writer, writer_alive
 from watchrun.detectors import ALL_DETECTORS
 from watchrun.detectors.base import Detector, RunView, SeriesView
 from watchrun.model import Alert, Run, RunStatus, Severity
@@ -47,8 +48,10 @@ class _RunState:
     cursors: dict[str, int] = field(default_factory=dict)  # absolute index processed
     version: int = -1
     finalized: bool = False
+    final_points: int = 0  # the run's points when it was last finalized
     open_alerts: dict[tuple[str, str], Alert] = field(default_factory=dict)
     stalled_open: bool = False
+    quiet_judged: bool = False  # the current silence has been judged (hang or end)
     fired: set[tuple[str, str]] = field(default_factory=set)
     targets: list | None = None
 
@@ -100,6 +103,11 @@ class DetectorRunner:
                 state.version = run.version
         return new_alerts
 
+    def finalized_all(self) -> bool:
+        """Every run has had its end-of-run checks (tests wait on this, not on a clock)."""
+        with self.store.lock:
+            return all(k in self.states and self.states[k].finalized for k in self.store.runs)
+
     def _process_run(self, run: Run, state: _RunState, final: bool) -> list[Alert]:
         out: list[Alert] = []
         if state.targets is None:
@@ -119,6 +127,8 @@ class DetectorRunner:
                 break
             out += self._restart(run, state)
         ended = final and (run.status in ENDED or run.key in self.ended_now)
+        if state.finalized and run.points() != state.final_points:
+            state.finalized = False  # points read after the end (a final state file written last)
         if ended and not state.finalized:
             view = self._view(run, state, settle_all=True, advance=False)
             view.ended = True
@@ -126,6 +136,7 @@ class DetectorRunner:
                 self._call(det, "finalize", run, state, view)
                 out += self._collect(run, state, view)
             state.finalized = True
+            state.final_points = run.points()
         elif run.status not in ENDED and run.key not in self.ended_now:
             state.finalized = False
         return out
@@ -215,9 +226,10 @@ class DetectorRunner:
 
     # -- not step-driven ----------------------------------------------------------------------
     def check_stalled(self, now: float | None = None) -> list[Alert]:
-        """Runs seen writing in this session that went silent for much longer than usual: only
-        while their writer may still live (a run whose writer exited is finished, not stalled)
-        and against a usual interval measured from several writes."""
+        """Runs seen writing in this session that went silent for much longer than usual while
+        their writer still lives (a hang), against a usual interval measured from several
+        writes. A run whose writer is gone, or that no process is known to write, has ended: it
+        gets its end-of-run checks, as in a batch verdict, and no `stalled` warning."""
         now = now or time.time()
         out: list[Alert] = []
         if not self.config.enabled("stalled"):
@@ -231,14 +243,17 @@ class DetectorRunner:
                     continue
                 silent = now - run.last_write
                 limit = stale_limit(run, self.config)
-                if silent > limit and not state.stalled_open:
+                if silent > limit and not state.stalled_open and not state.quiet_judged:
+                    state.quiet_judged = True
+                    if not _writer_lives(run):
+                        continue
                     state.stalled_open = True
                     alert = _stalled_alert(run, silent, now)
                     state.open_alerts[("stalled", "")] = alert
                     self.store.add_alert(alert)
                     out.append(alert)
-                elif silent <= limit and state.stalled_open:
-                    state.stalled_open = False
+                elif silent <= limit and (state.stalled_open or state.quiet_judged):
+                    state.stalled_open = state.quiet_judged = False
                     old = state.open_alerts.pop(("stalled", ""), None)
                     if old:
                         old.open = False
@@ -277,6 +292,15 @@ def duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _writer_lives(run: Run) -> bool:
+    """The run's process (its recorded pid, or one holding its files open) is still alive, as
+    batch `check` judges it (runs_with_live_writer): a writer on another host is not seen."""
+    alive = writer_alive(run)  # verified: a reused pid is not the writer
+    if alive is not None:
+        return alive
+    return run.key in runs_with_live_writer([run])
 
 
 def typical_interval(run: Run) -> float:

@@ -6,7 +6,10 @@ Recognised lines:
   `450/1000 [..]`, updated with carriage returns) when the dict was printed.
 - Keras fit: `Epoch 3/20` then `... - loss: 0.2 - val_loss: 0.3` (epoch rows, 0-based like CSVLogger).
 - Lightning EarlyStopping (`Monitored metric val_loss did not improve ... Signaling Trainer to
-  stop`) and Keras `Epoch 7: early stopping`: kept as run events.
+  stop`) and Keras `Epoch 7: early stopping`: kept as run events (Keras' at its 0-based epoch;
+  Lightning's names no step in the run's unit, so it is kept without one: the end of the run).
+- HF Trainer's header (`Num Epochs = 10`, `Total optimization steps = 8,760`): the planned length.
+  A progress bar's total is never taken as the plan: any bar (`Writing model shards: 1/1`) has one.
 - Hand-written loops: a line that names an epoch/step/iteration number and `name: value` or
   `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`); PyTorch's examples
   (`Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21`, then `Test set: Average loss: 0.03,
@@ -58,6 +61,9 @@ _EARLY = re.compile(
     r"Best score: ([-\d.eE+naif]{1,40})"
 )
 _KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
+# Python prints a NaN or infinite float as a bare `nan`/`inf`, which literal_eval rejects: quoted
+# so that to_float reads them (`{'loss': nan}` is HF Trainer's line for a NaN loss)
+_NONFINITE = re.compile(r"([:\[,][ \t]{0,8})(-?)(nan|inf)\b")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
@@ -164,15 +170,16 @@ class ConsoleSource(Source):
             return
         m = _EARLY.search(line)
         if m:
-            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3)}")
+            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3).rstrip('.')}", None)
             return
         m = _KERAS_EARLY.search(line)
         if m:
-            self._event(f"early stopping at epoch {m.group(1)}")
+            self._event(f"early stopping at epoch {m.group(1)}", int(m.group(1)) - 1)
             return
         m = _HF_NUM_EPOCHS.match(line)
         if m:
             self.num_epochs = int(m.group(1).replace(",", ""))
+            self.store.update(self.key, meta={"num_train_epochs": self.num_epochs})
             return
         m = _HF_TOTAL_STEPS.match(line)
         if m:  # the training bar is the one with this total (not a dataset map before it)
@@ -188,7 +195,6 @@ class ConsoleSource(Source):
             elif total >= self.train_total:
                 self.train_total = total
                 self.train_pos = n
-                self.store.update(self.key, meta={"max_steps": total})
         if self.keras_epoch is not None:
             bar = _KERAS_BAR.match(line)
             if bar and bar.group(1) == bar.group(2) and " - " in line:
@@ -230,7 +236,7 @@ class ConsoleSource(Source):
 
     def _hf_dict(self, line: str, columns: dict) -> None:
         try:
-            obj = ast.literal_eval(line)
+            obj = ast.literal_eval(_NONFINITE.sub(r"\1'\2\3'", line))
         except Exception:  # noqa: BLE001 - not a literal (or a hostile one): not a metrics dict
             return
         if not isinstance(obj, dict):
@@ -321,7 +327,8 @@ class ConsoleSource(Source):
             found += 1
         return found
 
-    def _event(self, message: str) -> None:
+    def _event(self, message: str, step: int | None) -> None:
+        """A run event at `step` (None: the line names no step in the run's unit; the event
+        belongs to the end of the run)."""
         run = self.store.run(self.key)
-        step = run.last_step() or 0
         self.store.update(self.key, events=run.events + [(step, message)])

@@ -79,6 +79,7 @@ class HfTrainerSource(Source):
 
     def _state(self, doc: dict[str, Any], path: str) -> int:
         meta = _meta(doc)
+        meta.update(early_stopping_state(doc))
         is_checkpoint = bool(_CHECKPOINT.search(os.path.dirname(path)))
         run = self.store.run(self.key)
         current = run.meta.get("global_step", -1)
@@ -149,6 +150,28 @@ def _meta(doc: dict[str, Any]) -> dict[str, Any]:
             if step is not None:
                 meta[k] = step
     return meta
+
+
+def early_stopping_state(doc: dict[str, Any]) -> dict[str, int]:
+    """EarlyStoppingCallback's saved state (transformers >= 4.41 keeps each stateful callback in
+    `stateful_callbacks`, several instances of one class as a list): its patience and how many
+    evaluations in a row have not improved. Empty when the run has no such callback."""
+    callbacks = doc.get("stateful_callbacks")
+    state = callbacks.get("EarlyStoppingCallback") if isinstance(callbacks, dict) else None
+    if isinstance(state, list):
+        state = state[-1] if state else None
+    if not isinstance(state, dict):
+        return {}
+    args, attributes = state.get("args"), state.get("attributes")
+    patience = to_step(args.get("early_stopping_patience")) if isinstance(args, dict) else None
+    counter = (
+        to_step(attributes.get("early_stopping_patience_counter"))
+        if isinstance(attributes, dict)
+        else None
+    )
+    if patience is None or patience <= 0 or counter is None:
+        return {}
+    return {"patience": patience, "patience_counter": counter}
 
 
 def _rel(path: str) -> str:

@@ -50,7 +50,7 @@ class AlertsTable(DataTable):
             for i, (step, message) in enumerate(run.events):
                 rows[f"event#{i}"] = (
                     Text("event", style=self.palette.info),
-                    Text(str(step)),
+                    Text("end" if step is None else str(step)),  # None: at the run's end
                     Text("run"),
                     Text(printable(message)),
                 )

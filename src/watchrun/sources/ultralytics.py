@@ -1,0 +1,39 @@
+"""Ultralytics (YOLOv5/v8/11) run directories: `args.yaml`, written once when training starts,
+next to `results.csv` (one row per epoch, read as a Keras-style CSV).
+
+args.yaml is the run's own record of its schedule: `epochs` (the planned length) and `patience`
+(EarlyStopping's epochs without a better fitness). Kept as the run's meta (`max_epochs`,
+`patience`, `library`) so that early stopping is read from the library's rule, and the numeric
+and text settings as hparams.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from watchrun.sources.base import Source
+from watchrun.sources.table import flatten
+from watchrun.tail import FileCursor
+
+
+class UltralyticsArgsSource(Source):
+    format = "ultralytics-args"
+    stream = "ultralytics-args"
+
+    def read(self, cursor: FileCursor) -> int:
+        try:
+            doc = yaml.safe_load(cursor.read_all())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            cursor.mtime_ns = -1  # being written: look again at the next poll
+            return 0
+        except FileNotFoundError:
+            return 0
+        if not isinstance(doc, dict):
+            return 0
+        meta: dict[str, object] = {"library": "ultralytics"}
+        for key, meta_key in (("epochs", "max_epochs"), ("patience", "patience")):
+            value = doc.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                meta[meta_key] = value
+        self.store.update(self.key, meta=meta, hparams=flatten(doc))
+        return 0
