@@ -68,8 +68,10 @@ def test_real_runs(real, key):
 
 def test_seed_numbers_in_the_messages(real):
     fin = {a.detector: a for a in real["hf-financial-sentiment-overfit"]}
-    assert fin["minority_class_hidden"].step == 1035  # the first eval already shows it
-    assert "eval_macro_f1 0.1897" in fin["minority_class_hidden"].message
+    # not at the first eval (acc 0.90, macro F1 0.19: the model has not learned yet), at the
+    # first eval after it where accuracy looks good again (0.78) and macro F1 is still 0.21
+    assert fin["minority_class_hidden"].step == 6210
+    assert "eval_macro_f1 0.2076" in fin["minority_class_hidden"].message
     over = fin["overfitting"]
     assert over.evidence["best_step"] == 3105 and over.step == 8280
     whisper = {a.detector: a for a in real["hf-whisper-small-hi-overfit"]}["overfitting"]

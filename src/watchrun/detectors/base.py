@@ -220,3 +220,13 @@ def pct(x: float) -> str:
 def median_finite(values: np.ndarray) -> float:
     v = values[np.isfinite(values)]
     return float(np.median(v)) if len(v) else math.nan
+
+
+def warming_up(view: RunView, step: int) -> bool:
+    """The learning rate is still rising at `step` (a warm-up, OneCycle's first phase): the
+    model has not had its chance to learn yet, so only what is conclusive already is said."""
+    lr = view.lr()
+    if lr is None:
+        return False
+    j = lr.at_or_before(step)
+    return j >= 1 and bool(np.isfinite(lr.values[j - 1 : j + 1]).all()) and lr.values[j] > lr.values[j - 1] * 1.001

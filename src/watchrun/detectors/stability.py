@@ -11,32 +11,109 @@ from watchrun.model import Severity
 
 
 class NanLoss(Detector):
-    """Critical at the first NaN/inf in a loss. A gradient norm that is NaN/inf for one logging
-    step is what fp16 loss scaling does on healthy runs: it counts only when it persists."""
+    """A loss that turns NaN/inf and stays so: the weights are NaN, nothing after it trains.
+
+    - critical: a train loss non-finite at `persist` logs in a row, or non-finite at a step where
+      a validation loss is non-finite too (evaluated with the same weights: both broken means
+      the weights are), or non-finite at the last log of a run that has ended.
+    - info: a train loss non-finite at one log and finite at the next (an fp16 overflow: the
+      loss scaler skipped that batch, or one bad batch in an epoch mean); a validation loss
+      non-finite while the train loss is finite (the evaluation overflowed, the weights are
+      fine), unless it never recovers (warning at the run's end). Without a train loss the
+      validation loss plays its role.
+    - a gradient norm non-finite for `grad_norm_persist` logs in a row (one is what fp16 loss
+      scaling does on healthy runs): critical.
+    The alert's step is the first non-finite log of the episode."""
 
     id = "nan_loss"
-    DEFAULTS = {"grad_norm_persist": 3}
+    DEFAULTS = {"grad_norm_persist": 3, "persist": 2}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.grad_bad_run: dict[str, int] = {}
+        self.bad_from: dict[str, int] = {}  # loss -> index where its current non-finite run began
 
     def update(self, view: RunView) -> None:
+        losses = [sv for sv in view.series.values() if sv.role.kind == "loss"]
+        primary = {sv.name for sv in losses if not _judged_by_train(sv, losses)}
+        for sv in losses:
+            self._loss(view, sv, sv.name in primary, losses)
         for sv in view.series.values():
-            if sv.role.kind == "loss":
-                self._loss(view, sv)
-            elif sv.role.kind == "grad_norm":
+            if sv.role.kind == "grad_norm":
                 self._grad(view, sv)
 
-    def _loss(self, view: RunView, sv: SeriesView) -> None:
-        if sv.name in self.open or sv.new_from >= len(sv.values):
-            return
+    def finalize(self, view: RunView) -> None:
+        """The run ended on a non-finite loss: it never recovered."""
+        losses = [sv for sv in view.series.values() if sv.role.kind == "loss"]
+        for sv in losses:
+            start = self.bad_from.get(sv.name)
+            if start is None or sv.name in self.open:
+                continue
+            if not _judged_by_train(sv, losses):
+                self._fire(view, sv, start, " at the last log of the run", Severity.CRITICAL)
+            else:
+                self.clear("eval:" + sv.name)  # the info said it might pass; it did not
+                self._fire(view, sv, start, " and never recovered; the train loss is finite",
+                           Severity.WARNING, key="never:" + sv.name,
+                           action="the model cannot be judged on this validation set: evaluate in "
+                           "fp32 or bf16 and check the validation data for empty or degenerate batches")
+
+    def _loss(self, view: RunView, sv: SeriesView, primary: bool, losses: list[SeriesView]) -> None:
         new = sv.values[sv.new_from :]
-        bad = np.flatnonzero(~np.isfinite(new))
-        if len(bad) == 0:
+        if len(new) == 0:
             return
-        i = sv.new_from + int(bad[0])
-        self._fire(view, sv, i, "")
+        if sv.name not in self.bad_from and np.isfinite(new).all():
+            return  # the vectorised equivalent of the walk below
+        for i in sv.new:
+            if math.isfinite(sv.values[i]):
+                self._recovered(view, sv, i, primary)
+                continue
+            start = self.bad_from.setdefault(sv.name, i)
+            if sv.name in self.open:
+                continue
+            step = int(sv.steps[i])
+            if primary:
+                evals = [v.name for v in losses if v.role.split in ("val", "test")
+                         and not math.isfinite(v.exact(step)) and v.at_or_before(step) >= 0
+                         and int(v.steps[v.at_or_before(step)]) == step]
+                if i - start + 1 >= self.p["persist"]:
+                    self._fire(view, sv, start, f" for {i - start + 1} logs in a row", Severity.CRITICAL)
+                elif evals:
+                    self._fire(view, sv, start, f", and {evals[0]} too: the weights are broken",
+                               Severity.CRITICAL)
+            elif self._train_broken(losses, sv, step):
+                continue  # the train loss's own alert says it
+            else:
+                self._fire(view, sv, start, " while the train loss is finite: the evaluation overflowed "
+                           "(fp16 evaluation, an empty batch), the weights are fine", Severity.INFO,
+                           key="eval:" + sv.name,
+                           action="nothing to stop for yet; if it persists, evaluate in fp32 or bf16 and "
+                           "check the validation data for empty or degenerate batches")
+
+    def _recovered(self, view: RunView, sv: SeriesView, i: int, primary: bool) -> None:
+        start = self.bad_from.pop(sv.name, None)
+        if start is None:
+            return
+        called = sv.name in self.open
+        self.clear(sv.name)
+        self.clear("eval:" + sv.name)
+        if primary and start == i - 1 and not called:
+            self._fire(view, sv, start, f", finite again at step {int(sv.steps[i])}: one overflowed batch "
+                       "(fp16 loss scaling skips it) and training went on", Severity.INFO,
+                       key="recovered:" + sv.name,
+                       action="nothing to do if it stays rare; frequent overflows: lower the learning "
+                       "rate or use bf16")
+            self.clear("recovered:" + sv.name)
+
+    @staticmethod
+    def _train_broken(losses: list[SeriesView], sv: SeriesView, step: int) -> bool:
+        for t in losses:
+            if t.role.split in ("val", "test") or t is sv:
+                continue
+            j = t.at_or_before(step)
+            if j >= 0 and not math.isfinite(t.values[j]):
+                return True
+        return False
 
     def _grad(self, view: RunView, sv: SeriesView) -> None:
         need = int(self.p["grad_norm_persist"])
@@ -54,10 +131,11 @@ class NanLoss(Detector):
             run += 1
             loss_nan = any(v.role.kind == "loss" for k in self.open for v in [view.series.get(k)] if v)
             if run >= need and sv.name not in self.open and not loss_nan:
-                self._fire(view, sv, i, f" for {run} logging steps in a row")
+                self._fire(view, sv, i, f" for {run} logging steps in a row", Severity.CRITICAL)
         self.grad_bad_run[sv.name] = run
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, extra: str) -> None:
+    def _fire(self, view: RunView, sv: SeriesView, i: int, extra: str, severity: Severity,
+              key: str | None = None, action: str | None = None) -> None:
         step = int(sv.steps[i])
         value = sv.values[i]
         finite = np.flatnonzero(np.isfinite(sv.values[:i]))
@@ -70,12 +148,18 @@ class NanLoss(Detector):
                     context[other.name] = float(other.values[j])
         last_txt = f"; last finite {fmt(last[1])} at step {last[0]}" if last else ""
         self.fire(
-            sv.name, Severity.CRITICAL, step, [sv.name],
+            key or sv.name, severity, step, [sv.name],
             f"{sv.name} is {fmt(value)} at step {step}{extra}{last_txt}",
             {"value": value, "last_finite": last, "context": context},
-            "stop training: lower the learning rate, clip gradients, check inputs/labels for "
+            action or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
             "NaN/inf, or run with anomaly detection to find the op",
         )
+
+
+def _judged_by_train(sv: SeriesView, losses: list[SeriesView]) -> bool:
+    """A validation (or test) loss, in a run that logs a train loss: the train loss says whether
+    the weights are broken; the validation loss alone may just have overflowed."""
+    return sv.role.split in ("val", "test") and any(t.role.split not in ("val", "test") for t in losses)
 
 
 class Divergence(Detector):

@@ -1,0 +1,200 @@
+"""What each detector needs before it speaks, and the severity its evidence earns: runs written
+through the project's writers (Keras CSVLogger, Lightning CSVLogger, HF trainer_state.json), each
+a healthy trap next to the failure it resembles."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from tests.unit.helpers import loaded
+from tests.unit.test_scenarios import curve, finish, hf, lightning
+
+from watchrun.demo import CsvWriter
+from watchrun.model import Severity
+
+
+def alerts_of(path, key):
+    finish(path)
+    e = loaded(path)
+    e.verdict()
+    return e.store.alerts_for(key)
+
+
+def keras(path, rows, columns):
+    w = CsvWriter(str(path / "training_log.csv"), columns, step_col="epoch", crlf=True)
+    for epoch, row in rows:
+        w.write(epoch, row)
+    w.close()
+
+
+def by_detector(alerts, detector):
+    return [(a.severity, a.step) for a in alerts if a.detector == detector]
+
+
+# -- nan_loss -------------------------------------------------------------------------------------
+def _epochs(n, bad_train=(), bad_val=()):
+    rows = []
+    for e in range(n):
+        row = {"loss": 2.0 * math.exp(-e / 5) + 0.1, "val_loss": 2.1 * math.exp(-e / 5) + 0.2}
+        if e in bad_train:
+            row["loss"] = math.inf
+        if e in bad_val:
+            row["val_loss"] = math.nan
+        rows.append((e, row))
+    return rows
+
+
+def test_one_overflowed_epoch_mean_that_recovers_is_info(tmp_path):
+    keras(tmp_path / "amp", _epochs(12, bad_train={5}), ["loss", "val_loss"])
+    got = by_detector(alerts_of(tmp_path, "amp/training_log.csv"), "nan_loss")
+    assert got == [(Severity.INFO, 5)]
+
+
+def test_validation_loss_overflowing_while_training_is_finite_is_info(tmp_path):
+    keras(tmp_path / "evalamp", _epochs(15, bad_val={4, 5, 6, 7}), ["loss", "val_loss"])
+    got = by_detector(alerts_of(tmp_path, "evalamp/training_log.csv"), "nan_loss")
+    assert got == [(Severity.INFO, 4)]
+
+
+def test_train_and_validation_nan_at_the_same_epoch_is_critical_at_once(tmp_path):
+    rows = _epochs(10, bad_train={9}, bad_val={9})
+    keras(tmp_path / "dead", rows + [(10, {"loss": 0.3, "val_loss": 0.4})], ["loss", "val_loss"])
+    got = by_detector(alerts_of(tmp_path, "dead/training_log.csv"), "nan_loss")
+    assert got[0] == (Severity.CRITICAL, 9)
+
+
+def test_train_loss_nan_two_logs_in_a_row_is_critical_at_the_first(tmp_path):
+    keras(tmp_path / "stays", _epochs(10, bad_train={6, 7, 8, 9}), ["loss", "val_loss"])
+    got = by_detector(alerts_of(tmp_path, "stays/training_log.csv"), "nan_loss")
+    assert got == [(Severity.CRITICAL, 6)]
+
+
+def test_validation_nan_that_never_recovers_warns_at_the_end(tmp_path):
+    keras(tmp_path / "evaldead", _epochs(10, bad_val={7, 8, 9}), ["loss", "val_loss"])
+    got = by_detector(alerts_of(tmp_path, "evaldead/training_log.csv"), "nan_loss")
+    assert (Severity.WARNING, 7) in got and all(sev is not Severity.CRITICAL for sev, _ in got)
+
+
+# -- prediction_collapse --------------------------------------------------------------------------
+def _pinned_hf(path, warmup_steps):
+    """A 5-class classifier whose eval accuracy sits at the majority share (0.4) for its first
+    evals while the loss moves; the LR warms up over `warmup_steps`."""
+    rows = []
+    for s in range(10, 201, 10):
+        lr = 5e-5 * min(1.0, s / warmup_steps)
+        row = {"loss": 1.6 - 0.001 * s, "learning_rate": lr}
+        if s % 20 == 0:
+            row |= {"eval_loss": 1.56 - 0.0005 * s, "eval_accuracy": 0.4}
+        rows.append((s, row))
+    hf(path, rows, max_steps=200, eval_steps=20)
+
+
+def test_majority_share_during_the_warm_up_is_not_a_collapse(tmp_path):
+    _pinned_hf(tmp_path / "warm", warmup_steps=500)  # the LR rises for the whole run
+    got = alerts_of(tmp_path, "warm")
+    assert by_detector(got, "prediction_collapse") == []
+
+
+def test_majority_share_at_a_steady_learning_rate_is_a_collapse(tmp_path):
+    _pinned_hf(tmp_path / "flat", warmup_steps=1)
+    got = by_detector(alerts_of(tmp_path, "flat"), "prediction_collapse")
+    assert got == [(Severity.WARNING, 60)]  # the third eval at the same share
+
+
+YOLO = [
+    "train/box_loss",
+    "train/cls_loss",
+    "metrics/precision(B)",
+    "metrics/recall(B)",
+    "metrics/mAP50(B)",
+    "metrics/mAP50-95(B)",
+    "val/box_loss",
+    "val/cls_loss",
+    "lr/pg0",
+]
+
+
+def _yolo(path, metrics_at):
+    rows = []
+    for e in range(1, 31):
+        p, r, m = metrics_at(e)
+        rows.append(
+            (
+                e,
+                {
+                    "train/box_loss": 1.5 * math.exp(-e / 20) + 0.5,
+                    "train/cls_loss": 3 * math.exp(-e / 10) + 0.5,
+                    "metrics/precision(B)": p,
+                    "metrics/recall(B)": r,
+                    "metrics/mAP50(B)": m,
+                    "metrics/mAP50-95(B)": m / 2,
+                    "val/box_loss": 1.6 * math.exp(-e / 20) + 0.6,
+                    "val/cls_loss": 3 * math.exp(-e / 10) + 0.7,
+                    "lr/pg0": 1e-3 * min(1.0, e / 3) * (1 - e / 40),
+                },
+            )
+        )
+    keras(path, rows, YOLO)
+
+
+def test_detector_that_stops_predicting_boxes_collapses_at_the_third_zero_eval(tmp_path):
+    _yolo(tmp_path / "lost", lambda e: (0.2, 0.3, 0.05) if e < 15 else (0.0, 0.0, 0.0))
+    got = by_detector(alerts_of(tmp_path, "lost/training_log.csv"), "prediction_collapse")
+    assert got == [(Severity.WARNING, 17)]
+
+
+def test_detector_at_zero_before_it_first_finds_objects_is_no_collapse(tmp_path):
+    _yolo(tmp_path / "scratch", lambda e: (0.0, 0.0, 0.0) if e < 8 else (0.3, 0.4, 0.1 + e / 100))
+    got = alerts_of(tmp_path, "scratch/training_log.csv")
+    assert by_detector(got, "prediction_collapse") == by_detector(got, "not_learning") == []
+
+
+# -- minority_class_hidden ------------------------------------------------------------------------
+def test_a_huge_class_gap_at_the_first_eval_waits_for_the_next(tmp_path):
+    """An imbalanced binary model predicts the majority class at its first eval (it has not
+    learned yet): said only if the next eval still shows it."""
+    rows = []
+    for e in range(6):
+        learned = e >= 1
+        rows.append(
+            (
+                e,
+                {
+                    "train_loss": 0.6 - 0.05 * e,
+                    "val_loss": 0.55 - 0.04 * e,
+                    "val_acc": 0.92 if learned else 0.9,
+                    "val_f1_class_0": 0.95,
+                    "val_f1_class_1": 0.8 if learned else 0.0,
+                },
+            )
+        )
+    lightning(tmp_path / "learns", rows, sorted(rows[0][1]))
+    assert (
+        by_detector(alerts_of(tmp_path, "learns/lightning_logs/version_0"), "minority_class_hidden")
+        == []
+    )
+
+
+def test_ner_entity_types_are_judged_against_the_entity_f1_not_the_token_accuracy(tmp_path):
+    """seqeval's overall_accuracy counts the O tag: 0.9 while entities score 0.6; a rare type at
+    F1 0 is not hidden by a headline that already says 0.6."""
+    rng = random.Random(1)
+    rows = []
+    for s in range(100, 1001, 100):
+        rows.append((s, {"loss": curve(s, 1000, start=1.0, floor=0.1)}))
+        rows.append(
+            (
+                s,
+                {
+                    "eval_loss": curve(s, 1000, start=0.9, floor=0.3),
+                    "eval_overall_accuracy": 0.88 + rng.random() / 100,
+                    "eval_overall_f1": 0.55 + s / 10000,
+                    "eval_T017_f1": 0.6 + s / 10000,
+                    "eval_T022_f1": 0.0,
+                    "eval_T038_f1": 0.7,
+                },
+            )
+        )
+    hf(tmp_path / "ner", rows, max_steps=1000, eval_steps=100)
+    assert by_detector(alerts_of(tmp_path, "ner"), "minority_class_hidden") == []
