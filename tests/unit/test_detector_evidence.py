@@ -198,3 +198,67 @@ def test_ner_entity_types_are_judged_against_the_entity_f1_not_the_token_accurac
         )
     hf(tmp_path / "ner", rows, max_steps=1000, eval_steps=100)
     assert by_detector(alerts_of(tmp_path, "ner"), "minority_class_hidden") == []
+
+
+# -- grad_spike -----------------------------------------------------------------------------------
+def _spiky_hf(path, spikes):
+    rng = random.Random(3)
+    rows = []
+    for s in range(10, 2001, 10):
+        grad = 100.0 if s in spikes else abs(rng.lognormvariate(0, 0.3))
+        rows.append(
+            (
+                s,
+                {
+                    "loss": curve(s, 2000) + rng.gauss(0, 0.01),
+                    "grad_norm": grad,
+                    "learning_rate": 5e-5,
+                },
+            )
+        )
+    hf(path, rows, max_steps=2000, eval_steps=500)
+
+
+def test_one_gradient_spike_the_loss_shrugs_off_is_info(tmp_path):
+    _spiky_hf(tmp_path / "once", {700})
+    assert by_detector(alerts_of(tmp_path, "once"), "grad_spike") == [(Severity.INFO, 700)]
+
+
+def test_gradient_spikes_that_recur_warn_at_the_second(tmp_path):
+    _spiky_hf(tmp_path / "again", {700, 790, 1500})
+    got = by_detector(alerts_of(tmp_path, "again"), "grad_spike")
+    assert got == [(Severity.INFO, 700), (Severity.WARNING, 790)]
+
+
+# -- blank_collapse -------------------------------------------------------------------------------
+def _ctc(path, val_loss_at):
+    rows = [
+        (
+            e,
+            {
+                "train_loss": val_loss_at(e) + 0.1,
+                "val_loss": val_loss_at(e),
+                "val_wer": 1.0,
+                "val_cer": 0.99,
+                "val_blank_ratio": 1.0,
+            },
+        )
+        for e in range(8)
+    ]
+    lightning(path, rows, sorted(rows[0][1]))
+
+
+def test_all_blank_while_the_loss_falls_is_the_usual_ctc_start(tmp_path):
+    _ctc(tmp_path / "phase", lambda e: 6.0 * 0.85**e)
+    got = alerts_of(tmp_path, "phase/lightning_logs/version_0")
+    assert {a.severity for a in got if a.detector == "blank_collapse"} == {Severity.INFO}
+    assert not [a for a in got if a.severity is not Severity.INFO]
+
+
+def test_all_blank_once_the_loss_stopped_improving_is_critical(tmp_path):
+    _ctc(tmp_path / "stuck", lambda e: 6.0 * 0.85**e if e < 3 else 6.0 * 0.85**3 + 0.001 * (e % 2))
+    got = by_detector(alerts_of(tmp_path, "stuck/lightning_logs/version_0"), "blank_collapse")
+    # flat from epoch 3: no new low in the three evals after it, so at epoch 6
+    assert (Severity.CRITICAL, 6) in got and all(
+        sev is Severity.INFO for sev, step in got if step < 6
+    )

@@ -39,7 +39,7 @@ def real(request):
 EXPECTED = {
     # failing runs: what a careful reader calls
     "hf-financial-sentiment-overfit": {"overfitting", "minority_class_hidden"},
-    "hf-subjectivity-collapse/results": {"loss_at_chance", "lr_schedule", "grad_spike"},
+    "hf-subjectivity-collapse/results": {"loss_at_chance", "lr_schedule"},  # one grad spike: info
     "hf-whisper-small-hi-overfit": {"overfitting"},
     "hf-hatespeech-state-plus-tfevents": {"perfect_validation"},
     "pl-csv-edgecases/Goreg12345/lightning_logs/version_0": {"not_learning"},

@@ -348,9 +348,15 @@ class Divergence(Detector):
 
 
 class GradSpike(Detector):
-    """A gradient norm far above the median of the previous ones and well above their maximum
-    (an outlier, not a gradual rise such as a warm-up), and above the run's early level (so that
-    a norm shrinking towards zero does not make every blip a spike)."""
+    """A gradient norm far above the median of the previous ones and well above their usual
+    maximum (earlier spikes left out: an outlier, not a gradual rise such as a warm-up), and above the run's early level (so that
+    a norm shrinking towards zero does not make every blip a spike).
+
+    - info: the first spike of the run (one bad batch that clipping or the loss shrugs off is
+      common in healthy runs; what follows it is divergence's and nan_loss's to judge).
+    - warning: a spike after an earlier one (spikes recur: the learning rate or the data has a
+      problem that will strike again).
+    - never critical."""
 
     id = "grad_spike"
     DEFAULTS = {"factor": 10.0, "over_max": 2.5, "window": 20, "min_history": 10, "cooldown": 20}
@@ -359,6 +365,7 @@ class GradSpike(Detector):
         super().__init__(*a, **kw)
         self.since_spike: dict[str, int] = {}
         self.early: dict[str, float] = {}
+        self.spikes: dict[str, list[int]] = {}  # steps of the spikes so far, per series
 
     def update(self, view: RunView) -> None:
         for sv in view.series.values():
@@ -388,24 +395,41 @@ class GradSpike(Detector):
             if len(hist) < need or not math.isfinite(v):
                 continue
             med = float(np.median(hist))
-            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(hist.max())
+            usual = hist[hist <= self.p["factor"] * med]  # earlier spikes do not raise the bar
+            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(usual.max())
             if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
-                step = int(sv.steps[i])
-                self.since_spike[sv.name] = 0
-                loss = view.pick("train", "loss")
-                loss_txt = ""
-                if loss is not None:
-                    lv = loss.value_at(step)
-                    if math.isfinite(lv):
-                        loss_txt = f"; loss {fmt(lv)}"
-                self.fire(
-                    sv.name, Severity.WARNING, step, [sv.name],
-                    f"gradient norm spiked to {fmt(v)} at step {step}, "
-                    f"{v / med:.0f}x its recent median {fmt(med)}{loss_txt}",
-                    {"value": v, "median": med, "ratio": v / med},
-                    "watch the loss for a jump; if spikes repeat, lower the learning rate or "
-                    "clip gradients (max_grad_norm)",
-                )
+                self._spike(view, sv, int(sv.steps[i]), float(v), med)
+
+    def _spike(self, view: RunView, sv: SeriesView, step: int, v: float, med: float) -> None:
+        self.since_spike[sv.name] = 0
+        seen = self.spikes.setdefault(sv.name, [])
+        seen.append(step)
+        loss = view.pick("train", "loss")
+        loss_txt = ""
+        if loss is not None:
+            lv = loss.value_at(step)
+            if math.isfinite(lv):
+                loss_txt = f"; loss {fmt(lv)}"
+        evidence = {"value": v, "median": med, "ratio": v / med, "spikes": list(seen)}
+        if len(seen) == 1:
+            self.fire(
+                sv.name, Severity.INFO, step, [sv.name],
+                f"gradient norm spiked to {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
+                f"{fmt(med)}{loss_txt}: one spike so far",
+                evidence,
+                "nothing to do if the loss shrugs it off; if spikes repeat, lower the learning rate "
+                "or clip gradients (max_grad_norm)",
+            )
+            return
+        self.clear(sv.name)  # the info episode ends: spikes recur
+        self.fire(
+            "recurring:" + sv.name, Severity.WARNING, step, [sv.name],
+            f"gradient norm spikes recur: {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
+            f"{fmt(med)}, spike {len(seen)} since step {seen[0]}{loss_txt}",
+            evidence,
+            "lower the learning rate or clip gradients (max_grad_norm); look for bad batches "
+            "(empty, mislabelled, extreme lengths) at the spike steps",
+        )
 
     def _quiet_chunk(self, sv: SeriesView, w: int, start: int) -> bool:
         """Vectorised pass over a chunk with no spike and no open cooldown."""
@@ -417,9 +441,11 @@ class GradSpike(Detector):
         vals = sv.values[lo:]
         if not np.isfinite(vals).all():
             return False
-        meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, w), axis=1)[:-1]
+        windows = np.lib.stride_tricks.sliding_window_view(vals, w)[:-1]
+        meds = np.median(windows, axis=1)
         new = vals[w:]
-        maxes = np.lib.stride_tricks.sliding_window_view(vals, w).max(axis=1)[:-1]
+        usual = windows <= self.p["factor"] * meds[:, None]
+        maxes = np.where(usual, windows, -np.inf).max(axis=1)
         spikes = (meds > 0) & (new > self.p["factor"] * meds) & (new > self.p["over_max"] * maxes) & (new > self.early[sv.name])
         return not spikes.any()
 
