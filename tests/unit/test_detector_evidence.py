@@ -262,3 +262,23 @@ def test_all_blank_once_the_loss_stopped_improving_is_critical(tmp_path):
     assert (Severity.CRITICAL, 6) in got and all(
         sev is Severity.INFO for sev, step in got if step < 6
     )
+
+
+# -- overfitting in short runs --------------------------------------------------------------------
+def _short(path, val):
+    rows = [
+        (e, {"loss": 0.6 * 0.85**e, "val_loss": v, "accuracy": 0.7 + 0.03 * e})
+        for e, v in enumerate(val)
+    ]
+    keras(path, rows, ["accuracy", "loss", "val_loss"])
+
+
+def test_a_seven_epoch_run_whose_val_loss_rises_three_times_overfits(tmp_path):
+    _short(tmp_path / "short", [0.56, 0.52, 0.49, 0.46, 0.47, 0.50, 0.53])
+    got = by_detector(alerts_of(tmp_path, "short/training_log.csv"), "overfitting")
+    assert got == [(Severity.WARNING, 6)]
+
+
+def test_a_short_run_whose_val_loss_bumps_twice_and_comes_back_is_healthy(tmp_path):
+    _short(tmp_path / "bump", [0.21, 0.17, 0.163, 0.16, 0.168, 0.179, 0.157, 0.155])
+    assert by_detector(alerts_of(tmp_path, "bump/training_log.csv"), "overfitting") == []

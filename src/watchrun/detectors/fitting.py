@@ -14,6 +14,7 @@ from watchrun.detectors.base import (
     fmt,
     pct,
     step_noise,
+    warming_up,
 )
 from watchrun.model import Severity
 
@@ -74,7 +75,7 @@ class Overfitting(Detector):
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
                 "min_rise_without_train": 0.5, "noise_sigmas": 3.0, "window_sigmas": 2.0, "trend_t": 2.5,
-                "min_evals": 6, "early_min_rise": 0.3,
+                "min_evals": 6, "early_min_rise": 0.3, "short_rises": 3,
                 "trend_train_drop": 0.3}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +121,8 @@ class Overfitting(Detector):
             t_after = (mean_after - level) / np.sqrt(np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1))
         trend = (after >= 2 * k) & (mean_after >= level * (1 + self.p["min_rise"])) & (t_after >= self.p["trend_t"])
         cond |= trend
+        short = self._short_rise(fv, first_new)
+        cond |= short
         cond[:first_new] = False
         cands = np.flatnonzero(cond)
         calm = np.flatnonzero(rise_s < self.p["min_rise"] / 2)
@@ -131,6 +134,12 @@ class Overfitting(Detector):
                 if not len(calm[(calm > done) & (calm < j)]):
                     continue  # still the same episode
                 self.clear(val.name)
+            if short[j] and not (trend[j] or (streak[j] >= k and rise_s[j] >= self.p["min_rise"] / 2)):
+                jj = int(np.argmin(fv[: j + 1]))  # a short run: its lowest eval is the best
+                self.best, self.best_raw, self.best_step = float(fv[jj]), float(fv[jj]), int(val.steps[finite[jj]])
+                self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), short=True)
+                done = j
+                continue
             m = int(at_best[j])
             lo = m + 1 - int(w[m])
             jj = lo + int(np.argmin(fv[lo : m + 1]))
@@ -140,6 +149,22 @@ class Overfitting(Detector):
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
+
+    def _short_rise(self, fv: np.ndarray, first_new: int) -> np.ndarray:
+        """Short runs (fewer than 2 x `min_evals` evals so far), where a smoothing window would
+        be most of the run: the validation loss came down to its lowest eval, then rose at each
+        of the `short_rises` or more evals since, to `min_rise` above that lowest eval and above
+        the eval before it (not a return from one lucky low). One clear rise is the whole signal
+        such a run gives; the train loss must still be falling (checked when it fires)."""
+        out = np.zeros(len(fv), dtype=bool)
+        limit = min(len(fv), 2 * int(self.p["min_evals"]))
+        for j in range(max(first_new, 1), limit):
+            m = int(np.argmin(fv[: j + 1]))
+            if m < 1 or j - m < self.p["short_rises"]:
+                continue
+            rising = bool(np.all(np.diff(fv[m : j + 1]) > 0))
+            out[j] = rising and fv[j] >= fv[m] * (1 + self.p["min_rise"]) and fv[j] > fv[m - 1]
+        return out
 
     def _beyond_scatter(self, val: SeriesView, i: int, v: float, trend: bool, train_drop: float) -> bool:
         """The rise stands out of the eval-to-eval scatter around the best level. The latest
@@ -167,11 +192,8 @@ class Overfitting(Detector):
         """Early evals bounce: while the LR still rises (the warm-up) a rise is the warm-up bump;
         with fewer than `min_evals` evals the scatter is unknown, so only a rise of
         `early_min_rise` at every eval since the best counts."""
-        lr = view.lr()
-        if lr is not None:
-            j = lr.at_or_before(step)
-            if j >= 1 and math.isfinite(lr.values[j]) and lr.values[j] > lr.values[j - 1] * 1.001:
-                return True  # the LR is still rising: we are inside the warm-up
+        if warming_up(view, step):
+            return True  # the LR is still rising: we are inside the warm-up
         upto = val.values[: i + 1]
         upto = upto[np.isfinite(upto)]
         if len(upto) >= self.p["min_evals"]:
@@ -197,7 +219,7 @@ class Overfitting(Detector):
         return step_noise(since, centred=True)
 
     def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int, v: float,
-                    trend: bool = False) -> None:
+                    trend: bool = False, short: bool = False) -> None:
         step = int(val.steps[i])
         rise = v / self.best_raw - 1 if self.best_raw > 0 else math.inf
         evidence: dict = {"best": self.best_raw, "best_step": self.best_step, "now": v, "rise": rise,
@@ -218,9 +240,12 @@ class Overfitting(Detector):
             if trend or rise < self.p["min_rise_without_train"] or not np.all(np.diff(recent) > 0):
                 return
             why = "rising at every eval (no train loss logged)"
-        if not self._beyond_scatter(val, i, v, trend, evidence.get("train_drop", 0.0)):
-            return
-        if self._too_early(view, val, i, step, rise):
+        if short:  # a short run's rise has no scatter to stand out of; only the warm-up excuses it
+            too_early = warming_up(view, step)
+        else:
+            too_early = not self._beyond_scatter(val, i, v, trend, evidence.get("train_drop", 0.0)) \
+                or self._too_early(view, val, i, step, rise)
+        if too_early:
             return
         primary = self._primary_metric_note(view, step)
         if primary:
