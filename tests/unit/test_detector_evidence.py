@@ -282,3 +282,18 @@ def test_a_seven_epoch_run_whose_val_loss_rises_three_times_overfits(tmp_path):
 def test_a_short_run_whose_val_loss_bumps_twice_and_comes_back_is_healthy(tmp_path):
     _short(tmp_path / "bump", [0.21, 0.17, 0.163, 0.16, 0.168, 0.179, 0.157, 0.155])
     assert by_detector(alerts_of(tmp_path, "bump/training_log.csv"), "overfitting") == []
+
+
+# -- perfect_validation ---------------------------------------------------------------------------
+def test_detector_at_the_map_ceiling_with_every_object_found_is_perfect_validation(tmp_path):
+    _yolo(
+        tmp_path / "saturated",
+        lambda e: (0.99, 1.0, 0.995) if e >= 20 else (0.8, 0.8, 0.7 + e / 100),
+    )
+    got = by_detector(alerts_of(tmp_path, "saturated/training_log.csv"), "perfect_validation")
+    assert got == [(Severity.WARNING, 21)]
+
+
+def test_high_map_with_objects_missed_is_not_perfect(tmp_path):
+    _yolo(tmp_path / "good", lambda e: (0.99, 0.9, 0.995) if e >= 20 else (0.8, 0.8, 0.7 + e / 100))
+    assert by_detector(alerts_of(tmp_path, "good/training_log.csv"), "perfect_validation") == []
