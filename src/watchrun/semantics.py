@@ -35,12 +35,13 @@ KINDS = {
     "reward": "reward", "rew": "reward", "return": "reward",
     "runtime": "runtime", "fps": "runtime", "flos": "runtime",
     "entropy": "entropy",
+    "success": "success",
 }
 LOWER_BETTER = {"loss", "wer", "cer", "rmse", "mse", "mae", "perplexity", "blank_ratio",
                 "top_class_share"}
 HIGHER_BETTER = {"accuracy", "f1", "precision", "recall", "auc", "r2", "pearson", "spearman",
                  "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy", "topk_accuracy",
-                 "map"}
+                 "map", "success"}
 # components of a summed loss (detection, VAEs, auxiliary heads): the total plays "the loss"
 LOSS_PARTS = {"cls", "box", "bbox", "reg", "obj", "dfl", "mask", "rpn", "kl", "recon", "aux", "iou",
               "giou", "seg", "dice", "ctr", "centerness", "rec", "reconstruction", "commitment", "vq"}

@@ -297,3 +297,20 @@ def test_detector_at_the_map_ceiling_with_every_object_found_is_perfect_validati
 def test_high_map_with_objects_missed_is_not_perfect(tmp_path):
     _yolo(tmp_path / "good", lambda e: (0.99, 0.9, 0.995) if e >= 20 else (0.8, 0.8, 0.7 + e / 100))
     assert by_detector(alerts_of(tmp_path, "good/training_log.csv"), "perfect_validation") == []
+
+
+# -- not_learning from the task metric ------------------------------------------------------------
+def test_detector_that_never_finds_an_object_is_not_learning_at_the_end(tmp_path):
+    _yolo(tmp_path / "blind", lambda e: (0.0, 0.0, 0.0))
+    got = alerts_of(tmp_path, "blind/training_log.csv")
+    assert by_detector(got, "not_learning") == [(Severity.WARNING, 30)]
+    assert by_detector(got, "prediction_collapse") == []  # nothing was found, so nothing was lost
+
+
+def test_success_rate_that_rises_a_little_is_learning(tmp_path):
+    rows = [
+        (e, {"train_loss": 1.0 / (1 + e), "val_loss": 1.1 / (1 + e), "val_success_rate": 0.002 * e})
+        for e in range(12)
+    ]
+    lightning(tmp_path / "rl", rows, ["train_loss", "val_loss", "val_success_rate"])
+    assert by_detector(alerts_of(tmp_path, "rl/lightning_logs/version_0"), "not_learning") == []

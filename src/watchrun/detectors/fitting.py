@@ -332,6 +332,11 @@ class Underfitting(Detector):
                 )
 
 
+# task metrics whose value for a model that has learned nothing is known: a fraction of words
+# wrong (1: every word), detection mAP, F1 of the positive class or of the entities, a success rate
+FLOORS = {"wer": 1.0, "cer": 1.0, "map": 0.0, "f1": 0.0, "success": 0.0}
+
+
 def _resumed(sv: SeriesView) -> bool:
     """The series starts far into training (its first step > 3 logging intervals, at least 3
     logs): a run resumed from a checkpoint, in a new log or one the library rewrote. Its
@@ -349,15 +354,27 @@ def _still_improving(val: SeriesView) -> bool:
 
 
 class NotLearning(Detector):
-    """The train loss shows no downward trend over a long stretch: the median of the last third
-    of the run is not lower than the median of the first third by min_drop and by more than
-    the medians' own noise. Judged once the run has ended, or
-    live after `min_points` logs."""
+    """A model that does not learn. All warnings (the run may be stopped, but a person decides):
+    - the train loss shows no downward trend over a long stretch: the median of the last third
+      of the run is not lower than the median of the first third by `min_drop` and by more than
+      the medians' own noise (judged once the run has ended, or live after `live_min_points`
+      logs and 30% of the planned steps); a run resumed into this log is not judged by its start;
+    - the train loss repeats exactly for `frozen_logs` logs (frozen weights);
+    - a task metric with a known floor stayed within `floor_band` of it at every one of at least
+      `floor_evals` evals: WER/CER ~1 (empty or garbage transcripts), mAP, F1 or a success
+      rate ~0. Every metric of that kind must sit there (one mAP that rose means the model
+      learned something). Judged at the run's end, or live once the evals reach half the
+      planned length; left to blank_collapse and prediction_collapse when they have spoken."""
 
     id = "not_learning"
-    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5}
+    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5,
+                "floor_evals": 5, "floor_band": 0.01}
 
     def update(self, view: RunView) -> None:
+        planned = view.planned_steps
+        last = max((int(sv.steps[-1]) for sv in view.series.values() if len(sv.steps)), default=0)
+        if planned and last >= 0.5 * planned:
+            self._at_floor(view)
         train = view.pick("train", "loss")
         if train is None:
             return
@@ -370,9 +387,37 @@ class NotLearning(Detector):
         self._judge(view, train)
 
     def finalize(self, view: RunView) -> None:
+        self._at_floor(view)
         train = view.pick("train", "loss")
         if train is not None and len(train.values) >= self.p["min_points"]:
             self._judge(view, train)
+
+    def _at_floor(self, view: RunView) -> None:
+        if view.fired & {"blank_collapse", "prediction_collapse", "nan_loss"} or "floor" in self.open:
+            return
+        for kind, floor in FLOORS.items():
+            family = [sv for sv in view.where(kind=kind, cls=None) if len(sv.values) and sv.role.split in ("val", "")]
+            if not family or any(sv.name in view.claimed for sv in family):
+                continue
+            if not all(self._pinned_at(sv, floor) for sv in family):
+                continue
+            sv = max(family, key=lambda f: len(f.values))
+            fin = sv.values[np.isfinite(sv.values)]
+            step = int(sv.steps[-1])
+            self.fire(
+                "floor", Severity.WARNING, step, [f.name for f in family],
+                f"not learning: {', '.join(f.name for f in family)} stayed at {fmt(float(fin.min()))}-"
+                f"{fmt(float(fin.max()))} over all {len(fin)} evals ({kind} of an untrained model: "
+                f"{fmt(floor)})",
+                {"kind": kind, "floor": floor, "evals": len(fin), "low": float(fin.min()), "high": float(fin.max())},
+                "check the labels reach the loss (empty annotation files, a wrong class list or "
+                "vocabulary), that the evaluation decodes the model's outputs, and the learning rate",
+            )
+            return
+
+    def _pinned_at(self, sv: SeriesView, floor: float) -> bool:
+        fin = sv.values[np.isfinite(sv.values)]
+        return len(fin) >= self.p["floor_evals"] and bool(np.all(np.abs(fin - floor) <= self.p["floor_band"]))
 
     def _frozen(self, view: RunView, train: SeriesView) -> None:
         """The train loss (>= 0.05, so that a converged loss rounded to 4 decimals does not count)
