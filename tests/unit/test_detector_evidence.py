@@ -314,3 +314,49 @@ def test_success_rate_that_rises_a_little_is_learning(tmp_path):
     ]
     lightning(tmp_path / "rl", rows, ["train_loss", "val_loss", "val_success_rate"])
     assert by_detector(alerts_of(tmp_path, "rl/lightning_logs/version_0"), "not_learning") == []
+
+
+def test_after_the_weights_turn_nan_a_pinned_accuracy_is_a_collapse_and_nothing_else(tmp_path):
+    """From epoch 8 on both losses are NaN and the accuracy sits at 1/100 (a constant output)."""
+    rows = []
+    for e in range(14):
+        dead = e >= 8
+        rows.append(
+            (
+                e,
+                {
+                    "loss": math.nan if dead else 4.0 - 0.3 * e,
+                    "val_loss": math.nan if dead else 4.1 - 0.2 * e,
+                    "val_accuracy": 0.01 if dead else 0.05 + 0.03 * e,
+                },
+            )
+        )
+    keras(tmp_path / "nan100", rows, ["loss", "val_accuracy", "val_loss"])
+    got = alerts_of(tmp_path, "nan100/training_log.csv")
+    assert by_detector(got, "nan_loss") == [
+        (Severity.CRITICAL, 8)
+    ]  # no second alert for the val loss
+    assert by_detector(got, "prediction_collapse") == [(Severity.WARNING, 10)]
+
+
+# -- overfitting of a speech model ----------------------------------------------------------------
+def _asr(path, wer):
+    rows = []
+    for s in range(100, 2001, 100):
+        rows.append((s, {"loss": curve(s, 2000, start=2.0, floor=0.01), "learning_rate": 1e-5}))
+        if s % 200 == 0:
+            k = s // 200
+            rows.append((s, {"eval_loss": 0.3 + 0.03 * max(0, k - 3), "eval_wer": wer(k)}))
+    hf(path, rows, max_steps=2000, eval_steps=200)
+
+
+def test_speech_eval_loss_rising_while_wer_improves_is_info(tmp_path):
+    _asr(tmp_path / "asr", lambda k: 0.5 - 0.01 * k)
+    got = by_detector(alerts_of(tmp_path, "asr"), "overfitting")
+    assert got and {sev for sev, _ in got} == {Severity.INFO}
+
+
+def test_speech_eval_loss_rising_while_wer_worsens_is_a_warning(tmp_path):
+    _asr(tmp_path / "asrbad", lambda k: 0.5 - 0.01 * min(k, 3) + 0.02 * max(0, k - 3))
+    got = by_detector(alerts_of(tmp_path, "asrbad"), "overfitting")
+    assert Severity.WARNING in {sev for sev, _ in got}

@@ -40,7 +40,7 @@ EXPECTED = {
     # failing runs: what a careful reader calls
     "hf-financial-sentiment-overfit": {"overfitting", "minority_class_hidden"},
     "hf-subjectivity-collapse/results": {"loss_at_chance", "lr_schedule"},  # one grad spike: info
-    "hf-whisper-small-hi-overfit": {"overfitting"},
+    "hf-whisper-small-hi-overfit": set(),  # overfitting as info: its WER still improves
     "hf-hatespeech-state-plus-tfevents": {"perfect_validation"},
     "pl-csv-edgecases/Goreg12345/lightning_logs/version_0": {"not_learning"},
     "pl-csv-edgecases/DiogoFerreira7/lightning_logs/version_0": {"loss_at_chance"},

@@ -322,7 +322,7 @@ class PredictionCollapse(_EvalStreak):
 
     def _pinned(self, view: RunView, split: str, at: dict, step: int) -> tuple:
         acc = [n for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
-        loss = [n for n, (r, v) in at.items() if r.kind == "loss"]
+        loss = sorted(n for n, sv in view.series.items() if sv.role.split == split and sv.role.kind == "loss")
         if not acc or not loss:
             return None, {}, []
         acc_sv, loss_sv = view.series[acc[0]], view.series[loss[0]]
@@ -332,12 +332,16 @@ class PredictionCollapse(_EvalStreak):
             return None, {}, []
         accs = [float(x) for x in acc_sv.values[i - n + 1 : i + 1]]
         losses = [loss_sv.exact(int(s)) for s in acc_sv.steps[i - n + 1 : i + 1]]
-        if not all(math.isfinite(x) for x in losses):
-            return None, {}, []
         acc = [(acc[0], accs[-1])]
         loss = [(loss[0], losses[-1])]
+        if not any(math.isfinite(x) for x in losses) and len(set(accs)) == 1 and 0 <= accs[0] < 1:
+            return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} is "
+                    f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
+                    {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
         first = float(acc_sv.values[0])
         pinned_from_start = accs[0] == first  # a collapsed model sits at the majority share from the start
+        if not all(math.isfinite(x) for x in losses):
+            return None, {}, []
         if len(set(accs)) == 1 and pinned_from_start and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
             return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} moves "
                     f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",

@@ -51,7 +51,7 @@ class NanLoss(Detector):
                 continue
             if not _judged_by_train(sv, losses):
                 self._fire(view, sv, start, " at the last log of the run", Severity.CRITICAL)
-            else:
+            elif not self._train_broken(losses, sv, int(sv.steps[-1])):
                 self.clear("eval:" + sv.name)  # the info said it might pass; it did not
                 self._fire(view, sv, start, " and never recovered; the train loss is finite",
                            Severity.WARNING, key="never:" + sv.name,
