@@ -70,7 +70,12 @@ class Overfitting(Detector):
     "best". The best level is the lowest smoothed value; the best eval, the lowest eval inside
     that window. Without a train loss, a larger and steady rise. The episode ends when the
     smoothed loss comes back within half of `min_rise`. Stateless over the history, so any
-    chunking of the data gives the same alerts."""
+    chunking of the data gives the same alerts.
+
+    Short runs (under 2 x `min_evals` evals): the rise since the lowest eval at each of
+    `short_rises` evals in a row is enough (see `_short_rise`). Nothing while the LR warms up.
+    Severity: warning; info when a speech model's decoded WER/CER still improves (its token
+    loss rises as it grows confident on a few hard utterances; choose checkpoints by WER)."""
 
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
@@ -296,8 +301,9 @@ class Overfitting(Detector):
 
 
 class Underfitting(Detector):
-    """At the end: the train loss was still clearly falling, or stayed above the val loss while
-    both fell. Info: train longer or give the model more capacity."""
+    """At the end: the train loss was still clearly falling (5% over the last fifth of the run),
+    or stayed above the val loss while both fell. Info only (train longer or give the model
+    more capacity: advice, not an alarm); silent when another verdict explains the run."""
 
     id = "underfitting"
     DEFAULTS = {"min_tail_drop": 0.05, "tail": 0.2, "min_points": 8}

@@ -165,7 +165,9 @@ def _judged_by_train(sv: SeriesView, losses: list[SeriesView]) -> bool:
 class Divergence(Detector):
     """The smoothed train loss (median of 5) rises far above its running minimum (3x, and far
     beyond the loss's own noise) and above where training started, for several logging steps in
-    a row: the loss is exploding."""
+    a row: the loss is exploding. Also a loss blown up 100x above the untrained loss in the first
+    logs, and a validation loss bouncing 2x up and down between evals. All critical: each needs
+    a rise that noise, a warm-up bump or a slow drift cannot make, and it ends in NaN if left."""
 
     id = "divergence"
     DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0,
