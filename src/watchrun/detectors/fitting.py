@@ -379,18 +379,14 @@ class NotLearning(Detector):
     - a task metric with a known floor stayed within `floor_band` of it at every one of at least
       `floor_evals` evals: WER/CER ~1 (empty or garbage transcripts), mAP, F1 or a success
       rate ~0. Every metric of that kind must sit there (one mAP that rose means the model
-      learned something). Judged at the run's end, or live once the evals reach half the
-      planned length; left to blank_collapse and prediction_collapse when they have spoken."""
+      learned something). Judged when the run has ended (live too: when its writer exits or
+      it goes quiet); left to blank_collapse and prediction_collapse when they have spoken."""
 
     id = "not_learning"
     DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5,
                 "floor_evals": 5, "floor_band": 0.01}
 
     def update(self, view: RunView) -> None:
-        planned = view.planned_steps
-        last = max((int(sv.steps[-1]) for sv in view.series.values() if len(sv.steps)), default=0)
-        if planned and last >= 0.5 * planned:
-            self._at_floor(view)
         train = view.pick("train", "loss")
         if train is None:
             return
