@@ -360,3 +360,33 @@ def test_speech_eval_loss_rising_while_wer_worsens_is_a_warning(tmp_path):
     _asr(tmp_path / "asrbad", lambda k: 0.5 - 0.01 * min(k, 3) + 0.02 * max(0, k - 3))
     got = by_detector(alerts_of(tmp_path, "asrbad"), "overfitting")
     assert Severity.WARNING in {sev for sev, _ in got}
+
+
+def test_a_wer_logged_in_percent_is_shown_in_percent(tmp_path):
+    _asr(tmp_path / "pct", lambda k: 50.0 - 1.0 * k)  # 100 * wer, as HF's speech recipes log it
+    got = [a for a in alerts_of(tmp_path, "pct") if a.detector == "overfitting"]
+    assert got and "eval_wer still improving (44)" in got[0].message, got[0].message
+
+
+def test_blank_phase_wer_in_percent_is_shown_pinned_at_100(tmp_path):
+    rows = [
+        (
+            e,
+            {
+                "train_loss": 3.0 - 0.2 * e,
+                "val_loss": 3.1 - 0.2 * e,
+                "val_wer": 100.0,
+                "val_cer": 99.0,
+            },
+        )
+        for e in range(6)
+    ]
+    lightning(tmp_path / "ctcpct", rows, ["train_loss", "val_cer", "val_loss", "val_wer"])
+    got = [
+        a
+        for a in alerts_of(tmp_path, "ctcpct/lightning_logs/version_0")
+        if a.detector == "blank_collapse"
+    ]
+    assert got and "val_wer pinned at 100.0 for 3 evals, val_cer 99" in got[0].message, got[
+        0
+    ].message

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, warming_up
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown, warming_up
 from watchrun.model import Severity
 
 _SPLITS = ("val", "test")
@@ -146,19 +146,19 @@ class MinorityClassHidden(_EvalStreak):
             return
         if inferred and not macro and self.streak[key] < self.p["inferred_evals"]:
             return  # the class is inferred, and the minority is often learned last: wait longer
-        parts = [f"{head} {fmt(hv)} looks good"]
+        parts = [f"{head} {shown(view, head, hv)} looks good"]
         evidence: dict = {"headline": head, "headline_value": hv}
         metrics = [head]
         if worst:
             cls = roles[worst].cls or "1 (positive)"
             recall = next((at[n] for n, r in roles.items() if r.cls == cls and r.kind == "recall"), None)
-            parts.append(f"class {cls} {roles[worst].kind} {fmt(classes[worst])}"
+            parts.append(f"class {cls} {roles[worst].kind} {shown(view, worst, classes[worst])}"
                          + (f" (recall {fmt(recall)})" if recall is not None and roles[worst].kind != "recall" else ""))
             evidence.update(worst_class=cls, worst_value=classes[worst], worst_metric=worst)
             metrics.append(worst)
         if macro:
             mname = min(macro, key=macro.get)
-            parts.append(f"{mname} {fmt(macro[mname])}")
+            parts.append(f"{mname} {shown(view, mname, macro[mname])}")
             evidence["macro"] = macro[mname]
             metrics.append(mname)
         self.fire(
@@ -280,14 +280,14 @@ class PredictionCollapse(_EvalStreak):
         f1 = [(n, v) for n, (r, v) in at.items() if r.kind == "f1" and r.cls is None and r.avg in ("", "binary")]
         acc = [(n, v) for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
         if f1 and acc and f1[0][1] == 0.0 and acc[0][1] > 0.0:
-            return (f"{f1[0][0]} is 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class is "
+            return (f"{f1[0][0]} is 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class is "
                     "never predicted", {"f1": 0.0, "accuracy": acc[0][1]}, Severity.WARNING,
                     [f1[0][0], acc[0][0]])
         binary = {r.kind: (n, v) for n, (r, v) in at.items()
                   if r.kind in ("precision", "recall") and r.cls is None and r.avg in ("", "binary")}
         if acc and len(binary) == 2 and all(v == 0.0 for _, v in binary.values()) and acc[0][1] > 0.0:
             (p_name, _), (r_name, _) = binary["precision"], binary["recall"]
-            return (f"{p_name} and {r_name} are 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class "
+            return (f"{p_name} and {r_name} are 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class "
                     "is never predicted", {"precision": 0.0, "recall": 0.0, "accuracy": acc[0][1]},
                     Severity.WARNING, [acc[0][0], p_name, r_name])
         return None, {}, None, []
@@ -335,7 +335,7 @@ class PredictionCollapse(_EvalStreak):
         acc = [(acc[0], accs[-1])]
         loss = [(loss[0], losses[-1])]
         if not any(math.isfinite(x) for x in losses) and len(set(accs)) == 1 and 0 <= accs[0] < 1:
-            return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} is "
+            return (f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} is "
                     f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
                     {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
         first = float(acc_sv.values[0])
@@ -343,7 +343,7 @@ class PredictionCollapse(_EvalStreak):
         if not all(math.isfinite(x) for x in losses):
             return None, {}, []
         if len(set(accs)) == 1 and pinned_from_start and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
-            return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} moves "
+            return (f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} moves "
                     f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
                     {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
         return None, {}, []

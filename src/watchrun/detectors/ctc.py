@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, warming_up
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown, warming_up
 from watchrun.model import Severity
 
 
@@ -98,7 +98,8 @@ class BlankCollapse(Detector):
             severity, why = self._verdict(view, step, ratio >= 0.99 or empties > 0)
             details = [why]
             if wer is not None:
-                details.append(f"WER {fmt(wer)}")
+                wer_sv = next(s for s in view.series.values() if s.role.kind == "wer")
+                details.append(f"{wer_sv.name} {shown(view, wer_sv.name, wer)}")
             if empties:
                 details.append(f"{empties} empty predictions in the samples")
             self._open(
@@ -133,8 +134,8 @@ class BlankCollapse(Detector):
             self._open(
                 "wer", severity, step,
                 [sv.name] + ([cer_sv.name] if cer_sv is not None else []),
-                f"{sv.name} pinned at 1.0 for {n} evals"
-                + (f", CER {fmt(cer)}" if math.isfinite(cer) else "")
+                f"{sv.name} pinned at {shown(view, sv.name, 1.0)} for {n} evals"
+                + (f", {cer_sv.name} {shown(view, cer_sv.name, cer)}" if math.isfinite(cer) else "")
                 + (f", {empties} empty predictions" if empties else "")
                 + f": the model likely emits only blanks; {why}",
                 {"wer": float(sv.values[i]), "cer": cer, "evals": n, "empty_samples": empties},

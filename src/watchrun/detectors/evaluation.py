@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown
 from watchrun.model import Severity
 
 # precision alone is 1 for a model that predicts the positive class for a handful of sure cases,
@@ -99,7 +99,7 @@ class PerfectValidation(Detector):
             extra.append(f"on ~{size} samples")
         self.fire(
             sv.name, Severity.WARNING, step, [sv.name],
-            f"perfect validation: {sv.name} = {fmt(v)} "
+            f"perfect validation: {sv.name} = {shown(view, sv.name, v)} "
             + (f"for {n} evals in a row" if n > 1 else "at its first eval")
             + (f" ({', '.join(extra)})" if extra else ""),
             evidence,

@@ -13,6 +13,7 @@ from watchrun.detectors.base import (
     SeriesView,
     fmt,
     pct,
+    shown,
     step_noise,
     warming_up,
 )
@@ -257,7 +258,8 @@ class Overfitting(Detector):
             evidence["primary_metric"] = primary
         ckpt = view.best_checkpoint(self.best_step)
         keep = f"keep the checkpoint from step {self.best_step}" + (f" ({ckpt})" if ckpt else "")
-        note = f"; {primary['name']} still improving ({fmt(primary['best'])})" if primary and primary["improving"] else ""
+        note = (f"; {primary['name']} still improving ({shown(view, primary['name'], primary['best'])})"
+                if primary and primary["improving"] else "")
         key, severity = val.name, Severity.WARNING
         if note and primary["kind"] in ("wer", "cer"):
             # a speech model's decoded error rate still falls while its token loss rises: the
@@ -418,9 +420,9 @@ class NotLearning(Detector):
             step = int(sv.steps[-1])
             self.fire(
                 "floor", Severity.WARNING, step, [f.name for f in family],
-                f"not learning: {', '.join(f.name for f in family)} stayed at {fmt(float(fin.min()))}-"
-                f"{fmt(float(fin.max()))} over all {len(fin)} evals ({kind} of an untrained model: "
-                f"{fmt(floor)})",
+                f"not learning: {', '.join(f.name for f in family)} stayed at {shown(view, sv.name, float(fin.min()))}-"
+                f"{shown(view, sv.name, float(fin.max()))} over all {len(fin)} evals ({kind} of an untrained model: "
+                f"{shown(view, sv.name, floor)})",
                 {"kind": kind, "floor": floor, "evals": len(fin), "low": float(fin.min()), "high": float(fin.max())},
                 "check the labels reach the loss (empty annotation files, a wrong class list or "
                 "vocabulary), that the evaluation decodes the model's outputs, and the learning rate",
