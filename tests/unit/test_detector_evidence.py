@@ -390,3 +390,24 @@ def test_blank_phase_wer_in_percent_is_shown_pinned_at_100(tmp_path):
     assert got and "val_wer pinned at 100.0 for 3 evals, val_cer 99" in got[0].message, got[
         0
     ].message
+
+
+# -- divergence after good progress ---------------------------------------------------------------
+def _lm(path, after):
+    rng = random.Random(4)
+    rows = []
+    for s in range(10, 3001, 10):
+        loss = curve(s, 2000, start=10.0, floor=2.0, speed=6) if s <= 2000 else after(s)
+        rows.append((s, {"train_loss": loss * (1 + rng.gauss(0, 0.02))}))
+    lightning(path, rows, ["train_loss"])
+
+
+def test_loss_that_jumps_back_up_after_good_progress_warns(tmp_path):
+    _lm(tmp_path / "relapse", lambda s: 7.0)
+    got = by_detector(alerts_of(tmp_path, "relapse/lightning_logs/version_0"), "divergence")
+    assert got and got[0][0] is Severity.WARNING and 2000 < got[0][1] <= 2060
+
+
+def test_converged_loss_wobbling_near_zero_is_no_divergence(tmp_path):
+    _lm(tmp_path / "wobble", lambda s: 2.0 + 0.3 * math.sin(s / 50))
+    assert by_detector(alerts_of(tmp_path, "wobble/lightning_logs/version_0"), "divergence") == []

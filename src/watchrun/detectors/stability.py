@@ -167,10 +167,14 @@ class Divergence(Detector):
     beyond the loss's own noise) and above where training started, for several logging steps in
     a row: the loss is exploding. Also a loss blown up 100x above the untrained loss in the first
     logs, and a validation loss bouncing 2x up and down between evals. All critical: each needs
-    a rise that noise, a warm-up bump or a slow drift cannot make, and it ends in NaN if left."""
+    a rise that noise, a warm-up bump or a slow drift cannot make, and it ends in NaN if left.
+    Warning: after good progress (the minimum below half the start) the smoothed loss back at
+    3x its minimum, by a tenth of the start or more, without passing the start (a mid-run blow-up
+    that undid the learning; it may settle, it may not)."""
 
     id = "divergence"
     DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0,
+                "progress": 0.5, "relapse_rise": 0.1,
                 "jump": 2.0, "jumps": 2, "jump_window": 6, "early_logs": 20, "early_ratio": 100.0}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -216,16 +220,26 @@ class Divergence(Detector):
             if math.isnan(self.start_level):
                 self.start_level = m
             limit = max(self.p["ratio"] * self.run_min, self.p["over_start"] * self.start_level)
-            if m > limit and math.isfinite(self.run_min):
+            relapse = self._relapse(m, self.run_min)
+            if (m > limit or relapse) and math.isfinite(self.run_min):
                 self.streak += 1
                 if self.streak >= self.p["persist"] and self._beyond_noise(sv, i, m, w):
-                    self._fire(view, sv, i, m)
+                    self._fire(view, sv, i, m, relapse=m <= limit)
             else:
                 self.streak = 0
-                if sv.name in self.open and m < 1.5 * self.run_min:
+                if m < 1.5 * self.run_min:
                     self.clear(sv.name)
+                    self.clear("relapse:" + sv.name)
             if m < self.run_min:
                 self.run_min, self.min_step = m, int(sv.steps[i])
+
+    def _relapse(self, m: float | np.ndarray, run_min: float | np.ndarray) -> bool | np.ndarray:
+        """After good progress (the running minimum below `progress` x the start), a loss back
+        at `ratio` x that minimum, by at least `relapse_rise` of the start, has blown up even
+        if it has not passed its start: training undid what it had learned."""
+        start = self.start_level
+        return (run_min < self.p["progress"] * start) & (m > self.p["ratio"] * run_min) & (
+            m - run_min >= self.p["relapse_rise"] * start)
 
     def _blown_up_at_start(self, view: RunView, sv: SeriesView) -> None:
         """A learning rate far too high explodes the loss in the first steps, before any window
@@ -320,14 +334,14 @@ class Divergence(Detector):
             return False
         prev_min = np.minimum.accumulate(np.concatenate([[self.run_min], meds]))[:-1]
         limit = np.maximum(self.p["ratio"] * prev_min, self.p["over_start"] * self.start_level)
-        if (meds > limit).any():
+        if (meds > limit).any() or np.any(self._relapse(meds, prev_min)):
             return False
         j = int(np.argmin(meds))
         if meds[j] < self.run_min:
             self.run_min, self.min_step = float(meds[j]), int(sv.steps[start + j])
         return True
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, m: float) -> None:
+    def _fire(self, view: RunView, sv: SeriesView, i: int, m: float, relapse: bool = False) -> None:
         step = int(sv.steps[i])
         evidence = {"smoothed_loss": m, "running_min": self.run_min, "min_step": self.min_step,
                     "start_level": self.start_level}
@@ -339,6 +353,17 @@ class Divergence(Detector):
             evidence.update(grad_norm=g_now, grad_norm_at_min=g_then)
             if math.isfinite(g_now) and math.isfinite(g_then) and g_then > 0:
                 extra = f"; grad norm {fmt(g_now)} vs {fmt(g_then)}"
+        if relapse:
+            self.fire(
+                "relapse:" + sv.name, Severity.WARNING, step, [sv.name],
+                f"{sv.name} blew up after good progress: {fmt(m)} vs its minimum {fmt(self.run_min)} "
+                f"(step {self.min_step}), {m / self.run_min:.1f}x, back towards its start "
+                f"{fmt(self.start_level)}{extra}",
+                evidence,
+                "look now: keep the checkpoint from before the jump; lower the learning rate or "
+                "clip gradients, and look for a bad batch or a schedule change at that step",
+            )
+            return
         self.fire(
             sv.name, Severity.CRITICAL, step, [sv.name],
             f"{sv.name} is exploding: {fmt(m)} vs its minimum {fmt(self.run_min)} "
