@@ -75,8 +75,9 @@ class Overfitting(Detector):
 
     Short runs (under 2 x `min_evals` evals): the rise since the lowest eval at each of
     `short_rises` evals in a row is enough (see `_short_rise`). Nothing while the LR warms up.
-    Severity: warning; info when a speech model's decoded WER/CER still improves (its token
-    loss rises as it grows confident on a few hard utterances; choose checkpoints by WER)."""
+    Severity: warning; info when a speech model's decoded WER/CER is no worse (over 3 evals) than
+    when the loss was at its best (its token loss rises as it grows confident on a few hard
+    utterances while the transcripts hold; choose checkpoints by WER)."""
 
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
@@ -261,7 +262,11 @@ class Overfitting(Detector):
         note = (f"; {primary['name']} still improving ({shown(view, primary['name'], primary['best'])})"
                 if primary and primary["improving"] else "")
         key, severity = val.name, Severity.WARNING
-        if note and primary["kind"] in ("wer", "cer"):
+        if primary and primary["kind"] in ("wer", "cer") and not note and primary["not_worse"]:
+            name = primary["name"]
+            note = (f"; {name} no worse than then ({shown(view, name, primary['now'])} vs "
+                    f"{shown(view, name, primary['then'])}, 3-eval means)")
+        if primary and primary["kind"] in ("wer", "cer") and note:
             # a speech model's decoded error rate still falls while its token loss rises: the
             # model grows confident on a few hard utterances, the transcripts still improve
             key, severity = "decoded:" + val.name, Severity.INFO
@@ -298,7 +303,13 @@ class Overfitting(Detector):
             improving = math.isfinite(at_best_loss) and (
                 best > at_best_loss if r.higher_better else best < at_best_loss
             ) and near_best
-            return {"name": sv.name, "best": float(best), "improving": bool(improving), "kind": r.kind}
+            # smoothed over 3 evals: no worse now than when the loss was at its best
+            then = sv.values[max(0, sv.at_or_before(self.best_step) - 2) : sv.at_or_before(self.best_step) + 1]
+            then = then[np.isfinite(then)]
+            now = float(upto[-3:].mean())
+            not_worse = bool(len(then)) and (now >= then.mean() * 0.99 if r.higher_better else now <= then.mean() * 1.01)
+            return {"name": sv.name, "best": float(best), "improving": bool(improving), "kind": r.kind,
+                    "not_worse": bool(not_worse), "now": now, "then": float(then.mean()) if len(then) else math.nan}
         return None
 
 
