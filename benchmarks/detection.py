@@ -5,6 +5,7 @@ The labelled set is ../shared/reallogs2/<dir> (labels.json) and ../shared/reallo
 reads everything and judges it as `watchrun check` does; then, per detector:
 
 - a call: an alert (any severity) from the labelled detector (a label "a|b" takes either);
+  "(info)" counts the calls made at info severity only;
 - a miss: a labelled detector that raised nothing;
 - a false alarm: a warning or critical on a run labelled healthy, or from a detector that is not
   among the run's labels (info is context, never a false alarm);
@@ -183,6 +184,7 @@ def judge(item: Labelled) -> Outcome:
 class Row:
     labelled: int = 0
     called: int = 0
+    info_only: int = 0  # called, but only at info severity
     missed: int = 0
     false: int = 0
     lags: list[float] = field(default_factory=list)
@@ -201,6 +203,7 @@ def tally(outcomes: list[Outcome]) -> dict[str, Row]:
             calls = o.calls(label)
             if calls:
                 row.called += 1
+                row.info_only += all(a.severity is Severity.INFO for a in calls)
                 if label in o.item.call_at:
                     row.lags.append(o.step(calls[0]) - o.item.call_at[label])
             else:
@@ -218,12 +221,14 @@ def _lag_text(lags: list[float]) -> str:
 
 def print_table(rows: dict[str, Row]) -> None:
     print(
-        f"{'detector':<48} {'labels':>6} {'called':>6} {'missed':>6} {'false':>5}  lead(-)/lag(+) vs call_at"
+        f"{'detector':<48} {'labels':>6} {'called':>6} {'(info)':>6} {'missed':>6} {'false':>5}"
+        "  lead(-)/lag(+) vs call_at"
     )
     for name in sorted(rows):
         r = rows[name]
         print(
-            f"{name:<48} {r.labelled:>6} {r.called:>6} {r.missed:>6} {r.false:>5}  {_lag_text(r.lags)}"
+            f"{name:<48} {r.labelled:>6} {r.called:>6} {r.info_only:>6} {r.missed:>6} {r.false:>5}"
+            f"  {_lag_text(r.lags)}"
         )
 
 
