@@ -73,9 +73,7 @@ class NanLoss(Detector):
                 continue
             step = int(sv.steps[i])
             if primary:
-                evals = [v.name for v in losses if v.role.split in ("val", "test")
-                         and not math.isfinite(v.exact(step)) and v.at_or_before(step) >= 0
-                         and int(v.steps[v.at_or_before(step)]) == step]
+                evals = _broken_evals(losses, step)
                 if i - start + 1 >= self.p["persist"]:
                     self._fire(view, sv, start, f" for {i - start + 1} logs in a row", Severity.CRITICAL)
                 elif evals:
@@ -154,6 +152,16 @@ class NanLoss(Detector):
             action or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
             "NaN/inf, or run with anomaly detection to find the op",
         )
+
+
+def _broken_evals(losses: list[SeriesView], step: int) -> list[str]:
+    """The validation (or test) losses logged at exactly `step` with a NaN/inf value."""
+    out = []
+    for v in losses:
+        j = v.at_or_before(step)
+        if v.role.split in ("val", "test") and j >= 0 and int(v.steps[j]) == step and not math.isfinite(v.values[j]):
+            out.append(v.name)
+    return out
 
 
 def _judged_by_train(sv: SeriesView, losses: list[SeriesView]) -> bool:
