@@ -70,9 +70,10 @@ class MinorityClassHidden(_EvalStreak):
     with their own overall F1 when the run logs one (seqeval's entity-level overall_f1, not the
     token accuracy that the background tag inflates). Evidence needed: two evals in a row, or
     one when the gap is huge but never the first validation eval (an imbalanced model learns the
-    minority last; a test set scored after training is final) and never while the learning rate still rises (warm-up). Without per-class metrics, a
-    binary recall far below the accuracy (the positive class is the minority, and is missed)
-    counts after three evals in a row."""
+    minority last; a test set scored after training is final), and never while the learning
+    rate still rises (warm-up). Without per-class metrics, a binary recall far below the
+    accuracy (the positive class is the minority, and is missed) counts after three evals in a
+    row."""
 
     id = "minority_class_hidden"
     DEFAULTS = {"headline_min": 0.75, "class_max": 0.5, "gap": 0.3, "macro_gap": 0.25,
@@ -192,7 +193,8 @@ class PredictionCollapse(_EvalStreak):
     - warning: `persist` evals in a row with a top-class share >= `top_share`, a prediction
       entropy <= `entropy`, one class with all the recall, a binary F1 (or precision and recall)
       of 0 while accuracy is not; or the accuracy pinned at one value from the first eval for
-      `pinned_evals` evals while the loss moves (the majority-class share); or a detector's
+      `pinned_evals` evals while the loss moves (the majority-class share), or for
+      `pinned_evals` evals while the loss is NaN (a constant output); or a detector's
       precision, recall and mAP exactly 0 at `pinned_evals` evals in a row after they had been
       above 0 (it found objects, and now outputs none)."""
 
