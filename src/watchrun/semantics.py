@@ -35,21 +35,27 @@ KINDS = {
     "reward": "reward", "rew": "reward", "return": "reward",
     "runtime": "runtime", "fps": "runtime", "flos": "runtime",
     "entropy": "entropy",
+    "success": "success",
 }
 LOWER_BETTER = {"loss", "wer", "cer", "rmse", "mse", "mae", "perplexity", "blank_ratio",
                 "top_class_share"}
 HIGHER_BETTER = {"accuracy", "f1", "precision", "recall", "auc", "r2", "pearson", "spearman",
-                 "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy", "topk_accuracy"}
+                 "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy", "topk_accuracy",
+                 "map", "success"}
 # components of a summed loss (detection, VAEs, auxiliary heads): the total plays "the loss"
 LOSS_PARTS = {"cls", "box", "bbox", "reg", "obj", "dfl", "mask", "rpn", "kl", "recon", "aux", "iou",
               "giou", "seg", "dice", "ctr", "centerness", "rec", "reconstruction", "commitment", "vq"}
 CLASS_KINDS = {"f1", "precision", "recall", "accuracy", "support"}
 AVERAGES = {"macro": "macro", "micro": "micro", "weighted": "weighted", "binary": "binary",
             "balanced": "macro", "avg": "", "mean": ""}
-NOISE = {"epoch", "step", "score", "metric", "overall", "best", "value", "val", "mean", "avg",
+NOISE = {"epoch", "step", "score", "metric", "metrics", "overall", "best", "value", "val", "mean", "avg",
          "total", "all", "ema", "smooth", "per", "class", "cls", "label", "on", "of", "at",
          "top", "running"}
 _SPLIT_RE = re.compile(r"[/._\-\s\[\]()]+")
+# Ultralytics marks which head a metric belongs to: (B)ox, (M)ask, (P)ose; not a class label
+_HEAD_SUFFIX = re.compile(r"\([A-Z]\)$")
+# mean average precision, as detection libraries write it: mAP50, mAP_0.5, map_50, bbox/AP50
+_MAP = re.compile(r"(?:^|_)(?:m_?ap|ap)(?:\d+|_|$)")
 _CLASS_TOKEN = re.compile(r"^(?:class|cls|label|c)(\d+)$")
 
 
@@ -76,7 +82,7 @@ class Role:
 
 @lru_cache(maxsize=4096)
 def classify(name: str) -> Role:
-    tokens = [t for t in _SPLIT_RE.split(_decamel(name).lower()) if t]
+    tokens = [t for t in _SPLIT_RE.split(_decamel(_HEAD_SUFFIX.sub("", name)).lower()) if t]
     split = ""
     for t in tokens:
         if t in SPLITS:
@@ -104,6 +110,8 @@ def classify(name: str) -> Role:
     kind = kind or "other"
     if kind == "accuracy" and _is_top_k(tokens):
         kind = "topk_accuracy"  # top-5 accuracy: a looser headline, never a class of its own
+    if not split and (kind == "map" or (tokens[0] == "metrics" and kind in ("precision", "recall"))):
+        split = "val"  # mAP is computed on held-out data only; YOLO's metrics/ are its val results
     if not split and kind in ("loss", "accuracy", "f1", "precision", "recall", "auc", "grad_norm"):
         split = "train"
     avg = ""
@@ -150,6 +158,8 @@ def _special_kind(joined: str, tokens: list[str]) -> str | None:
         return "pred_entropy"
     if "grad" in joined and "norm" in joined:
         return "grad_norm"
+    if _MAP.search(joined) and "loss" not in tokens:
+        return "map"
     if joined.startswith(("ep_rew", "episode_reward", "rollout_ep_rew")) or "ep_rew_mean" in joined or "episode_reward" in joined:
         return "reward"
     return None

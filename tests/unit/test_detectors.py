@@ -39,8 +39,8 @@ def real(request):
 EXPECTED = {
     # failing runs: what a careful reader calls
     "hf-financial-sentiment-overfit": {"overfitting", "minority_class_hidden"},
-    "hf-subjectivity-collapse/results": {"loss_at_chance", "lr_schedule", "grad_spike"},
-    "hf-whisper-small-hi-overfit": {"overfitting"},
+    "hf-subjectivity-collapse/results": {"loss_at_chance", "lr_schedule"},  # one grad spike: info
+    "hf-whisper-small-hi-overfit": set(),  # overfitting as info: its WER still improves
     "hf-hatespeech-state-plus-tfevents": {"perfect_validation"},
     "pl-csv-edgecases/Goreg12345/lightning_logs/version_0": {"not_learning"},
     "pl-csv-edgecases/DiogoFerreira7/lightning_logs/version_0": {"loss_at_chance"},
@@ -68,8 +68,10 @@ def test_real_runs(real, key):
 
 def test_seed_numbers_in_the_messages(real):
     fin = {a.detector: a for a in real["hf-financial-sentiment-overfit"]}
-    assert fin["minority_class_hidden"].step == 1035  # the first eval already shows it
-    assert "eval_macro_f1 0.1897" in fin["minority_class_hidden"].message
+    # not at the first eval (acc 0.90, macro F1 0.19: the model has not learned yet), at the
+    # first eval after it where accuracy looks good again (0.78) and macro F1 is still 0.21
+    assert fin["minority_class_hidden"].step == 6210
+    assert "eval_macro_f1 0.2076" in fin["minority_class_hidden"].message
     over = fin["overfitting"]
     assert over.evidence["best_step"] == 3105 and over.step == 8280
     whisper = {a.detector: a for a in real["hf-whisper-small-hi-overfit"]}["overfitting"]

@@ -247,3 +247,26 @@ def pct(x: float) -> str:
 def median_finite(values: np.ndarray) -> float:
     v = values[np.isfinite(values)]
     return float(np.median(v)) if len(v) else math.nan
+
+
+def warming_up(view: RunView, step: int) -> bool:
+    """The learning rate is still rising at `step` (a warm-up, OneCycle's first phase): the
+    model has not had its chance to learn yet, so only what is conclusive already is said."""
+    lr = view.lr()
+    if lr is None:
+        return False
+    j = lr.at_or_before(step)
+    return j >= 1 and bool(np.isfinite(lr.values[j - 1 : j + 1]).all()) and lr.values[j] > lr.values[j - 1] * 1.001
+
+
+def shown(view: RunView, name: str, value: float) -> str:
+    """A value as the source logged it: a share the runner turned from percent into a fraction
+    (a WER logged as 32.01) is shown as logged (32.01), never as 0.3201."""
+    sv, raw = view.series.get(name), view.run.series.get(name)
+    if sv is None or raw is None or not len(sv.values) or not math.isfinite(value):
+        return fmt(value)
+    j = int(np.searchsorted(raw.steps, sv.steps[-1], side="right")) - 1
+    v, r = float(sv.values[-1]), float(raw.values[j]) if j >= 0 else math.nan
+    if math.isfinite(v) and math.isfinite(r) and v != 0 and abs(r / v - 100.0) < 1e-6:
+        return fmt(value * 100.0)
+    return fmt(value)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown, warming_up
 from watchrun.model import Severity
 
 _SPLITS = ("val", "test")
@@ -64,9 +64,16 @@ def _positive_class(sv: SeriesView) -> bool:
 
 class MinorityClassHidden(_EvalStreak):
     """A headline metric (binary F1, accuracy) looks good while the worst class or the macro
-    average is bad. Fires at once when the gap is huge, else after two evals in a row. Without
-    per-class metrics, a binary recall far below the accuracy (the positive class is the
-    minority, and is missed) counts after three evals in a row."""
+    average is bad: warning (there is no critical; the run trains on, it is judged wrongly).
+
+    The headline is the best-looking overall number, except that per-class F1s are compared
+    with their own overall F1 when the run logs one (seqeval's entity-level overall_f1, not the
+    token accuracy that the background tag inflates). Evidence needed: two evals in a row, or
+    one when the gap is huge but never the first validation eval (an imbalanced model learns the
+    minority last; a test set scored after training is final), and never while the learning
+    rate still rises (warm-up). Without per-class metrics, a binary recall far below the
+    accuracy (the positive class is the minority, and is missed) counts after three evals in a
+    row."""
 
     id = "minority_class_hidden"
     DEFAULTS = {"headline_min": 0.75, "class_max": 0.5, "gap": 0.3, "macro_gap": 0.25,
@@ -104,9 +111,9 @@ class MinorityClassHidden(_EvalStreak):
                     and r.kind in ("f1", "accuracy")]
         if not headline:
             return
-        head = max(headline, key=lambda n: at[n])  # the number that looks best is the one that hides
-        hv = at[head]
         classes = {n: at[n] for n, r in roles.items() if r.cls is not None and r.kind in ("f1", "recall")}
+        head = _own_aggregate(roles, at, classes) or max(headline, key=lambda n: at[n])  # the best-looking hides
+        hv = at[head]
         inferred = not classes and roles[head].kind == "accuracy"
         if inferred:
             # no per-class metrics: a binary recall or F1 (Keras' Recall(), sklearn's default) is
@@ -128,25 +135,31 @@ class MinorityClassHidden(_EvalStreak):
             if not still_bad:  # a dip of the headline alone does not end the episode
                 self.clear(key)
             return
+        if warming_up(view, step):
+            self.streak[key] = 0
+            return
         self.streak[key] = self.streak.get(key, 0) + 1
         gap = max(gap_class, gap_macro)
-        if self.streak[key] < 2 and gap < self.p["instant_gap"]:
+        # a test set scored after training (next to a validation split) is the final verdict
+        final_test = split == "test" and not view.test_as_val
+        first_eval = view.series[head].at_or_before(step) == 0 and not final_test
+        if self.streak[key] < 2 and (gap < self.p["instant_gap"] or first_eval):
             return
         if inferred and not macro and self.streak[key] < self.p["inferred_evals"]:
             return  # the class is inferred, and the minority is often learned last: wait longer
-        parts = [f"{head} {fmt(hv)} looks good"]
+        parts = [f"{head} {shown(view, head, hv)} looks good"]
         evidence: dict = {"headline": head, "headline_value": hv}
         metrics = [head]
         if worst:
             cls = roles[worst].cls or "1 (positive)"
             recall = next((at[n] for n, r in roles.items() if r.cls == cls and r.kind == "recall"), None)
-            parts.append(f"class {cls} {roles[worst].kind} {fmt(classes[worst])}"
+            parts.append(f"class {cls} {roles[worst].kind} {shown(view, worst, classes[worst])}"
                          + (f" (recall {fmt(recall)})" if recall is not None and roles[worst].kind != "recall" else ""))
             evidence.update(worst_class=cls, worst_value=classes[worst], worst_metric=worst)
             metrics.append(worst)
         if macro:
             mname = min(macro, key=macro.get)
-            parts.append(f"{mname} {fmt(macro[mname])}")
+            parts.append(f"{mname} {shown(view, mname, macro[mname])}")
             evidence["macro"] = macro[mname]
             metrics.append(mname)
         self.fire(
@@ -158,10 +171,32 @@ class MinorityClassHidden(_EvalStreak):
         )
 
 
+def _own_aggregate(roles: dict, at: dict, classes: dict) -> str | None:
+    """The overall (micro) F1 of a per-class F1 family, when the run logs one: the classes'
+    like-for-like headline. A binary F1 equal to one class's F1 is that class, not an aggregate."""
+    if not any(roles[n].kind == "f1" for n in classes):
+        return None
+    for n, r in roles.items():
+        if r.kind == "f1" and r.cls is None and r.avg in ("", "micro"):
+            if all(abs(at[n] - v) > 1e-9 for c, v in classes.items() if roles[c].kind == "f1"):
+                return n
+    return None
+
+
 class PredictionCollapse(_EvalStreak):
-    """Predictions collapse onto one (or a few) classes: a top-class share near 1, one distinct
-    prediction, near-zero prediction entropy, one class with all the recall, a binary F1 of 0 while
-    accuracy is not, or the accuracy pinned at one value while the loss moves."""
+    """Predictions collapse onto one (or a few) classes, or a detector stops predicting anything.
+
+    Nothing is said while the learning rate still rises (a warm-up: the model has not had its
+    chance to learn), nor from one eval alone.
+    - critical: `persist` evals in a row with 99% of predictions in one class, or one distinct
+      class predicted (the metrics count the predictions themselves: conclusive).
+    - warning: `persist` evals in a row with a top-class share >= `top_share`, a prediction
+      entropy <= `entropy`, one class with all the recall, a binary F1 (or precision and recall)
+      of 0 while accuracy is not; or the accuracy pinned at one value from the first eval for
+      `pinned_evals` evals while the loss moves (the majority-class share), or for
+      `pinned_evals` evals while the loss is NaN (a constant output); or a detector's
+      precision, recall and mAP exactly 0 at `pinned_evals` evals in a row after they had been
+      above 0 (it found objects, and now outputs none)."""
 
     id = "prediction_collapse"
     DEFAULTS = {"top_share": 0.9, "entropy": 0.1, "persist": 2, "pinned_evals": 3}
@@ -173,7 +208,8 @@ class PredictionCollapse(_EvalStreak):
     def update(self, view: RunView) -> None:
         for split in _SPLITS:
             views = [sv for sv in view.series.values() if sv.role.split == split and sv.role.kind in
-                     ("top_class_share", "unique_preds", "pred_entropy", "recall", "precision", "f1", "accuracy", "loss")]
+                     ("top_class_share", "unique_preds", "pred_entropy", "recall", "precision", "f1", "accuracy",
+                      "loss", "map")]
             if not views:
                 continue
             self._walk(view, split, views)
@@ -189,7 +225,7 @@ class PredictionCollapse(_EvalStreak):
             r = sv.role
             if r.kind in ("top_class_share", "unique_preds", "pred_entropy") or (r.kind == "recall" and r.cls):
                 found.append(steps)
-            elif (r.kind == "f1" and r.cls is None) or _positive_recall(sv):
+            elif (r.kind in ("f1", "map") and r.cls is None) or _positive_recall(sv):
                 found.append(steps[new == 0.0])
             elif r.kind == "accuracy" and r.cls is None:
                 prev = np.concatenate([[np.nan], sv.values[:-1]])[sv.new_from :]
@@ -197,12 +233,17 @@ class PredictionCollapse(_EvalStreak):
         return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
+        if warming_up(view, step):
+            self.streak[split] = 0  # too early to judge; an open episode stays open
+            return
         at = {sv.name: (sv.role, sv.exact(step)) for sv in views}
         at = {k: v for k, v in at.items() if math.isfinite(v[1])}
         reason, evidence, sev, metrics = self._reason(view, at)
         if reason is None:
             reason, evidence, metrics = self._pinned(view, split, at, step)
             sev = Severity.WARNING
+        if reason is None:
+            reason, evidence, metrics = self._nothing_detected(view, at, step)
         if reason is None:
             if split in self.open and self._still_pinned(view, split, at):
                 return  # the accuracy has not left the pinned share: the same episode
@@ -213,11 +254,12 @@ class PredictionCollapse(_EvalStreak):
         if self.streak[split] < self.p["persist"] and not evidence.get("pinned"):
             return
         self.pinned_value[split] = evidence["accuracy"] if evidence.get("pinned") else None
-        self.fire(
-            split, sev, step, metrics, f"prediction collapse: {reason}", evidence,
-            "the model predicts (almost) one class: check class weights and their mapping, the "
-            "label encoding, the learning rate; stop and fix before training on",
-        )
+        action = ("the model predicts (almost) one class: check class weights and their mapping, the "
+                  "label encoding, the learning rate; stop and fix before training on")
+        if "last_nonzero" in evidence:
+            action = ("check that the training labels hold boxes (empty or misplaced label files), the "
+                      "class list in the data config, and the learning rate; stop and fix before training on")
+        self.fire(split, sev, step, metrics, f"prediction collapse: {reason}", evidence, action)
 
     def _reason(self, view: RunView, at: dict) -> tuple:
         for name, (role, v) in at.items():
@@ -240,14 +282,14 @@ class PredictionCollapse(_EvalStreak):
         f1 = [(n, v) for n, (r, v) in at.items() if r.kind == "f1" and r.cls is None and r.avg in ("", "binary")]
         acc = [(n, v) for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
         if f1 and acc and f1[0][1] == 0.0 and acc[0][1] > 0.0:
-            return (f"{f1[0][0]} is 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class is "
+            return (f"{f1[0][0]} is 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class is "
                     "never predicted", {"f1": 0.0, "accuracy": acc[0][1]}, Severity.WARNING,
                     [f1[0][0], acc[0][0]])
         binary = {r.kind: (n, v) for n, (r, v) in at.items()
                   if r.kind in ("precision", "recall") and r.cls is None and r.avg in ("", "binary")}
         if acc and len(binary) == 2 and all(v == 0.0 for _, v in binary.values()) and acc[0][1] > 0.0:
             (p_name, _), (r_name, _) = binary["precision"], binary["recall"]
-            return (f"{p_name} and {r_name} are 0 while {acc[0][0]} is {fmt(acc[0][1])}: the positive class "
+            return (f"{p_name} and {r_name} are 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class "
                     "is never predicted", {"precision": 0.0, "recall": 0.0, "accuracy": acc[0][1]},
                     Severity.WARNING, [acc[0][0], p_name, r_name])
         return None, {}, None, []
@@ -259,9 +301,30 @@ class PredictionCollapse(_EvalStreak):
         acc = [v for r, v in at.values() if r.kind == "accuracy" and r.cls is None]
         return pinned is not None and bool(acc) and acc[0] == pinned
 
+    def _nothing_detected(self, view: RunView, at: dict, step: int) -> tuple:
+        """A detector's precision, recall and mAP all exactly 0 at the last `pinned_evals` evals,
+        after the mAP had been above 0: it found objects once and now predicts none (labels
+        without boxes, a class mapping broken, confidence collapsed)."""
+        det = {r.kind: n for n, (r, v) in at.items() if r.kind in ("map", "precision", "recall") and r.cls is None}
+        if "map" not in det or len(det) < 2 or any(at[n][1] != 0.0 for n in det.values()):
+            return None, {}, []
+        n = int(self.p["pinned_evals"])
+        map_sv = view.series[det["map"]]
+        i = map_sv.at_or_before(step)
+        if i + 1 <= n or (map_sv.values[i - n + 1 : i + 1] != 0.0).any():
+            return None, {}, []
+        before = map_sv.values[: i - n + 1]
+        if not (before[np.isfinite(before)] > 0).any():
+            return None, {}, []  # never above 0: not a collapse, a model that has not learned
+        names = sorted(det.values())
+        last = int(map_sv.steps[int(np.flatnonzero(before > 0)[-1])])
+        return (f"{', '.join(names)} are all 0 at the last {n} evals (the mAP was above 0 until step "
+                f"{last}): the model predicts no objects", {"evals": n, "pinned": True, "last_nonzero": last,
+                                                             "accuracy": None}, names)
+
     def _pinned(self, view: RunView, split: str, at: dict, step: int) -> tuple:
         acc = [n for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
-        loss = [n for n, (r, v) in at.items() if r.kind == "loss"]
+        loss = sorted(n for n, sv in view.series.items() if sv.role.split == split and sv.role.kind == "loss")
         if not acc or not loss:
             return None, {}, []
         acc_sv, loss_sv = view.series[acc[0]], view.series[loss[0]]
@@ -271,14 +334,18 @@ class PredictionCollapse(_EvalStreak):
             return None, {}, []
         accs = [float(x) for x in acc_sv.values[i - n + 1 : i + 1]]
         losses = [loss_sv.exact(int(s)) for s in acc_sv.steps[i - n + 1 : i + 1]]
-        if not all(math.isfinite(x) for x in losses):
-            return None, {}, []
         acc = [(acc[0], accs[-1])]
         loss = [(loss[0], losses[-1])]
+        if not any(math.isfinite(x) for x in losses) and len(set(accs)) == 1 and 0 <= accs[0] < 1:
+            return (f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} is "
+                    f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
+                    {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
         first = float(acc_sv.values[0])
         pinned_from_start = accs[0] == first  # a collapsed model sits at the majority share from the start
+        if not all(math.isfinite(x) for x in losses):
+            return None, {}, []
         if len(set(accs)) == 1 and pinned_from_start and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
-            return (f"{acc[0][0]} pinned at {fmt(accs[0])} for {n} evals while {loss[0][0]} moves "
+            return (f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} moves "
                     f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
                     {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
         return None, {}, []

@@ -7,24 +7,38 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown, warming_up
 from watchrun.model import Severity
 
 
-def _flat(sv: SeriesView | None, step: int, k: int = 3, tol: float = 0.05) -> bool | None:
-    """Has this loss stopped moving over its last k points (relative change < tol)?"""
+def improving(sv: SeriesView | None, step: int, k: int = 3, margin: float = 0.02) -> tuple[bool, float, float] | None:
+    """Is this loss still coming down at `step`: the lowest of its last k points (k evals, or a
+    tenth of a per-step train loss) at least `margin` below the lowest before them? Returns
+    (improving, lowest before, lowest now), or None when there are too few points to say."""
     if sv is None:
         return None
-    i = sv.at_or_before(step)
-    if i + 1 < k:
+    upto = sv.values[: sv.at_or_before(step) + 1]
+    upto = upto[np.isfinite(upto)]
+    k = max(k, len(upto) // 10) if sv.role.split == "train" else k
+    if len(upto) < k + 1:
         return None
-    w = sv.values[i - k + 1 : i + 1]
-    if not np.isfinite(w).all() or w.max() <= 0:
-        return None
-    return bool((w.max() - w.min()) / w.max() < tol)
+    before, now = float(upto[:-k].min()), float(upto[-k:].min())
+    return now < before * (1 - margin) if before > 0 else now < before, before, now
 
 
 class BlankCollapse(Detector):
+    """A CTC model emitting the blank at (nearly) every timestep: empty transcripts, WER 1.0.
+
+    Every CTC model starts there (the all-blank phase) and leaves it once the loss has come down
+    far enough; so the verdict follows the loss (the validation loss, else the train loss):
+    - info: blank share >= `blank_ratio` for `persist` evals (or WER pinned at 1.0 for
+      `wer_evals` evals with CER >= `cer_min`) while the loss still improves (a new low by 2%
+      within its last 3 evals) or the learning rate still warms up: "still in the all-blank phase";
+    - warning: the same once the loss has stopped improving;
+    - critical: blank share >= 99% (or WER pinned with empty predictions in the logged samples)
+      with the loss no longer improving, after the warm-up: the model will not leave it.
+    The episode ends when the share (or WER) comes down."""
+
     id = "blank_collapse"
     DEFAULTS = {"blank_ratio": 0.95, "persist": 2, "wer_evals": 3, "cer_min": 0.9}
 
@@ -39,6 +53,33 @@ class BlankCollapse(Detector):
             elif sv.role.kind == "wer" and sv.role.split in ("val", "test", ""):
                 self._wer(view, sv)
 
+    def _verdict(self, view: RunView, step: int, conclusive: bool) -> tuple[Severity, str]:
+        """Severity from the loss's course, and the words that say why."""
+        loss = view.pick("val", "loss") or view.pick("train", "loss")
+        trend = improving(loss, step)
+        if trend is not None and trend[0]:
+            return Severity.INFO, (f"still in the all-blank phase: {loss.name} still falling "
+                                   f"({fmt(trend[1])} -> {fmt(trend[2])})")
+        if warming_up(view, step):
+            return Severity.INFO, "still in the all-blank phase: the learning rate still warms up"
+        if trend is None:
+            return Severity.INFO, "too few evals yet to see whether the loss still falls"
+        why = f"{loss.name} no longer improving (lowest {fmt(trend[2])} vs {fmt(trend[1])} before)"
+        return (Severity.CRITICAL if conclusive else Severity.WARNING), why
+
+    def _open(self, key: str, severity: Severity, *args) -> None:  # type: ignore[no-untyped-def]
+        """One episode per key; a later, stronger verdict replaces a weaker one."""
+        for sev in (Severity.INFO, Severity.WARNING, Severity.CRITICAL):
+            if f"{key}:{sev.value}" in self.open:
+                if sev.rank >= severity.rank:
+                    return
+                self.clear(f"{key}:{sev.value}")
+        self.fire(f"{key}:{severity.value}", severity, *args)
+
+    def _close(self, key: str) -> None:
+        for sev in (Severity.INFO, Severity.WARNING, Severity.CRITICAL):
+            self.clear(f"{key}:{sev.value}")
+
     def _blank(self, view: RunView, sv: SeriesView) -> None:
         if len(sv.values) == 0 or not np.isfinite(sv.values).any():
             return
@@ -46,30 +87,28 @@ class BlankCollapse(Detector):
             ratio = float(sv.values[i])
             if not math.isfinite(ratio) or ratio < self.p["blank_ratio"]:
                 self.streak[sv.name] = 0
-                self.clear("blank")
+                self._close("blank")
                 continue
             self.streak[sv.name] = self.streak.get(sv.name, 0) + 1
             if self.streak[sv.name] < self.p["persist"]:
                 continue
             step = int(sv.steps[i])
-            loss = view.pick("val", "loss") or view.pick("train", "loss")
-            flat = _flat(loss, step)
             wer = self._wer_at(view, step)
             empties = self._empty_samples(view, step)
-            critical = ratio >= 0.99 or flat or (wer is not None and wer >= 0.999)
-            details = []
+            severity, why = self._verdict(view, step, ratio >= 0.99 or empties > 0)
+            details = [why]
             if wer is not None:
-                details.append(f"WER {fmt(wer)}")
+                wer_sv = next(s for s in view.series.values() if s.role.kind == "wer")
+                details.append(f"{wer_sv.name} {shown(view, wer_sv.name, wer)}")
             if empties:
                 details.append(f"{empties} empty predictions in the samples")
-            if flat:
-                details.append("loss no longer moving")
-            self.fire(
-                "blank", Severity.CRITICAL if critical else Severity.WARNING, step, [sv.name],
-                f"blank tokens at {ratio * 100:.0f}% of timesteps"
-                + (f" ({', '.join(details)})" if details else "")
-                + (" — stop training" if critical else ""),
-                {"blank_ratio": ratio, "wer": wer, "loss_flat": flat, "empty_samples": empties},
+            self._open(
+                "blank", severity, step, [sv.name],
+                f"blank tokens at {ratio * 100:.0f}% of timesteps ({', '.join(details)})"
+                + (" — stop training" if severity is Severity.CRITICAL else ""),
+                {"blank_ratio": ratio, "wer": wer, "empty_samples": empties},
+                "nothing to do while the loss falls: CTC models start by predicting only blanks"
+                if severity is Severity.INFO else
                 "stop training: the CTC model only predicts blank. Check the blank index and the "
                 "vocabulary, lower the learning rate or lengthen warm-up, check the output layer's "
                 "initialisation and that input lengths exceed label lengths",
@@ -83,7 +122,7 @@ class BlankCollapse(Detector):
             w = sv.values[max(0, i - n + 1) : i + 1]
             if len(w) < n or not (w >= 0.999).all():
                 if sv.values[i] < 0.999:
-                    self.clear("wer")
+                    self._close("wer")
                 continue
             step = int(sv.steps[i])
             cer_sv = next((c for c in view.series.values() if c.role.kind == "cer"), None)
@@ -91,14 +130,17 @@ class BlankCollapse(Detector):
             if math.isfinite(cer) and cer < self.p["cer_min"]:
                 continue
             empties = self._empty_samples(view, step)
-            self.fire(
-                "wer", Severity.CRITICAL if empties else Severity.WARNING, step,
+            severity, why = self._verdict(view, step, empties > 0)
+            self._open(
+                "wer", severity, step,
                 [sv.name] + ([cer_sv.name] if cer_sv is not None else []),
-                f"{sv.name} pinned at 1.0 for {n} evals"
-                + (f", CER {fmt(cer)}" if math.isfinite(cer) else "")
+                f"{sv.name} pinned at {shown(view, sv.name, 1.0)} for {n} evals"
+                + (f", {cer_sv.name} {shown(view, cer_sv.name, cer)}" if math.isfinite(cer) else "")
                 + (f", {empties} empty predictions" if empties else "")
-                + ": the model likely emits only blanks",
+                + f": the model likely emits only blanks; {why}",
                 {"wer": float(sv.values[i]), "cer": cer, "evals": n, "empty_samples": empties},
+                "nothing to do while the loss falls: CTC models start by predicting only blanks"
+                if severity is Severity.INFO else
                 "log the blank ratio or a few decoded predictions to confirm; if they are empty, "
                 "stop and fix (learning rate, blank index, output-layer initialisation)",
             )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt
+import numpy as np
+
+from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown
 from watchrun.model import Severity
 
 # precision alone is 1 for a model that predicts the positive class for a handful of sure cases,
@@ -14,11 +16,16 @@ _SCORE_KINDS = ("accuracy", "f1", "auc")
 
 
 class PerfectValidation(Detector):
-    """Validation accuracy/F1/AUC = 1, or a classification loss ~0 (far below where it started),
-    for `persist` evals in a row."""
+    """Validation accuracy/F1/AUC = 1, a detector's mAP at its ceiling (>= 0.995, the most the
+    usual 101-point interpolation gives) with every object found (recall >= 0.99 at the same
+    eval), or a classification loss ~0 (far below where it started), for `persist` evals in a
+    row: warning (leakage, duplicates, or a validation set too small or too easy to tell
+    checkpoints apart). A loss 10x below the ~0 bar speaks at its first eval. Never critical:
+    the run itself is fine, its yardstick is not."""
 
     id = "perfect_validation"
-    DEFAULTS = {"persist": 2, "score": 0.9999, "loss_abs": 1e-3, "loss_rel": 0.01}
+    DEFAULTS = {"persist": 2, "score": 0.9999, "loss_abs": 1e-3, "loss_rel": 0.01, "map": 0.995,
+                "recall": 0.99}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -31,6 +38,11 @@ class PerfectValidation(Detector):
                 continue
             if r.kind in _SCORE_KINDS:
                 self._scan(view, sv, self.p["score"], math.inf)
+            elif r.kind == "map":
+                recall = view.pick("val", "recall")
+                if recall is not None:
+                    found = _values_at(recall, sv.steps[sv.new_from :]) >= self.p["recall"]
+                    self._scan(view, sv, self.p["map"], 1.0, found)
             elif r.kind == "loss":
                 ref = self._reference_loss(view, sv)
                 if ref is not None:
@@ -46,9 +58,11 @@ class PerfectValidation(Detector):
         starts = [s for s in starts if math.isfinite(s)]
         return max(starts) if starts and max(starts) >= 0.05 else None
 
-    def _scan(self, view: RunView, sv: SeriesView, lo: float, hi: float) -> None:
+    def _scan(self, view: RunView, sv: SeriesView, lo: float, hi: float, also: np.ndarray | None = None) -> None:
         new = sv.values[sv.new_from :]
         perfect = (new >= lo) & (new <= hi)
+        if also is not None:
+            perfect &= also
         if not perfect.any():  # the vectorised equivalent of walking the chunk
             self.streak[sv.name] = 0
             if len(new):
@@ -85,7 +99,7 @@ class PerfectValidation(Detector):
             extra.append(f"on ~{size} samples")
         self.fire(
             sv.name, Severity.WARNING, step, [sv.name],
-            f"perfect validation: {sv.name} = {fmt(v)} "
+            f"perfect validation: {sv.name} = {shown(view, sv.name, v)} "
             + (f"for {n} evals in a row" if n > 1 else "at its first eval")
             + (f" ({', '.join(extra)})" if extra else ""),
             evidence,
@@ -101,6 +115,13 @@ class PerfectValidation(Detector):
             return None
         n = rt.value_at(step) * sps.value_at(step)
         return int(round(n)) if math.isfinite(n) and n > 0 else None
+
+
+def _values_at(sv: SeriesView, steps: np.ndarray) -> np.ndarray:
+    """The series' value logged at exactly each of `steps` (NaN where it logged none)."""
+    i = np.searchsorted(sv.steps, steps, side="right") - 1
+    ok = (i >= 0) & (sv.steps[np.maximum(i, 0)] == steps)
+    return np.where(ok, sv.values[np.maximum(i, 0)], np.nan)
 
 
 class SparseEval(Detector):

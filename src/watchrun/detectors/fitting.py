@@ -13,7 +13,9 @@ from watchrun.detectors.base import (
     SeriesView,
     fmt,
     pct,
+    shown,
     step_noise,
+    warming_up,
 )
 from watchrun.model import Severity
 
@@ -69,12 +71,18 @@ class Overfitting(Detector):
     "best". The best level is the lowest smoothed value; the best eval, the lowest eval inside
     that window. Without a train loss, a larger and steady rise. The episode ends when the
     smoothed loss comes back within half of `min_rise`. Stateless over the history, so any
-    chunking of the data gives the same alerts."""
+    chunking of the data gives the same alerts.
+
+    Short runs (under 2 x `min_evals` evals): the rise since the lowest eval at each of
+    `short_rises` evals in a row is enough (see `_short_rise`). Nothing while the LR warms up.
+    Severity: warning; info when a speech model's decoded WER/CER is no worse (over 3 evals) than
+    when the loss was at its best (its token loss rises as it grows confident on a few hard
+    utterances while the transcripts hold; choose checkpoints by WER)."""
 
     id = "overfitting"
     DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
                 "min_rise_without_train": 0.5, "noise_sigmas": 3.0, "window_sigmas": 2.0, "trend_t": 2.5,
-                "min_evals": 6, "early_min_rise": 0.3,
+                "min_evals": 6, "early_min_rise": 0.3, "short_rises": 3,
                 "trend_train_drop": 0.3}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +128,8 @@ class Overfitting(Detector):
             t_after = (mean_after - level) / np.sqrt(np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1))
         trend = (after >= 2 * k) & (mean_after >= level * (1 + self.p["min_rise"])) & (t_after >= self.p["trend_t"])
         cond |= trend
+        short = self._short_rise(fv, first_new)
+        cond |= short
         cond[:first_new] = False
         cands = np.flatnonzero(cond)
         calm = np.flatnonzero(rise_s < self.p["min_rise"] / 2)
@@ -131,6 +141,12 @@ class Overfitting(Detector):
                 if not len(calm[(calm > done) & (calm < j)]):
                     continue  # still the same episode
                 self.clear(val.name)
+            if short[j] and not (trend[j] or (streak[j] >= k and rise_s[j] >= self.p["min_rise"] / 2)):
+                jj = int(np.argmin(fv[: j + 1]))  # a short run: its lowest eval is the best
+                self.best, self.best_raw, self.best_step = float(fv[jj]), float(fv[jj]), int(val.steps[finite[jj]])
+                self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), short=True)
+                done = j
+                continue
             m = int(at_best[j])
             lo = m + 1 - int(w[m])
             jj = lo + int(np.argmin(fv[lo : m + 1]))
@@ -140,6 +156,22 @@ class Overfitting(Detector):
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
+
+    def _short_rise(self, fv: np.ndarray, first_new: int) -> np.ndarray:
+        """Short runs (fewer than 2 x `min_evals` evals so far), where a smoothing window would
+        be most of the run: the validation loss came down to its lowest eval, then rose at each
+        of the `short_rises` or more evals since, to `min_rise` above that lowest eval and above
+        the eval before it (not a return from one lucky low). One clear rise is the whole signal
+        such a run gives; the train loss must still be falling (checked when it fires)."""
+        out = np.zeros(len(fv), dtype=bool)
+        limit = min(len(fv), 2 * int(self.p["min_evals"]))
+        for j in range(max(first_new, 1), limit):
+            m = int(np.argmin(fv[: j + 1]))
+            if m < 1 or j - m < self.p["short_rises"]:
+                continue
+            rising = bool(np.all(np.diff(fv[m : j + 1]) > 0))
+            out[j] = rising and fv[j] >= fv[m] * (1 + self.p["min_rise"]) and fv[j] > fv[m - 1]
+        return out
 
     def _beyond_scatter(self, val: SeriesView, i: int, v: float, trend: bool, train_drop: float) -> bool:
         """The rise stands out of the eval-to-eval scatter around the best level. The latest
@@ -167,11 +199,8 @@ class Overfitting(Detector):
         """Early evals bounce: while the LR still rises (the warm-up) a rise is the warm-up bump;
         with fewer than `min_evals` evals the scatter is unknown, so only a rise of
         `early_min_rise` at every eval since the best counts."""
-        lr = view.lr()
-        if lr is not None:
-            j = lr.at_or_before(step)
-            if j >= 1 and math.isfinite(lr.values[j]) and lr.values[j] > lr.values[j - 1] * 1.001:
-                return True  # the LR is still rising: we are inside the warm-up
+        if warming_up(view, step):
+            return True  # the LR is still rising: we are inside the warm-up
         upto = val.values[: i + 1]
         upto = upto[np.isfinite(upto)]
         if len(upto) >= self.p["min_evals"]:
@@ -197,7 +226,7 @@ class Overfitting(Detector):
         return step_noise(since, centred=True)
 
     def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int, v: float,
-                    trend: bool = False) -> None:
+                    trend: bool = False, short: bool = False) -> None:
         step = int(val.steps[i])
         rise = v / self.best_raw - 1 if self.best_raw > 0 else math.inf
         evidence: dict = {"best": self.best_raw, "best_step": self.best_step, "now": v, "rise": rise,
@@ -218,18 +247,33 @@ class Overfitting(Detector):
             if trend or rise < self.p["min_rise_without_train"] or not np.all(np.diff(recent) > 0):
                 return
             why = "rising at every eval (no train loss logged)"
-        if not self._beyond_scatter(val, i, v, trend, evidence.get("train_drop", 0.0)):
-            return
-        if self._too_early(view, val, i, step, rise):
+        if short:  # a short run's rise has no scatter to stand out of; only the warm-up excuses it
+            too_early = warming_up(view, step)
+        else:
+            too_early = not self._beyond_scatter(val, i, v, trend, evidence.get("train_drop", 0.0)) \
+                or self._too_early(view, val, i, step, rise)
+        if too_early:
             return
         primary = self._primary_metric_note(view, step)
         if primary:
             evidence["primary_metric"] = primary
         ckpt = view.best_checkpoint(self.best_step)
         keep = f"keep the checkpoint from step {self.best_step}" + (f" ({ckpt})" if ckpt else "")
-        note = f"; {primary['name']} still improving ({fmt(primary['best'])})" if primary and primary["improving"] else ""
+        note = (f"; {primary['name']} still improving ({shown(view, primary['name'], primary['best'])})"
+                if primary and primary["improving"] else "")
+        key, severity = val.name, Severity.WARNING
+        if primary and primary["kind"] in ("wer", "cer") and not note and primary["not_worse"]:
+            name = primary["name"]
+            note = (f"; {name} no worse than then ({shown(view, name, primary['now'])} vs "
+                    f"{shown(view, name, primary['then'])}, 3-eval means)")
+        if primary and primary["kind"] in ("wer", "cer") and note:
+            # a speech model's decoded error rate still falls while its token loss rises: the
+            # model grows confident on a few hard utterances, the transcripts still improve
+            key, severity = "decoded:" + val.name, Severity.INFO
+        elif "decoded:" + val.name in self.open:
+            self.clear("decoded:" + val.name)
         self.fire(
-            val.name, Severity.WARNING, step, [val.name] + ([view.pick("train", "loss").name] if view.pick("train", "loss") else []),
+            key, severity, step, [val.name] + ([view.pick("train", "loss").name] if view.pick("train", "loss") else []),
             f"overfitting: {val.name} up {pct(rise)} from its best {fmt(self.best_raw)} "
             f"(step {self.best_step}) {why}{note}",
             evidence | ({"best_checkpoint": ckpt} if ckpt else {}),
@@ -240,8 +284,10 @@ class Overfitting(Detector):
         )
 
     def _primary_metric_note(self, view: RunView, step: int) -> dict | None:
-        """A task metric (WER, accuracy, F1...) that is still improving tempers the verdict."""
-        for sv in view.series.values():
+        """A task metric (WER first, then accuracy, F1...) whose latest eval is its best (within
+        1%) and better than at the loss's best: it tempers the verdict."""
+        ranked = sorted(view.series.values(), key=lambda sv: sv.role.kind not in ("wer", "cer"))
+        for sv in ranked:
             r = sv.role
             if r.split != "val" or r.kind in ("loss", "runtime", "other", "support") or r.cls:
                 continue
@@ -253,16 +299,24 @@ class Overfitting(Detector):
                 continue
             best = upto.max() if r.higher_better else upto.min()
             at_best_loss = sv.value_at(self.best_step)
+            near_best = upto[-1] >= best * 0.99 if r.higher_better else upto[-1] <= best * 1.01
             improving = math.isfinite(at_best_loss) and (
                 best > at_best_loss if r.higher_better else best < at_best_loss
-            ) and upto[-1] == best
-            return {"name": sv.name, "best": float(best), "improving": bool(improving)}
+            ) and near_best
+            # smoothed over 3 evals: no worse now than when the loss was at its best
+            then = sv.values[max(0, sv.at_or_before(self.best_step) - 2) : sv.at_or_before(self.best_step) + 1]
+            then = then[np.isfinite(then)]
+            now = float(upto[-3:].mean())
+            not_worse = bool(len(then)) and (now >= then.mean() * 0.99 if r.higher_better else now <= then.mean() * 1.01)
+            return {"name": sv.name, "best": float(best), "improving": bool(improving), "kind": r.kind,
+                    "not_worse": bool(not_worse), "now": now, "then": float(then.mean()) if len(then) else math.nan}
         return None
 
 
 class Underfitting(Detector):
-    """At the end: the train loss was still clearly falling, or stayed above the val loss while
-    both fell. Info: train longer or give the model more capacity."""
+    """At the end: the train loss was still clearly falling (5% over the last fifth of the run),
+    or stayed above the val loss while both fell. Info only (train longer or give the model
+    more capacity: advice, not an alarm); silent when another verdict explains the run."""
 
     id = "underfitting"
     DEFAULTS = {"min_tail_drop": 0.05, "tail": 0.2, "min_points": 8}
@@ -307,6 +361,11 @@ class Underfitting(Detector):
                 )
 
 
+# task metrics whose value for a model that has learned nothing is known: a fraction of words
+# wrong (1: every word), detection mAP, F1 of the positive class or of the entities, a success rate
+FLOORS = {"wer": 1.0, "cer": 1.0, "map": 0.0, "f1": 0.0, "success": 0.0}
+
+
 def _resumed(sv: SeriesView) -> bool:
     """The series starts far into training (its first step > 3 logging intervals, at least 3
     logs): a run resumed from a checkpoint, in a new log or one the library rewrote. Its
@@ -324,13 +383,21 @@ def _still_improving(val: SeriesView) -> bool:
 
 
 class NotLearning(Detector):
-    """The train loss shows no downward trend over a long stretch: the median of the last third
-    of the run is not lower than the median of the first third by min_drop and by more than
-    the medians' own noise. Judged once the run has ended, or
-    live after `min_points` logs."""
+    """A model that does not learn. All warnings (the run may be stopped, but a person decides):
+    - the train loss shows no downward trend over a long stretch: the median of the last third
+      of the run is not lower than the median of the first third by `min_drop` and by more than
+      the medians' own noise (judged once the run has ended, or live after `live_min_points`
+      logs and 30% of the planned steps); a run resumed into this log is not judged by its start;
+    - the train loss repeats exactly for `frozen_logs` logs (frozen weights);
+    - a task metric with a known floor stayed within `floor_band` of it at every one of at least
+      `floor_evals` evals: WER/CER ~1 (empty or garbage transcripts), mAP, F1 or a success
+      rate ~0. Every metric of that kind must sit there (one mAP that rose means the model
+      learned something). Judged when the run has ended (live too: when its writer exits or
+      it goes quiet); left to blank_collapse and prediction_collapse when they have spoken."""
 
     id = "not_learning"
-    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5}
+    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5,
+                "floor_evals": 5, "floor_band": 0.01}
 
     def update(self, view: RunView) -> None:
         train = view.pick("train", "loss")
@@ -345,9 +412,37 @@ class NotLearning(Detector):
         self._judge(view, train)
 
     def finalize(self, view: RunView) -> None:
+        self._at_floor(view)
         train = view.pick("train", "loss")
         if train is not None and len(train.values) >= self.p["min_points"]:
             self._judge(view, train)
+
+    def _at_floor(self, view: RunView) -> None:
+        if view.fired & {"blank_collapse", "prediction_collapse", "nan_loss"} or "floor" in self.open:
+            return
+        for kind, floor in FLOORS.items():
+            family = [sv for sv in view.where(kind=kind, cls=None) if len(sv.values) and sv.role.split in ("val", "")]
+            if not family or any(sv.name in view.claimed for sv in family):
+                continue
+            if not all(self._pinned_at(sv, floor) for sv in family):
+                continue
+            sv = max(family, key=lambda f: len(f.values))
+            fin = sv.values[np.isfinite(sv.values)]
+            step = int(sv.steps[-1])
+            self.fire(
+                "floor", Severity.WARNING, step, [f.name for f in family],
+                f"not learning: {', '.join(f.name for f in family)} stayed at {shown(view, sv.name, float(fin.min()))}-"
+                f"{shown(view, sv.name, float(fin.max()))} over all {len(fin)} evals ({kind} of an untrained model: "
+                f"{shown(view, sv.name, floor)})",
+                {"kind": kind, "floor": floor, "evals": len(fin), "low": float(fin.min()), "high": float(fin.max())},
+                "check the labels reach the loss (empty annotation files, a wrong class list or "
+                "vocabulary), that the evaluation decodes the model's outputs, and the learning rate",
+            )
+            return
+
+    def _pinned_at(self, sv: SeriesView, floor: float) -> bool:
+        fin = sv.values[np.isfinite(sv.values)]
+        return len(fin) >= self.p["floor_evals"] and bool(np.all(np.abs(fin - floor) <= self.p["floor_band"]))
 
     def _frozen(self, view: RunView, train: SeriesView) -> None:
         """The train loss (>= 0.05, so that a converged loss rounded to 4 decimals does not count)

@@ -11,32 +11,107 @@ from watchrun.model import Severity
 
 
 class NanLoss(Detector):
-    """Critical at the first NaN/inf in a loss. A gradient norm that is NaN/inf for one logging
-    step is what fp16 loss scaling does on healthy runs: it counts only when it persists."""
+    """A loss that turns NaN/inf and stays so: the weights are NaN, nothing after it trains.
+
+    - critical: a train loss non-finite at `persist` logs in a row, or non-finite at a step where
+      a validation loss is non-finite too (evaluated with the same weights: both broken means
+      the weights are), or non-finite at the last log of a run that has ended.
+    - info: a train loss non-finite at one log and finite at the next (an fp16 overflow: the
+      loss scaler skipped that batch, or one bad batch in an epoch mean); a validation loss
+      non-finite while the train loss is finite (the evaluation overflowed, the weights are
+      fine), unless it never recovers (warning at the run's end). Without a train loss the
+      validation loss plays its role.
+    - a gradient norm non-finite for `grad_norm_persist` logs in a row (one is what fp16 loss
+      scaling does on healthy runs): critical.
+    The alert's step is the first non-finite log of the episode."""
 
     id = "nan_loss"
-    DEFAULTS = {"grad_norm_persist": 3}
+    DEFAULTS = {"grad_norm_persist": 3, "persist": 2}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.grad_bad_run: dict[str, int] = {}
+        self.bad_from: dict[str, int] = {}  # loss -> index where its current non-finite run began
 
     def update(self, view: RunView) -> None:
+        losses = [sv for sv in view.series.values() if sv.role.kind == "loss"]
+        primary = {sv.name for sv in losses if not _judged_by_train(sv, losses)}
+        for sv in losses:
+            self._loss(view, sv, sv.name in primary, losses)
         for sv in view.series.values():
-            if sv.role.kind == "loss":
-                self._loss(view, sv)
-            elif sv.role.kind == "grad_norm":
+            if sv.role.kind == "grad_norm":
                 self._grad(view, sv)
 
-    def _loss(self, view: RunView, sv: SeriesView) -> None:
-        if sv.name in self.open or sv.new_from >= len(sv.values):
-            return
+    def finalize(self, view: RunView) -> None:
+        """The run ended on a non-finite loss: it never recovered."""
+        losses = [sv for sv in view.series.values() if sv.role.kind == "loss"]
+        for sv in losses:
+            start = self.bad_from.get(sv.name)
+            if start is None or sv.name in self.open:
+                continue
+            if not _judged_by_train(sv, losses):
+                self._fire(view, sv, start, " at the last log of the run", Severity.CRITICAL)
+            elif not self._train_broken(losses, sv, int(sv.steps[-1])):
+                self.clear("eval:" + sv.name)  # the info said it might pass; it did not
+                self._fire(view, sv, start, " and never recovered; the train loss is finite",
+                           Severity.WARNING, key="never:" + sv.name,
+                           action="the model cannot be judged on this validation set: evaluate in "
+                           "fp32 or bf16 and check the validation data for empty or degenerate batches")
+
+    def _loss(self, view: RunView, sv: SeriesView, primary: bool, losses: list[SeriesView]) -> None:
         new = sv.values[sv.new_from :]
-        bad = np.flatnonzero(~np.isfinite(new))
-        if len(bad) == 0:
+        if len(new) == 0:
             return
-        i = sv.new_from + int(bad[0])
-        self._fire(view, sv, i, "")
+        if sv.name not in self.bad_from and np.isfinite(new).all():
+            return  # the vectorised equivalent of the walk below
+        for i in sv.new:
+            if math.isfinite(sv.values[i]):
+                self._recovered(view, sv, i, primary)
+                continue
+            start = self.bad_from.setdefault(sv.name, i)
+            if sv.name in self.open:
+                continue
+            step = int(sv.steps[i])
+            if primary:
+                evals = _broken_evals(losses, step)
+                if i - start + 1 >= self.p["persist"]:
+                    self._fire(view, sv, start, f" for {i - start + 1} logs in a row", Severity.CRITICAL)
+                elif evals:
+                    self._fire(view, sv, start, f", and {evals[0]} too: the weights are broken",
+                               Severity.CRITICAL)
+            elif self._train_broken(losses, sv, step):
+                continue  # the train loss's own alert says it
+            else:
+                self._fire(view, sv, start, " while the train loss is finite: the evaluation overflowed "
+                           "(fp16 evaluation, an empty batch), the weights are fine", Severity.INFO,
+                           key="eval:" + sv.name,
+                           action="nothing to stop for yet; if it persists, evaluate in fp32 or bf16 and "
+                           "check the validation data for empty or degenerate batches")
+
+    def _recovered(self, view: RunView, sv: SeriesView, i: int, primary: bool) -> None:
+        start = self.bad_from.pop(sv.name, None)
+        if start is None:
+            return
+        called = sv.name in self.open
+        self.clear(sv.name)
+        self.clear("eval:" + sv.name)
+        if primary and start == i - 1 and not called:
+            self._fire(view, sv, start, f", finite again at step {int(sv.steps[i])}: one overflowed batch "
+                       "(fp16 loss scaling skips it) and training went on", Severity.INFO,
+                       key="recovered:" + sv.name,
+                       action="nothing to do if it stays rare; frequent overflows: lower the learning "
+                       "rate or use bf16")
+            self.clear("recovered:" + sv.name)
+
+    @staticmethod
+    def _train_broken(losses: list[SeriesView], sv: SeriesView, step: int) -> bool:
+        for t in losses:
+            if t.role.split in ("val", "test") or t is sv:
+                continue
+            j = t.at_or_before(step)
+            if j >= 0 and not math.isfinite(t.values[j]):
+                return True
+        return False
 
     def _grad(self, view: RunView, sv: SeriesView) -> None:
         need = int(self.p["grad_norm_persist"])
@@ -54,10 +129,11 @@ class NanLoss(Detector):
             run += 1
             loss_nan = any(v.role.kind == "loss" for k in self.open for v in [view.series.get(k)] if v)
             if run >= need and sv.name not in self.open and not loss_nan:
-                self._fire(view, sv, i, f" for {run} logging steps in a row")
+                self._fire(view, sv, i, f" for {run} logging steps in a row", Severity.CRITICAL)
         self.grad_bad_run[sv.name] = run
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, extra: str) -> None:
+    def _fire(self, view: RunView, sv: SeriesView, i: int, extra: str, severity: Severity,
+              key: str | None = None, action: str | None = None) -> None:
         step = int(sv.steps[i])
         value = sv.values[i]
         finite = np.flatnonzero(np.isfinite(sv.values[:i]))
@@ -70,21 +146,43 @@ class NanLoss(Detector):
                     context[other.name] = float(other.values[j])
         last_txt = f"; last finite {fmt(last[1])} at step {last[0]}" if last else ""
         self.fire(
-            sv.name, Severity.CRITICAL, step, [sv.name],
+            key or sv.name, severity, step, [sv.name],
             f"{sv.name} is {fmt(value)} at step {step}{extra}{last_txt}",
             {"value": value, "last_finite": last, "context": context},
-            "stop training: lower the learning rate, clip gradients, check inputs/labels for "
+            action or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
             "NaN/inf, or run with anomaly detection to find the op",
         )
+
+
+def _broken_evals(losses: list[SeriesView], step: int) -> list[str]:
+    """The validation (or test) losses logged at exactly `step` with a NaN/inf value."""
+    out = []
+    for v in losses:
+        j = v.at_or_before(step)
+        if v.role.split in ("val", "test") and j >= 0 and int(v.steps[j]) == step and not math.isfinite(v.values[j]):
+            out.append(v.name)
+    return out
+
+
+def _judged_by_train(sv: SeriesView, losses: list[SeriesView]) -> bool:
+    """A validation (or test) loss, in a run that logs a train loss: the train loss says whether
+    the weights are broken; the validation loss alone may just have overflowed."""
+    return sv.role.split in ("val", "test") and any(t.role.split not in ("val", "test") for t in losses)
 
 
 class Divergence(Detector):
     """The smoothed train loss (median of 5) rises far above its running minimum (3x, and far
     beyond the loss's own noise) and above where training started, for several logging steps in
-    a row: the loss is exploding."""
+    a row: the loss is exploding. Also a loss blown up 100x above the untrained loss in the first
+    logs, and a validation loss bouncing 2x up and down between evals. All critical: each needs
+    a rise that noise, a warm-up bump or a slow drift cannot make, and it ends in NaN if left.
+    Warning: after good progress (the minimum below half the start) the smoothed loss back at
+    3x its minimum, by a tenth of the start or more, without passing the start (a mid-run blow-up
+    that undid the learning; it may settle, it may not)."""
 
     id = "divergence"
     DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0,
+                "progress": 0.5, "relapse_rise": 0.1,
                 "jump": 2.0, "jumps": 2, "jump_window": 6, "early_logs": 20, "early_ratio": 100.0}
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
@@ -130,16 +228,26 @@ class Divergence(Detector):
             if math.isnan(self.start_level):
                 self.start_level = m
             limit = max(self.p["ratio"] * self.run_min, self.p["over_start"] * self.start_level)
-            if m > limit and math.isfinite(self.run_min):
+            relapse = self._relapse(m, self.run_min)
+            if (m > limit or relapse) and math.isfinite(self.run_min):
                 self.streak += 1
                 if self.streak >= self.p["persist"] and self._beyond_noise(sv, i, m, w):
-                    self._fire(view, sv, i, m)
+                    self._fire(view, sv, i, m, relapse=m <= limit)
             else:
                 self.streak = 0
-                if sv.name in self.open and m < 1.5 * self.run_min:
+                if m < 1.5 * self.run_min:
                     self.clear(sv.name)
+                    self.clear("relapse:" + sv.name)
             if m < self.run_min:
                 self.run_min, self.min_step = m, int(sv.steps[i])
+
+    def _relapse(self, m: float | np.ndarray, run_min: float | np.ndarray) -> bool | np.ndarray:
+        """After good progress (the running minimum below `progress` x the start), a loss back
+        at `ratio` x that minimum, by at least `relapse_rise` of the start, has blown up even
+        if it has not passed its start: training undid what it had learned."""
+        start = self.start_level
+        return (run_min < self.p["progress"] * start) & (m > self.p["ratio"] * run_min) & (
+            m - run_min >= self.p["relapse_rise"] * start)
 
     def _blown_up_at_start(self, view: RunView, sv: SeriesView) -> None:
         """A learning rate far too high explodes the loss in the first steps, before any window
@@ -234,14 +342,14 @@ class Divergence(Detector):
             return False
         prev_min = np.minimum.accumulate(np.concatenate([[self.run_min], meds]))[:-1]
         limit = np.maximum(self.p["ratio"] * prev_min, self.p["over_start"] * self.start_level)
-        if (meds > limit).any():
+        if (meds > limit).any() or np.any(self._relapse(meds, prev_min)):
             return False
         j = int(np.argmin(meds))
         if meds[j] < self.run_min:
             self.run_min, self.min_step = float(meds[j]), int(sv.steps[start + j])
         return True
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, m: float) -> None:
+    def _fire(self, view: RunView, sv: SeriesView, i: int, m: float, relapse: bool = False) -> None:
         step = int(sv.steps[i])
         evidence = {"smoothed_loss": m, "running_min": self.run_min, "min_step": self.min_step,
                     "start_level": self.start_level}
@@ -253,6 +361,17 @@ class Divergence(Detector):
             evidence.update(grad_norm=g_now, grad_norm_at_min=g_then)
             if math.isfinite(g_now) and math.isfinite(g_then) and g_then > 0:
                 extra = f"; grad norm {fmt(g_now)} vs {fmt(g_then)}"
+        if relapse:
+            self.fire(
+                "relapse:" + sv.name, Severity.WARNING, step, [sv.name],
+                f"{sv.name} blew up after good progress: {fmt(m)} vs its minimum {fmt(self.run_min)} "
+                f"(step {self.min_step}), {m / self.run_min:.1f}x, back towards its start "
+                f"{fmt(self.start_level)}{extra}",
+                evidence,
+                "look now: keep the checkpoint from before the jump; lower the learning rate or "
+                "clip gradients, and look for a bad batch or a schedule change at that step",
+            )
+            return
         self.fire(
             sv.name, Severity.CRITICAL, step, [sv.name],
             f"{sv.name} is exploding: {fmt(m)} vs its minimum {fmt(self.run_min)} "
@@ -264,9 +383,15 @@ class Divergence(Detector):
 
 
 class GradSpike(Detector):
-    """A gradient norm far above the median of the previous ones and well above their maximum
-    (an outlier, not a gradual rise such as a warm-up), and above the run's early level (so that
-    a norm shrinking towards zero does not make every blip a spike)."""
+    """A gradient norm far above the median of the previous ones and well above their usual
+    maximum (earlier spikes left out: an outlier, not a gradual rise such as a warm-up), and above the run's early level (so that
+    a norm shrinking towards zero does not make every blip a spike).
+
+    - info: the first spike of the run (one bad batch that clipping or the loss shrugs off is
+      common in healthy runs; what follows it is divergence's and nan_loss's to judge).
+    - warning: a spike after an earlier one (spikes recur: the learning rate or the data has a
+      problem that will strike again).
+    - never critical."""
 
     id = "grad_spike"
     DEFAULTS = {"factor": 10.0, "over_max": 2.5, "window": 20, "min_history": 10, "cooldown": 20}
@@ -275,6 +400,7 @@ class GradSpike(Detector):
         super().__init__(*a, **kw)
         self.since_spike: dict[str, int] = {}
         self.early: dict[str, float] = {}
+        self.spikes: dict[str, list[int]] = {}  # steps of the spikes so far, per series
 
     def update(self, view: RunView) -> None:
         for sv in view.series.values():
@@ -304,24 +430,41 @@ class GradSpike(Detector):
             if len(hist) < need or not math.isfinite(v):
                 continue
             med = float(np.median(hist))
-            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(hist.max())
+            usual = hist[hist <= self.p["factor"] * med]  # earlier spikes do not raise the bar
+            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(usual.max())
             if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
-                step = int(sv.steps[i])
-                self.since_spike[sv.name] = 0
-                loss = view.pick("train", "loss")
-                loss_txt = ""
-                if loss is not None:
-                    lv = loss.value_at(step)
-                    if math.isfinite(lv):
-                        loss_txt = f"; loss {fmt(lv)}"
-                self.fire(
-                    sv.name, Severity.WARNING, step, [sv.name],
-                    f"gradient norm spiked to {fmt(v)} at step {step}, "
-                    f"{v / med:.0f}x its recent median {fmt(med)}{loss_txt}",
-                    {"value": v, "median": med, "ratio": v / med},
-                    "watch the loss for a jump; if spikes repeat, lower the learning rate or "
-                    "clip gradients (max_grad_norm)",
-                )
+                self._spike(view, sv, int(sv.steps[i]), float(v), med)
+
+    def _spike(self, view: RunView, sv: SeriesView, step: int, v: float, med: float) -> None:
+        self.since_spike[sv.name] = 0
+        seen = self.spikes.setdefault(sv.name, [])
+        seen.append(step)
+        loss = view.pick("train", "loss")
+        loss_txt = ""
+        if loss is not None:
+            lv = loss.value_at(step)
+            if math.isfinite(lv):
+                loss_txt = f"; loss {fmt(lv)}"
+        evidence = {"value": v, "median": med, "ratio": v / med, "spikes": list(seen)}
+        if len(seen) == 1:
+            self.fire(
+                sv.name, Severity.INFO, step, [sv.name],
+                f"gradient norm spiked to {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
+                f"{fmt(med)}{loss_txt}: one spike so far",
+                evidence,
+                "nothing to do if the loss shrugs it off; if spikes repeat, lower the learning rate "
+                "or clip gradients (max_grad_norm)",
+            )
+            return
+        self.clear(sv.name)  # the info episode ends: spikes recur
+        self.fire(
+            "recurring:" + sv.name, Severity.WARNING, step, [sv.name],
+            f"gradient norm spikes recur: {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
+            f"{fmt(med)}, spike {len(seen)} since step {seen[0]}{loss_txt}",
+            evidence,
+            "lower the learning rate or clip gradients (max_grad_norm); look for bad batches "
+            "(empty, mislabelled, extreme lengths) at the spike steps",
+        )
 
     def _quiet_chunk(self, sv: SeriesView, w: int, start: int) -> bool:
         """Vectorised pass over a chunk with no spike and no open cooldown."""
@@ -333,9 +476,11 @@ class GradSpike(Detector):
         vals = sv.values[lo:]
         if not np.isfinite(vals).all():
             return False
-        meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, w), axis=1)[:-1]
+        windows = np.lib.stride_tricks.sliding_window_view(vals, w)[:-1]
+        meds = np.median(windows, axis=1)
         new = vals[w:]
-        maxes = np.lib.stride_tricks.sliding_window_view(vals, w).max(axis=1)[:-1]
+        usual = windows <= self.p["factor"] * meds[:, None]
+        maxes = np.where(usual, windows, -np.inf).max(axis=1)
         spikes = (meds > 0) & (new > self.p["factor"] * meds) & (new > self.p["over_max"] * maxes) & (new > self.early[sv.name])
         return not spikes.any()
 
