@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2
 
 from watchrun.model import pid_problem
+from watchrun.sources import tfscan
 from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
 
@@ -445,8 +446,12 @@ class TensorBoardSource(Source):
             buf = cursor.read(MAX_READ)
             if not buf:
                 break
-            offsets, lengths, consumed, corrupt = walk_records(buf)
-            decoded = decode_records(buf, offsets, lengths)
+            if tfscan.available():  # the compiled scanner: same records, one pass
+                offsets, consumed, corrupt_at, decoded = tfscan.scan_records(buf)
+                corrupt = len(corrupt_at)
+            else:
+                offsets, lengths, consumed, corrupt = walk_records(buf)
+                decoded = decode_records(buf, offsets, lengths)
             total += self._emit(decoded, opts)
             bad = corrupt + decoded.bad
             if bad:
