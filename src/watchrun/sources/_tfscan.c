@@ -8,13 +8,13 @@
  * is not consumed; a header whose length CRC fails is corrupt, and the walk resynchronises at
  * the next position whose header checks.
  *
- * Returns (consumed, corrupt, bad, offsets, lengths, misfits, groups):
+ * Returns (consumed, corrupt, bad, bad_at, misfits, groups):
  *   consumed  bytes of buf fully walked (from 0)
  *   corrupt   list of positions where a corrupt header starts
  *   bad       list of record indices whose payload CRC fails
- *   offsets   bytes: int64 payload offset of every record, by record index
- *   lengths   bytes: int64 payload length of every record
- *   misfits   bytes: int64 indices of the records for the protobuf path
+ *   bad_at    their payload offsets
+ *   misfits   bytes: int64 triples (record index, payload offset, payload length) of the
+ *             records for the protobuf path
  *   groups    list of (tag, idx, steps, values, walls): str, then bytes of int64/int64/f64/f64
  *
  * CRC32C: SSE4.2 crc32 instructions when the CPU has them (checked at run time), otherwise a
@@ -105,17 +105,21 @@ static inline uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); re
 
 typedef struct { char *data; size_t len, cap; } Buf;
 
-static int buf_push(Buf *b, const void *item, size_t size) {
-    if (b->len + size > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + size) cap *= 2;
-        char *d = PyMem_Realloc(b->data, cap);
-        if (!d) return -1;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, item, size);
-    b->len += size;
+static int buf_grow(Buf *b, size_t need) {
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < need) cap *= 2;
+    char *d = PyMem_Realloc(b->data, cap);
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+/* append one 8-byte item (the only size used) */
+static inline int push8(Buf *b, const void *item) {
+    if (b->len + 8 > b->cap && buf_grow(b, b->len + 8) < 0) return -1;
+    memcpy(b->data + b->len, item, 8);
+    b->len += 8;
     return 0;
 }
 
@@ -138,10 +142,17 @@ typedef struct {
     size_t nslots;
 } Groups;
 
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
+/* A cheap hash of a tag: its length, first and last 8 bytes (tags of one run differ there). */
+static inline uint64_t tag_hash(const uint8_t *p, size_t n) {
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        a = rd64(p);
+        b = rd64(p + n - 8);
+    } else {
+        memcpy(&a, p, n);
+    }
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL) ^ n) * 0xFF51AFD7ED558CCDULL;
+    return h ^ (h >> 29);
 }
 
 static int groups_rehash(Groups *g, size_t nslots) {
@@ -159,7 +170,7 @@ static int groups_rehash(Groups *g, size_t nslots) {
 }
 
 static Group *groups_get(Groups *g, const uint8_t *tag, size_t len) {
-    uint64_t h = fnv1a(tag, len);
+    uint64_t h = tag_hash(tag, len);
     size_t s = h & (g->nslots - 1);
     while (g->slots[s]) {
         Group *gr = &g->groups[g->slots[s] - 1];
@@ -311,12 +322,13 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*|n", &view, &start)) return NULL;
     const uint8_t *b = view.buf;
     Py_ssize_t n = view.len;
-    PyObject *corrupt = PyList_New(0), *bad = PyList_New(0), *groups_dict = NULL, *result = NULL;
-    Buf offsets = {0}, lengths = {0}, misfits = {0};
+    PyObject *corrupt = PyList_New(0), *bad = PyList_New(0), *bad_at = PyList_New(0);
+    PyObject *groups_dict = NULL, *result = NULL;
+    Buf misfits = {0};
     Groups g = {0};
     Point pts[MAX_VALUES];
     int failed = 0;
-    if (!corrupt || !bad || groups_rehash(&g, 64) < 0) goto done;
+    if (!corrupt || !bad || !bad_at || groups_rehash(&g, 64) < 0) goto done;
 
     Py_ssize_t pos = start < 0 ? 0 : start, consumed;
     int64_t idx = 0;
@@ -336,21 +348,23 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if ((uint64_t)(n - pos) < 16 + length) { consumed = pos; break; } /* torn: wait */
         const uint8_t *payload = b + pos + 12;
         int64_t off = pos + 12, len = (int64_t)length;
-        if (buf_push(&offsets, &off, 8) < 0 || buf_push(&lengths, &len, 8) < 0) { failed = 1; goto done; }
         if (masked_crc(payload, length) != rd32(payload + length)) {
-            if (list_append_ssize(bad, (Py_ssize_t)idx) < 0) goto done;
+            if (list_append_ssize(bad, (Py_ssize_t)idx) < 0 || list_append_ssize(bad_at, off) < 0) goto done;
         } else {
             double wall;
             int64_t step;
             int k = parse_event(payload, payload + length, &wall, &step, pts);
             if (k < 0) {
-                if (buf_push(&misfits, &idx, 8) < 0) { failed = 1; goto done; }
+                if (push8(&misfits, &idx) < 0 || push8(&misfits, &off) < 0 || push8(&misfits, &len) < 0) {
+                    failed = 1;
+                    goto done;
+                }
             }
             for (int i = 0; i < k; i++) {
                 Group *gr = groups_get(&g, pts[i].tag, pts[i].tag_len);
                 double value = (double)pts[i].value;
-                if (!gr || buf_push(&gr->idx, &idx, 8) < 0 || buf_push(&gr->steps, &step, 8) < 0 ||
-                    buf_push(&gr->values, &value, 8) < 0 || buf_push(&gr->walls, &wall, 8) < 0) {
+                if (!gr || push8(&gr->idx, &idx) < 0 || push8(&gr->steps, &step) < 0 ||
+                    push8(&gr->values, &value) < 0 || push8(&gr->walls, &wall) < 0) {
                     failed = 1;
                     goto done;
                 }
@@ -373,17 +387,15 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Py_DECREF(item);
         if (r < 0) goto done;
     }
-    result = Py_BuildValue("(nOONNNO)", consumed, corrupt, bad, buf_bytes(&offsets), buf_bytes(&lengths),
-                           buf_bytes(&misfits), groups_dict);
+    result = Py_BuildValue("(nOOONO)", consumed, corrupt, bad, bad_at, buf_bytes(&misfits), groups_dict);
 
 done:
     if (failed && !PyErr_Occurred()) PyErr_NoMemory();
     PyBuffer_Release(&view);
     Py_XDECREF(corrupt);
     Py_XDECREF(bad);
+    Py_XDECREF(bad_at);
     Py_XDECREF(groups_dict);
-    buf_free(&offsets);
-    buf_free(&lengths);
     buf_free(&misfits);
     groups_free(&g);
     return result;
@@ -415,7 +427,7 @@ static PyObject *hardware(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS, "scan(buf, start=0) -> (consumed, corrupt, bad, offsets, lengths, misfits, groups)"},
+    {"scan", scan, METH_VARARGS, "scan(buf, start=0) -> (consumed, corrupt, bad, bad_at, misfits, groups)"},
     {"masked_crc32c", masked_crc32c, METH_VARARGS, "masked CRC32C of a buffer (TFRecord framing)"},
     {"crc32c", crc32c_py, METH_VARARGS, "crc32c(buf, table=False): CRC32C; table=True forces the table code"},
     {"hardware", hardware, METH_NOARGS, "whether the SSE4.2 crc32 instruction is used"},

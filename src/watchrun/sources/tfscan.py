@@ -37,21 +37,20 @@ def available() -> bool:
 
 def scan_records(
     buf: bytes, module: ModuleType | None = None
-) -> tuple[np.ndarray, int, list[int], Any]:
+) -> tuple[dict[int, int], int, list[int], Any]:
     """Walk and decode `buf` with the compiled scanner (`module` overrides the built one).
 
-    Return (payload offsets by record index, bytes consumed, positions where a record whose
-    length CRC fails starts, Decoded): as `walk_records` then `decode_records` give them. After
-    a bad length CRC the walk resynchronises; a record whose payload CRC fails is skipped and
-    counted in `Decoded.bad`; a record cut by the end of `buf` is not consumed."""
+    Return (payload offset by record index, for the records `Decoded.bad` names; bytes consumed;
+    positions where a record whose length CRC fails starts; Decoded): as `walk_records` then
+    `decode_records` give them. After a bad length CRC the walk resynchronises; a record whose
+    payload CRC fails is skipped and counted in `Decoded.bad`; a record cut by the end of `buf`
+    is not consumed."""
     from watchrun.sources import tensorboard as tb
 
     scanner = module or compiled
     if scanner is None:
         raise RuntimeError("the compiled TFRecord scanner is not built")
-    consumed, corrupt, bad, offsets_b, lengths_b, misfits_b, groups = scanner.scan(buf)
-    offsets = np.frombuffer(offsets_b, dtype=np.int64)
-    lengths = np.frombuffer(lengths_b, dtype=np.int64)
+    consumed, corrupt, bad, bad_at, misfits_b, groups = scanner.scan(buf)
     out = tb.Decoded()
     for tag, idx, steps, values, walls in groups:
         out.add(
@@ -61,10 +60,19 @@ def scan_records(
             np.frombuffer(values, dtype=np.float64),
             np.frombuffer(walls, dtype=np.float64),
         )
-    for i in np.frombuffer(misfits_b, dtype=np.int64).tolist():
-        tb._decode_proto(buf, int(offsets[i]), int(lengths[i]), i, out)
+    offsets = dict(zip(bad, bad_at, strict=True))
+    misfits = np.frombuffer(misfits_b, dtype=np.int64).reshape(-1, 3).tolist()
+    for i, off, length in misfits:
+        bad_before = _bad_count(out)
+        tb._decode_proto(buf, off, length, i, out)
+        if _bad_count(out) != bad_before:
+            offsets[i] = off
     _mark_bad(out, bad)
     return offsets, consumed, corrupt, out
+
+
+def _bad_count(out: Any) -> int:
+    return len(out.bad) if isinstance(out.bad, list) else out.bad
 
 
 def _mark_bad(out: Any, bad: list[int]) -> None:
