@@ -27,12 +27,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from watchrun.lazy import lazy
+
+yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-import yaml
 
 CONFIG_NAME = "watchrun.toml"
 _TARGET = re.compile(r"^\s*([^<>=!]+?)\s*(<=|>=|<|>)\s*(-?[\d.]+(?:e[+-]?\d+)?)\s*$")

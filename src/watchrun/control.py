@@ -42,9 +42,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import psutil
-
+from watchrun.lazy import lazy
 from watchrun.model import Run, pid_problem
+
+psutil = lazy("psutil")  # loaded when a process is first looked at
 
 STOP_FILE = ".watchrun-stop"
 CARD_FILE = "watchrun-run.json"

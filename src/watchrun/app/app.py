@@ -91,7 +91,7 @@ class WatchrunApp(App):
         self.quiet = quiet  # no toasts, bell or desktop notifications
         self.ready = False
         self.config = config
-        self.engine = Engine(paths, config, poll_seconds=poll)
+        self.engine = Engine(paths, config, poll_seconds=poll, bounded=True)
         self.engine.detectors.watch_roots = self.engine.roots
         self.stop_event = threading.Event()
         self.selected: str | None = None

@@ -16,9 +16,10 @@ import sys
 import time
 from typing import Any
 
-import psutil
-
 from watchrun.control import CARD_FILE, LAUNCHERS, STOP_FILE
+from watchrun.lazy import lazy
+
+psutil = lazy("psutil")
 
 LOG_FILE = "watchrun.jsonl"
 STOP_DONE_FILE = ".watchrun-stop.done"

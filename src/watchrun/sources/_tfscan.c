@@ -257,11 +257,13 @@ static int parse_value(const uint8_t *p, const uint8_t *end, Point *pt) {
     return has_value ? 0 : -1;
 }
 
-/* An Event of wall_time, step and a summary of scalar values. Returns the number of points
- * (>= 0) or -1 for a misfit (any other field: the protobuf path decodes it). */
+/* An Event of wall_time, step and a summary of scalar values, or an event that holds no
+ * summary (file version, graph, log message...). Returns the number of points (>= 0) or -1
+ * for a misfit (a summary value that is not a plain scalar, an unknown field, malformed bytes:
+ * the protobuf path decodes it). */
 static int parse_event(const uint8_t *p, const uint8_t *end, double *wall, int64_t *step, Point *pts) {
     int n = 0;
-    int has_summary = 0;
+    int has_summary = 0; /* a second summary field would be merged by protobuf: a misfit */
     *wall = 0.0;
     *step = 0;
     while (p < end) {
@@ -292,11 +294,18 @@ static int parse_event(const uint8_t *p, const uint8_t *end, double *wall, int64
                 q += l2;
             }
             p = qend;
+        } else if (key == 0x1A || key == 0x22 || key == 0x32 || key == 0x3A || key == 0x42 ||
+                   key == 0x4A || key == 0x52) {
+            /* file_version, graph_def, log_message, session_log, tagged_run_metadata,
+               meta_graph_def, source_metadata: no scalars in them (the protobuf path reads
+               nothing from them either) */
+            if (varint(&p, end, &len) < 0 || len > (uint64_t)(end - p)) return -1;
+            p += len;
         } else {
             return -1;
         }
     }
-    return has_summary ? n : -1;
+    return n;
 }
 
 /* ---------------------------------------------------------------- the walk */

@@ -12,11 +12,12 @@ import os
 from collections import defaultdict
 from typing import Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.sources.base import Source, to_float, to_step
 from watchrun.sources.table import flatten
 from watchrun.tail import FileCursor, LineBuffer
+
+yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 
 class DvcliveSource(Source):

@@ -6,11 +6,12 @@ import os
 import re
 from typing import Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.sources.base import Source, to_float
 from watchrun.sources.table import TableSource, flatten
 from watchrun.tail import FileCursor
+
+yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 _CKPT_FIELD = re.compile(r"([A-Za-z_][\w/.]*?)=(-?[\d.]+(?:e[+-]?\d+)?)")
 

@@ -14,11 +14,12 @@ import sqlite3
 from collections import defaultdict
 from typing import Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source, SqliteSource, to_float, to_step
 from watchrun.tail import FileCursor, LineBuffer
+
+yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 _STATUS = {
     1: RunStatus.RUNNING,

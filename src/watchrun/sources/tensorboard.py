@@ -18,15 +18,18 @@ import struct
 from collections import defaultdict
 from typing import Any
 
-import crc32c
 import numpy as np
-from google.protobuf.message import DecodeError
-from tensorboard.compat.proto import event_pb2
 
+from watchrun.lazy import lazy
 from watchrun.model import pid_problem
 from watchrun.sources import tfscan
 from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
+
+# loaded when first needed: the compiled scanner checks CRCs itself and decodes scalar events
+crc32c = lazy("crc32c")
+event_pb2 = lazy("tensorboard.compat.proto.event_pb2")
+protobuf_message = lazy("google.protobuf.message")
 
 _HEADER = struct.Struct("<QI")
 MAX_RECORD = 256 * 1024 * 1024
@@ -40,6 +43,8 @@ _SKIP_PLUGINS = {"histograms", "images", "audio", "pr_curves", "graph", "project
 
 
 def masked_crc(data: bytes | memoryview) -> int:
+    if tfscan.compiled is not None:
+        return tfscan.compiled.masked_crc32c(data)
     crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -340,7 +345,7 @@ def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> 
     payload = buf[off : off + length]
     try:
         event = event_pb2.Event.FromString(payload)
-    except (DecodeError, RuntimeError, ValueError):
+    except (protobuf_message.DecodeError, RuntimeError, ValueError):
         out.bad += 1
         return
     if not event.HasField("summary"):
