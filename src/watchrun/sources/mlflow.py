@@ -10,7 +10,6 @@ locked database is retried at the next poll.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections import defaultdict
 from typing import Any
 
@@ -19,6 +18,7 @@ from watchrun.model import RunStatus
 from watchrun.sources.base import Source, SqliteSource, to_float, to_step
 from watchrun.tail import FileCursor, LineBuffer
 
+sqlite3 = lazy("sqlite3")  # loaded when a database file is met
 yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 _STATUS = {

@@ -5,12 +5,14 @@ Read-only, rows past the last id seen, a locked database retried at the next pol
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from typing import Any
 
+from watchrun.lazy import lazy
 from watchrun.sources.base import SqliteSource, to_float
 from watchrun.sources.table import flatten
+
+sqlite3 = lazy("sqlite3")
 
 
 class TrackioSource(SqliteSource):
