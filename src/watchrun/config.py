@@ -25,11 +25,14 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 
-yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,6 +18,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from watchrun.lazy import lazy
 from watchrun.sources.console import ConsoleSource
@@ -26,7 +27,10 @@ from watchrun.sources.keras import KerasCsvSource
 from watchrun.sources.table import STEP_COLUMNS, JsonlSource, TableSource
 from watchrun.sources.wandbrun import run_folder_member
 
-sqlite3 = lazy("sqlite3")  # loaded when a database file is met
+if TYPE_CHECKING:
+    import sqlite3
+else:
+    sqlite3 = lazy("sqlite3")  # loaded when a database file is met
 
 # formats decided by a file's content, whatever its name (issue 11 §2): first claim wins
 CONTENT_CLAIMS = (

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.sources.base import Source, to_float, to_step
 from watchrun.sources.table import flatten
 from watchrun.tail import FileCursor, LineBuffer
 
-yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 
 class DvcliveSource(Source):

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source, SqliteSource, to_float, to_step
 from watchrun.tail import FileCursor, LineBuffer
 
-sqlite3 = lazy("sqlite3")  # loaded when a database file is met
-yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
+if TYPE_CHECKING:
+    import sqlite3
+
+    import yaml
+else:
+    sqlite3 = lazy("sqlite3")  # loaded when a database file is met
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 _STATUS = {
     1: RunStatus.RUNNING,

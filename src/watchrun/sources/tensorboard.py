@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,9 +27,14 @@ from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
 
 # loaded when first needed: the compiled scanner checks CRCs itself and decodes scalar events
-crc32c = lazy("crc32c")
-event_pb2 = lazy("tensorboard.compat.proto.event_pb2")
-protobuf_message = lazy("google.protobuf.message")
+if TYPE_CHECKING:
+    import crc32c
+    from google.protobuf import message as protobuf_message
+    from tensorboard.compat.proto import event_pb2
+else:
+    crc32c = lazy("crc32c")
+    event_pb2 = lazy("tensorboard.compat.proto.event_pb2")
+    protobuf_message = lazy("google.protobuf.message")
 
 _HEADER = struct.Struct("<QI")
 MAX_RECORD = 256 * 1024 * 1024

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.sources.base import SqliteSource, to_float
 from watchrun.sources.table import flatten
 
-sqlite3 = lazy("sqlite3")
+if TYPE_CHECKING:
+    import sqlite3
+else:
+    sqlite3 = lazy("sqlite3")
 
 
 class TrackioSource(SqliteSource):

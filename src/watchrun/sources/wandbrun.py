@@ -21,7 +21,7 @@ import os
 import re
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.model import RunStatus
@@ -36,7 +36,10 @@ from watchrun.sources.wandb_records import (
 )
 from watchrun.tail import MAX_READ, FileCursor
 
-yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-([A-Za-z0-9]+)$")
 # files of a run folder this source reads, by their path inside the folder
