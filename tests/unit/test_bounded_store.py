@@ -166,6 +166,7 @@ def alerts(path: Path, bounded: bool) -> tuple[list[tuple], int]:
     return out, kept
 
 
+@pytest.mark.timeout(600)  # two checks of a 300k-point run each: slow on a loaded 2-core box
 @pytest.mark.parametrize(
     ("scenario", "expected"),
     [
