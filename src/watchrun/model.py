@@ -344,7 +344,8 @@ class Run:
     version: int = 0
 
     def points(self) -> int:
-        return sum(len(s) for s in self.series.values())
+        """Every point the run has logged, those a bounded series has folded into buckets too."""
+        return sum(len(s) + s.dropped for s in self.series.values())
 
     def last_step(self) -> int | None:
         steps = [s.last_step for s in self.series.values() if s.last_step is not None]

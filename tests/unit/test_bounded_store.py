@@ -50,6 +50,7 @@ def test_a_ten_million_point_run_keeps_a_bounded_store() -> None:
     odd = np.concatenate([odd, odd_more])
     assert series.nbytes() < BOUND and at_1m < BOUND  # 10M points unbounded: 200 MB
     assert series.dropped + len(series) == 10_000_000 and series.last_step == 9_999_999
+    assert store.runs["run"].points() == 10_000_000  # what `ls` shows
     # every NaN/inf kept at its step; the start and the last RECENT points exactly as logged
     kept_odd = series.steps[~np.isfinite(series.values)]
     assert kept_odd.tolist() == odd.tolist()
