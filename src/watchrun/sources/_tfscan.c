@@ -18,7 +18,7 @@
  *   groups    list of (tag, idx, steps, values, walls): str, then bytes of int64/int64/f64/f64
  *
  * CRC32C: SSE4.2 crc32 instructions when the CPU has them (checked at run time), otherwise a
- * slicing-by-8 table.
+ * slicing-by-8 table. The walk runs without the GIL (the app's UI thread goes on meanwhile).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -108,7 +108,7 @@ typedef struct { char *data; size_t len, cap; } Buf;
 static int buf_grow(Buf *b, size_t need) {
     size_t cap = b->cap ? b->cap * 2 : 4096;
     while (cap < need) cap *= 2;
-    char *d = PyMem_Realloc(b->data, cap);
+    char *d = PyMem_RawRealloc(b->data, cap);
     if (!d) return -1;
     b->data = d;
     b->cap = cap;
@@ -124,7 +124,7 @@ static inline int push8(Buf *b, const void *item) {
 }
 
 static PyObject *buf_bytes(Buf *b) { return PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->len); }
-static void buf_free(Buf *b) { PyMem_Free(b->data); b->data = NULL; b->len = b->cap = 0; }
+static void buf_free(Buf *b) { PyMem_RawFree(b->data); b->data = NULL; b->len = b->cap = 0; }
 
 /* ---------------------------------------------------------------- tag groups */
 
@@ -156,14 +156,14 @@ static inline uint64_t tag_hash(const uint8_t *p, size_t n) {
 }
 
 static int groups_rehash(Groups *g, size_t nslots) {
-    int32_t *slots = PyMem_Calloc(nslots, sizeof(int32_t));
+    int32_t *slots = PyMem_RawCalloc(nslots, sizeof(int32_t));
     if (!slots) return -1;
     for (size_t i = 0; i < g->n; i++) {
         size_t s = g->groups[i].hash & (nslots - 1);
         while (slots[s]) s = (s + 1) & (nslots - 1);
         slots[s] = (int32_t)(i + 1);
     }
-    PyMem_Free(g->slots);
+    PyMem_RawFree(g->slots);
     g->slots = slots;
     g->nslots = nslots;
     return 0;
@@ -184,7 +184,7 @@ static Group *groups_get(Groups *g, const uint8_t *tag, size_t len) {
     }
     if (g->n == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 16;
-        Group *ng = PyMem_Realloc(g->groups, cap * sizeof(Group));
+        Group *ng = PyMem_RawRealloc(g->groups, cap * sizeof(Group));
         if (!ng) return NULL;
         g->groups = ng;
         g->cap = cap;
@@ -205,8 +205,8 @@ static void groups_free(Groups *g) {
         buf_free(&g->groups[i].values);
         buf_free(&g->groups[i].walls);
     }
-    PyMem_Free(g->groups);
-    PyMem_Free(g->slots);
+    PyMem_RawFree(g->groups);
+    PyMem_RawFree(g->slots);
 }
 
 /* ---------------------------------------------------------------- protobuf decoding */
@@ -316,73 +316,80 @@ static Py_ssize_t resync(const uint8_t *b, Py_ssize_t n, Py_ssize_t pos) {
     return -1;
 }
 
-static int list_append_ssize(PyObject *list, Py_ssize_t v) {
-    PyObject *o = PyLong_FromSsize_t(v);
-    if (!o) return -1;
-    int r = PyList_Append(list, o);
-    Py_DECREF(o);
-    return r;
-}
-
-static PyObject *scan(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t start = 0;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*|n", &view, &start)) return NULL;
-    const uint8_t *b = view.buf;
-    Py_ssize_t n = view.len;
-    PyObject *corrupt = PyList_New(0), *bad = PyList_New(0), *bad_at = PyList_New(0);
-    PyObject *groups_dict = NULL, *result = NULL;
-    Buf misfits = {0};
-    Groups g = {0};
+/* The walk itself: no Python object touched, so it runs without the GIL. 0 ok, -1 no memory. */
+static int walk(const uint8_t *b, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *consumed, Buf *corrupt, Buf *bad,
+                Buf *misfits, Groups *g) {
     Point pts[MAX_VALUES];
-    int failed = 0;
-    if (!corrupt || !bad || !bad_at || groups_rehash(&g, 64) < 0) goto done;
-
-    Py_ssize_t pos = start < 0 ? 0 : start, consumed;
     int64_t idx = 0;
     for (;;) {
-        if (pos + 12 > n) { consumed = pos; break; }
+        if (pos + 12 > n) { *consumed = pos; return 0; }
         uint64_t length = rd64(b + pos);
         if (length > MAX_RECORD || masked_crc(b + pos, 8) != rd32(b + pos + 8)) {
-            if (list_append_ssize(corrupt, pos) < 0) goto done;
+            int64_t at = pos;
+            if (push8(corrupt, &at) < 0) return -1;
             Py_ssize_t nxt = resync(b, n, pos + 1);
             if (nxt < 0) { /* no valid header after the bad bytes yet: keep the tail unless long */
-                consumed = (n - pos < KEEP_TAIL) ? pos : n - 12;
-                break;
+                *consumed = (n - pos < KEEP_TAIL) ? pos : n - 12;
+                return 0;
             }
             pos = nxt;
             continue;
         }
-        if ((uint64_t)(n - pos) < 16 + length) { consumed = pos; break; } /* torn: wait */
+        if ((uint64_t)(n - pos) < 16 + length) { *consumed = pos; return 0; } /* torn: wait */
         const uint8_t *payload = b + pos + 12;
         int64_t off = pos + 12, len = (int64_t)length;
         if (masked_crc(payload, length) != rd32(payload + length)) {
-            if (list_append_ssize(bad, (Py_ssize_t)idx) < 0 || list_append_ssize(bad_at, off) < 0) goto done;
+            if (push8(bad, &idx) < 0 || push8(bad, &off) < 0) return -1;
         } else {
             double wall;
             int64_t step;
             int k = parse_event(payload, payload + length, &wall, &step, pts);
-            if (k < 0) {
-                if (push8(&misfits, &idx) < 0 || push8(&misfits, &off) < 0 || push8(&misfits, &len) < 0) {
-                    failed = 1;
-                    goto done;
-                }
-            }
+            if (k < 0 && (push8(misfits, &idx) < 0 || push8(misfits, &off) < 0 || push8(misfits, &len) < 0))
+                return -1;
             for (int i = 0; i < k; i++) {
-                Group *gr = groups_get(&g, pts[i].tag, pts[i].tag_len);
+                Group *gr = groups_get(g, pts[i].tag, pts[i].tag_len);
                 double value = (double)pts[i].value;
                 if (!gr || push8(&gr->idx, &idx) < 0 || push8(&gr->steps, &step) < 0 ||
-                    push8(&gr->values, &value) < 0 || push8(&gr->walls, &wall) < 0) {
-                    failed = 1;
-                    goto done;
-                }
+                    push8(&gr->values, &value) < 0 || push8(&gr->walls, &wall) < 0)
+                    return -1;
             }
         }
         idx++;
         pos += 16 + (Py_ssize_t)length;
     }
+}
 
+/* int64 items of a Buf, every `stride`-th from `first`, as a list of ints */
+static PyObject *buf_list(Buf *b, size_t first, size_t stride) {
+    PyObject *list = PyList_New(0);
+    const int64_t *v = (const int64_t *)b->data;
+    for (size_t i = first; list && i < b->len / 8; i += stride) {
+        PyObject *o = PyLong_FromLongLong(v[i]);
+        if (!o || PyList_Append(list, o) < 0) { Py_XDECREF(o); Py_CLEAR(list); break; }
+        Py_DECREF(o);
+    }
+    return list;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start = 0, consumed = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*|n", &view, &start)) return NULL;
+    PyObject *groups_dict = NULL, *result = NULL, *corrupt = NULL, *bad = NULL, *bad_at = NULL;
+    Buf corrupt_b = {0}, bad_b = {0}, misfits = {0};
+    Groups g = {0};
+    int failed = groups_rehash(&g, 64) < 0;
+    if (!failed) {
+        Py_BEGIN_ALLOW_THREADS
+        failed = walk(view.buf, view.len, start < 0 ? 0 : start, &consumed, &corrupt_b, &bad_b, &misfits, &g) < 0;
+        Py_END_ALLOW_THREADS
+    }
+    if (failed) goto done;
+    corrupt = buf_list(&corrupt_b, 0, 1);
+    bad = buf_list(&bad_b, 0, 2);
+    bad_at = buf_list(&bad_b, 1, 2);
+    if (!corrupt || !bad || !bad_at) goto done;
     groups_dict = PyList_New(0); /* [(tag, idx, steps, values, walls)], first-seen order */
     if (!groups_dict) goto done;
     for (size_t i = 0; i < g.n; i++) {
@@ -405,6 +412,8 @@ done:
     Py_XDECREF(bad);
     Py_XDECREF(bad_at);
     Py_XDECREF(groups_dict);
+    buf_free(&corrupt_b);
+    buf_free(&bad_b);
     buf_free(&misfits);
     groups_free(&g);
     return result;
