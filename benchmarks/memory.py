@@ -52,8 +52,12 @@ def runs_dir(n: int) -> str:
 
 
 def measure(path: str, bounded: bool) -> dict:
-    out = subprocess.run([sys.executable, "-c", CODE, path, "1" if bounded else "0"],
-                         capture_output=True, text=True, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-c", CODE, path, "1" if bounded else "0"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -63,8 +67,10 @@ def show(name: str, r: dict) -> None:
     if "error" in r:
         print(f"  {name:<22} error: {r['error']}")
         return
-    print(f"  {name:<22} {r['runs']:4d} runs  {r['points'] / 1e6:6.1f} M points  kept {r['kept'] / 1e6:6.2f} M  "
-          f"store {r['store_mb']:7.1f} MB  peak RSS {r['rss_mb']:7.0f} MB  load {r['s']:6.1f} s")
+    print(
+        f"  {name:<22} {r['runs']:4d} runs  {r['points'] / 1e6:6.1f} M points  kept {r['kept'] / 1e6:6.2f} M  "
+        f"store {r['store_mb']:7.1f} MB  peak RSS {r['rss_mb']:7.0f} MB  load {r['s']:6.1f} s"
+    )
 
 
 def main() -> None:
@@ -77,10 +83,14 @@ def main() -> None:
     show(f"unbounded ({small} runs)", unbounded)
     if "error" not in bounded and "error" not in unbounded:
         per_run = unbounded["store_mb"] / unbounded["runs"]
-        print(f"  unbounded store for {n} runs, extrapolated: {per_run * n:7.0f} MB "
-              f"(x{per_run * n / bounded['store_mb']:.0f} the bounded store)")
+        print(
+            f"  unbounded store for {n} runs, extrapolated: {per_run * n:7.0f} MB "
+            f"(x{per_run * n / bounded['store_mb']:.0f} the bounded store)"
+        )
         verdict = "met" if bounded["rss_mb"] < 300 else "NOT met"
-        print(f"  target: {n} runs x 1M points under 300 MB RSS: {bounded['rss_mb']:.0f} MB, {verdict}")
+        print(
+            f"  target: {n} runs x 1M points under 300 MB RSS: {bounded['rss_mb']:.0f} MB, {verdict}"
+        )
 
 
 if __name__ == "__main__":
