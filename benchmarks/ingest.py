@@ -1,11 +1,22 @@
-"""Ingestion speed and memory: watchrun vs tensorboard's EventAccumulator vs tbparse, same run;
-and the DataFrame each gives: `watchrun.read(...).scalars()` vs tbparse's `SummaryReader(...).scalars`.
+"""Ingestion speed and memory: watchrun vs rustboard (TensorBoard's Rust data server) vs
+tensorboard's EventAccumulator vs tbparse, same run; and the DataFrame each gives:
+`watchrun.read(...).scalars()` vs tbparse's `SummaryReader(...).scalars`.
 
 (a) one run of 10 tags x 100k steps (1M scalar events); (b) 100 runs of 10 tags x 5k steps.
 Files are written once with tensorboard's EventFileWriter (what torch's SummaryWriter uses) into
 a cache directory. Prints seconds, points/s, peak RSS (each loader in its own subprocess) and
-bytes retained per point, and the ratios. Usage: python benchmarks/ingest.py [--quick] [--dataframes]
-(`--dataframes`: only the two DataFrame loaders)
+bytes retained per point, and the ratios.
+
+watchrun is timed from a fresh interpreter, imports included, as `watchrun ls` loads (a bounded
+store), with the compiled TFRecord scanner and with the numpy fallback (WATCHRUN_NO_COMPILED=1).
+rustboard is the `server` binary of the tensorboard-data-server package, spawned on the logdir
+(`--reload once --samples-per-plugin scalars=all`, with and without `--checksum`) and timed
+from spawn to its "Finished load cycle" log line; then its gRPC data provider API
+(ListScalars + ReadScalars, tensorboard.data.proto) is asked for every point, and the count
+printed must equal the points written.
+
+Usage: python benchmarks/ingest.py [--quick] [--dataframes] [--only name,name]
+(`--dataframes`: only the two DataFrame loaders; `--only`: these loaders)
 """
 
 from __future__ import annotations
@@ -51,26 +62,31 @@ def write_run(logdir: str, steps: int) -> None:
     w.close()
 
 
-def prepare(quick: bool) -> dict[str, str]:
+def prepare(quick: bool, cases: str = "ab") -> dict[str, str]:
     a = os.path.join(CACHE, "a-quick" if quick else "a")
     b = os.path.join(CACHE, "b-quick" if quick else "b")
     if not os.path.exists(os.path.join(a, ".done")):
         write_run(a, 10_000 if quick else 100_000)
         open(os.path.join(a, ".done"), "w").close()
-    if not os.path.exists(os.path.join(b, ".done")):
+    if "b" in cases and not os.path.exists(os.path.join(b, ".done")):
         for r in range(10 if quick else 100):
             write_run(os.path.join(b, f"run_{r:03d}"), 5_000)
         open(os.path.join(b, ".done"), "w").close()
     return {"a": a, "b": b}
 
 
-LOADERS = {
-    "watchrun": """
+LS = """
 from watchrun.engine import Engine
-e = Engine([PATH], use_watchdog=False); e.load()
-points = sum(r.points() for r in e.store.runs.values())
+e = Engine([PATH], use_watchdog=False, bounded=True); e.load()
+points = sum(len(s) + s.dropped for r in e.store.runs.values() for s in r.series.values())
 retained = sum(s.nbytes() for r in e.store.runs.values() for s in r.series.values())
-""",
+"""
+
+LOADERS = {
+    "watchrun": LS,
+    "watchrun-numpy": LS,  # the fallback decoder (run with WATCHRUN_NO_COMPILED=1)
+    "rustboard": "",  # a binary, see rustboard()
+    "rustboard-checksum": "",
     "watchrun-check": """
 from watchrun.engine import Engine
 e = Engine([PATH], use_watchdog=False); e.check()
@@ -103,7 +119,12 @@ points = len(df); retained = int(df.memory_usage(deep=True).sum())
 PRELOAD = {"watchrun-read": "import watchrun.api", "tbparse": "import tbparse"}
 
 
+ENV = {"watchrun-numpy": {"WATCHRUN_NO_COMPILED": "1"}}
+
+
 def measure(name: str, path: str) -> dict:
+    if name.startswith("rustboard"):
+        return rustboard(path, checksum=name.endswith("checksum"))
     code = "\n".join([
         "import time, resource, json",
         f"PATH = {path!r}",
@@ -113,10 +134,90 @@ def measure(name: str, path: str) -> dict:
         "print(json.dumps({'s': time.perf_counter() - t, 'points': points, 'retained': retained,"
         " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
     ])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600)
+    env = {**os.environ, **ENV.get(name, {})}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, env=env)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rustboard(path: str, checksum: bool) -> dict:
+    """Spawn TensorBoard's Rust data server on `path`; seconds to its "Finished load cycle"
+    line, then every scalar point counted over its gRPC API."""
+    import tempfile
+    import time
+
+    try:
+        import tensorboard_data_server
+    except ImportError:
+        return {"error": "pip install tensorboard-data-server"}
+    binary = tensorboard_data_server.server_binary()
+    port_file = tempfile.mktemp(prefix="rustboard-port-")
+    args = [binary, "--logdir", path, "--port", "0", "--port-file", port_file, "--reload", "once",
+            "--samples-per-plugin", "scalars=all", "--verbose", "--die-after-stdin"]
+    if checksum:
+        args.append("--checksum")
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "Finished load cycle" in line:
+                break
+        else:
+            return {"error": "rustboard exited before a load cycle finished"}
+        seconds = time.perf_counter() - t
+        with open(port_file) as fh:
+            points = _rustboard_points(fh.read().strip())
+        rss = _rss_mb(proc.pid)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+    return {"s": seconds, "points": points, "retained": 0, "rss_mb": rss}
+
+
+def _rustboard_points(port: str) -> int:
+    import grpc
+    from tensorboard.data.proto import data_provider_pb2 as pb
+    from tensorboard.data.proto import data_provider_pb2_grpc as pb_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", -1)])
+    stub = pb_grpc.TensorBoardDataProviderStub(channel)
+    scalars = pb.PluginFilter(plugin_name="scalars")
+    listing = stub.ListScalars(pb.ListScalarsRequest(plugin_filter=scalars))
+    points = 0
+    for run in listing.runs:  # one request per run keeps each reply small
+        wanted = pb.RunTagFilter(runs=pb.RunFilter(names=[run.run_name]))
+        reply = stub.ReadScalars(pb.ReadScalarsRequest(
+            plugin_filter=scalars, run_tag_filter=wanted, downsample=pb.Downsample(num_points=2**31 - 1)))
+        points += sum(len(tag.data.step) for r in reply.runs for tag in r.tags)
+    channel.close()
+    return points
+
+
+def _rss_mb(pid: int) -> float:
+    """Peak RSS of a live process (VmHWM), in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+IMPORTS = "import time; t = time.perf_counter(); import watchrun.cli, watchrun.engine; print(time.perf_counter() - t)"
+
+
+def import_seconds(code: str = IMPORTS, tries: int = 7) -> float:
+    """The best of a few fresh interpreters (the least disturbed by other load)."""
+    times = []
+    for _ in range(tries):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return min(times)
 
 
 APPEND = """
@@ -152,10 +253,12 @@ def append_cost(path: str, burst: int) -> float:
 def main() -> None:
     quick = "--quick" in sys.argv
     only_frames = "--dataframes" in sys.argv
+    only = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
     paths = prepare(quick)
     for case, path in paths.items():
         print(f"\n== case ({case}) {path}")
         names = ["watchrun-read", "tbparse"] if only_frames else list(LOADERS)
+        names = [n for n in names if only is None or n in only]
         results = {n: measure(n, path) for n in names}
         base = results.get("event_accumulator", {})
         for name, r in results.items():
@@ -168,6 +271,11 @@ def main() -> None:
             versus = f"x{ratio:6.1f} vs EventAccumulator  " if base else ""
             print(f"  {name:<18} {r['s']:8.2f} s  {rate:6.2f} M pts/s  {versus}"
                   f"peak RSS {r['rss_mb']:7.0f} MB  retained {bpp:5.1f} B/pt  ({r['points']} points)")
+        ours, rust = results.get("watchrun", {}), results.get("rustboard", {})
+        if "s" in ours and "s" in rust:
+            rate = ours["points"] / ours["s"] / 1e6
+            print(f"  watchrun vs rustboard: x{rust['s'] / ours['s']:.2f} (target >= 2), {rate:.2f} M pts/s "
+                  f"(target >= 2.5); rustboard served {rust['points']} of {ours['points']} points")
         if "s" in results.get("watchrun", {}) and "s" in results.get("watchrun-check", {}):
             print(f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x")
         ours, ref = results.get("watchrun-read", {}), results.get("tbparse", {})
@@ -176,6 +284,11 @@ def main() -> None:
                   f"peak RSS {ours['rss_mb']:.0f} MB vs {ref['rss_mb']:.0f} MB, "
                   f"frame {ours['retained'] / 1e6:.1f} MB vs {ref['retained'] / 1e6:.1f} MB")
     if only_frames:
+        return
+    print(f"\nimports (watchrun.cli + watchrun.engine, best of 7): {import_seconds():.3f} s; "
+          f"numpy alone: {import_seconds('import time; t = time.perf_counter(); import numpy; print(time.perf_counter() - t)'):.3f} s "
+          "(target <= 0.12 s, numpy is the floor)")
+    if only is not None and "append" not in only:
         return
     small = os.path.join(CACHE, "b-quick" if quick else "b", "run_000")
     for burst in (1, 10, 100):

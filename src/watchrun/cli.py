@@ -146,7 +146,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
 def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
     from watchrun.engine import Engine
 
-    return Engine(paths, config, poll_seconds=poll)
+    return Engine(paths, config, poll_seconds=poll, bounded=True)
 
 
 def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:

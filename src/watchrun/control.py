@@ -41,10 +41,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import psutil
-
+from watchrun.lazy import lazy
 from watchrun.model import Run, pid_problem
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy("psutil")  # loaded when a process is first looked at
 
 STOP_FILE = ".watchrun-stop"
 CARD_FILE = "watchrun-run.json"

@@ -17,15 +17,21 @@ import contextlib
 import json
 import os
 import re
-import sqlite3
 import stat
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from watchrun.lazy import lazy
 from watchrun.sources.console import ConsoleSource
 from watchrun.sources.history_json import JsonHistorySource
 from watchrun.sources.keras import KerasCsvSource
 from watchrun.sources.table import STEP_COLUMNS, JsonlSource, TableSource
 from watchrun.sources.wandbrun import run_folder_member
+
+if TYPE_CHECKING:
+    import sqlite3
+else:
+    sqlite3 = lazy("sqlite3")  # loaded when a database file is met
 
 # formats decided by a file's content, whatever its name (issue 11 §2): first claim wins
 CONTENT_CLAIMS = (

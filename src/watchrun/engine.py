@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 from watchrun.config import Config
 from watchrun.control import runs_with_live_writer, writer_alive
-from watchrun.detectors.runner import ENDED, DetectorRunner, stale_limit
 from watchrun.discover import RunSpec, discover, run_key
-from watchrun.model import Alert, RunStatus, Severity
+from watchrun.model import ENDED, Alert, RunStatus, Severity, stale_limit
 from watchrun.snapshot import Snapshot, SnapshotBuilder
 from watchrun.sources.base import Source
 from watchrun.sources.console import ConsoleSource
@@ -38,6 +37,7 @@ from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
 
 if TYPE_CHECKING:
+    from watchrun.detectors.runner import DetectorRunner
     from watchrun.gpu import Sampler
 
 STEP_UNITS = {"keras-csv": "epoch"}
@@ -88,10 +88,13 @@ class Engine:
         config: Config | None = None,
         poll_seconds: float | None = None,
         use_watchdog: bool = True,
+        bounded: bool = False,
     ) -> None:
+        """`bounded`: memory per series stays flat however long a run grows (see Store); the
+        CLI and the app bound, `watchrun.read()` keeps every point."""
         self.roots = [os.path.abspath(p) for p in paths]
         self.config = config or Config()
-        self.store = Store()
+        self.store = Store(bounded=bounded)
         self.sources: dict[tuple[str, str], Source] = {}
         self.owner: dict[str, Source] = {}
         self.forced_poll = poll_seconds is not None
@@ -102,7 +105,7 @@ class Engine:
         self.wake = threading.Event()
         self._observer = None
         self.watch_error: str | None = None
-        self.detectors = DetectorRunner(self.store, self.config)
+        self._detectors: DetectorRunner | None = None
         self._last_full_poll = 0.0
         self._last_rescan = 0.0
         self._scan_cost = 0.0
@@ -193,12 +196,24 @@ class Engine:
             if stop is not None and stop.is_set():
                 return
             self.poll(keys=[key])
+            if self.store.bounded and self._detectors is not None:
+                self._detectors.process(keys=[key])  # then the run's history can be bounded
             for s in self.store.runs[key].series.values():
                 s.compact()
             if on_progress:
                 on_progress(key)
         self._loaded = True
         self.update_statuses()
+
+    @property
+    def detectors(self) -> DetectorRunner:
+        """The detector runner, made (and the detectors imported) when first needed: `ls`
+        never needs them."""
+        if self._detectors is None:
+            from watchrun.detectors.runner import DetectorRunner
+
+            self._detectors = DetectorRunner(self.store, self.config)
+        return self._detectors
 
     def detect(self, final: bool = False) -> list[Alert]:
         """Run the detectors over what has settled; `final` settles everything."""

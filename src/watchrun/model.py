@@ -1,7 +1,9 @@
 """Plain data: runs, their metric series, alerts.
 
-A Series is columnar (numpy arrays that grow geometrically) so that a run of a million points costs
-20 bytes a point: int64 step, float64 value, float32 wall-clock offset from the series' first point.
+A Series is columnar (numpy arrays that grow geometrically): 20 bytes a point, int64 step, float64
+value, float32 wall-clock offset from the series' first point. A bounded series (`Series.bound`)
+keeps its last RECENT points and the first HEAD points of its segment at full resolution and
+reduces the history between them to min/max buckets, so its size does not grow with the run.
 """
 
 from __future__ import annotations
@@ -10,12 +12,19 @@ import math
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from watchrun.config import Config
+
 _GROWTH = 1.25
 _MIN_CAPACITY = 16
+
+RECENT = 4096  # the last points of a bounded series, kept at full resolution
+HEAD = 256  # the first points of the current segment, kept (detectors judge how a run started)
+HISTORY = 1024  # about as many points stand for the history between them (min/max buckets)
 
 
 def is_sampled(name: str) -> bool:
@@ -53,7 +62,7 @@ class Series:
     backwards (a resumed run, a Keras CSVLogger appending a second fit()).
     """
 
-    __slots__ = ("name", "_steps", "_values", "_walls", "n", "wall0", "segments", "last_step")
+    __slots__ = ("name", "_steps", "_values", "_walls", "n", "wall0", "segments", "last_step", "dropped")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -64,6 +73,7 @@ class Series:
         self.wall0 = math.nan
         self.segments: list[int] = [0]
         self.last_step: int | None = None
+        self.dropped = 0  # points removed by `bound` so far: index + dropped is stable over time
 
     def __len__(self) -> int:
         return self.n
@@ -153,6 +163,49 @@ class Series:
             if len(arr) > self.n:
                 setattr(self, attr, arr[: max(self.n, 1)].copy())
 
+    def bound(self, upto: int | None = None) -> int:
+        """Reduce the history of the current segment to min/max buckets; return how many points
+        went. Only points older than the last RECENT, past the segment's first HEAD and before
+        index `upto` (what the detectors have already seen) are reduced; each bucket keeps its
+        lowest and highest finite point and its first and last NaN, +inf and -inf, so a plot of
+        the history shows every extreme and every non-finite value where it was. Runs once that
+        stretch is 3 x HISTORY long, reducing it to about HISTORY points: amortised O(1) a point."""
+        lo = self.segments[-1] + HEAD
+        hi = self.n - RECENT if upto is None else min(self.n - RECENT, upto)
+        if hi - lo < 3 * HISTORY:
+            return 0
+        keep = lo + representatives(self._values[lo:hi], HISTORY // 2)
+        k, tail = len(keep), self.n - hi
+        for arr in (self._steps, self._values, self._walls):
+            arr[lo : lo + k] = arr[keep]
+            arr[lo + k : lo + k + tail] = arr[hi : self.n]
+        gone = hi - lo - k
+        self.n -= gone
+        self.dropped += gone
+        if len(self._steps) > 2 * self.n + _MIN_CAPACITY:  # a bulk load grew the arrays: shrink
+            self._resize(int(self.n * _GROWTH) + _MIN_CAPACITY)
+        return gone
+
+    def _resize(self, capacity: int) -> None:
+        for attr in ("_steps", "_values", "_walls"):
+            old = getattr(self, attr)
+            new = np.empty(capacity, dtype=old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, attr, new)
+
+    def plot_slice(self, width: int, lo_step: int | None = None, hi_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of the current segment between two steps, reduced to about 2 x width
+        points (min/max per bucket, non-finite values kept): copies, sized for a plot."""
+        start = self.segments[-1]
+        steps = self._steps[start : self.n]
+        a = 0 if lo_step is None else int(np.searchsorted(steps, lo_step, side="left"))
+        b = len(steps) if hi_step is None else int(np.searchsorted(steps, hi_step, side="right"))
+        steps, values = steps[a:b], self._values[start + a : start + b]
+        if len(steps) > 2 * width:
+            keep = representatives(values, width)
+            steps, values = steps[keep], values[keep]
+        return steps.copy(), values.copy()
+
     def nbytes(self) -> int:
         return self._steps.nbytes + self._values.nbytes + self._walls.nbytes
 
@@ -165,8 +218,39 @@ class Series:
         other.wall0 = self.wall0
         other.segments = list(self.segments)
         other.last_step = self.last_step
+        other.dropped = self.dropped
         return other
 
+
+def representatives(values: np.ndarray, buckets: int) -> np.ndarray:
+    """Sorted indices of the points that stand for `values` cut into `buckets` equal runs: in
+    each, the lowest and the highest finite value; and every NaN, +inf and -inf, unless there
+    are more than 2 x buckets of them (a series gone NaN for good): then each bucket's first and
+    last of each kind."""
+    n = len(values)
+    size = -(-n // buckets)
+    rows = -(-n // size)
+    grid = np.full(rows * size, np.nan)
+    grid[:n] = values
+    grid = grid.reshape(rows, size)
+    base = np.arange(rows) * size
+    finite = np.isfinite(grid)
+    finite_rows = finite.any(axis=1)
+    picks = [
+        (base + np.where(finite, grid, np.inf).argmin(axis=1))[finite_rows],
+        (base + np.where(finite, grid, -np.inf).argmax(axis=1))[finite_rows],
+    ]
+    odd = np.flatnonzero(~np.isfinite(values))
+    if len(odd) <= 2 * buckets:
+        picks.append(odd)
+    else:
+        nan = np.isnan(grid)
+        nan.reshape(-1)[n:] = False  # the padding is no NaN of the series
+        for mask in (nan, grid == np.inf, grid == -np.inf):
+            has = mask.any(axis=1)
+            picks.append((base + mask.argmax(axis=1))[has])
+            picks.append((base + size - 1 - mask[:, ::-1].argmax(axis=1))[has])
+    return np.unique(np.concatenate(picks))
 
 
 @dataclass
@@ -240,6 +324,9 @@ def pid_problem(value: object) -> str | None:
     return None
 
 
+ENDED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.STALE, RunStatus.GONE}
+
+
 @dataclass
 class Run:
     """Everything known about one training job."""
@@ -270,8 +357,9 @@ class Run:
     version: int = 0
 
     def points(self) -> int:
-        """Points the run's own logs gave (process and GPU samples are not counted)."""
-        return sum(len(s) for n, s in self.series.items() if not is_sampled(n))
+        """Points the run's own logs gave, those a bounded series has folded into buckets too
+        (process and GPU samples are not counted)."""
+        return sum(len(s) + s.dropped for n, s in self.series.items() if not is_sampled(n))
 
     def last_step(self) -> int | None:
         steps = [s.last_step for s in self.series.values() if s.last_step is not None]
@@ -282,3 +370,14 @@ class Run:
             self.warnings.append(message)
             if len(self.warnings) > 50:
                 del self.warnings[0]
+
+
+def typical_interval(run: Run) -> float:
+    """The median gap between the run's writes seen while watching (0 when none yet)."""
+    iv = sorted(run.write_intervals)
+    return iv[len(iv) // 2] if iv else 0.0
+
+
+def stale_limit(run: Run, config: Config) -> float:
+    """Silence after which a run counts as stale: the configured limit, or ten usual gaps."""
+    return max(config.stale_seconds, 10 * typical_interval(run))

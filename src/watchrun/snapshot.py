@@ -44,6 +44,7 @@ class SeriesView:
     values: np.ndarray  # float64, read-only
     walls: np.ndarray  # absolute seconds, float64, read-only
     length: int  # points in the segment before reduction
+    dropped: int  # points the bounded store had folded away when this view was made
     segments: int
     last: float
     previous: float  # the point before the last (nan if none)
@@ -173,7 +174,12 @@ def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
     passes twice PLOT_POINTS. So a tick costs what arrived, not the run's length."""
     start = series.segments[-1]
     n = len(series) - start
-    if prev is not None and prev.segments == len(series.segments) and 0 < prev.length < n:
+    if (
+        prev is not None
+        and prev.segments == len(series.segments)
+        and prev.dropped == series.dropped  # else the store reduced its history: read it anew
+        and 0 < prev.length < n
+    ):
         tail = slice(start + prev.length, start + n)
         steps, values = series.steps[tail], series.values[tail]
         walls = series.walls[tail]
@@ -197,6 +203,7 @@ def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
         values=_frozen(ys),
         walls=_frozen(ws),
         length=n,
+        dropped=series.dropped,
         segments=len(series.segments),
         last=float(last_values[-1]) if n else math.nan,
         previous=float(last_values[-2]) if n > 1 else math.nan,
@@ -216,6 +223,7 @@ def run_view(
             prev is not None
             and prev.length == len(s) - s.segments[-1]
             and prev.segments == len(s.segments)
+            and prev.dropped == s.dropped
         )
         series[name] = prev if same and prev is not None else series_view(s, prev)
     return RunView(

@@ -25,7 +25,14 @@ MAX_CONSOLE_LINES = 500  # the console pane's ring, per run
 
 
 class Store:
-    def __init__(self) -> None:
+    """`bounded`: each series keeps a recent window at full resolution and its older history as
+    min/max buckets (Series.bound), so memory does not grow with a run's length. While detectors
+    are attached (`held`), history is reduced only behind what they have seen (the runner does
+    it after each pass); without detectors (`ls`), as it arrives."""
+
+    def __init__(self, bounded: bool = False) -> None:
+        self.bounded = bounded
+        self.held = False  # detectors will look at every point: the runner bounds the series
         self.lock = threading.RLock()
         self.runs: dict[str, Run] = {}
         self.alerts: dict[str, list[Alert]] = {}
@@ -84,6 +91,8 @@ class Store:
             if not origins or origins[-1][1] != stream:
                 origins.append((len(series), stream))
             series.extend(steps, values, walls)
+            if self.bounded and not self.held:
+                series.bound()
             run.version += 1
             self.version += 1
         return len(steps)
@@ -174,6 +183,17 @@ class Store:
                 version=run.version,
             )
             return copy
+
+    def plot_slice(
+        self, key: str, name: str, width: int, lo_step: int | None = None, hi_step: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(steps, values) of one series' current segment between two steps, reduced to about
+        2 x width points (min/max per bucket, every NaN/inf kept): what a plot of `width`
+        columns needs, copied under the lock. None when there is no such series."""
+        with self.lock:
+            run = self.runs.get(key)
+            series = run.series.get(name) if run is not None else None
+            return None if series is None else series.plot_slice(width, lo_step, hi_step)
 
     def alerts_for(self, key: str) -> list[Alert]:
         with self.lock:

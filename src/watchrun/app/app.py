@@ -54,7 +54,7 @@ class WatchrunApp(App[None]):
         self.config = config
         self.quiet = quiet  # no toasts, bell or desktop notifications
         self.ascii_only = config.ascii
-        self.engine = Engine(paths, config, poll_seconds=poll)
+        self.engine = Engine(paths, config, poll_seconds=poll, bounded=True)
         self.engine.detectors.watch_roots = self.engine.roots
         self.stop_event = threading.Event()
         self.snapshot: Snapshot = EMPTY

@@ -20,11 +20,9 @@ from watchrun.config import Config, run_targets
 from watchrun.control import runs_with_live_writer, writer_alive
 from watchrun.detectors import ALL_DETECTORS
 from watchrun.detectors.base import Detector, RunView, SeriesView
-from watchrun.model import Alert, Run, RunStatus, Severity
+from watchrun.model import ENDED, Alert, Run, RunStatus, Severity, stale_limit, typical_interval
 from watchrun.semantics import promote_test_to_val, role_of
 from watchrun.store import Store
-
-ENDED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.STALE, RunStatus.GONE}
 
 # shares that logs write as fractions or as percentages (timm's eval_top1 = 76.1, HF speech
 # recipes' 100 * wer); detectors judge them as fractions. The value above which a first log means
@@ -59,6 +57,7 @@ class _RunState:
 class DetectorRunner:
     def __init__(self, store: Store, config: Config, watch_roots: list[str] | None = None) -> None:
         self.store = store
+        store.held = True  # history is bounded only behind what the detectors have seen
         self.config = config
         self.watch_roots = watch_roots or []
         self.states: dict[str, _RunState] = {}
@@ -90,10 +89,12 @@ class DetectorRunner:
         out, self.failures = self.failures, []
         return out
 
-    def process(self, final: bool = False) -> list[Alert]:
+    def process(self, final: bool = False, keys: list[str] | None = None) -> list[Alert]:
+        """Feed the new settled points of every run (or of `keys`) to its detectors."""
         new_alerts: list[Alert] = []
         with self.store.lock:
-            for key, run in list(self.store.runs.items()):
+            runs = self.store.runs
+            for key, run in [(k, runs[k]) for k in keys if k in runs] if keys is not None else list(runs.items()):
                 state = self.states.get(key)
                 if state is None:
                     state = self.states[key] = _RunState(self._new_detectors(key))
@@ -101,6 +102,8 @@ class DetectorRunner:
                     continue
                 new_alerts += self._process_run(run, state, final)
                 state.version = run.version
+                if self.store.bounded:
+                    self._bound(run, state)
         return new_alerts
 
     def finalized_all(self) -> bool:
@@ -164,19 +167,27 @@ class DetectorRunner:
             if above is not None and _in_percent(run.series[name].values, above):
                 values = values / 100.0
             settled = len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
-            cursor = max(state.cursors.get(name, start), start)
+            dropped = run.series[name].dropped  # cursors count every point: see _bound
+            cursor = max(state.cursors.get(name, start + dropped) - dropped, start)
             series[name] = SeriesView(
                 name, roles[name], steps[:settled], values[:settled], min(cursor - start, settled),
                 start,
             )
             if advance:
-                state.cursors[name] = max(cursor, start + settled)
+                state.cursors[name] = max(cursor, start + settled) + dropped
         view = RunView(run, series, self.config, list(state.targets or []), test_as_val=test_as_val)
         view.fired = {det for det, _ in state.fired}
         view.claimed = {
             m for (det, _), a in state.open_alerts.items() if det != "stuck_metric" for m in a.metrics
         }
         return view
+
+    def _bound(self, run: Run, state: _RunState) -> None:
+        """Reduce the history the detectors have seen (a bounded store). Cursors are kept as
+        index + points dropped, which reducing history behind them leaves unchanged."""
+        for name, s in run.series.items():
+            if len(s.segments) == state.round + 1 and name in state.cursors:
+                s.bound(upto=state.cursors[name] - s.dropped)
 
     def _restart(self, run: Run, state: _RunState) -> list[Alert]:
         r = state.round
@@ -301,15 +312,6 @@ def _writer_lives(run: Run) -> bool:
     if alive is not None:
         return alive
     return run.key in runs_with_live_writer([run])
-
-
-def typical_interval(run: Run) -> float:
-    iv = sorted(run.write_intervals)
-    return iv[len(iv) // 2] if iv else 0.0
-
-
-def stale_limit(run: Run, config: Config) -> float:
-    return max(config.stale_seconds, 10 * typical_interval(run))
 
 
 def pid_alive(pid: int | None, host: str | None) -> bool | None:

@@ -14,11 +14,15 @@ import os
 import socket
 import sys
 import time
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from watchrun.control import CARD_FILE, LAUNCHERS, STOP_FILE
+from watchrun.lazy import lazy
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy("psutil")
 
 LOG_FILE = "watchrun.jsonl"
 STOP_DONE_FILE = ".watchrun-stop.done"

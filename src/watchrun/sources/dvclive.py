@@ -11,12 +11,16 @@ import json
 import math
 import os
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.sources.base import Lines, Source, flatten, to_float, to_step, to_wall
 from watchrun.tail import FileCursor
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 
 class DvcliveSource(Source):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.sources.base import Source, flatten, to_float
 from watchrun.sources.table import TableSource
 from watchrun.tail import FileCursor
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 _CKPT_FIELD = re.compile(r"([A-Za-z_][\w/.]*?)=(-?[\d.]+(?:e[+-]?\d+)?)")
 

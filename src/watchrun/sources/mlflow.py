@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.model import RunStatus
 from watchrun.sources.base import Lines, Source, SqliteSource, to_float, to_step, to_wall
 from watchrun.tail import FileCursor
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import yaml
+else:
+    sqlite3 = lazy("sqlite3")  # loaded when a database file is met
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 _STATUS = {
     1: RunStatus.RUNNING,

@@ -20,16 +20,25 @@ from __future__ import annotations
 import math
 import struct
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import crc32c
 import numpy as np
-from google.protobuf.message import DecodeError
-from tensorboard.compat.proto import event_pb2
 
+from watchrun.lazy import lazy
 from watchrun.model import pid_problem
+from watchrun.sources import tfscan
 from watchrun.sources.base import Source
 from watchrun.tail import MAX_READ, FileCursor
+
+# loaded when first needed: the compiled scanner checks CRCs itself and decodes scalar events
+if TYPE_CHECKING:
+    import crc32c
+    from google.protobuf import message as protobuf_message
+    from tensorboard.compat.proto import event_pb2
+else:
+    crc32c = lazy("crc32c")
+    event_pb2 = lazy("tensorboard.compat.proto.event_pb2")
+    protobuf_message = lazy("google.protobuf.message")
 
 _HEADER = struct.Struct("<QI")
 _U32 = struct.Struct("<I")
@@ -46,6 +55,8 @@ _SKIP_PLUGINS = {"histograms", "images", "audio", "pr_curves", "graph", "project
 
 
 def masked_crc(data: bytes | memoryview) -> int:
+    if tfscan.compiled is not None:
+        return tfscan.compiled.masked_crc32c(data)
     crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -469,7 +480,7 @@ def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> 
         return
     try:
         _decode_event(event_pb2.Event.FromString(payload), idx, out)
-    except (DecodeError, RuntimeError, ValueError, OverflowError):
+    except (protobuf_message.DecodeError, RuntimeError, ValueError, OverflowError):
         out.bad.append(idx)
 
 
@@ -583,8 +594,11 @@ class TensorBoardSource(Source):
             buf = cursor.read(MAX_READ)
             if not buf:
                 break
-            offsets, lengths, consumed, corrupt = walk_records(buf)
-            decoded = decode_records(buf, offsets, lengths)
+            if tfscan.available():  # the compiled scanner: same records, one pass
+                offsets, consumed, corrupt, decoded = tfscan.scan_records(buf)
+            else:
+                offsets, lengths, consumed, corrupt = walk_records(buf)
+                decoded = decode_records(buf, offsets, lengths)
             total += self._emit(decoded, opts)
             self._count_corrupt(cursor, corrupt + [int(offsets[i]) - 12 for i in decoded.bad])
             cursor.advance(consumed)

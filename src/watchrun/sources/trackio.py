@@ -5,11 +5,16 @@ Read-only, rows past the last id seen, a locked database retried at the next pol
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from watchrun.lazy import lazy
 from watchrun.sources.base import SqliteSource, flatten, to_float, to_step
+
+if TYPE_CHECKING:
+    import sqlite3
+else:
+    sqlite3 = lazy("sqlite3")
 
 
 class TrackioSource(SqliteSource):

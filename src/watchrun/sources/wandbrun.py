@@ -21,10 +21,9 @@ import os
 import re
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from watchrun.lazy import lazy
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source, to_float, to_step
 from watchrun.sources.table import flatten
@@ -36,6 +35,11 @@ from watchrun.sources.wandb_records import (
     split_records,
 )
 from watchrun.tail import MAX_READ, FileCursor
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
 RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-([A-Za-z0-9]+)$")
 # files of a run folder this source reads, by their path inside the folder

@@ -1,0 +1,186 @@
+"""A bounded store: each series keeps its recent points and the start of its segment at full
+resolution and its older history as min/max buckets. Its size stays flat however long a run
+grows, every NaN/inf and every extreme stays where it was, and the detectors, which see every
+point as it arrives, raise the same alerts as with an unbounded store."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from watchrun.demo import CsvWriter
+from watchrun.engine import Engine
+from watchrun.model import HEAD, HISTORY, RECENT, Series
+from watchrun.store import Store
+
+# 20 bytes a point for everything a bounded series can hold at once (head, history before it is
+# reduced, recent window), twice over for array growth: nothing that depends on the run's length
+BOUND = 2 * 20 * (HEAD + 3 * HISTORY + 2 * HISTORY + RECENT + 64)
+
+
+def feed(
+    store: Store, total: int, chunk: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy falling loss of `total` points in chunks; NaN every 997_001 steps and one inf.
+    Returns (steps of the non-finite values, the first 1000 values)."""
+    odd, head = [], None
+    for start in range(0, total, chunk):
+        steps = np.arange(start, start + chunk)
+        values = 1.0 / (1.0 + steps / 1e5) + rng.normal(0, 0.01, chunk)
+        values[steps % 997_001 == 500] = np.nan
+        if start == 0:
+            values[777] = np.inf
+            head = values[:1000].copy()
+        odd.extend(steps[~np.isfinite(values)].tolist())
+        store.add_points("run", "tb", "train/loss", steps, values, steps * 0.1)
+    return np.array(odd), head
+
+
+def test_a_ten_million_point_run_keeps_a_bounded_store() -> None:
+    store = Store(bounded=True)
+    rng = np.random.default_rng(0)
+    odd, head = feed(store, 1_000_000, 100_000, rng)
+    series = store.runs["run"].series["train/loss"]
+    at_1m = series.nbytes()
+    odd_more, _ = feed_more(store, rng)
+    odd = np.concatenate([odd, odd_more])
+    assert series.nbytes() < BOUND and at_1m < BOUND  # 10M points unbounded: 200 MB
+    assert series.dropped + len(series) == 10_000_000 and series.last_step == 9_999_999
+    assert store.runs["run"].points() == 10_000_000  # what `ls` shows
+    # every NaN/inf kept at its step; the start and the last RECENT points exactly as logged
+    kept_odd = series.steps[~np.isfinite(series.values)]
+    assert kept_odd.tolist() == odd.tolist()
+    assert np.array_equal(series.values[:HEAD], head[:HEAD], equal_nan=True)
+    assert series.steps[-RECENT:].tolist() == list(range(10_000_000 - RECENT, 10_000_000))
+    assert np.all(np.diff(series.steps) > 0)
+
+
+def feed_more(store: Store, rng: np.random.Generator) -> tuple[np.ndarray, None]:
+    """Points 1M..10M, in chunks as a live run delivers them."""
+    odd = []
+    for start in range(1_000_000, 10_000_000, 250_000):
+        steps = np.arange(start, start + 250_000)
+        values = 1.0 / (1.0 + steps / 1e5) + rng.normal(0, 0.01, len(steps))
+        values[steps % 997_001 == 500] = np.nan
+        if start == 5_000_000:
+            values[10] = -1e9  # the lowest value of the run, deep in the history
+        odd.extend(steps[~np.isfinite(values)].tolist())
+        store.add_points("run", "tb", "train/loss", steps, values, steps * 0.1)
+    series = store.runs["run"].series["train/loss"]
+    assert float(np.nanmin(series.values)) == -1e9
+    assert int(series.steps[np.nanargmin(series.values)]) == 5_000_010
+    return np.array(odd), None
+
+
+def test_extremes_survive_every_reduction() -> None:
+    rng = np.random.default_rng(1)
+    s = Series("x")
+    values = rng.normal(0, 1, 200_000)
+    for start in range(0, 200_000, 5_000):  # many small reductions, not one big one
+        steps = np.arange(start, start + 5_000)
+        s.extend(steps, values[start : start + 5_000], steps.astype(float))
+        s.bound()
+    assert len(s) < 200_000 / 10
+    assert float(s.values.max()) == values.max() and float(s.values.min()) == values.min()
+
+
+def test_plot_slices_are_sized_for_a_plot_and_keep_extremes_and_nans() -> None:
+    store = Store()
+    steps = np.arange(100_000)
+    values = np.sin(steps / 1000.0)
+    values[[10, 50_000, 99_999]] = [np.nan, np.inf, np.nan]
+    values[60_000] = 5.0
+    store.add_points("run", "tb", "m", steps, values, steps * 1.0)
+    xs, ys = store.plot_slice("run", "m", width=100)
+    assert len(xs) <= 2 * 100 + 3 and np.all(np.diff(xs) > 0)
+    assert {10, 50_000, 60_000, 99_999} <= set(xs.tolist())
+    xs, ys = store.plot_slice("run", "m", width=50, lo_step=40_000, hi_step=70_000)
+    assert xs[0] >= 40_000 and xs[-1] <= 70_000 and 60_000 in xs.tolist() and 50_000 in xs.tolist()
+    assert store.plot_slice("run", "nope", width=10) is None
+
+
+# -- alerts with and without bounding, on long runs -----------------------------------------
+
+
+def _csv(path: Path, rows: list[tuple[int, dict[str, float]]]) -> None:
+    cols = sorted({k for _, r in rows for k in r})
+    w = CsvWriter(str(path / "lightning_logs" / "version_0" / "metrics.csv"), cols)
+    for step, row in rows:
+        w.write(step, row)
+    w.close()
+
+
+def nan_at_the_end(n: int) -> list[tuple[int, dict[str, float]]]:
+    rng = random.Random(0)
+    return [
+        (
+            s,
+            {
+                "train_loss_step": 2.0 / (1 + s / 5000) + rng.gauss(0, 0.02)
+                if s < n - 1
+                else math.nan
+            },
+        )
+        for s in range(n)
+    ]
+
+
+def overfitting(n: int) -> list[tuple[int, dict[str, float]]]:
+    rng = random.Random(1)
+    rows = []
+    for s in range(n):
+        row = {"train_loss_step": 2.0 * math.exp(-s / (n / 6)) + 0.05 + rng.gauss(0, 0.02)}
+        if s % 2000 == 1999:  # the validation loss falls, then climbs for the second half
+            x = s / n
+            row["val_loss"] = (
+                1.0 - x if x < 0.4 else 0.6 + 1.5 * (x - 0.4) ** 1.2 + rng.gauss(0, 0.005)
+            )
+        rows.append((s, row))
+    return rows
+
+
+def divergence(n: int) -> list[tuple[int, dict[str, float]]]:
+    rng = random.Random(2)
+    rows = []
+    for s in range(n):
+        level = 1.5 * math.exp(-s / (n / 8)) + 0.4
+        if s > n - 3000:
+            level *= math.exp((s - (n - 3000)) / 400)
+        rows.append((s, {"train_loss_step": max(0.01, level + rng.gauss(0, 0.05)), "lr": 1e-3}))
+    return rows
+
+
+def alerts(path: Path, bounded: bool) -> tuple[list[tuple], int]:
+    e = Engine([str(path)], use_watchdog=False, bounded=bounded)
+    e.detectors  # noqa: B018 - attached before the load, as `check` and the app do
+    e.check()
+    out = [
+        (a.run, a.detector, a.severity.value, a.step, tuple(a.metrics), a.message)
+        for key in sorted(e.store.runs)
+        for a in e.store.alerts_for(key)
+    ]
+    kept = max(len(s) for r in e.store.runs.values() for s in r.series.values())
+    return out, kept
+
+
+@pytest.mark.timeout(600)  # two checks of a 300k-point run each: slow on a loaded 2-core box
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        (nan_at_the_end, "nan_loss"),
+        (overfitting, "overfitting"),
+        (divergence, "divergence"),
+    ],
+)
+def test_bounding_changes_no_alert_on_long_runs(tmp_path: Path, scenario, expected: str) -> None:
+    n = 300_000
+    _csv(tmp_path / scenario.__name__, scenario(n))
+    full, kept_full = alerts(tmp_path, bounded=False)
+    bounded, kept_bounded = alerts(tmp_path, bounded=True)
+    assert kept_full == n and kept_bounded < n / 10  # the history was reduced
+    assert bounded == full
+    assert expected in {a[1] for a in full}
