@@ -69,7 +69,7 @@ def _main(argv: list[str] | None = None) -> int:
         from watchrun.app.app import WatchrunApp
 
         try:
-            check_key_ids(config, [b.id for b in WatchrunApp.BINDINGS if b.id])
+            check_key_ids(config, WatchrunApp.binding_ids())
         except ConfigError as exc:
             return _config_error(exc)
     if command == "ls":
@@ -152,14 +152,14 @@ def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
 def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     engine = _engine(paths, config)
     engine.load()
-    from watchrun.gpu import look_once
-
     keys = engine.visible_keys()
-    looked = look_once([engine.store.runs[k] for k in keys])
-    rows = [dict(ls_row(engine, key), **looked[key]) for key in keys]
-    if as_json:
-        for row in rows:
-            print(json.dumps(row))
+    rows = [ls_row(engine, key) for key in keys]
+    if as_json:  # with the GPUs and the writer process each run uses (psutil, NVML: only here)
+        from watchrun.gpu import look_once
+
+        looked = look_once([engine.store.runs[k] for k in keys])
+        for row, key in zip(rows, keys, strict=True):
+            print(json.dumps(dict(row, **looked[key])))
         return 0
     if not rows:
         print("no runs found")

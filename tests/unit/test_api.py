@@ -124,7 +124,8 @@ def test_alerts_table_names_the_nan(runs):
         "open",
     ]
     nan = alerts[(alerts.run == "tb") & (alerts.detector == "nan_loss")]
-    assert len(nan) == 1 and nan.iloc[0].severity == "critical" and nan.iloc[0].step == 7
+    # one NaN that the loss recovers from (an overflowed batch) is context, not "stop now"
+    assert len(nan) == 1 and nan.iloc[0].severity == "info" and nan.iloc[0].step == 7
     assert [a.detector for a in runs["tb"].alerts].count("nan_loss") == 1
 
 

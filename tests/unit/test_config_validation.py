@@ -193,8 +193,22 @@ def test_the_stalled_alert_can_be_turned_off(tmp_path):
     store = Store()
     run = store.run("r", root=str(tmp_path))
     run.active_this_session, run.last_write, run.write_intervals = True, 1000.0, [5.0, 5.0, 5.0]
-    off, on = DetectorRunner(store, cfg), DetectorRunner(store, load_config([]))
-    for runner in (off, on):
-        runner.process()
-    assert off.check_stalled(now=1000.0 + 3600) == []
-    assert [a.detector for a in on.check_stalled(now=1000.0 + 3600)] == ["stalled"]
+    # a stall is called only while a writer lives: a real process holding the run's file open
+    log = tmp_path / "metrics.csv"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"f = open({str(log)!r}, 'a'); print('open', flush=True); input()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        run.files.add(str(log))
+        off, on = DetectorRunner(store, cfg), DetectorRunner(store, load_config([]))
+        for runner in (off, on):
+            runner.process()
+        assert off.check_stalled(now=1000.0 + 3600) == []
+        assert [a.detector for a in on.check_stalled(now=1000.0 + 3600)] == ["stalled"]
+    finally:
+        writer.kill()
+        writer.wait()

@@ -47,6 +47,12 @@ class WatchrunApp(App[None]):
         Binding("t", "next_theme", "Theme", id="next_theme"),
     ]
 
+    @classmethod
+    def binding_ids(cls) -> list[str]:
+        """Every binding id `[keys]` may remap: the app's and its screens'."""
+        screens = (MainScreen, OverviewScreen, CompareScreen)
+        return sorted({b.id for c in (cls, *screens) for b in c.BINDINGS if getattr(b, "id", None)})
+
     def __init__(
         self, paths: list[str], config: Config, poll: float | None = None, quiet: bool = False
     ) -> None:
