@@ -30,6 +30,7 @@ from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
 from watchrun.store import Store
+from watchrun.tail import rotation_bases
 
 STEP_UNITS = {"keras-csv": "epoch"}
 HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card"}
@@ -92,6 +93,7 @@ class Engine:
         self._scan_cost = 0.0
         self._last_data = time.monotonic()
         self._settled = True
+        self._folders: dict[str, int] = {}
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self) -> list[str]:
@@ -99,14 +101,16 @@ class Engine:
         t0 = time.monotonic()
         new_keys: list[str] = []
         for root in self.roots:
-            for spec in discover(root).values():
+            specs = discover(root).values()
+            found = {f.path for spec in specs for f in spec.files}
+            for spec in specs:
                 key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
                 is_new = key not in self.store.runs
                 run = self.store.run(key, root=spec.root)
                 if is_new:
                     new_keys.append(key)
                 for f in spec.files:
-                    if f.path in self.owner:
+                    if f.path in self.owner or self._rotated_copy(f.path, found):
                         continue
                     src = self.sources.get((key, f.format))
                     if src is None:
@@ -122,7 +126,29 @@ class Engine:
         self._scan_cost = time.monotonic() - t0
         self._last_rescan = time.monotonic()
         self.rescan_needed = False
+        self._folders = self._folder_times()
         return new_keys
+
+    def _rotated_copy(self, path: str, found: set[str]) -> bool:
+        """`events.out.tfevents.X.host.1.0.1` next to `events.out.tfevents.X.host.1.0`: a rotated
+        generation of a file that is read already (its cursor reads its rotations once), not a
+        file of its own (it would be read twice)."""
+        return any(base in self.owner or base in found for base in rotation_bases(path))
+
+    def _folder_times(self) -> dict[str, int]:
+        """The mtime of every folder that holds a known file, and of the roots: a new file in
+        one changes it, so polling finds new files at the next poll, not at the next walk."""
+        folders = {os.path.dirname(p) for p in self.owner} | set(self.roots)
+        out = {}
+        for folder in folders:
+            try:
+                out[folder] = os.stat(folder).st_mtime_ns
+            except OSError:
+                out[folder] = -1
+        return out
+
+    def _folders_changed(self) -> bool:
+        return self._folder_times() != self._folders
 
     # -- polling ------------------------------------------------------------------------------
     def poll(self, paths: set[str] | None = None, keys: list[str] | None = None) -> int:
@@ -149,6 +175,9 @@ class Engine:
         by_source: dict[Source, set[str]] = {}
         for p in paths:
             src = self.owner.get(p)
+            if src is None:  # `train.log.1` written through the writer's old handle: its path's
+                p = next((b for b in rotation_bases(p) if b in self.owner), p)  # cursor reads it
+                src = self.owner.get(p)
             if src is not None:
                 by_source.setdefault(src, set()).add(p)
         if len(by_source) == 1:
@@ -245,6 +274,8 @@ class Engine:
         full_every = self.poll_seconds if not self.watching else max(self.poll_seconds, 2.0)
         # with file events, creations trigger a rescan at once; the timed walk is a safety net
         rescan_every = max(30.0 if self.watching else 10.0, 50 * self._scan_cost)
+        if not self.watching and not self.rescan_needed:  # a stat per folder: cheap next to the poll
+            self.rescan_needed = self._folders_changed()
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
 HEAD_BYTES = 64
-MAX_READ = 64 * 1024 * 1024
+MAX_READ = 64 * 1024 * 1024  # one read: files bigger than this are read in several
 PREFETCH = 1 << 20  # new bytes read during check() itself (the live-tail case)
+KEEP_GENERATIONS = 64  # generations of one path remembered, so a rotated file is read once
 
 
 class Change(Enum):
@@ -29,15 +31,27 @@ class Change(Enum):
 
 
 @dataclass
-class Previous:
-    """What the cursor knew of the file a path held before it was rotated or truncated: enough
-    to find the bytes that were written to it after our last read (FAULTS F1, F3)."""
+class Generation:
+    """One file that a path held, and how far it was read.
+
+    Its identity is (dev, inode) plus its first bytes plus the size it had when read: the inode
+    number alone is not one (ext4 gives a freed number to the next new file at once, and a file
+    truncated and written again keeps its inode). A file is this generation only if its
+    (dev, inode) and head match and it is not shorter than what was read of it; a file with
+    another inode but the same head and at least that size is a copy of it (logrotate's
+    copytruncate, an atomic replacement by a longer copy)."""
 
     ident: tuple[int, int]
-    offset: int  # how far we had read it
     head: bytes
-    mtime_ns: int  # its mtime at our last read: rotated files newer than this are unread
-    moved: bool  # renamed away (the old inode lives on) rather than truncated in place
+    offset: int  # bytes read from it
+    mtime_ns: int
+    path: str  # where it was last found
+
+    def is_file(self, ident: tuple[int, int], head: bytes, size: int) -> bool:
+        return ident == self.ident and self.has_head(head, size)
+
+    def has_head(self, head: bytes, size: int) -> bool:
+        return head[: len(self.head)] == self.head and size >= self.offset
 
 
 @dataclass
@@ -51,8 +65,14 @@ class FileCursor:
     generation: int = 0
     error: str | None = None
     key: str = ""  # the path the cursor was made for: parser state is kept under it
-    previous: Previous | None = None  # the file this path held before a reset, while unread
-    retired: list[tuple[int, int]] = field(default_factory=list, repr=False)  # generations read
+    # generations the path held before this one, newest first, with how far each was read
+    earlier: list[Generation] = field(default_factory=list, repr=False)
+    # the generation that left the path by a rename and may still be written through the writer's
+    # open handle (logrotate `create` before the writer reopens, `nocreate`, WatchedFileHandler):
+    # read on at every look until the path's new file has bytes (the writer has switched)
+    trailing: Generation | None = field(default=None, repr=False)
+    left: bool = False  # a generation left the path since the last look: look for its siblings
+    since_ns: int = -1  # rotated files modified before this were there before we looked: not ours
     _prefetched: tuple[str, int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (path, offset, data, at EOF)
 
     def __post_init__(self) -> None:
@@ -93,27 +113,25 @@ class FileCursor:
         self.error = None
         ident = (st.st_dev, st.st_ino)
         first_look = self.ident is None
-        old_ident, old_mtime = self.ident, self.mtime_ns
-        same_prefix = head[: len(self.head)] == self.head and st.st_size >= self.offset
-        self.ident = ident
-        self.size = st.st_size
-        self.mtime_ns = st.st_mtime_ns
+        continues = head[: len(self.head)] == self.head and st.st_size >= self.offset
+        if continues and not first_look and ident != self.ident and self._renamed_away():
+            continues = False  # rotated: the new file only starts like the old one (empty, a header)
         if first_look:
-            self.head = head
+            if self.since_ns < 0:
+                self.since_ns = st.st_mtime_ns
             change = Change.GREW if st.st_size > 0 else Change.UNCHANGED
-        elif not same_prefix:
-            # truncated, replaced by other content, or rewritten from the start
-            if self.offset > 0 and old_ident is not None:
-                self.previous = Previous(old_ident, self.offset, self.head, old_mtime, old_ident != ident)
-            if old_ident is not None and old_ident != ident:
-                self.retire(old_ident)
-            self.head = head
+        elif not continues:
+            # truncated, replaced by other content, rewritten from the start, or rotated
+            self.leave(moved=ident != self.ident)
             self.offset = 0
             self.generation += 1
             change = Change.RESET
         else:
-            self.head = head
             change = Change.GREW if st.st_size > self.offset else Change.UNCHANGED
+        self.ident = ident
+        self.head = head
+        self.size = st.st_size
+        self.mtime_ns = st.st_mtime_ns
         pending = st.st_size - self.offset
         if change is not Change.UNCHANGED and 0 < pending <= PREFETCH:
             want = pending + 4096  # a writer may have added more since the fstat
@@ -121,11 +139,37 @@ class FileCursor:
             self._prefetched = (self.path, self.offset, data, len(data) < want)
         return change
 
-    def retire(self, ident: tuple[int, int]) -> None:
-        """Remember a generation of this path that has been read (a rotated file is read once)."""
-        if ident not in self.retired:
-            self.retired.append(ident)
-            del self.retired[:-32]
+    def _renamed_away(self) -> bool:
+        """Whether the file we read last is still there under a rotated name (then the path's
+        new file is a new generation, even if it starts with the same bytes)."""
+        if self.ident is None:
+            return False
+        return find_renamed(self.key, Generation(self.ident, self.head, self.offset, self.mtime_ns, self.path))
+
+    def leave(self, moved: bool) -> None:
+        """The path no longer holds the file we read (`moved`: renamed away or deleted, rather
+        than emptied in place): remember it, and how far it was read, as an earlier generation."""
+        if self.ident is None:
+            return
+        gen = Generation(self.ident, self.head, self.offset, self.mtime_ns, self.path)
+        self.remember(gen)
+        self.left = True
+        if moved:
+            self.trailing = gen
+
+    def vanish(self) -> None:
+        """The path is gone: keep what we read of its file, start the next one at byte 0."""
+        self.leave(moved=True)
+        self.offset, self.ident, self.head, self.size = 0, None, b"", -1
+        self.generation += 1
+
+    def remember(self, gen: Generation) -> None:
+        if gen not in self.earlier:
+            self.earlier.insert(0, gen)
+            del self.earlier[KEEP_GENERATIONS:]
+
+    def must_drain(self) -> bool:
+        return self.left or self.trailing is not None
 
     def read(self, limit: int = MAX_READ) -> bytes:
         """Bytes from the offset to EOF (at most `limit`). Does not move the offset."""
@@ -156,57 +200,128 @@ class FileCursor:
         self.offset += nbytes
 
 
+def complete_lines(cursor: FileCursor, lines: LineBuffer, chunk: int = MAX_READ) -> Iterator[list[bytes]]:
+    """The complete lines from the cursor's offset to EOF, a chunk at a time (memory bounded by
+    `chunk`, however big the file); the offset moves past each chunk's lines as they are given."""
+    while True:
+        data = cursor.read(chunk)
+        if not data:
+            return
+        found, consumed = lines.feed(data)
+        cursor.advance(consumed)
+        yield found
+        if len(data) < chunk or consumed == 0:
+            return
+
+
 _ROTATED_SUFFIX = re.compile(
     r"^[.\-_](?:\d{1,4}|\d{4}-?\d{2}-?\d{2}(?:[_T\-]?\d{2}(?:-?\d{2}){0,2})?|old|bak)$"
 )
 
 
+def is_rotated_name(name: str, base: str) -> bool:
+    """`name` is a rotation of `base`: `train.log.1`, `train.log-20261123`, `train.log.old`."""
+    return name.startswith(base) and bool(_ROTATED_SUFFIX.match(name[len(base) :]))
+
+
+def rotation_bases(path: str) -> list[str]:
+    """The paths whose rotated sibling `path` could be (`a/train.log.1` -> [`a/train.log`])."""
+    folder, name = os.path.split(path)
+    out = []
+    for i in range(max(1, len(name) - 24), len(name)):
+        if name[i] in ".-_" and _ROTATED_SUFFIX.match(name[i:]):
+            out.append(os.path.join(folder, name[:i]))
+    return out
+
+
 @dataclass
 class Sibling:
-    """A rotated generation of a file to read: where, from which offset, and its identity."""
+    """A rotated file to read: where, from which offset, and the generation it is (new ones are
+    made here; the caller records how far it read them)."""
 
     path: str
     offset: int
-    ident: tuple[int, int]
+    generation: Generation | None
+    mtime_ns: int = 0
 
 
-def rotated_siblings(path: str, prev: Previous, current: tuple[int, int] | None,
-                     retired: list[tuple[int, int]] = ()) -> list[Sibling]:  # type: ignore[assignment]
-    """The files holding what `path`'s earlier generations received after our last read, in
-    the order they were written, each with the offset to read it from. Only rotation-style
-    names count (`train.log.1`, `train.log-20261123`, `train.log.old`), never a `.tmp` being
-    written."""
+def rotated_siblings(path: str, earlier: list[Generation], current: tuple[int, int] | None,
+                     since_ns: int) -> tuple[list[Sibling], list[Generation]]:
+    """The rotation-named files next to `path` (`train.log.1`, `train.log-20261123`,
+    `train.log.old`; never a `.tmp` being written) that hold bytes we have not read, oldest
+    first, each with the offset to read it from:
+    - an earlier generation of the path found again (renamed), if it grew past what was read;
+    - a copy of an earlier generation whose original is gone or rewritten (copytruncate, an
+      atomic replacement by a longer copy that was then rotated): from where that one stopped;
+    - any other file modified since `since_ns`: a whole generation that came and went between
+      two looks, from byte 0.
+    Also returned: the earlier generations found there (renamed, still written or not)."""
     folder, base = os.path.split(path)
     try:
-        entries = list(os.scandir(folder or "."))
+        entries = [e for e in os.scandir(folder or ".") if is_rotated_name(e.name, base)]
     except OSError:
-        return []
-    old: Sibling | None = None
-    newer: list[tuple[int, Sibling, int]] = []  # (mtime, file from 0, size)
+        return [], []
+    found: list[tuple[os.stat_result, str, bytes]] = []
     for entry in entries:
-        if not entry.name.startswith(base) or not _ROTATED_SUFFIX.match(entry.name[len(base):]):
-            continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        ident = (st.st_dev, st.st_ino)
-        if ident == current or not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == current:
             continue
-        if prev.moved and ident == prev.ident:
-            old = Sibling(entry.path, prev.offset, ident)
-        elif st.st_mtime_ns > prev.mtime_ns and ident not in retired:
-            newer.append((st.st_mtime_ns, Sibling(entry.path, 0, ident), st.st_size))
-    newer.sort(key=lambda item: (item[0], item[1].path))
-    if old is None:
-        # the old content under another inode: the copy logrotate's copytruncate made, or an
-        # atomic replacement (same head, longer) that was then rotated
-        for _, sib, size in newer:
-            if size >= prev.offset and _head(sib.path) == prev.head:
-                old = Sibling(sib.path, prev.offset, sib.ident)
-                break
-    out = [old] if old else []
-    return out + [sib for _, sib, _ in newer if not old or sib.path != old.path]
+        found.append((st, entry.path, _head(entry.path)))
+    found.sort(key=lambda f: (f[0].st_mtime_ns, -_rotation_number(f[1])))
+    out: list[Sibling] = []
+    unknown: list[tuple[os.stat_result, str, bytes]] = []
+    present: set[int] = set()  # earlier generations still there under their own inode
+    intact: list[Generation] = []
+    for st, where, head in found:
+        ident = (st.st_dev, st.st_ino)
+        gen = next((g for g in earlier if g.is_file(ident, head, st.st_size)), None)
+        if gen is None:
+            unknown.append((st, where, head))
+            continue
+        present.add(id(gen))
+        intact.append(gen)
+        gen.path = where
+        if st.st_size > gen.offset:
+            out.append(Sibling(where, gen.offset, gen, st.st_mtime_ns))
+    for st, where, head in unknown:
+        copied = next((g for g in earlier if g.offset > 0 and g.has_head(head, st.st_size)), None)
+        ident = (st.st_dev, st.st_ino)
+        if copied is not None and id(copied) in present:
+            continue  # a copy of a file that is still there (a backup): its bytes are read there
+        if copied is not None:
+            present.add(id(copied))
+            gen = Generation(ident, copied.head, copied.offset, st.st_mtime_ns, where)
+            out.append(Sibling(where, copied.offset, gen, st.st_mtime_ns))
+        elif st.st_mtime_ns >= since_ns:
+            gen = Generation(ident, head, 0, st.st_mtime_ns, where)
+            out.append(Sibling(where, 0, gen, st.st_mtime_ns))
+    out.sort(key=lambda s: (s.mtime_ns, -_rotation_number(s.path)))
+    return out, intact
+
+
+def find_renamed(path: str, gen: Generation) -> bool:
+    """Whether `gen` is still there under a rotation name of `path`."""
+    folder, base = os.path.split(path)
+    try:
+        entries = [e for e in os.scandir(folder or ".") if is_rotated_name(e.name, base)]
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == gen.ident and gen.is_file(gen.ident, _head(entry.path), st.st_size):
+            return True
+    return False
+
+
+def _rotation_number(path: str) -> int:
+    tail = path.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _head(path: str) -> bytes:

@@ -91,52 +91,61 @@ class Source:
 
     def _poll_file(self, cursor: FileCursor) -> int:
         change = cursor.check()
-        if change is Change.UNCHANGED:
-            return 0
-        if change is Change.GONE:
-            if cursor.ident is not None:
-                cursor.offset, cursor.ident, cursor.head, cursor.size = 0, None, b"", -1
-                cursor.generation += 1
-                self.on_gone(cursor)
-            return 0
         if change is Change.ERROR:
             n = self._failures.get(cursor.path, 0) + 1
             self._failures[cursor.key] = n
             self._retry_at[cursor.key] = time.monotonic() + min(60.0, 0.5 * 2**n)
             self.store.warn(self.key, f"cannot read {os.path.basename(cursor.path)}: {cursor.error}")
             return 0
+        if change is Change.GONE:
+            added = 0
+            if cursor.ident is not None:
+                cursor.vanish()
+                added = self._drain_rotated(cursor)  # renamed away, the path not yet created again
+                self.on_gone(cursor)
+            elif cursor.must_drain():
+                added = self._drain_rotated(cursor)
+            return added
         if self._failures.pop(cursor.path, None):
             self._retry_at.pop(cursor.path, None)
+        added = self._drain_rotated(cursor) if cursor.must_drain() else 0
         if change is Change.RESET:
-            if cursor.previous is not None:
-                self._drain_rotated(cursor)
             self.on_reset(cursor)
-        return self.read(cursor)
+        if change is not Change.UNCHANGED:
+            added += self.read(cursor)
+        cursor.since_ns = max(cursor.since_ns, cursor.mtime_ns)
+        return added
 
-    def _drain_rotated(self, cursor: FileCursor) -> None:
-        """The path holds a new file, or the same file emptied. Before reading it, read what was
-        written to the old one after our last look (FAULTS F1, F3):
-        - renamed away (`train.log` -> `train.log.1`, the writer may still append): the old
-          inode, found next to it, from where we stopped;
-        - copied then truncated (logrotate copytruncate): the copy, a rotation-named sibling
-          whose head is the old head, from where we stopped;
-        - and whole generations that came and went between two looks (rotated twice): rotation-
-          named siblings written after our last look, oldest first."""
-        prev = cursor.previous
-        cursor.previous = None
-        if prev is None:
-            return
-        for sib in rotated_siblings(cursor.key, prev, cursor.ident, cursor.retired):
-            cursor.retire(sib.ident)
-            saved = (cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
+    def _drain_rotated(self, cursor: FileCursor) -> int:
+        """Before the path's file is read, read what earlier generations of it received after
+        our last look (FAULTS F1, F3), oldest first:
+        - renamed away (`train.log` -> `train.log.1`, logrotate `create`/`nocreate`, Python's
+          WatchedFileHandler): the old file, from where we stopped; the writer may append to it
+          through its open handle until it reopens, so it is read again at every look until the
+          path's new file has bytes;
+        - copied then truncated (logrotate copytruncate): the copy, from where we stopped;
+        - whole generations that came and went between two looks (rotated twice, or rotated
+          while the path was missing): from byte 0."""
+        cursor.left = False
+        saved = (cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
+        siblings, intact = rotated_siblings(cursor.key, cursor.earlier, cursor.ident, cursor.since_ns)
+        added = 0
+        for sib in siblings:
+            gen = sib.generation
             cursor.path, cursor.offset = sib.path, sib.offset
             if sib.offset == 0:
                 self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
-                self.read(cursor)
+                added += self.read(cursor)
             finally:
-                cursor.path, cursor.offset = cursor.key, 0
-                cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
+                if gen is not None:
+                    gen.offset = cursor.offset
+                    cursor.remember(gen)
+                cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
+        trailing = cursor.trailing
+        if trailing is not None and (trailing not in intact or cursor.size > 0):
+            cursor.trailing = None  # deleted, or the writer has moved on to the new file
+        return added
 
     # -- for subclasses -------------------------------------------------------------------------
     def read(self, cursor: FileCursor) -> int:

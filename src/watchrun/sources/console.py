@@ -21,7 +21,7 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Source, to_float
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.tail import FileCursor, LineBuffer, complete_lines
 
 _TQDM = re.compile(r"(\d+)/(\d+) \[")
 _KERAS_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
@@ -59,8 +59,12 @@ class ConsoleSource(Source):
         self.lines[cursor.key] = LineBuffer()
 
     def read(self, cursor: FileCursor) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        total = 0
+        for lines in complete_lines(cursor, self.lines[cursor.key]):
+            total += self._lines(lines)
+        return total
+
+    def _lines(self, lines: list[bytes]) -> int:
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for raw in lines:
             for part in raw.split(b"\r"):

@@ -16,7 +16,7 @@ import yaml
 
 from watchrun.sources.base import Source, to_float, to_step
 from watchrun.sources.table import flatten
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.tail import FileCursor, LineBuffer, complete_lines
 
 
 class DvcliveSource(Source):
@@ -61,8 +61,12 @@ class DvcliveSource(Source):
         return self._tsv(cursor, name)
 
     def _tsv(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        total = 0
+        for lines in complete_lines(cursor, self.lines[cursor.key]):
+            total += self._tsv_lines(cursor, name, lines)
+        return total
+
+    def _tsv_lines(self, cursor: FileCursor, name: str, lines: list[bytes]) -> int:
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []

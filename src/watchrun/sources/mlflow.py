@@ -18,7 +18,7 @@ import yaml
 
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source, SqliteSource, to_float, to_step
-from watchrun.tail import FileCursor, LineBuffer
+from watchrun.tail import FileCursor, LineBuffer, complete_lines
 
 _STATUS = {
     1: RunStatus.RUNNING,
@@ -82,8 +82,12 @@ class MlflowFileSource(Source):
             self.store.update(self.key, display_name=str(meta["run_name"]))
 
     def _metric(self, cursor: FileCursor, name: str) -> int:
-        lines, consumed = self.lines[cursor.key].feed(cursor.read())
-        cursor.advance(consumed)
+        total = 0
+        for lines in complete_lines(cursor, self.lines[cursor.key]):
+            total += self._metric_lines(cursor, name, lines)
+        return total
+
+    def _metric_lines(self, cursor: FileCursor, name: str, lines: list[bytes]) -> int:
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []

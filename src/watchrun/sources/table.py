@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Source, to_float, to_step
-from watchrun.tail import MAX_READ, FileCursor, LineBuffer
+from watchrun.tail import FileCursor, LineBuffer, complete_lines
 
 STEP_COLUMNS = (
     "step",
@@ -69,6 +69,7 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class _FileState:
     def __init__(self) -> None:
         self.header: list[str] | None = None
+        self.last_header: list[str] | None = None  # kept across generations of the file
         self.delimiter = ","
         self.rows_seen = 0  # data rows parsed in this generation
         self.rows_emitted = 0  # data rows emitted across rewrites of this generation
@@ -107,15 +108,8 @@ class TableSource(Source):
     def read(self, cursor: FileCursor) -> int:
         st = self.state[cursor.key]
         total = 0
-        while True:
-            data = cursor.read(MAX_READ)
-            if not data:
-                break
-            lines, consumed = st.lines.feed(data)
-            cursor.advance(consumed)
+        for lines in complete_lines(cursor, st.lines):
             total += self._rows(cursor.path, st, lines)
-            if len(data) < MAX_READ or consumed == 0:
-                break
         if st.lines.skipped:
             self.warn(f"{_name(cursor.path)}: skipped {st.lines.skipped} over-long line(s)")
         return total
@@ -125,10 +119,7 @@ class TableSource(Source):
         if not text_lines:
             return 0
         if st.header is None:
-            first = text_lines.pop(0)
-            st.delimiter = "\t" if first.count("\t") > first.count(",") else ","
-            st.header = next(csv.reader([first], delimiter=st.delimiter))
-            st.header = [h.strip() for h in st.header]
+            st.header = self._header(st, text_lines)
         header = st.header
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for row in csv.reader(io.StringIO("\n".join(text_lines)), delimiter=st.delimiter):
@@ -170,8 +161,32 @@ class TableSource(Source):
             total += self.store.add_points(self.key, self.stream, name, steps, values)
         return total
 
+    def _header(self, st: _FileState, text_lines: list[str]) -> list[str]:
+        """The header of a new generation: its first row, unless that row is data shaped like
+        the last header (all numbers, as many cells): a generation written without its header,
+        as Keras' CSVLogger(append=True) does after logrotate's copytruncate emptied the file
+        (it writes the header only into an empty file, when the fit begins)."""
+        first = text_lines[0]
+        delimiter = "\t" if first.count("\t") > first.count(",") else ","
+        cells = [c.strip() for c in next(csv.reader([first], delimiter=delimiter), [])]
+        last = st.last_header
+        if last is not None and len(cells) == len(last) and _all_numbers(cells):
+            return last
+        text_lines.pop(0)
+        st.delimiter = delimiter
+        st.last_header = cells
+        return cells
+
     def rename(self, column: str) -> str:
         return column
+
+
+def _all_numbers(cells: list[str]) -> bool:
+    """A data row, not a header: every cell a number or empty/NA, at least one a number."""
+    numbers = [to_float(c) for c in cells]
+    return any(n is not None for n in numbers) and all(
+        n is not None or c in ("", "NA", "N/A", "null", "None") for n, c in zip(numbers, cells, strict=True)
+    )
 
 
 def _fingerprint(cells: dict[str, str]) -> tuple:
@@ -202,9 +217,12 @@ class JsonlSource(Source):
         self.rows[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
-        data = cursor.read()
-        lines, consumed = self.lines[cursor.key].feed(data)
-        cursor.advance(consumed)
+        total = 0
+        for lines in complete_lines(cursor, self.lines[cursor.key]):
+            total += self._objects(cursor, lines)
+        return total
+
+    def _objects(self, cursor: FileCursor, lines: list[bytes]) -> int:
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for line in lines:
             if not line.strip():
