@@ -94,14 +94,18 @@ class Engine:
         self._last_data = time.monotonic()
         self._settled = True
         self._folders: dict[str, int] = {}
+        self._walked: set[str] = set()
+        self._last_scan_ns = 0
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self) -> list[str]:
         """Walk the roots; attach sources for runs and files not seen before."""
         t0 = time.monotonic()
+        started_ns = time.time_ns()
         new_keys: list[str] = []
+        walked: set[str] = set()
         for root in self.roots:
-            specs = discover(root).values()
+            specs = discover(root, walked).values()
             found = {f.path for spec in specs for f in spec.files}
             for spec in specs:
                 key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
@@ -119,6 +123,8 @@ class Engine:
                         )
                     src.add_file(f.path, **f.options)
                     self.owner[f.path] = src
+                    if self._loaded:  # made since the last walk: its rotations since then too
+                        src.cursors[f.path].found_late(self._last_scan_ns)
                     if f.format in STEP_UNITS:
                         run.step_unit = STEP_UNITS[f.format]
                     if run.gone:
@@ -126,7 +132,9 @@ class Engine:
         self._scan_cost = time.monotonic() - t0
         self._last_rescan = time.monotonic()
         self.rescan_needed = False
+        self._walked = walked
         self._folders = self._folder_times()
+        self._last_scan_ns = started_ns
         return new_keys
 
     def _rotated_copy(self, path: str, found: set[str]) -> bool:
@@ -136,9 +144,9 @@ class Engine:
         return any(base in self.owner or base in found for base in rotation_bases(path))
 
     def _folder_times(self) -> dict[str, int]:
-        """The mtime of every folder that holds a known file, and of the roots: a new file in
-        one changes it, so polling finds new files at the next poll, not at the next walk."""
-        folders = {os.path.dirname(p) for p in self.owner} | set(self.roots)
+        """The mtime of every folder walked: a new file or folder in one changes it, so polling
+        finds new files at the next poll, not at the next walk (before they are rotated away)."""
+        folders = self._walked | {os.path.dirname(p) for p in self.owner} | set(self.roots)
         out = {}
         for folder in folders:
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,6 +20,7 @@ from enum import Enum
 HEAD_BYTES = 64
 MAX_READ = 64 * 1024 * 1024  # one read: files bigger than this are read in several
 PREFETCH = 1 << 20  # new bytes read during check() itself (the live-tail case)
+RACY_NS = 50_000_000  # file times move by the kernel's clock tick (a few ms): a safe margin
 KEEP_GENERATIONS = 64  # generations of one path remembered, so a rotated file is read once
 
 
@@ -46,6 +48,7 @@ class Generation:
     offset: int  # bytes read from it
     mtime_ns: int
     path: str  # where it was last found
+    size: int = -1  # its size when last found
 
     def is_file(self, ident: tuple[int, int], head: bytes, size: int) -> bool:
         return ident == self.ident and self.has_head(head, size)
@@ -73,6 +76,8 @@ class FileCursor:
     trailing: Generation | None = field(default=None, repr=False)
     left: bool = False  # a generation left the path since the last look: look for its siblings
     since_ns: int = -1  # rotated files modified before this were there before we looked: not ours
+    folder_mtime_ns: int = -1
+    racy: bool = False  # modified too close to our last look for its stat to show a rewrite
     _prefetched: tuple[str, int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (path, offset, data, at EOF)
 
     def __post_init__(self) -> None:
@@ -91,7 +96,13 @@ class FileCursor:
             self.error = f"{self.path}: {exc.strerror or exc}"
             return Change.ERROR
         if (st.st_dev, st.st_ino) == self.ident and st.st_size == self.size and st.st_mtime_ns == self.mtime_ns:
-            return Change.UNCHANGED
+            if not self.racy:
+                return Change.UNCHANGED
+            # modified within a clock tick of our last look: if it was rewritten to the same
+            # size, or rotated and made again, in that tick, its stat (and its folder's) would
+            # not tell (git's "racy clean"); so look inside once more, and around it
+            self.left = True
+        self.racy = st.st_mtime_ns >= time.time_ns() - RACY_NS
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -119,6 +130,9 @@ class FileCursor:
         if first_look:
             if self.since_ns < 0:
                 self.since_ns = st.st_mtime_ns
+                self.folder_changed()
+            else:  # created again after it was missing: other generations may have come and gone
+                self.left = True
             change = Change.GREW if st.st_size > 0 else Change.UNCHANGED
         elif not continues:
             # truncated, replaced by other content, rewritten from the start, or rotated
@@ -128,6 +142,11 @@ class FileCursor:
             change = Change.RESET
         else:
             change = Change.GREW if st.st_size > self.offset else Change.UNCHANGED
+            # replaced (by a longer copy), deleted and created again (maybe with the same inode
+            # number), or emptied and written again to the same size (the mtime moved, the size
+            # did not): a generation may have come and gone in between (copied away): look for it
+            rewritten = st.st_size == self.size and st.st_mtime_ns != self.mtime_ns
+            self.left = self.left or ident != self.ident or rewritten or self.folder_changed()
         self.ident = ident
         self.head = head
         self.size = st.st_size
@@ -139,12 +158,28 @@ class FileCursor:
             self._prefetched = (self.path, self.offset, data, len(data) < want)
         return change
 
+    def folder_changed(self) -> bool:
+        """Whether names were added to or removed from the file's folder since the last look
+        (a rotation, a copy: what an inode number reused at once would hide)."""
+        try:
+            mtime = os.stat(os.path.dirname(self.key) or ".").st_mtime_ns
+        except OSError:
+            return False
+        changed, self.folder_mtime_ns = mtime != self.folder_mtime_ns, mtime
+        return changed
+
     def _renamed_away(self) -> bool:
         """Whether the file we read last is still there under a rotated name (then the path's
         new file is a new generation, even if it starts with the same bytes)."""
         if self.ident is None:
             return False
         return find_renamed(self.key, Generation(self.ident, self.head, self.offset, self.mtime_ns, self.path))
+
+    def found_late(self, since_ns: int) -> None:
+        """The file was found while following, made after `since_ns` (the last walk of the
+        tree): its generations rotated away since then are read too, before it."""
+        self.since_ns = since_ns - RACY_NS
+        self.left = True
 
     def leave(self, moved: bool) -> None:
         """The path no longer holds the file we read (`moved`: renamed away or deleted, rather
@@ -245,8 +280,8 @@ class Sibling:
     mtime_ns: int = 0
 
 
-def rotated_siblings(path: str, earlier: list[Generation], current: tuple[int, int] | None,
-                     since_ns: int) -> tuple[list[Sibling], list[Generation]]:
+def rotated_siblings(path: str, earlier: list[Generation], current: Generation | None,
+                     since_ns: int) -> tuple[list[Sibling], dict[tuple[int, int], Generation]]:
     """The rotation-named files next to `path` (`train.log.1`, `train.log-20261123`,
     `train.log.old`; never a `.tmp` being written) that hold bytes we have not read, oldest
     first, each with the offset to read it from:
@@ -255,51 +290,71 @@ def rotated_siblings(path: str, earlier: list[Generation], current: tuple[int, i
       atomic replacement by a longer copy that was then rotated): from where that one stopped;
     - any other file modified since `since_ns`: a whole generation that came and went between
       two looks, from byte 0.
-    Also returned: the earlier generations found there (renamed, still written or not)."""
+    Also returned: the generation each rotated file now is, by (dev, inode)."""
     folder, base = os.path.split(path)
     try:
         entries = [e for e in os.scandir(folder or ".") if is_rotated_name(e.name, base)]
     except OSError:
-        return [], []
+        return [], {}
     found: list[tuple[os.stat_result, str, bytes]] = []
     for entry in entries:
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == current:
+        if not stat.S_ISREG(st.st_mode) or (current and (st.st_dev, st.st_ino) == current.ident):
             continue
         found.append((st, entry.path, _head(entry.path)))
     found.sort(key=lambda f: (f[0].st_mtime_ns, -_rotation_number(f[1])))
+    if current is not None:
+        earlier = [current, *earlier]
+    matched = [(st, where, head, *_best_match(earlier, st, head)) for st, where, head in found]
+    intact: list[Generation] = []  # earlier generations still there under their own inode
+    for st, where, head, gen, same in matched:
+        if gen is not None and same:  # its head now: what it started with, and more
+            gen.path, gen.size, gen.head = where, st.st_size, head
+            intact.append(gen)
+    present = {id(gen) for gen in intact}
+    if current is not None:
+        present.add(id(current))
     out: list[Sibling] = []
-    unknown: list[tuple[os.stat_result, str, bytes]] = []
-    present: set[int] = set()  # earlier generations still there under their own inode
-    intact: list[Generation] = []
-    for st, where, head in found:
+    here: dict[tuple[int, int], Generation] = {}
+    for st, where, head, gen, same in matched:
         ident = (st.st_dev, st.st_ino)
-        gen = next((g for g in earlier if g.is_file(ident, head, st.st_size)), None)
-        if gen is None:
-            unknown.append((st, where, head))
-            continue
-        present.add(id(gen))
-        intact.append(gen)
-        gen.path = where
-        if st.st_size > gen.offset:
-            out.append(Sibling(where, gen.offset, gen, st.st_mtime_ns))
-    for st, where, head in unknown:
-        copied = next((g for g in earlier if g.offset > 0 and g.has_head(head, st.st_size)), None)
-        ident = (st.st_dev, st.st_ino)
-        if copied is not None and id(copied) in present:
-            continue  # a copy of a file that is still there (a backup): its bytes are read there
-        if copied is not None:
-            present.add(id(copied))
-            gen = Generation(ident, copied.head, copied.offset, st.st_mtime_ns, where)
-            out.append(Sibling(where, copied.offset, gen, st.st_mtime_ns))
+        if gen is not None and same:
+            here[ident] = gen
+            if st.st_size > gen.offset:
+                out.append(Sibling(where, gen.offset, gen, st.st_mtime_ns))
+        elif gen is not None and id(gen) not in present:  # a copy: on from where the file stopped
+            present.add(id(gen))
+            gen.size = st.st_size  # a second copy of it, no longer than this, is a backup
+            here[ident] = Generation(ident, head, gen.offset, st.st_mtime_ns, where, st.st_size)
+            out.append(Sibling(where, gen.offset, here[ident], st.st_mtime_ns))
+        elif gen is not None and st.st_size <= gen.size and gen.head[: len(head)] == head:
+            continue  # an earlier copy of a file that is still there (a backup): read there
         elif st.st_mtime_ns >= since_ns:
-            gen = Generation(ident, head, 0, st.st_mtime_ns, where)
-            out.append(Sibling(where, 0, gen, st.st_mtime_ns))
+            here[ident] = Generation(ident, head, 0, st.st_mtime_ns, where, st.st_size)
+            out.append(Sibling(where, 0, here[ident], st.st_mtime_ns))
     out.sort(key=lambda s: (s.mtime_ns, -_rotation_number(s.path)))
-    return out, intact
+    return out, here
+
+
+def _best_match(earlier: list[Generation], st: os.stat_result, head: bytes) -> tuple[Generation | None, bool]:
+    """The generation a rotated file is (its inode, head and size) or is a copy of (its head
+    and size), the one whose head agrees on the most bytes; and whether it is that file itself.
+    (A freed inode number is given to the next new file at once: a copy of what we read last
+    may carry the number of an older file that only starts the same way.)"""
+    ident = (st.st_dev, st.st_ino)
+    best: Generation | None = None
+    best_key = (-1, False)
+    for gen in earlier:
+        same = gen.is_file(ident, head, st.st_size)
+        if not same and not (gen.offset > 0 and gen.has_head(head, st.st_size)):
+            continue
+        key = (len(gen.head), same)
+        if key > best_key:
+            best, best_key = gen, key
+    return best, best_key[1]
 
 
 def find_renamed(path: str, gen: Generation) -> bool:

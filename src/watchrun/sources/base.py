@@ -7,7 +7,7 @@ import os
 import time
 
 from watchrun.store import Store
-from watchrun.tail import Change, FileCursor, rotated_siblings
+from watchrun.tail import Change, FileCursor, Generation, rotated_siblings
 
 
 def to_float(text: str | bytes | float | int | None) -> float | None:
@@ -103,7 +103,7 @@ class Source:
                 cursor.vanish()
                 added = self._drain_rotated(cursor)  # renamed away, the path not yet created again
                 self.on_gone(cursor)
-            elif cursor.must_drain():
+            elif cursor.must_drain() or cursor.folder_changed():  # still missing: and meanwhile?
                 added = self._drain_rotated(cursor)
             return added
         if self._failures.pop(cursor.path, None):
@@ -128,7 +128,11 @@ class Source:
           while the path was missing): from byte 0."""
         cursor.left = False
         saved = (cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
-        siblings, intact = rotated_siblings(cursor.key, cursor.earlier, cursor.ident, cursor.since_ns)
+        current = None
+        if cursor.ident is not None:
+            current = Generation(cursor.ident, cursor.head, cursor.offset, cursor.mtime_ns, cursor.path,
+                                 cursor.size)
+        siblings, here = rotated_siblings(cursor.key, cursor.earlier, current, cursor.since_ns)
         added = 0
         for sib in siblings:
             gen = sib.generation
@@ -142,9 +146,8 @@ class Source:
                     gen.offset = cursor.offset
                     cursor.remember(gen)
                 cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
-        trailing = cursor.trailing
-        if trailing is not None and (trailing not in intact or cursor.size > 0):
-            cursor.trailing = None  # deleted, or the writer has moved on to the new file
+        if cursor.trailing is not None:
+            cursor.trailing = _still_written(cursor, here)
         return added
 
     # -- for subclasses -------------------------------------------------------------------------
@@ -206,6 +209,17 @@ class SqliteSource(Source):
 
     def read_db(self, con) -> int:  # type: ignore[no-untyped-def]
         raise NotImplementedError
+
+
+def _still_written(cursor: FileCursor, here: dict[tuple[int, int], Generation]) -> Generation | None:
+    """The rotated file the writer may still hold, to read again at the next look: none once
+    the path's new file has bytes (the writer has moved on to it); else the one we followed,
+    whatever it now holds (emptied under the writer's handle, say), or if that is gone the
+    newest rotated file (one made and renamed away between two looks)."""
+    if cursor.size > 0 or not here:
+        return None
+    assert cursor.trailing is not None
+    return here.get(cursor.trailing.ident) or max(here.values(), key=lambda g: g.mtime_ns)
 
 
 def _stat_sig(path: str) -> tuple | None:
