@@ -291,20 +291,15 @@ def rotated_siblings(path: str, earlier: list[Generation], current: Generation |
     - any other file modified since `since_ns`: a whole generation that came and went between
       two looks, from byte 0.
     Also returned: the generation each rotated file now is, by (dev, inode)."""
-    folder, base = os.path.split(path)
-    try:
-        entries = [e for e in os.scandir(folder or ".") if is_rotated_name(e.name, base)]
-    except OSError:
-        return [], {}
     found: list[tuple[os.stat_result, str, bytes]] = []
-    for entry in entries:
+    for where in rotated_names(path):
         try:
-            st = entry.stat(follow_symlinks=False)
+            st = os.stat(where, follow_symlinks=False)
         except OSError:
             continue
         if not stat.S_ISREG(st.st_mode) or (current and (st.st_dev, st.st_ino) == current.ident):
             continue
-        found.append((st, entry.path, _head(entry.path)))
+        found.append((st, where, _head(where)))
     found.sort(key=lambda f: (f[0].st_mtime_ns, -_rotation_number(f[1])))
     if current is not None:
         earlier = [current, *earlier]
@@ -359,19 +354,44 @@ def _best_match(earlier: list[Generation], st: os.stat_result, head: bytes) -> t
 
 def find_renamed(path: str, gen: Generation) -> bool:
     """Whether `gen` is still there under a rotation name of `path`."""
-    folder, base = os.path.split(path)
-    try:
-        entries = [e for e in os.scandir(folder or ".") if is_rotated_name(e.name, base)]
-    except OSError:
-        return False
-    for entry in entries:
+    for where in rotated_names(path):
         try:
-            st = entry.stat(follow_symlinks=False)
+            st = os.stat(where, follow_symlinks=False)
         except OSError:
             continue
-        if (st.st_dev, st.st_ino) == gen.ident and gen.is_file(gen.ident, _head(entry.path), st.st_size):
+        if (st.st_dev, st.st_ino) == gen.ident and gen.is_file(gen.ident, _head(where), st.st_size):
             return True
     return False
+
+
+_LISTINGS: dict[str, tuple[int, int, dict[str, list[str]]]] = {}  # folder -> (mtime, listed at, base -> names)
+
+
+def rotated_names(path: str) -> list[str]:
+    """The rotation-named files next to `path`. A folder is listed again only when its mtime
+    moved (or was too close to the last listing to be trusted), so a folder of 10,000 files
+    costs one listing per change, not one per file per look."""
+    folder, base = os.path.split(path)
+    folder = folder or "."
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return []
+    cached = _LISTINGS.get(folder)
+    if cached is None or cached[0] != mtime or mtime >= cached[1] - RACY_NS:
+        by_base: dict[str, list[str]] = {}
+        listed_ns = time.time_ns()
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return []
+        for name in names:
+            for b in rotation_bases(name):
+                by_base.setdefault(b, []).append(name)
+        if len(_LISTINGS) >= 4096:
+            _LISTINGS.clear()
+        _LISTINGS[folder] = cached = (mtime, listed_ns, by_base)
+    return [os.path.join(folder, name) for name in cached[2].get(base, ())]
 
 
 def _rotation_number(path: str) -> int:

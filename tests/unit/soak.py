@@ -137,7 +137,9 @@ WRITER = textwrap.dedent("""\
 """)
 
 
-def run_soak(root: str, seconds: float, rate: int, polling: bool, kinds: list[str] | None = None) -> dict:
+def run_soak(
+    root: str, seconds: float, rate: int, polling: bool, kinds: list[str] | None = None
+) -> dict:
     """Run the writer under a following engine; per kind: written, read, lost, doubled, and
     the faults done."""
     kinds = kinds or list(KINDS)
@@ -146,12 +148,19 @@ def run_soak(root: str, seconds: float, rate: int, polling: bool, kinds: list[st
     engine = Engine([root], poll_seconds=0.5 if polling else None)
     engine.load()
     stop = threading.Event()
-    follower = threading.Thread(target=engine.run_forever, args=(stop, lambda alerts: None), daemon=True)
+    follower = threading.Thread(
+        target=engine.run_forever, args=(stop, lambda alerts: None), daemon=True
+    )
     follower.start()
     try:
         spec = json.dumps([(k, KINDS[k][0]) for k in kinds])
-        out = subprocess.run([sys.executable, "-c", WRITER, root, str(seconds), str(rate), spec],
-                             capture_output=True, text=True, timeout=seconds + 120, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", WRITER, root, str(seconds), str(rate), spec],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
+            check=True,
+        )
         log = json.loads(out.stdout)
         want = {k: len(log[k]["steps"]) for k in kinds}
         deadline = time.time() + 30

@@ -91,14 +91,19 @@ class Family:
     def document(self, steps: list[int]) -> bytes:
         """trainer_state.json with these log_history entries."""
         history = [{"loss": value_of(s), "step": s} for s in steps]
-        return json.dumps({"global_step": steps[-1] if steps else 0, "log_history": history}).encode()
+        return json.dumps(
+            {"global_step": steps[-1] if steps else 0, "log_history": history}
+        ).encode()
 
 
 FAMILIES = {
-    "tfrecord": Family("tfrecord", "tb/events.out.tfevents.1700000000.host.1.0", "tb",
-                       header_every_file=True),
+    "tfrecord": Family(
+        "tfrecord", "tb/events.out.tfevents.1700000000.host.1.0", "tb", header_every_file=True
+    ),
     "csv": Family("csv", "version_0/metrics.csv", "version_0", header_every_file=True),
-    "keras": Family("keras", "keras/training_log.csv", "keras/training_log.csv", header_first_file=True),
+    "keras": Family(
+        "keras", "keras/training_log.csv", "keras/training_log.csv", header_first_file=True
+    ),
     "jsonl": Family("jsonl", "run/train.jsonl", "run/train.jsonl"),
     "console": Family("console", "crun/train.log", "crun/train.log"),
     "json": Family("json", "hf/trainer_state.json", "hf", whole=True),
@@ -151,7 +156,9 @@ class ExactlyOnce(RuleBasedStateMachine):
         fh = open(self.path, "ab")  # noqa: SIM115 - the writer's long-lived handle
         if os.fstat(fh.fileno()).st_size == 0:
             fam = self.FAMILY
-            if fam.header_every_file or (fam.header_first_file and (self.files_opened == 0 or fresh)):
+            if fam.header_every_file or (
+                fam.header_first_file and (self.files_opened == 0 or fresh)
+            ):
                 fh.write(fam.header(self.files_opened))
                 fh.flush()
         self.files_opened += 1
@@ -321,11 +328,13 @@ class ExactlyOnce(RuleBasedStateMachine):
         self._mark_required()
 
     def _wait_for_events(self) -> None:
-        """Write a marker file and wait until its event has arrived: the events of every change
-        made before it have arrived too (inotify keeps their order)."""
+        """Make a marker file and wait until its event has arrived: the events of every change
+        made before it have arrived too (inotify keeps their order). A new name each time: one
+        write sends several events (open, modify, close), and a late one of the last marker
+        must not pass for this one."""
         assert self.engine is not None
-        marker = os.path.join(self.root, ".look")
-        with open(marker, "a") as fh:
+        marker = os.path.join(self.root, f".look-{self.looks}")
+        with open(marker, "w") as fh:
             fh.write(".")
         deadline = time.monotonic() + 10
         while marker not in self.engine.dirty and time.monotonic() < deadline:
@@ -368,7 +377,9 @@ class ExactlyOnce(RuleBasedStateMachine):
 
 def machine(family: str, mode: str, examples: int, steps: int = 30) -> type[RuleBasedStateMachine]:
     """The state machine for one format family and one way of watching, with its settings."""
-    cls = type(f"ExactlyOnce_{family}_{mode}", (ExactlyOnce,), {"FAMILY": FAMILIES[family], "MODE": mode})
+    cls = type(
+        f"ExactlyOnce_{family}_{mode}", (ExactlyOnce,), {"FAMILY": FAMILIES[family], "MODE": mode}
+    )
     cls.TestCase.settings = settings(
         max_examples=examples,
         stateful_step_count=steps,

@@ -21,7 +21,10 @@ def _check(result: dict, seconds: float, rate: int) -> None:
     for kind, r in result.items():
         faults = r["faults"]
         assert sum(faults.values()) >= 2, (kind, faults)  # the faults did happen
-        assert r["written"] > seconds * rate * 0.3, (kind, r)  # a busy writer, even on a slow machine
+        assert r["written"] > seconds * rate * 0.3, (
+            kind,
+            r,
+        )  # a busy writer, even on a slow machine
         assert (r["lost"], r["doubled"]) == (0, 0), (kind, r)
     assert set(result) == set(KINDS)
 
