@@ -30,7 +30,7 @@ from watchrun.sources.table import JsonlSource, TableSource
 from watchrun.sources.tensorboard import TensorBoardSource
 from watchrun.sources.trackio import TrackioSource
 from watchrun.store import Store
-from watchrun.tail import rotation_bases
+from watchrun.tail import RACY_NS, rotation_bases
 
 STEP_UNITS = {"keras-csv": "epoch"}
 HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card"}
@@ -95,6 +95,7 @@ class Engine:
         self._settled = True
         self._folders: dict[str, int] = {}
         self._walked: set[str] = set()
+        self._folders_at = 0
         self._last_scan_ns = 0
 
     # -- discovery ----------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class Engine:
         self._last_rescan = time.monotonic()
         self.rescan_needed = False
         self._walked = walked
+        self._folders_at = time.time_ns()
         self._folders = self._folder_times()
         self._last_scan_ns = started_ns
         return new_keys
@@ -156,7 +158,12 @@ class Engine:
         return out
 
     def _folders_changed(self) -> bool:
-        return self._folder_times() != self._folders
+        """A folder's mtime moved, or it moved so close to our last look that a change in the
+        same clock tick would not show (then the tree is walked once more to be sure)."""
+        times = self._folder_times()
+        if times != self._folders:
+            return True
+        return max(times.values(), default=0) >= self._folders_at - RACY_NS
 
     # -- polling ------------------------------------------------------------------------------
     def poll(self, paths: set[str] | None = None, keys: list[str] | None = None) -> int:

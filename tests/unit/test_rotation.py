@@ -347,3 +347,24 @@ def test_a_write_event_on_the_renamed_file_reads_it_through_its_path(tmp_path):
     fh.close()
     e.poll(paths={str(run / "train.jsonl.1")})
     assert _steps(e, "run/train.jsonl") == list(range(4))
+
+
+def test_a_same_size_rewrite_in_the_tick_of_our_look_is_read(tmp_path):
+    """trainer_state.json rewritten in place to the same size within the file system's clock
+    tick of our last look: its stat (inode, size, mtime) is the same, its content is not."""
+
+    def state(steps, losses) -> str:
+        history = [{"loss": v, "step": s} for s, v in zip(steps, losses, strict=True)]
+        return json.dumps({"global_step": steps[-1], "log_history": history})
+
+    out = tmp_path / "out"
+    out.mkdir()
+    f = out / "trainer_state.json"
+    f.write_text(state([0, 1], [0.0, 0.25]))
+    tick_ns = os.stat(f).st_mtime_ns + 10**9  # as if written just now, whatever the machine's speed
+    os.utime(f, ns=(tick_ns, tick_ns))
+    e = _engine(tmp_path)
+    f.write_text(state([2, 3], [0.5, 0.75]))  # the same length
+    os.utime(f, ns=(tick_ns, tick_ns))  # and the same mtime: written in the same tick
+    look(e)
+    assert points(e, "out")["loss"] == [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75)]
