@@ -213,10 +213,22 @@ class FileCursor:
             return pre[0]
         try:
             with open(self.path, "rb") as fh:
+                if not self._still_ours(fh.fileno()):
+                    return b""
                 fh.seek(self.offset)
-                return fh.read(limit)
+                data = fh.read(limit)
+                return data if self._still_ours(fh.fileno()) else b""
         except FileNotFoundError:
             return b""
+
+    def _still_ours(self, fd: int) -> bool:
+        """Whether the open file is still the one `check()` classified: the path may have been
+        rotated, or the file truncated and written again, between that look and this read (a
+        live writer does not wait). If not, nothing is read now; the next look sorts it out."""
+        st = os.fstat(fd)
+        if self.ident is not None and (st.st_dev, st.st_ino) != self.ident:
+            return False
+        return st.st_size >= self.offset and os.pread(fd, len(self.head), 0) == self.head
 
     def read_all(self) -> bytes:
         pre = self._take_prefetched()

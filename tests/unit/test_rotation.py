@@ -368,3 +368,30 @@ def test_a_same_size_rewrite_in_the_tick_of_our_look_is_read(tmp_path):
     os.utime(f, ns=(tick_ns, tick_ns))  # and the same mtime: written in the same tick
     look(e)
     assert points(e, "out")["loss"] == [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75)]
+
+
+@pytest.mark.parametrize("how", ["renamed", "truncated"])
+def test_a_file_changed_between_the_look_and_the_read_is_not_read_from_the_old_offset(
+    tmp_path, how
+):
+    """A live writer does not wait: between the stat that classified the file and the read of
+    its new bytes, the path may be rotated (a new file there) or the file truncated and written
+    again. The bytes at our offset are then another generation's: read nothing now (the next
+    look finds the change), rather than lines from the middle of the wrong file."""
+    from watchrun.tail import PREFETCH, Change, FileCursor
+
+    path = tmp_path / "train.jsonl"
+    path.write_text(_jsonl(range(10)))
+    cursor = FileCursor(str(path))
+    cursor.check()
+    cursor.advance(len(cursor.read()))
+    _append(path, _jsonl(range(10, 10 + PREFETCH // 20)))  # more than check() reads itself
+    assert cursor.check() is Change.GREW
+    other = _jsonl(range(1000, 1000 + PREFETCH // 10))  # another generation, longer
+    if how == "renamed":
+        os.rename(path, tmp_path / "train.jsonl.1")
+        path.write_text(other)
+    else:
+        os.truncate(path, 0)
+        _append(path, other)
+    assert cursor.read() == b""

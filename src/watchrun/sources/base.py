@@ -137,6 +137,8 @@ class Source:
         for sib in siblings:
             gen = sib.generation
             cursor.path, cursor.offset = sib.path, sib.offset
+            if gen is not None:  # what must still be there when it is read
+                cursor.ident, cursor.head = gen.ident, gen.head
             if sib.offset == 0:
                 self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
