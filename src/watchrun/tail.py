@@ -155,7 +155,8 @@ class FileCursor:
         if change is not Change.UNCHANGED and 0 < pending <= PREFETCH:
             want = pending + 4096  # a writer may have added more since the fstat
             data = os.pread(fd, want, self.offset)
-            self._prefetched = (self.path, self.offset, data, len(data) < want)
+            if self._still_ours(fd):  # not truncated and written again since the fstat
+                self._prefetched = (self.path, self.offset, data, len(data) < want)
         return change
 
     def folder_changed(self) -> bool:
