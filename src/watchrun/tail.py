@@ -289,7 +289,7 @@ class Sibling:
 
     path: str
     offset: int
-    generation: Generation | None
+    generation: Generation
     mtime_ns: int = 0
 
 

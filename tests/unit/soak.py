@@ -163,9 +163,16 @@ def run_soak(
         )
         log = json.loads(out.stdout)
         want = {k: len(log[k]["steps"]) for k in kinds}
-        deadline = time.time() + 30
-        while time.time() < deadline and any(_count(engine, KINDS[k][1]) < want[k] for k in kinds):
+        # the engine catches up: until it has every point, or reads nothing more for 10 s
+        last, idle_since = -1, time.time()
+        while (
+            any(_count(engine, KINDS[k][1]) < want[k] for k in kinds)
+            and time.time() - idle_since < 10
+        ):
             time.sleep(0.2)
+            now = sum(_count(engine, KINDS[k][1]) for k in kinds)
+            if now != last:
+                last, idle_since = now, time.time()
         time.sleep(1.5)  # anything read twice would arrive now
     finally:
         stop.set()

@@ -136,17 +136,15 @@ class Source:
         added = 0
         for sib in siblings:
             gen = sib.generation
-            cursor.path, cursor.offset = sib.path, sib.offset
-            if gen is not None:  # what must still be there when it is read
-                cursor.ident, cursor.head = gen.ident, gen.head
+            # where to read, and what must still be there when it is read
+            cursor.path, cursor.offset, cursor.ident, cursor.head = sib.path, sib.offset, gen.ident, gen.head
             if sib.offset == 0:
                 self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
                 added += self.read(cursor)
             finally:
-                if gen is not None:
-                    gen.offset = cursor.offset
-                    cursor.remember(gen)
+                gen.offset = cursor.offset
+                cursor.remember(gen)
                 cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
         if cursor.trailing is not None:
             cursor.trailing = _still_written(cursor, here)
