@@ -65,6 +65,7 @@ WRITER = textwrap.dedent("""\
             self.faults = random.Random(seed + 1)   # when faults come, and which
             self.written, self.step, self.rotated = [], 0, 0
             self.counts = {"rotate": 0, "nocreate": 0, "replace": 0, "copytruncate": 0}
+            self.log = []  # (fault, the next step then)
             self.fh = None
             self.open()
             self.next_fault = time.monotonic() + self.faults.uniform(0.2, 1.0)
@@ -92,6 +93,7 @@ WRITER = textwrap.dedent("""\
         def fault(self):
             kind = self.faults.choice(sorted(self.counts))
             self.counts[kind] += 1
+            self.log.append((kind, self.step))
             if kind in ("rotate", "nocreate"):
                 if self.fh is None:
                     self.open()
@@ -133,7 +135,7 @@ WRITER = textwrap.dedent("""\
     for s in streams:
         if s.fh is not None:
             s.fh.close()
-    print(json.dumps({s.kind: {"steps": s.written, "faults": s.counts} for s in streams}))
+    print(json.dumps({s.kind: {"steps": s.written, "faults": s.counts, "log": s.log} for s in streams}))
 """)
 
 
@@ -187,6 +189,9 @@ def run_soak(
             "lost": sum((expected - got).values()),
             "doubled": sum((got - expected).values()),
             "faults": log[kind]["faults"],
+            "lost_steps": sorted(s for s, _ in expected - got)[:20],
+            "doubled_steps": sorted(s for s, _ in got - expected)[:20],
+            "fault_log": log[kind]["log"],
         }
     return result
 
