@@ -78,6 +78,7 @@ class FileCursor:
     since_ns: int = -1  # rotated files modified before this were there before we looked: not ours
     folder_mtime_ns: int = -1
     racy: bool = False  # modified too close to our last look for its stat to show a rewrite
+    stale: bool = False  # a read found the file changed since the look: look again, around too
     _prefetched: tuple[str, int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (path, offset, data, at EOF)
 
     def __post_init__(self) -> None:
@@ -215,10 +216,14 @@ class FileCursor:
         try:
             with open(self.path, "rb") as fh:
                 if not self._still_ours(fh.fileno()):
+                    self.stale = True
                     return b""
                 fh.seek(self.offset)
                 data = fh.read(limit)
-                return data if self._still_ours(fh.fileno()) else b""
+                if not self._still_ours(fh.fileno()):
+                    self.stale = True
+                    return b""
+                return data
         except FileNotFoundError:
             return b""
 
@@ -340,11 +345,21 @@ def rotated_siblings(path: str, earlier: list[Generation], current: Generation |
             out.append(Sibling(where, gen.offset, here[ident], st.st_mtime_ns))
         elif gen is not None and st.st_size <= gen.size and gen.head[: len(head)] == head:
             continue  # an earlier copy of a file that is still there (a backup): read there
+        elif _being_copied(earlier, head, st):
+            continue  # a copy still being written, not yet as long as what we read: next look
         elif st.st_mtime_ns >= since_ns:
             here[ident] = Generation(ident, head, 0, st.st_mtime_ns, where, st.st_size)
             out.append(Sibling(where, 0, here[ident], st.st_mtime_ns))
     out.sort(key=lambda s: (s.mtime_ns, -_rotation_number(s.path)))
     return out, here
+
+
+def _being_copied(earlier: list[Generation], head: bytes, st: os.stat_result) -> bool:
+    """A file that starts like one we read but is shorter than what we read of it, modified
+    just now: logrotate's copy, caught half-written. Read from 0 now, it would double."""
+    if st.st_mtime_ns < time.time_ns() - RACY_NS:
+        return False
+    return any(g.offset > st.st_size and g.head[: len(head)] == head[: len(g.head)] for g in earlier)
 
 
 def _best_match(earlier: list[Generation], st: os.stat_result, head: bytes) -> tuple[Generation | None, bool]:

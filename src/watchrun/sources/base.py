@@ -113,7 +113,10 @@ class Source:
             self.on_reset(cursor)
         if change is not Change.UNCHANGED:
             added += self.read(cursor)
-        cursor.since_ns = max(cursor.since_ns, cursor.mtime_ns)
+        if cursor.stale:  # changed between the look and the read: the next look starts from here
+            cursor.stale, cursor.left = False, True
+        else:
+            cursor.since_ns = max(cursor.since_ns, cursor.mtime_ns)
         return added
 
     def _drain_rotated(self, cursor: FileCursor) -> int:
