@@ -311,13 +311,10 @@ def rotated_siblings(path: str, earlier: list[Generation], current: Generation |
     Also returned: the generation each rotated file now is, by (dev, inode)."""
     found: list[tuple[os.stat_result, str, bytes]] = []
     for where in rotated_names(path):
-        try:
-            st = os.stat(where, follow_symlinks=False)
-        except OSError:
+        seen = _stat_and_head(where)
+        if seen is None or (current and (seen[0].st_dev, seen[0].st_ino) == current.ident):
             continue
-        if not stat.S_ISREG(st.st_mode) or (current and (st.st_dev, st.st_ino) == current.ident):
-            continue
-        found.append((st, where, _head(where)))
+        found.append((seen[0], where, seen[1]))
     found.sort(key=lambda f: (f[0].st_mtime_ns, -_rotation_number(f[1])))
     if current is not None:
         earlier = [current, *earlier]
@@ -383,13 +380,28 @@ def _best_match(earlier: list[Generation], st: os.stat_result, head: bytes) -> t
 def find_renamed(path: str, gen: Generation) -> bool:
     """Whether `gen` is still there under a rotation name of `path`."""
     for where in rotated_names(path):
-        try:
-            st = os.stat(where, follow_symlinks=False)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == gen.ident and gen.is_file(gen.ident, _head(where), st.st_size):
+        seen = _stat_and_head(where)
+        if seen is not None and gen.is_file((seen[0].st_dev, seen[0].st_ino), seen[1], seen[0].st_size):
             return True
     return False
+
+
+def _stat_and_head(path: str) -> tuple[os.stat_result, bytes] | None:
+    """A regular file's stat and first bytes, from one open file: both of the same file even if
+    the name is given to another one meanwhile (a writer rotating while we look)."""
+    try:
+        if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        return (st, os.pread(fd, HEAD_BYTES, 0)) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 _LISTINGS: dict[str, tuple[int, int, dict[str, list[str]]]] = {}  # folder -> (mtime, listed at, base -> names)
@@ -425,14 +437,6 @@ def rotated_names(path: str) -> list[str]:
 def _rotation_number(path: str) -> int:
     tail = path.rsplit(".", 1)[-1]
     return int(tail) if tail.isdigit() else 0
-
-
-def _head(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(HEAD_BYTES)
-    except OSError:
-        return b""
 
 
 class LineBuffer:
