@@ -9,11 +9,17 @@ and text settings as hparams.
 
 from __future__ import annotations
 
-import yaml
+from typing import TYPE_CHECKING
 
+from watchrun.lazy import lazy
 from watchrun.sources.base import Source
 from watchrun.sources.table import flatten
 from watchrun.tail import FileCursor
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy("yaml")  # PyYAML loads when an args.yaml is read
 
 
 class UltralyticsArgsSource(Source):
