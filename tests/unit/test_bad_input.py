@@ -25,7 +25,6 @@ def warnings_of(engine, key: str | None = None) -> list[str]:  # type: ignore[no
     return (runs[key] if key else next(iter(runs.values()))).warnings
 
 
-
 # -- reading in chunks keeps each record's line number ----------------------------------------
 def test_chunked_read_numbers_lines_across_chunks_and_counts_an_over_long_one(tmp_path):
     """One mechanism reads to EOF a chunk at a time (bounded memory past 64 MiB) and numbers
