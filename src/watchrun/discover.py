@@ -81,8 +81,9 @@ def run_key(root: str, watch_root: str) -> str:
     return os.path.basename(os.path.abspath(watch_root)) if rel == "." else rel
 
 
-def discover(watch_root: str) -> dict[str, RunSpec]:
-    """Walk `watch_root` once; return runs by absolute root path, newest first."""
+def discover(watch_root: str, folders: set[str] | None = None) -> dict[str, RunSpec]:
+    """Walk `watch_root` once; return runs by absolute root path, newest first. The folders
+    walked are added to `folders` when given."""
     watch_root = os.path.abspath(watch_root)
     runs: dict[str, RunSpec] = {}
     consoles: list[str] = []
@@ -107,6 +108,8 @@ def discover(watch_root: str) -> dict[str, RunSpec]:
                 dirnames[:] = []
                 continue
             seen.add(ident)
+            if folders is not None:
+                folders.add(dirpath)
             dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS and not _is_alias(dirpath, d))
             for name in sorted(filenames):
                 _classify_file(os.path.join(dirpath, name), dirpath, spec, consoles)

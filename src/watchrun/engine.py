@@ -35,6 +35,7 @@ from watchrun.sources.trackio import TrackioSource
 from watchrun.sources.ultralytics import UltralyticsArgsSource
 from watchrun.sources.wandbrun import WandbSource
 from watchrun.store import Store
+from watchrun.tail import RACY_NS, rotation_bases
 
 if TYPE_CHECKING:
     from watchrun.detectors.runner import DetectorRunner
@@ -115,14 +116,22 @@ class Engine:
         self._exited: dict[str, tuple[object, float]] = {}  # run -> (pid, last write) seen exited
         self._snapshots = SnapshotBuilder(self.store, self.visible_keys)
         self._stop_outcomes: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
+        self._folders: dict[str, int] = {}
+        self._walked: set[str] = set()
+        self._folders_at = 0
+        self._last_scan_ns = 0
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self, stop: threading.Event | None = None) -> list[str]:
         """Walk the roots; attach sources for runs and files not seen before (until `stop`)."""
         t0 = time.monotonic()
+        started_ns = time.time_ns()
         new_keys: list[str] = []
+        walked: set[str] = set()
         for root in self.roots:
-            for spec in discover(root).values():
+            specs = discover(root, walked).values()
+            found = {f.path for spec in specs for f in spec.files}
+            for spec in specs:
                 if stop is not None and stop.is_set():
                     return new_keys
                 key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
@@ -131,7 +140,7 @@ class Engine:
                 if is_new:
                     new_keys.append(key)
                 for f in spec.files:
-                    if f.path in self.owner:
+                    if f.path in self.owner or self._rotated_copy(f.path, found):
                         continue
                     src = self.sources.get((key, f.format))
                     if src is None:
@@ -140,6 +149,8 @@ class Engine:
                         )
                     src.add_file(f.path, **f.options)
                     self.owner[f.path] = src
+                    if self._loaded:  # made since the last walk: its rotations since then too
+                        src.cursors[f.path].found_late(self._last_scan_ns)
                     if f.format in STEP_UNITS:
                         run.step_unit = STEP_UNITS[f.format]
                     if run.gone:
@@ -147,7 +158,37 @@ class Engine:
         self._scan_cost = time.monotonic() - t0
         self._last_rescan = time.monotonic()
         self.rescan_needed = False
+        self._walked = walked
+        self._folders_at = time.time_ns()
+        self._folders = self._folder_times()
+        self._last_scan_ns = started_ns
         return new_keys
+
+    def _rotated_copy(self, path: str, found: set[str]) -> bool:
+        """`events.out.tfevents.X.host.1.0.1` next to `events.out.tfevents.X.host.1.0`: a rotated
+        generation of a file that is read already (its cursor reads its rotations once), not a
+        file of its own (it would be read twice)."""
+        return any(base in self.owner or base in found for base in rotation_bases(path))
+
+    def _folder_times(self) -> dict[str, int]:
+        """The mtime of every folder walked: a new file or folder in one changes it, so polling
+        finds new files at the next poll, not at the next walk (before they are rotated away)."""
+        folders = self._walked | {os.path.dirname(p) for p in self.owner} | set(self.roots)
+        out = {}
+        for folder in folders:
+            try:
+                out[folder] = os.stat(folder).st_mtime_ns
+            except OSError:
+                out[folder] = -1
+        return out
+
+    def _folders_changed(self) -> bool:
+        """A folder's mtime moved, or it moved so close to our last look that a change in the
+        same clock tick would not show (then the tree is walked once more to be sure)."""
+        times = self._folder_times()
+        if times != self._folders:
+            return True
+        return max(times.values(), default=0) >= self._folders_at - RACY_NS
 
     # -- polling ------------------------------------------------------------------------------
     def poll(self, paths: set[str] | None = None, keys: list[str] | None = None) -> int:
@@ -174,6 +215,9 @@ class Engine:
         by_source: dict[Source, set[str]] = {}
         for p in paths:
             src = self.owner.get(p)
+            if src is None:  # `train.log.1` written through the writer's old handle: its path's
+                p = next((b for b in rotation_bases(p) if b in self.owner), p)  # cursor reads it
+                src = self.owner.get(p)
             if src is not None:
                 by_source.setdefault(src, set()).add(p)
         if len(by_source) == 1:
@@ -299,6 +343,8 @@ class Engine:
         # without them (polling), a new run is found at the next walk: each poll's, unless the
         # walk is costly (at most 2% of the time walking)
         rescan_every = max(30.0 if self.watching else self.poll_seconds, 50 * self._scan_cost)
+        if not self.watching and not self.rescan_needed:  # a stat per folder: cheap next to the poll
+            self.rescan_needed = self._folders_changed()
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0

@@ -25,6 +25,34 @@ def warnings_of(engine, key: str | None = None) -> list[str]:  # type: ignore[no
     return (runs[key] if key else next(iter(runs.values()))).warnings
 
 
+# -- reading in chunks keeps each record's line number ----------------------------------------
+def test_chunked_read_numbers_lines_across_chunks_and_counts_an_over_long_one(tmp_path):
+    """One mechanism reads to EOF a chunk at a time (bounded memory past 64 MiB) and numbers
+    every line across chunks, the over-long one skipped and counted with its own number."""
+    from watchrun.sources.base import Lines
+    from watchrun.sources.table import JsonlSource
+    from watchrun.tail import FileCursor
+
+    rows = [json.dumps({"step": i, "loss": i / 10}) for i in range(40)]
+    rows[25] = json.dumps({"step": 25, "junk": "x" * 300})  # over the 64-byte cap below
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    src = JsonlSource(Store(), "run")
+    cursor = FileCursor(str(path))
+    cursor.check()
+    got: list[tuple[int, bytes]] = []
+    batches = 0
+    for batch in src.complete_lines(cursor, Lines(max_line=64), chunk=100):
+        batches += 1
+        got.extend(batch)
+    assert batches >= path.stat().st_size // 100  # a chunk at a time, not the whole file
+    assert cursor.offset == path.stat().st_size  # to the end
+    assert [n for n, _ in got] == [n for n in range(1, 41) if n != 26]
+    assert all(line == rows[n - 1].encode() for n, line in got)
+    assert src.skipped == {str(path): 1}
+    assert src._last_skip[str(path)][:2] == ("over-long", "line 26")
+
+
 # -- one out-of-range value drops only its own record -------------------------------------------
 @pytest.mark.parametrize("bad_step", [str(2**63), "1e19", "-1e19", str(10**30)])
 def test_csv_step_past_int64_skips_that_row_only(tmp_path, bad_step):

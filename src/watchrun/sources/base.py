@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from watchrun.store import Store
-from watchrun.tail import Change, FileCursor, LineBuffer, rotated_siblings
+from watchrun.tail import MAX_READ, Change, FileCursor, Generation, LineBuffer, rotated_siblings
 
 STEP_MIN, STEP_MAX = -(1 << 63), (1 << 63) - 1  # a step is stored as int64
 MAX_DEPTH = 32  # nesting kept when flattening a JSON/YAML document
@@ -149,52 +150,67 @@ class Source:
 
     def _poll_file(self, cursor: FileCursor) -> int:
         change = cursor.check()
-        if change is Change.UNCHANGED:
-            return 0
-        if change is Change.GONE:
-            if cursor.ident is not None:
-                cursor.offset, cursor.ident, cursor.head, cursor.size = 0, None, b"", -1
-                cursor.generation += 1
-                self.on_gone(cursor)
-            return 0
         if change is Change.ERROR:
             n = self._failures.get(cursor.path, 0) + 1
             self._failures[cursor.key] = n
             self._retry_at[cursor.key] = time.monotonic() + min(60.0, 0.5 * 2**n)
             self.store.warn(self.key, f"cannot read {os.path.basename(cursor.path)}: {cursor.error}")
             return 0
+        if change is Change.GONE:
+            added = 0
+            if cursor.ident is not None:
+                cursor.vanish()
+                added = self._drain_rotated(cursor)  # renamed away, the path not yet created again
+                self.on_gone(cursor)
+            elif cursor.must_drain() or cursor.folder_changed():  # still missing: and meanwhile?
+                added = self._drain_rotated(cursor)
+            return added
         if self._failures.pop(cursor.path, None):
             self._retry_at.pop(cursor.path, None)
+        added = self._drain_rotated(cursor) if cursor.must_drain() else 0
         if change is Change.RESET:
-            if cursor.previous is not None:
-                self._drain_rotated(cursor)
             self.on_reset(cursor)
-        return self.read(cursor)
+        if change is not Change.UNCHANGED:
+            added += self.read(cursor)
+        if cursor.stale:  # changed between the look and the read: the next look starts from here
+            cursor.stale, cursor.left = False, True
+        else:
+            cursor.since_ns = max(cursor.since_ns, cursor.mtime_ns)
+        return added
 
-    def _drain_rotated(self, cursor: FileCursor) -> None:
-        """The path holds a new file, or the same file emptied. Before reading it, read what was
-        written to the old one after our last look (FAULTS F1, F3):
-        - renamed away (`train.log` -> `train.log.1`, the writer may still append): the old
-          inode, found next to it, from where we stopped;
-        - copied then truncated (logrotate copytruncate): the copy, a rotation-named sibling
-          whose head is the old head, from where we stopped;
-        - and whole generations that came and went between two looks (rotated twice): rotation-
-          named siblings written after our last look, oldest first."""
-        prev = cursor.previous
-        cursor.previous = None
-        if prev is None:
-            return
-        for sib in rotated_siblings(cursor.key, prev, cursor.ident, cursor.retired):
-            cursor.retire(sib.ident)
-            saved = (cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
-            cursor.path, cursor.offset = sib.path, sib.offset
+    def _drain_rotated(self, cursor: FileCursor) -> int:
+        """Before the path's file is read, read what earlier generations of it received after
+        our last look (FAULTS F1, F3), oldest first:
+        - renamed away (`train.log` -> `train.log.1`, logrotate `create`/`nocreate`, Python's
+          WatchedFileHandler): the old file, from where we stopped; the writer may append to it
+          through its open handle until it reopens, so it is read again at every look until the
+          path's new file has bytes;
+        - copied then truncated (logrotate copytruncate): the copy, from where we stopped;
+        - whole generations that came and went between two looks (rotated twice, or rotated
+          while the path was missing): from byte 0."""
+        cursor.left = False
+        saved = (cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
+        current = None
+        if cursor.ident is not None:
+            current = Generation(cursor.ident, cursor.head, cursor.offset, cursor.mtime_ns, cursor.path,
+                                 cursor.size)
+        siblings, here = rotated_siblings(cursor.key, cursor.earlier, current, cursor.since_ns)
+        added = 0
+        for sib in siblings:
+            gen = sib.generation
+            # where to read, and what must still be there when it is read
+            cursor.path, cursor.offset, cursor.ident, cursor.head = sib.path, sib.offset, gen.ident, gen.head
             if sib.offset == 0:
                 self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
-                self.read(cursor)
+                added += self.read(cursor)
             finally:
-                cursor.path, cursor.offset = cursor.key, 0
-                cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
+                gen.offset = cursor.offset
+                cursor.remember(gen)
+                cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
+        if cursor.trailing is not None:
+            cursor.trailing = _still_written(cursor, here)
+        return added
 
     # -- for subclasses -------------------------------------------------------------------------
     def read(self, cursor: FileCursor) -> int:
@@ -210,15 +226,23 @@ class Source:
     def warn(self, message: str) -> None:
         self.store.warn(self.key, message)
 
-    def complete_lines(self, cursor: FileCursor, lines: Lines, data: bytes) -> list[tuple[int, bytes]]:
-        """The complete lines of `data` (read at the cursor's offset), numbered; the cursor is
-        moved past them. Lines over the cap are skipped and counted here."""
-        skipped = lines.skipped
-        out, consumed = lines.feed(data)
-        cursor.advance(consumed)
-        for _ in range(lines.skipped - skipped):
-            self.skip(cursor.path, f"line {lines.number}", f"longer than {lines.buffer.max_line} bytes", "over-long")
-        return out
+    def complete_lines(self, cursor: FileCursor, lines: Lines, chunk: int = MAX_READ) -> Iterator[list[tuple[int, bytes]]]:
+        """The complete lines from the cursor's offset to EOF, numbered, one chunk's worth at a
+        time: memory stays bounded by `chunk` however big the file (a 1 GB log read on first
+        look). The cursor moves past each batch's lines as it is given. Lines over the cap are
+        skipped and counted here; the caller isolates and counts its own bad records."""
+        while True:
+            data = cursor.read(chunk)
+            if not data:
+                return
+            skipped = lines.skipped
+            found, consumed = lines.feed(data)
+            cursor.advance(consumed)
+            for _ in range(lines.skipped - skipped):
+                self.skip(cursor.path, f"line {lines.number}", f"longer than {lines.buffer.max_line} bytes", "over-long")
+            yield found
+            if len(data) < chunk or consumed == 0:
+                return
 
     def skip(self, path: str, where: str, why: str, kind: str = "bad") -> None:
         """A bad record of `path` at `where` ("line 12", "byte 4096"): count it; the count and
@@ -286,6 +310,17 @@ class SqliteSource(Source):
 
     def read_db(self, con) -> int:  # type: ignore[no-untyped-def]
         raise NotImplementedError
+
+
+def _still_written(cursor: FileCursor, here: dict[tuple[int, int], Generation]) -> Generation | None:
+    """The rotated file the writer may still hold, to read again at the next look: none once
+    the path's new file has bytes (the writer has moved on to it); else the one we followed,
+    whatever it now holds (emptied under the writer's handle, say), or if that is gone the
+    newest rotated file (one made and renamed away between two looks)."""
+    if cursor.size > 0 or not here:
+        return None
+    assert cursor.trailing is not None
+    return here.get(cursor.trailing.ident) or max(here.values(), key=lambda g: g.mtime_ns)
 
 
 def _stat_sig(path: str) -> tuple | None:

@@ -125,7 +125,12 @@ class ConsoleSource(Source):
         self.lines[cursor.key] = Lines()
 
     def read(self, cursor: FileCursor) -> int:
-        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
+        total = 0
+        for lines in self.complete_lines(cursor, self.lines[cursor.key]):
+            total += self._lines(cursor, lines)
+        return total
+
+    def _lines(self, cursor: FileCursor, lines: list[tuple[int, bytes]]) -> int:
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         shown: list[str] = []
         for number, raw in lines:

@@ -65,7 +65,12 @@ class DvcliveSource(Source):
         return self._tsv(cursor, name)
 
     def _tsv(self, cursor: FileCursor, name: str) -> int:
-        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
+        total = 0
+        for lines in self.complete_lines(cursor, self.lines[cursor.key]):
+            total += self._tsv_lines(cursor, name, lines)
+        return total
+
+    def _tsv_lines(self, cursor: FileCursor, name: str, lines: list[tuple[int, bytes]]) -> int:
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []

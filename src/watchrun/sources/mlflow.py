@@ -89,7 +89,12 @@ class MlflowFileSource(Source):
             self.store.update(self.key, display_name=str(meta["run_name"]))
 
     def _metric(self, cursor: FileCursor, name: str) -> int:
-        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
+        total = 0
+        for lines in self.complete_lines(cursor, self.lines[cursor.key]):
+            total += self._metric_lines(cursor, name, lines)
+        return total
+
+    def _metric_lines(self, cursor: FileCursor, name: str, lines: list[tuple[int, bytes]]) -> int:
         steps: list[int] = []
         values: list[float] = []
         walls: list[float] = []

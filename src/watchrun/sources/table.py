@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, flatten, to_float, to_step
-from watchrun.tail import MAX_READ, FileCursor
+from watchrun.tail import FileCursor
 
 STEP_COLUMNS = (
     "step",
@@ -89,6 +89,7 @@ def step_column_of(row: dict[str, Any], preferred: tuple[str, ...] = STEP_COLUMN
 class _FileState:
     def __init__(self) -> None:
         self.header: list[str] | None = None
+        self.last_header: list[str] | None = None  # kept across generations of the file
         self.delimiter = ","
         self.rows_seen = 0  # data rows parsed in this generation
         self.rows_emitted = 0  # data rows emitted across rewrites of this generation
@@ -133,15 +134,8 @@ class TableSource(Source):
     def read(self, cursor: FileCursor) -> int:
         st = self.state[cursor.key]
         total = 0
-        while True:
-            data = cursor.read(MAX_READ)
-            if not data:
-                break
-            before = cursor.offset
-            lines = self.complete_lines(cursor, st.lines, data)
+        for lines in self.complete_lines(cursor, st.lines):
             total += self._rows(cursor.path, st, lines)
-            if len(data) < MAX_READ or cursor.offset == before:
-                break
         return total
 
     def _rows(self, path: str, st: _FileState, lines: list[tuple[int, bytes]]) -> int:
@@ -151,8 +145,7 @@ class TableSource(Source):
             for part in raw.decode("utf-8", "replace").split("\r"):
                 if not part.strip():
                     continue
-                if st.header is None:
-                    self._header(st, part)
+                if st.header is None and self._header(st, part):
                     continue
                 try:
                     row = split_row(part, st.delimiter)
@@ -169,13 +162,24 @@ class TableSource(Source):
             total += self.store.add_points(self.key, self.stream, name, steps, values)
         return total
 
-    def _header(self, st: _FileState, line: str) -> None:
-        st.delimiter = "\t" if line.count("\t") > line.count(",") else ","
+    def _header(self, st: _FileState, line: str) -> bool:
+        """Take the header of a new generation from its first row; False when that row is data
+        shaped like the last header (all numbers, as many cells) instead: a generation written
+        without its header, as Keras' CSVLogger(append=True) does after logrotate's copytruncate
+        emptied the file (it writes the header only into an empty file, when the fit begins).
+        Then the last header stands and the row is read as data."""
+        delimiter = "\t" if line.count("\t") > line.count(",") else ","
         try:
-            header = split_row(line, st.delimiter)
+            cells = split_row(line, delimiter)
         except csv.Error:  # a header the csv module refuses: its plain cells
-            header = [h.strip('"') for h in line.split(st.delimiter)]
-        st.header = [h.strip() for h in header]
+            cells = [h.strip('"') for h in line.split(delimiter)]
+        cells = [c.strip() for c in cells]
+        last = st.last_header
+        if last is not None and len(cells) == len(last) and _all_numbers(cells):
+            st.header = last
+            return False
+        st.delimiter, st.header, st.last_header = delimiter, cells, cells
+        return True
 
     def _row(self, st: _FileState, cells: dict[str, str], columns: dict) -> None:
         st.rows_seen += 1
@@ -217,6 +221,14 @@ def split_row(line: str, delimiter: str) -> list[str]:
     never the rows after it; csv.Error for a row the csv module refuses (a stray quote, a
     field over its 128 KiB limit)."""
     return next(csv.reader((line,), delimiter=delimiter, strict=True), [])
+
+
+def _all_numbers(cells: list[str]) -> bool:
+    """A data row, not a header: every cell a number or empty/NA, at least one a number."""
+    numbers = [to_float(c) for c in cells]
+    return any(n is not None for n in numbers) and all(
+        n is not None or c in ("", "NA", "N/A", "null", "None") for n, c in zip(numbers, cells, strict=True)
+    )
 
 
 def _fingerprint(cells: dict[str, str]) -> tuple:
@@ -266,7 +278,12 @@ class JsonlSource(Source):
         self.rows[cursor.key] = 0
 
     def read(self, cursor: FileCursor) -> int:
-        lines = self.complete_lines(cursor, self.lines[cursor.key], cursor.read())
+        total = 0
+        for lines in self.complete_lines(cursor, self.lines[cursor.key]):
+            total += self._objects(cursor, lines)
+        return total
+
+    def _objects(self, cursor: FileCursor, lines: list[tuple[int, bytes]]) -> int:
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for number, line in lines:
             if not line.strip():

@@ -99,14 +99,22 @@ def _masked(c: np.ndarray) -> np.ndarray:
     return ((c >> np.uint32(15)) | (c << np.uint32(17))) + np.uint32(_MASK_DELTA)
 
 
-_LENGTH_CRCS = np.array([masked_crc(struct.pack("<Q", n)) for n in range(4096)], dtype=np.uint32)
+_LENGTH_CRCS: np.ndarray | None = None  # made at the first check: importing needs no crc32c
+
+
+def _length_crcs() -> np.ndarray:
+    """The masked CRC of every length under 4096, as its 8 little-endian bytes."""
+    global _LENGTH_CRCS
+    if _LENGTH_CRCS is None:
+        _LENGTH_CRCS = np.array([masked_crc(struct.pack("<Q", n)) for n in range(4096)], dtype=np.uint32)
+    return _LENGTH_CRCS
 
 
 def _length_crcs_ok(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Whether each record's length CRC holds: looked up for the usual lengths (< 4096),
     computed with the tables for longer ones (< 2**24: bytes 3..7 are zero, and a zero byte
     contributes nothing)."""
-    expected = _LENGTH_CRCS[np.minimum(lengths, 4095)]
+    expected = _length_crcs()[np.minimum(lengths, 4095)]
     long = np.flatnonzero(lengths >= 4096)
     if len(long):
         lens = lengths[long].astype(np.uint32)
