@@ -14,6 +14,7 @@ from tests.unit.test_procs import Trainer
 from textual.widgets import Sparkline
 
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane, bar, run_strip
+from watchrun.config import Config
 from watchrun.gpu import DeviceSample, GpuProcess, MachineSnapshot, RunSample
 from watchrun.procs import MIB, ProcRow, RunProcesses
 from watchrun.sources.gpu_samples import GpuSamplesSource
@@ -187,8 +188,8 @@ async def test_gpu_sparklines_from_sampled_series(tmp_path):
         assert max(util.data) == 96.0 and min(util.data) == 88.0
         assert mem.data[0] == 10240.0 and mem.data[-1] == 10240.0 + 40 * 119
         text = screen_text(app)
-        assert "GPU 0 util 96% (max 96%)" in text or "GPU 0 util 88% (max 96%)" in text
-        assert "GPU 0 memory 15G of 80G" in text
+        assert "GPU 0 util 88% (88%..96%)" in text  # the last sample, and the sparkline's scale
+        assert "GPU 0 memory 15G of 80G (10G..15G)" in text
 
 
 async def test_machine_strip_every_gpu_and_its_owner(tmp_path):
@@ -207,6 +208,21 @@ async def test_machine_strip_every_gpu_and_its_owner(tmp_path):
         await show_machine(pilot, MachineSnapshot(at=FIXED, gpu_status="no NVIDIA GPU found (x)"))
         assert not strip.has_class("shown")
         assert "GPU0" not in screen_text(app)
+
+
+async def test_ascii_strips(tmp_path):
+    samples = fed_run(tmp_path)
+    app = make_app(tmp_path / "runs", Config(ascii=True))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await loaded(pilot, runs=1)
+        await feed(pilot, samples)
+        await show_machine(pilot, built_machine())
+        await pilot.press("6")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert text.isascii()
+        assert "GPU0 ##.. 57% #... 12G/80G exp | GPU1" in text.splitlines()[0]
+        assert "gpu ##.. 57% mem #... 11G" in text  # the run list strip
 
 
 def test_process_panel_snapshot(snap_compare, tmp_path):

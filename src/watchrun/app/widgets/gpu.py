@@ -169,19 +169,19 @@ def run_devices(run: RunView) -> list[int]:
 
 
 def device_label(run: RunView, index: int, what: str) -> str:
-    """e.g. "GPU 0 util 57% (max 96%)" over the sparkline of `gpuN/util`."""
-    util = run.series.get(f"gpu{index}/util")
+    """The line over a sparkline: now, and the range the sparkline spans (it scales from the
+    lowest to the highest value shown): "GPU 0 util 57% (30%..96%)"."""
+    name = f"gpu{index}/util" if what == "util" else f"gpu{index}/mem_used"
+    values = _values(run, name)
+    series = run.series.get(name)
+    if series is None or not values:
+        return f"GPU {index} {'util' if what == 'util' else 'memory'}: no samples"
+    low, high = min(values), max(values)
     if what == "util":
-        if util is None or not len(util):
-            return f"GPU {index} util: no samples"
-        peak = max((float(v) for v in util.values if v == v), default=float("nan"))
-        return f"GPU {index} util {util.last:.0f}% (max {peak:.0f}%)"
-    mem = run.series.get(f"gpu{index}/mem_used")
+        return f"GPU {index} util {series.last:.0f}% ({low:.0f}%..{high:.0f}%)"
     total = run.series.get(f"gpu{index}/mem_total")
-    if mem is None or not len(mem):
-        return f"GPU {index} memory: no samples"
     of = f" of {size(total.last)}" if total is not None and len(total) else ""
-    return f"GPU {index} memory {size(mem.last)}{of}"
+    return f"GPU {index} memory {size(series.last)}{of} ({size(low)}..{size(high)})"
 
 
 def _values(run: RunView, name: str) -> list[float]:
