@@ -6,16 +6,17 @@ from the real sampler on this machine."""
 from __future__ import annotations
 
 import time
+import types
 
 import pytest
 from tests.app.helpers import FIXED, loaded, make_app, screen_text, wait_for
-from tests.unit.test_gpu import healthy, simulate
+from tests.unit.test_gpu import healthy, needs_no_gpu, simulate
 from tests.unit.test_procs import Trainer
 from textual.widgets import Sparkline
 
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane, bar, run_strip
 from watchrun.config import Config
-from watchrun.gpu import DeviceSample, GpuProcess, MachineSnapshot, RunSample
+from watchrun.gpu import NO_BINDING, DeviceSample, GpuProcess, MachineSnapshot, RunSample
 from watchrun.procs import MIB, ProcRow, RunProcesses
 from watchrun.sources.gpu_samples import GpuSamplesSource
 
@@ -148,11 +149,42 @@ async def test_process_tab_shows_the_training_process_pid_and_rss(tmp_path, trai
         assert workers and any(f" {workers[0].pid}  worker" in ln for ln in text.splitlines())
         # the run list's strip: the writer's CPU % and RSS under the name (no GPU here)
         assert "rss " in text
-        # no GPU on this machine: said once, as the panel's note
+
+
+@needs_no_gpu
+async def test_no_gpu_here_is_said_once_as_the_panels_note(tmp_path, trainer):
+    trainer.epoch(0)
+    app = make_app(tmp_path / "runs")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await loaded(pilot, runs=1)
+        machine = app.main.query_one(MachineStrip)
+        assert await wait_for(pilot, lambda: app.snapshot.machine is not None)
+        await pilot.press("6")
+        await pilot.pause(0.3)
         status = app.snapshot.machine.gpu_status
-        if status:
-            assert text.count(status[:40]) == 1
-        assert not app.main.query_one(MachineStrip).has_class("shown")
+        assert status == NO_BINDING or status.startswith("no NVIDIA GPU found (")
+        text = screen_text(app)
+        assert text.count(status[:40]) == 1
+        assert not machine.has_class("shown") and "GPU0" not in text  # no machine strip
+
+
+def test_panel_text_says_why_there_is_no_process():
+    from watchrun.app.widgets.gpu import panel_text
+    from watchrun.model import RunStatus
+    from watchrun.snapshot import EMPTY
+
+    def view(status):
+        return types.SimpleNamespace(key="exp", status=status, ended=status is RunStatus.FINISHED)
+
+    empty = MachineSnapshot(at=FIXED, gpu_status="")
+    assert "process view off" in panel_text(view(RunStatus.RUNNING), None, FIXED).plain
+    ended = panel_text(view(RunStatus.FINISHED), empty, FIXED).plain
+    assert ended == "training process: not running (run finished)"
+    assert "not found" in panel_text(view(RunStatus.RUNNING), empty, FIXED).plain
+    shown = panel_text(view(RunStatus.RUNNING), built_machine(), FIXED + 3600).plain
+    assert shown.startswith("training process: running (PID 25260, started ")
+    assert "CPU time 1246 s" in shown and "memory 1756 MB" in shown
+    assert EMPTY.machine is None
 
 
 async def test_run_list_drops_the_strip_at_80_columns(tmp_path, trainer):
