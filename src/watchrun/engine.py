@@ -42,8 +42,15 @@ if TYPE_CHECKING:
     from watchrun.gpu import Sampler
 
 STEP_UNITS = {"keras-csv": "epoch"}
-HIDDEN_WHEN_EMPTY = {"console", "mlflow-sqlite", "trackio", "checkpoint", "hparams-yaml", "run-card",
-                     "ultralytics-args"}
+HIDDEN_WHEN_EMPTY = {
+    "console",
+    "mlflow-sqlite",
+    "trackio",
+    "checkpoint",
+    "hparams-yaml",
+    "run-card",
+    "ultralytics-args",
+}
 
 
 def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
@@ -78,7 +85,9 @@ def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> S
     if fmt == "json-history":
         return JsonHistorySource(store, key)
     if fmt == "jsonl":
-        return JsonlSource(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
+        return JsonlSource(
+            store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl"
+        )
     return TableSource(store, key)
 
 
@@ -134,7 +143,11 @@ class Engine:
             for spec in specs:
                 if stop is not None and stop.is_set():
                     return new_keys
-                key = run_key(spec.root, root) if len(self.roots) == 1 else _multi_key(spec.root, root)
+                key = (
+                    run_key(spec.root, root)
+                    if len(self.roots) == 1
+                    else _multi_key(spec.root, root)
+                )
                 is_new = key not in self.store.runs
                 run = self.store.run(key, root=spec.root)
                 if is_new:
@@ -206,12 +219,18 @@ class Engine:
                     self.store.runs[src.key].active_this_session = True
         return added
 
-    def _poll_jobs(self, paths: set[str] | None, keys: list[str] | None) -> list[tuple[Source, set[str] | None]]:
+    def _poll_jobs(
+        self, paths: set[str] | None, keys: list[str] | None
+    ) -> list[tuple[Source, set[str] | None]]:
         """(source, its files to read or None for all) in the order the sources were made, so
         streams of one run are always read in the same order."""
         if paths is None:
             wanted = None if keys is None else set(keys)
-            return [(src, None) for (key, _fmt), src in list(self.sources.items()) if wanted is None or key in wanted]
+            return [
+                (src, None)
+                for (key, _fmt), src in list(self.sources.items())
+                if wanted is None or key in wanted
+            ]
         by_source: dict[Source, set[str]] = {}
         for p in paths:
             src = self.owner.get(p)
@@ -282,10 +301,15 @@ class Engine:
         self.update_statuses()
         now = time.time()
         with self.store.lock:
-            fresh = [r for r in self.store.runs.values() if r.status in (RunStatus.RUNNING, RunStatus.UNKNOWN)]
+            fresh = [
+                r
+                for r in self.store.runs.values()
+                if r.status in (RunStatus.RUNNING, RunStatus.UNKNOWN)
+            ]
             # finished because their named writer has gone, though written moments ago
             exited = {
-                key for key in self._exited
+                key
+                for key in self._exited
                 if self.store.runs[key].status is RunStatus.FINISHED
                 and now - self.store.runs[key].last_write < self.stale_after(self.store.runs[key])
             }
@@ -322,7 +346,9 @@ class Engine:
             observer.start()
             self._observer = observer
         except (OSError, RuntimeError) as exc:  # inotify limits (ENOSPC, EMFILE): poll instead
-            self.watch_error = f"file events unavailable ({exc}); polling every {self.poll_seconds:g}s"
+            self.watch_error = (
+                f"file events unavailable ({exc}); polling every {self.poll_seconds:g}s"
+            )
             self._observer = None
 
     def stop_watching(self) -> None:
@@ -419,7 +445,12 @@ class Engine:
     # -- readers ------------------------------------------------------------------------------
     def publish(self) -> Snapshot:
         """The immutable Snapshot of every visible run as of now (unchanged runs are reused)."""
-        return self._snapshots.build(ready=self._loaded, notice=self.watch_error)
+        sampler = self.sampler
+        return self._snapshots.build(
+            ready=self._loaded,
+            notice=self.watch_error,
+            machine=sampler.latest if sampler is not None else None,
+        )
 
     def record_stop(self, key: str, outcome: str, kind: str) -> None:
         """A stop dialog's outcome (what control.stop / control.request_stop said): the follow
@@ -437,8 +468,9 @@ class Engine:
                     continue
                 if kind == "stopped":
                     run.stopped = True
-                self.store.add_alert(Alert(key, kind, Severity.INFO, run.last_step() or 0, [],
-                                           outcome, {}, ""))
+                self.store.add_alert(
+                    Alert(key, kind, Severity.INFO, run.last_step() or 0, [], outcome, {}, "")
+                )
 
     def _ended_keys(self) -> set[str]:
         with self.store.lock:
@@ -449,7 +481,9 @@ class Engine:
         moment the last data settles, so that an alert waiting on it is raised then."""
         wait = self.poll_seconds if not self.watching else 2.0
         if not self._settled:
-            wait = min(wait, max(0.0, self._last_data + self.config.settle_seconds - time.monotonic()))
+            wait = min(
+                wait, max(0.0, self._last_data + self.config.settle_seconds - time.monotonic())
+            )
         return wait
 
     # -- status -------------------------------------------------------------------------------
@@ -495,7 +529,9 @@ class Engine:
             return RunStatus.UNKNOWN
         if self._writer_exited(run):
             return RunStatus.FINISHED
-        return RunStatus.RUNNING if now - run.last_write < self.stale_after(run) else RunStatus.STALE
+        return (
+            RunStatus.RUNNING if now - run.last_write < self.stale_after(run) else RunStatus.STALE
+        )
 
     def _writer_exited(self, run) -> bool:  # type: ignore[no-untyped-def]
         """The process the run's files name as their writer has exited (with no library record
@@ -518,7 +554,11 @@ class Engine:
         out = []
         with self.store.lock:
             for key, run in self.store.runs.items():
-                if run.series or run.explicit_status is not None or not run.formats <= HIDDEN_WHEN_EMPTY:
+                if (
+                    run.series
+                    or run.explicit_status is not None
+                    or not run.formats <= HIDDEN_WHEN_EMPTY
+                ):
                     out.append(key)
         return out
 

@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from watchrun.model import Alert, Run, RunStatus, Series, Severity
 from watchrun.store import Store
+
+if TYPE_CHECKING:
+    from watchrun.gpu import MachineSnapshot
 
 PLOT_POINTS = 2048  # per series: ~2 per column of the widest terminal, with room to zoom
 MAX_NONFINITE = 512  # NaN/inf points kept on top of the buckets (later ones only mark columns)
@@ -102,6 +105,9 @@ class Snapshot:
     ready: bool = False  # the first full read and detection are done
     taken: float = field(default_factory=time.time)
     notice: str | None = None  # e.g. file events unavailable, polling instead
+    # the sampler's latest look at the machine (processes, GPUs), shared as it is: frozen;
+    # None when no sampler runs (batch, tests without the follow loop)
+    machine: MachineSnapshot | None = None
 
     def run(self, key: str | None) -> RunView | None:
         return self.runs.get(key) if key is not None else None
@@ -264,13 +270,16 @@ class SnapshotBuilder:
         self._views: dict[str, tuple[tuple[int, int, int, RunStatus, float], RunView]] = {}
         self._last: Snapshot = EMPTY
 
-    def build(self, ready: bool, notice: str | None = None) -> Snapshot:
+    def build(
+        self, ready: bool, notice: str | None = None, machine: MachineSnapshot | None = None
+    ) -> Snapshot:
         store = self.store
         with store.lock:
             if (
                 self._last.version == store.version
                 and self._last.ready == ready
                 and self._last.notice == notice
+                and self._last.machine is machine
             ):
                 return self._last
             keys = self.visible()
@@ -301,5 +310,6 @@ class SnapshotBuilder:
             runs=MappingProxyType({v.key: v for v in views}),
             ready=ready,
             notice=notice,
+            machine=machine,
         )
         return self._last

@@ -121,3 +121,25 @@ def test_a_growing_series_is_reduced_incrementally_and_keeps_its_extremes(tmp_pa
     assert view.best_high == (7 * 500 + 3, 50.0)
     assert view.best_low[1] == np.nanmin(whole) and view.last == whole[-1]
     assert np.all(np.diff(view.steps) > 0)
+
+
+def test_publish_carries_the_samplers_latest_machine_picture(tmp_path):
+    from watchrun.gpu import Sampler
+
+    _run_dir(tmp_path, 5)
+    engine = Engine([str(tmp_path)], poll_seconds=0.1)
+    engine.load()
+    assert engine.publish().machine is None  # no sampler: no machine picture
+    engine.sampler = Sampler(engine.store, path=str(tmp_path / "samples.jsonl"))
+    try:
+        first = engine.sampler.sample_once()  # real: processes, and GPUs if this host has any
+        snap = engine.publish()
+        assert snap.machine is first
+        assert engine.publish() is snap  # the same look: the same snapshot
+        second = engine.sampler.sample_once()
+        again = engine.publish()
+        assert again is not snap and again.machine is second
+        key = next(iter(snap.runs))
+        assert again.runs[key] is snap.runs[key]  # the runs did not change: shared
+    finally:
+        engine.sampler.stop()

@@ -17,12 +17,13 @@ from watchrun.app.widgets.banner import AlertBanner
 from watchrun.app.widgets.classes import ClassesTable
 from watchrun.app.widgets.console import ConsolePane
 from watchrun.app.widgets.curves import X_KINDS, CurvesPane
+from watchrun.app.widgets.gpu import MachineStrip, ProcessPane
 from watchrun.app.widgets.info import InfoPane
 from watchrun.app.widgets.run_list import RunList
 from watchrun.snapshot import EMPTY, Snapshot
 from watchrun.textsafe import printable
 
-TABS = ("curves", "classes", "alerts", "info", "console")
+TABS = ("curves", "classes", "alerts", "info", "console", "process")
 MIN_SIZE = (40, 10)
 
 
@@ -45,6 +46,7 @@ class MainScreen(Screen[None]):
         Binding("3", "tab('alerts')", "Alerts", show=False, id="tab_alerts"),
         Binding("4", "tab('info')", "Info", show=False, id="tab_info"),
         Binding("5", "tab('console')", "Console", show=False, id="tab_console"),
+        Binding("6", "tab('process')", "Process", show=False, id="tab_process"),
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("x", "stop_run", "Stop", id="stop_run"),
         Binding("o", "overview", "Overview", id="overview"),
@@ -68,6 +70,7 @@ class MainScreen(Screen[None]):
         self.now = 0.0
 
     def compose(self) -> ComposeResult:
+        yield MachineStrip(id="machine")
         yield AlertBanner(id="banner")
         with Horizontal(id="main"):
             with Vertical(id="left"):
@@ -89,6 +92,8 @@ class MainScreen(Screen[None]):
                         yield InfoPane(id="info")
                     with TabPane("5 Console", id="tab-console"):
                         yield ConsolePane(id="console")
+                    with TabPane("6 Process", id="tab-process"):
+                        yield ProcessPane(id="process")
         yield Static("terminal too small for watchrun\n(40x10 at least)", id="too-small")
         yield Footer()
 
@@ -111,6 +116,7 @@ class MainScreen(Screen[None]):
                 pane.ascii_only = self.ascii_only
             if hasattr(pane, "aliases"):
                 pane.aliases = self.aliases
+        self.query_one(MachineStrip).ascii_only = self.ascii_only
         self.query_one(AlertBanner).run = None
         self.query_one(ClassesTable).run = None
         self.query_one(AlertsTable).run = None
@@ -123,6 +129,7 @@ class MainScreen(Screen[None]):
         runs = self.query_one(RunList)
         runs.marked = self.marked
         runs.show(snapshot, now)
+        self.query_one(MachineStrip).show(snapshot.machine)
         if not runs.user_moved and runs.keys:
             self.selected = runs.keys[0]  # the worst run, until the user moves
         elif self.selected not in runs.keys and runs.keys:  # filtered out, or gone
@@ -155,6 +162,7 @@ class MainScreen(Screen[None]):
         self.query_one(AlertsTable).show(run)
         self.query_one(InfoPane).show(run)
         self.query_one(ConsolePane).show(run)
+        self.query_one(ProcessPane).show(run, self.snapshot.machine)
 
     @on(RunChosen)
     def _run_chosen(self, event: RunChosen) -> None:

@@ -1,4 +1,6 @@
-"""The list of runs, worst first: status and severity glyphs, the name cut in the middle."""
+"""The list of runs, worst first: status and severity glyphs, the name cut in the middle, and
+under the name of a run whose process is known a one-line strip (GPU util and memory, or the
+writer's CPU % and RSS) when the list is wide enough."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from watchrun.app.text import (
     short_names,
 )
 from watchrun.app.theme import Palette
+from watchrun.app.widgets.gpu import run_strip
 from watchrun.snapshot import RunView, Snapshot
 
 FIXED = {"mark": 3, "step": 5, "age": 3, "n": 2}
@@ -47,7 +50,8 @@ class RunList(DataTable):
         self._names: dict[str, str] = {}
         self._names_for: dict[str, str] = {}
         self._names_stamp: tuple[tuple[str, ...], int] = ((), 0)
-        self._seen: dict[str, tuple[RunView, int, str, bool, str | None]] = {}
+        self._seen: dict[str, tuple[RunView, int, str, bool, str | None, str | None]] = {}
+        self._heights: dict[str, int] = {}
         self._shown_layout: tuple[int, tuple[str, ...]] = (0, ())
         self.user_moved = False  # until the user moves, the cursor stays on the worst run
 
@@ -65,6 +69,7 @@ class RunList(DataTable):
                 self.clear(columns=True)
                 self._cells.clear()
                 self._seen.clear()
+                self._heights.clear()
                 self.keys = []
                 labels = {"mark": " ", "run": "run", "step": "step", "age": "age", "n": "!"}
                 for col in layout[1]:
@@ -73,12 +78,11 @@ class RunList(DataTable):
             self._names = self._short_names(snapshot, keys)
             wanted = set(keys)
             for key in [k for k in self._cells if k not in wanted]:
-                self.remove_row(key)
-                del self._cells[key]
-                self._seen.pop(key, None)
+                self._remove(key)
+            readded = False
             for rank, key in enumerate(keys):
-                self._put_row(key, snapshot.runs[key], rank, now)
-            if keys != self.keys:
+                readded |= self._put_row(key, snapshot.runs[key], rank, now, self._strip(key))
+            if keys != self.keys or readded:
                 self.sort("mark", key=lambda cell: cell.rank)
                 self.keys = keys
 
@@ -91,23 +95,53 @@ class RunList(DataTable):
             self._names_stamp = stamp
         return self._names_for
 
-    def _put_row(self, key: str, run: RunView, rank: int, now: float) -> None:
-        seen = (run, rank, age(run.last_write, now), run.key in self.marked, self._names.get(key))
+    def _strip(self, key: str) -> Text | None:
+        """The run's process/GPU line, when the name column has room for one."""
+        machine = self._snapshot.machine if self._snapshot is not None else None
+        if machine is None or self._name_width < MIN_NAME:
+            return None
+        return run_strip(machine.runs.get(key), self._name_width, self.ascii_only)
+
+    def _remove(self, key: str) -> None:
+        self.remove_row(key)
+        del self._cells[key]
+        self._seen.pop(key, None)
+        self._heights.pop(key, None)
+
+    def _put_row(self, key: str, run: RunView, rank: int, now: float, strip: Text | None) -> bool:
+        """Add or update the row; True when it was added anew (the table must be sorted)."""
+        seen = (
+            run,
+            rank,
+            age(run.last_write, now),
+            run.key in self.marked,
+            self._names.get(key),
+            strip.plain if strip is not None else None,
+        )
         if self._seen.get(key) == seen and key in self._cells:
-            return  # the same view at the same place: nothing to redraw
+            return False  # the same view at the same place: nothing to redraw
+        height = 1 if strip is None else 2
+        if key in self._cells and self._heights.get(key) != height:
+            self._remove(key)  # a row's height is fixed when it is added
         self._seen[key] = seen
         columns = self._shown_layout[1]
         every = dict(zip(COLUMNS, self._row(run, rank, now), strict=True))
+        if strip is not None:
+            every["run"] = every["run"] + Text("\n") + strip
         cells = tuple(every[c] for c in columns)
         plain = tuple(c.plain + str(c.style) for c in cells)
         old = self._cells.get(key)
         if old is None:
-            self.add_row(*cells, key=key)
+            self.add_row(*cells, key=key, height=height)
+            self._heights[key] = height
+            self._cells[key] = plain
+            return True
         else:
             for col, cell, before, after in zip(columns, cells, old, plain, strict=True):
                 if before != after or col == "mark":  # the mark cell carries the row's rank
                     self.update_cell(key, col, cell)
         self._cells[key] = plain
+        return False
 
     def _row(self, run: RunView, rank: int, now: float) -> tuple[Text, ...]:
         worst = run.worst
@@ -139,6 +173,7 @@ class RunList(DataTable):
         self.clear()
         self._cells.clear()
         self._seen.clear()
+        self._heights.clear()
         self.keys = []
 
     def refresh_ages(self, now: float) -> None:
