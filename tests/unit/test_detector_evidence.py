@@ -411,3 +411,43 @@ def test_loss_that_jumps_back_up_after_good_progress_warns(tmp_path):
 def test_converged_loss_wobbling_near_zero_is_no_divergence(tmp_path):
     _lm(tmp_path / "wobble", lambda s: 2.0 + 0.3 * math.sin(s / 50))
     assert by_detector(alerts_of(tmp_path, "wobble/lightning_logs/version_0"), "divergence") == []
+
+
+def _lightning_step_and_epoch(path, epoch_train):
+    """A Lightning CSVLogger file for a metric logged with on_step and on_epoch: a noisy
+    `train_loss_step` every 5 steps, `train_loss_epoch` and `val_loss` once per epoch of 32
+    steps. The val loss comes down to epoch 4 and then rises 21% over four evals."""
+    rng = random.Random(3)
+    val = [0.57, 0.29, 0.19, 0.191, 0.176, 0.184, 0.185, 0.189, 0.213, 0.19]
+    rows = ["epoch,step,train_loss_epoch,train_loss_step,val_loss"]
+    for e in range(10):
+        for s in range(e * 32 + 4, e * 32 + 32, 5):
+            batch = max(0.01, epoch_train[e] * rng.uniform(0.2, 1.8))  # one batch's loss
+            rows.append(f"{e},{s},,{batch},")
+        rows.append(f"{e},{e * 32 + 31},,,{val[e]}")
+        rows.append(f"{e},{e * 32 + 31},{epoch_train[e]},,")
+    run = path / "lightning_logs" / "version_0"
+    run.mkdir(parents=True)
+    (run / "hparams.yaml").write_text("lr: 0.001\n")
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+
+LIGHTNING_RUN = "lightning_logs/version_0"
+
+
+def test_a_flat_epoch_mean_is_no_overfitting_whatever_single_batches_say(tmp_path):
+    """The epoch means barely move (0.213 -> 0.205) while the val loss drifts up: a plateau.
+    Single batches logged every few steps fell by chance; they are not the train loss."""
+    flat = [0.65, 0.44, 0.255, 0.223, 0.213, 0.214, 0.208, 0.207, 0.205, 0.2046]
+    _lightning_step_and_epoch(tmp_path, flat)
+    alerts = alerts_of(tmp_path, LIGHTNING_RUN)
+    assert alerts == [] or by_detector(alerts, "overfitting") == []
+    assert not [a for a in alerts if a.severity is not Severity.INFO]
+
+
+def test_a_falling_epoch_mean_with_a_rising_val_loss_is_overfitting(tmp_path):
+    falling = [0.65, 0.44, 0.255, 0.223, 0.213, 0.18, 0.15, 0.12, 0.09, 0.07]
+    _lightning_step_and_epoch(tmp_path, falling)
+    found = [a for a in alerts_of(tmp_path, LIGHTNING_RUN) if a.detector == "overfitting"]
+    assert found and found[0].severity is Severity.WARNING
+    assert "train_loss_epoch" in found[0].message

@@ -195,7 +195,7 @@ fh.write("epoch,loss,val_loss\\n")
 for epoch in range(4):
     fh.write(f"{epoch},{1 / (epoch + 1)},{1.1 / (epoch + 1)}\\n")
     fh.flush()
-    time.sleep(0.05)
+    time.sleep(0.7)  # gaps the engine can measure: a stall is judged against the usual interval
 print("written", flush=True)
 time.sleep(60)  # hung, the file still open (as Keras' CSVLogger keeps it)
 """
@@ -213,9 +213,14 @@ def test_silence_is_stalled_while_the_writer_lives_and_an_end_once_it_is_gone(tm
         [sys.executable, "-c", WRITER, str(log)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert proc.stdout.readline().strip() == "written"
         stalled = []
         deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (  # watched while written: gaps are measured
+            not log.exists() or log.read_text().count("\n") < 5
+        ):
+            engine.tick()
+            engine.wake.wait(0.1)
+        assert proc.stdout.readline().strip() == "written"
         while not stalled and time.monotonic() < deadline:
             stalled = [a for a in engine.tick() if a.detector == "stalled"]
             engine.wake.wait(0.1)

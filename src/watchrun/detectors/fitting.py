@@ -31,6 +31,18 @@ def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
     return float(np.median(window)) if len(window) else math.nan
 
 
+def per_epoch_twin(view: RunView, train: SeriesView | None) -> SeriesView | None:
+    """The train loss to hold against per-eval validation losses. Lightning logs a metric
+    logged with on_step and on_epoch twice, `<name>_step` (one batch every few steps: noise of
+    a single batch) and `<name>_epoch` (the mean over the epoch). Comparing a few batches at
+    the best eval with a few batches now measures that noise, not learning; the epoch mean is
+    what the val loss, also a mean over an epoch, is compared with."""
+    if train is None or not train.name.endswith("_step"):
+        return train
+    twin = view.series.get(train.name[: -len("_step")] + "_epoch")
+    return twin if twin is not None and len(twin.values) >= 2 else train
+
+
 def untrained_level(values: np.ndarray) -> float:
     """Where a loss started: the lower of its first finite log and the median of its first few.
     A learning rate far too high blows the loss up in the first steps; the level before that
@@ -95,7 +107,7 @@ class Overfitting(Detector):
         val = view.pick("val", "loss")
         if val is None or view.is_rl or val.new_from >= len(val.values):
             return
-        train = view.pick("train", "loss")
+        train = per_epoch_twin(view, view.pick("train", "loss"))
         finite = np.flatnonzero(np.isfinite(val.values))
         fv = val.values[finite]
         n = len(fv)
@@ -232,7 +244,9 @@ class Overfitting(Detector):
         evidence: dict = {"best": self.best_raw, "best_step": self.best_step, "now": v, "rise": rise,
                           "smoothed_best": self.best}
         if train is not None and len(train.values):
-            t_best, t_now = smoothed_at(train, self.best_step), smoothed_at(train, step)
+            # an epoch mean is already smoothed over the eval interval: compared eval to eval
+            k = 1 if train.name.endswith("_epoch") and train is not view.pick("train", "loss") else 5
+            t_best, t_now = smoothed_at(train, self.best_step, k), smoothed_at(train, step, k)
             if not (math.isfinite(t_best) and math.isfinite(t_now) and t_best > 0):
                 return
             drop = 1 - t_now / t_best
