@@ -21,6 +21,7 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Source, to_float
+from watchrun.sources.probe import is_console
 from watchrun.tail import FileCursor, LineBuffer
 
 _TQDM = re.compile(r"(\d+)/(\d+) \[")
@@ -45,6 +46,17 @@ _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "ba
 class ConsoleSource(Source):
     format = "console"
     stream = "console"
+    listed_when_empty = False
+    attaches = 2  # a console joins the run of its directory (or the parent's), if there is one
+    standalone = True
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """Text whose lines look like a training console (probe.console_signs), in the head or,
+        for a long file, its last bytes."""
+        if head is None:
+            return path.endswith((".log", ".out", ".err"))
+        return is_console(head, getattr(head, "tail", b""))
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

@@ -4,9 +4,20 @@ at 0: the store starts a new segment of the same run there."""
 
 from __future__ import annotations
 
+from watchrun.sources.probe import history_table
 from watchrun.sources.table import TableSource
 
 
 class KerasCsvSource(TableSource):
     format = "keras-csv"
     step_columns = ("epoch",)
+    step_unit = "epoch"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A history table whose first column is `epoch` (CSVLogger's layout; Ultralytics'
+        results.csv pads it with spaces) and that has no `step` column."""
+        if head is None:
+            return False
+        header = history_table(head)
+        return bool(header) and header[0].strip() == "epoch" and "step" not in header

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source
@@ -17,6 +18,16 @@ CARD_KEYS = ("max_steps", "max_epochs", "checkpoint_dir", "launcher_pid", "world
 class RunCardSource(Source):
     format = "run-card"
     stream = "run-card"
+    listed_when_empty = False
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """watchrun's own files, written by its integrations."""
+        return os.path.basename(path) in ("watchrun-run.json", ".watchrun-stop.done")
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return os.path.dirname(path), {}
 
     def read(self, cursor: FileCursor) -> int:
         try:

@@ -20,6 +20,8 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Source, to_float, to_step
+from watchrun.sources.layout import dir_log_root
+from watchrun.sources.probe import history_lines, history_table
 from watchrun.tail import MAX_READ, FileCursor, LineBuffer
 
 STEP_COLUMNS = (
@@ -84,6 +86,17 @@ class TableSource(Source):
 
     format = "csv"
     stream = "table"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A CSV/TSV training history (probe.history_table) that no more specific table claims."""
+        if head is None:
+            return path.endswith((".csv", ".tsv"))
+        return history_table(head) is not None
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dir_log_root(path), {}
     step_columns: tuple[str, ...] = STEP_COLUMNS
     skip_columns: frozenset[str] = frozenset({"timestamp", "time", "date", "datetime"})
 
@@ -187,6 +200,21 @@ class JsonlSource(Source):
 
     format = "jsonl"
     stream = "jsonl"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """JSON lines with a step-like key next to numbers (probe.history_lines)."""
+        if head is None:
+            return path.endswith(".jsonl")
+        return history_lines(head)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dir_log_root(path), {}
+
+    @classmethod
+    def create(cls, store: Any, key: str, root: str, path: str = "") -> Source:
+        return cls(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
 
     def __init__(self, store: Any, key: str, stream: str = "jsonl") -> None:
         super().__init__(store, key)

@@ -14,6 +14,7 @@ hparams, and skips histograms and images.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections import defaultdict
 from typing import Any
@@ -24,6 +25,7 @@ from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2
 
 from watchrun.sources.base import Source
+from watchrun.sources.layout import tensorboard_root
 from watchrun.tail import MAX_READ, FileCursor
 
 _HEADER = struct.Struct("<QI")
@@ -409,6 +411,28 @@ class TensorBoardSource(Source):
 
     format = "tensorboard"
     stream = "tensorboard"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """TFRecord framing whose first record is an Event (`brain.Event:N`); a file named as
+        the writers name them may also be empty yet (just created) or unreadable."""
+        name = os.path.basename(path)
+        if name.endswith(".profile-empty"):
+            return False
+        named = "tfevents" in name
+        if not head:
+            return named
+        if len(head) < 12:
+            return False
+        length, crc = _HEADER.unpack_from(head)
+        if masked_crc(head[:8]) != crc:
+            return False
+        return named or b"brain.Event" in head[12 : 12 + min(length, 64)]
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        root, prefix, hf = tensorboard_root(os.path.dirname(path), dirs)
+        return root, {"prefix": prefix, "hf": hf}
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

@@ -9,13 +9,18 @@ import sqlite3
 from collections import defaultdict
 from typing import Any
 
-from watchrun.sources.base import SqliteSource, to_float
+from watchrun.sources.base import SqliteSource, sqlite_kind, to_float
 from watchrun.sources.table import flatten
 
 
 class TrackioSource(SqliteSource):
     format = "trackio"
     stream = "trackio"
+    listed_when_empty = False  # its runs are listed, under the db's path
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        return bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

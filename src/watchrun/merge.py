@@ -1,0 +1,209 @@
+"""One training is one run: the evidence that runs found apart were written by one training.
+
+Layouts put most files of a run together (layout.py), but one training often logs through several
+writers into sibling folders: Lightning's TensorBoard and CSV loggers (tb_logs/x/version_0 and
+csv_logs/x/version_0), Keras' CSVLogger next to its TensorBoard callback, Ultralytics' results.csv
+next to its MLflow run, HF Trainer's output dir next to wandb/. These are joined only on evidence
+in the files, never on folder names:
+- the same values at the same steps: at least MIN_SHARED points of loss- or metric-like series
+  equal (as float32, the precision TensorBoard keeps) in both runs, written by different writers
+  (two runs of one format with equal values are a rerun with the same seed, or a copy);
+- the same writer: the same host and pid, with overlapping write times (one process trains one
+  model at a time; two fits in a row in one notebook stay two runs);
+- a console with no run of its own (a `train.log` beside the loggers' folders) joins the one
+  training found under its directory; beside two trainings it stays apart.
+and only between runs that are near: their roots meet at most NEAR levels up. Two trainings in one
+folder share neither values nor a live pid, and stay two runs.
+
+Within a joined run, the same metric from two writers under two names (`loss` in the CSV,
+`train/epoch_loss` in TensorBoard) is kept once, from the series with more points.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from watchrun.model import Run
+
+NEAR = 3  # levels up from each root to their common ancestor
+MIN_SHARED = 3  # equal (step, value) points that make two series one
+SAMPLE = 64  # points of each series fingerprinted (the first ones: every writer starts there)
+CROWD = 8  # a fingerprint shared by more runs is not distinctive (a constant, a copied template)
+# series set by the recipe, not by the data: equal in any two runs of one recipe, no evidence
+_RECIPE = re.compile(
+    r"(?:^|[/_.\-])(?:lr|learning_rate|lr-\w+|pg\d|momentum|weight_decay|wd|epoch|epochs|step|steps|iter|"
+    r"iteration|runtime|time|timestamp|samples_per_second|steps_per_second|total_flos|memory|eta|"
+    r"batch_size|warmup\w*)(?:$|[/_.\-])",
+    re.IGNORECASE,
+)
+_DENOMINATORS = np.arange(1, 101)
+
+
+@dataclass
+class RunFacts:
+    """What evidence is drawn from: a run's root, writer, write times and value fingerprints."""
+
+    key: str
+    root: str  # the directory the run lives in (a file run: its directory)
+    consoles_only: bool
+    writer: tuple[str, int] | None
+    span: tuple[float, float] | None
+    points: set[bytes] = field(default_factory=set)
+    streams: frozenset[str] = frozenset()  # the writers of the fingerprinted series
+
+
+def facts(
+    run: Run, run_dir: str, consoles_only: bool, streams_of: Callable[[str], set[str]]
+) -> RunFacts:
+    points: set[bytes] = set()
+    streams: set[str] = set()
+    lo, hi = np.inf, -np.inf
+    for name, s in run.series.items():
+        if not len(s):
+            continue
+        if s.wall0 == s.wall0:  # not NaN
+            walls = s.walls
+            lo, hi = min(lo, float(walls.min())), max(hi, float(walls.max()))
+        if comparable(name):
+            points |= _fingerprints(s.values[:SAMPLE])
+            streams |= streams_of(name)
+    writer = (run.host or "", int(run.pid)) if isinstance(run.pid, int) and run.pid > 0 else None
+    span = (lo, hi) if lo <= hi else None
+    return RunFacts(run.key, run_dir, consoles_only, writer, span, points, frozenset(streams))
+
+
+def comparable(name: str) -> bool:
+    """A loss or a metric: its values depend on the data, so equal values mean the same training
+    (a learning rate, an epoch counter or a runtime says nothing)."""
+    return not _RECIPE.search(name)
+
+
+def _fingerprints(values: np.ndarray) -> set[bytes]:
+    """The values, as float32, that could not be equal by chance: not integers, not simple
+    fractions (an accuracy of 3/4 on a small eval set is common to many runs). Steps are left out:
+    writers count them differently (Ultralytics' results.csv from 1, its MLflow steps from 0)."""
+    with np.errstate(over="ignore"):
+        v32 = values.astype(np.float32)
+    v32 = v32[np.isfinite(v32)]
+    if not len(v32):
+        return set()
+    scaled = v32.astype(np.float64)[:, None] * _DENOMINATORS[None, :]
+    simple = (np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))).any(
+        axis=1
+    )
+    return {v.tobytes() for v in v32[~simple]}
+
+
+def near(a: str, b: str) -> bool:
+    common = os.path.commonpath([a, b])
+    depth = lambda p: 0 if p == common else p[len(common) :].count(os.sep)  # noqa: E731
+    return depth(a) <= NEAR and depth(b) <= NEAR
+
+
+def groups(runs: list[RunFacts]) -> list[tuple[list[str], str]]:
+    """Sets of run keys that are one training, each with the evidence that joined it."""
+    parent = {r.key: r.key for r in runs}
+    why: dict[str, list[str]] = defaultdict(list)
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    def join(a: RunFacts, b: RunFacts, reason: str) -> None:
+        ra, rb = find(a.key), find(b.key)
+        if ra != rb:
+            parent[rb] = ra
+            why[ra] += why.pop(rb, []) + [f"{a.key} + {b.key}: {reason}"]
+
+    by_key = {r.key: r for r in runs}
+    for a, b, reason in _candidates(runs):
+        if near(a.root, b.root):
+            join(a, b, reason)
+    _join_consoles(runs, by_key, find, join)
+    members: dict[str, list[str]] = defaultdict(list)
+    for r in runs:
+        members[find(r.key)].append(r.key)
+    return [(sorted(keys), "; ".join(why[root])) for root, keys in members.items() if len(keys) > 1]
+
+
+def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
+    """Pairs with evidence, found through an index (linear in runs, never all pairs)."""
+    by_writer: dict[tuple[str, int], list[RunFacts]] = defaultdict(list)
+    by_point: dict[bytes, list[RunFacts]] = defaultdict(list)
+    for r in runs:
+        if r.consoles_only:
+            continue
+        if r.writer:
+            by_writer[r.writer].append(r)
+        for p in r.points:
+            by_point[p].append(r)
+    for writer, rs in by_writer.items():
+        for i, a in enumerate(rs[:CROWD]):
+            for b in rs[i + 1 : CROWD]:
+                if _overlap(a.span, b.span):
+                    yield (
+                        a,
+                        b,
+                        f"one writer (pid {writer[1]}{' on ' + writer[0] if writer[0] else ''}), same time",
+                    )
+    shared: dict[tuple[str, str], int] = defaultdict(int)
+    for rs in by_point.values():
+        if 1 < len(rs) <= CROWD:
+            for i, a in enumerate(rs):
+                for b in rs[i + 1 :]:
+                    shared[(a.key, b.key) if a.key < b.key else (b.key, a.key)] += 1
+    by_key = {r.key: r for r in runs}
+    for (ka, kb), n in shared.items():
+        if n >= MIN_SHARED and not by_key[ka].streams & by_key[kb].streams:
+            yield by_key[ka], by_key[kb], f"{n} equal values"
+
+
+def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    if a is None or b is None:
+        return False
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped-def]
+    """A console standing alone joins the single training under its directory."""
+    trainings = [r for r in runs if not r.consoles_only]
+    for c in runs:
+        if not c.consoles_only:
+            continue
+        below = {find(r.key) for r in trainings if _under(r.root, c.root)}
+        if len(below) == 1:
+            join(by_key[next(iter(below))], c, "its console, beside it")
+
+
+def _under(root: str, d: str) -> bool:
+    if root == d:
+        return True
+    if not root.startswith(d.rstrip(os.sep) + os.sep):
+        return False
+    return root[len(d) :].count(os.sep) <= NEAR
+
+
+def duplicates(run: Run, streams: dict[str, str]) -> dict[str, str]:
+    """{dropped series: kept series}: series of different writers that are one metric (most of
+    the shorter one's values found in the other, at least MIN_SHARED); the longer is kept."""
+    names = [n for n in run.series if comparable(n) and len(run.series[n])]
+    prints = {n: _fingerprints(run.series[n].values) for n in names}
+    out: dict[str, str] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if a in out or b in out or streams.get(a) == streams.get(b):
+                continue
+            shared = len(prints[a] & prints[b])
+            if shared < MIN_SHARED or shared < 0.8 * min(len(prints[a]), len(prints[b])):
+                continue
+            keep, drop = (a, b) if len(run.series[a]) >= len(run.series[b]) else (b, a)
+            out[drop] = keep
+    return out
