@@ -14,6 +14,7 @@ from watchrun.config import ConfigError, load_config
 from watchrun.model import Alert, Severity
 
 COMMANDS = ("ls", "check", "demo", "app")
+MAX_SHOWN_ERRORS = 20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser(command)
     args = parser.parse_args(argv)
     paths = args.paths or (["."] if command != "demo" else [])
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        print(f"watchrun: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+    unreadable = [msg for msg in (_path_problem(p) for p in paths) if msg]
+    if unreadable:
+        for msg in unreadable:
+            print(f"watchrun: {msg}", file=sys.stderr)
         return 2
     try:
         config = load_config(
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"watchrun: {exc}", file=sys.stderr)
         return 2
     if command == "ls":
-        return cmd_ls(paths, config, args.json)
+        return cmd_ls(paths, config, args.json, args.follow_symlinks)
     if command == "check":
         return cmd_check(paths, config, args)
     if command == "demo":
@@ -70,6 +72,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
     if command in ("ls", "check"):
         p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--follow-symlinks", action="store_true",
+                       help="follow symlinks that lead outside PATH (by default only those inside)")
     if command == "check":
         p.add_argument("--follow", "-f", action="store_true", help="keep watching, print alerts as they fire")
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
@@ -89,23 +93,55 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
-def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
+def _engine(paths: list[str], config: Any, poll: float | None = None, follow_symlinks: bool = False) -> Any:
     from watchrun.engine import Engine
 
-    return Engine(paths, config, poll_seconds=poll)
+    return Engine(paths, config, poll_seconds=poll, follow_symlinks=follow_symlinks)
 
 
-def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
-    engine = _engine(paths, config)
+def _path_problem(path: str) -> str | None:
+    """Why a PATH given on the command line cannot be watched, or None."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return f"permission denied: {path}"
+    except FileNotFoundError:
+        return f"no such file or directory: {path}"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
+
+
+def report_unreadable(engine: Any) -> int:
+    """Say on stderr what the scan could not read; 2 when that leaves no run that could be read
+    (an empty listing would claim there is nothing to see), else 0."""
+    errors = engine.scan_errors
+    if not errors:
+        return 0
+    for message in errors[:MAX_SHOWN_ERRORS]:
+        print(f"watchrun: {message}", file=sys.stderr)
+    more = engine.discovery.error_count - min(len(errors), MAX_SHOWN_ERRORS)
+    if more > 0:
+        print(f"watchrun: ... and {more} more path(s) that cannot be read", file=sys.stderr)
+    if engine.readable_keys():
+        return 0
+    print("watchrun: no run could be read", file=sys.stderr)
+    return 2
+
+
+def cmd_ls(paths: list[str], config: Any, as_json: bool, follow_symlinks: bool = False) -> int:
+    engine = _engine(paths, config, follow_symlinks=follow_symlinks)
     engine.load()
     rows = [ls_row(engine, key) for key in engine.visible_keys()]
+    status = report_unreadable(engine)
     if as_json:
         for row in rows:
             print(json.dumps(row))
-        return 0
+        return status
     if not rows:
-        print("no runs found")
-        return 0
+        if status == 0:
+            print("no runs found")
+        return status
     header = ("RUN", "FORMATS", "METRICS", "POINTS", "LAST STEP", "STATUS", "WARNINGS")
     table = [header] + [
         (
@@ -123,7 +159,7 @@ def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     for row in table:
         cells = [row[i][: widths[i]].ljust(widths[i]) for i in range(len(widths))]
         print("  ".join(cells + [row[-1]]).rstrip())
-    return 0
+    return status
 
 
 def ls_row(engine: Any, key: str) -> dict[str, Any]:
@@ -143,10 +179,12 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
 
 
 def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
-    engine = _engine(paths, config, args.poll)
+    engine = _engine(paths, config, args.poll, args.follow_symlinks)
     engine.detectors.watch_roots = engine.roots
     if not args.follow:
         engine.check()
+        if report_unreadable(engine):
+            return 2
         alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
         _print_alerts(alerts, args.json, header=True)
         if not alerts and not args.json:
@@ -166,6 +204,7 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     engine.load()
+    report_unreadable(engine)  # following: runs may still come, so no early exit
     first = engine.detect(final=False)
     first += engine.detect(final=True)
     _print_alerts(first, args.json, header=True)

@@ -83,6 +83,7 @@ class Discovery:
         self.sniffed = 0  # heads read since this object was made
         self.errors: list[str] = []  # what the last scan could not read
         self.error_count = 0
+        self.unreadable: set[str] = set()  # the paths behind `errors`
         self.readable = 0  # directories and files the last scan could read
         self.empty: set[str] = set()  # files that were empty at the last look: nothing said yet
 
@@ -91,6 +92,7 @@ class Discovery:
         """Walk `watch_root` once; runs by absolute root path, newest first."""
         watch_root = os.path.abspath(watch_root)
         self.errors, self.error_count, self.readable = [], 0, 0
+        self.unreadable = set()
         runs: dict[str, RunSpec] = {}
         attaching: list[tuple[type[Source], str, float]] = []
         dirs = Dirs()
@@ -157,6 +159,7 @@ class Discovery:
 
     def _error(self, path: str, exc: OSError) -> None:
         self.error_count += 1
+        self.unreadable.add(path)
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(describe_error(path, exc))
 
@@ -184,11 +187,12 @@ class Discovery:
             return False
         if not stat.S_ISREG(st.st_mode):
             return False
-        errors, count = self.errors, self.error_count
+        errors, count, unreadable = self.errors, self.error_count, self.unreadable
+        self.unreadable = set(unreadable)
         try:
             return self._verdict(path, st) is not None
         finally:
-            self.errors, self.error_count = errors, count
+            self.errors, self.error_count, self.unreadable = errors, count, unreadable
 
     def _verdict(self, path: str, st: os.stat_result) -> type[Source] | None:
         ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -231,33 +235,22 @@ class Discovery:
 
 
 def _attach(runs: dict[str, RunSpec], attaching: list[tuple[type[Source], str, float]]) -> None:
-    """Files that describe a run (consoles, hparams.yaml, checkpoints) join the run of their
-    directory, or of the parent directory when they may (`attaches` = 2): a run rooted there, or
-    the only run whose file lies there. A console with no run to join is a run of its own."""
-    by_dir: dict[str, list[str]] = {}
-    for root, spec in runs.items():
-        by_dir.setdefault(root, []).append(root)
-        if any(f.path == root for f in spec.files):  # a run that is a file lies in its directory
-            by_dir.setdefault(os.path.dirname(root), []).append(root)
+    """Files that describe a run (consoles, hparams.yaml, checkpoints) join the run rooted in
+    their directory, or in the parent directory when they may (`attaches` = 2). A console with no
+    run to join is a run of its own (merge.py may join it on evidence: a history file beside it
+    may be another training's)."""
     for cls, path, mtime in attaching:
         owner = None
         d = os.path.dirname(path)
         for _ in range(cls.attaches):
-            owner = _owner_in(d, by_dir)
-            if owner or not d:
+            if d in runs:
+                owner = d
                 break
             d = os.path.dirname(d)
         if owner is None and not cls.standalone:
             continue
         root = owner or path
         runs.setdefault(root, RunSpec(root)).add(cls.format, path, mtime)
-
-
-def _owner_in(d: str, by_dir: dict[str, list[str]]) -> str | None:
-    roots = by_dir.get(d, [])
-    if d in roots:
-        return d
-    return roots[0] if len(roots) == 1 else None
 
 
 def discover(watch_root: str, follow_symlinks: bool = False) -> dict[str, RunSpec]:

@@ -66,6 +66,7 @@ class Engine:
         self.discovery = Discovery(self.roots, follow_symlinks)
         self.scan_errors: list[str] = []  # what the last scan could not read ("permission denied: P")
         self.readable = 0  # directories and files the last scan could read
+        self.unreadable: set[str] = set()  # paths the last scan could not read
         self.joined: dict[str, tuple[str, str]] = {}  # a run root found apart -> (key, root) it joined
         self.forced_poll = poll_seconds is not None
         self.poll_seconds = poll_seconds if poll_seconds is not None else 1.0
@@ -96,9 +97,11 @@ class Engine:
         new_keys: list[str] = []
         errors: list[str] = []
         self.readable = 0
+        self.unreadable = set()
         for root in self.roots:
             specs = self.discovery.scan(root)
             errors += self.discovery.errors
+            self.unreadable |= self.discovery.unreadable
             self.readable += self.discovery.readable
             for spec in specs.values():
                 key, run_root = self.joined.get(spec.root) or (self._key(spec.root, root), spec.root)
@@ -432,6 +435,11 @@ class Engine:
 
     def stale_after(self, run) -> float:  # type: ignore[no-untyped-def]
         return stale_limit(run, self.config)
+
+    def readable_keys(self) -> list[str]:
+        """Visible runs with at least one file the last scan could read."""
+        with self.store.lock:
+            return [k for k in self.visible_keys() if not self.store.runs[k].files <= self.unreadable]
 
     def visible_keys(self) -> list[str]:
         """Runs worth listing: skip containers and console files that hold no metric yet."""

@@ -10,8 +10,9 @@ in the files, never on folder names:
   (two runs of one format with equal values are a rerun with the same seed, or a copy);
 - the same writer: the same host and pid, with overlapping write times (one process trains one
   model at a time; two fits in a row in one notebook stay two runs);
-- a console with no run of its own (a `train.log` beside the loggers' folders) joins the one
-  training found under its directory; beside two trainings it stays apart.
+- a console standing alone joins the run whose values it printed (rounded as printed: `loss:
+  0.2870`), or, printing none of them, the one training in the folders below its own (a
+  `train.log` above tb_logs/ and csv_logs/); beside two trainings it stays apart.
 and only between runs that are near: their roots meet at most NEAR levels up. Two trainings in one
 folder share neither values nor a live pid, and stay two runs.
 
@@ -56,6 +57,7 @@ class RunFacts:
     span: tuple[float, float] | None
     points: set[bytes] = field(default_factory=set)
     streams: frozenset[str] = frozenset()  # the writers of the fingerprinted series
+    values: np.ndarray = field(default_factory=lambda: np.empty(0))  # the sampled values
 
 
 def facts(
@@ -63,6 +65,7 @@ def facts(
 ) -> RunFacts:
     points: set[bytes] = set()
     streams: set[str] = set()
+    sampled: list[np.ndarray] = []
     lo, hi = np.inf, -np.inf
     for name, s in run.series.items():
         if not len(s):
@@ -73,9 +76,11 @@ def facts(
         if comparable(name):
             points |= _fingerprints(s.values[:SAMPLE])
             streams |= streams_of(name)
+            sampled.append(s.values[:SAMPLE])
     writer = (run.host or "", int(run.pid)) if isinstance(run.pid, int) and run.pid > 0 else None
     span = (lo, hi) if lo <= hi else None
-    return RunFacts(run.key, run_dir, consoles_only, writer, span, points, frozenset(streams))
+    values = np.concatenate(sampled) if sampled else np.empty(0)
+    return RunFacts(run.key, run_dir, consoles_only, writer, span, points, frozenset(streams), values)
 
 
 def comparable(name: str) -> bool:
@@ -173,14 +178,49 @@ def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bo
 
 
 def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped-def]
-    """A console standing alone joins the single training under its directory."""
+    """A console standing alone joins the run whose values it printed, or else the single
+    training in the folders below its own."""
     trainings = [r for r in runs if not r.consoles_only]
     for c in runs:
         if not c.consoles_only:
             continue
-        below = {find(r.key) for r in trainings if _under(r.root, c.root)}
-        if len(below) == 1:
-            join(by_key[next(iter(below))], c, "its console, beside it")
+        near_runs = [r for r in trainings if _under(r.root, c.root)]
+        printed = [(printed_matches(c.values, r.values), r) for r in near_runs]
+        printed = [(n, r) for n, r in printed if n >= MIN_SHARED]
+        if printed:
+            n, best = max(printed, key=lambda nr: nr[0])
+            join(best, c, f"its console, printing {n} of its values")
+            continue
+        below = {find(r.key) for r in near_runs if r.root != c.root}
+        if len(below) == 1 and not any(r.root == c.root for r in near_runs):
+            join(by_key[next(iter(below))], c, "its console, in the folder above it")
+
+
+def printed_matches(printed: np.ndarray, exact: np.ndarray) -> int:
+    """How many distinct values a console printed (rounded to the decimals it shows) are values
+    of the other run rounded the same way; simple fractions and integers do not count."""
+    if not len(printed) or not len(exact):
+        return 0
+    shown = {float(v) for v in printed if v == v and abs(v) < 1e15}
+    found = 0
+    by_decimals: dict[int, set[float]] = {}
+    for v in shown:
+        if not _fingerprints(np.array([v])):
+            continue
+        d = _decimals(v)
+        if d < 2:
+            continue
+        if d not in by_decimals:
+            by_decimals[d] = {round(float(w), d) for w in exact if w == w}
+        found += v in by_decimals[d]
+    return found
+
+
+def _decimals(v: float) -> int:
+    text = repr(v)
+    if "e" in text or "." not in text:
+        return 0
+    return len(text.split(".")[1])
 
 
 def _under(root: str, d: str) -> bool:
