@@ -63,6 +63,8 @@ class RunSpec:
 
 
 def run_key(root: str, watch_root: str) -> str:
+    if root.startswith(watch_root + os.sep):  # the usual case, without relpath's cost
+        return root[len(watch_root) + 1 :]
     rel = os.path.relpath(root, watch_root)
     return os.path.basename(os.path.abspath(watch_root)) if rel == "." else rel
 

@@ -355,6 +355,7 @@ class Engine:
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0
+        changed: set[str] | None = None  # the runs whose files may have changed (None: any)
         if dirty is None or now - self._last_full_poll >= full_every:
             if dirty is not None and self.discovery.grown():
                 self.rescan_needed = True  # picked up at the next tick
@@ -362,14 +363,17 @@ class Engine:
             added += self.poll()
             self._poll_cost = time.monotonic() - t0
             self._last_full_poll = now
-        elif dirty:
-            added += self.poll(paths=dirty)
+        else:
+            if trusted:  # nothing but these files changed since the last full poll
+                changed = {self.owner[p].key for p in dirty if p in self.owner}
+            if dirty:
+                added += self.poll(paths=dirty)
         if added:
             self._last_data = now
             self._settled = False
         if (self._merge_pending or added) and now - self._last_merge >= MERGE_EVERY:
             self.merge_runs()
-        self.update_statuses()
+        self.update_statuses(changed)
         quiet = now - self._last_data >= self.config.settle_seconds
         alerts = self.detect(final=quiet and not self._settled)
         if quiet:
@@ -393,11 +397,14 @@ class Engine:
             self.stop_watching()
 
     # -- status -------------------------------------------------------------------------------
-    def update_statuses(self) -> None:
+    def update_statuses(self, changed: set[str] | None = None) -> None:
+        """Statuses from the files' mtimes. `changed`: only these runs' files can have changed
+        (file events said so): the others are not stat'ed again, their status only ages."""
         now = time.time()
         with self.store.lock:
             for key, run in self.store.runs.items():
-                self._update_last_write(run)
+                if changed is None or key in changed:
+                    self._update_last_write(run)
                 status = self._status(run, now)
                 if status != run.status:
                     run.status = status

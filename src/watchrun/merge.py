@@ -27,6 +27,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -80,7 +81,9 @@ def facts(
     writer = (run.host or "", int(run.pid)) if isinstance(run.pid, int) and run.pid > 0 else None
     span = (lo, hi) if lo <= hi else None
     values = np.concatenate(sampled) if sampled else np.empty(0)
-    return RunFacts(run.key, run_dir, consoles_only, writer, span, points, frozenset(streams), values)
+    return RunFacts(
+        run.key, run_dir, consoles_only, writer, span, points, frozenset(streams), values
+    )
 
 
 def comparable(name: str) -> bool:
@@ -96,13 +99,19 @@ def _fingerprints(values: np.ndarray) -> set[bytes]:
     with np.errstate(over="ignore"):
         v32 = values.astype(np.float32)
     v32 = v32[np.isfinite(v32)]
-    if not len(v32):
-        return set()
-    scaled = v32.astype(np.float64)[:, None] * _DENOMINATORS[None, :]
-    simple = (np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled))).any(
-        axis=1
-    )
+    if len(v32) <= 8:  # numpy's per-call cost dominates: one check per value
+        return {v.tobytes() for v in v32 if not _simple(float(v))}
+    v64 = v32.astype(np.float64)
+    scaled = v64[:, None] * _DENOMINATORS[None, :]
+    off = np.abs(scaled - np.round(scaled)) / _DENOMINATORS[None, :]
+    simple = (off < 1e-6 * np.maximum(np.abs(v64), 1e-3)[:, None]).any(axis=1)
     return {v.tobytes() for v in v32[~simple]}
+
+
+def _simple(v: float) -> bool:
+    """An integer or a fraction with a denominator up to 100 (as float32 shows it)."""
+    f = Fraction(v).limit_denominator(100)
+    return abs(float(f) - v) < 1e-6 * max(abs(v), 1e-3)
 
 
 def near(a: str, b: str) -> bool:

@@ -26,16 +26,23 @@ REALLOGS2 = REALLOGS.parent / "reallogs2"
 @pytest.fixture
 def reallogs2() -> Path:
     if not (REALLOGS2 / "SOURCES.md").exists():
-        pytest.skip(f"real logs not present at {REALLOGS2} (../shared/reallogs2 next to the project)")
+        pytest.skip(
+            f"real logs not present at {REALLOGS2} (../shared/reallogs2 next to the project)"
+        )
     return REALLOGS2
 
 
-KERAS_CSV = "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.61,0.93,0.66,0.85\n1,0.72,0.71,0.70,0.79\n"
+KERAS_CSV = (
+    "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.61,0.93,0.66,0.85\n1,0.72,0.71,0.70,0.79\n"
+)
 
 
 def test_registry_lists_each_format_once_with_its_step_unit():
     assert len(BY_FORMAT) == len(SOURCES)
-    assert BY_FORMAT["keras-csv"].step_unit == "epoch" and BY_FORMAT["lightning-csv"].step_unit == "step"
+    assert (
+        BY_FORMAT["keras-csv"].step_unit == "epoch"
+        and BY_FORMAT["lightning-csv"].step_unit == "step"
+    )
     for cls in SOURCES:
         assert cls.format != "unknown" and callable(cls.claims)
 
@@ -44,14 +51,24 @@ def test_content_decides_whatever_the_name(tmp_path):
     """Keras CSV in a `.log`, a training console in a `.txt`; a dataset, a config, predictions,
     code and prose that mentions a loss are not runs."""
     (tmp_path / "training_logs(2).log").write_text(KERAS_CSV)
-    console = "".join(f"epoch {e} | train_loss={1 / (e + 1):.4f} val_loss={1.2 / (e + 1):.4f}\n" for e in range(4))
+    console = "".join(
+        f"epoch {e} | train_loss={1 / (e + 1):.4f} val_loss={1.2 / (e + 1):.4f}\n" for e in range(4)
+    )
     (tmp_path / "trainning_output.txt").write_text("Loading data...\n" + console)
-    (tmp_path / "iris.csv").write_text("sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n")
+    (tmp_path / "iris.csv").write_text(
+        "sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n"
+    )
     (tmp_path / "predictions.csv").write_text("id,label,prob\n0,1,0.93\n1,0,0.12\n2,1,0.77\n")
     (tmp_path / "config.yaml").write_text("lr: 0.001\nepochs: 10\n")
-    (tmp_path / "results.json").write_text(json.dumps([{"image_id": 1, "score": 0.9, "bbox": [1, 2, 3, 4]}]))
-    (tmp_path / "train.py").write_text("for epoch in range(3):\n    print(f'epoch {epoch} loss={loss}')\n")
-    (tmp_path / "NOTES.md").write_text("The val loss rose at epoch 14 (loss 2.9) after a minimum at step 8.\n")
+    (tmp_path / "results.json").write_text(
+        json.dumps([{"image_id": 1, "score": 0.9, "bbox": [1, 2, 3, 4]}])
+    )
+    (tmp_path / "train.py").write_text(
+        "for epoch in range(3):\n    print(f'epoch {epoch} loss={loss}')\n"
+    )
+    (tmp_path / "NOTES.md").write_text(
+        "The val loss rose at epoch 14 (loss 2.9) after a minimum at step 8.\n"
+    )
     e = loaded(tmp_path)
     assert sorted(e.visible_keys()) == ["training_logs(2).log", "trainning_output.txt"]
     assert e.store.runs["training_logs(2).log"].step_unit == "epoch"
@@ -62,13 +79,21 @@ def test_content_decides_whatever_the_name(tmp_path):
 def test_real_logs_with_odd_names_are_read(reallogs2):
     e = loaded(reallogs2 / "keras-irfanet-appended-overfit")
     assert e.visible_keys() == ["training_logs191017(2).log"]
-    rows = (reallogs2 / "keras-irfanet-appended-overfit" / "training_logs191017(2).log").read_text().splitlines()
-    assert len(e.store.runs["training_logs191017(2).log"].series["val_loss"]) == len(rows) - rows.count(rows[0])
+    rows = (
+        (reallogs2 / "keras-irfanet-appended-overfit" / "training_logs191017(2).log")
+        .read_text()
+        .splitlines()
+    )
+    assert len(e.store.runs["training_logs191017(2).log"].series["val_loss"]) == len(
+        rows
+    ) - rows.count(rows[0])
     terminal = reallogs2 / "console-hf-xlsr-arabic-blank-phase"
     e = loaded(terminal)
     (key,) = e.visible_keys()
     assert key.endswith("trainning_output.txt") and len(e.store.runs[key].series["eval_wer"]) > 10
-    d2 = loaded(reallogs2 / "d2-maskrcnn-many-restarts")  # predictions and a .lock file beside the logs
+    d2 = loaded(
+        reallogs2 / "d2-maskrcnn-many-restarts"
+    )  # predictions and a .lock file beside the logs
     assert d2.visible_keys() == ["output"]
 
 
@@ -117,7 +142,10 @@ def test_a_file_named_like_a_log_but_a_fifo_is_never_opened(tmp_path):
     os.mkfifo(tmp_path / "metrics.csv")
     (tmp_path / "ok.csv").write_text("step,loss\n1,0.5\n")
     out = subprocess.run(
-        [sys.executable, "-m", "watchrun", "ls", str(tmp_path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "watchrun", "ls", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0 and "ok.csv" in out.stdout
 
@@ -143,7 +171,14 @@ def test_symlinks_are_followed_only_inside_the_roots(tmp_path):
 
 
 def test_claims_never_raise_on_junk():
-    junk = [b"", b"\x00" * 100, os.urandom(5000), b"{" * 10000, b"step,loss\n" + b"\xff" * 300, b"\r" * 500]
+    junk = [
+        b"",
+        b"\x00" * 100,
+        os.urandom(5000),
+        b"{" * 10000,
+        b"step,loss\n" + b"\xff" * 300,
+        b"\r" * 500,
+    ]
     for data in junk:
         for cls in SOURCES:
             cls.claims("/nonexistent/x.log", Head.of(data, len(data)))
@@ -153,11 +188,15 @@ def test_claims_never_raise_on_junk():
 def _privileges_can_be_dropped() -> bool:
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         return False
-    probe = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", "true"], capture_output=True)
+    probe = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "true"], capture_output=True
+    )
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _privileges_can_be_dropped(), reason="needs root and setpriv to drop CAP_DAC_OVERRIDE")
+@pytest.mark.skipif(
+    not _privileges_can_be_dropped(), reason="needs root and setpriv to drop CAP_DAC_OVERRIDE"
+)
 def test_unreadable_paths_say_permission_denied_and_exit_2(tmp_path):
     """As root no mode bit refuses a read, so the child runs as root without the capabilities
     that override file modes (setpriv --bounding-set); the directory and file are root's, mode 0."""
@@ -166,20 +205,34 @@ def test_unreadable_paths_say_permission_denied_and_exit_2(tmp_path):
     (watched / "locked" / "history.csv").write_text(KERAS_CSV)
 
     def ls(*args: str) -> subprocess.CompletedProcess:
-        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-m", "watchrun", *args]
+        cmd = [
+            "setpriv",
+            "--bounding-set=-dac_override,-dac_read_search",
+            sys.executable,
+            "-m",
+            "watchrun",
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
     os.chmod(watched / "locked", 0)
     try:
         out = ls("ls", str(watched))
         assert out.returncode == 2, out
-        assert f"permission denied: {watched / 'locked'}" in out.stderr and "no runs found" not in out.stdout
+        assert (
+            f"permission denied: {watched / 'locked'}" in out.stderr
+            and "no runs found" not in out.stdout
+        )
         check = ls("check", str(watched))
         assert check.returncode == 2 and f"permission denied: {watched / 'locked'}" in check.stderr
         os.chmod(watched / "locked", 0o755)
         os.chmod(watched / "locked" / "history.csv", 0)
         out = ls("ls", str(watched / "locked" / "history.csv"))
-        assert out.returncode == 2 and "permission denied" in out.stderr and "no such file" not in out.stderr
+        assert (
+            out.returncode == 2
+            and "permission denied" in out.stderr
+            and "no such file" not in out.stderr
+        )
         (watched / "ok.csv").write_text(KERAS_CSV)
         out = ls("ls", str(watched))  # one readable run: listed, the unreadable file named
         assert out.returncode == 0 and "ok.csv" in out.stdout and "permission denied" in out.stderr
@@ -210,14 +263,18 @@ def test_a_broken_claims_does_not_hide_other_formats(monkeypatch, tmp_path):
 
     monkeypatch.setattr(TensorBoardSource, "claims", classmethod(broken))
     (tmp_path / "h.csv").write_text(KERAS_CSV)
-    assert Counter(f.format for s in Discovery([str(tmp_path)]).scan(str(tmp_path)).values() for f in s.files) == {
-        "keras-csv": 1
-    }
+    assert Counter(
+        f.format for s in Discovery([str(tmp_path)]).scan(str(tmp_path)).values() for f in s.files
+    ) == {"keras-csv": 1}
 
 
 def test_python_m_watchrun_runs_the_cli(tmp_path):
     (tmp_path / "h.csv").write_text(KERAS_CSV)
-    code = textwrap.dedent("import runpy, sys; sys.argv = ['watchrun', 'ls', '--json', sys.argv[1]]; "
-                           "runpy.run_module('watchrun', run_name='__main__')")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    code = textwrap.dedent(
+        "import runpy, sys; sys.argv = ['watchrun', 'ls', '--json', sys.argv[1]]; "
+        "runpy.run_module('watchrun', run_name='__main__')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and json.loads(out.stdout)["formats"] == ["keras-csv"]

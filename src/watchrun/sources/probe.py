@@ -114,6 +114,16 @@ def history_table(head: bytes) -> list[str] | None:
     """The header of a table that is a training history: numbers in most cells and a step-like
     column (`epoch`, `step`, `total/steps`), or an index-like first column or metric-named columns
     (one row per epoch). Datasets, predictions and configs have neither."""
+    memo = getattr(head, "__dict__", None)  # a Head: several sources ask about one file
+    if memo is not None and "history_table" in memo:
+        return memo["history_table"]
+    found = _history_table(head)
+    if memo is not None:
+        memo["history_table"] = found
+    return found
+
+
+def _history_table(head: bytes) -> list[str] | None:
     parsed = table(head)
     if parsed is None:
         return _header_only(head)
