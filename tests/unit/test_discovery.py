@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -278,3 +279,57 @@ def test_python_m_watchrun_runs_the_cli(tmp_path):
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and json.loads(out.stdout)["formats"] == ["keras-csv"]
+
+
+def test_the_engines_own_reads_raise_no_file_events(tmp_path):
+    """Only write-type inotify events are watched: reading every file (as the engine does at each
+    full poll) wakes nothing, a write does."""
+    for i in range(20):
+        (tmp_path / f"r{i}.csv").write_text("step,loss\n1,0.5\n")
+    e = Engine([str(tmp_path)])
+    e.load()
+    e.start_watching()
+    try:
+        assert e.watching
+        for _ in range(3):
+            for i in range(20):
+                (tmp_path / f"r{i}.csv").read_bytes()
+        time.sleep(0.5)
+        assert not e.dirty
+        with open(tmp_path / "r3.csv", "a") as fh:
+            fh.write("2,0.25\n")
+        deadline = time.time() + 5
+        while not e.dirty and time.time() < deadline:
+            time.sleep(0.05)
+        assert str(tmp_path / "r3.csv") in e.dirty
+    finally:
+        e.stop_watching()
+
+
+def test_an_inotify_queue_overflow_rescans_and_polls_for_a_while(tmp_path):
+    """A writer process floods the kernel queue (200,000 attribute changes, more than the default
+    16,384 queued events): the engine notices, rescans once and trusts polling for a while."""
+    for i in range(50):
+        (tmp_path / f"r{i}.csv").write_text("step,loss\n1,0.5\n")
+    e = Engine([str(tmp_path)])
+    e.load()
+    e.start_watching()
+    flood = textwrap.dedent("""\
+        import os, sys
+        fds = [os.open(os.path.join(sys.argv[1], f"r{i}.csv"), os.O_WRONLY) for i in range(50)]
+        for _ in range(4000):
+            for fd in fds:
+                os.utime(fd)
+    """)
+    try:
+        subprocess.run([sys.executable, "-c", flood, str(tmp_path)], check=True, timeout=120)
+        deadline = time.time() + 10
+        while not e.overflows and time.time() < deadline:
+            time.sleep(0.1)
+        if not e.overflows:
+            pytest.skip("the kernel queue did not overflow here (a larger max_queued_events)")
+        assert e.rescan_needed and not e.events_trusted
+        e.tick()
+        assert not e.rescan_needed and len(e.visible_keys()) == 50
+    finally:
+        e.stop_watching()
