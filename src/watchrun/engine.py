@@ -146,9 +146,12 @@ class Engine:
         self._merge_pending = False
         with self.store.lock:
             known = [self._facts_of(r) for r in self.store.runs.values() if r.key in self.by_key]
+        found = groups(known)
+        roots = [self._common_root(keys) for keys, _ in found]
+        shared = {r for r in roots if roots.count(r) > 1}
         made: list[str] = []
-        for keys, why in groups(known):
-            made.append(self._join(keys, why))
+        for (keys, why), root in zip(found, roots, strict=True):
+            made.append(self._join(keys, why, root, own_key=root not in shared))
         for key in made:
             self.poll(keys=[key])
             self._drop_duplicates(key)
@@ -165,13 +168,21 @@ class Engine:
     def _run_dir(self, run) -> str:  # type: ignore[no-untyped-def]
         return os.path.dirname(run.root) if run.root in run.files else run.root
 
-    def _join(self, keys: list[str], why: str) -> str:
-        runs = [self.store.runs[k] for k in keys]
-        root = os.path.commonpath([self._run_dir(r) for r in runs])
+    def _common_root(self, keys: list[str]) -> str:
+        return os.path.commonpath([self._run_dir(self.store.runs[k]) for k in keys])
+
+    def _join(self, keys: list[str], why: str, root: str, own_key: bool = True) -> str:
+        """Make runs `keys` one run rooted at `root`, named after it (or, when other trainings
+        share that folder, after its richest member) and read again from the start."""
+        by_richness = sorted(keys, key=lambda k: (self.store.runs[k].formats <= {"console"}, -self.store.runs[k].points()))
         watch_root = next((w for w in self.roots if root == w or root.startswith(w + os.sep)), self.roots[0])
         key = self._key(root, watch_root)
+        if not own_key or (key in self.store.runs and key not in keys):
+            key = by_richness[0]
         spec = RunSpec(root)
-        for k in keys:
+        # read first what holds most, a console (numbers rounded for print) last: where two
+        # writers give one metric at one step, the store keeps the first one read
+        for k in by_richness:
             for src in self.by_key.pop(k, []):
                 self.sources.pop((k, src.format), None)
                 for path in src.files():

@@ -37,13 +37,11 @@ NEAR = 3  # levels up from each root to their common ancestor
 MIN_SHARED = 3  # equal (step, value) points that make two series one
 SAMPLE = 64  # points of each series fingerprinted (the first ones: every writer starts there)
 CROWD = 8  # a fingerprint shared by more runs is not distinctive (a constant, a copied template)
-# series set by the recipe, not by the data: equal in any two runs of one recipe, no evidence
-_RECIPE = re.compile(
-    r"(?:^|[/_.\-])(?:lr|learning_rate|lr-\w+|pg\d|momentum|weight_decay|wd|epoch|epochs|step|steps|iter|"
-    r"iteration|runtime|time|timestamp|samples_per_second|steps_per_second|total_flos|memory|eta|"
-    r"batch_size|warmup\w*)(?:$|[/_.\-])",
-    re.IGNORECASE,
-)
+# series set by the recipe, not by the data (equal in any two runs of one recipe): no evidence
+_RECIPE_LAST = {"lr", "rate", "epoch", "epochs", "step", "steps", "iter", "iteration", "runtime",
+                "time", "timestamp", "second", "flos", "memory", "eta", "size", "momentum", "decay",
+                "wd", "warmup", "mem", "gpu"}  # fmt: skip
+_TOKENS = re.compile(r"[/_.\-\s()]+")
 _DENOMINATORS = np.arange(1, 101)
 
 
@@ -88,8 +86,11 @@ def facts(
 
 def comparable(name: str) -> bool:
     """A loss or a metric: its values depend on the data, so equal values mean the same training
-    (a learning rate, an epoch counter or a runtime says nothing)."""
-    return not _RECIPE.search(name)
+    (a learning rate, an epoch counter or a runtime says nothing). `train/epoch_loss` is a loss."""
+    tokens = [t for t in _TOKENS.split(name.lower()) if t]
+    if not tokens or tokens[-1] in _RECIPE_LAST or "lr" in tokens:
+        return False
+    return not re.fullmatch(r"pg\d+", tokens[-1])
 
 
 def _fingerprints(values: np.ndarray) -> set[bytes]:
@@ -241,8 +242,10 @@ def _under(root: str, d: str) -> bool:
 
 
 def duplicates(run: Run, streams: dict[str, str]) -> dict[str, str]:
-    """{dropped series: kept series}: series of different writers that are one metric (most of
-    the shorter one's values found in the other, at least MIN_SHARED); the longer is kept."""
+    """{dropped series: kept series}: series of different writers that are one metric: equal
+    (as float32) at every common step, at least MIN_SHARED of them, or, where the writers count
+    steps differently, most of the shorter one's values found in the other. The one with more
+    points is kept (the shorter name on a tie)."""
     names = [n for n in run.series if comparable(n) and len(run.series[n])]
     prints = {n: _fingerprints(run.series[n].values) for n in names}
     out: dict[str, str] = {}
@@ -250,9 +253,22 @@ def duplicates(run: Run, streams: dict[str, str]) -> dict[str, str]:
         for b in names[i + 1 :]:
             if a in out or b in out or streams.get(a) == streams.get(b):
                 continue
-            shared = len(prints[a] & prints[b])
-            if shared < MIN_SHARED or shared < 0.8 * min(len(prints[a]), len(prints[b])):
+            if not (_aligned(run.series[a], run.series[b]) or _same_values(prints[a], prints[b])):
                 continue
-            keep, drop = (a, b) if len(run.series[a]) >= len(run.series[b]) else (b, a)
+            keep, drop = sorted((a, b), key=lambda n: (-len(run.series[n]), len(n), n))
             out[drop] = keep
     return out
+
+
+def _same_values(a: set[bytes], b: set[bytes]) -> bool:
+    shared = len(a & b)
+    return shared >= MIN_SHARED and shared >= 0.8 * min(len(a), len(b))
+
+
+def _aligned(a, b) -> bool:  # type: ignore[no-untyped-def]
+    common, ia, ib = np.intersect1d(a.steps, b.steps, return_indices=True)
+    if len(common) < MIN_SHARED:
+        return False
+    with np.errstate(over="ignore"):
+        va, vb = a.values[ia].astype(np.float32), b.values[ib].astype(np.float32)
+    return bool(np.all((va == vb) | (np.isnan(va) & np.isnan(vb))))
