@@ -175,6 +175,8 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
         "pid": run.pid,
         "host": run.host,
         "warnings": list(run.warnings),
+        "files": dict(sorted(run.file_formats.items())),  # path -> format: what makes up the run
+        "joined": list(run.joined),  # why files found apart are one run (merge.py)
     }
 
 

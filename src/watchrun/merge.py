@@ -194,14 +194,14 @@ def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped
     for c in runs:
         if not c.consoles_only:
             continue
-        near_runs = [r for r in trainings if _under(r.root, c.root)]
+        near_runs = [r for r in trainings if _under(r.root, c.root) or _under(c.root, r.root)]
         printed = [(printed_matches(c.values, r.values), r) for r in near_runs]
         printed = [(n, r) for n, r in printed if n >= MIN_SHARED]
         if printed:
             n, best = max(printed, key=lambda nr: nr[0])
             join(best, c, f"its console, printing {n} of its values")
             continue
-        below = {find(r.key) for r in near_runs if r.root != c.root}
+        below = {find(r.key) for r in near_runs if r.root != c.root and _under(r.root, c.root)}
         if len(below) == 1 and not any(r.root == c.root for r in near_runs):
             join(by_key[next(iter(below))], c, "its console, in the folder above it")
 

@@ -333,3 +333,40 @@ def test_an_inotify_queue_overflow_rescans_and_polls_for_a_while(tmp_path):
         assert not e.rescan_needed and len(e.visible_keys()) == 50
     finally:
         e.stop_watching()
+
+
+def test_runs_found_apart_while_live_are_joined_once_evidence_comes(tmp_path):
+    """A job writes TensorBoard events and a CSV history of the same numbers while the engine
+    follows: first two runs (nothing to tell yet), then one, with every point once; the files the
+    writers add later land in the joined run."""
+    from tests.unit.test_formats import scalar, tb_event_writer
+
+    job = tmp_path / "job"
+    tb = tb_event_writer(job / "tb")
+    csv = job / "hist" / "log.csv"
+    csv.parent.mkdir()
+    csv.write_text("epoch,loss,val_loss\n")
+    e = Engine([str(tmp_path)], poll_seconds=0.05)
+    e.load()
+    losses = [0.6931, 0.5127, 0.4473, 0.4012, 0.3777]
+    for epoch, loss in enumerate(losses):
+        tb.add_event(scalar(epoch, "loss", loss))
+        tb.flush()
+        with open(csv, "a") as fh:
+            fh.write(f"{epoch},{float(__import__('numpy').float32(loss))},{loss + 0.1234}\n")
+        e.rescan_needed = True
+        e._last_merge = e._last_full_poll = 0.0  # due now: no waiting in a test
+        e.tick()
+    tb.close()
+    assert e.visible_keys() == ["job"]
+    run = e.store.runs["job"]
+    assert run.formats == {"tensorboard", "keras-csv"} and run.joined
+    assert run.series["loss"].steps.tolist() == [0, 1, 2, 3, 4] and len(run.series["val_loss"]) == 5
+    (job / "hist" / "notes.txt").write_text(
+        "".join(f"epoch {i} loss={v:.4f}\n" for i, v in enumerate(losses))
+    )
+    for _ in range(2):
+        e.rescan_needed = True
+        e._last_merge = e._last_full_poll = 0.0
+        e.tick()
+    assert e.visible_keys() == ["job"] and "console" in e.store.runs["job"].formats
