@@ -42,8 +42,9 @@ _WRITE_EVENTS = (
 )  # fmt: skip
 _WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 OVERFLOW_POLL_SECONDS = 30.0  # after an overflow: poll alone this long
-FULL_POLL_WITH_EVENTS = 10.0  # with trusted file events: a stat of every file this often
-IDLE_WAKE_SECONDS = 2.0  # with trusted file events: wake for statuses and stalls this often
+FULL_POLL_WITH_EVENTS = 15.0  # with trusted file events: a stat of every file this often
+RESCAN_WITH_EVENTS = 60.0  # and a walk of the tree (a new directory triggers one at once)
+IDLE_WAKE_SECONDS = 5.0  # with trusted file events: wake for statuses and stalls this often
 HIDDEN_WHEN_EMPTY = {fmt for fmt, cls in BY_FORMAT.items() if not cls.listed_when_empty}
 MERGE_EVERY = 5.0  # seconds between looks for runs to join while data arrives
 
@@ -357,8 +358,11 @@ class Engine:
         dirty, self.dirty = self.dirty, set()
         trusted = self.events_trusted
         # with file events, changes wake us at once: the full poll and the walk are safety nets
-        full_every = max(self.poll_seconds, FULL_POLL_WITH_EVENTS, 20 * self._poll_cost) if trusted else self.poll_seconds
-        rescan_every = max(30.0 if trusted else 10.0, 50 * self._scan_cost)
+        if trusted:
+            full_every = max(self.poll_seconds, FULL_POLL_WITH_EVENTS, 50 * self._poll_cost)
+            rescan_every = max(RESCAN_WITH_EVENTS, 100 * self._scan_cost)
+        else:
+            full_every, rescan_every = self.poll_seconds, max(10.0, 50 * self._scan_cost)
         if dirty and not self.rescan_needed and any(
             p not in self.owner and self.discovery.is_source(p) for p in dirty
         ):
