@@ -25,11 +25,13 @@ class LightningCsvSource(TableSource):
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:
-        """A history table with both `step` and `epoch` columns, as Lightning always logs."""
+        """A history table with both `step` and `epoch` columns, as Lightning always logs (or a
+        `step` column in a file named as CSVLogger names it)."""
         if head is None:
             return os.path.basename(path) == "metrics.csv"
         header = history_table(head)
-        return bool(header) and "step" in header and "epoch" in header
+        named = os.path.basename(path) == "metrics.csv"
+        return bool(header) and "step" in header and ("epoch" in header or named)
 
     @classmethod
     def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
