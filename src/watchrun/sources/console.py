@@ -28,7 +28,9 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, to_float, to_step
+from watchrun.sources.probe import is_console
 from watchrun.sources.table import find_step_column
+from watchrun.sources.wandbrun import run_folder_member
 from watchrun.tail import FileCursor
 
 # Every pattern here runs on untrusted lines: each quantifier is bounded, so a match attempt
@@ -88,23 +90,24 @@ class ConsoleSource(Source):
     format = "console"
     stream = "console"
     step_unit = "step"
+    listed_when_empty = False
+    attaches = 2  # a console joins the run of its directory (or the parent's), if there is one
+    standalone = True
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
         """A terminal capture of a training, whatever it is called (`trainning_output.txt`):
-        two lines of the head look like training output. Binary files never do."""
+        its lines look like a training console (probe.console_signs) in the head or, for a long
+        file, its last bytes; or two lines of the head are training output lines. Binary files
+        never are; with no head (unreadable) the name decides."""
+        member = run_folder_member(path)
+        if member is not None:  # in a W&B run folder only files/output.log is the console
+            return member[1] == cls.format
+        if head is None:
+            return path.endswith((".log", ".out", ".err"))
         if b"\x00" in head:
-            return False
-        text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace")
-        hits = 0
-        for raw in text.splitlines():
-            for line in raw.split("\r"):
-                line = line.strip()
-                if line and len(line) <= MAX_CLAIM_LINE and any(p.search(line) for p in _CLAIM_LINES):
-                    hits += 1
-                    if hits >= 2:
-                        return True
-        return False
+            return False  # binary; a text log with junk NULs is a console once they scroll by
+        return is_console(head, getattr(head, "tail", b"")) or _training_lines(head)
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -332,3 +335,17 @@ class ConsoleSource(Source):
         belongs to the end of the run)."""
         run = self.store.run(self.key)
         self.store.update(self.key, events=run.events + [(step, message)])
+
+
+def _training_lines(head: bytes) -> bool:
+    """Two lines of the head look like training output (_CLAIM_LINES)."""
+    text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace")
+    hits = 0
+    for raw in text.splitlines():
+        for line in raw.split("\r"):
+            line = line.strip()
+            if line and len(line) <= MAX_CLAIM_LINE and any(p.search(line) for p in _CLAIM_LINES):
+                hits += 1
+                if hits >= 2:
+                    return True
+    return False

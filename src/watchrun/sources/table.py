@@ -19,6 +19,8 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, flatten, to_float, to_step
+from watchrun.sources.layout import dir_log_root
+from watchrun.sources.probe import history_lines, history_table
 from watchrun.tail import MAX_READ, FileCursor
 
 STEP_COLUMNS = (
@@ -106,9 +108,16 @@ class TableSource(Source):
     stream = "table"
     step_unit = "step"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
-        return looks_like_table(head)
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A CSV/TSV training history (probe.history_table) that no more specific table claims."""
+        if head is None:
+            return path.endswith((".csv", ".tsv"))
+        return history_table(head) is not None or looks_like_table(head)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dir_log_root(path), {}
 
     step_columns: tuple[str, ...] = STEP_COLUMNS
     skip_columns: frozenset[str] = frozenset({"timestamp", "time", "date", "datetime"})
@@ -235,23 +244,21 @@ class JsonlSource(Source):
     stream = "jsonl"
     step_unit = "step"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
-        """One JSON object per line, one of the first three with a step-like key (or
-        mmdetection's `epoch` + `iter`)."""
-        lines = head_lines(head, 3)
-        if len(lines) < 1 or not lines[0].lstrip().startswith("{"):
-            return False
-        for line in lines:
-            try:
-                obj = json.loads(line)
-            except (ValueError, RecursionError):
-                return False
-            if isinstance(obj, dict) and (
-                find_step_column(list(flatten(obj))) is not None or {"epoch", "iter"} <= obj.keys()
-            ):
-                return True
-        return False
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """JSON lines with a step-like key next to numbers (probe.history_lines), or one of the
+        first three lines with a step-like key (or mmdetection's `epoch` + `iter`)."""
+        if head is None:
+            return path.endswith(".jsonl")
+        return history_lines(head) or _steplike_lines(head)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dir_log_root(path), {}
+
+    @classmethod
+    def create(cls, store: Any, key: str, root: str, path: str = "") -> Source:
+        return cls(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
 
     def __init__(self, store: Any, key: str, stream: str = "jsonl") -> None:
         super().__init__(store, key)
@@ -351,3 +358,20 @@ def _numeric_string(text: str) -> bool:
     except ValueError:
         return text.strip().lower() in ("nan", "inf", "-inf", "infinity", "-infinity")
 
+
+def _steplike_lines(head: bytes) -> bool:
+    """One JSON object per line, one of the first three with a step-like key (or mmdetection's
+    `epoch` + `iter`)."""
+    lines = head_lines(head, 3)
+    if len(lines) < 1 or not lines[0].lstrip().startswith("{"):
+        return False
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            return False
+        if isinstance(obj, dict) and (
+            find_step_column(list(flatten(obj))) is not None or {"epoch", "iter"} <= obj.keys()
+        ):
+            return True
+    return False
