@@ -186,13 +186,14 @@ def report_unreadable(engine: Any) -> int:
 def cmd_ls(paths: list[str], config: Any, as_json: bool, follow_symlinks: bool = False) -> int:
     engine = _engine(paths, config, follow_symlinks=follow_symlinks)
     engine.load()
-    from watchrun.gpu import look_once
-
     keys = engine.visible_keys()
-    looked = look_once([engine.store.runs[k] for k in keys])
-    rows = [dict(ls_row(engine, key), **looked[key]) for key in keys]
+    rows = [ls_row(engine, key) for key in keys]
     status = report_unreadable(engine)
-    if as_json:
+    if as_json:  # with each run's GPUs and process tree (the table shows neither: not looked at)
+        from watchrun.gpu import look_once
+
+        looked = look_once([engine.store.runs[k] for k in keys])
+        rows = [dict(row, **looked[key]) for row, key in zip(rows, keys, strict=True)]
         for row in rows:
             print(json.dumps(row))
         return status
