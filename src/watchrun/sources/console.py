@@ -71,6 +71,7 @@ _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
 _TABLE_RULE = re.compile(r"^-{10,}$")
 _TABLE_ROW = re.compile(r"^\|\s{0,16}([^|]{0,200}?)\s{0,16}\|\s{0,16}([^|]{0,64}?)\s{0,16}\|$")
+_TEXT_SUFFIXES = (".txt", ".log", ".out", ".err")  # where two training lines make a console
 MAX_CLAIM_LINE = 1024  # a line longer than this is no training output line (claims)
 # what a training console shows in its first lines (claims): HF dict logs, tqdm bars, Keras epochs,
 # `epoch N ... loss=...` loops, key-value tables
@@ -105,9 +106,11 @@ class ConsoleSource(Source):
             return member[1] == cls.format
         if head is None:
             return path.endswith((".log", ".out", ".err"))
-        if b"\x00" in head:
-            return False  # binary; a text log with junk NULs is a console once they scroll by
-        return is_console(head, getattr(head, "tail", b"")) or _training_lines(head)
+        if b"\x00" in head or _json_document(head):
+            return False  # binary, or JSON quoting training lines (a labels or results file)
+        if is_console(head, getattr(head, "tail", b"")):
+            return True
+        return path.endswith(_TEXT_SUFFIXES) and _training_lines(head)
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -349,3 +352,9 @@ def _training_lines(head: bytes) -> bool:
                 if hits >= 2:
                     return True
     return False
+
+
+def _json_document(head: bytes) -> bool:
+    """A JSON object or array (`{"...`, `[`); a console's dict lines are Python's `{'loss': ...}`."""
+    start = head.lstrip()[:2]
+    return start[:1] == b"[" or start == b'{"' or start in (b"{\n", b"{\r", b"{ ", b"{\t")
