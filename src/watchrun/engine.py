@@ -422,7 +422,12 @@ class Engine:
                 changed = {self.owner[p].key for p in dirty if p in self.owner}
             if dirty:
                 added += self.poll(paths=dirty)
-        if (self._merge_pending or added) and now - self._last_merge >= MERGE_EVERY:
+        if added:
+            self._merge_pending = True
+        # runs found apart are joined every MERGE_EVERY while data arrives, and at the latest
+        # when it settles: before the end-of-run verdict, which must judge the joined run
+        settling = not self._settled and now - self._last_data >= self.config.settle_seconds
+        if self._merge_pending and (now - self._last_merge >= MERGE_EVERY or settling):
             self.merge_runs()
         ended_before = self._ended_keys()
         self.update_statuses(changed)
