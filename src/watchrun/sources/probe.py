@@ -92,10 +92,10 @@ def table(head: bytes) -> tuple[list[str], list[list[str]]] | None:
         return None
     first = lines[0]
     sep = "\t" if first.count("\t") > first.count(",") else ","
-    try:
-        rows = list(csv.reader(lines, delimiter=sep))
-    except csv.Error:
+    first_row = _csv_row(first, sep)
+    if first_row is None:
         return None
+    rows = [first_row] + [r for r in (_csv_row(line, sep) for line in lines[1:]) if r is not None]
     header = [h.strip().strip('"') for h in rows[0]]
     if len(header) < 2 or sum(is_number(h) for h in header) > len(header) // 2:
         return None
@@ -103,6 +103,14 @@ def table(head: bytes) -> tuple[list[str], list[list[str]]] | None:
     if not body or len(body) < (len(rows) - 1) // 2:
         return None
     return header, body
+
+
+def _csv_row(line: str, sep: str) -> list[str] | None:
+    """One line's cells, parsed alone: an unterminated quote spoils its own line, not the rest."""
+    try:
+        return next(csv.reader([line], delimiter=sep), None)
+    except csv.Error:
+        return None
 
 
 def numeric_share(rows: list[list[str]]) -> float:
