@@ -374,3 +374,33 @@ def test_runs_found_apart_while_live_are_joined_once_evidence_comes(tmp_path):
         e._last_merge = e._last_full_poll = 0.0
         e.tick()
     assert e.visible_keys() == ["job"] and "console" in e.store.runs["job"].formats
+
+
+def test_a_json_document_quoting_training_lines_is_no_console(tmp_path):
+    """labels.json of the shared logs quotes console lines as evidence: not a run."""
+    doc = {
+        "runs": [
+            {"name": f"run{i}", "evidence": f"epoch {i} | train_loss=0.{i} val_loss=0.{i + 1}"}
+            for i in range(1, 6)
+        ]
+    }
+    (tmp_path / "labels.json").write_text(json.dumps(doc, indent=2))
+    assert Discovery([str(tmp_path)]).scan(str(tmp_path)) == {}
+
+
+def test_a_wandb_run_folder_is_one_run_and_latest_run_is_not_walked_again(tmp_path):
+    folder = tmp_path / "wandb" / "run-20250101_000000-abc123"
+    (folder / "files" / "media" / "table").mkdir(parents=True)
+    (folder / "files" / "wandb-summary.json").write_text('{"loss": 0.4, "_step": 1}')
+    (folder / "files" / "output.log").write_text(
+        "".join(f"epoch {i} | train_loss=0.{9 - i} val_loss=0.{9 - i}\n" for i in range(5))
+    )
+    (folder / "files" / "requirements.txt").write_text("torch==2.1\n")
+    (folder / "files" / "media" / "table" / "t.table.json").write_text(
+        '{"columns": ["epoch", "loss"], "data": [[0, 0.5], [1, 0.4], [2, 0.3]]}'
+    )
+    os.symlink(folder, tmp_path / "wandb" / "latest-run")
+    specs = Discovery([str(tmp_path)]).scan(str(tmp_path))
+    assert list(specs) == [str(folder)]
+    files = {os.path.relpath(f.path, folder): f.format for f in specs[str(folder)].files}
+    assert files == {"files/wandb-summary.json": "wandb", "files/output.log": "console"}
