@@ -3,7 +3,8 @@
 Discovery shows each file's head to these classes in this order and the first whose
 `claims(path, head)` says yes reads it (specific formats before the generic tables and JSON lines,
 consoles last). Adding a format is one module with a Source subclass (`format`, `stream`,
-`step_unit`, `claims`, and `place`/`create` where the defaults do not fit) plus one line here.
+`step_unit`, `claims`, and `by_name`/`place`/`create` where the defaults do not fit) plus one
+line here.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ assert len(BY_FORMAT) == len(SOURCES), "two sources declare the same format id"
 def claim(path: str, head: Head | None) -> type[Source] | None:
     """The source class that claims this file (one with `reads` False: a known file that is no
     log), or None: not a file watchrun knows."""
-    for cls in SOURCES:
-        try:
-            if cls.claims(path, head):
-                return cls
-        except Exception:  # noqa: BLE001 - a sniffing bug must not hide the other formats
-            continue
+    for test in ("claims", "by_name"):  # content first; a name alone only when nothing claims it
+        for cls in SOURCES:
+            try:
+                if getattr(cls, test)(path, head):
+                    return cls
+            except Exception:  # noqa: BLE001 - a sniffing bug must not hide the other formats
+                continue
     return None
 
 

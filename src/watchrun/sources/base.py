@@ -138,6 +138,12 @@ class Source:
         return False
 
     @classmethod
+    def by_name(cls, path: str, head: Head | None) -> bool:
+        """A last resort, asked when no source claims the file by its content: is it this
+        format's by its name alone?"""
+        return False
+
+    @classmethod
     def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
         """(the run's root, the options for `add_file`): by default the file is a run of its own
         until evidence joins it to its neighbours. `dirs` lists directories (probe.Dirs)."""

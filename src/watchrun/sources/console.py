@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, to_float, to_step
-from watchrun.sources.probe import is_console
+from watchrun.sources.probe import is_binary, is_console
 from watchrun.sources.table import find_step_column
 from watchrun.sources.wandbrun import run_folder_member
 from watchrun.tail import FileCursor
@@ -71,7 +72,8 @@ _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
 _TABLE_RULE = re.compile(r"^-{10,}$")
 _TABLE_ROW = re.compile(r"^\|\s{0,16}([^|]{0,200}?)\s{0,16}\|\s{0,16}([^|]{0,64}?)\s{0,16}\|$")
-_TEXT_SUFFIXES = (".txt", ".log", ".out", ".err")  # where two training lines make a console
+CONSOLE_SUFFIXES = (".log", ".out", ".err")  # a job's output, by its name
+_TEXT_SUFFIXES = (".txt",)  # where two training output lines make a console
 MAX_CLAIM_LINE = 1024  # a line longer than this is no training output line (claims)
 # what a training console shows in its first lines (claims): HF dict logs, tqdm bars, Keras epochs,
 # `epoch N ... loss=...` loops, key-value tables
@@ -105,12 +107,20 @@ class ConsoleSource(Source):
         if member is not None:  # in a W&B run folder only files/output.log is the console
             return member[1] == cls.format
         if head is None:
-            return path.endswith((".log", ".out", ".err"))
+            return _job_output_name(path)
         if b"\x00" in head or _json_document(head):
             return False  # binary, or JSON quoting training lines (a labels or results file)
         if is_console(head, getattr(head, "tail", b"")):
             return True
         return path.endswith(_TEXT_SUFFIXES) and _training_lines(head)
+
+    @classmethod
+    def by_name(cls, path: str, head: bytes | None) -> bool:
+        """Named as shells and schedulers name a job's output (`train.log`, `slurm-123.out`,
+        `nohup.out`): a console whatever its first lines print, unless binary (`a.out`)."""
+        if run_folder_member(path) is not None:
+            return False
+        return _job_output_name(path) and (head is None or not is_binary(head))
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -358,3 +368,7 @@ def _json_document(head: bytes) -> bool:
     """A JSON object or array (`{"...`, `[`); a console's dict lines are Python's `{'loss': ...}`."""
     start = head.lstrip()[:2]
     return start[:1] == b"[" or start == b'{"' or start in (b"{\n", b"{\r", b"{ ", b"{\t")
+
+
+def _job_output_name(path: str) -> bool:
+    return path.endswith(CONSOLE_SUFFIXES) or os.path.basename(path).startswith(("slurm-", "nohup"))
