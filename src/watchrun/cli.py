@@ -17,6 +17,7 @@ from watchrun.textsafe import printable
 
 COMMANDS = ("ls", "check", "demo", "export", "app")
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
+MAX_SHOWN_ERRORS = 20  # unreadable paths printed; the count of the rest follows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +46,10 @@ def _main(argv: list[str] | None = None) -> int:
     parser = _parser(command)
     args = parser.parse_args(argv)
     paths = args.paths or (["."] if command != "demo" else [])
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        print(f"watchrun: no such file or directory: {', '.join(map(printable, missing))}", file=sys.stderr)
+    unreadable = [msg for msg in (_path_problem(p) for p in paths) if msg]
+    if unreadable:
+        for msg in unreadable:
+            print(f"watchrun: {printable(msg)}", file=sys.stderr)
         return 2
     try:
         config = load_config(
@@ -73,7 +75,7 @@ def _main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             return _config_error(exc)
     if command == "ls":
-        return cmd_ls(paths, config, args.json)
+        return cmd_ls(paths, config, args.json, args.follow_symlinks)
     if command == "check":
         return cmd_check(paths, config, args)
     if command == "export":
@@ -119,6 +121,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
     if command in ("ls", "check"):
         p.add_argument("--json", action="store_true", help="one JSON object per line")
+        p.add_argument("--follow-symlinks", action="store_true",
+                       help="follow symlinks that lead outside PATH (by default only those inside)")
     if command == "check":
         p.add_argument("--follow", "-f", action="store_true", help="keep watching, print alerts as they fire")
         p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
@@ -143,27 +147,60 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
-def _engine(paths: list[str], config: Any, poll: float | None = None) -> Any:
+def _engine(paths: list[str], config: Any, poll: float | None = None, follow_symlinks: bool = False) -> Any:
     from watchrun.engine import Engine
 
-    return Engine(paths, config, poll_seconds=poll, bounded=True)
+    return Engine(paths, config, poll_seconds=poll, bounded=True, follow_symlinks=follow_symlinks)
 
 
-def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
-    engine = _engine(paths, config)
+def _path_problem(path: str) -> str | None:
+    """Why a PATH given on the command line cannot be watched, or None."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return f"permission denied: {path}"
+    except FileNotFoundError:
+        return f"no such file or directory: {path}"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
+
+
+def report_unreadable(engine: Any) -> int:
+    """Say on stderr what the scan could not read; 2 when that leaves no run that could be read
+    (an empty listing would claim there is nothing to see), else 0."""
+    errors = engine.scan_errors
+    if not errors:
+        return 0
+    for message in errors[:MAX_SHOWN_ERRORS]:
+        print(f"watchrun: {printable(message)}", file=sys.stderr)
+    more = engine.discovery.error_count - min(len(errors), MAX_SHOWN_ERRORS)
+    if more > 0:
+        print(f"watchrun: ... and {more} more path(s) that cannot be read", file=sys.stderr)
+    if engine.readable_keys():
+        return 0
+    print("watchrun: no run could be read", file=sys.stderr)
+    return 2
+
+
+def cmd_ls(paths: list[str], config: Any, as_json: bool, follow_symlinks: bool = False) -> int:
+    engine = _engine(paths, config, follow_symlinks=follow_symlinks)
     engine.load()
     keys = engine.visible_keys()
     rows = [ls_row(engine, key) for key in keys]
-    if as_json:  # with the GPUs and the writer process each run uses (psutil, NVML: only here)
+    status = report_unreadable(engine)
+    if as_json:  # with each run's GPUs and process tree (the table shows neither: not looked at)
         from watchrun.gpu import look_once
 
         looked = look_once([engine.store.runs[k] for k in keys])
-        for row, key in zip(rows, keys, strict=True):
-            print(json.dumps(dict(row, **looked[key])))
-        return 0
+        rows = [dict(row, **looked[key]) for row, key in zip(rows, keys, strict=True)]
+        for row in rows:
+            print(json.dumps(row))
+        return status
     if not rows:
-        print("no runs found")
-        return 0
+        if status == 0:
+            print("no runs found")
+        return status
     header = ("RUN", "FORMATS", "METRICS", "POINTS", "LAST STEP", "STATUS", "WARNINGS")
     table = [header] + [
         (
@@ -181,7 +218,7 @@ def cmd_ls(paths: list[str], config: Any, as_json: bool) -> int:
     for row in table:
         cells = [row[i][: widths[i]].ljust(widths[i]) for i in range(len(widths))]
         print("  ".join(cells + [row[-1]]).rstrip())
-    return 0
+    return status
 
 
 def ls_row(engine: Any, key: str) -> dict[str, Any]:
@@ -197,6 +234,8 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
         "pid": run.pid,
         "host": run.host,
         "warnings": list(run.warnings),
+        "files": dict(sorted(run.file_formats.items())),  # path -> format: what makes up the run
+        "joined": list(run.joined),  # why files found apart are one run (merge.py)
     }
 
 
@@ -236,11 +275,13 @@ def cmd_export(paths: list[str], config: Any, fmt: str, output: str | None) -> i
 
 
 def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
-    engine = _engine(paths, config, args.poll)
+    engine = _engine(paths, config, args.poll, args.follow_symlinks)
     engine.detectors.watch_roots = engine.roots
     if not args.follow:
         engine.check()
         _print_failures(engine.detectors.take_failures())
+        if report_unreadable(engine):
+            return 2
         alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
         _print_alerts(alerts, args.json, header=True)
         if not alerts and not args.json:
@@ -263,6 +304,7 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
     engine.load(stop=stop)  # returns early once a signal has set `stop`
     if stop.is_set():
         return 0
+    report_unreadable(engine)  # following: runs may still come, so no early exit
     first = engine.detect(final=False)
     first += engine.detect(final=True)
     _print_failures(engine.detectors.take_failures())

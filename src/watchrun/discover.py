@@ -1,60 +1,44 @@
-"""A directory tree -> runs. One run is what one training library writes for one job.
+"""A directory tree -> runs, asking each source which files it claims.
 
-Grouping rules, by library:
-- HF Trainer: the output dir holding trainer_state.json and/or checkpoint-N/trainer_state.json,
-  *_results.json, and runs/<MonDD_HH-MM-SS>_<host>/events* (TensorBoardCallback), console logs.
-- Lightning: version_N/ with metrics.csv (CSVLogger) or events* (TensorBoardLogger), hparams.yaml.
-- TensorBoard: the directory of the event files; torch's add_hparams subfolder (`<float>/`) and
-  Keras' train/ and validation/ subfolders belong to the parent (the subfolder becomes a prefix).
-- MLflow: mlruns/<exp>/<run>/ (TensorBoard files under its artifacts/ join it); mlflow.db holds many.
-- dvclive: the dvclive/ directory. Keras CSVLogger and other tables: the file itself, except
-  progress.csv / result.json (SB3, Ray Tune), which make their directory a run.
+A file is a source because of what it holds, wherever it is and whatever it is called: the first
+bytes of every regular file (probe.HEAD_BYTES, and the last TAIL_BYTES of a longer text file) are
+shown to the registry (sources/__init__.py), once per file identity (device, inode, size, mtime):
+a rescan of an unchanged tree opens no file. The claiming source places the file in its run
+(layout.py); files that only describe a run (a console, hparams.yaml, a checkpoint) join the run
+of their directory. Evidence in the files' contents joins the rest (merge.py, after a first read).
+
+The walk stays inside the roots it is given: a symlink is followed only when its target lies
+inside one of them (or when asked to follow all), each directory is entered once (symlink loops),
+FIFOs and devices are never opened, and every directory or file that cannot be read is reported
+("permission denied: PATH"), never skipped in silence.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import os
-import re
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from watchrun.lazy import lazy
-from watchrun.sources.console import ConsoleSource
-from watchrun.sources.history_json import JsonHistorySource
-from watchrun.sources.keras import KerasCsvSource
-from watchrun.sources.table import STEP_COLUMNS, JsonlSource, TableSource
-from watchrun.sources.wandbrun import run_folder_member
+from watchrun.sources import Head, Source, claim, source_class
+from watchrun.sources.layout import Dirs, rotated_copy
+from watchrun.sources.probe import HEAD_BYTES, TAIL_BYTES
 
-if TYPE_CHECKING:
-    import sqlite3
-else:
-    sqlite3 = lazy("sqlite3")  # loaded when a database file is met
-
-# formats decided by a file's content, whatever its name (issue 11 §2): first claim wins
-CONTENT_CLAIMS = (
-    (KerasCsvSource.format, KerasCsvSource.claims),
-    (TableSource.format, TableSource.claims),
-    (JsonHistorySource.format, JsonHistorySource.claims),
-    (JsonlSource.format, JsonlSource.claims),
-    (ConsoleSource.format, ConsoleSource.claims),
-)
-SNIFF_BYTES = 64 * 1024
-
-PRUNE_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", "site-packages", ".cache",
-              ".ipynb_checkpoints", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-HF_RESULTS = {"all_results.json", "eval_results.json", "train_results.json", "test_results.json",
-              "predict_results.json"}
-_HF_RUNS_SUBDIR = re.compile(r"^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_")
-_FLOAT_DIR = re.compile(r"^\d{9,}\.\d+$")
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
-_SPLIT_DIRS = {"train", "validation", "eval", "val", "test", "valid"}
-CONSOLE_SUFFIXES = (".log", ".out", ".err")
-DIR_TABLES = {"progress.csv", "result.json", "watchrun.jsonl", "metrics.jsonl", "progress.txt"}
-STEPLIKE = STEP_COLUMNS
-SNIFFED_SUFFIXES = (".json", ".txt", ".log", ".out")
+PRUNE_DIRS = {
+    ".git",
+    "__pycache__",
+    "node_modules",
+    ".venv",
+    "venv",
+    "site-packages",
+    ".cache",
+    ".ipynb_checkpoints",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
+MAX_ERRORS = 200  # paths kept per scan; the count goes on
 
 
 @dataclass
@@ -70,294 +54,218 @@ class RunSpec:
     files: list[RunFile] = field(default_factory=list)
     mtime: float = 0.0
 
-    def add(self, fmt: str, path: str, **options: object) -> None:
+    def add(self, fmt: str, path: str, mtime: float | None = None, **options: object) -> None:
         self.files.append(RunFile(fmt, path, dict(options)))
-        with contextlib.suppress(OSError):
-            self.mtime = max(self.mtime, os.path.getmtime(path))
+        if mtime is None:
+            with contextlib.suppress(OSError):
+                mtime = os.path.getmtime(path)
+        self.mtime = max(self.mtime, mtime or 0.0)
 
 
 def run_key(root: str, watch_root: str) -> str:
+    if root.startswith(watch_root + os.sep):  # the usual case, without relpath's cost
+        return root[len(watch_root) + 1 :]
     rel = os.path.relpath(root, watch_root)
     return os.path.basename(os.path.abspath(watch_root)) if rel == "." else rel
 
 
-def discover(watch_root: str, folders: set[str] | None = None) -> dict[str, RunSpec]:
-    """Walk `watch_root` once; return runs by absolute root path, newest first. The folders
-    walked are added to `folders` when given."""
-    watch_root = os.path.abspath(watch_root)
-    runs: dict[str, RunSpec] = {}
-    consoles: list[str] = []
+def describe_error(path: str, exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {path}"
+    return f"cannot read {path}: {exc.strerror or exc}"
 
-    def spec(root: str) -> RunSpec:
-        if root not in runs:
-            runs[root] = RunSpec(root)
-        return runs[root]
 
-    if os.path.isfile(watch_root):
-        _classify_file(watch_root, os.path.dirname(watch_root), spec, consoles)
-    else:
-        seen: set[tuple[int, int]] = set()
-        for dirpath, dirnames, filenames in os.walk(watch_root, followlinks=True):
-            try:
-                st = os.stat(dirpath)
-            except OSError:
-                dirnames[:] = []
+class Discovery:
+    """Walks roots into RunSpecs; remembers each file's verdict across scans."""
+
+    def __init__(self, roots: list[str] | None = None, follow_symlinks: bool = False) -> None:
+        self.roots = [os.path.realpath(r) for r in roots or []]
+        self.follow_symlinks = follow_symlinks
+        self.verdicts: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
+        self.sniffed = 0  # heads read since this object was made
+        self.errors: list[str] = []  # what the last scan could not read
+        self.error_count = 0
+        self.unreadable: set[str] = set()  # the paths behind `errors`
+        self.readable = 0  # directories and files the last scan could read
+        self.empty: set[str] = set()  # files that were empty at the last look: nothing said yet
+        self.folders: set[str] = set()  # every directory walked (polling watches them for news)
+
+    # -- the walk ---------------------------------------------------------------------------
+    def scan(self, watch_root: str) -> dict[str, RunSpec]:
+        """Walk `watch_root` once; runs by absolute root path, newest first."""
+        watch_root = os.path.abspath(watch_root)
+        self.errors, self.error_count, self.readable = [], 0, 0
+        self.unreadable = set()
+        runs: dict[str, RunSpec] = {}
+        attaching: list[tuple[type[Source], str, float]] = []
+        dirs = Dirs()
+        for path, st in self._files(watch_root):
+            if rotated_copy(path, dirs):
                 continue
-            ident = (st.st_dev, st.st_ino)
-            if ident in seen:  # a symlink loop
-                dirnames[:] = []
+            cls = self._verdict(path, st)
+            if cls is None or not cls.reads:
                 continue
-            seen.add(ident)
-            if folders is not None:
-                folders.add(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if d not in PRUNE_DIRS and not _is_alias(dirpath, d))
-            for name in sorted(filenames):
-                _classify_file(os.path.join(dirpath, name), dirpath, spec, consoles)
-    for path in consoles:  # console logs and checkpoints join the run of their directory
-        parent = os.path.dirname(path)
-        owner = next((r for r in (parent, os.path.dirname(parent)) if r in runs), None)
-        if path.endswith(".ckpt"):
-            if owner:
-                spec(owner).add("checkpoint", path)
-        else:
-            spec(owner or path).add("console", path)
-    return dict(sorted(runs.items(), key=lambda kv: -kv[1].mtime))
+            if cls.attaches:
+                attaching.append((cls, path, st.st_mtime))
+                continue
+            root, options = cls.place(path, dirs)
+            runs.setdefault(root, RunSpec(root)).add(cls.format, path, st.st_mtime, **options)
+        _attach(runs, attaching)
+        return dict(sorted(runs.items(), key=lambda kv: -kv[1].mtime))
 
-
-def _is_alias(dirpath: str, name: str) -> bool:
-    """wandb/latest-run: a symlink to a run folder walked under its own name."""
-    return name == "latest-run" and os.path.islink(os.path.join(dirpath, name))
-
-
-def _classify_file(path: str, dirpath: str, spec, consoles: list[str]) -> None:
-    name = os.path.basename(path)
-    dirname = os.path.basename(dirpath)
-    wandb_file = run_folder_member(path)
-    if wandb_file is not None:  # a W&B run folder: its files and nothing else of it
-        if wandb_file[1]:
-            spec(wandb_file[0]).add(wandb_file[1], path)
-        return
-    if name.startswith("events.out.tfevents."):
-        if name.endswith(".profile-empty"):
+    def _files(self, top: str):  # type: ignore[no-untyped-def]
+        """(path, stat) of every regular file under `top` (or `top` itself), depth first."""
+        try:
+            st = os.stat(top)
+        except OSError as exc:
+            self._error(top, exc)
             return
-        root, prefix, hf = tensorboard_root(dirpath)
-        spec(root).add("tensorboard", path, prefix=prefix, hf=hf)
-    elif name == "trainer_state.json":
-        root = os.path.dirname(dirpath) if _CHECKPOINT_DIR.match(dirname) else dirpath
-        spec(root).add("hf-trainer", path)
-    elif name in ("watchrun-run.json", ".watchrun-stop.done"):
-        spec(dirpath).add("run-card", path)
-    elif name in HF_RESULTS:
-        spec(dirpath).add("hf-trainer", path)
-    elif name == "metrics.csv" and _table_header_has(path, ("step", "epoch")):
-        spec(dirpath).add("lightning-csv", path)
-    elif name == "hparams.yaml" and (dirname.startswith("version_") or _has(dirpath, "metrics.csv")):
-        spec(dirpath).add("hparams-yaml", path)
-    elif name == "args.yaml" and _has(dirpath, "results.csv"):  # Ultralytics: joins its results.csv
-        spec(os.path.join(dirpath, "results.csv")).add("ultralytics-args", path)
-    elif name == "meta.yaml" and _is_mlflow_run(dirpath):
-        spec(dirpath).add("mlflow", path)
-    elif _mlflow_run_of(dirpath, ("metrics", "params", "tags")):
-        spec(_mlflow_run_of(dirpath, ("metrics", "params", "tags"))).add("mlflow", path)
-    elif name.endswith(".ckpt"):
-        consoles.append(path)
-    elif "dvclive" in dirpath.split(os.sep) and (name.endswith(".tsv") or name in ("metrics.json", "params.yaml")):
-        live = dirpath[: dirpath.rindex(os.sep + "dvclive") + len(os.sep + "dvclive")]
-        spec(live).add("dvclive", path)
-    elif name.endswith(".db") and _sqlite_kind(path):
-        spec(path).add(_sqlite_kind(path) or "mlflow-sqlite", path)
-    elif (name == "metrics.json" or name.endswith(".log.json")) and _json_lines_with_steps(path):
-        spec(dirpath).add("jsonl", path)  # detectron2's metrics.json, mmdetection's *.log.json
-    elif name in DIR_TABLES:
-        fmt = "jsonl" if name.endswith((".json", ".jsonl")) else "csv"
-        if fmt == "jsonl" or _table_header_has(path, STEPLIKE):
-            spec(dirpath).add(fmt, path)
-    elif name.endswith((".csv", ".tsv")):
-        header = _header(path)
-        if header and header[0] == "epoch":
-            spec(path).add("keras-csv", path)
-        elif header and any(h in header for h in STEPLIKE) and len(header) >= 2:
-            spec(path).add("csv", path)
-    elif name.endswith(".jsonl"):
-        spec(path).add("jsonl", path)
-    elif name.endswith(SNIFFED_SUFFIXES) and (sniffed := _sniffed_format(path)):
-        if sniffed == "console":
-            consoles.append(path)
-        else:
-            spec(path).add(sniffed, path)
-    elif name.endswith(CONSOLE_SUFFIXES) or name.startswith(("slurm-", "nohup")):
-        consoles.append(path)
+        if not stat.S_ISDIR(st.st_mode):
+            if stat.S_ISREG(st.st_mode):
+                yield top, st
+            return
+        seen = {(st.st_dev, st.st_ino)}
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            try:
+                with os.scandir(d) as it:
+                    entries = sorted(it, key=lambda e: e.name, reverse=True)
+            except OSError as exc:
+                self._error(d, exc)
+                continue
+            self.readable += 1
+            self.folders.add(d)
+            for entry in entries:
+                try:
+                    link = entry.is_symlink()
+                    if link and not self._may_follow(entry.path):
+                        continue
+                    st = entry.stat() if link else entry.stat(follow_symlinks=False)
+                    if link and stat.S_ISDIR(st.st_mode) and _inside(entry.path, top):
+                        continue  # an alias (wandb's latest-run): its target is walked by name
+                except OSError as exc:
+                    if not entry.is_symlink():  # a dangling link is no error
+                        self._error(entry.path, exc)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    ident = (st.st_dev, st.st_ino)
+                    if entry.name in PRUNE_DIRS or ident in seen:
+                        continue
+                    seen.add(ident)
+                    stack.append(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    yield entry.path, st
 
-
-def tensorboard_root(dirpath: str) -> tuple[str, str, bool]:
-    """(run root, tag prefix, is an HF runs/ dir) for a directory holding event files."""
-    prefix = ""
-    d = dirpath
-    if _FLOAT_DIR.match(os.path.basename(d)):  # torch add_hparams subfolder
-        d = os.path.dirname(d)
-    parent = os.path.dirname(d)
-    if os.path.basename(parent) == "runs" and _HF_RUNS_SUBDIR.match(os.path.basename(d)):
-        return os.path.dirname(parent), "", True
-    for up in (parent, os.path.dirname(parent)):  # HF with a custom logging_dir (./logs)
-        if _is_hf_root(up):
-            return up, "", True
-    if os.path.basename(d) in _SPLIT_DIRS and _has_event_sibling_split(parent, d):
-        prefix = os.path.basename(d) + "/"
-        d = parent
-    mlflow_run = _mlflow_run_of(d)
-    if mlflow_run:
-        return mlflow_run, prefix, False
-    return d, prefix, False
-
-
-def _is_hf_root(d: str) -> bool:
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return False
-    return "trainer_state.json" in names or any(_CHECKPOINT_DIR.match(n) for n in names)
-
-
-def _has_event_sibling_split(parent: str, d: str) -> bool:
-    """Keras' TensorBoard callback writes train/ and validation/ next to each other."""
-    try:
-        names = set(os.listdir(parent))
-    except OSError:
-        return False
-    return len(names & _SPLIT_DIRS) >= 2 or os.path.basename(d) in ("train", "validation")
-
-
-def _is_mlflow_run(dirpath: str) -> bool:
-    return any(os.path.isdir(os.path.join(dirpath, d)) for d in ("metrics", "params", "tags"))
-
-
-def _mlflow_run_of(
-    dirpath: str, kinds: tuple[str, ...] = ("metrics", "params", "tags", "artifacts")
-) -> str | None:
-    """The MLflow run dir that `dirpath` lies inside (metrics/, params/, tags/, artifacts/)."""
-    parts = dirpath.split(os.sep)
-    for i in range(len(parts) - 1, 0, -1):
-        if parts[i] in kinds:
-            run = os.sep.join(parts[:i])
-            if os.path.isfile(os.path.join(run, "meta.yaml")):
-                return run
-    return None
-
-
-def _has(dirpath: str, name: str) -> bool:
-    return os.path.exists(os.path.join(dirpath, name))
-
-
-_HEADERS: dict[str, tuple[tuple[int, int], list[str]]] = {}
-
-
-def _header(path: str) -> list[str]:
-    """The first line's columns, cached by (size, mtime): rescans open no unchanged file."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return []
-    if not stat.S_ISREG(st.st_mode):
-        return []  # a FIFO or a device: opening it could block; its source reports it
-    sig = (st.st_size, st.st_mtime_ns)
-    cached = _HEADERS.get(path)
-    if cached and cached[0] == sig:
-        return cached[1]
-    header = _read_header(path)
-    if len(_HEADERS) > 100_000:
-        _HEADERS.clear()
-    _HEADERS[path] = (sig, header)
-    return header
-
-
-def _open_regular(path: str):  # type: ignore[no-untyped-def]
-    """A regular file opened for reading, never blocking: a FIFO or a device under a metrics
-    file's name raises OSError instead of waiting for a writer that may never come."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path}: not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _read_header(path: str) -> list[str]:
-    try:
-        with _open_regular(path) as fh:
-            first = fh.readline(64 * 1024).decode("utf-8", "replace").strip()
-    except OSError:
-        return []
-    sep = "\t" if first.count("\t") > first.count(",") else ","
-    return [h.strip().strip('"') for h in first.split(sep)] if first else []
-
-
-_SNIFFED: dict[str, tuple[tuple[int, int], str]] = {}
-
-
-def _sniffed_format(path: str) -> str:
-    """The format a file's head claims ("" for none), cached by (size, mtime)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    if not stat.S_ISREG(st.st_mode):
-        return ""  # a FIFO or a device: opening it could block
-    sig = (st.st_size, st.st_mtime_ns)
-    cached = _SNIFFED.get(path)
-    if cached and cached[0] == sig:
-        return cached[1]
-    try:
-        with _open_regular(path) as fh:
-            head = fh.read(SNIFF_BYTES)
-    except OSError:
-        return ""
-    fmt = next((f for f, claims in CONTENT_CLAIMS if claims(path, head)), "")
-    if len(_SNIFFED) > 100_000:
-        _SNIFFED.clear()
-    _SNIFFED[path] = (sig, fmt)
-    return fmt
-
-
-def _json_lines_with_steps(path: str) -> bool:
-    """One JSON object per line, one of the first three with a step-like key (or mmdetection's
-    `epoch` + `iter`): a metrics log, not a config or a single JSON document."""
-    try:
-        with _open_regular(path) as fh:
-            head = fh.read(16384).split(b"\n")[:3]
-    except OSError:
-        return False
-    for line in head:
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):  # deep nesting: not a metrics line
-            continue
-        if isinstance(obj, dict) and (any(k in obj for k in STEPLIKE) or {"epoch", "iter"} <= obj.keys()):
+    def _may_follow(self, path: str) -> bool:
+        if self.follow_symlinks:
             return True
-    return False
+        target = os.path.realpath(path)
+        return any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
 
+    def _error(self, path: str, exc: OSError) -> None:
+        self.error_count += 1
+        self.unreadable.add(path)
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(describe_error(path, exc))
 
-def _table_header_has(path: str, names: tuple[str, ...]) -> bool:
-    header = _header(path)
-    return not header or any(n in header for n in names)
+    def grown(self) -> bool:
+        """Has a file that was empty at the last look got contents that make it a source? (A log
+        is often created empty; with no file events only this stat of those files notices.)"""
+        for path in list(self.empty):
+            try:
+                if os.stat(path).st_size == 0:
+                    continue
+            except OSError:
+                self.empty.discard(path)
+                continue
+            if self.is_source(path):
+                return True
+        return False
 
-
-def _sqlite_kind(path: str) -> str | None:
-    try:
-        with _open_regular(path) as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
-                return None
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+    # -- what a file is -----------------------------------------------------------------------
+    def is_source(self, path: str) -> bool:
+        """Would a scan make this file a source now? (A file that said nothing yet, say created
+        empty, is asked again when file events say it changed.)"""
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            columns = {r[1] for r in con.execute("PRAGMA table_info(metrics)")} if "metrics" in tables else set()
+            st = os.stat(path)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        errors, count, unreadable = self.errors, self.error_count, self.unreadable
+        self.unreadable = set(unreadable)
+        try:
+            cls = self._verdict(path, st)
+            return cls is not None and cls.reads
         finally:
-            con.close()
-    except (OSError, sqlite3.Error):
-        return None
-    if {"runs", "metrics", "experiments"} <= tables:
-        return "mlflow-sqlite"
-    if "metrics" in tables and columns >= {"run_name", "step", "metrics"}:
-        return "trackio"
-    return None
+            self.errors, self.error_count, self.unreadable = errors, count, unreadable
+
+    def _verdict(self, path: str, st: os.stat_result) -> type[Source] | None:
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self.verdicts.get(path)
+        if cached is not None and cached[0] == ident:
+            return source_class(cached[1]) if cached[1] else None
+        try:
+            head = self._head(path, st.st_size)
+        except OSError as exc:
+            self._error(path, exc)
+            return claim(path, None)  # not cached: asked again until it can be read
+        self.readable += 1
+        # an empty file says nothing yet, but its reader must exist from its first byte (a log
+        # rotated before it was first read would be lost): its name is all there is to go by
+        cls = claim(path, head if st.st_size else None)
+        if st.st_size == 0 and cls is None and len(self.empty) < 100_000:
+            self.empty.add(path)
+        else:
+            self.empty.discard(path)
+        if len(self.verdicts) > 500_000:
+            self.verdicts.clear()
+        self.verdicts[path] = (ident, cls.format if cls else None)
+        return cls
+
+    def _head(self, path: str, size: int) -> Head:
+        """The first HEAD_BYTES and, past them, the last TAIL_BYTES. Opened non-blocking: a file
+        that turned into a FIFO between the stat and the open must not hang the scan."""
+        self.sniffed += 1
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return Head.of(b"", 0)
+            data = os.read(fd, HEAD_BYTES)
+            tail = b""
+            if size > HEAD_BYTES + TAIL_BYTES // 2 and b"\x00" not in data[:4096]:
+                tail = os.pread(fd, TAIL_BYTES, max(HEAD_BYTES, size - TAIL_BYTES))
+            return Head.of(data, size, tail)
+        finally:
+            os.close(fd)
+
+
+def _inside(link: str, top: str) -> bool:
+    """Does this symlink point into the tree under `top` (so that its target is walked anyway)?"""
+    target, top = os.path.realpath(link), os.path.realpath(top)
+    return target == top or target.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _attach(runs: dict[str, RunSpec], attaching: list[tuple[type[Source], str, float]]) -> None:
+    """Files that describe a run (consoles, hparams.yaml, checkpoints) join the run rooted in
+    their directory, or in the parent directory when they may (`attaches` = 2). A console with no
+    run to join is a run of its own (merge.py may join it on evidence: a history file beside it
+    may be another training's)."""
+    for cls, path, mtime in attaching:
+        owner = None
+        d = os.path.dirname(path)
+        for _ in range(cls.attaches):
+            if d in runs:
+                owner = d
+                break
+            d = os.path.dirname(d)
+        if owner is None and not cls.standalone:
+            continue
+        root = owner or path
+        runs.setdefault(root, RunSpec(root)).add(cls.format, path, mtime)
+
+
+def discover(watch_root: str, follow_symlinks: bool = False) -> dict[str, RunSpec]:
+    """One walk of `watch_root` with a fresh verdict cache (the engine keeps a Discovery)."""
+    return Discovery([watch_root], follow_symlinks).scan(watch_root)

@@ -8,6 +8,7 @@ is walked again now and then for new runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -17,23 +18,11 @@ from typing import TYPE_CHECKING
 
 from watchrun.config import Config
 from watchrun.control import runs_with_live_writer, writer_alive
-from watchrun.discover import RunSpec, discover, run_key
+from watchrun.discover import Discovery, RunSpec, run_key
+from watchrun.merge import RunFacts, duplicates, facts, groups
 from watchrun.model import ENDED, Alert, RunStatus, Severity, stale_limit
 from watchrun.snapshot import Snapshot, SnapshotBuilder
-from watchrun.sources.base import Source
-from watchrun.sources.console import ConsoleSource
-from watchrun.sources.dvclive import DvcliveSource
-from watchrun.sources.hf import HfTrainerSource
-from watchrun.sources.history_json import JsonHistorySource
-from watchrun.sources.keras import KerasCsvSource
-from watchrun.sources.lightning import CheckpointSource, HparamsYamlSource, LightningCsvSource
-from watchrun.sources.mlflow import MlflowFileSource, MlflowSqliteSource
-from watchrun.sources.runcard import RunCardSource
-from watchrun.sources.table import JsonlSource, TableSource
-from watchrun.sources.tensorboard import TensorBoardSource
-from watchrun.sources.trackio import TrackioSource
-from watchrun.sources.ultralytics import UltralyticsArgsSource
-from watchrun.sources.wandbrun import WandbSource
+from watchrun.sources import BY_FORMAT, Source, source_class
 from watchrun.store import Store
 from watchrun.tail import RACY_NS, rotation_bases
 
@@ -41,54 +30,19 @@ if TYPE_CHECKING:
     from watchrun.detectors.runner import DetectorRunner
     from watchrun.gpu import Sampler
 
-STEP_UNITS = {"keras-csv": "epoch"}
-HIDDEN_WHEN_EMPTY = {
-    "console",
-    "mlflow-sqlite",
-    "trackio",
-    "checkpoint",
-    "hparams-yaml",
-    "run-card",
-    "ultralytics-args",
-}
-
-
-def make_source(fmt: str, store: Store, key: str, spec: RunSpec, path: str) -> Source:
-    if fmt == "tensorboard":
-        return TensorBoardSource(store, key)
-    if fmt == "hf-trainer":
-        return HfTrainerSource(store, key)
-    if fmt == "lightning-csv":
-        return LightningCsvSource(store, key)
-    if fmt == "keras-csv":
-        return KerasCsvSource(store, key)
-    if fmt == "hparams-yaml":
-        return HparamsYamlSource(store, key)
-    if fmt == "checkpoint":
-        return CheckpointSource(store, key)
-    if fmt == "mlflow":
-        return MlflowFileSource(store, key, spec.root)
-    if fmt == "mlflow-sqlite":
-        return MlflowSqliteSource(store, key)
-    if fmt == "run-card":
-        return RunCardSource(store, key)
-    if fmt == "ultralytics-args":
-        return UltralyticsArgsSource(store, key)
-    if fmt == "trackio":
-        return TrackioSource(store, key)
-    if fmt == "dvclive":
-        return DvcliveSource(store, key, spec.root)
-    if fmt == "console":
-        return ConsoleSource(store, key)
-    if fmt == "wandb":
-        return WandbSource(store, key)
-    if fmt == "json-history":
-        return JsonHistorySource(store, key)
-    if fmt == "jsonl":
-        return JsonlSource(
-            store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl"
-        )
-    return TableSource(store, key)
+# inotify events that mean "a file changed": never IN_OPEN, IN_ACCESS or IN_CLOSE_NOWRITE, which
+# the engine's own reads would raise (5,000 runs: the queue overflowed, 100% CPU for ever)
+_WRITE_EVENTS = (
+    "FileModifiedEvent", "FileCreatedEvent", "FileMovedEvent", "FileDeletedEvent",
+    "FileClosedEvent", "DirCreatedEvent", "DirMovedEvent", "DirDeletedEvent",
+)  # fmt: skip
+_WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+OVERFLOW_POLL_SECONDS = 30.0  # after an overflow: poll alone this long
+FULL_POLL_WITH_EVENTS = 15.0  # with trusted file events: a stat of every file this often
+RESCAN_WITH_EVENTS = 60.0  # and a walk of the tree (a new directory triggers one at once)
+IDLE_WAKE_SECONDS = 5.0  # with trusted file events: wake for statuses and stalls this often
+HIDDEN_WHEN_EMPTY = {fmt for fmt, cls in BY_FORMAT.items() if not cls.listed_when_empty}
+MERGE_EVERY = 5.0  # seconds between looks for runs to join while data arrives
 
 
 class Engine:
@@ -99,6 +53,7 @@ class Engine:
         poll_seconds: float | None = None,
         use_watchdog: bool = True,
         bounded: bool = False,
+        follow_symlinks: bool = False,
     ) -> None:
         """`bounded`: memory per series stays flat however long a run grows (see Store); the
         CLI and the app bound, `watchrun.read()` keeps every point."""
@@ -106,7 +61,13 @@ class Engine:
         self.config = config or Config()
         self.store = Store(bounded=bounded)
         self.sources: dict[tuple[str, str], Source] = {}
+        self.by_key: dict[str, list[Source]] = {}  # a run's sources, in the order they were made
         self.owner: dict[str, Source] = {}
+        self.discovery = Discovery(self.roots, follow_symlinks)
+        self.scan_errors: list[str] = []  # what the last scan could not read ("permission denied: P")
+        self.readable = 0  # directories and files the last scan could read
+        self.unreadable: set[str] = set()  # paths the last scan could not read
+        self.joined: dict[str, tuple[str, str]] = {}  # a run root found apart -> (key, root) it joined
         self.forced_poll = poll_seconds is not None
         self.poll_seconds = poll_seconds if poll_seconds is not None else 1.0
         self.use_watchdog = use_watchdog and not self.forced_poll
@@ -116,10 +77,17 @@ class Engine:
         self._observer = None
         self.watch_error: str | None = None
         self._detectors: DetectorRunner | None = None
+        self.overflows = 0  # inotify queue overflows seen (events lost: rescan, poll a while)
+        self._poll_until = 0.0
         self._last_full_poll = 0.0
         self._last_rescan = 0.0
         self._scan_cost = 0.0
         self._last_data = time.monotonic()
+        self._last_merge = 0.0
+        self._merge_pending = False
+        self._overflow: logging.Handler | None = None
+        self._poll_cost = 0.0
+        self._facts: dict[str, tuple[int, RunFacts]] = {}
         self._settled = True
         self._tick_errors: set[str] = set()
         self._exited: dict[str, tuple[object, float]] = {}  # run -> (pid, last write) seen exited
@@ -136,46 +104,60 @@ class Engine:
         t0 = time.monotonic()
         started_ns = time.time_ns()
         new_keys: list[str] = []
-        walked: set[str] = set()
+        errors: list[str] = []
+        self.readable = 0
+        self.unreadable = set()
+        self.discovery.folders = set()
         for root in self.roots:
-            specs = discover(root, walked).values()
-            found = {f.path for spec in specs for f in spec.files}
-            for spec in specs:
+            specs = self.discovery.scan(root)
+            found = {f.path for spec in specs.values() for f in spec.files}
+            errors += self.discovery.errors
+            self.unreadable |= self.discovery.unreadable
+            self.readable += self.discovery.readable
+            for spec in specs.values():
                 if stop is not None and stop.is_set():
                     return new_keys
-                key = (
-                    run_key(spec.root, root)
-                    if len(self.roots) == 1
-                    else _multi_key(spec.root, root)
-                )
-                is_new = key not in self.store.runs
-                run = self.store.run(key, root=spec.root)
-                if is_new:
+                key, run_root = self.joined.get(spec.root) or (self._key(spec.root, root), spec.root)
+                if self._attach(key, run_root, spec, found):
                     new_keys.append(key)
-                for f in spec.files:
-                    if f.path in self.owner or self._rotated_copy(f.path, found):
-                        continue
-                    src = self.sources.get((key, f.format))
-                    if src is None:
-                        src = self.sources[(key, f.format)] = make_source(
-                            f.format, self.store, key, spec, f.path
-                        )
-                    src.add_file(f.path, **f.options)
-                    self.owner[f.path] = src
-                    if self._loaded:  # made since the last walk: its rotations since then too
-                        src.cursors[f.path].found_late(self._last_scan_ns)
-                    if f.format in STEP_UNITS:
-                        run.step_unit = STEP_UNITS[f.format]
-                    if run.gone:
-                        run.gone = False
+        self.scan_errors = errors
         self._scan_cost = time.monotonic() - t0
         self._last_rescan = time.monotonic()
         self.rescan_needed = False
-        self._walked = walked
+        if new_keys:
+            self._merge_pending = True
+        self._walked = set(self.discovery.folders)
         self._folders_at = time.time_ns()
         self._folders = self._folder_times()
         self._last_scan_ns = started_ns
         return new_keys
+
+    def _key(self, run_root: str, watch_root: str) -> str:
+        return run_key(run_root, watch_root) if len(self.roots) == 1 else _multi_key(run_root, watch_root)
+
+    def _attach(
+        self, key: str, run_root: str, spec: RunSpec, found: set[str] | None = None
+    ) -> bool:
+        """Sources for the files of `spec` not read yet, under run `key`; True if the run is new."""
+        is_new = key not in self.store.runs
+        run = self.store.run(key, root=run_root)
+        for f in spec.files:
+            if f.path in self.owner or self._rotated_copy(f.path, found or set()):
+                continue
+            src = self.sources.get((key, f.format))
+            if src is None:
+                src = self.sources[(key, f.format)] = source_class(f.format).create(self.store, key, run_root, f.path)
+                self.by_key.setdefault(key, []).append(src)
+            src.add_file(f.path, **f.options)
+            self.owner[f.path] = src
+            if self._loaded:  # made since the last walk: its rotations since then too
+                src.cursors[f.path].found_late(self._last_scan_ns)
+            unit = source_class(f.format).step_unit
+            if unit != "step":
+                run.step_unit = unit
+            if run.gone:
+                run.gone = False
+        return is_new
 
     def _rotated_copy(self, path: str, found: set[str]) -> bool:
         """`events.out.tfevents.X.host.1.0.1` next to `events.out.tfevents.X.host.1.0`: a rotated
@@ -203,6 +185,82 @@ class Engine:
             return True
         return max(times.values(), default=0) >= self._folders_at - RACY_NS
 
+    # -- one training, one run ----------------------------------------------------------------
+    def merge_runs(self) -> list[str]:
+        """Join runs that evidence shows are one training (merge.py); their files are read
+        again, from the start, as one run. The keys of the joined runs."""
+        self._last_merge = time.monotonic()
+        self._merge_pending = False
+        with self.store.lock:
+            known = [self._facts_of(r) for r in self.store.runs.values() if r.key in self.by_key]
+        found = groups(known)
+        roots = [self._common_root(keys) for keys, _ in found]
+        shared = {r for r in roots if roots.count(r) > 1}
+        made: list[str] = []
+        for (keys, why), root in zip(found, roots, strict=True):
+            made.append(self._join(keys, why, root, own_key=root not in shared))
+        for key in made:
+            self.poll(keys=[key])
+            self._drop_duplicates(key)
+        return made
+
+    def _facts_of(self, run) -> RunFacts:  # type: ignore[no-untyped-def]
+        cached = self._facts.get(run.key)
+        if cached is None or cached[0] != run.version:
+            cached = self._facts[run.key] = (run.version, facts(
+                run, self._run_dir(run), run.formats <= {"console"}, lambda n: self.store.streams_of(run.key, n)
+            ))
+        return cached[1]
+
+    def _run_dir(self, run) -> str:  # type: ignore[no-untyped-def]
+        return os.path.dirname(run.root) if run.root in run.files else run.root
+
+    def _common_root(self, keys: list[str]) -> str:
+        return os.path.commonpath([self._run_dir(self.store.runs[k]) for k in keys])
+
+    def _join(self, keys: list[str], why: str, root: str, own_key: bool = True) -> str:
+        """Make runs `keys` one run rooted at `root`, named after it (or, when other trainings
+        share that folder, after its richest member) and read again from the start."""
+        by_richness = sorted(keys, key=lambda k: (self.store.runs[k].formats <= {"console"}, -self.store.runs[k].points()))
+        watch_root = next((w for w in self.roots if root == w or root.startswith(w + os.sep)), self.roots[0])
+        key = self._key(root, watch_root)
+        if not own_key or (key in self.store.runs and key not in keys):
+            key = by_richness[0]
+        spec = RunSpec(root)
+        # read first what holds most, a console (numbers rounded for print) last: where two
+        # writers give one metric at one step, the store keeps the first one read
+        for k in by_richness:
+            for src in self.by_key.pop(k, []):
+                self.sources.pop((k, src.format), None)
+                for path in src.files():
+                    self.owner.pop(path, None)
+                    spec.add(src.format, path, **src.options.get(path, {}))
+            old = self.store.runs[k].root
+            self.joined[old] = (key, root)
+            self.store.drop_run(k)
+            if self._detectors is not None:
+                self._detectors.states.pop(k, None)
+            self._facts.pop(k, None)
+        for old, (k, _root) in list(self.joined.items()):  # runs joined before into one of these
+            if k in keys:
+                self.joined[old] = (key, root)
+        self._attach(key, root, spec)
+        self.store.update(key, joined=[why])
+        return key
+
+    def _drop_duplicates(self, key: str) -> None:
+        run = self.store.runs.get(key)
+        if run is None:
+            return
+        with self.store.lock:
+            streams = {n: ",".join(sorted(self.store.streams_of(key, n))) for n in run.series}
+            dropped = duplicates(run, streams)
+            for drop, keep in dropped.items():
+                run.duplicate_of[drop] = keep
+                del run.series[drop]
+            if dropped:
+                self.store.touch(key)
+
     # -- polling ------------------------------------------------------------------------------
     def poll(self, paths: set[str] | None = None, keys: list[str] | None = None) -> int:
         """Read new bytes from every source (or those owning `paths`, or runs `keys`)."""
@@ -225,12 +283,9 @@ class Engine:
         """(source, its files to read or None for all) in the order the sources were made, so
         streams of one run are always read in the same order."""
         if paths is None:
-            wanted = None if keys is None else set(keys)
-            return [
-                (src, None)
-                for (key, _fmt), src in list(self.sources.items())
-                if wanted is None or key in wanted
-            ]
+            if keys is None:
+                return [(src, None) for src in list(self.sources.values())]
+            return [(src, None) for key in keys for src in list(self.by_key.get(key, ()))]
         by_source: dict[Source, set[str]] = {}
         for p in paths:
             src = self.owner.get(p)
@@ -259,14 +314,21 @@ class Engine:
             if stop is not None and stop.is_set():
                 return
             self.poll(keys=[key])
-            if self.store.bounded and self._detectors is not None:
-                self._detectors.process(keys=[key])  # then the run's history can be bounded
-            for s in self.store.runs[key].series.values():
-                s.compact()
+            self._settle_loaded(key)
             if on_progress:
                 on_progress(key)
+        for key in self.merge_runs():  # runs joined on evidence were read again as one
+            self._settle_loaded(key)
         self._loaded = True
         self.update_statuses()
+
+    def _settle_loaded(self, key: str) -> None:
+        """After a run's first full read: its detectors see it all (then a bounded history may
+        drop what they have consumed) and its series are compacted."""
+        if self.store.bounded and self._detectors is not None:
+            self._detectors.process(keys=[key])
+        for s in self.store.runs[key].series.values():
+            s.compact()
 
     @property
     def detectors(self) -> DetectorRunner:
@@ -322,6 +384,7 @@ class Engine:
         if not self.use_watchdog:
             return
         try:
+            from watchdog import events
             from watchdog.events import FileSystemEventHandler
             from watchdog.observers import Observer
 
@@ -341,8 +404,11 @@ class Engine:
             observer = Observer()
             for root in self.roots:
                 target = root if os.path.isdir(root) else os.path.dirname(root)
-                observer.schedule(Handler(), target, recursive=True)
+                observer.schedule(Handler(), target, recursive=True, event_filter=[getattr(events, n) for n in _WRITE_EVENTS])
             observer.daemon = True
+            self._overflow = _OverflowSignal(self)
+            for name in _WATCHDOG_LOGGERS:
+                logging.getLogger(name).addHandler(self._overflow)
             observer.start()
             self._observer = observer
         except (OSError, RuntimeError) as exc:  # inotify limits (ENOSPC, EMFILE): poll instead
@@ -355,6 +421,23 @@ class Engine:
         if self._observer is not None:
             self._observer.stop()
             self._observer = None
+        if self._overflow is not None:
+            for name in _WATCHDOG_LOGGERS:
+                logging.getLogger(name).removeHandler(self._overflow)
+            self._overflow = None
+
+    def on_overflow(self) -> None:
+        """The kernel dropped file events (its queue overflowed): what changed meanwhile is
+        unknown. Rescan once, and trust polling alone for a while (the burst may go on)."""
+        self.overflows += 1
+        self.rescan_needed = True
+        self._poll_until = time.monotonic() + OVERFLOW_POLL_SECONDS
+        self.wake.set()
+
+    @property
+    def events_trusted(self) -> bool:
+        """File events tell every change (no recent overflow): the full poll is a slow safety net."""
+        return self.watching and time.monotonic() >= self._poll_until
 
     @property
     def watching(self) -> bool:
@@ -364,23 +447,46 @@ class Engine:
         """One round of follow mode: dirty files, then a full poll and rescan when they are due."""
         now = time.monotonic()
         dirty, self.dirty = self.dirty, set()
-        full_every = self.poll_seconds if not self.watching else max(self.poll_seconds, 2.0)
-        # with file events, creations trigger a rescan at once; the timed walk is a safety net
+        trusted = self.events_trusted
+        # with file events, changes wake us at once: the full poll and the walk are safety nets;
         # without them (polling), a new run is found at the next walk: each poll's, unless the
         # walk is costly (at most 2% of the time walking)
-        rescan_every = max(30.0 if self.watching else self.poll_seconds, 50 * self._scan_cost)
-        if not self.watching and not self.rescan_needed:  # a stat per folder: cheap next to the poll
+        if trusted:
+            full_every = max(self.poll_seconds, FULL_POLL_WITH_EVENTS, 50 * self._poll_cost)
+            rescan_every = max(RESCAN_WITH_EVENTS, 100 * self._scan_cost)
+        else:
+            full_every, rescan_every = self.poll_seconds, max(self.poll_seconds, 50 * self._scan_cost)
+        if dirty and not self.rescan_needed and any(
+            p not in self.owner and self.discovery.is_source(p) for p in dirty
+        ):
+            self.rescan_needed = True  # a file that said nothing before is a log now
+        if not trusted and not self.rescan_needed:  # a stat per folder: cheap next to the poll
             self.rescan_needed = self._folders_changed()
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0
+        changed: set[str] | None = None  # the runs whose files may have changed (None: any)
         if dirty is None or now - self._last_full_poll >= full_every:
+            if dirty is not None and self.discovery.grown():
+                self.rescan_needed = True  # picked up at the next tick
+            t0 = time.monotonic()
             added += self.poll()
+            self._poll_cost = time.monotonic() - t0
             self._last_full_poll = now
-        elif dirty:
-            added += self.poll(paths=dirty)
+        else:
+            if trusted:  # nothing but these files changed since the last full poll
+                changed = {self.owner[p].key for p in dirty if p in self.owner}
+            if dirty:
+                added += self.poll(paths=dirty)
+        if added:
+            self._merge_pending = True
+        # runs found apart are joined every MERGE_EVERY while data arrives, and at the latest
+        # when it settles: before the end-of-run verdict, which must judge the joined run
+        settling = not self._settled and now - self._last_data >= self.config.settle_seconds
+        if self._merge_pending and (now - self._last_merge >= MERGE_EVERY or settling):
+            self.merge_runs()
         ended_before = self._ended_keys()
-        self.update_statuses()
+        self.update_statuses(changed)
         # a run that has just ended (its final record read, its writer gone, quiet for far longer
         # than usual) gets its end-of-run checks once settled, as a batch verdict gives them
         if added or self._ended_keys() - ended_before:
@@ -479,7 +585,7 @@ class Engine:
     def _next_wake(self) -> float:
         """Seconds until the next round: the poll interval (file events wake it sooner), or the
         moment the last data settles, so that an alert waiting on it is raised then."""
-        wait = self.poll_seconds if not self.watching else 2.0
+        wait = self.poll_seconds if not self.events_trusted else IDLE_WAKE_SECONDS
         if not self._settled:
             wait = min(
                 wait, max(0.0, self._last_data + self.config.settle_seconds - time.monotonic())
@@ -487,11 +593,14 @@ class Engine:
         return wait
 
     # -- status -------------------------------------------------------------------------------
-    def update_statuses(self) -> None:
+    def update_statuses(self, changed: set[str] | None = None) -> None:
+        """Statuses from the files' mtimes. `changed`: only these runs' files can have changed
+        (file events said so): the others are not stat'ed again, their status only ages."""
         now = time.time()
         with self.store.lock:
             for key, run in self.store.runs.items():
-                self._update_last_write(run)
+                if changed is None or key in changed:
+                    self._update_last_write(run)
                 status = self._status(run, now)
                 if status != run.status:
                     if status in ENDED and self._loaded:
@@ -549,6 +658,11 @@ class Engine:
     def stale_after(self, run) -> float:  # type: ignore[no-untyped-def]
         return stale_limit(run, self.config)
 
+    def readable_keys(self) -> list[str]:
+        """Visible runs with at least one file the last scan could read."""
+        with self.store.lock:
+            return [k for k in self.visible_keys() if not self.store.runs[k].files <= self.unreadable]
+
     def visible_keys(self) -> list[str]:
         """Runs worth listing: skip containers and console files that hold no metric yet."""
         out = []
@@ -567,3 +681,15 @@ def _multi_key(root: str, watch_root: str) -> str:
     rel = os.path.relpath(root, watch_root)
     base = os.path.basename(os.path.abspath(watch_root))
     return base if rel == "." else os.path.join(base, rel)
+
+
+class _OverflowSignal(logging.Handler):
+    """watchdog reports a kernel queue overflow only in a log record: turn it into a rescan."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(logging.WARNING)
+        self.engine = engine
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.engine.on_overflow()

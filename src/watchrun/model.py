@@ -343,6 +343,9 @@ class Run:
     events: list[tuple[int | None, str]] = field(default_factory=list)  # (step or None: the end, message)
     warnings: list[str] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
+    file_formats: dict[str, str] = field(default_factory=dict)  # path -> format id: what makes up the run
+    joined: list[str] = field(default_factory=list)  # why runs found apart were made this one (merge.py)
+    duplicate_of: dict[str, str] = field(default_factory=dict)  # a metric two writers log: dropped -> kept
     step_unit: str = "step"
     display_name: str = ""
     status: RunStatus = RunStatus.UNKNOWN

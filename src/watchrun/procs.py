@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-import psutil
+from typing import TYPE_CHECKING
 
 from watchrun.control import VerifiedProcess, find_process, runs_with_live_writer
+from watchrun.lazy import lazy
 from watchrun.model import Run
+
+if TYPE_CHECKING:
+    import psutil
+else:
+    psutil = lazy("psutil")  # loaded when a process is first looked at
 
 MIB = 1024 * 1024
 

@@ -77,6 +77,8 @@ class Store:
             return 0
         with self.lock:
             run = self.run(key)
+            if name in run.duplicate_of:  # the same metric as another writer's series: kept there
+                return 0
             per_stream = self._stream_last.setdefault((key, name), {})
             others = [v for s, v in per_stream.items() if s != stream]
             per_stream[stream] = int(steps[-1])
@@ -170,6 +172,9 @@ class Store:
                 events=list(run.events),
                 warnings=list(run.warnings),
                 files=set(run.files),
+                file_formats=dict(run.file_formats),
+                joined=list(run.joined),
+                duplicate_of=dict(run.duplicate_of),
                 step_unit=run.step_unit,
                 display_name=run.display_name,
                 status=run.status,
@@ -194,6 +199,21 @@ class Store:
             run = self.runs.get(key)
             series = run.series.get(name) if run is not None else None
             return None if series is None else series.plot_slice(width, lo_step, hi_step)
+
+    def streams_of(self, key: str, name: str) -> set[str]:
+        """The streams (writers) that delivered points of this metric."""
+        with self.lock:
+            return set(self._stream_last.get((key, name), {}))
+
+    def drop_run(self, key: str) -> None:
+        """Forget a run (its files now feed another run: merge.py)."""
+        with self.lock:
+            self.runs.pop(key, None)
+            self.alerts.pop(key, None)
+            self.console.pop(key, None)
+            for k in [k for k in self._stream_last if k[0] == key]:
+                del self._stream_last[k]
+            self.version += 1
 
     def alerts_for(self, key: str) -> list[Alert]:
         with self.lock:

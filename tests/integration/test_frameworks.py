@@ -34,7 +34,9 @@ def alerts(root):
 
 def stop_and_wait(root, run_dir, proc, key_part):
     deadline = time.time() + 300
-    while time.time() < deadline and not (run_dir / "watchrun.jsonl").exists():
+    log = run_dir / "watchrun.jsonl"
+    # stop once an evaluation is logged: the run's checks need one, however fast the stop comes
+    while time.time() < deadline and not (log.exists() and b'"val_' in log.read_bytes()):
         time.sleep(0.2)
     e = Engine([str(root)], use_watchdog=False)
     e.load()

@@ -102,11 +102,58 @@ class Lines:
         return self.buffer.skipped
 
 
+class Head(bytes):
+    """The first bytes of a file as discovery read them (at most probe.HEAD_BYTES), with the
+    file's `size` and, for a text file longer than the head, its last bytes in `tail`."""
+
+    size: int = 0
+    tail: bytes = b""
+
+    @classmethod
+    def of(cls, data: bytes, size: int, tail: bytes = b"") -> Head:
+        head = cls(data)
+        head.size, head.tail = size, tail
+        return head
+
+
 class Source:
-    """A group of files of one run that one parser reads. Subclasses implement `read`."""
+    """A group of files of one run that one parser reads. Subclasses implement `read`.
+
+    What the registry (sources/__init__.py) asks of each source class, before any instance exists:
+    `format` (its id), `stream`, `step_unit`, `claims(path, head)` (is this file mine, by its
+    content), `place(path, dirs)` (which run it belongs to) and `create(store, key, root)`."""
 
     format = "unknown"
     stream = "unknown"
+    step_unit = "step"  # what one step of this format counts: "epoch" for one row per epoch
+    listed_when_empty = True  # False: a run made only of such files is listed once it has points
+    attaches = 0  # 1: the file joins the run of its directory; 2: or the run of the parent dir
+    standalone = True  # for an attaching file: a run of its own when there is none to join
+    reads = True  # False: a file known to be no log (it is claimed so that no other format reads it)
+
+    @classmethod
+    def claims(cls, path: str, head: Head | None) -> bool:
+        """Is this file one this source reads? Decided by `head`, its first bytes (a `Head`);
+        None when the file could not be read (a guess by name may then keep the file's run and
+        its "permission denied" on screen until it can be read)."""
+        return False
+
+    @classmethod
+    def by_name(cls, path: str, head: Head | None) -> bool:
+        """A last resort, asked when no source claims the file by its content: is it this
+        format's by its name alone?"""
+        return False
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        """(the run's root, the options for `add_file`): by default the file is a run of its own
+        until evidence joins it to its neighbours. `dirs` lists directories (probe.Dirs)."""
+        return path, {}
+
+    @classmethod
+    def create(cls, store: Store, key: str, root: str, path: str = "") -> Source:
+        """The source for run `key` rooted at `root`, made when its first file `path` is found."""
+        return cls(store, key)
 
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
@@ -123,7 +170,7 @@ class Source:
             return False
         self.cursors[path] = FileCursor(path)
         self.options[path] = dict(options)
-        self.store.update(self.key, files={path}, formats={self.format})
+        self.store.update(self.key, files={path}, formats={self.format}, file_formats={path: self.format})
         return True
 
     def files(self) -> list[str]:
@@ -329,3 +376,23 @@ def _stat_sig(path: str) -> tuple | None:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def sqlite_kind(path: str) -> str | None:
+    """Which SQLite store a database is, by its tables: "mlflow-sqlite", "trackio" or None."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {r[1] for r in con.execute("PRAGMA table_info(metrics)")} if "metrics" in tables else set()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    if {"runs", "metrics", "experiments"} <= tables:
+        return "mlflow-sqlite"
+    if "metrics" in tables and columns >= {"run_name", "step", "metrics"}:
+        return "trackio"
+    return None

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, to_float, to_step
+from watchrun.sources.probe import is_binary, is_console
 from watchrun.sources.table import find_step_column
+from watchrun.sources.wandbrun import run_folder_member
 from watchrun.tail import FileCursor
 
 # Every pattern here runs on untrusted lines: each quantifier is bounded, so a match attempt
@@ -69,6 +72,8 @@ _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
 _TABLE_RULE = re.compile(r"^-{10,}$")
 _TABLE_ROW = re.compile(r"^\|\s{0,16}([^|]{0,200}?)\s{0,16}\|\s{0,16}([^|]{0,64}?)\s{0,16}\|$")
+CONSOLE_SUFFIXES = (".log", ".out", ".err")  # a job's output, by its name
+_TEXT_SUFFIXES = (".txt",)  # where two training output lines make a console
 MAX_CLAIM_LINE = 1024  # a line longer than this is no training output line (claims)
 # what a training console shows in its first lines (claims): HF dict logs, tqdm bars, Keras epochs,
 # `epoch N ... loss=...` loops, key-value tables
@@ -88,23 +93,34 @@ class ConsoleSource(Source):
     format = "console"
     stream = "console"
     step_unit = "step"
+    listed_when_empty = False
+    attaches = 2  # a console joins the run of its directory (or the parent's), if there is one
+    standalone = True
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
         """A terminal capture of a training, whatever it is called (`trainning_output.txt`):
-        two lines of the head look like training output. Binary files never do."""
-        if b"\x00" in head:
+        its lines look like a training console (probe.console_signs) in the head or, for a long
+        file, its last bytes; or two lines of the head are training output lines. Binary files
+        never are; with no head (unreadable) the name decides."""
+        member = run_folder_member(path)
+        if member is not None:  # in a W&B run folder only files/output.log is the console
+            return member[1] == cls.format
+        if head is None:
+            return _job_output_name(path)
+        if b"\x00" in head or _json_document(head):
+            return False  # binary, or JSON quoting training lines (a labels or results file)
+        if is_console(head, getattr(head, "tail", b"")):
+            return True
+        return path.endswith(_TEXT_SUFFIXES) and _training_lines(head)
+
+    @classmethod
+    def by_name(cls, path: str, head: bytes | None) -> bool:
+        """Named as shells and schedulers name a job's output (`train.log`, `slurm-123.out`,
+        `nohup.out`): a console whatever its first lines print, unless binary (`a.out`)."""
+        if run_folder_member(path) is not None:
             return False
-        text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace")
-        hits = 0
-        for raw in text.splitlines():
-            for line in raw.split("\r"):
-                line = line.strip()
-                if line and len(line) <= MAX_CLAIM_LINE and any(p.search(line) for p in _CLAIM_LINES):
-                    hits += 1
-                    if hits >= 2:
-                        return True
-        return False
+        return _job_output_name(path) and (head is None or not is_binary(head))
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -337,3 +353,27 @@ class ConsoleSource(Source):
         belongs to the end of the run)."""
         run = self.store.run(self.key)
         self.store.update(self.key, events=run.events + [(step, message)])
+
+
+def _training_lines(head: bytes) -> bool:
+    """Two lines of the head look like training output (_CLAIM_LINES)."""
+    text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace")
+    hits = 0
+    for raw in text.splitlines():
+        for line in raw.split("\r"):
+            line = line.strip()
+            if line and len(line) <= MAX_CLAIM_LINE and any(p.search(line) for p in _CLAIM_LINES):
+                hits += 1
+                if hits >= 2:
+                    return True
+    return False
+
+
+def _json_document(head: bytes) -> bool:
+    """A JSON object or array (`{"...`, `[`); a console's dict lines are Python's `{'loss': ...}`."""
+    start = head.lstrip()[:2]
+    return start[:1] == b"[" or start == b'{"' or start in (b"{\n", b"{\r", b"{ ", b"{\t")
+
+
+def _job_output_name(path: str) -> bool:
+    return path.endswith(CONSOLE_SUFFIXES) or os.path.basename(path).startswith(("slurm-", "nohup"))

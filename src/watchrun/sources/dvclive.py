@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.sources.base import Lines, Source, flatten, to_float, to_step, to_wall
+from watchrun.sources.layout import dvclive_root
 from watchrun.tail import FileCursor
 
 if TYPE_CHECKING:
@@ -26,6 +27,28 @@ else:
 class DvcliveSource(Source):
     format = "dvclive"
     stream = "dvclive"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A dvclive metric file (`timestamp<TAB>step<TAB>name` rows, or `step<TAB>name` before
+        dvclive 2, under plots/metrics/), or
+        the live dir's metrics.json / params.yaml."""
+        if os.path.basename(path) in ("metrics.json", "params.yaml"):
+            return os.path.isdir(os.path.join(os.path.dirname(path), "plots", "metrics"))
+        if dvclive_root(path) is None:
+            return False
+        if head is None:
+            return path.endswith(".tsv")
+        first = head.split(b"\n", 1)[0].rstrip(b"\r").split(b"\t")
+        return first[:2] == [b"timestamp", b"step"] and len(first) == 3 or first[0] == b"step" and len(first) == 2
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dvclive_root(path) or os.path.dirname(path), {}
+
+    @classmethod
+    def create(cls, store: Any, key: str, root: str, path: str = "") -> Source:
+        return cls(store, key, root)
 
     def __init__(self, store: Any, key: str, live_dir: str) -> None:
         super().__init__(store, key)

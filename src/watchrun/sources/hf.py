@@ -16,6 +16,8 @@ from typing import Any
 
 from watchrun.model import RunStatus
 from watchrun.sources.base import Source, to_float, to_step
+from watchrun.sources.layout import CHECKPOINT_DIR
+from watchrun.sources.probe import is_number, json_document
 from watchrun.tail import FileCursor
 
 META_KEYS = (
@@ -32,6 +34,7 @@ META_KEYS = (
     "epoch",
 )
 SUMMARY_MARKERS = ("train_runtime", "total_flos")
+_RESULTS_KEY = re.compile(r"^(?:train|eval|test|predict)_(?:runtime|samples_per_second)$")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 RETRY_WARN_AFTER = 20
 
@@ -39,6 +42,29 @@ RETRY_WARN_AFTER = 20
 class HfTrainerSource(Source):
     format = "hf-trainer"
     stream = "trainer_state"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """trainer_state.json (a JSON object with `log_history`) or *_results.json (a flat
+        object of numbers with a `train_`/`eval_`/`test_`/`predict_` runtime)."""
+        name = os.path.basename(path)
+        if head is None:
+            return name == "trainer_state.json" or name.endswith("_results.json")
+        start = head.lstrip()[:1]
+        if start != b"{":
+            return False
+        if b'"log_history"' in head or b'"global_step"' in head and b'"max_steps"' in head:
+            return True  # a trainer_state.json, perhaps half written (it is rewritten in place)
+        doc = json_document(head, getattr(head, "size", len(head)))
+        if not isinstance(doc, dict) or not doc:
+            return False
+        numbers = all(is_number(v) or v is None for v in doc.values())
+        return numbers and any(_RESULTS_KEY.match(k) for k in doc)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        d = os.path.dirname(path)
+        return (os.path.dirname(d) if CHECKPOINT_DIR.match(os.path.basename(d)) else d), {}
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

@@ -112,10 +112,12 @@ class JsonHistorySource(Source):
     stream = "json-history"
     step_unit = "epoch"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
         """A JSON document holding a history: parsed whole when the head is the whole file,
         else its first row is parsed out of the head."""
+        if not head:
+            return False
         try:
             doc = json.loads(head)
         except (ValueError, UnicodeDecodeError, RecursionError):

@@ -4,7 +4,8 @@ at 0: the store starts a new segment of the same run there."""
 
 from __future__ import annotations
 
-from watchrun.sources.table import TableSource, looks_like_table
+from watchrun.sources.probe import history_table
+from watchrun.sources.table import TableSource
 
 
 class KerasCsvSource(TableSource):
@@ -12,7 +13,11 @@ class KerasCsvSource(TableSource):
     step_columns = ("epoch",)
     step_unit = "epoch"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
-        """CSVLogger's content, whatever the file is called (`training_logs(2).log`)."""
-        return looks_like_table(head, first_column="epoch")
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A history table whose first column is `epoch` (CSVLogger's layout; Ultralytics'
+        results.csv pads it with spaces) and that has no `step` column."""
+        if head is None:
+            return False
+        header = history_table(head)
+        return bool(header) and header[0].strip() == "epoch" and "step" not in header

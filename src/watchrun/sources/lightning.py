@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.sources.base import Source, flatten, to_float
+from watchrun.sources.probe import history_table
 from watchrun.sources.table import TableSource
 from watchrun.tail import FileCursor
 
@@ -26,10 +27,31 @@ class LightningCsvSource(TableSource):
     format = "lightning-csv"
     step_columns = ("step",)
 
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A history table with both `step` and `epoch` columns, as Lightning always logs (or a
+        `step` column in a file named as CSVLogger names it)."""
+        if head is None:
+            return os.path.basename(path) == "metrics.csv"
+        header = history_table(head)
+        named = os.path.basename(path) == "metrics.csv"
+        return bool(header) and "step" in header and ("epoch" in header or named)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return os.path.dirname(path), {}
+
 
 class HparamsYamlSource(Source):
     format = "hparams-yaml"
     stream = "hparams"
+    listed_when_empty = False
+    attaches = 1  # a config: it describes the run in its directory, it is never a run itself
+    standalone = False
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        return os.path.basename(path) == "hparams.yaml"
 
     def read(self, cursor: FileCursor) -> int:
         try:
@@ -47,6 +69,16 @@ class CheckpointSource(Source):
 
     format = "checkpoint"
     stream = "checkpoint"
+    listed_when_empty = False
+    attaches = 2
+    standalone = False
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """ModelCheckpoint's `*.ckpt` (a torch zip or pickle): its name carries the metric."""
+        if not path.endswith(".ckpt"):
+            return False
+        return not head or head[:2] in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
     def read(self, cursor: FileCursor) -> int:
         name = os.path.basename(cursor.path)

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.model import RunStatus
-from watchrun.sources.base import Lines, Source, SqliteSource, to_float, to_step, to_wall
+from watchrun.sources.base import (
+    Lines,
+    Source,
+    SqliteSource,
+    sqlite_kind,
+    to_float,
+    to_step,
+    to_wall,
+)
+from watchrun.sources.layout import mlflow_run_of
 from watchrun.tail import FileCursor
 
 if TYPE_CHECKING:
@@ -44,6 +53,26 @@ _STATUS = {
 class MlflowFileSource(Source):
     format = "mlflow"
     stream = "mlflow"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A file of an MLflow file-store run: the run dir's meta.yaml next to metrics/, params/
+        or tags/, or a file under those (the store's layout is its format)."""
+        d = os.path.dirname(path)
+        if os.path.basename(path) == "meta.yaml":
+            return any(os.path.isdir(os.path.join(d, k)) for k in ("metrics", "params", "tags"))
+        return mlflow_run_of(d, ("metrics", "params", "tags")) is not None
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        d = os.path.dirname(path)
+        if os.path.basename(path) == "meta.yaml":
+            return d, {}
+        return dirs.mlflow_run_of(d, ("metrics", "params", "tags")) or d, {}
+
+    @classmethod
+    def create(cls, store: Any, key: str, root: str, path: str = "") -> Source:
+        return cls(store, key, root)
 
     def __init__(self, store: Any, key: str, run_dir: str) -> None:
         super().__init__(store, key)
@@ -132,6 +161,11 @@ class MlflowSqliteSource(SqliteSource):
 
     format = "mlflow-sqlite"
     stream = "mlflow"
+    listed_when_empty = False  # its runs are listed, under the db's path
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        return bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

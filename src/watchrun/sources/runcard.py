@@ -29,6 +29,16 @@ def _count(value: Any) -> int | None:
 class RunCardSource(Source):
     format = "run-card"
     stream = "run-card"
+    listed_when_empty = False
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """watchrun's own files, written by its integrations."""
+        return os.path.basename(path) in ("watchrun-run.json", ".watchrun-stop.done")
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return os.path.dirname(path), {}
 
     def read(self, cursor: FileCursor) -> int:
         try:

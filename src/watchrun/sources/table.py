@@ -19,6 +19,8 @@ from collections import defaultdict
 from typing import Any
 
 from watchrun.sources.base import Lines, Source, flatten, to_float, to_step
+from watchrun.sources.layout import dir_log_root
+from watchrun.sources.probe import history_lines, history_table
 from watchrun.tail import FileCursor
 
 STEP_COLUMNS = (
@@ -45,35 +47,6 @@ def find_step_column(columns: list[str], preferred: tuple[str, ...] = STEP_COLUM
         if name in columns:
             return name
     return None
-
-
-def _split_header(line: str) -> list[str]:
-    sep = "\t" if line.count("\t") > line.count(",") else ","
-    return [h.strip().strip('"') for h in line.split(sep)]
-
-
-def head_lines(head: bytes, n: int = 3) -> list[str]:
-    """The first `n` complete, non-empty lines of a file's head."""
-    text = head[: head.rfind(b"\n") + 1].decode("utf-8", "replace")
-    return [ln for ln in text.splitlines() if ln.strip()][:n]
-
-
-def looks_like_table(head: bytes, first_column: str | None = None) -> bool:
-    """A header naming a step-like column (or `first_column` first) and at least one more, then
-    a row of the same width whose step cell is a number: a metrics table, whatever its name."""
-    lines = head_lines(head, 2)
-    if len(lines) < 2:
-        return False
-    header, row = _split_header(lines[0]), _split_header(lines[1])
-    if len(header) < 2 or len(row) != len(header):
-        return False
-    if first_column is not None:
-        step = first_column if header[0] == first_column else None
-    else:
-        step = find_step_column(header)
-    if step is None or to_step(row[header.index(step)]) is None:
-        return False
-    return sum(to_float(c) is not None for c in row) >= 2
 
 
 def step_column_of(row: dict[str, Any], preferred: tuple[str, ...] = STEP_COLUMNS) -> str | None:
@@ -107,9 +80,16 @@ class TableSource(Source):
     stream = "table"
     step_unit = "step"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
-        return looks_like_table(head)
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A CSV/TSV training history (probe.history_table) that no more specific table claims."""
+        if head is None:
+            return path.endswith((".csv", ".tsv"))
+        return history_table(head) is not None
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dir_log_root(path), {}
 
     step_columns: tuple[str, ...] = STEP_COLUMNS
     skip_columns: frozenset[str] = frozenset({"timestamp", "time", "date", "datetime"})
@@ -247,23 +227,20 @@ class JsonlSource(Source):
     stream = "jsonl"
     step_unit = "step"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
-        """One JSON object per line, one of the first three with a step-like key (or
-        mmdetection's `epoch` + `iter`)."""
-        lines = head_lines(head, 3)
-        if len(lines) < 1 or not lines[0].lstrip().startswith("{"):
-            return False
-        for line in lines:
-            try:
-                obj = json.loads(line)
-            except (ValueError, RecursionError):
-                return False
-            if isinstance(obj, dict) and (
-                find_step_column(list(flatten(obj))) is not None or {"epoch", "iter"} <= obj.keys()
-            ):
-                return True
-        return False
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """JSON lines with a step-like key next to numbers (probe.history_lines)."""
+        if head is None:
+            return path.endswith(".jsonl")
+        return history_lines(head)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        return dir_log_root(path), {}
+
+    @classmethod
+    def create(cls, store: Any, key: str, root: str, path: str = "") -> Source:
+        return cls(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
 
     def __init__(self, store: Any, key: str, stream: str = "jsonl") -> None:
         super().__init__(store, key)
@@ -367,4 +344,3 @@ def _numeric_string(text: str) -> bool:
         return True
     except ValueError:
         return text.strip().lower() in ("nan", "inf", "-inf", "infinity", "-infinity")
-

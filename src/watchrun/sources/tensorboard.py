@@ -18,6 +18,7 @@ the C `crc32c`), which handles tensor scalars, text, hparams, and skips histogra
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from watchrun.lazy import lazy
 from watchrun.model import pid_problem
 from watchrun.sources import tfscan
 from watchrun.sources.base import Source
+from watchrun.sources.layout import tensorboard_root
 from watchrun.tail import MAX_READ, FileCursor
 
 # loaded when first needed: the compiled scanner checks CRCs itself and decodes scalar events
@@ -567,6 +569,28 @@ class TensorBoardSource(Source):
 
     format = "tensorboard"
     stream = "tensorboard"
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """TFRecord framing whose first record is an Event (`brain.Event:N`); a file named as
+        the writers name them may also be empty yet (just created) or unreadable."""
+        name = os.path.basename(path)
+        if name.endswith(".profile-empty"):
+            return False
+        named = "tfevents" in name
+        if not head:
+            return named
+        if len(head) < 12:
+            return False
+        length, crc = _HEADER.unpack_from(head)
+        if masked_crc(head[:8]) != crc:
+            return False
+        return named or b"brain.Event" in head[12 : 12 + min(length, 64)]
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        root, prefix, hf = tensorboard_root(os.path.dirname(path), dirs)
+        return root, {"prefix": prefix, "hf": hf}
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
-from watchrun.sources.base import SqliteSource, flatten, to_float, to_step
+from watchrun.sources.base import SqliteSource, flatten, sqlite_kind, to_float, to_step
 
 if TYPE_CHECKING:
     import sqlite3
@@ -20,6 +20,11 @@ else:
 class TrackioSource(SqliteSource):
     format = "trackio"
     stream = "trackio"
+    listed_when_empty = False  # its runs are listed, under the db's path
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        return bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)

@@ -9,22 +9,40 @@ and text settings as hparams.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import re
+from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
-from watchrun.sources.base import Source
-from watchrun.sources.table import flatten
+from watchrun.sources.base import Source, flatten
 from watchrun.tail import FileCursor
 
 if TYPE_CHECKING:
     import yaml
 else:
-    yaml = lazy("yaml")  # PyYAML loads when an args.yaml is read
+    yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
+
+# the settings every Ultralytics args.yaml starts with (`task: detect`, `mode: train`)
+_ARGS_KEYS = (re.compile(rb"^task: ", re.M), re.compile(rb"^epochs: ", re.M))
 
 
 class UltralyticsArgsSource(Source):
     format = "ultralytics-args"
     stream = "ultralytics-args"
+    listed_when_empty = False  # a config: it describes the training of its results.csv
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """`args.yaml` holding Ultralytics' settings (its results.csv may not exist yet: it is
+        written after the first epoch)."""
+        if os.path.basename(path) != "args.yaml":
+            return False
+        return head is not None and all(p.search(head) for p in _ARGS_KEYS)
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        """The run of the results.csv beside it (a history file is a run of its own)."""
+        return os.path.join(os.path.dirname(path), "results.csv"), {}
 
     def read(self, cursor: FileCursor) -> int:
         try:

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
 from watchrun.model import RunStatus
-from watchrun.sources.base import Source, to_float, to_step
-from watchrun.sources.table import flatten
+from watchrun.sources.base import Source, flatten, to_float, to_step
 from watchrun.sources.wandb_records import (
     FILE_MAGIC,
     Framing,
@@ -76,15 +75,38 @@ def run_folder_member(path: str) -> tuple[str, str] | None:
     return None
 
 
+class WandbFolderFile(Source):
+    """The files of a W&B folder that watchrun does not read (requirements.txt, media tables,
+    wandb's own debug logs): known, so that no other format claims them as a run of its own."""
+
+    format = "wandb-unread"
+    reads = False
+
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        member = run_folder_member(path)
+        return member is not None and member[1] == ""
+
+
 class WandbSource(Source):
     format = "wandb"
     stream = "wandb"
     step_unit = "step"
 
-    @staticmethod
-    def claims(path: str, head: bytes) -> bool:
-        """A W&B transaction log, whatever its name: its header is `:W&B` and magic 0xBEE1."""
-        return head.startswith(FILE_MAGIC + b"\xe1\xbe")
+    @classmethod
+    def claims(cls, path: str, head: bytes | None) -> bool:
+        """A W&B transaction log, whatever its name (its header is `:W&B` and magic 0xBEE1), or
+        a file of a run folder this source reads (the folder's layout is its format)."""
+        member = run_folder_member(path)
+        if member is not None:
+            return member[1] == cls.format
+        return head is not None and head.startswith(FILE_MAGIC + b"\xe1\xbe")
+
+    @classmethod
+    def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
+        """A run folder is one run, whichever of its files is found."""
+        member = run_folder_member(path)
+        return (member[0] if member else path), {}
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
