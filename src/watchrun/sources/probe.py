@@ -64,9 +64,10 @@ def is_number(text: Any) -> bool:
         return t.lower() in ("nan", "-nan", "inf", "-inf", "infinity", "-infinity")
 
 
-def text_lines(head: bytes, limit: int = 64) -> list[str]:
+def text_lines(head: bytes, limit: int = 64, max_line: int = MAX_LINE) -> list[str]:
     """The first complete lines of the head, decoded, blank ones dropped; carriage-return
-    redraws (tqdm) split into their parts."""
+    redraws (tqdm) split into their parts. Lines over `max_line` are left out (the patterns
+    run on short lines; a JSON parse is linear, so JSON lines may be longer)."""
     text = head.decode("utf-8", "replace")
     if len(head) >= HEAD_BYTES and "\n" in text:
         text = text[: text.rindex("\n")]  # the last line may be cut
@@ -74,7 +75,7 @@ def text_lines(head: bytes, limit: int = 64) -> list[str]:
     for line in text.split("\n"):
         for part in line.split("\r"):
             part = part.strip()
-            if part and len(part) <= MAX_LINE:
+            if part and len(part) <= max_line:
                 out.append(part)
         if len(out) >= limit:
             break
@@ -189,7 +190,7 @@ def _counts_up(rows: list[list[str]], col: int, header: list[str]) -> bool:
 def json_lines(head: bytes, limit: int = 8) -> list[dict[str, Any]] | None:
     """The first JSON objects of a JSON-lines head; None if a line is not one."""
     objs: list[dict[str, Any]] = []
-    for line in text_lines(head, limit=limit):
+    for line in text_lines(head, limit=limit, max_line=HEAD_BYTES):
         if not line.startswith("{"):
             return None
         try:
