@@ -8,8 +8,9 @@ in the files, never on folder names:
 - the same values at the same steps: at least MIN_SHARED points of loss- or metric-like series
   equal (as float32, the precision TensorBoard keeps) in both runs, written by different writers
   (two runs of one format with equal values are a rerun with the same seed, or a copy);
-- the same writer: the same host and pid, with overlapping write times (one process trains one
-  model at a time; two fits in a row in one notebook stay two runs);
+- the same writer: the same host and pid, with overlapping write times, through different
+  writers (one process trains one model at a time; two fits in a row in one notebook stay two
+  runs, and so do two runs of one format written at once: a sweep in one process);
 - a console standing alone joins the run whose values it printed (rounded as printed: `loss:
   0.2870`), or, printing none of them, the one training in the folders below its own (a
   `train.log` above tb_logs/ and csv_logs/); beside two trainings it stays apart.
@@ -57,6 +58,7 @@ class RunFacts:
     points: set[bytes] = field(default_factory=set)
     streams: frozenset[str] = frozenset()  # the writers of the fingerprinted series
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # the sampled values
+    formats: frozenset[str] = frozenset()  # the log formats its files are in
 
 
 def facts(
@@ -80,7 +82,15 @@ def facts(
     span = (lo, hi) if lo <= hi else None
     values = np.concatenate(sampled) if sampled else np.empty(0)
     return RunFacts(
-        run.key, run_dir, consoles_only, writer, span, points, frozenset(streams), values
+        run.key,
+        run_dir,
+        consoles_only,
+        writer,
+        span,
+        points,
+        frozenset(streams),
+        values,
+        frozenset(run.formats),
     )
 
 
@@ -163,7 +173,9 @@ def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
     for writer, rs in by_writer.items():
         for i, a in enumerate(rs[:CROWD]):
             for b in rs[i + 1 : CROWD]:
-                if _overlap(a.span, b.span):
+                # one process writing two runs of one format at once is running two
+                # trainings (a sweep, a demo); one training logs through different writers
+                if _overlap(a.span, b.span) and not a.formats & b.formats:
                     yield (
                         a,
                         b,

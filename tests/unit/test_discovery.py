@@ -404,3 +404,19 @@ def test_a_wandb_run_folder_is_one_run_and_latest_run_is_not_walked_again(tmp_pa
     assert list(specs) == [str(folder)]
     files = {os.path.relpath(f.path, folder): f.format for f in specs[str(folder)].files}
     assert files == {"files/wandb-summary.json": "wandb", "files/output.log": "console"}
+
+
+def test_two_runs_of_one_format_written_at_once_by_one_process_stay_two(tmp_path):
+    """A sweep (or watchrun's demo) writes two TensorBoard runs from one process at the same
+    time: the same pid in both file names is no evidence that they are one training."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    a, b = SummaryWriter(str(tmp_path / "lr-0.1")), SummaryWriter(str(tmp_path / "lr-0.01"))
+    for step in range(20):
+        a.add_scalar("train/loss", 2.0 / (step + 1), step)
+        b.add_scalar("train/loss", 2.5 / (step + 2), step)
+    a.close()
+    b.close()
+    engine = loaded(tmp_path)
+    assert sorted(engine.store.runs) == ["lr-0.01", "lr-0.1"]
+    assert all(not r.joined for r in engine.store.runs.values())
