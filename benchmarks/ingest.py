@@ -27,8 +27,18 @@ import subprocess
 import sys
 
 CACHE = os.environ.get("WATCHRUN_BENCH_DIR", "/tmp/watchrun-bench2")
-TAGS = ["train/loss", "train/lr", "train/grad_norm", "train/accuracy", "val/loss", "val/accuracy",
-        "val/f1", "perf/throughput", "sys/gpu_mem", "epoch"]
+TAGS = [
+    "train/loss",
+    "train/lr",
+    "train/grad_norm",
+    "train/accuracy",
+    "val/loss",
+    "val/accuracy",
+    "val/f1",
+    "perf/throughput",
+    "sys/gpu_mem",
+    "epoch",
+]
 
 
 def write_run(logdir: str, steps: int) -> None:
@@ -57,8 +67,15 @@ def write_run(logdir: str, steps: int) -> None:
         }
         for tag in TAGS:
             v = values[tag]
-            w.add_event(event_pb2.Event(wall_time=1.7e9 + s, step=s, summary=summary_pb2.Summary(
-                value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])))
+            w.add_event(
+                event_pb2.Event(
+                    wall_time=1.7e9 + s,
+                    step=s,
+                    summary=summary_pb2.Summary(
+                        value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)]
+                    ),
+                )
+            )
     w.close()
 
 
@@ -125,17 +142,21 @@ ENV = {"watchrun-numpy": {"WATCHRUN_NO_COMPILED": "1"}}
 def measure(name: str, path: str) -> dict:
     if name.startswith("rustboard"):
         return rustboard(path, checksum=name.endswith("checksum"))
-    code = "\n".join([
-        "import time, resource, json",
-        f"PATH = {path!r}",
-        PRELOAD.get(name, ""),
-        "t = time.perf_counter()",
-        LOADERS[name],
-        "print(json.dumps({'s': time.perf_counter() - t, 'points': points, 'retained': retained,"
-        " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
-    ])
+    code = "\n".join(
+        [
+            "import time, resource, json",
+            f"PATH = {path!r}",
+            PRELOAD.get(name, ""),
+            "t = time.perf_counter()",
+            LOADERS[name],
+            "print(json.dumps({'s': time.perf_counter() - t, 'points': points, 'retained': retained,"
+            " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
+        ]
+    )
     env = {**os.environ, **ENV.get(name, {})}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=3600, env=env
+    )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -153,8 +174,21 @@ def rustboard(path: str, checksum: bool) -> dict:
         return {"error": "pip install tensorboard-data-server"}
     binary = tensorboard_data_server.server_binary()
     port_file = tempfile.mktemp(prefix="rustboard-port-")
-    args = [binary, "--logdir", path, "--port", "0", "--port-file", port_file, "--reload", "once",
-            "--samples-per-plugin", "scalars=all", "--verbose", "--die-after-stdin"]
+    args = [
+        binary,
+        "--logdir",
+        path,
+        "--port",
+        "0",
+        "--port-file",
+        port_file,
+        "--reload",
+        "once",
+        "--samples-per-plugin",
+        "scalars=all",
+        "--verbose",
+        "--die-after-stdin",
+    ]
     if checksum:
         args.append("--checksum")
     t = time.perf_counter()
@@ -182,15 +216,22 @@ def _rustboard_points(port: str) -> int:
     from tensorboard.data.proto import data_provider_pb2 as pb
     from tensorboard.data.proto import data_provider_pb2_grpc as pb_grpc
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", -1)])
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", -1)]
+    )
     stub = pb_grpc.TensorBoardDataProviderStub(channel)
     scalars = pb.PluginFilter(plugin_name="scalars")
     listing = stub.ListScalars(pb.ListScalarsRequest(plugin_filter=scalars))
     points = 0
     for run in listing.runs:  # one request per run keeps each reply small
         wanted = pb.RunTagFilter(runs=pb.RunFilter(names=[run.run_name]))
-        reply = stub.ReadScalars(pb.ReadScalarsRequest(
-            plugin_filter=scalars, run_tag_filter=wanted, downsample=pb.Downsample(num_points=2**31 - 1)))
+        reply = stub.ReadScalars(
+            pb.ReadScalarsRequest(
+                plugin_filter=scalars,
+                run_tag_filter=wanted,
+                downsample=pb.Downsample(num_points=2**31 - 1),
+            )
+        )
         points += sum(len(tag.data.step) for r in reply.runs for tag in r.tags)
     channel.close()
     return points
@@ -215,7 +256,9 @@ def import_seconds(code: str = IMPORTS, tries: int = 7) -> float:
     """The best of a few fresh interpreters (the least disturbed by other load)."""
     times = []
     for _ in range(tries):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return min(times)
 
@@ -246,7 +289,12 @@ print(total / n * 1e6)
 def append_cost(path: str, burst: int) -> float:
     """Microseconds per appended scalar event, polling after every `burst` events (a copy of
     the run is used: the cached benchmark files stay as written)."""
-    out = subprocess.run([sys.executable, "-c", APPEND, path, str(burst)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", APPEND, path, str(burst)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
 
 
@@ -269,30 +317,42 @@ def main() -> None:
             ratio = base["s"] / r["s"] if "s" in base and r["s"] else float("nan")
             bpp = r["retained"] / r["points"] if r["points"] and r["retained"] else float("nan")
             versus = f"x{ratio:6.1f} vs EventAccumulator  " if base else ""
-            print(f"  {name:<18} {r['s']:8.2f} s  {rate:6.2f} M pts/s  {versus}"
-                  f"peak RSS {r['rss_mb']:7.0f} MB  retained {bpp:5.1f} B/pt  ({r['points']} points)")
+            print(
+                f"  {name:<18} {r['s']:8.2f} s  {rate:6.2f} M pts/s  {versus}"
+                f"peak RSS {r['rss_mb']:7.0f} MB  retained {bpp:5.1f} B/pt  ({r['points']} points)"
+            )
         ours, rust = results.get("watchrun", {}), results.get("rustboard", {})
         if "s" in ours and "s" in rust:
             rate = ours["points"] / ours["s"] / 1e6
-            print(f"  watchrun vs rustboard: x{rust['s'] / ours['s']:.2f} (target >= 2), {rate:.2f} M pts/s "
-                  f"(target >= 2.5); rustboard served {rust['points']} of {ours['points']} points")
+            print(
+                f"  watchrun vs rustboard: x{rust['s'] / ours['s']:.2f} (target >= 2), {rate:.2f} M pts/s "
+                f"(target >= 2.5); rustboard served {rust['points']} of {ours['points']} points"
+            )
         if "s" in results.get("watchrun", {}) and "s" in results.get("watchrun-check", {}):
-            print(f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x")
+            print(
+                f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x"
+            )
         ours, ref = results.get("watchrun-read", {}), results.get("tbparse", {})
         if "s" in ours and "s" in ref:
-            print(f"  DataFrame (imports excluded): watchrun.read().scalars() x{ref['s'] / ours['s']:.1f} faster than tbparse, "
-                  f"peak RSS {ours['rss_mb']:.0f} MB vs {ref['rss_mb']:.0f} MB, "
-                  f"frame {ours['retained'] / 1e6:.1f} MB vs {ref['retained'] / 1e6:.1f} MB")
+            print(
+                f"  DataFrame (imports excluded): watchrun.read().scalars() x{ref['s'] / ours['s']:.1f} faster than tbparse, "
+                f"peak RSS {ours['rss_mb']:.0f} MB vs {ref['rss_mb']:.0f} MB, "
+                f"frame {ours['retained'] / 1e6:.1f} MB vs {ref['retained'] / 1e6:.1f} MB"
+            )
     if only_frames:
         return
-    print(f"\nimports (watchrun.cli + watchrun.engine, best of 7): {import_seconds():.3f} s; "
-          f"numpy alone: {import_seconds('import time; t = time.perf_counter(); import numpy; print(time.perf_counter() - t)'):.3f} s "
-          "(target <= 0.12 s, numpy is the floor)")
+    print(
+        f"\nimports (watchrun.cli + watchrun.engine, best of 7): {import_seconds():.3f} s; "
+        f"numpy alone: {import_seconds('import time; t = time.perf_counter(); import numpy; print(time.perf_counter() - t)'):.3f} s "
+        "(target <= 0.12 s, numpy is the floor)"
+    )
     if only is not None and "append" not in only:
         return
     small = os.path.join(CACHE, "b-quick" if quick else "b", "run_000")
     for burst in (1, 10, 100):
-        print(f"appended events, a poll every {burst:>3}: {append_cost(small, burst):7.1f} us per event")
+        print(
+            f"appended events, a poll every {burst:>3}: {append_cost(small, burst):7.1f} us per event"
+        )
 
 
 if __name__ == "__main__":

@@ -121,25 +121,52 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
     if command in ("ls", "check"):
         p.add_argument("--json", action="store_true", help="one JSON object per line")
-        p.add_argument("--follow-symlinks", action="store_true",
-                       help="follow symlinks that lead outside PATH (by default only those inside)")
+        p.add_argument(
+            "--follow-symlinks",
+            action="store_true",
+            help="follow symlinks that lead outside PATH (by default only those inside)",
+        )
     if command == "check":
-        p.add_argument("--follow", "-f", action="store_true", help="keep watching, print alerts as they fire")
-        p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
+        p.add_argument(
+            "--follow", "-f", action="store_true", help="keep watching, print alerts as they fire"
+        )
+        p.add_argument(
+            "--target", action="append", metavar="METRIC<=VALUE", help="a target to reach"
+        )
         p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
     if command == "export":
-        p.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="table format (default: csv)")
-        p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout; parquet needs a file)")
+        p.add_argument(
+            "--format", choices=EXPORT_FORMATS, default="csv", help="table format (default: csv)"
+        )
+        p.add_argument(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="write here (default: stdout; parquet needs a file)",
+        )
     if command in ("app", "demo"):
-        p.add_argument("--theme", help="watchrun-dark, watchrun-light, watchrun-contrast or a Textual theme")
+        p.add_argument(
+            "--theme", help="watchrun-dark, watchrun-light, watchrun-contrast or a Textual theme"
+        )
         p.add_argument("--ascii", action="store_true", help="no Unicode box or braille characters")
-        p.add_argument("--on-alert", metavar="CMD", help="run CMD with each new critical alert as JSON on stdin")
+        p.add_argument(
+            "--on-alert",
+            metavar="CMD",
+            help="run CMD with each new critical alert as JSON on stdin",
+        )
         p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
-        p.add_argument("--quiet", action="store_true", help="no toasts, bell or desktop notifications")
+        p.add_argument(
+            "--quiet", action="store_true", help="no toasts, bell or desktop notifications"
+        )
     if command == "app":
-        p.add_argument("--target", action="append", metavar="METRIC<=VALUE", help="a target to reach")
-        p.add_argument("--allow-other-users", action="store_true",
-                       help="as root, let the stop dialog signal other users' verified processes")
+        p.add_argument(
+            "--target", action="append", metavar="METRIC<=VALUE", help="a target to reach"
+        )
+        p.add_argument(
+            "--allow-other-users",
+            action="store_true",
+            help="as root, let the stop dialog signal other users' verified processes",
+        )
     if command == "demo":
         p.add_argument("--dir", help="write the demo runs here (default: a temporary directory)")
         p.add_argument("--speed", type=float, default=1.0, help="pace multiplier")
@@ -147,7 +174,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
-def _engine(paths: list[str], config: Any, poll: float | None = None, follow_symlinks: bool = False) -> Any:
+def _engine(
+    paths: list[str], config: Any, poll: float | None = None, follow_symlinks: bool = False
+) -> Any:
     from watchrun.engine import Engine
 
     return Engine(paths, config, poll_seconds=poll, bounded=True, follow_symlinks=follow_symlinks)
@@ -251,7 +280,10 @@ def cmd_export(paths: list[str], config: Any, fmt: str, output: str | None) -> i
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            print("watchrun: parquet export needs pyarrow: pip install 'watchrun[parquet]'", file=sys.stderr)
+            print(
+                "watchrun: parquet export needs pyarrow: pip install 'watchrun[parquet]'",
+                file=sys.stderr,
+            )
             return 2
     try:
         from watchrun.api import read
@@ -270,7 +302,10 @@ def cmd_export(paths: list[str], config: Any, fmt: str, output: str | None) -> i
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if output:
-        print(f"{len(table)} points of {table['run'].nunique()} run(s) written to {output}", file=sys.stderr)
+        print(
+            f"{len(table)} points of {table['run'].nunique()} run(s) written to {output}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -39,10 +39,17 @@ def healthy(steps: int = 600, eval_every: int = 50, seed: int = 0) -> Iterator[P
 def overfitting(steps: int = 1500, eval_every: int = 50, seed: int = 1) -> Iterator[Point]:
     rng = random.Random(seed)
     for s in range(25, steps + 1, 25):
-        row = {"loss": 0.08 + 0.25 * math.exp(-s / 500) + rng.gauss(0, 0.005),
-               "learning_rate": 5e-5 * (1 - s / steps), "grad_norm": 2 + rng.random()}
+        row = {
+            "loss": 0.08 + 0.25 * math.exp(-s / 500) + rng.gauss(0, 0.005),
+            "learning_rate": 5e-5 * (1 - s / steps),
+            "grad_norm": 2 + rng.random(),
+        }
         if s % eval_every == 0:
-            row["eval_loss"] = 0.216 + 0.09 * ((s - 450) / 1000) ** 2 * (1 if s > 450 else 0.6) + rng.gauss(0, 0.002)
+            row["eval_loss"] = (
+                0.216
+                + 0.09 * ((s - 450) / 1000) ** 2 * (1 if s > 450 else 0.6)
+                + rng.gauss(0, 0.002)
+            )
             row["eval_f1"] = 0.86 + rng.gauss(0, 0.005)
         yield s, row
 
@@ -50,10 +57,16 @@ def overfitting(steps: int = 1500, eval_every: int = 50, seed: int = 1) -> Itera
 def ctc_blank(epochs: int = 30, seed: int = 2) -> Iterator[Point]:
     rng = random.Random(seed)
     for e in range(epochs):
-        yield e, {"train_loss": 2.6 - 0.6 * (1 - math.exp(-e / 5)) + rng.gauss(0, 0.01),
-                  "val_loss": 2.55 - 0.5 * (1 - math.exp(-e / 5)) + rng.gauss(0, 0.01),
-                  "val_wer": 1.0, "val_cer": 0.91 + rng.random() * 0.05,
-                  "val_blank_ratio": min(1.0, 0.9 + e * 0.02)}
+        yield (
+            e,
+            {
+                "train_loss": 2.6 - 0.6 * (1 - math.exp(-e / 5)) + rng.gauss(0, 0.01),
+                "val_loss": 2.55 - 0.5 * (1 - math.exp(-e / 5)) + rng.gauss(0, 0.01),
+                "val_wer": 1.0,
+                "val_cer": 0.91 + rng.random() * 0.05,
+                "val_blank_ratio": min(1.0, 0.9 + e * 0.02),
+            },
+        )
 
 
 def nan_divergence(steps: int = 200, seed: int = 3) -> Iterator[Point]:
@@ -76,10 +89,20 @@ def imbalanced(epochs: int = 12, seed: int = 4) -> Iterator[Point]:
     for e in range(epochs):
         c1 = 0.85 + 0.04 * (1 - math.exp(-e / 3)) + rng.gauss(0, 0.005)
         c0 = 0.2 + 0.05 * (1 - math.exp(-e / 3)) + rng.gauss(0, 0.01)
-        yield e, {"train_loss": 0.5 * math.exp(-e / 4) + 0.1, "val_loss": 0.3 + rng.gauss(0, 0.005),
-                  "val_f1": c1, "val_f1_class_0": c0, "val_f1_class_1": c1,
-                  "val_recall_class_0": c0 * 0.8, "val_recall_class_1": 0.93 + rng.gauss(0, 0.004),
-                  "val_macro_f1": (c0 + c1) / 2, "val_accuracy": 0.8 + rng.gauss(0, 0.005)}
+        yield (
+            e,
+            {
+                "train_loss": 0.5 * math.exp(-e / 4) + 0.1,
+                "val_loss": 0.3 + rng.gauss(0, 0.005),
+                "val_f1": c1,
+                "val_f1_class_0": c0,
+                "val_f1_class_1": c1,
+                "val_recall_class_0": c0 * 0.8,
+                "val_recall_class_1": 0.93 + rng.gauss(0, 0.004),
+                "val_macro_f1": (c0 + c1) / 2,
+                "val_accuracy": 0.8 + rng.gauss(0, 0.005),
+            },
+        )
 
 
 # -- writers -----------------------------------------------------------------------------------
@@ -101,7 +124,9 @@ class TensorBoardWriter:
         for tag, value in row.items():
             value_pb = summary_pb2.Summary.Value(tag=tag, simple_value=value)
             self.writer.add_event(
-                event_pb2.Event(wall_time=now, step=step, summary=summary_pb2.Summary(value=[value_pb]))
+                event_pb2.Event(
+                    wall_time=now, step=step, summary=summary_pb2.Summary(value=[value_pb])
+                )
             )
         self.n += 1
         if self.n % self.flush_every == 0:
@@ -119,8 +144,14 @@ class TrainerStateWriter:
         self.outdir = outdir
         os.makedirs(outdir, exist_ok=True)
         self.state: dict[str, Any] = {
-            "best_metric": None, "best_model_checkpoint": None, "epoch": 0.0, "eval_steps": eval_steps,
-            "global_step": 0, "logging_steps": 25, "max_steps": max_steps, "save_steps": eval_steps * save_every,
+            "best_metric": None,
+            "best_model_checkpoint": None,
+            "epoch": 0.0,
+            "eval_steps": eval_steps,
+            "global_step": 0,
+            "logging_steps": 25,
+            "max_steps": max_steps,
+            "save_steps": eval_steps * save_every,
             "log_history": [],
         }
         self.save_every = save_every
@@ -136,7 +167,9 @@ class TrainerStateWriter:
             best = self.state["best_metric"]
             if best is None or evals.get("eval_loss", math.inf) < best:
                 self.state["best_metric"] = evals.get("eval_loss")
-                self.state["best_model_checkpoint"] = os.path.join(self.outdir, f"checkpoint-{step}")
+                self.state["best_model_checkpoint"] = os.path.join(
+                    self.outdir, f"checkpoint-{step}"
+                )
                 self.state["best_global_step"] = step
         self.state["global_step"], self.state["epoch"] = step, epoch
         if evals:
@@ -157,7 +190,9 @@ class TrainerStateWriter:
 class CsvWriter:
     """A CSV with a fixed header written first (Keras CSVLogger style when step_col='epoch')."""
 
-    def __init__(self, path: str, columns: list[str], step_col: str = "step", crlf: bool = False) -> None:
+    def __init__(
+        self, path: str, columns: list[str], step_col: str = "step", crlf: bool = False
+    ) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.fh = open(path, "w", newline="")  # noqa: SIM115 - kept open while the run writes
         self.writer = csv.writer(self.fh, lineterminator="\r\n" if crlf else "\n")
@@ -196,13 +231,28 @@ def demo_runs(root: str) -> list[tuple[str, Callable[[], Iterator[Point]], Any, 
     """(name, scenario, writer, seconds between points)."""
     return [
         ("healthy-resnet", healthy, TensorBoardWriter(os.path.join(root, "healthy-resnet")), 0.05),
-        ("whisper-finetune-overfit", overfitting,
-         TrainerStateWriter(os.path.join(root, "whisper-finetune-overfit"), 1500, 50), 0.08),
-        ("ctc-asr", ctc_blank, CsvWriter(os.path.join(root, "ctc-asr", "lightning_logs", "version_0", "metrics.csv"),
-                                         ["train_loss", "val_loss", "val_wer", "val_cer", "val_blank_ratio"]), 0.6),
+        (
+            "whisper-finetune-overfit",
+            overfitting,
+            TrainerStateWriter(os.path.join(root, "whisper-finetune-overfit"), 1500, 50),
+            0.08,
+        ),
+        (
+            "ctc-asr",
+            ctc_blank,
+            CsvWriter(
+                os.path.join(root, "ctc-asr", "lightning_logs", "version_0", "metrics.csv"),
+                ["train_loss", "val_loss", "val_wer", "val_cer", "val_blank_ratio"],
+            ),
+            0.6,
+        ),
         ("lm-nan", nan_divergence, TensorBoardWriter(os.path.join(root, "lm-nan")), 0.15),
-        ("turn-classifier", imbalanced,
-         JsonlWriter(os.path.join(root, "turn-classifier", "watchrun.jsonl")), 1.0),
+        (
+            "turn-classifier",
+            imbalanced,
+            JsonlWriter(os.path.join(root, "turn-classifier", "watchrun.jsonl")),
+            1.0,
+        ),
     ]
 
 
@@ -218,6 +268,7 @@ def simulate(root: str, stop: threading.Event, speed: float = 1.0) -> list[threa
     """Write the demo runs at a realistic pace in background threads."""
     threads = []
     for name, scenario, writer, pace in demo_runs(root):
+
         def work(scenario=scenario, writer=writer, pace=pace) -> None:  # type: ignore[no-untyped-def]
             try:
                 for step, row in scenario():

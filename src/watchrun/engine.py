@@ -64,10 +64,14 @@ class Engine:
         self.by_key: dict[str, list[Source]] = {}  # a run's sources, in the order they were made
         self.owner: dict[str, Source] = {}
         self.discovery = Discovery(self.roots, follow_symlinks)
-        self.scan_errors: list[str] = []  # what the last scan could not read ("permission denied: P")
+        self.scan_errors: list[
+            str
+        ] = []  # what the last scan could not read ("permission denied: P")
         self.readable = 0  # directories and files the last scan could read
         self.unreadable: set[str] = set()  # paths the last scan could not read
-        self.joined: dict[str, tuple[str, str]] = {}  # a run root found apart -> (key, root) it joined
+        self.joined: dict[
+            str, tuple[str, str]
+        ] = {}  # a run root found apart -> (key, root) it joined
         self.forced_poll = poll_seconds is not None
         self.poll_seconds = poll_seconds if poll_seconds is not None else 1.0
         self.use_watchdog = use_watchdog and not self.forced_poll
@@ -117,7 +121,10 @@ class Engine:
             for spec in specs.values():
                 if stop is not None and stop.is_set():
                     return new_keys
-                key, run_root = self.joined.get(spec.root) or (self._key(spec.root, root), spec.root)
+                key, run_root = self.joined.get(spec.root) or (
+                    self._key(spec.root, root),
+                    spec.root,
+                )
                 if self._attach(key, run_root, spec, found):
                     new_keys.append(key)
         self.scan_errors = errors
@@ -133,7 +140,11 @@ class Engine:
         return new_keys
 
     def _key(self, run_root: str, watch_root: str) -> str:
-        return run_key(run_root, watch_root) if len(self.roots) == 1 else _multi_key(run_root, watch_root)
+        return (
+            run_key(run_root, watch_root)
+            if len(self.roots) == 1
+            else _multi_key(run_root, watch_root)
+        )
 
     def _attach(
         self, key: str, run_root: str, spec: RunSpec, found: set[str] | None = None
@@ -146,7 +157,9 @@ class Engine:
                 continue
             src = self.sources.get((key, f.format))
             if src is None:
-                src = self.sources[(key, f.format)] = source_class(f.format).create(self.store, key, run_root, f.path)
+                src = self.sources[(key, f.format)] = source_class(f.format).create(
+                    self.store, key, run_root, f.path
+                )
                 self.by_key.setdefault(key, []).append(src)
             src.add_file(f.path, **f.options)
             self.owner[f.path] = src
@@ -207,9 +220,15 @@ class Engine:
     def _facts_of(self, run) -> RunFacts:  # type: ignore[no-untyped-def]
         cached = self._facts.get(run.key)
         if cached is None or cached[0] != run.version:
-            cached = self._facts[run.key] = (run.version, facts(
-                run, self._run_dir(run), run.formats <= {"console"}, lambda n: self.store.streams_of(run.key, n)
-            ))
+            cached = self._facts[run.key] = (
+                run.version,
+                facts(
+                    run,
+                    self._run_dir(run),
+                    run.formats <= {"console"},
+                    lambda n: self.store.streams_of(run.key, n),
+                ),
+            )
         return cached[1]
 
     def _run_dir(self, run) -> str:  # type: ignore[no-untyped-def]
@@ -221,8 +240,13 @@ class Engine:
     def _join(self, keys: list[str], why: str, root: str, own_key: bool = True) -> str:
         """Make runs `keys` one run rooted at `root`, named after it (or, when other trainings
         share that folder, after its richest member) and read again from the start."""
-        by_richness = sorted(keys, key=lambda k: (self.store.runs[k].formats <= {"console"}, -self.store.runs[k].points()))
-        watch_root = next((w for w in self.roots if root == w or root.startswith(w + os.sep)), self.roots[0])
+        by_richness = sorted(
+            keys,
+            key=lambda k: (self.store.runs[k].formats <= {"console"}, -self.store.runs[k].points()),
+        )
+        watch_root = next(
+            (w for w in self.roots if root == w or root.startswith(w + os.sep)), self.roots[0]
+        )
         key = self._key(root, watch_root)
         if not own_key or (key in self.store.runs and key not in keys):
             key = by_richness[0]
@@ -404,7 +428,12 @@ class Engine:
             observer = Observer()
             for root in self.roots:
                 target = root if os.path.isdir(root) else os.path.dirname(root)
-                observer.schedule(Handler(), target, recursive=True, event_filter=[getattr(events, n) for n in _WRITE_EVENTS])
+                observer.schedule(
+                    Handler(),
+                    target,
+                    recursive=True,
+                    event_filter=[getattr(events, n) for n in _WRITE_EVENTS],
+                )
             observer.daemon = True
             self._overflow = _OverflowSignal(self)
             for name in _WATCHDOG_LOGGERS:
@@ -455,9 +484,14 @@ class Engine:
             full_every = max(self.poll_seconds, FULL_POLL_WITH_EVENTS, 50 * self._poll_cost)
             rescan_every = max(RESCAN_WITH_EVENTS, 100 * self._scan_cost)
         else:
-            full_every, rescan_every = self.poll_seconds, max(self.poll_seconds, 50 * self._scan_cost)
-        if dirty and not self.rescan_needed and any(
-            p not in self.owner and self.discovery.is_source(p) for p in dirty
+            full_every, rescan_every = (
+                self.poll_seconds,
+                max(self.poll_seconds, 50 * self._scan_cost),
+            )
+        if (
+            dirty
+            and not self.rescan_needed
+            and any(p not in self.owner and self.discovery.is_source(p) for p in dirty)
         ):
             self.rescan_needed = True  # a file that said nothing before is a log now
         if not trusted and not self.rescan_needed:  # a stat per folder: cheap next to the poll
@@ -661,7 +695,9 @@ class Engine:
     def readable_keys(self) -> list[str]:
         """Visible runs with at least one file the last scan could read."""
         with self.store.lock:
-            return [k for k in self.visible_keys() if not self.store.runs[k].files <= self.unreadable]
+            return [
+                k for k in self.visible_keys() if not self.store.runs[k].files <= self.unreadable
+            ]
 
     def visible_keys(self) -> list[str]:
         """Runs worth listing: skip containers and console files that hold no metric yet."""

@@ -53,7 +53,9 @@ def classification(
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     p, y = _labels_and_preds(preds, labels)
-    n_classes = len(label_names) if label_names else int(max(p.max(initial=0), y.max(initial=0)) + 1)
+    n_classes = (
+        len(label_names) if label_names else int(max(p.max(initial=0), y.max(initial=0)) + 1)
+    )
     classes = list(range(n_classes))
     names = [str(n) for n in label_names] if label_names else [str(c) for c in classes]
     prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
@@ -64,7 +66,9 @@ def classification(
         out[f"{prefix}f1_class_{name}"] = float(f1[i])
         out[f"{prefix}support_class_{name}"] = int(sup[i])
     for avg in ("macro", "weighted"):
-        ap, ar, af, _ = precision_recall_fscore_support(y, p, labels=classes, average=avg, zero_division=0)
+        ap, ar, af, _ = precision_recall_fscore_support(
+            y, p, labels=classes, average=avg, zero_division=0
+        )
         out[f"{prefix}{avg}_precision"] = float(ap)
         out[f"{prefix}{avg}_recall"] = float(ar)
         out[f"{prefix}{avg}_f1"] = float(af)
@@ -108,7 +112,11 @@ def ctc(
     `lengths`: valid frames per item; `decode`: ids -> text (after CTC collapsing)."""
     arr = np.asarray(_numpy(outputs))
     ids = arr.argmax(axis=-1) if arr.ndim == 3 else arr
-    lens = np.asarray(_numpy(lengths)).reshape(-1) if lengths is not None else np.full(len(ids), ids.shape[1])
+    lens = (
+        np.asarray(_numpy(lengths)).reshape(-1)
+        if lengths is not None
+        else np.full(len(ids), ids.shape[1])
+    )
     frames = blanks = 0
     texts = []
     for row, n in zip(ids, lens, strict=False):
@@ -119,7 +127,9 @@ def ctc(
         texts.append(decode(collapsed) if decode else " ".join(map(str, collapsed)))
     out: dict[str, Any] = {f"{prefix}blank_ratio": blanks / frames if frames else math.nan}
     if references is not None:
-        out[f"{prefix}wer"] = error_rate([r.split() for r in references], [t.split() for t in texts])
+        out[f"{prefix}wer"] = error_rate(
+            [r.split() for r in references], [t.split() for t in texts]
+        )
         out[f"{prefix}cer"] = error_rate([list(r) for r in references], [list(t) for t in texts])
     out[f"{prefix}samples"] = [
         {"prediction": t, **({"reference": references[i]} if references is not None else {})}

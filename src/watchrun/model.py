@@ -62,7 +62,17 @@ class Series:
     backwards (a resumed run, a Keras CSVLogger appending a second fit()).
     """
 
-    __slots__ = ("name", "_steps", "_values", "_walls", "n", "wall0", "segments", "last_step", "dropped")
+    __slots__ = (
+        "name",
+        "_steps",
+        "_values",
+        "_walls",
+        "n",
+        "wall0",
+        "segments",
+        "last_step",
+        "dropped",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -97,7 +107,11 @@ class Series:
             return []
         if k <= 4:  # live tailing: a few points; numpy's per-call costs would dominate
             start = self.n
-            return [start + i for i in range(k) if self._append_one(int(steps[i]), float(values[i]), float(walls[i]))]
+            return [
+                start + i
+                for i in range(k)
+                if self._append_one(int(steps[i]), float(values[i]), float(walls[i]))
+            ]
         steps = np.asarray(steps, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
         walls = np.asarray(walls, dtype=np.float64)
@@ -193,7 +207,9 @@ class Series:
             new[: self.n] = old[: self.n]
             setattr(self, attr, new)
 
-    def plot_slice(self, width: int, lo_step: int | None = None, hi_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def plot_slice(
+        self, width: int, lo_step: int | None = None, hi_step: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of the current segment between two steps, reduced to about 2 x width
         points (min/max per bucket, non-finite values kept): copies, sized for a plot."""
         start = self.segments[-1]
@@ -335,17 +351,27 @@ class Run:
     root: str  # absolute path of the run directory (or file)
     formats: set[str] = field(default_factory=set)
     series: dict[str, Series] = field(default_factory=dict)
-    origins: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # per series: (first index, stream)
+    origins: dict[str, list[tuple[int, str]]] = field(
+        default_factory=dict
+    )  # per series: (first index, stream)
     texts: list[TextSample] = field(default_factory=list)
     hparams: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # best checkpoint, max_steps, eval_steps...
     summary: dict[str, float] = field(default_factory=dict)  # final results (all_results.json...)
-    events: list[tuple[int | None, str]] = field(default_factory=list)  # (step or None: the end, message)
+    events: list[tuple[int | None, str]] = field(
+        default_factory=list
+    )  # (step or None: the end, message)
     warnings: list[str] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
-    file_formats: dict[str, str] = field(default_factory=dict)  # path -> format id: what makes up the run
-    joined: list[str] = field(default_factory=list)  # why runs found apart were made this one (merge.py)
-    duplicate_of: dict[str, str] = field(default_factory=dict)  # a metric two writers log: dropped -> kept
+    file_formats: dict[str, str] = field(
+        default_factory=dict
+    )  # path -> format id: what makes up the run
+    joined: list[str] = field(
+        default_factory=list
+    )  # why runs found apart were made this one (merge.py)
+    duplicate_of: dict[str, str] = field(
+        default_factory=dict
+    )  # a metric two writers log: dropped -> kept
     step_unit: str = "step"
     display_name: str = ""
     status: RunStatus = RunStatus.UNKNOWN

@@ -35,7 +35,13 @@ def run_hook(command: str, alert: Alert) -> None:
 
     def go() -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(command, shell=True, input=json.dumps(alert.to_json()), text=True,
-                           timeout=30, capture_output=True)
+            subprocess.run(
+                command,
+                shell=True,
+                input=json.dumps(alert.to_json()),
+                text=True,
+                timeout=30,
+                capture_output=True,
+            )
 
     threading.Thread(target=go, daemon=True).start()

@@ -14,43 +14,155 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 SPLITS = {
-    "val": "val", "valid": "val", "validation": "val", "eval": "val", "dev": "val", "vali": "val",
-    "test": "test", "testing": "test",
-    "train": "train", "training": "train", "trn": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "eval": "val",
+    "dev": "val",
+    "vali": "val",
+    "test": "test",
+    "testing": "test",
+    "train": "train",
+    "training": "train",
+    "trn": "train",
 }
 KINDS = {
-    "loss": "loss", "nll": "loss", "xent": "loss", "crossentropy": "loss",
-    "acc": "accuracy", "accuracy": "accuracy", "top1": "accuracy",
-    "f1": "f1", "fscore": "f1", "f1score": "f1", "f": None,
-    "precision": "precision", "prec": "precision",
-    "recall": "recall", "sensitivity": "recall",
-    "auc": "auc", "auroc": "auc", "rocauc": "auc",
-    "wer": "wer", "cer": "cer",
-    "rmse": "rmse", "mse": "mse", "mae": "mae", "r2": "r2",
-    "pearson": "pearson", "pcc": "pearson", "spearman": "spearman",
-    "perplexity": "perplexity", "ppl": "perplexity",
-    "bleu": "bleu", "rouge": "rouge", "rougel": "rouge", "rouge1": "rouge", "mcc": "mcc", "matthews": "mcc",
+    "loss": "loss",
+    "nll": "loss",
+    "xent": "loss",
+    "crossentropy": "loss",
+    "acc": "accuracy",
+    "accuracy": "accuracy",
+    "top1": "accuracy",
+    "f1": "f1",
+    "fscore": "f1",
+    "f1score": "f1",
+    "f": None,
+    "precision": "precision",
+    "prec": "precision",
+    "recall": "recall",
+    "sensitivity": "recall",
+    "auc": "auc",
+    "auroc": "auc",
+    "rocauc": "auc",
+    "wer": "wer",
+    "cer": "cer",
+    "rmse": "rmse",
+    "mse": "mse",
+    "mae": "mae",
+    "r2": "r2",
+    "pearson": "pearson",
+    "pcc": "pearson",
+    "spearman": "spearman",
+    "perplexity": "perplexity",
+    "ppl": "perplexity",
+    "bleu": "bleu",
+    "rouge": "rouge",
+    "rougel": "rouge",
+    "rouge1": "rouge",
+    "mcc": "mcc",
+    "matthews": "mcc",
     "support": "support",
     "lr": "lr",
-    "reward": "reward", "rew": "reward", "return": "reward",
-    "runtime": "runtime", "fps": "runtime", "flos": "runtime",
+    "reward": "reward",
+    "rew": "reward",
+    "return": "reward",
+    "runtime": "runtime",
+    "fps": "runtime",
+    "flos": "runtime",
     "entropy": "entropy",
     "success": "success",
 }
-LOWER_BETTER = {"loss", "wer", "cer", "rmse", "mse", "mae", "perplexity", "blank_ratio",
-                "top_class_share"}
-HIGHER_BETTER = {"accuracy", "f1", "precision", "recall", "auc", "r2", "pearson", "spearman",
-                 "bleu", "rouge", "mcc", "reward", "unique_preds", "pred_entropy", "topk_accuracy",
-                 "map", "success"}
+LOWER_BETTER = {
+    "loss",
+    "wer",
+    "cer",
+    "rmse",
+    "mse",
+    "mae",
+    "perplexity",
+    "blank_ratio",
+    "top_class_share",
+}
+HIGHER_BETTER = {
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "auc",
+    "r2",
+    "pearson",
+    "spearman",
+    "bleu",
+    "rouge",
+    "mcc",
+    "reward",
+    "unique_preds",
+    "pred_entropy",
+    "topk_accuracy",
+    "map",
+    "success",
+}
 # components of a summed loss (detection, VAEs, auxiliary heads): the total plays "the loss"
-LOSS_PARTS = {"cls", "box", "bbox", "reg", "obj", "dfl", "mask", "rpn", "kl", "recon", "aux", "iou",
-              "giou", "seg", "dice", "ctr", "centerness", "rec", "reconstruction", "commitment", "vq"}
+LOSS_PARTS = {
+    "cls",
+    "box",
+    "bbox",
+    "reg",
+    "obj",
+    "dfl",
+    "mask",
+    "rpn",
+    "kl",
+    "recon",
+    "aux",
+    "iou",
+    "giou",
+    "seg",
+    "dice",
+    "ctr",
+    "centerness",
+    "rec",
+    "reconstruction",
+    "commitment",
+    "vq",
+}
 CLASS_KINDS = {"f1", "precision", "recall", "accuracy", "support"}
-AVERAGES = {"macro": "macro", "micro": "micro", "weighted": "weighted", "binary": "binary",
-            "balanced": "macro", "avg": "", "mean": ""}
-NOISE = {"epoch", "step", "score", "metric", "metrics", "overall", "best", "value", "val", "mean", "avg",
-         "total", "all", "ema", "smooth", "per", "class", "cls", "label", "on", "of", "at",
-         "top", "running"}
+AVERAGES = {
+    "macro": "macro",
+    "micro": "micro",
+    "weighted": "weighted",
+    "binary": "binary",
+    "balanced": "macro",
+    "avg": "",
+    "mean": "",
+}
+NOISE = {
+    "epoch",
+    "step",
+    "score",
+    "metric",
+    "metrics",
+    "overall",
+    "best",
+    "value",
+    "val",
+    "mean",
+    "avg",
+    "total",
+    "all",
+    "ema",
+    "smooth",
+    "per",
+    "class",
+    "cls",
+    "label",
+    "on",
+    "of",
+    "at",
+    "top",
+    "running",
+}
 _SPLIT_RE = re.compile(r"[/._\-\s\[\]()]+")
 # Ultralytics marks which head a metric belongs to: (B)ox, (M)ask, (P)ose; not a class label
 _HEAD_SUFFIX = re.compile(r"\([A-Z]\)$")
@@ -103,22 +215,31 @@ def classify(name: str) -> Role:
             kind = "grad_norm"
     if kind is None and joined in ("epoch", "epochs"):
         kind = "epoch"
-    if kind is None and any(t in ("samples", "steps", "second", "seconds", "time", "secs") for t in tokens):
+    if kind is None and any(
+        t in ("samples", "steps", "second", "seconds", "time", "secs") for t in tokens
+    ):
         kind = "runtime"
     if kind is None and any(_TOP_K.match(t) for t in tokens):
         kind = "topk_accuracy"
     kind = kind or "other"
     if kind == "accuracy" and _is_top_k(tokens):
         kind = "topk_accuracy"  # top-5 accuracy: a looser headline, never a class of its own
-    if not split and (kind == "map" or (tokens[0] == "metrics" and kind in ("precision", "recall"))):
+    if not split and (
+        kind == "map" or (tokens[0] == "metrics" and kind in ("precision", "recall"))
+    ):
         split = "val"  # mAP is computed on held-out data only; YOLO's metrics/ are its val results
     if not split and kind in ("loss", "accuracy", "f1", "precision", "recall", "auc", "grad_norm"):
         split = "train"
     avg = ""
     cls = None
     if kind in CLASS_KINDS:
-        rest = [t for i, t in enumerate(tokens) if i != kind_index and t not in SPLITS
-                and not (t == "1" and i and tokens[i - 1] == "top")]  # top_1_accuracy
+        rest = [
+            t
+            for i, t in enumerate(tokens)
+            if i != kind_index
+            and t not in SPLITS
+            and not (t == "1" and i and tokens[i - 1] == "top")
+        ]  # top_1_accuracy
         for t in rest:
             if t in AVERAGES:
                 avg = AVERAGES[t]
@@ -142,7 +263,9 @@ def _is_top_k(tokens: list[str]) -> bool:
 
 
 def _special_kind(joined: str, tokens: list[str]) -> str | None:
-    if "blank" in tokens and any(t in tokens for t in ("ratio", "rate", "frac", "fraction", "share", "pct", "prob")):
+    if "blank" in tokens and any(
+        t in tokens for t in ("ratio", "rate", "frac", "fraction", "share", "pct", "prob")
+    ):
         return "blank_ratio"
     if "blank" in tokens and len(tokens) <= 3:
         return "blank_ratio"
@@ -160,7 +283,11 @@ def _special_kind(joined: str, tokens: list[str]) -> str | None:
         return "grad_norm"
     if _MAP.search(joined) and "loss" not in tokens:
         return "map"
-    if joined.startswith(("ep_rew", "episode_reward", "rollout_ep_rew")) or "ep_rew_mean" in joined or "episode_reward" in joined:
+    if (
+        joined.startswith(("ep_rew", "episode_reward", "rollout_ep_rew"))
+        or "ep_rew_mean" in joined
+        or "episode_reward" in joined
+    ):
         return "reward"
     return None
 
@@ -176,8 +303,13 @@ def role_of(name: str, aliases: dict[str, str] | None = None) -> Role:
     return classify(name)
 
 
-def pick(names: list[str], split: str, kind: str, aliases: dict[str, str] | None = None,
-         roles: dict[str, Role] | None = None) -> str | None:
+def pick(
+    names: list[str],
+    split: str,
+    kind: str,
+    aliases: dict[str, str] | None = None,
+    roles: dict[str, Role] | None = None,
+) -> str | None:
     """The one series that best plays a role: plain names first, then per-step, then per-epoch.
     `roles` overrides what the names say (a run's test metrics standing in for validation)."""
     matches = []

@@ -72,7 +72,9 @@ class Store:
         if not (type(steps) is list and len(steps) <= 4 and walls is not None):
             steps = np.asarray(steps, dtype=np.int64)
             values = np.asarray(values, dtype=np.float64)
-            walls = np.full(len(steps), time.time()) if walls is None else np.asarray(walls, np.float64)
+            walls = (
+                np.full(len(steps), time.time()) if walls is None else np.asarray(walls, np.float64)
+            )
         if len(steps) == 0:
             return 0
         with self.lock:
@@ -128,7 +130,12 @@ class Store:
             run = self.run(key)
             for name, value in fields.items():
                 current = getattr(run, name)
-                if isinstance(current, dict) and isinstance(value, dict) or isinstance(current, set) and isinstance(value, (set, list, tuple)):
+                if (
+                    isinstance(current, dict)
+                    and isinstance(value, dict)
+                    or isinstance(current, set)
+                    and isinstance(value, (set, list, tuple))
+                ):
                     current.update(value)
                 else:
                     setattr(run, name, value)
@@ -190,7 +197,12 @@ class Store:
             return copy
 
     def plot_slice(
-        self, key: str, name: str, width: int, lo_step: int | None = None, hi_step: int | None = None
+        self,
+        key: str,
+        name: str,
+        width: int,
+        lo_step: int | None = None,
+        hi_step: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """(steps, values) of one series' current segment between two steps, reduced to about
         2 x width points (min/max per bucket, every NaN/inf kept): what a plot of `width`

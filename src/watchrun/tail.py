@@ -78,7 +78,9 @@ class FileCursor:
     folder_mtime_ns: int = -1
     racy: bool = False  # modified too close to our last look for its stat to show a rewrite
     stale: bool = False  # a read found the file changed since the look: look again, around too
-    _prefetched: tuple[str, int, bytes, bool] | None = field(default=None, repr=False, compare=False)  # (path, offset, data, at EOF)
+    _prefetched: tuple[str, int, bytes, bool] | None = field(
+        default=None, repr=False, compare=False
+    )  # (path, offset, data, at EOF)
 
     def __post_init__(self) -> None:
         self.key = self.key or self.path
@@ -95,7 +97,11 @@ class FileCursor:
         except OSError as exc:
             self.error = f"{self.path}: {exc.strerror or exc}"
             return Change.ERROR
-        if (st.st_dev, st.st_ino) == self.ident and st.st_size == self.size and st.st_mtime_ns == self.mtime_ns:
+        if (
+            (st.st_dev, st.st_ino) == self.ident
+            and st.st_size == self.size
+            and st.st_mtime_ns == self.mtime_ns
+        ):
             if not self.racy:
                 return Change.UNCHANGED
             # modified within a clock tick of our last look: if it was rewritten to the same
@@ -129,7 +135,9 @@ class FileCursor:
         first_look = self.ident is None
         continues = head[: len(self.head)] == self.head and st.st_size >= self.offset
         if continues and not first_look and ident != self.ident and self._renamed_away():
-            continues = False  # rotated: the new file only starts like the old one (empty, a header)
+            continues = (
+                False  # rotated: the new file only starts like the old one (empty, a header)
+            )
         if first_look:
             if self.since_ns < 0:
                 self.since_ns = st.st_mtime_ns
@@ -177,7 +185,9 @@ class FileCursor:
         new file is a new generation, even if it starts with the same bytes)."""
         if self.ident is None:
             return False
-        return find_renamed(self.key, Generation(self.ident, self.head, self.offset, self.mtime_ns, self.path))
+        return find_renamed(
+            self.key, Generation(self.ident, self.head, self.offset, self.mtime_ns, self.path)
+        )
 
     def found_late(self, since_ns: int) -> None:
         """The file was found while following, made after `since_ns` (the last walk of the
@@ -286,8 +296,9 @@ class Sibling:
     mtime_ns: int = 0
 
 
-def rotated_siblings(path: str, earlier: list[Generation], current: Generation | None,
-                     since_ns: int) -> tuple[list[Sibling], dict[tuple[int, int], Generation]]:
+def rotated_siblings(
+    path: str, earlier: list[Generation], current: Generation | None, since_ns: int
+) -> tuple[list[Sibling], dict[tuple[int, int], Generation]]:
     """The rotation-named files next to `path` (`train.log.1`, `train.log-20261123`,
     `train.log.old`; never a `.tmp` being written) that hold bytes we have not read, oldest
     first, each with the offset to read it from:
@@ -344,10 +355,14 @@ def _being_copied(earlier: list[Generation], head: bytes, st: os.stat_result) ->
     just now: logrotate's copy, caught half-written. Read from 0 now, it would double."""
     if st.st_mtime_ns < time.time_ns() - RACY_NS:
         return False
-    return any(g.offset > st.st_size and g.head[: len(head)] == head[: len(g.head)] for g in earlier)
+    return any(
+        g.offset > st.st_size and g.head[: len(head)] == head[: len(g.head)] for g in earlier
+    )
 
 
-def _best_match(earlier: list[Generation], st: os.stat_result, head: bytes) -> tuple[Generation | None, bool]:
+def _best_match(
+    earlier: list[Generation], st: os.stat_result, head: bytes
+) -> tuple[Generation | None, bool]:
     """The generation a rotated file is (its inode, head and size) or is a copy of (its head
     and size), the one whose head agrees on the most bytes; and whether it is that file itself.
     (A freed inode number is given to the next new file at once: a copy of what we read last
@@ -369,7 +384,9 @@ def find_renamed(path: str, gen: Generation) -> bool:
     """Whether `gen` is still there under a rotation name of `path`."""
     for where in rotated_names(path):
         seen = _stat_and_head(where)
-        if seen is not None and gen.is_file((seen[0].st_dev, seen[0].st_ino), seen[1], seen[0].st_size):
+        if seen is not None and gen.is_file(
+            (seen[0].st_dev, seen[0].st_ino), seen[1], seen[0].st_size
+        ):
             return True
     return False
 
@@ -392,7 +409,9 @@ def _stat_and_head(path: str) -> tuple[os.stat_result, bytes] | None:
         os.close(fd)
 
 
-_LISTINGS: dict[str, tuple[int, int, dict[str, list[str]]]] = {}  # folder -> (mtime, listed at, base -> names)
+_LISTINGS: dict[
+    str, tuple[int, int, dict[str, list[str]]]
+] = {}  # folder -> (mtime, listed at, base -> names)
 
 
 def rotated_names(path: str) -> list[str]:

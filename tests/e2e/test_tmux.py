@@ -16,18 +16,26 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 def capture(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+    ).stdout
 
 
 def test_tmux_shows_runs_curve_and_banner(tmp_path):
     session = f"watchrun-e2e-{int(time.time() * 1000) % 100000}"
     run = tmp_path / "asr" / "lightning_logs" / "version_0" / "metrics.csv"
-    writer = CsvWriter(str(run), ["train_loss", "val_loss", "val_wer", "val_cer", "val_blank_ratio"])
-    rows = list(ctc_blank(epochs=30))  # the loss flattens: the all-blank phase has become a collapse
+    writer = CsvWriter(
+        str(run), ["train_loss", "val_loss", "val_wer", "val_cer", "val_blank_ratio"]
+    )
+    rows = list(
+        ctc_blank(epochs=30)
+    )  # the loss flattens: the all-blank phase has become a collapse
     for step, row in rows[:1]:
         writer.write(step, row)
     cmd = f"{sys.executable} -m watchrun.cli {tmp_path} --poll 0.2"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd], check=True)
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd], check=True
+    )
     try:
         deadline = time.time() + 20
         while time.time() < deadline and "asr/lightning_logs" not in capture(session):
@@ -74,11 +82,13 @@ def test_tmux_nan_writer_shows_the_critical_banner_and_the_console_line(tmp_path
     script.write_text(WRITER)
     session = f"watchrun-nan-{int(time.time() * 1000) % 100000}"
     with open(run / "train.log", "w") as log:
-        writer = subprocess.Popen([sys.executable, str(script), str(run)], stdout=log,
-                                  stderr=subprocess.STDOUT)
+        writer = subprocess.Popen(
+            [sys.executable, str(script), str(run)], stdout=log, stderr=subprocess.STDOUT
+        )
     cmd = f"{sys.executable} -m watchrun.cli {tmp_path} --poll 0.2"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd],
-                   check=True)
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "36", cmd], check=True
+    )
     try:
         assert writer.wait(timeout=60) == 1
         deadline = time.time() + 30
@@ -111,7 +121,9 @@ def test_sighup_ends_the_app_within_two_seconds(tmp_path):
     session = f"watchrun-hup-{int(time.time() * 1000) % 100000}"
     marker = tmp_path / "exit-code"
     cmd = f"{sys.executable} -m watchrun.cli {tmp_path / 'runs'}; echo $? > {marker}; sleep 30"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True
+    )
     try:
         deadline = time.time() + 20
         proc = None

@@ -21,8 +21,13 @@ HERE = Path(__file__).parent
 
 def start(script, *args):
     env = {**os.environ, "KERAS_BACKEND": "torch"}
-    return subprocess.Popen([sys.executable, str(HERE / script), *map(str, args)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / script), *map(str, args)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def alerts(root):
@@ -66,7 +71,9 @@ def test_lightning_collapse_is_called(tmp_path):
 
     pl.seed_everything(0)
     y = (torch.randn(512, 8)[:, 0] > 0).long().numpy()
-    report = classification_report(y, np.zeros_like(y), labels=[0, 1], output_dict=True, zero_division=0)
+    report = classification_report(
+        y, np.zeros_like(y), labels=[0, 1], output_dict=True, zero_division=0
+    )
     last = [r for r in rows if "val_f1_class_neg" in r][-1]
     assert last["val_f1_class_neg"] == pytest.approx(report["0"]["f1-score"])
     assert last["val_recall_class_pos"] == pytest.approx(report["1"]["recall"])
@@ -103,7 +110,9 @@ def test_keras_minority_matches_sklearn_and_is_called(tmp_path):
     csv_header = (run_dir / "training_log.csv").read_text().splitlines()[0]
     assert "val_f1_class_rare" in csv_header  # through Keras' own logs, CSVLogger got them too
     _, fired = alerts(tmp_path)
-    assert "minority_class_hidden" in fired["keras_run"] or "prediction_collapse" in fired["keras_run"]
+    assert (
+        "minority_class_hidden" in fired["keras_run"] or "prediction_collapse" in fired["keras_run"]
+    )
 
 
 def test_keras_stop_request(tmp_path):

@@ -34,13 +34,17 @@ def test_per_class_metrics_match_sklearn_and_minority_is_called(tmp_path):
     import torch
 
     final = torch.load(out / "final_predictions.pt", weights_only=False)
-    report = classification_report(final["labels"], final["preds"], labels=[0, 1], output_dict=True, zero_division=0)
+    report = classification_report(
+        final["labels"], final["preds"], labels=[0, 1], output_dict=True, zero_division=0
+    )
     rows = [json.loads(line) for line in (out / "watchrun.jsonl").read_text().splitlines()]
     last_eval = [r for r in rows if "eval_f1_class_minority" in r][-1]
     for i, name in enumerate(["majority", "minority"]):
         assert last_eval[f"eval_f1_class_{name}"] == pytest.approx(report[str(i)]["f1-score"])
         assert last_eval[f"eval_recall_class_{name}"] == pytest.approx(report[str(i)]["recall"])
-        assert last_eval[f"eval_precision_class_{name}"] == pytest.approx(report[str(i)]["precision"])
+        assert last_eval[f"eval_precision_class_{name}"] == pytest.approx(
+            report[str(i)]["precision"]
+        )
         assert last_eval[f"eval_support_class_{name}"] == report[str(i)]["support"]
     assert last_eval["eval_macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
     engine = Engine([str(tmp_path)], use_watchdog=False)

@@ -19,7 +19,10 @@ HERE = Path(__file__).parent
 pytestmark = pytest.mark.timeout(900)  # the first test waits for all 27 trainings
 FRAMEWORKS = ("lightning", "keras", "torch", "hf")
 MODES = ("healthy", "long", "overfit", "frozen", "collapse", "too_high")
-ONLY = {"torch": ("stale_eval", "blow_up"), "lightning": ("resumed",)}  # modes one library shows best
+ONLY = {
+    "torch": ("stale_eval", "blow_up"),
+    "lightning": ("resumed",),
+}  # modes one library shows best
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +32,23 @@ def trained(tmp_path_factory):
     env = {**os.environ, "KERAS_BACKEND": "torch", "TOKENIZERS_PARALLELISM": "false"}
     errors = {}
     for pair in (FRAMEWORKS[:2], FRAMEWORKS[2:]):
-        procs = {fw: subprocess.Popen([sys.executable, str(HERE / "train_plain.py"), fw, str(root / fw), *MODES, *ONLY.get(fw, ())],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for fw in pair}
+        procs = {
+            fw: subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "train_plain.py"),
+                    fw,
+                    str(root / fw),
+                    *MODES,
+                    *ONLY.get(fw, ()),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for fw in pair
+        }
         for fw, proc in procs.items():
             _, err = proc.communicate(timeout=800)
             if proc.returncode != 0:
@@ -43,8 +60,10 @@ def trained(tmp_path_factory):
 def warnings_in(path: Path) -> dict[str, set[str]]:
     e = Engine([str(path)], use_watchdog=False)
     e.check()
-    return {k: {a.detector for a in e.store.alerts_for(k) if a.severity is not Severity.INFO}
-            for k in e.visible_keys()}
+    return {
+        k: {a.detector for a in e.store.alerts_for(k) if a.severity is not Severity.INFO}
+        for k in e.visible_keys()
+    }
 
 
 @pytest.mark.parametrize("mode", ["healthy", "long"])
@@ -79,7 +98,9 @@ def test_learning_rate_zero_is_not_learning(trained, framework):
     """The evals never change (a stuck metric from the first eval), and the train loss either
     repeats exactly or hovers at chance (ln 2: an untrained binary model) without a trend."""
     got = warnings_in(trained / framework / "frozen")
-    assert got and all("stuck_metric" in v and v & {"not_learning", "loss_at_chance"} for v in got.values()), got
+    assert got and all(
+        "stuck_metric" in v and v & {"not_learning", "loss_at_chance"} for v in got.values()
+    ), got
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -94,7 +115,9 @@ def test_learning_rate_far_too_high_is_called_and_not_taken_for_overfitting(trai
     validation loss sits above its first eval while the train loss falls back from the blow-up:
     that is not overfitting, and calling it so would send the user to add regularisation."""
     got = warnings_in(trained / framework / "too_high")
-    assert got and all(v & {"loss_at_chance", "not_learning"} and "overfitting" not in v for v in got.values()), got
+    assert got and all(
+        v & {"loss_at_chance", "not_learning"} and "overfitting" not in v for v in got.values()
+    ), got
 
 
 def test_evaluating_the_untrained_weights_is_a_stuck_metric(trained):
@@ -102,7 +125,9 @@ def test_evaluating_the_untrained_weights_is_a_stuck_metric(trained):
     e.check()
     stuck = [a for a in e.store.alerts_for("runs/exp") if a.detector == "stuck_metric"]
     assert {a.metrics[0] for a in stuck} == {"Loss/test", "Accuracy/test"}
-    assert all("while Loss/train moved" in a.message and "trained weights" in a.action for a in stuck)
+    assert all(
+        "while Loss/train moved" in a.message and "trained weights" in a.action for a in stuck
+    )
     assert all(a.step == 160 for a in stuck)  # the fifth eval: as soon as five are identical
 
 
@@ -116,11 +141,14 @@ def test_loss_blown_up_in_the_first_steps_is_divergence(trained):
     assert "blew up in the first steps" in div[0].message and div[0].evidence["first_step"] == 0
 
 
-@pytest.mark.parametrize(("noise", "expected"), [
-    (1.2, {"minority_class_hidden": 2}),
-    (0.2, {}),
-    (100.0, {"prediction_collapse": 1, "minority_class_hidden": 2}),
-])
+@pytest.mark.parametrize(
+    ("noise", "expected"),
+    [
+        (1.2, {"minority_class_hidden": 2}),
+        (0.2, {}),
+        (100.0, {"prediction_collapse": 1, "minority_class_hidden": 2}),
+    ],
+)
 def test_keras_binary_recall_far_below_accuracy_is_a_hidden_minority(tmp_path, noise, expected):
     """10% positives and Keras' own Precision()/Recall(). A hard signal: the accuracy sits at 0.92
     while the positive class's recall stays under 0.3 (called after three evals; the precision of
@@ -129,14 +157,26 @@ def test_keras_binary_recall_far_below_accuracy_is_a_hidden_minority(tmp_path, n
     positive prediction at all (precision and recall 0) is a collapse from the second eval, and
     the zeros are not also reported as stuck metrics."""
     env = {**os.environ, "KERAS_BACKEND": "torch"}
-    subprocess.run([sys.executable, str(HERE / "train_keras_binary.py"), str(tmp_path), str(noise)],
-                   env=env, check=True, timeout=600, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(HERE / "train_keras_binary.py"), str(tmp_path), str(noise)],
+        env=env,
+        check=True,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     e = Engine([str(tmp_path)], use_watchdog=False)
     e.check()
-    got = {a.detector: a for a in e.store.alerts_for("training_log.csv") if a.severity is not Severity.INFO}
+    got = {
+        a.detector: a
+        for a in e.store.alerts_for("training_log.csv")
+        if a.severity is not Severity.INFO
+    }
     assert {d: a.step for d, a in got.items()} == expected, got
     if "minority_class_hidden" in got:
         alert = got["minority_class_hidden"]
-        assert alert.metrics == ["val_accuracy", "val_recall"] and alert.evidence["worst_value"] < 0.3
+        assert (
+            alert.metrics == ["val_accuracy", "val_recall"] and alert.evidence["worst_value"] < 0.3
+        )
     if "prediction_collapse" in got:
         assert "positive class is never predicted" in got["prediction_collapse"].message

@@ -27,17 +27,49 @@ class Data(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return {"input_ids": self.ids[i], "attention_mask": torch.ones(12, dtype=torch.long), "labels": self.labels[i]}
+        return {
+            "input_ids": self.ids[i],
+            "attention_mask": torch.ones(12, dtype=torch.long),
+            "labels": self.labels[i],
+        }
 
 
-model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
-                                                 num_attention_heads=2, intermediate_size=64, num_labels=2))
-args = TrainingArguments(output_dir=out, max_steps=400, per_device_train_batch_size=16, per_device_eval_batch_size=64,
-                         eval_strategy="steps", eval_steps=10, save_strategy="steps", save_steps=10,
-                         logging_steps=5, load_best_model_at_end=True, metric_for_best_model="eval_loss",
-                         save_total_limit=2, report_to=[], learning_rate=3e-3, use_cpu=True, disable_tqdm=True, seed=0)
-trainer = Trainer(model=model, args=args, train_dataset=Data(64), eval_dataset=Data(128),
-                  callbacks=[EarlyStoppingCallback(early_stopping_patience=2)])
+model = BertForSequenceClassification(
+    BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+    )
+)
+args = TrainingArguments(
+    output_dir=out,
+    max_steps=400,
+    per_device_train_batch_size=16,
+    per_device_eval_batch_size=64,
+    eval_strategy="steps",
+    eval_steps=10,
+    save_strategy="steps",
+    save_steps=10,
+    logging_steps=5,
+    load_best_model_at_end=True,
+    metric_for_best_model="eval_loss",
+    save_total_limit=2,
+    report_to=[],
+    learning_rate=3e-3,
+    use_cpu=True,
+    disable_tqdm=True,
+    seed=0,
+)
+trainer = Trainer(
+    model=model,
+    args=args,
+    train_dataset=Data(64),
+    eval_dataset=Data(128),
+    callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
+)
 result = trainer.train()
 trainer.save_state()
 trainer.save_metrics("train", result.metrics)

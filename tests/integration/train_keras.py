@@ -15,10 +15,27 @@ keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
 x = rng.normal(size=(600, 6)).astype("float32")
 y = (rng.random(600) < (0.1 if mode == "imbalanced" else 0.5)).astype("int64")
-model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")])
-model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model = keras.Sequential(
+    [
+        keras.Input((6,)),
+        keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(2, activation="softmax"),
+    ]
+)
+model.compile(
+    optimizer=keras.optimizers.Adam(1e-2),
+    loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"],
+)
 os.makedirs(run_dir, exist_ok=True)
 cb = WatchrunCallback(run_dir, validation_data=(x[:200], y[:200]), label_names=["common", "rare"])
-model.fit(x[200:], y[200:], validation_data=(x[:200], y[:200]), epochs=epochs, batch_size=16, verbose=0,
-          callbacks=[cb, keras.callbacks.CSVLogger(os.path.join(run_dir, "training_log.csv"))])
+model.fit(
+    x[200:],
+    y[200:],
+    validation_data=(x[:200], y[:200]),
+    epochs=epochs,
+    batch_size=16,
+    verbose=0,
+    callbacks=[cb, keras.callbacks.CSVLogger(os.path.join(run_dir, "training_log.csv"))],
+)
 np.save(os.path.join(run_dir, "final_preds.npy"), model.predict(x[:200], verbose=0).argmax(-1))

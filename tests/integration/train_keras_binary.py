@@ -15,9 +15,25 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(3000, 8)).astype("float32")
 score = x[:, 0] + 0.5 * x[:, 1] + noise * rng.normal(size=len(x))
 y = (score > np.quantile(score, 0.9)).astype("float32")
-model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
-model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="binary_crossentropy",
-              metrics=["accuracy", keras.metrics.Precision(), keras.metrics.Recall(), keras.metrics.AUC()])
+model = keras.Sequential(
+    [
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ]
+)
+model.compile(
+    optimizer=keras.optimizers.Adam(3e-3),
+    loss="binary_crossentropy",
+    metrics=["accuracy", keras.metrics.Precision(), keras.metrics.Recall(), keras.metrics.AUC()],
+)
 os.makedirs(root, exist_ok=True)
-model.fit(x[:2500], y[:2500], validation_data=(x[2500:], y[2500:]), epochs=20, batch_size=32, verbose=0,
-          callbacks=[keras.callbacks.CSVLogger(os.path.join(root, "training_log.csv"))])
+model.fit(
+    x[:2500],
+    y[:2500],
+    validation_data=(x[2500:], y[2500:]),
+    epochs=20,
+    batch_size=32,
+    verbose=0,
+    callbacks=[keras.callbacks.CSVLogger(os.path.join(root, "training_log.csv"))],
+)

@@ -20,7 +20,9 @@ class Model(pl.LightningModule):
     def __init__(self):
         super().__init__()
         self.net = nn.Linear(8, 2)
-        if mode == "collapse":  # a huge bias on class 0 and no learning: every prediction is class 0
+        if (
+            mode == "collapse"
+        ):  # a huge bias on class 0 and no learning: every prediction is class 0
             with torch.no_grad():
                 self.net.bias.copy_(torch.tensor([50.0, -50.0]))
 
@@ -40,6 +42,17 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0 if mode == "collapse" else 0.05)
 
 
-trainer = pl.Trainer(max_epochs=max_epochs, default_root_dir=root, accelerator="cpu", log_every_n_steps=5,
-                     enable_progress_bar=False, enable_model_summary=False, callbacks=[WatchrunCallback(["neg", "pos"])])
-trainer.fit(Model(), torch.utils.data.DataLoader(ds, batch_size=32), torch.utils.data.DataLoader(ds, batch_size=128))
+trainer = pl.Trainer(
+    max_epochs=max_epochs,
+    default_root_dir=root,
+    accelerator="cpu",
+    log_every_n_steps=5,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    callbacks=[WatchrunCallback(["neg", "pos"])],
+)
+trainer.fit(
+    Model(),
+    torch.utils.data.DataLoader(ds, batch_size=32),
+    torch.utils.data.DataLoader(ds, batch_size=128),
+)

@@ -36,9 +36,21 @@ class Model(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-2)
 
 
-trainer = pl.Trainer(max_epochs=MAX_EPOCHS, default_root_dir=root, accelerator="cpu", log_every_n_steps=4,
-                     enable_progress_bar=False, enable_model_summary=False, logger=CSVLogger(root),
-                     callbacks=[EarlyStopping("val_loss", patience=2, verbose=True),
-                                ModelCheckpoint(monitor="val_loss", filename="{epoch}-{step}")])
-trainer.fit(Model(MAX_EPOCHS), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32),
-            torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=256))
+trainer = pl.Trainer(
+    max_epochs=MAX_EPOCHS,
+    default_root_dir=root,
+    accelerator="cpu",
+    log_every_n_steps=4,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    logger=CSVLogger(root),
+    callbacks=[
+        EarlyStopping("val_loss", patience=2, verbose=True),
+        ModelCheckpoint(monitor="val_loss", filename="{epoch}-{step}"),
+    ],
+)
+trainer.fit(
+    Model(MAX_EPOCHS),
+    torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32),
+    torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=256),
+)

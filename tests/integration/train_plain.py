@@ -42,7 +42,9 @@ def make_data(mode: str) -> None:
     xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
     epochs = {"overfit": 80, "long": 40, "too_high": 20, "resumed": 20}.get(mode, 10)
     hidden = 256 if mode == "overfit" else 16
-    lr = {"overfit": 1e-2, "frozen": 0.0, "long": 1e-3, "too_high": 1.0, "blow_up": 50.0}.get(mode, 3e-3)
+    lr = {"overfit": 1e-2, "frozen": 0.0, "long": 1e-3, "too_high": 1.0, "blow_up": 50.0}.get(
+        mode, 3e-3
+    )
     stale_eval, resumed = mode == "stale_eval", mode == "resumed"
     root = os.path.join(out, mode)
 
@@ -52,7 +54,9 @@ def torch_model():
     from torch import nn
 
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    return nn.Sequential(
+        nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2)
+    )
 
 
 def run_lightning() -> None:
@@ -82,22 +86,44 @@ def run_lightning() -> None:
             return torch.optim.Adam(self.parameters(), lr=lr)
 
     pl.seed_everything(0)
-    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(xt), torch.tensor(yt)), batch_size=32, shuffle=True)
-    val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(xv), torch.tensor(yv)), batch_size=128)
+    train = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(xt), torch.tensor(yt)),
+        batch_size=32,
+        shuffle=True,
+    )
+    val = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(xv), torch.tensor(yv)), batch_size=128
+    )
     if not resumed:
         loggers = [CSVLogger(root, name="csv"), TensorBoardLogger(root, name="tb")]
-        trainer = pl.Trainer(max_epochs=epochs, logger=loggers, accelerator="cpu", log_every_n_steps=5,
-                             enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            logger=loggers,
+            accelerator="cpu",
+            log_every_n_steps=5,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+        )
         trainer.fit(Model(), train, val)
         return
     # stopped after 4 epochs, resumed from the last checkpoint into the same logger version (as
     # users do to keep one run): Lightning's CSVLogger rewrites metrics.csv from the resume step
     ckpt = os.path.join(root, "ckpt")
     for max_epochs, resume in ((4, None), (epochs, os.path.join(ckpt, "last.ckpt"))):
-        loggers = [CSVLogger(root, name="csv", version=0), TensorBoardLogger(root, name="tb", version=0)]
-        trainer = pl.Trainer(max_epochs=max_epochs, logger=loggers, accelerator="cpu", log_every_n_steps=5,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_last=True)])
+        loggers = [
+            CSVLogger(root, name="csv", version=0),
+            TensorBoardLogger(root, name="tb", version=0),
+        ]
+        trainer = pl.Trainer(
+            max_epochs=max_epochs,
+            logger=loggers,
+            accelerator="cpu",
+            log_every_n_steps=5,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[pl.callbacks.ModelCheckpoint(dirpath=ckpt, save_last=True)],
+        )
         trainer.fit(Model(), train, val, ckpt_path=resume)
 
 
@@ -106,12 +132,29 @@ def run_keras() -> None:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hidden, activation="relu"),
-                              keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(2, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     os.makedirs(root, exist_ok=True)
-    model.fit(xt, yt, validation_data=(xv, yv), epochs=epochs, batch_size=32, verbose=0,
-              callbacks=[keras.callbacks.CSVLogger(os.path.join(root, "training_log.csv"))])
+    model.fit(
+        xt,
+        yt,
+        validation_data=(xv, yv),
+        epochs=epochs,
+        batch_size=32,
+        verbose=0,
+        callbacks=[keras.callbacks.CSVLogger(os.path.join(root, "training_log.csv"))],
+    )
 
 
 def run_torch() -> None:
@@ -139,7 +182,9 @@ def run_torch() -> None:
         with torch.no_grad():
             logits = evaluated(xv_)
             writer.add_scalar("Loss/test", nn.functional.cross_entropy(logits, yv_).item(), step)
-            writer.add_scalar("Accuracy/test", (logits.argmax(1) == yv_).float().mean().item(), step)
+            writer.add_scalar(
+                "Accuracy/test", (logits.argmax(1) == yv_).float().mean().item(), step
+            )
     writer.close()
 
 
@@ -173,12 +218,28 @@ def run_hf() -> None:
     def accuracy(p):
         return {"accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())}
 
-    args = TrainingArguments(output_dir=root, num_train_epochs=epochs, per_device_train_batch_size=32,
-                             learning_rate=lr, eval_strategy="epoch", logging_steps=10, save_strategy="epoch",
-                             save_total_limit=2, report_to=["tensorboard"], use_cpu=True, seed=0,
-                             disable_tqdm=True, warmup_steps=max(1, epochs * -(-n_train // 32) // 20))
-    trainer = Trainer(model=Net(), args=args, train_dataset=Data(xt, yt), eval_dataset=Data(xv, yv),
-                      compute_metrics=accuracy)
+    args = TrainingArguments(
+        output_dir=root,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=32,
+        learning_rate=lr,
+        eval_strategy="epoch",
+        logging_steps=10,
+        save_strategy="epoch",
+        save_total_limit=2,
+        report_to=["tensorboard"],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        warmup_steps=max(1, epochs * -(-n_train // 32) // 20),
+    )
+    trainer = Trainer(
+        model=Net(),
+        args=args,
+        train_dataset=Data(xt, yt),
+        eval_dataset=Data(xv, yv),
+        compute_metrics=accuracy,
+    )
     trainer.train()
 
 

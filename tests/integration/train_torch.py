@@ -25,8 +25,13 @@ for step in range(1, steps + 1):
     if step % 20 == 0:
         with torch.no_grad():
             logits = net(x)
-            log.log(step, {"val_loss": nn.functional.cross_entropy(logits, y).item(),
-                           **classification(logits, y, prefix="val_")})
+            log.log(
+                step,
+                {
+                    "val_loss": nn.functional.cross_entropy(logits, y).item(),
+                    **classification(logits, y, prefix="val_"),
+                },
+            )
     if log.stop_requested():
         torch.save(net.state_dict(), f"{run_dir}/stop-step-{step}.pt")
         log.stopped(step, f"{run_dir}/stop-step-{step}.pt")

@@ -11,8 +11,11 @@ from watchrun.sources.tensorboard import frame
 
 
 def scalar_event(step: int, tag: str, value: float, wall: float = 1.7e9) -> bytes:
-    ev = event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]))
+    ev = event_pb2.Event(
+        wall_time=wall,
+        step=step,
+        summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]),
+    )
     return frame(ev.SerializeToString())
 
 
@@ -24,7 +27,10 @@ def points(engine: Engine, key: str | None = None) -> dict[str, list[tuple[int, 
     """Every series of a run as (step, value) lists."""
     runs = engine.store.runs
     run = runs[key] if key else next(iter(runs.values()))
-    return {n: list(zip(s.steps.tolist(), s.values.tolist(), strict=False)) for n, s in run.series.items()}
+    return {
+        n: list(zip(s.steps.tolist(), s.values.tolist(), strict=False))
+        for n, s in run.series.items()
+    }
 
 
 def loaded(path) -> Engine:

@@ -76,7 +76,11 @@ def test_seed_numbers_in_the_messages(real):
     assert over.evidence["best_step"] == 3105 and over.step == 8280
     whisper = {a.detector: a for a in real["hf-whisper-small-hi-overfit"]}["overfitting"]
     assert "eval_wer still improving" in whisper.message and "checkpoint-4000" in whisper.action
-    braintumor = [a for a in real["keras-csvlogger/braintumor-appended/training_log.csv"] if a.detector == "restarted"]
+    braintumor = [
+        a
+        for a in real["keras-csvlogger/braintumor-appended/training_log.csv"]
+        if a.detector == "restarted"
+    ]
     assert len(braintumor) == 3
 
 
@@ -106,7 +110,9 @@ def _copy_prefixes(src_run, dst, fractions):
             if f.suffix == ".json":
                 doc = json.loads(data)
                 if "log_history" in doc:
-                    doc["log_history"] = doc["log_history"][: max(1, int(len(doc["log_history"]) * frac))]
+                    doc["log_history"] = doc["log_history"][
+                        : max(1, int(len(doc["log_history"]) * frac))
+                    ]
                 out.write_text(json.dumps(doc))
             else:
                 out.write_bytes(data[: int(len(data) * frac)])
@@ -117,10 +123,17 @@ def alert_keys(alerts):
     return sorted((a.detector, a.step, a.severity.value) for a in alerts)
 
 
-@pytest.mark.parametrize("name", [
-    "hf-financial-sentiment-overfit", "hf-subjectivity-collapse", "hf-whisper-small-hi-overfit",
-    "keras-csvlogger", "pl-csv-edgecases", "hf-hatespeech-state-plus-tfevents",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hf-financial-sentiment-overfit",
+        "hf-subjectivity-collapse",
+        "hf-whisper-small-hi-overfit",
+        "keras-csvlogger",
+        "pl-csv-edgecases",
+        "hf-hatespeech-state-plus-tfevents",
+    ],
+)
 def test_batch_equals_follow_over_prefixes(reallogs, tmp_path, name):
     batch = loaded(reallogs / name)
     expected = {k: alert_keys(v) for k, v in alerts_by_run(batch).items()}
@@ -147,31 +160,52 @@ def test_batch_equals_follow_over_prefixes(reallogs, tmp_path, name):
 
 def test_check_command_json_and_exit_codes(tmp_path):
     write_all(str(tmp_path / "runs"))
-    out = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path / "runs"), "--json"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "watchrun.cli", "check", str(tmp_path / "runs"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     keys = {"run", "detector", "severity", "step", "metrics", "message", "evidence", "action"}
     assert rows and all(keys <= set(r) for r in rows)
-    assert any(r["run"] == "lm-nan" and r["detector"] == "nan_loss" and r["step"] == 79 for r in rows)
+    assert any(
+        r["run"] == "lm-nan" and r["detector"] == "nan_loss" and r["step"] == 79 for r in rows
+    )
     shutil.rmtree(tmp_path / "runs" / "lm-nan")
-    healthy = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path / "runs" / "healthy-resnet")],
-                             capture_output=True, text=True, timeout=60)
+    healthy = subprocess.run(
+        [sys.executable, "-m", "watchrun.cli", "check", str(tmp_path / "runs" / "healthy-resnet")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert healthy.returncode == 0, healthy.stdout
-    missing = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path / "nope")],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "watchrun.cli", "check", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
 def test_target_from_command_line_and_targets_json(tmp_path):
     run = tmp_path / "reg" / "metrics.csv"
     run.parent.mkdir()
-    rows = "".join(f"{e},{e * 10 + 9},{1.0 + 0.5 / (e + 1):.4f},{1.02 + 0.3 / (e + 1) + (e % 2) * 0.001:.4f}\n" for e in range(18))
+    rows = "".join(
+        f"{e},{e * 10 + 9},{1.0 + 0.5 / (e + 1):.4f},{1.02 + 0.3 / (e + 1) + (e % 2) * 0.001:.4f}\n"
+        for e in range(18)
+    )
     run.write_text("epoch,step,train_loss,val_rmse\n" + rows)
     (tmp_path / "reg" / "targets.json").write_text(json.dumps({"val_rmse": {"max": 0.15}}))
     # written a moment ago and held open by no process: the run has ended, judged as such
-    out = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--json"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     miss = [r for r in rows if r["detector"] == "target_miss"]
     assert miss and "x off" in miss[0]["message"]
@@ -183,15 +217,28 @@ def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallo
     verdict from `check`; while a process holds a run's file open for writing (as CSVLogger
     does), the run is still in progress and end-of-run checks wait."""
     run = tmp_path / "Goreg12345"
-    shutil.copytree(reallogs / "pl-csv-edgecases" / "Goreg12345", run, copy_function=shutil.copyfile)
+    shutil.copytree(
+        reallogs / "pl-csv-edgecases" / "Goreg12345", run, copy_function=shutil.copyfile
+    )
     key = "Goreg12345/lightning_logs/version_0"
-    out = subprocess.run([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--json"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert {json.loads(line)["detector"] for line in out.stdout.splitlines()} == {"not_learning"}
     assert out.returncode == 1
     metrics = run / "lightning_logs" / "version_0" / "metrics.csv"
-    holder = subprocess.Popen([sys.executable, "-c", f"import sys,time; f=open({str(metrics)!r}, 'a'); print('open', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys,time; f=open({str(metrics)!r}, 'a'); print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         e = loaded(tmp_path)
@@ -207,9 +254,11 @@ def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallo
 
 
 def test_core_never_imports_textual():
-    code = ("import sys, watchrun.engine, watchrun.cli, watchrun.detectors.runner, watchrun.demo;"
-            "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','plotext')];"
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, watchrun.engine, watchrun.cli, watchrun.detectors.runner, watchrun.demo;"
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','plotext')];"
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout
 
@@ -223,16 +272,39 @@ def test_check_follow_prints_each_alert_as_it_fires_and_stops_on_sigterm(tmp_pat
     run = tmp_path / "lm"
     run.mkdir()
     f = run / "events.out.tfevents.1700000000.host.1.0"
-    f.write_bytes(file_version_event() + b"".join(scalar_event(i, "train/loss", 2.0 - i * 0.01) for i in range(1, 50)))
-    proc = subprocess.Popen([sys.executable, "-m", "watchrun.cli", "check", str(tmp_path), "--follow", "--json", "--poll", "0.1"],
-                            stdout=subprocess.PIPE, text=True)
+    f.write_bytes(
+        file_version_event()
+        + b"".join(scalar_event(i, "train/loss", 2.0 - i * 0.01) for i in range(1, 50))
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "watchrun.cli",
+            "check",
+            str(tmp_path),
+            "--follow",
+            "--json",
+            "--poll",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(1.5)
         with open(f, "ab") as fh:
-            fh.write(scalar_event(50, "train/loss", float("nan")) + scalar_event(51, "train/loss", float("nan")))
+            fh.write(
+                scalar_event(50, "train/loss", float("nan"))
+                + scalar_event(51, "train/loss", float("nan"))
+            )
         line = proc.stdout.readline()  # arrives once the engine has read and settled the NaN
         alert = json.loads(line)
-        assert alert["detector"] == "nan_loss" and alert["step"] == 50 and alert["severity"] == "critical"
+        assert (
+            alert["detector"] == "nan_loss"
+            and alert["step"] == 50
+            and alert["severity"] == "critical"
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 1
     finally:
@@ -257,8 +329,12 @@ def test_tensorboard_run_is_in_progress_while_its_writer_lives(tmp_path):
         sys.stdin.readline()
         w.close()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "runs")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "runs")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "written"
         e = loaded(tmp_path)

@@ -282,15 +282,17 @@ def test_p7_huge_line_without_newline_is_bounded_and_skipped():
     buf = LineBuffer(max_line=1024)
     lines, used = buf.feed(b"x" * 5000)
     assert lines == [] and used == 5000 and buf.skipped == 1
-    lines, used = buf.feed(b"still the same line\n{\"ok\": 1}\n")
+    lines, used = buf.feed(b'still the same line\n{"ok": 1}\n')
     assert lines == [b'{"ok": 1}']
 
 
 # -- bad values ------------------------------------------------------------------------------
 def test_v1_nan_inf_huge_values_are_kept(tmp_path):
     f = tmp_path / "m.jsonl"
-    f.write_text('{"step":1,"loss":NaN}\n{"step":2,"loss":Infinity}\n{"step":3,"loss":1e308}\n'
-                 '{"step":4,"loss":-Infinity}\n')
+    f.write_text(
+        '{"step":1,"loss":NaN}\n{"step":2,"loss":Infinity}\n{"step":3,"loss":1e308}\n'
+        '{"step":4,"loss":-Infinity}\n'
+    )
     e = engine_on(tmp_path)
     vals = [v for _, v in points(e)["loss"]]
     assert math.isnan(vals[0]) and vals[1] == math.inf and vals[2] == 1e308 and vals[3] == -math.inf
@@ -352,8 +354,14 @@ def test_f7_permission_denied_as_another_user_is_a_warning(tmp_path):
     import sys as _sys
 
     try:
-        usable = subprocess.run([_sys.executable, "-c", "pass"], preexec_fn=lambda: os.setuid(nobody.pw_uid),
-                                capture_output=True).returncode == 0
+        usable = (
+            subprocess.run(
+                [_sys.executable, "-c", "pass"],
+                preexec_fn=lambda: os.setuid(nobody.pw_uid),
+                capture_output=True,
+            ).returncode
+            == 0
+        )
     except OSError:
         usable = False
     if not usable:
@@ -380,8 +388,14 @@ def test_f7_permission_denied_as_another_user_is_a_warning(tmp_path):
         os.setgid(nobody.pw_gid)
         os.setuid(nobody.pw_uid)
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         preexec_fn=drop, env={**os.environ, "HOME": "/tmp"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=drop,
+        env={**os.environ, "HOME": "/tmp"},
+    )
     assert out.returncode == 0, out.stderr
     counts, warnings = out.stdout.splitlines()[:2]
     assert counts == "1 0" and "cannot read" in warnings
@@ -437,7 +451,9 @@ def test_v5_clock_skew_in_wall_time_does_not_make_a_live_run_stale(tmp_path):
 
     d = tmp_path / "tb"
     d.mkdir()
-    data = file_version_event() + b"".join(scalar_event(i, "loss", 1.0, wall=1.0e9) for i in range(5))
+    data = file_version_event() + b"".join(
+        scalar_event(i, "loss", 1.0, wall=1.0e9) for i in range(5)
+    )
     (d / "events.out.tfevents.1700000000.h.1.0").write_bytes(data)  # wall times in 2001
     e = engine_on(tmp_path)
     e.update_statuses()

@@ -28,8 +28,11 @@ def tb_event_writer(logdir, suffix=""):
 def scalar(step, tag, value):
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
-    return event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(
-        value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]))
+    return event_pb2.Event(
+        wall_time=time.time(),
+        step=step,
+        summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]),
+    )
 
 
 def test_tensorboardx_writer_scalars_text_hparams_histograms(tmp_path):
@@ -59,9 +62,15 @@ def test_tensor_scalars_and_keras_tf2_layout(tmp_path):
     from tensorboard.util import tensor_util
 
     def tensor_scalar(tag, value):  # what tf.summary.scalar writes in TF2: a tensor + metadata
-        return summary_pb2.Summary(value=[summary_pb2.Summary.Value(
-            tag=tag, metadata=metadata.create_summary_metadata(tag, ""),
-            tensor=tensor_util.make_tensor_proto(value, dtype="float32"))])
+        return summary_pb2.Summary(
+            value=[
+                summary_pb2.Summary.Value(
+                    tag=tag,
+                    metadata=metadata.create_summary_metadata(tag, ""),
+                    tensor=tensor_util.make_tensor_proto(value, dtype="float32"),
+                )
+            ]
+        )
 
     logs = tmp_path / "fit" / "logs"
     for split, base in (("train", 1.0), ("validation", 1.2)):
@@ -77,7 +86,10 @@ def test_tensor_scalars_and_keras_tf2_layout(tmp_path):
     assert p["validation/epoch_loss"][0] == (0, pytest.approx(1.2))
     from watchrun.semantics import classify
 
-    assert (classify("validation/epoch_loss").split, classify("validation/epoch_loss").kind) == ("val", "loss")
+    assert (classify("validation/epoch_loss").split, classify("validation/epoch_loss").kind) == (
+        "val",
+        "loss",
+    )
     assert e.store.runs["fit/logs"].pid == os.getpid()
 
 
@@ -91,17 +103,32 @@ def test_hf_output_dir_with_runs_and_console_is_one_run(tmp_path):
     hp = tb_event_writer(out / "runs" / "Nov23_10-00-00_gpu01" / "1700000000.123456")
     hp.add_event(scalar(0, "hp_metric", 0.0))
     hp.close()
-    state = {"global_step": 20, "max_steps": 40, "logging_steps": 10, "eval_steps": 30,
-             "log_history": [{"loss": 0.1, "step": 10}, {"loss": 0.05, "step": 20}]}
+    state = {
+        "global_step": 20,
+        "max_steps": 40,
+        "logging_steps": 10,
+        "eval_steps": 30,
+        "log_history": [{"loss": 0.1, "step": 10}, {"loss": 0.05, "step": 20}],
+    }
     (out / "checkpoint-20").mkdir()
     (out / "checkpoint-20" / "trainer_state.json").write_text(json.dumps(state))
-    bar = "".join(f"\r {n * 100 // 40:3d}%|###       | {n}/40 [00:0{n % 10}<00:10,  3.1it/s]" for n in range(36, 41))
-    (out / "train.log").write_text(f"{bar}\n{{'loss': '0.02', 'grad_norm': '0.5', 'learning_rate': '1e-05', 'epoch': '1.0'}}\n")
+    bar = "".join(
+        f"\r {n * 100 // 40:3d}%|###       | {n}/40 [00:0{n % 10}<00:10,  3.1it/s]"
+        for n in range(36, 41)
+    )
+    (out / "train.log").write_text(
+        f"{bar}\n{{'loss': '0.02', 'grad_norm': '0.5', 'learning_rate': '1e-05', 'epoch': '1.0'}}\n"
+    )
     e = loaded(tmp_path)
     assert e.visible_keys() == ["out"]
     r = e.store.runs["out"]
     assert r.formats >= {"tensorboard", "hf-trainer", "console"}
-    assert points(e)["loss"] == [(10, pytest.approx(0.1)), (20, pytest.approx(0.05)), (30, pytest.approx(1 / 30)), (40, 0.02)]
+    assert points(e)["loss"] == [
+        (10, pytest.approx(0.1)),
+        (20, pytest.approx(0.05)),
+        (30, pytest.approx(1 / 30)),
+        (40, 0.02),
+    ]
     assert points(e)["eval_loss"] == [(30, 0.5)]
 
 
@@ -134,7 +161,9 @@ def test_console_logs(tmp_path):
     assert hf["loss"] == [(100, 0.2919)] and hf["eval_accuracy"] == [(100, 0.747)]
     assert e.store.runs["hf/nohup.out"].summary["train_runtime"] == 80.1
     k = points(e, "slurm-1234.out")
-    assert k["val_loss"] == [(0, 0.1403), (1, 0.1003)] and len(k["loss"]) == 2  # the ETA line is skipped
+    assert (
+        k["val_loss"] == [(0, 0.1403), (1, 0.1003)] and len(k["loss"]) == 2
+    )  # the ETA line is skipped
     assert e.store.runs["slurm-1234.out"].meta["max_epochs"] == 20
     assert any("early stopping" in m for _, m in e.store.runs["slurm-1234.out"].events)
     assert points(e, "train.log")["val_loss"] == [(1, 0.69), (2, 0.55)]
@@ -204,15 +233,22 @@ def test_trackio_database(tmp_path):
         CREATE TABLE configs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_name TEXT NOT NULL,
                               config TEXT NOT NULL, created_at TEXT NOT NULL);
     """)
-    con.execute("INSERT INTO configs (run_name, config, created_at) VALUES (?, ?, ?)", ("r1", json.dumps({"lr": 0.1}), "now"))
+    con.execute(
+        "INSERT INTO configs (run_name, config, created_at) VALUES (?, ?, ?)",
+        ("r1", json.dumps({"lr": 0.1}), "now"),
+    )
     for i in range(5):
-        con.execute("INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?)",
-                    ("now", "r1", i, json.dumps({"train/loss": 1 / (i + 1), "_timestamp": 1})))
+        con.execute(
+            "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?)",
+            ("now", "r1", i, json.dumps({"train/loss": 1 / (i + 1), "_timestamp": 1})),
+        )
     con.commit()
     e = loaded(tmp_path)
     assert points(e, "project.db/r1")["train/loss"][-1] == (4, 0.2)
-    con.execute("INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?)",
-                ("now", "r1", 5, json.dumps({"train/loss": 0.1})))
+    con.execute(
+        "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES (?, ?, ?, ?)",
+        ("now", "r1", 5, json.dumps({"train/loss": 0.1})),
+    )
     con.commit()
     con.close()
     e.poll()
@@ -302,7 +338,9 @@ def test_pytorch_example_console_output(tmp_path):
     got = points(e, "mnist/train.log")
     assert got["test_loss"][0] == (60000 + 900 * 64, 0.03 + 0.01 * 4) and len(got["test_loss"]) == 8
     assert got["test_accuracy"][2] == (3 * 60000 + 900 * 64, 0.99)
-    assert len(got["Loss"]) == 80 and [s for s, _ in got["Loss"]] == sorted(s for s, _ in got["Loss"])
+    assert len(got["Loss"]) == 80 and [s for s, _ in got["Loss"]] == sorted(
+        s for s, _ in got["Loss"]
+    )
     e.verdict()
     assert "overfitting" in {a.detector for a in e.store.alerts_for("mnist/train.log")}
 
@@ -322,12 +360,19 @@ def test_nanogpt_console_output(tmp_path):
     """)
     e = console_run(tmp_path / "shakespeare", script)
     got = points(e, "shakespeare/train.log")
-    assert len(got["loss"]) == 301 and got["loss"][1] == (10, round(2.0 * 2.718281828 ** -0.01 + 0.3, 4))
-    assert [s for s, _ in got["val_loss"]] == list(range(0, 3001, 250)) and got["train_loss"][0] == (0, 2.3)
+    assert len(got["loss"]) == 301 and got["loss"][1] == (
+        10,
+        round(2.0 * 2.718281828**-0.01 + 0.3, 4),
+    )
+    assert [s for s, _ in got["val_loss"]] == list(range(0, 3001, 250)) and got["train_loss"][
+        0
+    ] == (0, 2.3)
     assert got["time"][0] == (0, 101.2) and got["mfu"][0] == (0, 12.1)
     e.verdict()
     over = [a for a in e.store.alerts_for("shakespeare/train.log") if a.detector == "overfitting"]
-    assert over and over[0].metrics[0] == "val_loss" and over[0].evidence["best_step"] in (1500, 1750)
+    assert (
+        over and over[0].metrics[0] == "val_loss" and over[0].evidence["best_step"] in (1500, 1750)
+    )
 
 
 def test_ray_tune_progress_csv_with_an_empty_timesteps_column(tmp_path):
@@ -337,16 +382,44 @@ def test_ray_tune_progress_csv_with_an_empty_timesteps_column(tmp_path):
 
     trial = tmp_path / "exp" / "train_fn_a1b2c_00000_0_lr=0.01"
     trial.mkdir(parents=True)
-    fields = ["loss", "accuracy", "timestamp", "done", "timesteps_total", "episodes_total", "training_iteration",
-              "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip"]
+    fields = [
+        "loss",
+        "accuracy",
+        "timestamp",
+        "done",
+        "timesteps_total",
+        "episodes_total",
+        "training_iteration",
+        "trial_id",
+        "date",
+        "time_this_iter_s",
+        "time_total_s",
+        "pid",
+        "hostname",
+        "node_ip",
+    ]
     with open(trial / "progress.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for i in range(1, 21):
-            w.writerow({"loss": 1 / i, "accuracy": 0.5 + i / 50, "timestamp": 1700000000 + i, "done": i == 20,
-                        "timesteps_total": "", "episodes_total": "", "training_iteration": i, "trial_id": "a1b2c_00000",
-                        "date": "2024-01-01_12-00-00", "time_this_iter_s": 1.5, "time_total_s": 1.5 * i, "pid": 4242,
-                        "hostname": "gpu-box", "node_ip": "10.0.0.2"})
+            w.writerow(
+                {
+                    "loss": 1 / i,
+                    "accuracy": 0.5 + i / 50,
+                    "timestamp": 1700000000 + i,
+                    "done": i == 20,
+                    "timesteps_total": "",
+                    "episodes_total": "",
+                    "training_iteration": i,
+                    "trial_id": "a1b2c_00000",
+                    "date": "2024-01-01_12-00-00",
+                    "time_this_iter_s": 1.5,
+                    "time_total_s": 1.5 * i,
+                    "pid": 4242,
+                    "hostname": "gpu-box",
+                    "node_ip": "10.0.0.2",
+                }
+            )
     e = loaded(tmp_path)
     got = points(e, "exp/train_fn_a1b2c_00000_0_lr=0.01")
     assert got["loss"] == [(i, 1 / i) for i in range(1, 21)]
@@ -362,8 +435,14 @@ def test_timm_summary_in_percent(tmp_path):
         path.parent.mkdir(parents=True)
         with open(path, "w", newline="") as fh:
             for epoch, acc in enumerate(top1):
-                row = {"epoch": epoch, "train_loss": 2.5 * 0.8**epoch + 0.4, "eval_loss": 2.4 * 0.8**epoch + 0.6,
-                       "eval_top1": acc, "eval_top5": min(100.0, acc + 15), "lr": 0.05 * 0.9**epoch}
+                row = {
+                    "epoch": epoch,
+                    "train_loss": 2.5 * 0.8**epoch + 0.4,
+                    "eval_loss": 2.4 * 0.8**epoch + 0.6,
+                    "eval_top1": acc,
+                    "eval_top5": min(100.0, acc + 15),
+                    "lr": 0.05 * 0.9**epoch,
+                }
                 w = csv.DictWriter(fh, fieldnames=row.keys())
                 if epoch == 0:
                     w.writeheader()
@@ -373,9 +452,16 @@ def test_timm_summary_in_percent(tmp_path):
     write(tmp_path / "leak" / "summary.csv", [40.0, 80.0, 100.0, 100.0, 100.0])
     e = loaded(tmp_path)
     e.verdict()
-    warnings = {k: {a.detector for a in e.store.alerts_for(k) if a.severity.value != "info"} for k in e.visible_keys()}
-    assert warnings == {"healthy/summary.csv": set(), "leak/summary.csv": {"perfect_validation"}}, warnings
-    perfect = [a for a in e.store.alerts_for("leak/summary.csv") if a.detector == "perfect_validation"]
+    warnings = {
+        k: {a.detector for a in e.store.alerts_for(k) if a.severity.value != "info"}
+        for k in e.visible_keys()
+    }
+    assert warnings == {"healthy/summary.csv": set(), "leak/summary.csv": {"perfect_validation"}}, (
+        warnings
+    )
+    perfect = [
+        a for a in e.store.alerts_for("leak/summary.csv") if a.detector == "perfect_validation"
+    ]
     assert perfect[0].step == 3
 
 
@@ -387,19 +473,64 @@ def test_detectron2_and_mmdetection_json_logs(tmp_path):
     d2.mkdir(parents=True)
     with open(d2 / "metrics.json", "w") as fh:
         for it in range(19, 400, 20):
-            fh.write(json.dumps({"data_time": 0.01, "iteration": it, "loss_box_reg": 0.2, "loss_cls": 0.3, "lr": 0.001,
-                                 "total_loss": 2.0 - it / 400}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "data_time": 0.01,
+                        "iteration": it,
+                        "loss_box_reg": 0.2,
+                        "loss_cls": 0.3,
+                        "lr": 0.001,
+                        "total_loss": 2.0 - it / 400,
+                    }
+                )
+                + "\n"
+            )
             if (it + 1) % 200 == 0:
                 fh.write(json.dumps({"bbox/AP": 30.0 + it / 100, "iteration": it}) + "\n")
     mm = tmp_path / "mm" / "work_dirs" / "faster_rcnn"
     mm.mkdir(parents=True)
     with open(mm / "20240101_120000.log.json", "w") as fh:
-        fh.write(json.dumps({"env_info": "sys.platform: linux\nPython: 3.8", "config": "model = dict()", "seed": 0}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "env_info": "sys.platform: linux\nPython: 3.8",
+                    "config": "model = dict()",
+                    "seed": 0,
+                }
+            )
+            + "\n"
+        )
         for epoch in (1, 2, 3):
             for it in (50, 100, 150):
-                fh.write(json.dumps({"mode": "train", "epoch": epoch, "iter": it, "lr": 0.02, "memory": 3100,
-                                     "data_time": 0.01, "loss_cls": 0.5 / epoch, "loss": 1.0 / epoch, "time": 0.3}) + "\n")
-            fh.write(json.dumps({"mode": "val", "epoch": epoch, "iter": 160, "lr": 0.02, "bbox_mAP": 0.2 + epoch / 10}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "mode": "train",
+                            "epoch": epoch,
+                            "iter": it,
+                            "lr": 0.02,
+                            "memory": 3100,
+                            "data_time": 0.01,
+                            "loss_cls": 0.5 / epoch,
+                            "loss": 1.0 / epoch,
+                            "time": 0.3,
+                        }
+                    )
+                    + "\n"
+                )
+            fh.write(
+                json.dumps(
+                    {
+                        "mode": "val",
+                        "epoch": epoch,
+                        "iter": 160,
+                        "lr": 0.02,
+                        "bbox_mAP": 0.2 + epoch / 10,
+                    }
+                )
+                + "\n"
+            )
     e = loaded(tmp_path)
     assert set(e.visible_keys()) == {"d2/output", "mm/work_dirs/faster_rcnn"}
     d = points(e, "d2/output")
@@ -411,4 +542,6 @@ def test_detectron2_and_mmdetection_json_logs(tmp_path):
     from watchrun.semantics import pick
 
     # the summed loss plays "the train loss", not its shorter-named parts
-    assert pick(list(d), "train", "loss") == "total_loss" and pick(list(m), "train", "loss") == "loss"
+    assert (
+        pick(list(d), "train", "loss") == "total_loss" and pick(list(m), "train", "loss") == "loss"
+    )

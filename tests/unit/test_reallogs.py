@@ -68,7 +68,9 @@ def test_hf_state_and_tfevents_are_one_run(engine, reallogs):
 
 
 def test_hatespeech_event_file_counts(reallogs):
-    path = next((reallogs / "hf-hatespeech-state-plus-tfevents" / "logs").glob("events.out.tfevents.*"))
+    path = next(
+        (reallogs / "hf-hatespeech-state-plus-tfevents" / "logs").glob("events.out.tfevents.*")
+    )
     store = Store()
     src = TensorBoardSource(store, "r")
     src.add_file(str(path))
@@ -81,7 +83,11 @@ def test_hatespeech_event_file_counts(reallogs):
 
 def test_hf_checkpoints_are_prefixes_emitted_once(engine, reallogs):
     r = run(engine, "hf-agnews-lora-checkpoints/results")
-    doc = json.loads((reallogs / "hf-agnews-lora-checkpoints/results/checkpoint-1200/trainer_state.json").read_text())
+    doc = json.loads(
+        (
+            reallogs / "hf-agnews-lora-checkpoints/results/checkpoint-1200/trainer_state.json"
+        ).read_text()
+    )
     evals = [e for e in doc["log_history"] if "eval_loss" in e]
     assert len(r.series["eval_loss"]) == len(evals) == 12
     assert r.series["eval_loss"].steps.tolist() == [e["step"] for e in evals]
@@ -102,7 +108,14 @@ def test_lightning_tensorboard_multifile(engine):
     for v in ("version_0", "version_1"):
         r = run(engine, f"pl-mnist-tb-multifile-and-csv/lightning_logs/mnist_cnn/{v}")
         assert r.hparams["num_classes"] == 10
-        assert {"train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "hp_metric"} <= set(r.series)
+        assert {
+            "train_loss",
+            "val_loss",
+            "val_accuracy",
+            "test_loss",
+            "test_accuracy",
+            "hp_metric",
+        } <= set(r.series)
         assert r.pid == 1798 and r.host == "squirrels-iMac.local"
         assert r.status.value == "finished"  # hparams session_end_info
 
@@ -149,7 +162,10 @@ def test_rl_tensorboard(engine):
     dqn = run(engine, "tb-rl-sb3-and-rllib/sb3-dqn/DQN_1")
     assert dqn.points() == 12500 and "rollout/exploration rate" in dqn.series
     assert max(s.last_step for s in dqn.series.values()) == 2000000
-    ppo = run(engine, "tb-rl-sb3-and-rllib/rllib-ppo/PPO_JBW-cycle-1e6-v3_9a92d_00000_0_2021-04-11_10-56-44")
+    ppo = run(
+        engine,
+        "tb-rl-sb3-and-rllib/rllib-ppo/PPO_JBW-cycle-1e6-v3_9a92d_00000_0_2021-04-11_10-56-44",
+    )
     tb_tags = [n for n in ppo.series if n.startswith("ray/tune/")]
     assert len(tb_tags) == 36  # 38 tags, two of them histograms (skipped)
     assert ppo.host == "285e2a0aa751" and ppo.pid is None

@@ -87,7 +87,9 @@ def test_a_stop_outcome_reaches_the_store_through_the_follow_loop(tmp_path):
             stop.set()
 
     engine.record_stop(key, "SIGINT sent to pid 1234", "stopped")
-    loop = threading.Thread(target=engine.run_forever, args=(stop, lambda a: None), kwargs={"on_tick": on_tick})
+    loop = threading.Thread(
+        target=engine.run_forever, args=(stop, lambda a: None), kwargs={"on_tick": on_tick}
+    )
     loop.start()
     loop.join(timeout=20)
     assert seen, "the outcome never reached a snapshot"

@@ -91,7 +91,11 @@ class RunView:
 
     def lr(self) -> SeriesView | None:
         """The learning-rate series (the shortest-named, when several optimizers log one)."""
-        return min((sv for sv in self.series.values() if sv.role.kind == "lr"), key=lambda sv: len(sv.name), default=None)
+        return min(
+            (sv for sv in self.series.values() if sv.role.kind == "lr"),
+            key=lambda sv: len(sv.name),
+            default=None,
+        )
 
     @property
     def planned_steps(self) -> int | None:
@@ -109,8 +113,14 @@ class RunView:
         `max_epochs` the run saved among its hyperparameters (Lightning)."""
         v = _positive_int(self.run.meta.get("max_epochs"))
         if v is None:
-            v = next((_positive_int(hv) for hk, hv in self.run.hparams.items()
-                      if hk.rsplit("/", 1)[-1].rsplit(".", 1)[-1] == "max_epochs"), None)
+            v = next(
+                (
+                    _positive_int(hv)
+                    for hk, hv in self.run.hparams.items()
+                    if hk.rsplit("/", 1)[-1].rsplit(".", 1)[-1] == "max_epochs"
+                ),
+                None,
+            )
         return v
 
     def best_checkpoint(self, step: int | None = None, metric: str | None = None) -> str | None:
@@ -202,7 +212,9 @@ class Detector:
         if key in self.open:
             return False
         self.open.add(key)
-        alert = Alert(self.run_key, self.id, severity, int(step), metrics, message, evidence, action)
+        alert = Alert(
+            self.run_key, self.id, severity, int(step), metrics, message, evidence, action
+        )
         self.findings.append(Finding(key, alert))
         return True
 
@@ -256,7 +268,11 @@ def warming_up(view: RunView, step: int) -> bool:
     if lr is None:
         return False
     j = lr.at_or_before(step)
-    return j >= 1 and bool(np.isfinite(lr.values[j - 1 : j + 1]).all()) and lr.values[j] > lr.values[j - 1] * 1.001
+    return (
+        j >= 1
+        and bool(np.isfinite(lr.values[j - 1 : j + 1]).all())
+        and lr.values[j] > lr.values[j - 1] * 1.001
+    )
 
 
 def shown(view: RunView, name: str, value: float) -> str:

@@ -59,7 +59,9 @@ def _positive_recall(sv: SeriesView) -> bool:
 
 def _positive_class(sv: SeriesView) -> bool:
     """A binary recall or F1: the positive class's."""
-    return sv.role.kind in ("recall", "f1") and sv.role.cls is None and sv.role.avg in ("", "binary")
+    return (
+        sv.role.kind in ("recall", "f1") and sv.role.cls is None and sv.role.avg in ("", "binary")
+    )
 
 
 class MinorityClassHidden(_EvalStreak):
@@ -76,14 +78,26 @@ class MinorityClassHidden(_EvalStreak):
     row."""
 
     id = "minority_class_hidden"
-    DEFAULTS = {"headline_min": 0.75, "class_max": 0.5, "gap": 0.3, "macro_gap": 0.25,
-                "instant_gap": 0.4, "inferred_evals": 3}
+    DEFAULTS = {
+        "headline_min": 0.75,
+        "class_max": 0.5,
+        "gap": 0.3,
+        "macro_gap": 0.25,
+        "instant_gap": 0.4,
+        "inferred_evals": 3,
+    }
 
     def update(self, view: RunView) -> None:
         for split in _SPLITS:
-            views = [sv for sv in view.series.values() if sv.role.split == split
-                     and sv.role.kind in ("f1", "accuracy", "recall", "precision")]
-            if len(views) < 2 or not any(sv.role.cls or sv.role.avg == "macro" or _positive_class(sv) for sv in views):
+            views = [
+                sv
+                for sv in view.series.values()
+                if sv.role.split == split
+                and sv.role.kind in ("f1", "accuracy", "recall", "precision")
+            ]
+            if len(views) < 2 or not any(
+                sv.role.cls or sv.role.avg == "macro" or _positive_class(sv) for sv in views
+            ):
                 continue
             self._walk(view, split, views)
 
@@ -107,31 +121,47 @@ class MinorityClassHidden(_EvalStreak):
         at = {sv.name: sv.exact(step) for sv in views}
         at = {k: v for k, v in at.items() if math.isfinite(v)}
         roles = {sv.name: sv.role for sv in views if sv.name in at}
-        headline = [n for n, r in roles.items() if r.cls is None and r.avg in ("", "binary", "micro")
-                    and r.kind in ("f1", "accuracy")]
+        headline = [
+            n
+            for n, r in roles.items()
+            if r.cls is None and r.avg in ("", "binary", "micro") and r.kind in ("f1", "accuracy")
+        ]
         if not headline:
             return
-        classes = {n: at[n] for n, r in roles.items() if r.cls is not None and r.kind in ("f1", "recall")}
-        head = _own_aggregate(roles, at, classes) or max(headline, key=lambda n: at[n])  # the best-looking hides
+        classes = {
+            n: at[n] for n, r in roles.items() if r.cls is not None and r.kind in ("f1", "recall")
+        }
+        head = _own_aggregate(roles, at, classes) or max(
+            headline, key=lambda n: at[n]
+        )  # the best-looking hides
         hv = at[head]
         inferred = not classes and roles[head].kind == "accuracy"
         if inferred:
             # no per-class metrics: a binary recall or F1 (Keras' Recall(), sklearn's default) is
             # the positive class's; below the accuracy by the gap, the positive class is the minority
-            classes = {n: at[n] for n, r in roles.items() if n in at and _positive_class(view.series[n])}
-        macro = {n: at[n] for n, r in roles.items() if r.avg == "macro" and r.kind in ("f1", "recall")}
+            classes = {
+                n: at[n] for n, r in roles.items() if n in at and _positive_class(view.series[n])
+            }
+        macro = {
+            n: at[n] for n, r in roles.items() if r.avg == "macro" and r.kind in ("f1", "recall")
+        }
         worst = min(classes, key=classes.get) if classes else None
         gap_class = hv - classes[worst] if worst else -1.0
         gap_macro = hv - min(macro.values()) if macro else -1.0
         bad = hv >= self.p["headline_min"] and (
-            (worst is not None and classes[worst] <= self.p["class_max"] and gap_class >= self.p["gap"])
+            (
+                worst is not None
+                and classes[worst] <= self.p["class_max"]
+                and gap_class >= self.p["gap"]
+            )
             or gap_macro >= self.p["macro_gap"]
         )
         key = split
         if not bad:
             self.streak[key] = 0
             still_bad = (worst is not None and classes[worst] <= self.p["class_max"]) or (
-                macro and min(macro.values()) <= self.p["class_max"])
+                macro and min(macro.values()) <= self.p["class_max"]
+            )
             if not still_bad:  # a dip of the headline alone does not end the episode
                 self.clear(key)
             return
@@ -152,9 +182,17 @@ class MinorityClassHidden(_EvalStreak):
         metrics = [head]
         if worst:
             cls = roles[worst].cls or "1 (positive)"
-            recall = next((at[n] for n, r in roles.items() if r.cls == cls and r.kind == "recall"), None)
-            parts.append(f"class {cls} {roles[worst].kind} {shown(view, worst, classes[worst])}"
-                         + (f" (recall {fmt(recall)})" if recall is not None and roles[worst].kind != "recall" else ""))
+            recall = next(
+                (at[n] for n, r in roles.items() if r.cls == cls and r.kind == "recall"), None
+            )
+            parts.append(
+                f"class {cls} {roles[worst].kind} {shown(view, worst, classes[worst])}"
+                + (
+                    f" (recall {fmt(recall)})"
+                    if recall is not None and roles[worst].kind != "recall"
+                    else ""
+                )
+            )
             evidence.update(worst_class=cls, worst_value=classes[worst], worst_metric=worst)
             metrics.append(worst)
         if macro:
@@ -163,7 +201,10 @@ class MinorityClassHidden(_EvalStreak):
             evidence["macro"] = macro[mname]
             metrics.append(mname)
         self.fire(
-            key, Severity.WARNING, step, metrics,
+            key,
+            Severity.WARNING,
+            step,
+            metrics,
             "minority class hidden: " + "; ".join(parts),
             evidence,
             "judge the run by macro F1 and per-class recall; use class weights, resampling or a "
@@ -203,13 +244,29 @@ class PredictionCollapse(_EvalStreak):
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
-        self.pinned_value: dict[str, float | None] = {}  # the accuracy an open "pinned" episode holds
+        self.pinned_value: dict[
+            str, float | None
+        ] = {}  # the accuracy an open "pinned" episode holds
 
     def update(self, view: RunView) -> None:
         for split in _SPLITS:
-            views = [sv for sv in view.series.values() if sv.role.split == split and sv.role.kind in
-                     ("top_class_share", "unique_preds", "pred_entropy", "recall", "precision", "f1", "accuracy",
-                      "loss", "map")]
+            views = [
+                sv
+                for sv in view.series.values()
+                if sv.role.split == split
+                and sv.role.kind
+                in (
+                    "top_class_share",
+                    "unique_preds",
+                    "pred_entropy",
+                    "recall",
+                    "precision",
+                    "f1",
+                    "accuracy",
+                    "loss",
+                    "map",
+                )
+            ]
             if not views:
                 continue
             self._walk(view, split, views)
@@ -223,7 +280,9 @@ class PredictionCollapse(_EvalStreak):
             if len(new) == 0:
                 continue
             r = sv.role
-            if r.kind in ("top_class_share", "unique_preds", "pred_entropy") or (r.kind == "recall" and r.cls):
+            if r.kind in ("top_class_share", "unique_preds", "pred_entropy") or (
+                r.kind == "recall" and r.cls
+            ):
                 found.append(steps)
             elif (r.kind in ("f1", "map") and r.cls is None) or _positive_recall(sv):
                 found.append(steps[new == 0.0])
@@ -254,44 +313,88 @@ class PredictionCollapse(_EvalStreak):
         if self.streak[split] < self.p["persist"] and not evidence.get("pinned"):
             return
         self.pinned_value[split] = evidence["accuracy"] if evidence.get("pinned") else None
-        action = ("the model predicts (almost) one class: check class weights and their mapping, the "
-                  "label encoding, the learning rate; stop and fix before training on")
+        action = (
+            "the model predicts (almost) one class: check class weights and their mapping, the "
+            "label encoding, the learning rate; stop and fix before training on"
+        )
         if "last_nonzero" in evidence:
-            action = ("check that the training labels hold boxes (empty or misplaced label files), the "
-                      "class list in the data config, and the learning rate; stop and fix before training on")
+            action = (
+                "check that the training labels hold boxes (empty or misplaced label files), the "
+                "class list in the data config, and the learning rate; stop and fix before training on"
+            )
         self.fire(split, sev, step, metrics, f"prediction collapse: {reason}", evidence, action)
 
     def _reason(self, view: RunView, at: dict) -> tuple:
         for name, (role, v) in at.items():
             if role.kind == "top_class_share" and v >= self.p["top_share"]:
                 sev = Severity.CRITICAL if v >= 0.99 else Severity.WARNING
-                return f"{fmt(v * 100)}% of predictions are one class ({name})", {"top_share": v}, sev, [name]
+                return (
+                    f"{fmt(v * 100)}% of predictions are one class ({name})",
+                    {"top_share": v},
+                    sev,
+                    [name],
+                )
             if role.kind == "unique_preds" and v <= 1:
                 k = view.num_classes()
                 if k is None or k > 1:
-                    return f"only {v:.0f} distinct class predicted ({name})", {"unique": v}, Severity.CRITICAL, [name]
+                    return (
+                        f"only {v:.0f} distinct class predicted ({name})",
+                        {"unique": v},
+                        Severity.CRITICAL,
+                        [name],
+                    )
             if role.kind == "pred_entropy" and v <= self.p["entropy"]:
-                return f"prediction entropy {fmt(v)} ({name})", {"entropy": v}, Severity.WARNING, [name]
-        recalls = {role.cls: v for name, (role, v) in at.items() if role.kind == "recall" and role.cls}
+                return (
+                    f"prediction entropy {fmt(v)} ({name})",
+                    {"entropy": v},
+                    Severity.WARNING,
+                    [name],
+                )
+        recalls = {
+            role.cls: v for name, (role, v) in at.items() if role.kind == "recall" and role.cls
+        }
         if len(recalls) >= 2:
             hi = [c for c, v in recalls.items() if v >= 0.95]
             if len(hi) == 1 and all(v <= 0.05 for c, v in recalls.items() if c != hi[0]):
-                return (f"class {hi[0]} gets recall {fmt(recalls[hi[0]])}, every other class ~0",
-                        {"recalls": recalls}, Severity.WARNING,
-                        [n for n, (r, _) in at.items() if r.kind == "recall" and r.cls])
-        f1 = [(n, v) for n, (r, v) in at.items() if r.kind == "f1" and r.cls is None and r.avg in ("", "binary")]
+                return (
+                    f"class {hi[0]} gets recall {fmt(recalls[hi[0]])}, every other class ~0",
+                    {"recalls": recalls},
+                    Severity.WARNING,
+                    [n for n, (r, _) in at.items() if r.kind == "recall" and r.cls],
+                )
+        f1 = [
+            (n, v)
+            for n, (r, v) in at.items()
+            if r.kind == "f1" and r.cls is None and r.avg in ("", "binary")
+        ]
         acc = [(n, v) for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
         if f1 and acc and f1[0][1] == 0.0 and acc[0][1] > 0.0:
-            return (f"{f1[0][0]} is 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class is "
-                    "never predicted", {"f1": 0.0, "accuracy": acc[0][1]}, Severity.WARNING,
-                    [f1[0][0], acc[0][0]])
-        binary = {r.kind: (n, v) for n, (r, v) in at.items()
-                  if r.kind in ("precision", "recall") and r.cls is None and r.avg in ("", "binary")}
-        if acc and len(binary) == 2 and all(v == 0.0 for _, v in binary.values()) and acc[0][1] > 0.0:
+            return (
+                f"{f1[0][0]} is 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class is "
+                "never predicted",
+                {"f1": 0.0, "accuracy": acc[0][1]},
+                Severity.WARNING,
+                [f1[0][0], acc[0][0]],
+            )
+        binary = {
+            r.kind: (n, v)
+            for n, (r, v) in at.items()
+            if r.kind in ("precision", "recall") and r.cls is None and r.avg in ("", "binary")
+        }
+        if (
+            acc
+            and len(binary) == 2
+            and all(v == 0.0 for _, v in binary.values())
+            and acc[0][1] > 0.0
+        ):
             (p_name, _), (r_name, _) = binary["precision"], binary["recall"]
-            return (f"{p_name} and {r_name} are 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class "
-                    "is never predicted", {"precision": 0.0, "recall": 0.0, "accuracy": acc[0][1]},
-                    Severity.WARNING, [acc[0][0], p_name, r_name])
+            return (
+                f"{p_name} and {r_name} are 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class "
+                "is never predicted",
+                {"precision": 0.0, "recall": 0.0, "accuracy": acc[0][1]},
+                Severity.WARNING,
+                [acc[0][0], p_name, r_name],
+            )
         return None, {}, None, []
 
     def _still_pinned(self, view: RunView, split: str, at: dict) -> bool:
@@ -305,7 +408,11 @@ class PredictionCollapse(_EvalStreak):
         """A detector's precision, recall and mAP all exactly 0 at the last `pinned_evals` evals,
         after the mAP had been above 0: it found objects once and now predicts none (labels
         without boxes, a class mapping broken, confidence collapsed)."""
-        det = {r.kind: n for n, (r, v) in at.items() if r.kind in ("map", "precision", "recall") and r.cls is None}
+        det = {
+            r.kind: n
+            for n, (r, v) in at.items()
+            if r.kind in ("map", "precision", "recall") and r.cls is None
+        }
         if "map" not in det or len(det) < 2 or any(at[n][1] != 0.0 for n in det.values()):
             return None, {}, []
         n = int(self.p["pinned_evals"])
@@ -318,13 +425,18 @@ class PredictionCollapse(_EvalStreak):
             return None, {}, []  # never above 0: not a collapse, a model that has not learned
         names = sorted(det.values())
         last = int(map_sv.steps[int(np.flatnonzero(before > 0)[-1])])
-        return (f"{', '.join(names)} are all 0 at the last {n} evals (the mAP was above 0 until step "
-                f"{last}): the model predicts no objects", {"evals": n, "pinned": True, "last_nonzero": last,
-                                                             "accuracy": None}, names)
+        return (
+            f"{', '.join(names)} are all 0 at the last {n} evals (the mAP was above 0 until step "
+            f"{last}): the model predicts no objects",
+            {"evals": n, "pinned": True, "last_nonzero": last, "accuracy": None},
+            names,
+        )
 
     def _pinned(self, view: RunView, split: str, at: dict, step: int) -> tuple:
         acc = [n for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
-        loss = sorted(n for n, sv in view.series.items() if sv.role.split == split and sv.role.kind == "loss")
+        loss = sorted(
+            n for n, sv in view.series.items() if sv.role.split == split and sv.role.kind == "loss"
+        )
         if not acc or not loss:
             return None, {}, []
         acc_sv, loss_sv = view.series[acc[0]], view.series[loss[0]]
@@ -337,15 +449,28 @@ class PredictionCollapse(_EvalStreak):
         acc = [(acc[0], accs[-1])]
         loss = [(loss[0], losses[-1])]
         if not any(math.isfinite(x) for x in losses) and len(set(accs)) == 1 and 0 <= accs[0] < 1:
-            return (f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} is "
-                    f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
-                    {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
+            return (
+                f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} is "
+                f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
+                {"accuracy": accs[0], "evals": n, "pinned": True},
+                [acc[0][0]],
+            )
         first = float(acc_sv.values[0])
-        pinned_from_start = accs[0] == first  # a collapsed model sits at the majority share from the start
+        pinned_from_start = (
+            accs[0] == first
+        )  # a collapsed model sits at the majority share from the start
         if not all(math.isfinite(x) for x in losses):
             return None, {}, []
-        if len(set(accs)) == 1 and pinned_from_start and 0 < accs[0] < 1 and max(losses) > min(losses) * 1.01:
-            return (f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} moves "
-                    f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
-                    {"accuracy": accs[0], "evals": n, "pinned": True}, [acc[0][0]])
+        if (
+            len(set(accs)) == 1
+            and pinned_from_start
+            and 0 < accs[0] < 1
+            and max(losses) > min(losses) * 1.01
+        ):
+            return (
+                f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} moves "
+                f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
+                {"accuracy": accs[0], "evals": n, "pinned": True},
+                [acc[0][0]],
+            )
         return None, {}, []

@@ -11,7 +11,9 @@ from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, shown, w
 from watchrun.model import Severity
 
 
-def improving(sv: SeriesView | None, step: int, k: int = 3, margin: float = 0.02) -> tuple[bool, float, float] | None:
+def improving(
+    sv: SeriesView | None, step: int, k: int = 3, margin: float = 0.02
+) -> tuple[bool, float, float] | None:
     """Is this loss still coming down at `step`: the lowest of its last k points (k evals, or a
     tenth of a per-step train loss) at least `margin` below the lowest before them? Returns
     (improving, lowest before, lowest now), or None when there are too few points to say."""
@@ -58,8 +60,10 @@ class BlankCollapse(Detector):
         loss = view.pick("val", "loss") or view.pick("train", "loss")
         trend = improving(loss, step)
         if trend is not None and trend[0]:
-            return Severity.INFO, (f"still in the all-blank phase: {loss.name} still falling "
-                                   f"({fmt(trend[1])} -> {fmt(trend[2])})")
+            return Severity.INFO, (
+                f"still in the all-blank phase: {loss.name} still falling "
+                f"({fmt(trend[1])} -> {fmt(trend[2])})"
+            )
         if warming_up(view, step):
             return Severity.INFO, "still in the all-blank phase: the learning rate still warms up"
         if trend is None:
@@ -103,13 +107,16 @@ class BlankCollapse(Detector):
             if empties:
                 details.append(f"{empties} empty predictions in the samples")
             self._open(
-                "blank", severity, step, [sv.name],
+                "blank",
+                severity,
+                step,
+                [sv.name],
                 f"blank tokens at {ratio * 100:.0f}% of timesteps ({', '.join(details)})"
                 + (" — stop training" if severity is Severity.CRITICAL else ""),
                 {"blank_ratio": ratio, "wer": wer, "empty_samples": empties},
                 "nothing to do while the loss falls: CTC models start by predicting only blanks"
-                if severity is Severity.INFO else
-                "stop training: the CTC model only predicts blank. Check the blank index and the "
+                if severity is Severity.INFO
+                else "stop training: the CTC model only predicts blank. Check the blank index and the "
                 "vocabulary, lower the learning rate or lengthen warm-up, check the output layer's "
                 "initialisation and that input lengths exceed label lengths",
             )
@@ -132,7 +139,9 @@ class BlankCollapse(Detector):
             empties = self._empty_samples(view, step)
             severity, why = self._verdict(view, step, empties > 0)
             self._open(
-                "wer", severity, step,
+                "wer",
+                severity,
+                step,
                 [sv.name] + ([cer_sv.name] if cer_sv is not None else []),
                 f"{sv.name} pinned at {shown(view, sv.name, 1.0)} for {n} evals"
                 + (f", {cer_sv.name} {shown(view, cer_sv.name, cer)}" if math.isfinite(cer) else "")
@@ -140,8 +149,8 @@ class BlankCollapse(Detector):
                 + f": the model likely emits only blanks; {why}",
                 {"wer": float(sv.values[i]), "cer": cer, "evals": n, "empty_samples": empties},
                 "nothing to do while the loss falls: CTC models start by predicting only blanks"
-                if severity is Severity.INFO else
-                "log the blank ratio or a few decoded predictions to confirm; if they are empty, "
+                if severity is Severity.INFO
+                else "log the blank ratio or a few decoded predictions to confirm; if they are empty, "
                 "stop and fix (learning rate, blank index, output-layer initialisation)",
             )
 

@@ -24,8 +24,14 @@ class PerfectValidation(Detector):
     the run itself is fine, its yardstick is not."""
 
     id = "perfect_validation"
-    DEFAULTS = {"persist": 2, "score": 0.9999, "loss_abs": 1e-3, "loss_rel": 0.01, "map": 0.995,
-                "recall": 0.99}
+    DEFAULTS = {
+        "persist": 2,
+        "score": 0.9999,
+        "loss_abs": 1e-3,
+        "loss_rel": 0.01,
+        "map": 0.995,
+        "recall": 0.99,
+    }
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -58,7 +64,9 @@ class PerfectValidation(Detector):
         starts = [s for s in starts if math.isfinite(s)]
         return max(starts) if starts and max(starts) >= 0.05 else None
 
-    def _scan(self, view: RunView, sv: SeriesView, lo: float, hi: float, also: np.ndarray | None = None) -> None:
+    def _scan(
+        self, view: RunView, sv: SeriesView, lo: float, hi: float, also: np.ndarray | None = None
+    ) -> None:
         new = sv.values[sv.new_from :]
         perfect = (new >= lo) & (new <= hi)
         if also is not None:
@@ -98,7 +106,10 @@ class PerfectValidation(Detector):
             evidence["eval_samples"] = size
             extra.append(f"on ~{size} samples")
         self.fire(
-            sv.name, Severity.WARNING, step, [sv.name],
+            sv.name,
+            Severity.WARNING,
+            step,
+            [sv.name],
             f"perfect validation: {sv.name} = {shown(view, sv.name, v)} "
             + (f"for {n} evals in a row" if n > 1 else "at its first eval")
             + (f" ({', '.join(extra)})" if extra else ""),
@@ -110,7 +121,9 @@ class PerfectValidation(Detector):
     def _eval_size(self, view: RunView, step: int) -> int | None:
         """HF logs eval_runtime and eval_samples_per_second: their product is the set's size."""
         rt = next((s for s in view.series.values() if s.name.endswith("eval_runtime")), None)
-        sps = next((s for s in view.series.values() if s.name.endswith("eval_samples_per_second")), None)
+        sps = next(
+            (s for s in view.series.values() if s.name.endswith("eval_samples_per_second")), None
+        )
         if rt is None or sps is None:
             return None
         n = rt.value_at(step) * sps.value_at(step)
@@ -159,13 +172,18 @@ class SparseEval(Detector):
             (s for s in view.series.values() if s.role.split == "val" and s.role.is_quality), None
         )
 
-    def _fire(self, view: RunView, val: SeriesView, step: int, n: int, total: int, planned: bool) -> None:
+    def _fire(
+        self, view: RunView, val: SeriesView, step: int, n: int, total: int, planned: bool
+    ) -> None:
         suggestion = max(1, total // 10)
         self.fire(
-            "sparse", Severity.WARNING, step, [val.name],
+            "sparse",
+            Severity.WARNING,
+            step,
+            [val.name],
             f"{n} evaluation{'s' if n != 1 else ''} in {total} {view.run.step_unit}s"
-            + (" planned" if planned else "") + ": the validation curve cannot be seen",
+            + (" planned" if planned else "")
+            + ": the validation curve cannot be seen",
             {"evals": n, "length": total, "eval_steps": view.run.meta.get("eval_steps")},
             f"evaluate more often: set eval_steps to ~{suggestion} (about 10 evaluations per run)",
         )
-

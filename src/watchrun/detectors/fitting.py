@@ -92,10 +92,20 @@ class Overfitting(Detector):
     utterances while the transcripts hold; choose checkpoints by WER)."""
 
     id = "overfitting"
-    DEFAULTS = {"patience": 3, "min_rise": 0.10, "noise": 0.02, "min_train_drop": 0.05,
-                "min_rise_without_train": 0.5, "noise_sigmas": 3.0, "window_sigmas": 2.0, "trend_t": 2.5,
-                "min_evals": 6, "early_min_rise": 0.3, "short_rises": 3,
-                "trend_train_drop": 0.3}
+    DEFAULTS = {
+        "patience": 3,
+        "min_rise": 0.10,
+        "noise": 0.02,
+        "min_train_drop": 0.05,
+        "min_rise_without_train": 0.5,
+        "noise_sigmas": 3.0,
+        "window_sigmas": 2.0,
+        "trend_t": 2.5,
+        "min_evals": 6,
+        "early_min_rise": 0.3,
+        "short_rises": 3,
+        "trend_train_drop": 0.3,
+    }
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -128,7 +138,11 @@ class Overfitting(Detector):
         with np.errstate(divide="ignore", invalid="ignore"):
             rise_s = np.where(level > 0, smooth / level - 1, np.inf)
             rise_level = np.where(level > 0, fv / level - 1, np.inf)
-        cond = (streak >= k) & (rise_s >= self.p["min_rise"] / 2) & (rise_level >= self.p["min_rise"] / 2)
+        cond = (
+            (streak >= k)
+            & (rise_s >= self.p["min_rise"] / 2)
+            & (rise_level >= self.p["min_rise"] / 2)
+        )
         # a noisy curve that trends up: the mean of all evals after the best window is clearly
         # above the best level (t >= trend_t); needs a strong train-loss drop to count
         after = np.maximum(idx - at_best, 0)
@@ -137,15 +151,25 @@ class Overfitting(Detector):
             total = csum[idx + 1] - csum[at_best + 1]
             mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
             var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
-            t_after = (mean_after - level) / np.sqrt(np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1))
-        trend = (after >= 2 * k) & (mean_after >= level * (1 + self.p["min_rise"])) & (t_after >= self.p["trend_t"])
+            t_after = (mean_after - level) / np.sqrt(
+                np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1)
+            )
+        trend = (
+            (after >= 2 * k)
+            & (mean_after >= level * (1 + self.p["min_rise"]))
+            & (t_after >= self.p["trend_t"])
+        )
         cond |= trend
         short = self._short_rise(fv, first_new)
         cond |= short
         cond[:first_new] = False
         cands = np.flatnonzero(cond)
         calm = np.flatnonzero(rise_s < self.p["min_rise"] / 2)
-        raw = range_min(fv, at_best[cands] + 1 - w[at_best[cands]], at_best[cands]) if len(cands) else []
+        raw = (
+            range_min(fv, at_best[cands] + 1 - w[at_best[cands]], at_best[cands])
+            if len(cands)
+            else []
+        )
         done = first_new - 1
         for c, j in enumerate(cands):
             j = int(j)
@@ -153,16 +177,26 @@ class Overfitting(Detector):
                 if not len(calm[(calm > done) & (calm < j)]):
                     continue  # still the same episode
                 self.clear(val.name)
-            if short[j] and not (trend[j] or (streak[j] >= k and rise_s[j] >= self.p["min_rise"] / 2)):
+            if short[j] and not (
+                trend[j] or (streak[j] >= k and rise_s[j] >= self.p["min_rise"] / 2)
+            ):
                 jj = int(np.argmin(fv[: j + 1]))  # a short run: its lowest eval is the best
-                self.best, self.best_raw, self.best_step = float(fv[jj]), float(fv[jj]), int(val.steps[finite[jj]])
+                self.best, self.best_raw, self.best_step = (
+                    float(fv[jj]),
+                    float(fv[jj]),
+                    int(val.steps[finite[jj]]),
+                )
                 self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), short=True)
                 done = j
                 continue
             m = int(at_best[j])
             lo = m + 1 - int(w[m])
             jj = lo + int(np.argmin(fv[lo : m + 1]))
-            self.best, self.best_raw, self.best_step = float(level[j]), float(raw[c]), int(val.steps[finite[jj]])
+            self.best, self.best_raw, self.best_step = (
+                float(level[j]),
+                float(raw[c]),
+                int(val.steps[finite[jj]]),
+            )
             if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[j]:
                 self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), bool(trend[j]))
             done = j
@@ -185,7 +219,9 @@ class Overfitting(Detector):
             out[j] = rising and fv[j] >= fv[m] * (1 + self.p["min_rise"]) and fv[j] > fv[m - 1]
         return out
 
-    def _beyond_scatter(self, val: SeriesView, i: int, v: float, trend: bool, train_drop: float) -> bool:
+    def _beyond_scatter(
+        self, val: SeriesView, i: int, v: float, trend: bool, train_drop: float
+    ) -> bool:
         """The rise stands out of the eval-to-eval scatter around the best level. The latest
         eval must, always. When the train loss fell only a little, the mean of the latest
         window must too, by a bar raised for the way the best level was chosen: it is the
@@ -237,15 +273,32 @@ class Overfitting(Detector):
             return 0.0
         return step_noise(since, centred=True)
 
-    def _maybe_fire(self, view: RunView, val: SeriesView, train: SeriesView | None, i: int, v: float,
-                    trend: bool = False, short: bool = False) -> None:
+    def _maybe_fire(
+        self,
+        view: RunView,
+        val: SeriesView,
+        train: SeriesView | None,
+        i: int,
+        v: float,
+        trend: bool = False,
+        short: bool = False,
+    ) -> None:
         step = int(val.steps[i])
         rise = v / self.best_raw - 1 if self.best_raw > 0 else math.inf
-        evidence: dict = {"best": self.best_raw, "best_step": self.best_step, "now": v, "rise": rise,
-                          "smoothed_best": self.best}
+        evidence: dict = {
+            "best": self.best_raw,
+            "best_step": self.best_step,
+            "now": v,
+            "rise": rise,
+            "smoothed_best": self.best,
+        }
         if train is not None and len(train.values):
             # an epoch mean is already smoothed over the eval interval: compared eval to eval
-            k = 1 if train.name.endswith("_epoch") and train is not view.pick("train", "loss") else 5
+            k = (
+                1
+                if train.name.endswith("_epoch") and train is not view.pick("train", "loss")
+                else 5
+            )
             t_best, t_now = smoothed_at(train, self.best_step, k), smoothed_at(train, step, k)
             if not (math.isfinite(t_best) and math.isfinite(t_now) and t_best > 0):
                 return
@@ -264,8 +317,9 @@ class Overfitting(Detector):
         if short:  # a short run's rise has no scatter to stand out of; only the warm-up excuses it
             too_early = warming_up(view, step)
         else:
-            too_early = not self._beyond_scatter(val, i, v, trend, evidence.get("train_drop", 0.0)) \
-                or self._too_early(view, val, i, step, rise)
+            too_early = not self._beyond_scatter(
+                val, i, v, trend, evidence.get("train_drop", 0.0)
+            ) or self._too_early(view, val, i, step, rise)
         if too_early:
             return
         primary = self._primary_metric_note(view, step)
@@ -273,13 +327,18 @@ class Overfitting(Detector):
             evidence["primary_metric"] = primary
         ckpt = view.best_checkpoint(self.best_step)
         keep = f"keep the checkpoint from step {self.best_step}" + (f" ({ckpt})" if ckpt else "")
-        note = (f"; {primary['name']} still improving ({shown(view, primary['name'], primary['best'])})"
-                if primary and primary["improving"] else "")
+        note = (
+            f"; {primary['name']} still improving ({shown(view, primary['name'], primary['best'])})"
+            if primary and primary["improving"]
+            else ""
+        )
         key, severity = val.name, Severity.WARNING
         if primary and primary["kind"] in ("wer", "cer") and not note and primary["not_worse"]:
             name = primary["name"]
-            note = (f"; {name} no worse than then ({shown(view, name, primary['now'])} vs "
-                    f"{shown(view, name, primary['then'])}, 3-eval means)")
+            note = (
+                f"; {name} no worse than then ({shown(view, name, primary['now'])} vs "
+                f"{shown(view, name, primary['then'])}, 3-eval means)"
+            )
         if primary and primary["kind"] in ("wer", "cer") and note:
             # a speech model's decoded error rate still falls while its token loss rises: the
             # model grows confident on a few hard utterances, the transcripts still improve
@@ -287,14 +346,20 @@ class Overfitting(Detector):
         elif "decoded:" + val.name in self.open:
             self.clear("decoded:" + val.name)
         self.fire(
-            key, severity, step, [val.name] + ([view.pick("train", "loss").name] if view.pick("train", "loss") else []),
+            key,
+            severity,
+            step,
+            [val.name] + ([view.pick("train", "loss").name] if view.pick("train", "loss") else []),
             f"overfitting: {val.name} up {pct(rise)} from its best {fmt(self.best_raw)} "
             f"(step {self.best_step}) {why}{note}",
             evidence | ({"best_checkpoint": ckpt} if ckpt else {}),
-            (f"loss and {primary['name']} disagree: choose the checkpoint by {primary['name']}"
-             + (f" ({view.best_checkpoint()})" if view.best_checkpoint() else "")
-             if note else f"stop training and {keep}; add early stopping or regularisation "
-             "(weight decay, dropout, augmentation, more data)"),
+            (
+                f"loss and {primary['name']} disagree: choose the checkpoint by {primary['name']}"
+                + (f" ({view.best_checkpoint()})" if view.best_checkpoint() else "")
+                if note
+                else f"stop training and {keep}; add early stopping or regularisation "
+                "(weight decay, dropout, augmentation, more data)"
+            ),
         )
 
     def _primary_metric_note(self, view: RunView, step: int) -> dict | None:
@@ -314,16 +379,29 @@ class Overfitting(Detector):
             best = upto.max() if r.higher_better else upto.min()
             at_best_loss = sv.value_at(self.best_step)
             near_best = upto[-1] >= best * 0.99 if r.higher_better else upto[-1] <= best * 1.01
-            improving = math.isfinite(at_best_loss) and (
-                best > at_best_loss if r.higher_better else best < at_best_loss
-            ) and near_best
+            improving = (
+                math.isfinite(at_best_loss)
+                and (best > at_best_loss if r.higher_better else best < at_best_loss)
+                and near_best
+            )
             # smoothed over 3 evals: no worse now than when the loss was at its best
-            then = sv.values[max(0, sv.at_or_before(self.best_step) - 2) : sv.at_or_before(self.best_step) + 1]
+            then = sv.values[
+                max(0, sv.at_or_before(self.best_step) - 2) : sv.at_or_before(self.best_step) + 1
+            ]
             then = then[np.isfinite(then)]
             now = float(upto[-3:].mean())
-            not_worse = bool(len(then)) and (now >= then.mean() * 0.99 if r.higher_better else now <= then.mean() * 1.01)
-            return {"name": sv.name, "best": float(best), "improving": bool(improving), "kind": r.kind,
-                    "not_worse": bool(not_worse), "now": now, "then": float(then.mean()) if len(then) else math.nan}
+            not_worse = bool(len(then)) and (
+                now >= then.mean() * 0.99 if r.higher_better else now <= then.mean() * 1.01
+            )
+            return {
+                "name": sv.name,
+                "best": float(best),
+                "improving": bool(improving),
+                "kind": r.kind,
+                "not_worse": bool(not_worse),
+                "now": now,
+                "then": float(then.mean()) if len(then) else math.nan,
+            }
         return None
 
 
@@ -349,7 +427,14 @@ class Underfitting(Detector):
         last, before = float(np.median(vals[-k:])), float(np.median(vals[-2 * k : -k]))
         step = int(train.steps[-1])
         val = view.pick("val", "loss")
-        if view.fired & {"overfitting", "perfect_validation", "not_learning", "loss_at_chance", "nan_loss", "divergence"}:
+        if view.fired & {
+            "overfitting",
+            "perfect_validation",
+            "not_learning",
+            "loss_at_chance",
+            "nan_loss",
+            "divergence",
+        }:
             return  # another verdict explains the end of this run better
         if last < 0.05 * float(np.median(vals[:k])):  # converged to near zero: nothing to gain
             return
@@ -357,7 +442,10 @@ class Underfitting(Detector):
             return
         if before > 0 and 1 - last / before >= self.p["min_tail_drop"]:
             self.fire(
-                train.name, Severity.INFO, step, [train.name],
+                train.name,
+                Severity.INFO,
+                step,
+                [train.name],
                 f"training ended with {train.name} still falling: {fmt(before)} -> {fmt(last)} "
                 f"({pct(1 - last / before)}) over the last {pct(self.p['tail'])} of the run",
                 {"tail_median": last, "previous_median": before},
@@ -367,7 +455,10 @@ class Underfitting(Detector):
             v_last = float(val.values[-1])
             if math.isfinite(v_last) and last > v_last * 1.1 and val.values[-1] < val.values[0]:
                 self.fire(
-                    train.name, Severity.INFO, step, [train.name, val.name],
+                    train.name,
+                    Severity.INFO,
+                    step,
+                    [train.name, val.name],
                     f"{train.name} {fmt(last)} stays above {val.name} {fmt(v_last)} at the end",
                     {"train": last, "val": v_last},
                     "the model underfits (or regularisation/dropout inflates the train loss): "
@@ -410,8 +501,14 @@ class NotLearning(Detector):
       it goes quiet); left to blank_collapse and prediction_collapse when they have spoken."""
 
     id = "not_learning"
-    DEFAULTS = {"min_points": 20, "live_min_points": 200, "min_drop": 0.02, "frozen_logs": 5,
-                "floor_evals": 5, "floor_band": 0.01}
+    DEFAULTS = {
+        "min_points": 20,
+        "live_min_points": 200,
+        "min_drop": 0.02,
+        "frozen_logs": 5,
+        "floor_evals": 5,
+        "floor_band": 0.01,
+    }
 
     def update(self, view: RunView) -> None:
         train = view.pick("train", "loss")
@@ -432,10 +529,17 @@ class NotLearning(Detector):
             self._judge(view, train)
 
     def _at_floor(self, view: RunView) -> None:
-        if view.fired & {"blank_collapse", "prediction_collapse", "nan_loss"} or "floor" in self.open:
+        if (
+            view.fired & {"blank_collapse", "prediction_collapse", "nan_loss"}
+            or "floor" in self.open
+        ):
             return
         for kind, floor in FLOORS.items():
-            family = [sv for sv in view.where(kind=kind, cls=None) if len(sv.values) and sv.role.split in ("val", "")]
+            family = [
+                sv
+                for sv in view.where(kind=kind, cls=None)
+                if len(sv.values) and sv.role.split in ("val", "")
+            ]
             if not family or any(sv.name in view.claimed for sv in family):
                 continue
             if not all(self._pinned_at(sv, floor) for sv in family):
@@ -444,11 +548,20 @@ class NotLearning(Detector):
             fin = sv.values[np.isfinite(sv.values)]
             step = int(sv.steps[-1])
             self.fire(
-                "floor", Severity.WARNING, step, [f.name for f in family],
+                "floor",
+                Severity.WARNING,
+                step,
+                [f.name for f in family],
                 f"not learning: {', '.join(f.name for f in family)} stayed at {shown(view, sv.name, float(fin.min()))}-"
                 f"{shown(view, sv.name, float(fin.max()))} over all {len(fin)} evals ({kind} of an untrained model: "
                 f"{shown(view, sv.name, floor)})",
-                {"kind": kind, "floor": floor, "evals": len(fin), "low": float(fin.min()), "high": float(fin.max())},
+                {
+                    "kind": kind,
+                    "floor": floor,
+                    "evals": len(fin),
+                    "low": float(fin.min()),
+                    "high": float(fin.max()),
+                },
                 "check the labels reach the loss (empty annotation files, a wrong class list or "
                 "vocabulary), that the evaluation decodes the model's outputs, and the learning rate",
             )
@@ -456,7 +569,9 @@ class NotLearning(Detector):
 
     def _pinned_at(self, sv: SeriesView, floor: float) -> bool:
         fin = sv.values[np.isfinite(sv.values)]
-        return len(fin) >= self.p["floor_evals"] and bool(np.all(np.abs(fin - floor) <= self.p["floor_band"]))
+        return len(fin) >= self.p["floor_evals"] and bool(
+            np.all(np.abs(fin - floor) <= self.p["floor_band"])
+        )
 
     def _frozen(self, view: RunView, train: SeriesView) -> None:
         """The train loss (>= 0.05, so that a converged loss rounded to 4 decimals does not count)
@@ -481,7 +596,10 @@ class NotLearning(Detector):
             i = base + int(frozen[0])
             ref = float(train.values[i])
             self.fire(
-                train.name, Severity.WARNING, int(train.steps[i]), [train.name],
+                train.name,
+                Severity.WARNING,
+                int(train.steps[i]),
+                [train.name],
                 f"not learning: {train.name} is exactly {fmt(ref)} at each of the last {n} logs: the model's outputs do not change",
                 {"value": ref, "logs": n},
                 "check that the optimizer steps (learning rate 0? parameters frozen or not passed to the "
@@ -515,7 +633,10 @@ class NotLearning(Detector):
         if acc is not None and len(acc.values):
             acc_txt = f"; {acc.name} {fmt(float(np.median(acc.values[-k:])))}"
         self.fire(
-            train.name, Severity.WARNING, int(train.steps[-1]), [train.name],
+            train.name,
+            Severity.WARNING,
+            int(train.steps[-1]),
+            [train.name],
             f"not learning: {train.name} has no downward trend over {len(vals)} logs "
             f"(first third {fmt(first)}, last third {fmt(last)}){acc_txt}",
             {"first_third_median": first, "last_third_median": last, "points": len(vals)},

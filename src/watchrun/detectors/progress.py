@@ -46,7 +46,13 @@ class StuckMetric(Detector):
             if not r.is_quality or r.kind == "reward" or sv.new_from >= len(sv.values):
                 continue
             if r.split in ("val", "test"):
-                self._scan(view, sv, int(self.p["evals"]), self._train_moving(view), self._loss_moving(view, sv))
+                self._scan(
+                    view,
+                    sv,
+                    int(self.p["evals"]),
+                    self._train_moving(view),
+                    self._loss_moving(view, sv),
+                )
 
     def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
         """Is training still going somewhere? The smoothed train loss (median of 5) moved >= 5%
@@ -73,10 +79,16 @@ class StuckMetric(Detector):
             return None
 
         def moving(first_step: int, last_step: int, v: float) -> bool:
-            if (sv.role.higher_better and v <= 0.0) or (sv.role.higher_better is False and v >= 1.0):
+            if (sv.role.higher_better and v <= 0.0) or (
+                sv.role.higher_better is False and v >= 1.0
+            ):
                 return False
             a, b = loss.value_at(first_step), loss.value_at(last_step)
-            return bool(math.isfinite(a) and math.isfinite(b) and abs(b - a) >= self.p["loss_moved"] * abs(a))
+            return bool(
+                math.isfinite(a)
+                and math.isfinite(b)
+                and abs(b - a) >= self.p["loss_moved"] * abs(a)
+            )
 
         return moving
 
@@ -124,29 +136,44 @@ class StuckMetric(Detector):
         since = int(sv.steps[i - n + 1])
         train = view.pick("train", "loss")
         evidence = {"value": v, "since_step": since, "points": n}
-        while_txt, action = "", ("the model has stopped changing on this metric: check the learning rate "
-                                 "(decayed to 0?), frozen layers, or a collapse to a constant output")
+        while_txt, action = (
+            "",
+            (
+                "the model has stopped changing on this metric: check the learning rate "
+                "(decayed to 0?), frozen layers, or a collapse to a constant output"
+            ),
+        )
         if i - n + 1 == 0:
             while_txt = ", since the first eval: the evaluated model has never changed"
-            action = ("check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
-                      "the optimizer?) and that the evaluation uses the trained weights")
+            action = (
+                "check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
+                "the optimizer?) and that the evaluation uses the trained weights"
+            )
         moved = train_moved(train, since, step) if train is not None else None
         if _degenerate(sv, v) and i - n + 1 > 0:
             while_txt = ": no right answer at all, the model outputs nothing useful"
-            action = ("check the labels reach the model (empty targets, a wrong class index), the data "
-                      "pipeline and the loss; compare with the first evals, where it scored above this")
+            action = (
+                "check the labels reach the model (empty targets, a wrong class index), the data "
+                "pipeline and the loss; compare with the first evals, where it scored above this"
+            )
         elif moved is not None:
             a, b = moved
             if a > 0:
                 evidence |= {"train_loss_from": a, "train_loss_to": b}
                 while_txt = f" while {train.name} moved {fmt(a)} -> {fmt(b)}"
-                action = ("training changes the model but the evaluation does not see it: check that the "
-                          "evaluation uses the trained weights (a model copy, an EMA or a checkpoint not "
-                          "reloaded), that the eval data and metric are not constant, and the learning rate")
+                action = (
+                    "training changes the model but the evaluation does not see it: check that the "
+                    "evaluation uses the trained weights (a model copy, an EMA or a checkpoint not "
+                    "reloaded), that the eval data and metric are not constant, and the learning rate"
+                )
         self.fire(
-            sv.name, Severity.WARNING, step, [sv.name],
+            sv.name,
+            Severity.WARNING,
+            step,
+            [sv.name],
             f"{sv.name} unchanged at {fmt(v)} for {n} evals (since step {since}){while_txt}",
-            evidence, action,
+            evidence,
+            action,
         )
 
 
@@ -155,7 +182,10 @@ def _degenerate(sv: SeriesView, v: float) -> bool:
     an error rate of 1 (a class's own score at 0 is minority_class_hidden's)."""
     if sv.role.cls is not None:
         return False
-    return bool((sv.role.higher_better and v <= 0.0) or (sv.role.higher_better is False and sv.role.kind in ("wer", "cer") and v >= 1.0))
+    return bool(
+        (sv.role.higher_better and v <= 0.0)
+        or (sv.role.higher_better is False and sv.role.kind in ("wer", "cer") and v >= 1.0)
+    )
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
@@ -199,16 +229,27 @@ class LossAtChance(Detector):
             return
         tail = vals[-max(int(self.p["points"]), len(vals) // 3) :]
         med, chance = float(np.median(tail)), UNKNOWN_K_CHANCE[0]
-        if abs(med - chance) > self.p["tol"] * chance or 1.2533 * step_noise(tail) / math.sqrt(len(tail)) > self.p["tol"] * chance:
+        if (
+            abs(med - chance) > self.p["tol"] * chance
+            or 1.2533 * step_noise(tail) / math.sqrt(len(tail)) > self.p["tol"] * chance
+        ):
             return
         accs = acc.values[np.isfinite(acc.values)][-3:]
         if len(accs) < 2 or float(accs.max()) > 0.6:
             return
         self.fire(
-            sv.name, Severity.WARNING, int(sv.steps[-1]), [sv.name, acc.name],
+            sv.name,
+            Severity.WARNING,
+            int(sv.steps[-1]),
+            [sv.name, acc.name],
             f"{sv.name} ended at chance level: median {fmt(med)} over the last {len(tail)} logs = ln 2 = 0.693 "
             f"(binary cross-entropy), {acc.name} {fmt(float(accs.min()))}-{fmt(float(accs.max()))}: the model learned nothing",
-            {"median": med, "chance": chance, "classes": None, "accuracy": [float(a) for a in accs]},
+            {
+                "median": med,
+                "chance": chance,
+                "classes": None,
+                "accuracy": [float(a) for a in accs],
+            },
             "the model predicts the uniform distribution: check the learning rate (one far too high "
             "throws a model back to chance; 0 never leaves it), that labels match inputs, the class balance",
         )
@@ -226,7 +267,10 @@ class LossAtChance(Detector):
             if len(before) > 4096:
                 before = before[:: len(before) // 4096 + 1]
             before = before[np.isfinite(before)]
-            self._quartile = (end, float(np.percentile(before, 25)) if len(before) >= 4 else math.inf)
+            self._quartile = (
+                end,
+                float(np.percentile(before, 25)) if len(before) >= 4 else math.inf,
+            )
         return self._quartile[1]
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
@@ -267,20 +311,36 @@ class LossAtChance(Detector):
         pinned = abs(med - chance) <= 0.002 * chance and i + 1 >= need
         if pinned:
             stretch = sv.values[i - need + 1 : i + 1]
-            pinned = bool(np.isfinite(stretch).all()) and float(np.max(np.abs(stretch - chance))) <= 0.005 * chance
+            pinned = (
+                bool(np.isfinite(stretch).all())
+                and float(np.max(np.abs(stretch - chance))) <= 0.005 * chance
+            )
         # learned: the loss had been clearly below chance for a quarter of its logs before (a
         # quantile, not the lowest median of n: a smoothed loss wanders for many logs at once)
         low = self._quartile_before(sv, i - n + 1)
         learned_below = low <= 0.75 * chance
         if k is None and not (learned_below or pinned):
             return
-        what = (f"ln({k}) = {fmt(chance)}" if k else "ln 2 = 0.693 (binary cross-entropy)"
-                if chance == UNKNOWN_K_CHANCE[0] else "0.25 (MSE of always predicting 0.5)")
+        what = (
+            f"ln({k}) = {fmt(chance)}"
+            if k
+            else "ln 2 = 0.693 (binary cross-entropy)"
+            if chance == UNKNOWN_K_CHANCE[0]
+            else "0.25 (MSE of always predicting 0.5)"
+        )
         back = f" after reaching {fmt(low)}" if learned_below else ""
         self.fire(
-            sv.name, Severity.WARNING, step, [sv.name],
+            sv.name,
+            Severity.WARNING,
+            step,
+            [sv.name],
             f"{sv.name} at chance level: median {fmt(med)} over the last {n} logs = {what}{back}",
-            {"median": med, "chance": chance, "classes": k, "min_before": low if math.isfinite(low) else None},
+            {
+                "median": med,
+                "chance": chance,
+                "classes": k,
+                "min_before": low if math.isfinite(low) else None,
+            },
             "the model predicts the uniform distribution: lower the learning rate (a collapse after "
             "a spike), check labels and class balance, check the LR schedule",
         )
@@ -313,7 +373,12 @@ class TargetMiss(Detector):
         want = role_of(t.metric, view.config.aliases)
         for sv in view.series.values():
             r = sv.role
-            if (r.split, r.kind, r.cls, r.avg) == (want.split, want.kind, want.cls, want.avg) and r.kind != "other":
+            if (r.split, r.kind, r.cls, r.avg) == (
+                want.split,
+                want.kind,
+                want.cls,
+                want.avg,
+            ) and r.kind != "other":
                 return sv
         return None
 
@@ -336,7 +401,15 @@ class TargetMiss(Detector):
                 if t.met(best):
                     self.clear(t.metric)
                 elif since >= self.p["patience"]:
-                    self._fire(view, t, sv.name, best, bstep, int(sv.steps[i]), f"no improvement for {since} evals")
+                    self._fire(
+                        view,
+                        t,
+                        sv.name,
+                        best,
+                        bstep,
+                        int(sv.steps[i]),
+                        f"no improvement for {since} evals",
+                    )
 
     def finalize(self, view: RunView) -> None:
         for t in view.targets:
@@ -344,7 +417,9 @@ class TargetMiss(Detector):
             if sv is not None and t.metric in self.best:
                 best, bstep, _ = self.best[t.metric]
                 if not t.met(best):
-                    self._fire(view, t, sv.name, best, bstep, int(sv.steps[-1]), "the run has ended")
+                    self._fire(
+                        view, t, sv.name, best, bstep, int(sv.steps[-1]), "the run has ended"
+                    )
                 continue
             value = self._summary(view, t)
             if value is not None and not t.met(value[1]):
@@ -355,19 +430,26 @@ class TargetMiss(Detector):
         want = role_of(t.metric, view.config.aliases)
         for name, v in view.run.summary.items():
             r = role_of(name, view.config.aliases)
-            if name == t.metric or ((r.split, r.kind) == (want.split, want.kind) and r.kind != "other"):
+            if name == t.metric or (
+                (r.split, r.kind) == (want.split, want.kind) and r.kind != "other"
+            ):
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     return name, float(v)
         return None
 
-    def _fire(self, view: RunView, t: Target, name: str, best: float, bstep: int, step: int, why: str) -> None:
+    def _fire(
+        self, view: RunView, t: Target, name: str, best: float, bstep: int, step: int, why: str
+    ) -> None:
         factor = ""
         if t.value and best and t.lower_is_better and best > 0 and t.value > 0:
             factor = f" ({best / t.value:.1f}x off)"
         elif t.value and best and not t.lower_is_better and best > 0:
             factor = f" ({t.value / best:.1f}x short)"
         self.fire(
-            t.metric, Severity.WARNING, step, [name],
+            t.metric,
+            Severity.WARNING,
+            step,
+            [name],
             f"target missed: {name} best {fmt(best)} (step {bstep}) vs target {t.op} {fmt(t.value)}{factor}, {why}",
             {"best": best, "best_step": bstep, "target": str(t)},
             "the current setup will not reach the target: change the model, features or data "

@@ -28,8 +28,17 @@ from watchrun.store import Store
 # recipes' 100 * wer); detectors judge them as fractions. The value above which a first log means
 # percent: a score or a blank share is at most 1 as a fraction; a WER fraction can pass 1
 # (insertions), rarely 5.
-PERCENT_ABOVE = {"accuracy": 1.0, "topk_accuracy": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0,
-                 "auc": 1.0, "blank_ratio": 1.0, "wer": 5.0, "cer": 5.0}
+PERCENT_ABOVE = {
+    "accuracy": 1.0,
+    "topk_accuracy": 1.0,
+    "f1": 1.0,
+    "precision": 1.0,
+    "recall": 1.0,
+    "auc": 1.0,
+    "blank_ratio": 1.0,
+    "wer": 5.0,
+    "cer": 5.0,
+}
 
 
 def _in_percent(values: np.ndarray, above: float) -> bool:
@@ -94,7 +103,11 @@ class DetectorRunner:
         new_alerts: list[Alert] = []
         with self.store.lock:
             runs = self.store.runs
-            for key, run in [(k, runs[k]) for k in keys if k in runs] if keys is not None else list(runs.items()):
+            for key, run in (
+                [(k, runs[k]) for k in keys if k in runs]
+                if keys is not None
+                else list(runs.items())
+            ):
                 state = self.states.get(key)
                 if state is None:
                     state = self.states[key] = _RunState(self._new_detectors(key))
@@ -166,11 +179,17 @@ class DetectorRunner:
             above = PERCENT_ABOVE.get(roles[name].kind)
             if above is not None and _in_percent(run.series[name].values, above):
                 values = values / 100.0
-            settled = len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
+            settled = (
+                len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
+            )
             dropped = run.series[name].dropped  # cursors count every point: see _bound
             cursor = max(state.cursors.get(name, start + dropped) - dropped, start)
             series[name] = SeriesView(
-                name, roles[name], steps[:settled], values[:settled], min(cursor - start, settled),
+                name,
+                roles[name],
+                steps[:settled],
+                values[:settled],
+                min(cursor - start, settled),
                 start,
             )
             if advance:
@@ -178,7 +197,10 @@ class DetectorRunner:
         view = RunView(run, series, self.config, list(state.targets or []), test_as_val=test_as_val)
         view.fired = {det for det, _ in state.fired}
         view.claimed = {
-            m for (det, _), a in state.open_alerts.items() if det != "stuck_metric" for m in a.metrics
+            m
+            for (det, _), a in state.open_alerts.items()
+            if det != "stuck_metric"
+            for m in a.metrics
         }
         return view
 
@@ -204,10 +226,18 @@ class DetectorRunner:
             alert.open = False
             del state.open_alerts[(det, key)]
         alert = Alert(
-            run.key, "restarted", Severity.INFO, new_first or 0, [],
+            run.key,
+            "restarted",
+            Severity.INFO,
+            new_first or 0,
+            [],
             f"steps went back from {prev_last} to {new_first}: resumed or appended run "
             f"(segment {state.round + 1})",
-            {"previous_last_step": prev_last, "new_first_step": new_first, "segment": state.round + 1},
+            {
+                "previous_last_step": prev_last,
+                "new_first_step": new_first,
+                "segment": state.round + 1,
+            },
             "nothing to do if this run was resumed on purpose; detectors restart on the new segment",
         )
         alert.open = False
@@ -279,15 +309,21 @@ def _stalled_alert(run: Run, silent: float, now: float) -> Alert:
         f"no write for {duration(silent)} (usually every {duration(typical_interval(run))}): "
         "the process may have crashed or hung"
     )
-    evidence: dict = {"silent_seconds": round(silent), "typical_interval": typical_interval(run),
-                      "pid": run.pid, "pid_alive": pid_alive(run.pid, run.host)}
+    evidence: dict = {
+        "silent_seconds": round(silent),
+        "typical_interval": typical_interval(run),
+        "pid": run.pid,
+        "pid_alive": pid_alive(run.pid, run.host),
+    }
     action = "check the process and its console (GPU OOM, NCCL hang, full disk)"
     seen = stall_evidence(run, now)
     if seen is not None:
         message += f"; {seen.message}"
         action = seen.action
         evidence.update(seen.evidence, verdict=seen.verdict)
-    return Alert(run.key, "stalled", Severity.WARNING, run.last_step() or 0, [], message, evidence, action)
+    return Alert(
+        run.key, "stalled", Severity.WARNING, run.last_step() or 0, [], message, evidence, action
+    )
 
 
 NOT_STALLED = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.GONE}

@@ -53,10 +53,16 @@ class NanLoss(Detector):
                 self._fire(view, sv, start, " at the last log of the run", Severity.CRITICAL)
             elif not self._train_broken(losses, sv, int(sv.steps[-1])):
                 self.clear("eval:" + sv.name)  # the info said it might pass; it did not
-                self._fire(view, sv, start, " and never recovered; the train loss is finite",
-                           Severity.WARNING, key="never:" + sv.name,
-                           action="the model cannot be judged on this validation set: evaluate in "
-                           "fp32 or bf16 and check the validation data for empty or degenerate batches")
+                self._fire(
+                    view,
+                    sv,
+                    start,
+                    " and never recovered; the train loss is finite",
+                    Severity.WARNING,
+                    key="never:" + sv.name,
+                    action="the model cannot be judged on this validation set: evaluate in "
+                    "fp32 or bf16 and check the validation data for empty or degenerate batches",
+                )
 
     def _loss(self, view: RunView, sv: SeriesView, primary: bool, losses: list[SeriesView]) -> None:
         new = sv.values[sv.new_from :]
@@ -75,18 +81,31 @@ class NanLoss(Detector):
             if primary:
                 evals = _broken_evals(losses, step)
                 if i - start + 1 >= self.p["persist"]:
-                    self._fire(view, sv, start, f" for {i - start + 1} logs in a row", Severity.CRITICAL)
+                    self._fire(
+                        view, sv, start, f" for {i - start + 1} logs in a row", Severity.CRITICAL
+                    )
                 elif evals:
-                    self._fire(view, sv, start, f", and {evals[0]} too: the weights are broken",
-                               Severity.CRITICAL)
+                    self._fire(
+                        view,
+                        sv,
+                        start,
+                        f", and {evals[0]} too: the weights are broken",
+                        Severity.CRITICAL,
+                    )
             elif self._train_broken(losses, sv, step):
                 continue  # the train loss's own alert says it
             else:
-                self._fire(view, sv, start, " while the train loss is finite: the evaluation overflowed "
-                           "(fp16 evaluation, an empty batch), the weights are fine", Severity.INFO,
-                           key="eval:" + sv.name,
-                           action="nothing to stop for yet; if it persists, evaluate in fp32 or bf16 and "
-                           "check the validation data for empty or degenerate batches")
+                self._fire(
+                    view,
+                    sv,
+                    start,
+                    " while the train loss is finite: the evaluation overflowed "
+                    "(fp16 evaluation, an empty batch), the weights are fine",
+                    Severity.INFO,
+                    key="eval:" + sv.name,
+                    action="nothing to stop for yet; if it persists, evaluate in fp32 or bf16 and "
+                    "check the validation data for empty or degenerate batches",
+                )
 
     def _recovered(self, view: RunView, sv: SeriesView, i: int, primary: bool) -> None:
         start = self.bad_from.pop(sv.name, None)
@@ -96,11 +115,17 @@ class NanLoss(Detector):
         self.clear(sv.name)
         self.clear("eval:" + sv.name)
         if primary and start == i - 1 and not called:
-            self._fire(view, sv, start, f", finite again at step {int(sv.steps[i])}: one overflowed batch "
-                       "(fp16 loss scaling skips it) and training went on", Severity.INFO,
-                       key="recovered:" + sv.name,
-                       action="nothing to do if it stays rare; frequent overflows: lower the learning "
-                       "rate or use bf16")
+            self._fire(
+                view,
+                sv,
+                start,
+                f", finite again at step {int(sv.steps[i])}: one overflowed batch "
+                "(fp16 loss scaling skips it) and training went on",
+                Severity.INFO,
+                key="recovered:" + sv.name,
+                action="nothing to do if it stays rare; frequent overflows: lower the learning "
+                "rate or use bf16",
+            )
             self.clear("recovered:" + sv.name)
 
     @staticmethod
@@ -127,13 +152,23 @@ class NanLoss(Detector):
                 run = 0
                 continue
             run += 1
-            loss_nan = any(v.role.kind == "loss" for k in self.open for v in [view.series.get(k)] if v)
+            loss_nan = any(
+                v.role.kind == "loss" for k in self.open for v in [view.series.get(k)] if v
+            )
             if run >= need and sv.name not in self.open and not loss_nan:
                 self._fire(view, sv, i, f" for {run} logging steps in a row", Severity.CRITICAL)
         self.grad_bad_run[sv.name] = run
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, extra: str, severity: Severity,
-              key: str | None = None, action: str | None = None) -> None:
+    def _fire(
+        self,
+        view: RunView,
+        sv: SeriesView,
+        i: int,
+        extra: str,
+        severity: Severity,
+        key: str | None = None,
+        action: str | None = None,
+    ) -> None:
         step = int(sv.steps[i])
         value = sv.values[i]
         finite = np.flatnonzero(np.isfinite(sv.values[:i]))
@@ -146,10 +181,14 @@ class NanLoss(Detector):
                     context[other.name] = float(other.values[j])
         last_txt = f"; last finite {fmt(last[1])} at step {last[0]}" if last else ""
         self.fire(
-            key or sv.name, severity, step, [sv.name],
+            key or sv.name,
+            severity,
+            step,
+            [sv.name],
             f"{sv.name} is {fmt(value)} at step {step}{extra}{last_txt}",
             {"value": value, "last_finite": last, "context": context},
-            action or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
+            action
+            or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
             "NaN/inf, or run with anomaly detection to find the op",
         )
 
@@ -159,7 +198,12 @@ def _broken_evals(losses: list[SeriesView], step: int) -> list[str]:
     out = []
     for v in losses:
         j = v.at_or_before(step)
-        if v.role.split in ("val", "test") and j >= 0 and int(v.steps[j]) == step and not math.isfinite(v.values[j]):
+        if (
+            v.role.split in ("val", "test")
+            and j >= 0
+            and int(v.steps[j]) == step
+            and not math.isfinite(v.values[j])
+        ):
             out.append(v.name)
     return out
 
@@ -167,7 +211,9 @@ def _broken_evals(losses: list[SeriesView], step: int) -> list[str]:
 def _judged_by_train(sv: SeriesView, losses: list[SeriesView]) -> bool:
     """A validation (or test) loss, in a run that logs a train loss: the train loss says whether
     the weights are broken; the validation loss alone may just have overflowed."""
-    return sv.role.split in ("val", "test") and any(t.role.split not in ("val", "test") for t in losses)
+    return sv.role.split in ("val", "test") and any(
+        t.role.split not in ("val", "test") for t in losses
+    )
 
 
 class Divergence(Detector):
@@ -181,9 +227,20 @@ class Divergence(Detector):
     that undid the learning; it may settle, it may not)."""
 
     id = "divergence"
-    DEFAULTS = {"window": 5, "ratio": 3.0, "over_start": 1.2, "persist": 3, "noise_z": 8.0,
-                "progress": 0.5, "relapse_rise": 0.1,
-                "jump": 2.0, "jumps": 2, "jump_window": 6, "early_logs": 20, "early_ratio": 100.0}
+    DEFAULTS = {
+        "window": 5,
+        "ratio": 3.0,
+        "over_start": 1.2,
+        "persist": 3,
+        "noise_z": 8.0,
+        "progress": 0.5,
+        "relapse_rise": 0.1,
+        "jump": 2.0,
+        "jumps": 2,
+        "jump_window": 6,
+        "early_logs": 20,
+        "early_ratio": 100.0,
+    }
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -216,7 +273,9 @@ class Divergence(Detector):
             if not self._quiet_chunk(sv, finite[lo2 - lo :], lo2, w, head_end):
                 self._walk(view, sv, finite, lo, head_end - lo, len(vals), w)
 
-    def _walk(self, view: RunView, sv: SeriesView, finite: np.ndarray, lo: int, k0: int, k1: int, w: int) -> None:
+    def _walk(
+        self, view: RunView, sv: SeriesView, finite: np.ndarray, lo: int, k0: int, k1: int, w: int
+    ) -> None:
         for k in range(k0, k1):
             i = lo + k
             if i + 1 < w:
@@ -246,8 +305,11 @@ class Divergence(Detector):
         at `ratio` x that minimum, by at least `relapse_rise` of the start, has blown up even
         if it has not passed its start: training undid what it had learned."""
         start = self.start_level
-        return (run_min < self.p["progress"] * start) & (m > self.p["ratio"] * run_min) & (
-            m - run_min >= self.p["relapse_rise"] * start)
+        return (
+            (run_min < self.p["progress"] * start)
+            & (m > self.p["ratio"] * run_min)
+            & (m - run_min >= self.p["relapse_rise"] * start)
+        )
 
     def _blown_up_at_start(self, view: RunView, sv: SeriesView) -> None:
         """A learning rate far too high explodes the loss in the first steps, before any window
@@ -267,7 +329,10 @@ class Divergence(Detector):
             if np.isfinite(window).all() and float(window.min()) >= self.p["early_ratio"] * v0:
                 m = float(np.median(window))
                 self.fire(
-                    sv.name, Severity.CRITICAL, int(sv.steps[i]), [sv.name],
+                    sv.name,
+                    Severity.CRITICAL,
+                    int(sv.steps[i]),
+                    [sv.name],
                     f"{sv.name} blew up in the first steps: {fmt(m)} at step {int(sv.steps[i])} against "
                     f"{fmt(v0)} at step {int(sv.steps[0])} ({m / v0:.0f}x)",
                     {"first": v0, "first_step": int(sv.steps[0]), "smoothed_loss": m},
@@ -295,7 +360,9 @@ class Divergence(Detector):
         base = max(0, val.new_from - window)  # only the new evals and the window before them
         v = val.values[base:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            up = np.concatenate([[False], (v[1:] >= jump * v[:-1]) & (v[:-1] > 0) & (v[1:] >= 0.5 * first)])
+            up = np.concatenate(
+                [[False], (v[1:] >= jump * v[:-1]) & (v[:-1] > 0) & (v[1:] >= 0.5 * first)]
+            )
             down = np.concatenate([[False], (v[1:] * jump <= v[:-1]) & (v[1:] > 0)])
         for k in np.flatnonzero(up | down):
             i = base + int(k)
@@ -307,8 +374,12 @@ class Divergence(Detector):
                 continue
             ratios = [float(v[j] / v[j - 1]) for j in range(lo, int(k) + 1) if up[j]]
             self.fire(
-                "unstable:" + val.name, Severity.CRITICAL, int(val.steps[i]), [val.name],
-                f"training is unstable: {val.name} jumped " + ", ".join(f"{r:.1f}x" for r in ratios)
+                "unstable:" + val.name,
+                Severity.CRITICAL,
+                int(val.steps[i]),
+                [val.name],
+                f"training is unstable: {val.name} jumped "
+                + ", ".join(f"{r:.1f}x" for r in ratios)
                 + f" from one eval to the next within {window} evals (now {fmt(float(val.values[i]))}, first eval {fmt(first)})",
                 {"jumps": ratios, "now": float(val.values[i]), "first_eval": first},
                 "stop training: the learning rate is far too high for this model; lower it (10x) "
@@ -351,8 +422,12 @@ class Divergence(Detector):
 
     def _fire(self, view: RunView, sv: SeriesView, i: int, m: float, relapse: bool = False) -> None:
         step = int(sv.steps[i])
-        evidence = {"smoothed_loss": m, "running_min": self.run_min, "min_step": self.min_step,
-                    "start_level": self.start_level}
+        evidence = {
+            "smoothed_loss": m,
+            "running_min": self.run_min,
+            "min_step": self.min_step,
+            "start_level": self.start_level,
+        }
         grad = view.pick("train", "grad_norm")
         extra = ""
         if grad is not None and len(grad.values):
@@ -363,7 +438,10 @@ class Divergence(Detector):
                 extra = f"; grad norm {fmt(g_now)} vs {fmt(g_then)}"
         if relapse:
             self.fire(
-                "relapse:" + sv.name, Severity.WARNING, step, [sv.name],
+                "relapse:" + sv.name,
+                Severity.WARNING,
+                step,
+                [sv.name],
                 f"{sv.name} blew up after good progress: {fmt(m)} vs its minimum {fmt(self.run_min)} "
                 f"(step {self.min_step}), {m / self.run_min:.1f}x, back towards its start "
                 f"{fmt(self.start_level)}{extra}",
@@ -373,7 +451,10 @@ class Divergence(Detector):
             )
             return
         self.fire(
-            sv.name, Severity.CRITICAL, step, [sv.name],
+            sv.name,
+            Severity.CRITICAL,
+            step,
+            [sv.name],
             f"{sv.name} is exploding: {fmt(m)} vs its minimum {fmt(self.run_min)} "
             f"(step {self.min_step}), {m / self.run_min:.1f}x{extra}",
             evidence,
@@ -448,7 +529,10 @@ class GradSpike(Detector):
         evidence = {"value": v, "median": med, "ratio": v / med, "spikes": list(seen)}
         if len(seen) == 1:
             self.fire(
-                sv.name, Severity.INFO, step, [sv.name],
+                sv.name,
+                Severity.INFO,
+                step,
+                [sv.name],
                 f"gradient norm spiked to {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
                 f"{fmt(med)}{loss_txt}: one spike so far",
                 evidence,
@@ -458,7 +542,10 @@ class GradSpike(Detector):
             return
         self.clear(sv.name)  # the info episode ends: spikes recur
         self.fire(
-            "recurring:" + sv.name, Severity.WARNING, step, [sv.name],
+            "recurring:" + sv.name,
+            Severity.WARNING,
+            step,
+            [sv.name],
             f"gradient norm spikes recur: {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
             f"{fmt(med)}, spike {len(seen)} since step {seen[0]}{loss_txt}",
             evidence,
@@ -481,7 +568,12 @@ class GradSpike(Detector):
         new = vals[w:]
         usual = windows <= self.p["factor"] * meds[:, None]
         maxes = np.where(usual, windows, -np.inf).max(axis=1)
-        spikes = (meds > 0) & (new > self.p["factor"] * meds) & (new > self.p["over_max"] * maxes) & (new > self.early[sv.name])
+        spikes = (
+            (meds > 0)
+            & (new > self.p["factor"] * meds)
+            & (new > self.p["over_max"] * maxes)
+            & (new > self.early[sv.name])
+        )
         return not spikes.any()
 
     def _set_early(self, sv: SeriesView, need: int) -> None:

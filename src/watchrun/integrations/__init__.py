@@ -66,9 +66,16 @@ class RunLogger:
     Only rank 0 writes (pass `rank`).
     """
 
-    def __init__(self, run_dir: str, max_steps: int | None = None, max_epochs: int | None = None,
-                 checkpoint_dir: str | None = None, world_size: int = 1, rank: int = 0,
-                 library: str = "pytorch") -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        max_steps: int | None = None,
+        max_epochs: int | None = None,
+        checkpoint_dir: str | None = None,
+        world_size: int = 1,
+        rank: int = 0,
+        library: str = "pytorch",
+    ) -> None:
         self.run_dir = run_dir
         self.rank = rank
         self.stop_path = os.path.join(run_dir, STOP_FILE)
@@ -77,10 +84,16 @@ class RunLogger:
             return
         os.makedirs(run_dir, exist_ok=True)
         card = {
-            "pid": os.getpid(), "host": socket.gethostname(), "cmdline": sys.argv,
-            "started": time.time(), "world_size": world_size, "launcher_pid": _launcher_pid(),
-            "max_steps": max_steps, "max_epochs": max_epochs,
-            "checkpoint_dir": checkpoint_dir or run_dir, "library": library,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "cmdline": sys.argv,
+            "started": time.time(),
+            "world_size": world_size,
+            "launcher_pid": _launcher_pid(),
+            "max_steps": max_steps,
+            "max_epochs": max_epochs,
+            "checkpoint_dir": checkpoint_dir or run_dir,
+            "library": library,
         }
         tmp = os.path.join(run_dir, CARD_FILE + ".tmp")
         with open(tmp, "w") as fh:

@@ -36,9 +36,13 @@ class WatchrunCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         self.logger = RunLogger(
-            args.output_dir, max_steps=state.max_steps, max_epochs=int(args.num_train_epochs),
-            checkpoint_dir=args.output_dir, world_size=args.world_size,
-            rank=0 if state.is_world_process_zero else 1, library="transformers",
+            args.output_dir,
+            max_steps=state.max_steps,
+            max_epochs=int(args.num_train_epochs),
+            checkpoint_dir=args.output_dir,
+            world_size=args.world_size,
+            rank=0 if state.is_world_process_zero else 1,
+            library="transformers",
         )
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
@@ -56,4 +60,6 @@ class WatchrunCallback(TrainerCallback):
         if self.logger and self.stop_step is not None:
             import os
 
-            self.logger.stopped(state.global_step, os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+            self.logger.stopped(
+                state.global_step, os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            )

@@ -24,8 +24,13 @@ from watchrun.metrics import classification
 
 
 class WatchrunCallback(keras.callbacks.Callback):
-    def __init__(self, run_dir: str, validation_data: tuple[Any, Any] | None = None,
-                 label_names: Sequence[str] | None = None, prefix: str = "val_") -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        validation_data: tuple[Any, Any] | None = None,
+        label_names: Sequence[str] | None = None,
+        prefix: str = "val_",
+    ) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.validation_data = validation_data
@@ -36,8 +41,12 @@ class WatchrunCallback(keras.callbacks.Callback):
         self.stopped_at: int | None = None
 
     def on_train_begin(self, logs=None) -> None:  # type: ignore[no-untyped-def]
-        self.logger = RunLogger(self.run_dir, max_epochs=self.params.get("epochs"),
-                                checkpoint_dir=self.run_dir, library="keras")
+        self.logger = RunLogger(
+            self.run_dir,
+            max_epochs=self.params.get("epochs"),
+            checkpoint_dir=self.run_dir,
+            library="keras",
+        )
 
     def on_train_batch_end(self, batch, logs=None) -> None:  # type: ignore[no-untyped-def]
         self.steps += 1
@@ -53,7 +62,12 @@ class WatchrunCallback(keras.callbacks.Callback):
         if self.validation_data is not None:
             x, y = self.validation_data
             probs = np.asarray(self.model.predict(x, verbose=0))
-            metrics = classification(probs, np.asarray(y).reshape(-1), label_names=self.label_names, prefix=self.prefix)
+            metrics = classification(
+                probs, np.asarray(y).reshape(-1), label_names=self.label_names, prefix=self.prefix
+            )
             logs.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         if self.logger:
-            self.logger.log(epoch, {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, np.floating))})
+            self.logger.log(
+                epoch,
+                {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, np.floating))},
+            )

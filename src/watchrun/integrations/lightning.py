@@ -48,15 +48,23 @@ class WatchrunCallback(pl.Callback):
         if self.logger is None:
             run_dir = trainer.log_dir or trainer.default_root_dir
             self.logger = RunLogger(
-                run_dir, max_steps=trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None,
-                max_epochs=trainer.max_epochs, checkpoint_dir=os.path.join(run_dir, "checkpoints"),
-                world_size=trainer.world_size, rank=trainer.global_rank, library="lightning",
+                run_dir,
+                max_steps=trainer.max_steps
+                if trainer.max_steps and trainer.max_steps > 0
+                else None,
+                max_epochs=trainer.max_epochs,
+                checkpoint_dir=os.path.join(run_dir, "checkpoints"),
+                world_size=trainer.world_size,
+                rank=trainer.global_rank,
+                library="lightning",
             )
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
         self._preds, self._labels = [], []
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:  # type: ignore[no-untyped-def]
         if isinstance(outputs, dict) and "preds" in outputs and "labels" in outputs:
             preds, labels = outputs["preds"], outputs["labels"]
         elif isinstance(outputs, (tuple, list)) and len(outputs) == 2:
@@ -72,22 +80,33 @@ class WatchrunCallback(pl.Callback):
             return
         metrics: dict[str, Any] = {}
         if self._preds:
-            metrics = classification(np.concatenate(self._preds), np.concatenate(self._labels),
-                                     label_names=self.label_names, prefix=self.prefix)
+            metrics = classification(
+                np.concatenate(self._preds),
+                np.concatenate(self._labels),
+                label_names=self.label_names,
+                prefix=self.prefix,
+            )
             pl_module.log_dict(metrics, sync_dist=True)
         if self.logger:
-            self.logger.log(trainer.global_step, {**_numbers(trainer.callback_metrics), **metrics,
-                                                  "epoch": trainer.current_epoch})
+            self.logger.log(
+                trainer.global_step,
+                {**_numbers(trainer.callback_metrics), **metrics, "epoch": trainer.current_epoch},
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
         if self.logger is None:
             return
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-            self.logger.log(trainer.global_step, {**_numbers(trainer.callback_metrics), "epoch": trainer.current_epoch})
+            self.logger.log(
+                trainer.global_step,
+                {**_numbers(trainer.callback_metrics), "epoch": trainer.current_epoch},
+            )
         asked = self.logger.stop_requested() if trainer.global_rank == 0 else False
         if trainer.strategy.reduce_boolean_decision(asked, all=False) and self.stopped_at is None:
             self.stopped_at = trainer.global_step
-            path = os.path.join(self.logger.run_dir, "checkpoints", f"stop-step={trainer.global_step}.ckpt")
+            path = os.path.join(
+                self.logger.run_dir, "checkpoints", f"stop-step={trainer.global_step}.ckpt"
+            )
             trainer.save_checkpoint(path)
             trainer.should_stop = True
             self.logger.stopped(trainer.global_step, path)

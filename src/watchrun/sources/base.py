@@ -129,7 +129,9 @@ class Source:
     listed_when_empty = True  # False: a run made only of such files is listed once it has points
     attaches = 0  # 1: the file joins the run of its directory; 2: or the run of the parent dir
     standalone = True  # for an attaching file: a run of its own when there is none to join
-    reads = True  # False: a file known to be no log (it is claimed so that no other format reads it)
+    reads = (
+        True  # False: a file known to be no log (it is claimed so that no other format reads it)
+    )
 
     @classmethod
     def claims(cls, path: str, head: Head | None) -> bool:
@@ -163,14 +165,18 @@ class Source:
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self.skipped: dict[str, int] = {}  # bad records skipped, per file
-        self._last_skip: dict[str, tuple[str, str, str]] = {}  # file -> (kind, where, why), unreported
+        self._last_skip: dict[
+            str, tuple[str, str, str]
+        ] = {}  # file -> (kind, where, why), unreported
 
     def add_file(self, path: str, **options: object) -> bool:
         if path in self.cursors:
             return False
         self.cursors[path] = FileCursor(path)
         self.options[path] = dict(options)
-        self.store.update(self.key, files={path}, formats={self.format}, file_formats={path: self.format})
+        self.store.update(
+            self.key, files={path}, formats={self.format}, file_formats={path: self.format}
+        )
         return True
 
     def files(self) -> list[str]:
@@ -201,7 +207,9 @@ class Source:
             n = self._failures.get(cursor.path, 0) + 1
             self._failures[cursor.key] = n
             self._retry_at[cursor.key] = time.monotonic() + min(60.0, 0.5 * 2**n)
-            self.store.warn(self.key, f"cannot read {os.path.basename(cursor.path)}: {cursor.error}")
+            self.store.warn(
+                self.key, f"cannot read {os.path.basename(cursor.path)}: {cursor.error}"
+            )
             return 0
         if change is Change.GONE:
             added = 0
@@ -236,17 +244,30 @@ class Source:
         - whole generations that came and went between two looks (rotated twice, or rotated
           while the path was missing): from byte 0."""
         cursor.left = False
-        saved = (cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns)
+        saved = (
+            cursor.path,
+            cursor.offset,
+            cursor.ident,
+            cursor.head,
+            cursor.size,
+            cursor.mtime_ns,
+        )
         current = None
         if cursor.ident is not None:
-            current = Generation(cursor.ident, cursor.head, cursor.offset, cursor.mtime_ns, cursor.path,
-                                 cursor.size)
+            current = Generation(
+                cursor.ident, cursor.head, cursor.offset, cursor.mtime_ns, cursor.path, cursor.size
+            )
         siblings, here = rotated_siblings(cursor.key, cursor.earlier, current, cursor.since_ns)
         added = 0
         for sib in siblings:
             gen = sib.generation
             # where to read, and what must still be there when it is read
-            cursor.path, cursor.offset, cursor.ident, cursor.head = sib.path, sib.offset, gen.ident, gen.head
+            cursor.path, cursor.offset, cursor.ident, cursor.head = (
+                sib.path,
+                sib.offset,
+                gen.ident,
+                gen.head,
+            )
             if sib.offset == 0:
                 self.on_reset(cursor)  # a whole generation: its parse state starts afresh
             try:
@@ -254,7 +275,14 @@ class Source:
             finally:
                 gen.offset = cursor.offset
                 cursor.remember(gen)
-                cursor.path, cursor.offset, cursor.ident, cursor.head, cursor.size, cursor.mtime_ns = saved
+                (
+                    cursor.path,
+                    cursor.offset,
+                    cursor.ident,
+                    cursor.head,
+                    cursor.size,
+                    cursor.mtime_ns,
+                ) = saved
         if cursor.trailing is not None:
             cursor.trailing = _still_written(cursor, here)
         return added
@@ -273,7 +301,9 @@ class Source:
     def warn(self, message: str) -> None:
         self.store.warn(self.key, message)
 
-    def complete_lines(self, cursor: FileCursor, lines: Lines, chunk: int = MAX_READ) -> Iterator[list[tuple[int, bytes]]]:
+    def complete_lines(
+        self, cursor: FileCursor, lines: Lines, chunk: int = MAX_READ
+    ) -> Iterator[list[tuple[int, bytes]]]:
         """The complete lines from the cursor's offset to EOF, numbered, one chunk's worth at a
         time: memory stays bounded by `chunk` however big the file (a 1 GB log read on first
         look). The cursor moves past each batch's lines as it is given. Lines over the cap are
@@ -286,7 +316,12 @@ class Source:
             found, consumed = lines.feed(data)
             cursor.advance(consumed)
             for _ in range(lines.skipped - skipped):
-                self.skip(cursor.path, f"line {lines.number}", f"longer than {lines.buffer.max_line} bytes", "over-long")
+                self.skip(
+                    cursor.path,
+                    f"line {lines.number}",
+                    f"longer than {lines.buffer.max_line} bytes",
+                    "over-long",
+                )
             yield found
             if len(data) < chunk or consumed == 0:
                 return
@@ -333,7 +368,6 @@ class SqliteSource(Source):
                 self.report_skips()
         return added
 
-
     def read(self, cursor: FileCursor) -> int:
         """Open read-only, run `read_db`; a locked or half-written database is retried."""
         import sqlite3
@@ -359,7 +393,9 @@ class SqliteSource(Source):
         raise NotImplementedError
 
 
-def _still_written(cursor: FileCursor, here: dict[tuple[int, int], Generation]) -> Generation | None:
+def _still_written(
+    cursor: FileCursor, here: dict[tuple[int, int], Generation]
+) -> Generation | None:
     """The rotated file the writer may still hold, to read again at the next look: none once
     the path's new file has bytes (the writer has moved on to it); else the one we followed,
     whatever it now holds (emptied under the writer's handle, say), or if that is gone the
@@ -385,8 +421,14 @@ def sqlite_kind(path: str) -> str | None:
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            columns = {r[1] for r in con.execute("PRAGMA table_info(metrics)")} if "metrics" in tables else set()
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            columns = (
+                {r[1] for r in con.execute("PRAGMA table_info(metrics)")}
+                if "metrics" in tables
+                else set()
+            )
         finally:
             con.close()
     except sqlite3.Error:

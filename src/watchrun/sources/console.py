@@ -45,10 +45,14 @@ _KERAS_BAR = re.compile(r"^\s{0,64}(\d{1,18})/(\d{1,18})\s")
 # `name: value` / `name=value`: a name is tried only where a run of name characters starts (the
 # lookbehind), so a long word costs one bounded attempt, not one per character
 _PAIR = re.compile(
-    r"(?<![\w/.\-])([A-Za-z_][\w/.\-]{0,63})[ \t]{0,16}[:=][ \t]{0,16}(" + _NUM + r"(?:/\d{1,40})?|nan|-?inf)(?![\w.])"
+    r"(?<![\w/.\-])([A-Za-z_][\w/.\-]{0,63})[ \t]{0,16}[:=][ \t]{0,16}("
+    + _NUM
+    + r"(?:/\d{1,40})?|nan|-?inf)(?![\w.])"
 )
 _SPACED_PAIR = re.compile(
-    r"^\s{0,16}([A-Za-z][A-Za-z_ /]{0,40}?)\s{1,16}(" + _NUM + r"|nan|-?inf)\s{0,8}(?:ms|s|%)?\s{0,8}$"
+    r"^\s{0,16}([A-Za-z][A-Za-z_ /]{0,40}?)\s{1,16}("
+    + _NUM
+    + r"|nan|-?inf)\s{0,8}(?:ms|s|%)?\s{0,8}$"
 )
 _HAND_STEP = re.compile(
     r"\b(epoch|step|iter|iteration)\b\s{0,8}[:=#]?\s{0,8}\[?(\d{1,18})(?!\d)", re.IGNORECASE
@@ -57,7 +61,8 @@ _HAND_STEP = re.compile(
 # count) and, after each epoch, `Test set: Average loss: 0.0331, Accuracy: 9893/10000 (99%)`.
 _IN_EPOCH = re.compile(r"\s{0,8}\[\s{0,8}(\d{1,18})\s{0,8}/\s{0,8}(\d{1,18})")
 _EVAL_LINE = re.compile(
-    r"^\W{0,16}(test|val|valid|validation|eval|evaluation|dev)(?:\s{1,8}set)?\s{0,8}[:|\-]", re.IGNORECASE
+    r"^\W{0,16}(test|val|valid|validation|eval|evaluation|dev)(?:\s{1,8}set)?\s{0,8}[:|\-]",
+    re.IGNORECASE,
 )
 _EARLY = re.compile(
     r"Monitored metric (\S{1,200}) did not improve in the last (\d{1,18}) records?\. "
@@ -153,13 +158,17 @@ class ConsoleSource(Source):
             parts = raw.split(b"\r")
             for part in parts:
                 if len(part) > MAX_LINE:
-                    self.skip(cursor.path, f"line {number}", f"longer than {MAX_LINE} bytes", "over-long")
+                    self.skip(
+                        cursor.path, f"line {number}", f"longer than {MAX_LINE} bytes", "over-long"
+                    )
                     continue
                 try:
                     self._line(part.decode("utf-8", "replace").strip(), columns)
                 except Exception as exc:  # noqa: BLE001 - one odd line must not drop the read
                     self.skip(cursor.path, f"line {number}", f"{type(exc).__name__}: {exc}")
-            last = next((p for p in reversed(parts) if p.strip()), b"")  # a progress bar's last state
+            last = next(
+                (p for p in reversed(parts) if p.strip()), b""
+            )  # a progress bar's last state
             shown.append(last[:MAX_LINE].decode("utf-8", "replace").rstrip())
         self.store.add_console_lines(self.key, shown)
         total = 0
@@ -191,7 +200,10 @@ class ConsoleSource(Source):
             return
         m = _EARLY.search(line)
         if m:
-            self._event(f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3).rstrip('.')}", None)
+            self._event(
+                f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3).rstrip('.')}",
+                None,
+            )
             return
         m = _KERAS_EARLY.search(line)
         if m:
@@ -309,7 +321,9 @@ class ConsoleSource(Source):
         if pos is None:
             return None
         meta = self.store.run(self.key).meta
-        every = meta.get("eval_steps" if any(k.startswith("eval_") for k in values) else "logging_steps")
+        every = meta.get(
+            "eval_steps" if any(k.startswith("eval_") for k in values) else "logging_steps"
+        )
         if isinstance(every, int) and every > 1:
             snapped = int(round(pos / every)) * every
             if snapped > 0 and abs(snapped - pos) <= max(2, every // 10):

@@ -40,7 +40,12 @@ class DvcliveSource(Source):
         if head is None:
             return path.endswith(".tsv")
         first = head.split(b"\n", 1)[0].rstrip(b"\r").split(b"\t")
-        return first[:2] == [b"timestamp", b"step"] and len(first) == 3 or first[0] == b"step" and len(first) == 2
+        return (
+            first[:2] == [b"timestamp", b"step"]
+            and len(first) == 3
+            or first[0] == b"step"
+            and len(first) == 2
+        )
 
     @classmethod
     def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:
@@ -74,7 +79,9 @@ class DvcliveSource(Source):
             if isinstance(doc, dict):
                 flat = flatten(doc)
                 values = {k: to_float(v) for k, v in flat.items() if k != "step"}
-                self.store.update(self.key, summary={k: v for k, v in values.items() if v is not None})
+                self.store.update(
+                    self.key, summary={k: v for k, v in values.items() if v is not None}
+                )
             return 0
         if rel == "params.yaml":
             try:
@@ -104,7 +111,12 @@ class DvcliveSource(Source):
                 continue
             header = self.header[cursor.key]
             if len(fields) != len(header):
-                self.skip(cursor.path, f"line {number}", f"{len(fields)} fields, the header has {len(header)}", "malformed")
+                self.skip(
+                    cursor.path,
+                    f"line {number}",
+                    f"{len(fields)} fields, the header has {len(header)}",
+                    "malformed",
+                )
                 continue
             row = dict(zip(header, fields, strict=False))
             step = to_step(row.get("step"))
@@ -129,4 +141,3 @@ class DvcliveSource(Source):
             return os.path.getmtime(path)
         except OSError:  # gone since it was read
             return 0.0
-

@@ -73,6 +73,7 @@ class HfTrainerSource(Source):
 
     def ordered_paths(self, among: set[str] | None = None) -> list[str]:
         """checkpoint-N files by N, the output dir's own file last (it is the newest)."""
+
         def order(path: str) -> tuple[int, str]:
             m = _CHECKPOINT.search(os.path.dirname(path))
             return (int(m.group(1)) if m else 1 << 62, path)
@@ -131,7 +132,9 @@ class HfTrainerSource(Source):
             self.emitted[fp] += 1
             step = to_step(entry.get("step"))
             if step is None:
-                self.skip(path, f"log_history[{i}]", f"step {str(entry.get('step'))[:40]!r} is not a step")
+                self.skip(
+                    path, f"log_history[{i}]", f"step {str(entry.get('step'))[:40]!r} is not a step"
+                )
                 continue
             numeric = {str(k): to_float(v) for k, v in entry.items() if k != "step"}
             numeric = {k: v for k, v in numeric.items() if v is not None}

@@ -86,6 +86,8 @@ class CheckpointSource(Source):
         run = self.store.run(self.key)
         ckpts: list[dict[str, Any]] = list(run.meta.get("checkpoints", []))
         if not any(c["path"] == cursor.path for c in ckpts):
-            ckpts.append({"path": cursor.path, **{k: v for k, v in fields.items() if v is not None}})
+            ckpts.append(
+                {"path": cursor.path, **{k: v for k, v in fields.items() if v is not None}}
+            )
             self.store.update(self.key, meta={"checkpoints": ckpts})
         return 0

@@ -165,7 +165,9 @@ class MlflowSqliteSource(SqliteSource):
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:
-        return bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
+        return (
+            bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
+        )
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -192,7 +194,10 @@ class MlflowSqliteSource(SqliteSource):
             )
         for run_uuid, k, v in con.execute("SELECT run_uuid, key, value FROM params"):
             if run_uuid in self.run_keys and isinstance(k, str):
-                self.store.update(self.run_keys[run_uuid], hparams={k: v if isinstance(v, (str, int, float)) else None})
+                self.store.update(
+                    self.run_keys[run_uuid],
+                    hparams={k: v if isinstance(v, (str, int, float)) else None},
+                )
         rows = con.execute(
             "SELECT rowid, run_uuid, key, value, timestamp, step, is_nan FROM metrics "
             "WHERE rowid > ? ORDER BY rowid",
@@ -205,7 +210,9 @@ class MlflowSqliteSource(SqliteSource):
                 continue
             point = _metric_point(k, v, ts, step, is_nan)
             if point is None:
-                self.skip(self.db_path, f"metrics rowid {rowid}", f"key {k!r}, value {v!r}, step {step!r}")
+                self.skip(
+                    self.db_path, f"metrics rowid {rowid}", f"key {k!r}, value {v!r}, step {step!r}"
+                )
                 continue
             steps, values, walls = grouped[(self.run_keys[run_uuid], k)]
             steps.append(point[0])
@@ -237,7 +244,9 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None if value is None else str(value)
 
 
-def _metric_point(key: Any, value: Any, ts: Any, step: Any, is_nan: Any) -> tuple[int, float, float] | None:
+def _metric_point(
+    key: Any, value: Any, ts: Any, step: Any, is_nan: Any
+) -> tuple[int, float, float] | None:
     """(step, value, wall seconds) of one metrics row, or None when a column has a type no
     MLflow writes (the table is typed loosely: SQLite keeps whatever was inserted)."""
     if not isinstance(key, str) or not key:

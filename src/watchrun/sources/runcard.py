@@ -18,7 +18,16 @@ from watchrun.sources.base import Source, to_step
 from watchrun.tail import FileCursor
 
 _COUNTS = ("max_steps", "max_epochs", "world_size")
-CARD_KEYS = (*_COUNTS, "checkpoint_dir", "launcher_pid", "library", "cmdline", "started", "pid", "host")
+CARD_KEYS = (
+    *_COUNTS,
+    "checkpoint_dir",
+    "launcher_pid",
+    "library",
+    "cmdline",
+    "started",
+    "pid",
+    "host",
+)
 
 
 def _count(value: Any) -> int | None:
@@ -79,7 +88,11 @@ class RunCardSource(Source):
         if step is None or (ckpt is not None and not isinstance(ckpt, str)):
             self.skip(path, "byte 0", "step or checkpoint of the wrong type")
             return
-        message = f"stopped on request at step {step}" + (f", checkpoint {ckpt[:4096]}" if ckpt else "")
+        message = f"stopped on request at step {step}" + (
+            f", checkpoint {ckpt[:4096]}" if ckpt else ""
+        )
         run = self.store.run(self.key)
         if not any(m == message for _, m in run.events):
-            self.store.update(self.key, events=run.events + [(step, message)], explicit_status=RunStatus.STOPPED)
+            self.store.update(
+                self.key, events=run.events + [(step, message)], explicit_status=RunStatus.STOPPED
+            )

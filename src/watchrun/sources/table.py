@@ -133,8 +133,12 @@ class TableSource(Source):
                     self.skip(path, f"line {number}", str(exc), "malformed")
                     continue
                 if len(row) != len(st.header):
-                    self.skip(path, f"line {number}", f"{len(row)} cells, the header has "
-                              f"{len(st.header)}", "malformed")
+                    self.skip(
+                        path,
+                        f"line {number}",
+                        f"{len(row)} cells, the header has {len(st.header)}",
+                        "malformed",
+                    )
                     continue
                 self._row(st, dict(zip(st.header, row, strict=True)), columns)
         total = 0
@@ -207,7 +211,8 @@ def _all_numbers(cells: list[str]) -> bool:
     """A data row, not a header: every cell a number or empty/NA, at least one a number."""
     numbers = [to_float(c) for c in cells]
     return any(n is not None for n in numbers) and all(
-        n is not None or c in ("", "NA", "N/A", "null", "None") for n, c in zip(numbers, cells, strict=True)
+        n is not None or c in ("", "NA", "N/A", "null", "None")
+        for n, c in zip(numbers, cells, strict=True)
     )
 
 
@@ -306,7 +311,6 @@ class JsonlSource(Source):
             steps.append(step)
             values.append(f)
 
-
     def _mmdet(self, obj: dict[str, Any], columns: dict, file: str) -> None:
         """mmdetection 2.x log.json: `iter` counts within the epoch (the val row's `iter` is the
         epoch's length); the step is the global iteration, (epoch - 1) x its length + iter.
@@ -327,7 +331,11 @@ class JsonlSource(Source):
         if step is None:
             return
         for name, value in obj.items():
-            if name in ("mode", "epoch", "iter") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if (
+                name in ("mode", "epoch", "iter")
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+            ):
                 continue
             steps, values = columns[f"val/{name}" if val and not name.startswith("val") else name]
             steps.append(step)

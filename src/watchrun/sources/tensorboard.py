@@ -108,7 +108,9 @@ def _length_crcs() -> np.ndarray:
     """The masked CRC of every length under 4096, as its 8 little-endian bytes."""
     global _LENGTH_CRCS
     if _LENGTH_CRCS is None:
-        _LENGTH_CRCS = np.array([masked_crc(struct.pack("<Q", n)) for n in range(4096)], dtype=np.uint32)
+        _LENGTH_CRCS = np.array(
+            [masked_crc(struct.pack("<Q", n)) for n in range(4096)], dtype=np.uint32
+        )
     return _LENGTH_CRCS
 
 
@@ -130,8 +132,11 @@ def _length_crcs_ok(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray) ->
 def frame(payload: bytes) -> bytes:
     """Frame one payload as a TFRecord (used by tests and the demo's torn-write writer)."""
     length = struct.pack("<Q", len(payload))
-    return length + struct.pack("<I", masked_crc(length)) + payload + struct.pack(
-        "<I", masked_crc(payload)
+    return (
+        length
+        + struct.pack("<I", masked_crc(length))
+        + payload
+        + struct.pack("<I", masked_crc(payload))
     )
 
 
@@ -166,7 +171,9 @@ def _pid(text: str) -> bool:
     return _number(text) and 1 < int(text) <= 1 << 22
 
 
-def walk_records(buf: bytes, start: int = 0) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
+def walk_records(
+    buf: bytes, start: int = 0
+) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
     """Find complete records whose length CRC holds. Return (payload offsets, lengths, bytes
     consumed, where each corrupt stretch starts). A record cut by the end of the buffer is not consumed (its rest
     comes later); a corrupt one is counted and skipped (the walk resynchronises after it).
@@ -246,7 +253,9 @@ def _walk_fast(arr: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, int
     return chain[:good] + 12, chain_lens[:good], stop, n - stop < 12 and good == len(chain)
 
 
-def _walk_slow(buf: bytes, start: int = 0, limit: int = -1) -> tuple[list[int], list[int], int, list[int]]:
+def _walk_slow(
+    buf: bytes, start: int = 0, limit: int = -1
+) -> tuple[list[int], list[int], int, list[int]]:
     """Record by record, checking each length CRC; resynchronise after corruption. Stops after
     `limit` records when given."""
     offsets: list[int] = []
@@ -325,7 +334,9 @@ class Decoded:
             if tag not in self.scalars:  # protobuf points only (live tailing): no sort needed
                 continue
             self.add(tag, idx, steps, values, walls)
-        out = {tag: (s, v, w) for tag, (_, s, v, w) in self.singles.items() if tag not in self.scalars}
+        out = {
+            tag: (s, v, w) for tag, (_, s, v, w) in self.singles.items() if tag not in self.scalars
+        }
         for tag, (idx, steps, values, walls) in self.scalars.items():
             if len(idx) == 1:
                 out[tag] = (steps[0], values[0], walls[0])
@@ -365,7 +376,9 @@ def decode_records(buf: bytes, offsets: list[int], lengths: list[int]) -> Decode
     return out
 
 
-def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: int, out: Decoded) -> np.ndarray:
+def _decode_fixed(
+    arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: int, out: Decoded
+) -> np.ndarray:
     """Decode the simple-scalar layout for records `sel` (all of `length`); return the misfits.
 
     Bytes are gathered one column at a time (arr[offsets + j]), never as an n x length matrix.
@@ -397,7 +410,9 @@ def _decode_fixed(arr: np.ndarray, offs: np.ndarray, sel: np.ndarray, length: in
         # bytes p..p+5 in one word: 0x2A, summary length, 0x0A, value length, 0x0A, tag length
         expected = bytes([0x2A, length - (p + 2), 0x0A, length - (p + 4), 0x0A, tag_len, 0, 0])
         head = _gather(arr, bsub + p, "<u8") & np.uint64(0xFFFFFFFFFFFF)
-        good = (head == np.uint64(int.from_bytes(expected, "little"))) & (arr[bsub + (length - 5)] == 0x15)
+        good = (head == np.uint64(int.from_bytes(expected, "little"))) & (
+            arr[bsub + (length - 5)] == 0x15
+        )
         misfit.append(sel[sub[~good]])
         if not good.any():
             continue
@@ -437,7 +452,11 @@ def _fixed_crc_constant(length: int, p: int, header: bytes) -> int:
     """The CRC contribution of the bytes every record of one fixed layout shares (and of the
     CRC's own init/final constants): the field keys 0x09, 0x10, 0x15 and the 6 header bytes."""
     c = crc32c.crc32c(bytes(length))
-    c ^= int(_CRC_ROWS[length - 1][0x09]) ^ int(_CRC_ROWS[length - 10][0x10]) ^ int(_CRC_ROWS[4][0x15])
+    c ^= (
+        int(_CRC_ROWS[length - 1][0x09])
+        ^ int(_CRC_ROWS[length - 10][0x10])
+        ^ int(_CRC_ROWS[4][0x15])
+    )
     return c ^ _bytes_crc(header, length - 1 - p)
 
 
@@ -528,7 +547,13 @@ def _tensor_scalar(tensor: Any) -> float | None:
         return None
     dtype = tensor.dtype
     if tensor.tensor_content:
-        np_type = {_DT_FLOAT: "<f4", _DT_DOUBLE: "<f8", _DT_INT32: "<i4", _DT_INT64: "<i8", _DT_HALF: "<f2"}.get(dtype)
+        np_type = {
+            _DT_FLOAT: "<f4",
+            _DT_DOUBLE: "<f8",
+            _DT_INT32: "<i4",
+            _DT_INT64: "<i8",
+            _DT_HALF: "<f2",
+        }.get(dtype)
         if np_type is None:
             return None
         size = np.dtype(np_type).itemsize
@@ -557,11 +582,11 @@ def _decode_hparams(value: Any, out: Decoded, idx: int) -> None:
         for name, v in data.session_start_info.hparams.items():
             kind = v.WhichOneof("kind")
             value = getattr(v, kind) if kind else None
-            out.hparams[name] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+            out.hparams[name] = (
+                value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+            )
     elif which == "session_end_info":
         out.session_status = int(data.session_end_info.status)
-
-
 
 
 class TensorBoardSource(Source):
@@ -651,7 +676,9 @@ class TensorBoardSource(Source):
             where = cursor.offset + start
             if where not in seen:
                 seen.add(where)
-                self.skip(cursor.path, f"byte {where}", "corrupt record (CRC or payload)", "corrupt")
+                self.skip(
+                    cursor.path, f"byte {where}", "corrupt record (CRC or payload)", "corrupt"
+                )
 
     def _emit(self, decoded: Decoded, opts: dict) -> int:
         prefix = str(opts.get("prefix", ""))
@@ -680,5 +707,5 @@ def hf_untag(tag: str) -> str:
         return tag[6:]
     for split in ("eval", "test", "predict"):
         if tag.startswith(split + "/"):
-            return f"{split}_{tag[len(split) + 1:]}"
+            return f"{split}_{tag[len(split) + 1 :]}"
     return tag

@@ -24,7 +24,9 @@ class TrackioSource(SqliteSource):
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:
-        return bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
+        return (
+            bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
+        )
 
     def __init__(self, store: Any, key: str) -> None:
         super().__init__(store, key)
@@ -48,7 +50,8 @@ class TrackioSource(SqliteSource):
                 if doc is not None and isinstance(run_name, str):
                     self.store.update(self._key(run_name), hparams=flatten(doc))
         rows = con.execute(
-            "SELECT id, run_name, step, metrics FROM metrics WHERE id > ? ORDER BY id", (self.last_id,)
+            "SELECT id, run_name, step, metrics FROM metrics WHERE id > ? ORDER BY id",
+            (self.last_id,),
         ).fetchall()
         grouped: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))
         for row_id, run_name, step, metrics in rows:
@@ -63,7 +66,11 @@ class TrackioSource(SqliteSource):
             for name, value in flatten(doc).items():
                 if name.startswith("_"):
                     continue
-                f = to_float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+                f = (
+                    to_float(value)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)
+                    else None
+                )
                 if f is None:
                     continue
                 steps, values = grouped[(key, name)]
