@@ -545,3 +545,27 @@ def test_detectron2_and_mmdetection_json_logs(tmp_path):
     assert (
         pick(list(d), "train", "loss") == "total_loss" and pick(list(m), "train", "loss") == "loss"
     )
+
+
+def test_hand_loop_with_a_stepless_validation_line(tmp_path):
+    """A hand-written loop that prints `Epoch: N, Average Loss: .., Trn Accuracy: ..%, lr: ..`
+    and then, on a line of its own with no epoch, `Average Val Loss: .., Val_accuracy: ..`: the
+    words before each colon make one name (`trn_accuracy`, `val_loss`) and the validation line
+    belongs to the epoch printed just before it. Validation loss turns up after epoch 4 while the
+    training loss falls: overfitting, which needs the validation line to be read."""
+    script = textwrap.dedent("""\
+        for epoch in range(12):
+            train = 3.0 * 0.8 ** epoch
+            val = 2.0 + 0.02 * (epoch - 4) ** 2
+            print(f'Epoch: {epoch}, Average Loss: {train}, Trn Accuracy: {50 + epoch:.2f}%, '
+                  f'lr: {1e-4 * (12 - epoch) / 12}')
+            print(f'Average Val Loss: {val}, Val_accuracy: {30 + epoch / 10}')
+    """)
+    e = console_run(tmp_path / "loop", script)
+    got = points(e, "loop/train.log")
+    assert got["val_loss"][5] == (5, 2.0 + 0.02)
+    assert got["Val_accuracy"][11] == (11, 30 + 1.1)
+    assert got["trn_accuracy"][3] == (3, 53.0) and got["loss"][0] == (0, 3.0)
+    assert len(got["val_loss"]) == len(got["loss"]) == 12
+    e.verdict()
+    assert "overfitting" in {a.detector for a in e.store.alerts_for("loop/train.log")}

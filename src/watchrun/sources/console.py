@@ -28,6 +28,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from watchrun.semantics import role_of
 from watchrun.sources.base import Lines, Source, to_float, to_step
 from watchrun.sources.probe import is_binary, is_console
 from watchrun.sources.table import find_step_column
@@ -72,6 +73,12 @@ _KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
 # Python prints a NaN or infinite float as a bare `nan`/`inf`, which literal_eval rejects: quoted
 # so that to_float reads them (`{'loss': nan}` is HF Trainer's line for a NaN loss)
 _NONFINITE = re.compile(r"([:\[,][ \t]{0,8})(-?)(nan|inf)\b")
+# `Average Val Loss: 3.7, Trn Accuracy: 96%`: a name of a few words right after a separator is
+# one metric (`val_loss`, `trn_accuracy`); "average"/"mean" in front says nothing about it
+_WORDS_NAME = re.compile(
+    r"(^|[,|;][ \t]{0,8})([A-Za-z][A-Za-z_]{0,30}(?: [A-Za-z][A-Za-z_]{0,30}){1,3})(?=[ \t]{0,4}[:=])"
+)
+_FILLER_WORDS = ("average", "avg", "mean")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
@@ -246,10 +253,14 @@ class ConsoleSource(Source):
             if not self._pairs(line, step, columns, skip=hand.group(1).lower()):
                 self._spaced_pairs(line[hand.end() :], step, columns)
             return
+        if self.hand_step is None:
+            return
         ev = _EVAL_LINE.match(line)
-        if ev and self.hand_step is not None:  # an evaluation summary after the last logged step
+        if ev:  # an evaluation summary after the last logged step
             prefix = {"test": "test", "dev": "val"}.get(ev.group(1).lower(), "val")
             self._pairs(line[ev.end() :], self.hand_step, columns, prefix=prefix + "_")
+        elif _names_a_held_out_split(line):  # `Average Val Loss: 2.9, Val_accuracy: 27.7`
+            self._pairs(line, self.hand_step, columns)
 
     def _table_rule(self, columns: dict) -> None:
         """A dashed line opens a key-value table or closes the open one (emitting its row)."""
@@ -345,7 +356,7 @@ class ConsoleSource(Source):
     def _pairs(self, text: str, step: int, columns: dict, skip: str = "", prefix: str = "") -> int:
         """`name: value` / `name=value` pairs (`a/b` fractions as their ratio); how many."""
         found = 0
-        for name, raw in _PAIR.findall(text):
+        for name, raw in _PAIR.findall(_WORDS_NAME.sub(_joined_name, text)):
             if name.lower() in _NOT_METRICS or name.lower() == skip:
                 continue
             if "/" in raw:  # `Accuracy: 9893/10000`
@@ -367,6 +378,21 @@ class ConsoleSource(Source):
         belongs to the end of the run)."""
         run = self.store.run(self.key)
         self.store.update(self.key, events=run.events + [(step, message)])
+
+
+def _joined_name(m: re.Match[str]) -> str:
+    """`, Average Val Loss` -> `, val_loss`: one metric name from the words before a colon."""
+    words = m.group(2).lower().split()
+    while len(words) > 1 and words[0] in _FILLER_WORDS:
+        words.pop(0)
+    return m.group(1) + "_".join(words)
+
+
+def _names_a_held_out_split(line: str) -> bool:
+    """A line of `name: value` pairs with no step of its own, at least one of them a validation
+    or test metric: the evaluation of the step logged just before it."""
+    names = [name for name, _ in _PAIR.findall(_WORDS_NAME.sub(_joined_name, line))]
+    return any(role_of(name).split in ("val", "test") for name in names)
 
 
 def _training_lines(head: bytes) -> bool:
