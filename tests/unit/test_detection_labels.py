@@ -1,7 +1,7 @@
 """The labelled real runs (../shared/reallogs2/labels.json, and ../shared/reallogs with the
 expectations read from its SOURCES.md in benchmarks/reallogs_labels.json), judged as `watchrun
 check` judges them: no warning or critical on a run labelled healthy, and every high-confidence
-label of the fitting, stability, classes, CTC and leakage detectors called (at any severity).
+label called (at any severity), whichever detector family it belongs to.
 
 What is not achieved yet is marked xfail(strict=True) with the reason, so that this file gives
 the true picture and a fix shows up as an unexpected pass. Runs watchrun does not read at all
@@ -15,30 +15,8 @@ from benchmarks.detection import SHARED, Labelled, Outcome, judge, load_labels
 
 from watchrun.model import Severity
 
-# the detectors this file holds to their labels (the schedule family has its own tests)
-OWN = {
-    "overfitting",
-    "underfitting",
-    "not_learning",
-    "nan_loss",
-    "divergence",
-    "grad_spike",
-    "minority_class_hidden",
-    "prediction_collapse",
-    "blank_collapse",
-    "perfect_validation",
-}
-
 # (set/dir, label) -> why it is not called yet
 NOT_YET = {
-    (
-        "reallogs2/console-slurm-cifar100-nan-cosine",
-        "overfitting",
-    ): "the console's 'Average Val Loss: .., Val_accuracy: ..' lines are not parsed (no val loss)",
-    (
-        "reallogs2/console-slurm-cifar100-nan-cosine",
-        "prediction_collapse",
-    ): "the console's 'Val_accuracy' (1.0% = 1/100 after the NaN) is not parsed",
     (
         "reallogs2/yolo-dog-emotion-earlystop",
         "overfitting",
@@ -89,7 +67,7 @@ def _label_cases() -> list:
     out = []
     for item in _LABELS:
         for label in item.labels:
-            if item.confidence.get(label) != "high" or not set(label.split("|")) & OWN:
+            if item.healthy or item.confidence.get(label) != "high":
                 continue
             why = NOT_YET.get((_id(item), label))
             marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []

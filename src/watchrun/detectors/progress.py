@@ -33,7 +33,9 @@ class StuckMetric(Detector):
     first eval (the evaluated model never changed), or at a degenerate value (0 precision/recall/
     mAP, an error rate of 1: the model outputs nothing useful); and the same split's loss is flat
     too (a score's resolution can hide a model that still changes). A flat train loss with a flat
-    non-degenerate metric is left to not_learning: a converged run is flat too."""
+    non-degenerate metric is left to not_learning: a converged run is flat too.
+    INFO: the same, on a metric that another open alert already explains (a collapse onto one
+    class pins the accuracy): the frozen value is context for that alert, not a second alarm."""
 
     id = "stuck_metric"
     DEFAULTS = {"evals": 5, "loss_moved": 0.02}
@@ -115,9 +117,12 @@ class StuckMetric(Detector):
                 self.clear(sv.name)
                 continue
             v = float(vals[i])
-            if sv.name in view.claimed or self._perfect(sv, v):
+            if self._perfect(sv, v):
                 continue
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
+            if sv.name in view.claimed:  # another alert explains the flat value: not resolution
+                self._fire(view, sv, i, n, v, explained=True)
+                continue
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
             if i - n + 1 > 0 and not moving(first, last) and not _degenerate(sv, v):
@@ -131,7 +136,9 @@ class StuckMetric(Detector):
         hb = sv.role.higher_better
         return (hb and v >= 0.9999 and sv.role.kind != "reward") or (hb is False and abs(v) <= 1e-6)
 
-    def _fire(self, view: RunView, sv: SeriesView, i: int, n: int, v: float) -> None:
+    def _fire(
+        self, view: RunView, sv: SeriesView, i: int, n: int, v: float, explained: bool = False
+    ) -> None:
         step = int(sv.steps[i])
         since = int(sv.steps[i - n + 1])
         train = view.pick("train", "loss")
@@ -166,9 +173,11 @@ class StuckMetric(Detector):
                     "evaluation uses the trained weights (a model copy, an EMA or a checkpoint not "
                     "reloaded), that the eval data and metric are not constant, and the learning rate"
                 )
+        if explained:  # another open alert on this metric says why: the frozen value is context
+            while_txt, action = "; the other alert on this metric says why", "see the other alert on it"
         self.fire(
             sv.name,
-            Severity.WARNING,
+            Severity.INFO if explained else Severity.WARNING,
             step,
             [sv.name],
             f"{sv.name} unchanged at {fmt(v)} for {n} evals (since step {since}){while_txt}",
