@@ -256,6 +256,11 @@ def classify(name: str) -> Role:
 _TOP_K = re.compile(r"^(?:top|acc@?|accuracy@?)([2-9]|\d{2,})$")
 
 
+def token_split(name: str) -> list[str]:
+    """A metric name's words (`val/cls_loss` -> val, cls, loss)."""
+    return _SPLIT_RE.split(name)
+
+
 def _is_top_k(tokens: list[str]) -> bool:
     if any(_TOP_K.match(t) for t in tokens):
         return True

@@ -16,13 +16,7 @@ from benchmarks.detection import SHARED, Labelled, Outcome, judge, load_labels
 from watchrun.model import Severity
 
 # (set/dir, label) -> why it is not called yet
-NOT_YET = {
-    (
-        "reallogs2/yolo-dog-emotion-earlystop",
-        "overfitting",
-    ): "only val/cls_loss turns up (+11%, noisy) while the box and dfl losses still fall; judging "
-    "each loss part alone raised false alarms on two other YOLO runs",
-}
+NOT_YET: dict[tuple[str, str], str] = {}
 # set/dir -> why a run labelled healthy still gets a warning
 FALSE_ALARMS: dict[str, str] = {}
 

@@ -451,3 +451,54 @@ def test_a_falling_epoch_mean_with_a_rising_val_loss_is_overfitting(tmp_path):
     found = [a for a in alerts_of(tmp_path, LIGHTNING_RUN) if a.detector == "overfitting"]
     assert found and found[0].severity is Severity.WARNING
     assert "train_loss_epoch" in found[0].message
+
+
+# -- overfitting in one part of a summed loss -----------------------------------------------------
+def _yolo_parts(path, cls_after_best, map_after_best, seed=3):
+    """A detector's run with no total loss logged: box loss falling in both splits, the
+    classification loss at its best at epoch 20 and then that best plus `cls_after_best(k)` (k
+    epochs later), mAP at 0.6 at epoch 20 and then `map_after_best(k)`; a little scatter."""
+    rng = random.Random(seed)
+    rows = []
+    for e in range(1, 41):
+        k = e - 20
+        cls_val = 1.8 * math.exp(-min(e, 20) / 6) + 0.8 + (cls_after_best(k) if k > 0 else 0)
+        m = 0.6 * (1 - math.exp(-e / 6)) / (1 - math.exp(-20 / 6)) if k <= 0 else map_after_best(k)
+        rows.append(
+            (
+                e,
+                {
+                    "train/box_loss": 1.5 * math.exp(-e / 20) + 0.4,
+                    "train/cls_loss": 3 * math.exp(-e / 10) + 0.5 - 0.004 * e,
+                    "metrics/precision(B)": m + 0.1,
+                    "metrics/recall(B)": m + 0.05,
+                    "metrics/mAP50(B)": m + 0.1,
+                    "metrics/mAP50-95(B)": m,
+                    "val/box_loss": 1.6 * math.exp(-e / 20) + 0.5 + rng.gauss(0, 0.004),
+                    "val/cls_loss": cls_val + rng.gauss(0, 0.006),
+                    "lr/pg0": 1e-3 * (1 - e / 50),
+                },
+            )
+        )
+    keras(path, rows, YOLO)
+
+
+def test_a_classification_loss_rising_as_a_trend_while_map_stalls_overfits(tmp_path):
+    """val/cls_loss climbs ~1% an epoch for 20 epochs after its best while its train twin falls
+    and mAP no longer improves: the classification head memorises, whatever the box loss does."""
+    _yolo_parts(tmp_path / "dog", lambda k: 0.008 * k, lambda k: 0.6 - 0.0005 * k)
+    got = alerts_of(tmp_path, "dog/training_log.csv")
+    assert [sev for sev, _ in by_detector(got, "overfitting")] == [Severity.WARNING]
+    assert [a.metrics[0] for a in got if a.detector == "overfitting"] == ["val/cls_loss"]
+
+
+def test_a_part_rising_while_map_still_climbs_is_a_trade_not_overfitting(tmp_path):
+    _yolo_parts(tmp_path / "trade", lambda k: 0.008 * k, lambda k: 0.6 + 0.006 * k)
+    assert by_detector(alerts_of(tmp_path, "trade/training_log.csv"), "overfitting") == []
+
+
+def test_a_part_flat_and_noisy_after_its_lowest_eval_is_not_overfitting(tmp_path):
+    """Every eval after a minimum is above it: without a slope that is scatter, not a rise."""
+    rng = random.Random(11)
+    _yolo_parts(tmp_path / "flat", lambda k: 0.03 + rng.gauss(0, 0.02), lambda k: 0.6)
+    assert by_detector(alerts_of(tmp_path, "flat/training_log.csv"), "overfitting") == []

@@ -18,6 +18,7 @@ from watchrun.detectors.base import (
     warming_up,
 )
 from watchrun.model import Severity
+from watchrun.semantics import LOSS_PARTS, SPLITS, token_split
 
 
 def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
@@ -41,6 +42,80 @@ def per_epoch_twin(view: RunView, train: SeriesView | None) -> SeriesView | None
         return train
     twin = view.series.get(train.name[: -len("_step")] + "_epoch")
     return twin if twin is not None and len(twin.values) >= 2 else train
+
+
+def is_loss_part(name: str) -> bool:
+    """One part of a summed loss (`val/cls_loss`, `loss_box_reg`), not the total."""
+    tokens = set(token_split(name.lower()))
+    return bool(tokens & LOSS_PARTS) and "total" not in tokens
+
+
+def loss_part_pairs(view: RunView, exclude: SeriesView) -> list[tuple[SeriesView, SeriesView]]:
+    """(val part, its train twin) for every other validation loss part with a train series of
+    the same name but for the split (`val/cls_loss` and `train/cls_loss`). None when a train part
+    is exactly 0 throughout (a detector trained on images without boxes): that is a data
+    problem for the collapse detectors, not a story of parts."""
+
+    def rest(sv: SeriesView) -> tuple[str, ...]:
+        return tuple(t for t in token_split(sv.name.lower()) if t and t not in SPLITS)
+
+    trains = {rest(sv): sv for sv in view.where(split="train", kind="loss") if sv.role.cls is None}
+    if any(len(sv.values) and not np.any(sv.values) for sv in trains.values()):
+        return []  # a part exactly 0 at every log: no targets of that kind, a broken data set
+    out = []
+    for sv in view.where(split="val", kind="loss"):
+        if sv is exclude or sv.role.cls is not None or not is_loss_part(sv.name):
+            continue
+        twin = trains.get(rest(sv))
+        if twin is not None and len(twin.values) >= 2:
+            out.append((sv, twin))
+    return out
+
+
+def task_metric_stalled(view: RunView, since_step: int, step: int) -> bool:
+    """The run's validation task metric (mAP first, then F1, accuracy...) has learned something
+    (its best so far is off its known floor: an mAP of 0.002 is a model that finds nothing)
+    and gained no more than 1% of its value between `since_step` and `step`. False when the
+    run logs none: a loss part alone is not enough evidence."""
+    order = ("map", "f1", "accuracy", "auc", "mcc", "r2", "wer", "cer", "precision", "recall")
+    cands = [
+        sv
+        for sv in view.where(split="val")
+        if sv.role.cls is None and sv.role.kind in order and sv.role.higher_better is not None
+    ]
+    if not cands:
+        return False
+    sv = min(cands, key=lambda s: (order.index(s.role.kind), len(s.name), s.name))
+    lo, hi = sv.at_or_before(since_step), sv.at_or_before(step)
+    if lo < 0 or hi <= lo:
+        return False
+    upto = sv.values[: hi + 1]
+    upto = upto[np.isfinite(upto)]
+    then, later = sv.values[lo], sv.values[lo + 1 : hi + 1]
+    later = later[np.isfinite(later)]
+    if not (math.isfinite(then) and len(later) and len(upto)):
+        return False
+    floor = FLOORS.get(sv.role.kind)
+    best = float(upto.max() if sv.role.higher_better else upto.min())
+    if floor is not None and abs(best - floor) <= FLOOR_BAND:
+        return False  # nothing learned: nothing to overfit (not_learning's and the collapses')
+    if sv.role.higher_better:
+        return bool(later.max() <= then + 0.01 * abs(then))
+    return bool(later.min() >= then - 0.01 * abs(then))
+
+
+def rising_trend_t(values: np.ndarray) -> float:
+    """The t statistic of the slope of a least-squares line through `values` (one per eval):
+    how clearly they rise against their scatter around the line. 0 for fewer than 3 points."""
+    y = values[np.isfinite(values)]
+    n = len(y)
+    if n < 3:
+        return 0.0
+    x = np.arange(n, dtype=float) - (n - 1) / 2
+    slope = float(x @ (y - y.mean()) / (x @ x))
+    resid = y - y.mean() - slope * x
+    se = math.sqrt(max(float(resid @ resid) / (n - 2), 1e-300) / float(x @ x))
+    return slope / se
 
 
 def untrained_level(values: np.ndarray) -> float:
@@ -115,9 +190,22 @@ class Overfitting(Detector):
 
     def update(self, view: RunView) -> None:
         val = view.pick("val", "loss")
-        if val is None or view.is_rl or val.new_from >= len(val.values):
+        if val is None or view.is_rl:
             return
-        train = per_epoch_twin(view, view.pick("train", "loss"))
+        self._judge(view, val, per_epoch_twin(view, view.pick("train", "loss")))
+        if is_loss_part(val.name):  # no total logged: each part against its own train twin
+            for part, train in loss_part_pairs(view, exclude=val):
+                self._judge(view, part, train, gate=True)
+
+    def _judge(
+        self, view: RunView, val: SeriesView, train: SeriesView | None, gate: bool = False
+    ) -> None:
+        """Judge one validation loss against its train loss. `gate`: one part of a summed loss
+        (the classification loss of a detector, whose box loss still falls) speaks only when
+        the task metric has stopped improving since that part's best: a part that rises while
+        mAP still climbs is a trade between the parts, not a model that memorises."""
+        if val.new_from >= len(val.values):
+            return
         finite = np.flatnonzero(np.isfinite(val.values))
         fv = val.values[finite]
         n = len(fv)
@@ -186,7 +274,9 @@ class Overfitting(Detector):
                     float(fv[jj]),
                     int(val.steps[finite[jj]]),
                 )
-                self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), short=True)
+                self._maybe_fire(
+                    view, val, train, int(finite[j]), float(fv[j]), short=True, gate=gate
+                )
                 done = j
                 continue
             m = int(at_best[j])
@@ -198,7 +288,9 @@ class Overfitting(Detector):
                 int(val.steps[finite[jj]]),
             )
             if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[j]:
-                self._maybe_fire(view, val, train, int(finite[j]), float(fv[j]), bool(trend[j]))
+                self._maybe_fire(
+                    view, val, train, int(finite[j]), float(fv[j]), bool(trend[j]), gate=gate
+                )
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
@@ -282,8 +374,11 @@ class Overfitting(Detector):
         v: float,
         trend: bool = False,
         short: bool = False,
+        gate: bool = False,
     ) -> None:
         step = int(val.steps[i])
+        if gate and not self._part_rise_holds(view, val, train, i, step):
+            return
         rise = v / self.best_raw - 1 if self.best_raw > 0 else math.inf
         evidence: dict = {
             "best": self.best_raw,
@@ -314,8 +409,8 @@ class Overfitting(Detector):
             if trend or rise < self.p["min_rise_without_train"] or not np.all(np.diff(recent) > 0):
                 return
             why = "rising at every eval (no train loss logged)"
-        if short:  # a short run's rise has no scatter to stand out of; only the warm-up excuses it
-            too_early = warming_up(view, step)
+        if short or gate:  # a short run's rise has no scatter to stand out of; a part's was
+            too_early = warming_up(view, step)  # tested against its own (_part_rise_holds)
         else:
             too_early = not self._beyond_scatter(
                 val, i, v, trend, evidence.get("train_drop", 0.0)
@@ -361,6 +456,22 @@ class Overfitting(Detector):
                 "(weight decay, dropout, augmentation, more data)"
             ),
         )
+
+    def _part_rise_holds(
+        self, view: RunView, val: SeriesView, train: SeriesView | None, i: int, step: int
+    ) -> bool:
+        """One part of a summed loss is weaker evidence than the total, so it needs more: at
+        least 2 x `patience` evals since its best, rising as a trend (the slope of a line through
+        them, t >= `trend_t`: on a flat noisy curve every eval after the lowest one is above it
+        too, but shows no slope), its own train twin down by twice `min_train_drop`, and the task
+        metric stalled since its best (task_metric_stalled)."""
+        if train is None or not task_metric_stalled(view, self.best_step, step):
+            return False
+        since = val.values[val.at_or_before(self.best_step) + 1 : i + 1]
+        if len(since) < 2 * int(self.p["patience"]) or rising_trend_t(since) < self.p["trend_t"]:
+            return False  # above the lowest eval, as any eval after a minimum is, but not rising
+        t_best, t_now = smoothed_at(train, self.best_step), smoothed_at(train, step)
+        return bool(t_best > 0 and 1 - t_now / t_best >= 2 * self.p["min_train_drop"])
 
     def _primary_metric_note(self, view: RunView, step: int) -> dict | None:
         """A task metric (WER first, then accuracy, F1...) whose latest eval is its best (within
@@ -469,6 +580,7 @@ class Underfitting(Detector):
 # task metrics whose value for a model that has learned nothing is known: a fraction of words
 # wrong (1: every word), detection mAP, F1 of the positive class or of the entities, a success rate
 FLOORS = {"wer": 1.0, "cer": 1.0, "map": 0.0, "f1": 0.0, "success": 0.0}
+FLOOR_BAND = 0.01  # within this of its floor, a task metric says the model learned nothing
 
 
 def _resumed(sv: SeriesView) -> bool:
@@ -507,7 +619,7 @@ class NotLearning(Detector):
         "min_drop": 0.02,
         "frozen_logs": 5,
         "floor_evals": 5,
-        "floor_band": 0.01,
+        "floor_band": FLOOR_BAND,
     }
 
     def update(self, view: RunView) -> None:

@@ -174,7 +174,10 @@ class StuckMetric(Detector):
                     "reloaded), that the eval data and metric are not constant, and the learning rate"
                 )
         if explained:  # another open alert on this metric says why: the frozen value is context
-            while_txt, action = "; the other alert on this metric says why", "see the other alert on it"
+            while_txt, action = (
+                "; the other alert on this metric says why",
+                "see the other alert on it",
+            )
         self.fire(
             sv.name,
             Severity.INFO if explained else Severity.WARNING,
