@@ -16,6 +16,7 @@ import pytest
 from tests.unit.helpers import loaded, points
 
 from watchrun.engine import Engine
+from watchrun.model import RunStatus, Severity
 
 
 def tb_event_writer(logdir, suffix=""):
@@ -569,3 +570,54 @@ def test_hand_loop_with_a_stepless_validation_line(tmp_path):
     assert len(got["val_loss"]) == len(got["loss"]) == 12
     e.verdict()
     assert "overfitting" in {a.detector for a in e.store.alerts_for("loop/train.log")}
+
+
+HF_LIKE_LOOP = """\
+import sys
+print('***** Running training *****')
+print('  Num Epochs = 4')
+print('  Total optimization steps = 400')
+for step in range(10, {last} + 1, 10):
+    sys.stdout.write('\\r %d%%|#| %d/400 [00:%02d<00:10, 4.00it/s]' % (step // 4, step, step % 60))
+    print()
+    print({{'loss': round(2.0 / (1 + step / 100), 4), 'learning_rate': 1e-4, 'epoch': step / 100}})
+    sys.stdout.flush()
+{after}
+"""
+
+
+def test_a_console_that_ends_in_a_traceback_is_a_failed_run_stopped_early(tmp_path):
+    """A real process killed by an exception mid-run (stderr into the same capture, as `python
+    train.py &> train.log`): the traceback's last line says what ended it, the run has failed,
+    and, its planned 400 steps not reached, early_stopped says where it stopped and why."""
+    script = HF_LIKE_LOOP.format(last=250, after="raise KeyboardInterrupt")
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "train.log", "w") as out:
+        done = subprocess.run([sys.executable, "-c", script], stdout=out, stderr=out, timeout=60)
+    assert done.returncode != 0
+    e = loaded(tmp_path)
+    run = e.store.runs["run/train.log"]
+    assert run.explicit_status is RunStatus.FAILED and run.meta["died_of"] == "KeyboardInterrupt"
+    assert (250, "the training process ended with KeyboardInterrupt") in run.events
+    e.verdict()
+    stops = [a for a in e.store.alerts_for("run/train.log") if a.detector == "early_stopped"]
+    assert [(a.step, a.severity) for a in stops] == [(250, Severity.INFO)]
+    assert (
+        "stopped at step 250 of 400" in stops[0].message and "KeyboardInterrupt" in stops[0].message
+    )
+
+
+def test_a_traceback_that_training_outlives_is_no_end(tmp_path):
+    """A caught exception's traceback printed by the loop (logging.exception), then more
+    training: the run did not die there."""
+    after = (
+        "import traceback\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    traceback.print_exc(file=sys.stdout)\n"
+        "print({'loss': 0.4, 'learning_rate': 1e-4, 'epoch': 2.6})"
+    )
+    script = HF_LIKE_LOOP.format(last=250, after=after)
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / "train.log", "w") as out:
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True, timeout=60)
+    run = loaded(tmp_path).store.runs["run/train.log"]
+    assert run.explicit_status is None and not run.meta.get("died_of")

@@ -239,8 +239,9 @@ class EarlyStopped(Detector):
     - Keras `Epoch N: early stopping` and Lightning's `Monitored metric ... did not improve` lines.
     - A planned length (HF max_steps, Keras `Epoch N/M`, a run card, Lightning's max_epochs among
       its hparams against its epoch column) not reached by a run whose loop returned (HF
-      train_runtime), or by an epoch-counted run: stopped by some callback or cut short. A run a
-      step or two short of max_steps (HF's epoch rounding) is not.
+      train_runtime) or whose process died (a console's traceback: KeyboardInterrupt, an OOM),
+      or by an epoch-counted run: stopped by some callback or cut short. A run a step or two
+      short of max_steps (HF's epoch rounding) is not.
     """
 
     id = "early_stopped"
@@ -291,10 +292,11 @@ class EarlyStopped(Detector):
             done = self._epochs_done(view, last)
             if done < planned:
                 self._fire(view, last, f"stopped after epoch {done} of {planned}")
-        elif (
-            last < planned - max(2, 0.01 * planned) and run.summary.get("train_runtime") is not None
+        elif last < planned - max(2, 0.01 * planned) and (
+            run.summary.get("train_runtime") is not None or meta.get("died_of")
         ):
-            self._fire(view, last, f"stopped at step {last} of {planned}")
+            died = f" (the process ended with {meta['died_of']})" if meta.get("died_of") else ""
+            self._fire(view, last, f"stopped at step {last} of {planned}{died}")
 
     @staticmethod
     def _last_step(view: RunView) -> int | None:

@@ -28,6 +28,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from watchrun.model import RunStatus
 from watchrun.semantics import role_of
 from watchrun.sources.base import Lines, Source, to_float, to_step
 from watchrun.sources.probe import is_binary, is_console
@@ -83,6 +84,11 @@ _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "ba
 _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
 _TABLE_RULE = re.compile(r"^-{10,}$")
+_TRACEBACK = "Traceback (most recent call last):"
+# the exception line that ends a traceback: `KeyboardInterrupt`, `RuntimeError: CUDA out of ...`
+_EXCEPTION_LINE = re.compile(
+    r"^([A-Za-z_][\w.]{0,120}(?:Error|Exception|Interrupt|Exit))\b(?::.{0,200})?"
+)
 _TABLE_ROW = re.compile(r"^\|\s{0,16}([^|]{0,200}?)\s{0,16}\|\s{0,16}([^|]{0,64}?)\s{0,16}\|$")
 CONSOLE_SUFFIXES = (".log", ".out", ".err")  # a job's output, by its name
 _TEXT_SUFFIXES = (".txt",)  # where two training output lines make a console
@@ -146,6 +152,9 @@ class ConsoleSource(Source):
         self.planned_steps: int | None = None  # HF Trainer's `Total optimization steps = N`
         self.num_epochs: int | None = None  # HF Trainer's `Num Epochs = N`
         self.pos_at_last_dict: int | None = None
+        self.in_traceback = False
+        self.died: str | None = None  # the exception that ended the training process, if any
+        self.points_at_death = 0  # metric points of the chunk being read when it died
         self.last_dict_step = 0
         self.tables = 0
 
@@ -160,6 +169,7 @@ class ConsoleSource(Source):
 
     def _lines(self, cursor: FileCursor, lines: list[tuple[int, bytes]]) -> int:
         columns: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        self.points_at_death = 0
         shown: list[str] = []
         for number, raw in lines:
             parts = raw.split(b"\r")
@@ -181,10 +191,42 @@ class ConsoleSource(Source):
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)
+        if self.died is not None and _count(columns) > self.points_at_death:
+            self.died = None  # training went on: that traceback was not its end
+            self.store.update(self.key, explicit_status=None, meta={"died_of": None})
         return total
+
+    def _traceback(self, line: str, columns: dict) -> bool:
+        """Python's traceback of an uncaught exception: its last line names what ended the
+        process (`KeyboardInterrupt`, `torch.OutOfMemoryError: CUDA out of memory`). The run
+        then has ended, failed; metrics printed after it (a caught exception's traceback, a
+        worker's) take that back."""
+        if _TRACEBACK in line:  # `^CTraceback ...`: a terminal echoes the ^C before it
+            self.in_traceback = True
+            return True
+        if not self.in_traceback:
+            return False
+        m = _EXCEPTION_LINE.match(line)
+        if m is None:
+            return line.startswith(("File ", "^", "~")) or not _PAIR.search(line)
+        self.in_traceback = False
+        self.died = m.group(0)
+        self.points_at_death = _count(columns)
+        step = self.hand_step if self.hand_step is not None else self.train_pos
+        run = self.store.run(self.key)
+        message = f"the training process ended with {self.died}"
+        self.store.update(
+            self.key,
+            explicit_status=RunStatus.FAILED,
+            meta={"died_of": m.group(1)},
+            events=run.events + [(step, message)],
+        )
+        return True
 
     def _line(self, line: str, columns: dict) -> None:
         if not line:
+            return
+        if self._traceback(line, columns):
             return
         if _TABLE_RULE.match(line):
             self._table_rule(columns)
@@ -378,6 +420,10 @@ class ConsoleSource(Source):
         belongs to the end of the run)."""
         run = self.store.run(self.key)
         self.store.update(self.key, events=run.events + [(step, message)])
+
+
+def _count(columns: dict) -> int:
+    return sum(len(steps) for steps, _ in columns.values())
 
 
 def _joined_name(m: re.Match[str]) -> str:
