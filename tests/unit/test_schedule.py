@@ -233,3 +233,28 @@ def test_a_score_frozen_at_zero_is_called_even_when_training_has_converged(tmp_p
     _, alerts = verdict(tmp_path)
     [stuck] = of(alerts["log.csv"], "stuck_metric")
     assert stuck.step == 8 and "no right answer" in stuck.message
+
+
+def _keras_fit_log(path, losses, planned):
+    path.mkdir(parents=True)
+    lines = []
+    for ep, loss in enumerate(losses):
+        lines += [
+            f"Epoch {ep + 1}/{planned}",
+            f"10/10 - 1s - loss: {loss:.4f} - val_loss: {loss * 1.1:.4f}",
+        ]
+    (path / "fit.log").write_text("\n".join(lines) + "\n")
+
+
+def test_a_run_cut_short_while_its_loss_still_falls_had_not_converged(tmp_path):
+    """Keras says `Epoch N/100`; the log ends at epoch 18 with the loss falling steadily (with
+    some scatter): cut off mid-descent, info. Cut as short after the loss had flattened: no."""
+    falling = [2.0 - 0.04 * ep + 0.01 * (-1) ** ep for ep in range(18)]
+    _keras_fit_log(tmp_path / "falling", falling, 100)
+    flat = [0.5 + 1.5 * 0.5**ep + 0.002 * (-1) ** ep for ep in range(18)]
+    _keras_fit_log(tmp_path / "flat", flat, 100)
+    _, alerts = verdict(tmp_path)
+    [under] = of(alerts["falling/fit.log"], "underfitting")
+    assert under.severity is Severity.INFO and under.step == 17
+    assert "stopped after epoch 18 of 100" in under.message
+    assert not of(alerts["flat/fit.log"], "underfitting")

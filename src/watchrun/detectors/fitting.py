@@ -518,11 +518,48 @@ class Overfitting(Detector):
 
 class Underfitting(Detector):
     """At the end: the train loss was still clearly falling (5% over the last fifth of the run),
-    or stayed above the val loss while both fell. Info only (train longer or give the model
-    more capacity: advice, not an alarm); silent when another verdict explains the run."""
+    or stayed above the val loss while both fell; or the run stopped well before its planned
+    length (the writer's own record) while its train loss still fell as a trend over its last
+    half (slope t <= -`trend_t`, `min_tail_drop` along the line): a model cut off mid-descent.
+    Info only (train longer or give the model more capacity: advice, not an alarm); silent
+    when another verdict explains the run."""
 
     id = "underfitting"
-    DEFAULTS = {"min_tail_drop": 0.05, "tail": 0.2, "min_points": 8}
+    DEFAULTS = {"min_tail_drop": 0.05, "tail": 0.2, "min_points": 8, "trend_t": 2.5}
+
+    def _cut_short_while_falling(self, view: RunView, train: SeriesView, vals: np.ndarray) -> bool:
+        planned = view.planned_steps
+        step = int(train.steps[-1])
+        if not planned or step >= 0.9 * planned:
+            return False
+        run = view.run
+        if run.step_unit != "epoch" and not (
+            run.summary.get("train_runtime") is not None or run.meta.get("died_of")
+        ):
+            return False  # a checkpoint's state is a snapshot: no proof that the run ended there
+        half = vals[len(vals) // 2 :]
+        t = rising_trend_t(half)
+        fit_drop = -float(np.polyfit(np.arange(len(half)), half, 1)[0]) * (len(half) - 1)
+        if t > -self.p["trend_t"] or fit_drop < self.p["min_tail_drop"] * float(half[0]):
+            return False
+        if run.step_unit == "epoch":  # Keras counts from 0, Ultralytics >= 8.1 from 1
+            firsts = [int(sv.steps[0]) for sv in view.series.values() if len(sv.steps)]
+            where = f"after epoch {step if firsts and min(firsts) == 1 else step + 1}"
+        else:
+            where = f"at step {step}"
+        self.fire(
+            train.name,
+            Severity.INFO,
+            step,
+            [train.name],
+            f"the run stopped {where} of {planned} with {train.name} still falling "
+            f"({fmt(float(half[0]))} -> {fmt(float(half[-1]))} over its last half): the model "
+            "had not converged",
+            {"planned": planned, "trend_t": t, "tail_drop": fit_drop},
+            "resume from the last checkpoint or train to the planned length; if it was stopped "
+            "on purpose, expect a better model with more training",
+        )
+        return True
 
     def finalize(self, view: RunView) -> None:
         if view.is_rl:
@@ -550,6 +587,8 @@ class Underfitting(Detector):
         if last < 0.05 * float(np.median(vals[:k])):  # converged to near zero: nothing to gain
             return
         if val is not None and not _still_improving(val):
+            return
+        if self._cut_short_while_falling(view, train, vals):
             return
         if before > 0 and 1 - last / before >= self.p["min_tail_drop"]:
             self.fire(
