@@ -502,3 +502,33 @@ def test_a_part_flat_and_noisy_after_its_lowest_eval_is_not_overfitting(tmp_path
     rng = random.Random(11)
     _yolo_parts(tmp_path / "flat", lambda k: 0.03 + rng.gauss(0, 0.02), lambda k: 0.6)
     assert by_detector(alerts_of(tmp_path, "flat/training_log.csv"), "overfitting") == []
+
+
+# -- loss_at_chance in a short run ----------------------------------------------------------------
+def _binary(path, loss_at, acc_at, epochs=6, seed=5):
+    rng = random.Random(seed)
+    rows = [
+        (
+            e,
+            {
+                "accuracy": acc_at(e) + rng.gauss(0, 0.01),
+                "loss": loss_at(e) + rng.gauss(0, 0.0005),
+                "val_accuracy": acc_at(e) + rng.gauss(0, 0.01),
+                "val_loss": loss_at(e) + 0.001 + rng.gauss(0, 0.0005),
+            },
+        )
+        for e in range(epochs)
+    ]
+    keras(path, rows, ["accuracy", "loss", "val_accuracy", "val_loss"])
+
+
+def test_a_short_binary_run_that_never_leaves_chance_warns_at_its_end(tmp_path):
+    """Six epochs of a binary model at ln 2 with accuracy ~0.5: it learned nothing."""
+    _binary(tmp_path / "coin", lambda e: math.log(2), lambda e: 0.5)
+    got = by_detector(alerts_of(tmp_path, "coin/training_log.csv"), "loss_at_chance")
+    assert got == [(Severity.WARNING, 5)]
+
+
+def test_a_short_binary_run_that_starts_at_chance_and_learns_is_silent(tmp_path):
+    _binary(tmp_path / "slow", lambda e: math.log(2) - 0.015 * e, lambda e: 0.5 + 0.03 * e)
+    assert by_detector(alerts_of(tmp_path, "slow/training_log.csv"), "loss_at_chance") == []

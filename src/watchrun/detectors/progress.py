@@ -210,7 +210,13 @@ class LossAtChance(Detector):
     collapsed), or one pinned there for a tenth of the run."""
 
     id = "loss_at_chance"
-    DEFAULTS = {"points": 10, "tol": 0.03, "warmup_fraction": 0.2, "min_points": 20}
+    DEFAULTS = {
+        "points": 10,
+        "tol": 0.03,
+        "warmup_fraction": 0.2,
+        "min_points": 20,
+        "min_points_at_end": 5,
+    }
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
@@ -228,8 +234,9 @@ class LossAtChance(Detector):
             self._at(view, sv, i, k, n)
 
     def finalize(self, view: RunView) -> None:
-        """At the end, with K unknown: the last third of the train loss sits at ln 2 and the
-        accuracy of the last evals never beat 0.6. A binary model that never left chance (a
+        """At the end, with K unknown: the last third of the train loss (all of it in a short
+        run, at least `min_points_at_end` logs) sits at ln 2, steadily (its median's scatter
+        within the tolerance), and the accuracy of the last evals never beat 0.6. A binary model that never left chance (a
         learning rate that threw it there, labels that do not match inputs). Judged only at the
         end, so that a slow start that learns later is never called."""
         sv = view.pick("train", "loss")
@@ -237,7 +244,7 @@ class LossAtChance(Detector):
         if view.is_rl or view.num_classes() or sv is None or acc is None or sv.name in self.open:
             return
         vals = sv.values[np.isfinite(sv.values)]
-        if len(vals) < self.p["min_points"]:
+        if len(vals) < self.p["min_points_at_end"]:  # a short run of epoch means: 5 say it
             return
         tail = vals[-max(int(self.p["points"]), len(vals) // 3) :]
         med, chance = float(np.median(tail)), UNKNOWN_K_CHANCE[0]
