@@ -97,6 +97,7 @@ _CLAIM_LINES = (
 class ConsoleSource(Source):
     format = "console"
     stream = "console"
+    richness = 0
     step_unit = "step"
     listed_when_empty = False
     attaches = 2  # a console joins the run of its directory (or the parent's), if there is one

@@ -78,6 +78,7 @@ class TableSource(Source):
 
     format = "csv"
     stream = "table"
+    richness = 4
     step_unit = "step"
 
     @classmethod
@@ -230,6 +231,7 @@ class JsonlSource(Source):
 
     format = "jsonl"
     stream = "jsonl"
+    richness = 4
     step_unit = "step"
 
     @classmethod
@@ -248,8 +250,8 @@ class JsonlSource(Source):
         return cls(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
 
     def __init__(self, store: Any, key: str, stream: str = "jsonl") -> None:
-        super().__init__(store, key)
         self.stream = stream
+        super().__init__(store, key)
         self.lines: dict[str, Lines] = defaultdict(Lines)
         self.rows: dict[str, int] = defaultdict(int)
         self.step_cols: dict[str, str] = {}  # per file: chosen on its first row, then kept
