@@ -13,7 +13,9 @@ Recognised lines:
 - Hand-written loops: a line that names an epoch/step/iteration number and `name: value` or
   `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`); PyTorch's examples
   (`Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21`, then `Test set: Average loss: 0.03,
-  Accuracy: 9893/10000 (99%)`, kept as test_loss and test_accuracy at the last step).
+  Accuracy: 9893/10000 (99%)`, kept as test_loss and test_accuracy at the last step), and
+  summaries whose first name says the split (`Average Val Loss: 3.7, Val_accuracy: 12.6`: val_loss
+  and val_accuracy at the last step).
 - OpenAI-baselines / Stable-Baselines key-value tables (`log.txt`, the terminal): rows
   `| rollout/return | 12.3 |` between dashed lines, one table per dump; the step is the table's
   step-like key (`total/steps`, `time/total_timesteps`...) or the table's index.
@@ -62,6 +64,12 @@ _HAND_STEP = re.compile(
 _IN_EPOCH = re.compile(r"\s{0,8}\[\s{0,8}(\d{1,18})\s{0,8}/\s{0,8}(\d{1,18})")
 _EVAL_LINE = re.compile(
     r"^\W{0,16}(test|val|valid|validation|eval|evaluation|dev)(?:\s{1,8}set)?\s{0,8}[:|\-]",
+    re.IGNORECASE,
+)
+# `Average Val Loss: 3.71, Val_accuracy: 12.56`: a summary whose first name says its split
+_EVAL_NAMED = re.compile(
+    r"^\W{0,16}(?:(?:average|avg|mean)\s{1,8})?(test|val|valid|validation|eval|evaluation|dev)"
+    r"(?=[\s_]{1,8}[A-Za-z])",
     re.IGNORECASE,
 )
 _EARLY = re.compile(
@@ -247,7 +255,7 @@ class ConsoleSource(Source):
             if not self._pairs(line, step, columns, skip=hand.group(1).lower()):
                 self._spaced_pairs(line[hand.end() :], step, columns)
             return
-        ev = _EVAL_LINE.match(line)
+        ev = _EVAL_LINE.match(line) or _EVAL_NAMED.match(line)
         if ev and self.hand_step is not None:  # an evaluation summary after the last logged step
             prefix = {"test": "test", "dev": "val"}.get(ev.group(1).lower(), "val")
             self._pairs(line[ev.end() :], self.hand_step, columns, prefix=prefix + "_")
@@ -356,7 +364,9 @@ class ConsoleSource(Source):
                 value = to_float(raw)
             if value is None:
                 continue
-            name = prefix + name.lower() if prefix else name
+            if prefix:  # `Val_accuracy` after `Average Val Loss`: the split is named once
+                name = name.lower()
+                name = name if name.startswith(prefix) else prefix + name
             steps, vals = columns[name]
             steps.append(step)
             vals.append(value)
