@@ -32,14 +32,6 @@ OWN = {
 # (set/dir, label) -> why it is not called yet
 NOT_YET = {
     (
-        "reallogs2/console-slurm-cifar100-nan-cosine",
-        "overfitting",
-    ): "the console's 'Average Val Loss: .., Val_accuracy: ..' lines are not parsed (no val loss)",
-    (
-        "reallogs2/console-slurm-cifar100-nan-cosine",
-        "prediction_collapse",
-    ): "the console's 'Val_accuracy' (1.0% = 1/100 after the NaN) is not parsed",
-    (
         "reallogs2/yolo-dog-emotion-earlystop",
         "overfitting",
     ): "only val/cls_loss turns up (+11%, noisy) while the box and dfl losses still fall; judging "
