@@ -43,6 +43,7 @@ RESCAN_WITH_EVENTS = 60.0  # and a walk of the tree (a new directory triggers on
 IDLE_WAKE_SECONDS = 5.0  # with trusted file events: wake for statuses and stalls this often
 HIDDEN_WHEN_EMPTY = {fmt for fmt, cls in BY_FORMAT.items() if not cls.listed_when_empty}
 MERGE_EVERY = 5.0  # seconds between looks for runs to join while data arrives
+STOP_OUTCOMES = {"stopped", "stop_requested", "stop_failed"}  # alerts not raised from points
 
 
 class Engine:
@@ -101,6 +102,8 @@ class Engine:
         self._walked: set[str] = set()
         self._folders_at = 0
         self._last_scan_ns = 0
+        # alerts announced once, to be kept quiet when the detectors raise them again
+        self._announced: set[tuple[str, str, str, int]] = set()
 
     # -- discovery ----------------------------------------------------------------------------
     def scan(self, stop: threading.Event | None = None) -> list[str]:
@@ -239,7 +242,8 @@ class Engine:
 
     def _join(self, keys: list[str], why: str, root: str, own_key: bool = True) -> str:
         """Make runs `keys` one run rooted at `root`, named after it (or, when other trainings
-        share that folder, after its richest member) and read again from the start."""
+        share that folder, after its richest member) and read again from the start. The alerts
+        its detectors raise again are not announced a second time (`detect`)."""
         by_richness = sorted(
             keys,
             key=lambda k: (self.store.runs[k].formats <= {"console"}, -self.store.runs[k].points()),
@@ -251,8 +255,6 @@ class Engine:
         if not own_key or (key in self.store.runs and key not in keys):
             key = by_richness[0]
         spec = RunSpec(root)
-        # read first what holds most, a console (numbers rounded for print) last: where two
-        # writers give one metric at one step, the store keeps the first one read
         for k in by_richness:
             for src in self.by_key.pop(k, []):
                 self.sources.pop((k, src.format), None)
@@ -261,6 +263,7 @@ class Engine:
                     spec.add(src.format, path, **src.options.get(path, {}))
             old = self.store.runs[k].root
             self.joined[old] = (key, root)
+            self._announced |= {_alert_id(a, key) for a in self.store.alerts_for(k)}
             self.store.drop_run(k)
             if self._detectors is not None:
                 self._detectors.states.pop(k, None)
@@ -278,7 +281,7 @@ class Engine:
             return
         with self.store.lock:
             streams = {n: ",".join(sorted(self.store.streams_of(key, n))) for n in run.series}
-            dropped = duplicates(run, streams)
+            dropped = duplicates(run, streams, self.store.richness_of)
             for drop, keep in dropped.items():
                 run.duplicate_of[drop] = keep
                 del run.series[drop]
@@ -299,7 +302,26 @@ class Engine:
                 added += n
                 if self._loaded:
                     self.store.runs[src.key].active_this_session = True
+        retaken = self.store.take_retaken()
+        if retaken:
+            self._detect_again(retaken)
         return added
+
+    def _detect_again(self, keys: set[str]) -> None:
+        """A richer source took over a metric of these runs (store.py): the poorer one's points
+        the detectors saw are gone, so they start again on the run from its first point, as after
+        a merge. What they raise again is kept, but not announced a second time (`detect`)."""
+        if self._detectors is None:
+            return
+        with self.store.lock:
+            for key in keys:
+                self._detectors.states.pop(key, None)
+                alerts = self.store.alerts.get(key, [])
+                kept = [a for a in alerts if a.detector in STOP_OUTCOMES]
+                self._announced |= {_alert_id(a) for a in alerts if a.detector not in STOP_OUTCOMES}
+                if len(kept) != len(alerts):
+                    self.store.alerts[key] = kept
+                    self.store.touch(key)
 
     def _poll_jobs(
         self, paths: set[str] | None, keys: list[str] | None
@@ -366,7 +388,10 @@ class Engine:
 
     def detect(self, final: bool = False) -> list[Alert]:
         """Run the detectors over what has settled; `final` settles everything."""
-        return self.detectors.process(final=final)
+        alerts = self.detectors.process(final=final)
+        if self._announced and alerts:
+            alerts = [a for a in alerts if _alert_id(a) not in self._announced]
+        return alerts
 
     def check(self) -> list[Alert]:
         """Batch mode: read everything, detect as if it had arrived live, return the alerts."""
@@ -711,6 +736,11 @@ class Engine:
                 ):
                     out.append(key)
         return out
+
+
+def _alert_id(alert: Alert, run: str | None = None) -> tuple[str, str, str, int]:
+    """What makes an alert the same one raised again (`run`: under the key it now has)."""
+    return (run or alert.run, alert.detector, alert.severity.value, alert.step)
 
 
 def _multi_key(root: str, watch_root: str) -> str:

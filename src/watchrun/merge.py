@@ -18,7 +18,9 @@ and only between runs that are near: their roots meet at most NEAR levels up. Tw
 folder share neither values nor a live pid, and stay two runs.
 
 Within a joined run, the same metric from two writers under two names (`loss` in the CSV,
-`train/epoch_loss` in TensorBoard) is kept once, from the series with more points.
+`train/epoch_loss` in TensorBoard) is kept once: under the name that says what it is, from the
+richer writer (Source.richness, as the store chooses between two writers of one name), then from
+the series with more points (`duplicates`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fractions import Fraction
 import numpy as np
 
 from watchrun.model import Run
+from watchrun.semantics import role_of
 
 NEAR = 3  # levels up from each root to their common ancestor
 MIN_SHARED = 3  # equal (step, value) points that make two series one
@@ -253,11 +256,16 @@ def _under(root: str, d: str) -> bool:
     return root[len(d) :].count(os.sep) <= NEAR
 
 
-def duplicates(run: Run, streams: dict[str, str]) -> dict[str, str]:
+def duplicates(
+    run: Run, streams: dict[str, str], richness: Callable[[str], int] = lambda s: 0
+) -> dict[str, str]:
     """{dropped series: kept series}: series of different writers that are one metric: equal
     (as float32) at every common step, at least MIN_SHARED of them, or, where the writers count
-    steps differently, most of the shorter one's values found in the other. The one with more
-    points is kept (the shorter name on a tie)."""
+    steps differently, most of the shorter one's values found in the other. Kept: the one whose
+    name says what it is (`loss` over an author's `train` column), then the one from the richer
+    writer (so a run's series come from one writer where they can, counting steps one way:
+    Ultralytics' results.csv from 1, its MLflow copy from 0), then the one with more points,
+    then the shorter name."""
     names = [n for n in run.series if comparable(n) and len(run.series[n])]
     prints = {n: _fingerprints(run.series[n].values) for n in names}
     out: dict[str, str] = {}
@@ -267,7 +275,16 @@ def duplicates(run: Run, streams: dict[str, str]) -> dict[str, str]:
                 continue
             if not (_aligned(run.series[a], run.series[b]) or _same_values(prints[a], prints[b])):
                 continue
-            keep, drop = sorted((a, b), key=lambda n: (-len(run.series[n]), len(n), n))
+            keep, drop = sorted(
+                (a, b),
+                key=lambda n: (
+                    role_of(n).kind == "other",
+                    -richness(streams.get(n, "")),
+                    -len(run.series[n]),
+                    len(n),
+                    n,
+                ),
+            )
             out[drop] = keep
     return out
 

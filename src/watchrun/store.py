@@ -2,10 +2,13 @@
 
 Sources write into it (from the engine's thread); the app and `check` read copies. Several sources
 can feed one run (an HF output dir has trainer_state.json, TensorBoard files and a console log),
-and they log the same metrics: for each metric the store remembers, per stream, the last step
-that stream delivered, and takes a point from one stream only past the last step the *other*
-streams have already delivered. So the TensorBoard copy of a loss and the trainer_state.json copy
-of the same loss never count twice, whichever is read first.
+and they log the same metrics. Each metric of a run is kept from one stream only, its owner: the
+richest stream that delivered it (`Source.richness`: a text history at full precision before a
+tracking store, TensorBoard's float32, a trainer_state.json rewritten only at saves, and a console's
+printed numbers last; streams of equal richness by name). The owner depends on which streams
+deliver the metric, never on the order they are read in, so a run read live and read at once
+hold the same series. When a richer stream shows up later, it takes the metric over: the poorer
+stream's points are dropped and the run is listed in `retaken`, for its detectors to start again.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from watchrun.model import Alert, Run, Series, TextSample
 
 MAX_TEXTS = 500
 MAX_CONSOLE_LINES = 500  # the console pane's ring, per run
+RICHNESS_UNKNOWN = 2  # a stream whose source did not say how rich it is
 
 
 class Store:
@@ -37,7 +41,9 @@ class Store:
         self.runs: dict[str, Run] = {}
         self.alerts: dict[str, list[Alert]] = {}
         self.version = 0
-        self._stream_last: dict[tuple[str, str], dict[str, int]] = {}
+        self._owner: dict[tuple[str, str], str] = {}  # (run, metric) -> the stream kept
+        self.richness: dict[str, int] = {}  # stream -> how complete its points are
+        self.retaken: set[str] = set()  # runs with a metric a richer stream took over
         self.console: dict[str, deque[str]] = {}
 
     # -- runs ---------------------------------------------------------------------------------
@@ -81,13 +87,13 @@ class Store:
             run = self.run(key)
             if name in run.duplicate_of:  # the same metric as another writer's series: kept there
                 return 0
-            per_stream = self._stream_last.setdefault((key, name), {})
-            others = [v for s, v in per_stream.items() if s != stream]
-            per_stream[stream] = int(steps[-1])
-            if others:
-                steps, values, walls = _after(max(others), steps, values, walls)
-                if len(steps) == 0:
+            owner = self._owner.get((key, name))
+            if owner != stream:
+                if owner is not None and not self._richer(stream, owner):
                     return 0
+                self._owner[(key, name)] = stream
+                if owner is not None:
+                    self._take_over(run, name)
             series = run.series.get(name)
             if series is None:
                 series = run.series[name] = Series(name)
@@ -100,6 +106,29 @@ class Store:
             run.version += 1
             self.version += 1
         return len(steps)
+
+    def rank_stream(self, stream: str, richness: int) -> None:
+        """How complete `stream`'s points are (its source's `richness`): of two streams giving
+        one metric of a run, the store keeps the richer one's."""
+        with self.lock:
+            self.richness[stream] = richness
+
+    def _richer(self, stream: str, than: str) -> bool:
+        rank = self.richness.get
+        return (rank(stream, RICHNESS_UNKNOWN), stream) > (rank(than, RICHNESS_UNKNOWN), than)
+
+    def _take_over(self, run: Run, name: str) -> None:
+        """A richer stream now gives metric `name`: the poorer stream's points go, and the run's
+        detectors must see the series again from its first point (`retaken`)."""
+        run.series.pop(name, None)
+        run.origins.pop(name, None)
+        self.retaken.add(run.key)
+
+    def take_retaken(self) -> set[str]:
+        """The runs whose series a richer stream replaced since the last call."""
+        with self.lock:
+            out, self.retaken = self.retaken, set()
+            return out
 
     def add_text(self, key: str, step: int, tag: str, text: str, wall: float = 0.0) -> None:
         with self.lock:
@@ -213,9 +242,13 @@ class Store:
             return None if series is None else series.plot_slice(width, lo_step, hi_step)
 
     def streams_of(self, key: str, name: str) -> set[str]:
-        """The streams (writers) that delivered points of this metric."""
+        """The stream (writer) whose points of this metric are kept (empty: none yet)."""
         with self.lock:
-            return set(self._stream_last.get((key, name), {}))
+            owner = self._owner.get((key, name))
+            return {owner} if owner is not None else set()
+
+    def richness_of(self, stream: str) -> int:
+        return self.richness.get(stream, RICHNESS_UNKNOWN)
 
     def drop_run(self, key: str) -> None:
         """Forget a run (its files now feed another run: merge.py)."""
@@ -223,19 +256,11 @@ class Store:
             self.runs.pop(key, None)
             self.alerts.pop(key, None)
             self.console.pop(key, None)
-            for k in [k for k in self._stream_last if k[0] == key]:
-                del self._stream_last[k]
+            for k in [k for k in self._owner if k[0] == key]:
+                del self._owner[k]
+            self.retaken.discard(key)
             self.version += 1
 
     def alerts_for(self, key: str) -> list[Alert]:
         with self.lock:
             return list(self.alerts.get(key, []))
-
-
-def _after(floor: int, steps: Any, values: Any, walls: Any) -> tuple[Any, Any, Any]:
-    """The points whose step is past `floor` (what another stream of the run has not given)."""
-    if isinstance(steps, np.ndarray):
-        keep = steps > floor
-        return (steps, values, walls) if keep.all() else (steps[keep], values[keep], walls[keep])
-    kept = [i for i, s in enumerate(steps) if s > floor]
-    return [steps[i] for i in kept], [values[i] for i in kept], [walls[i] for i in kept]

@@ -124,12 +124,15 @@ def test_hf_output_dir_with_runs_and_console_is_one_run(tmp_path):
     assert e.visible_keys() == ["out"]
     r = e.store.runs["out"]
     assert r.formats >= {"tensorboard", "hf-trainer", "console"}
+    # the loss from the richest of its three writers (TensorBoard), whatever was read first; the
+    # grad norm only the console printed stays the console's
     assert points(e)["loss"] == [
         (10, pytest.approx(0.1)),
         (20, pytest.approx(0.05)),
         (30, pytest.approx(1 / 30)),
-        (40, 0.02),
     ]
+    assert r.origins["loss"] == [(0, "tensorboard")]
+    assert points(e)["grad_norm"] == [(40, 0.5)]
     assert points(e)["eval_loss"] == [(30, 0.5)]
 
 

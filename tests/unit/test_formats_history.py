@@ -379,3 +379,61 @@ def test_progress_csv_rewritten_in_place_with_a_new_column(tmp_path):
     got = points(engine, key)
     assert got["rollout/ep_rew_mean"] == [(100, -5.0), (200, -4.0), (300, -3.0)]
     assert got["train/actor_loss"] == [(300, 0.7)]
+
+
+# -- which column counts the steps ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("header", "rows", "step_col"),
+    [
+        ("steps,eval,train", ["100,1.46,2.34", "200,1.29,1.43"], "steps"),  # an author's export
+        ("Iterations,loss", ["10,0.5", "20,0.4"], "Iterations"),
+        ("total/epochs,loss", ["1.0,0.5", "2.0,0.4"], "total/epochs"),
+        ("batch,loss", ["32,0.5", "32,0.4"], None),  # a batch size as often as a batch index
+        ("steps,loss", ["0.5,0.5", "1.5,0.4"], None),  # fractions count no steps
+        ("steps,loss", ["-3,0.5", "-2,0.4"], None),
+    ],
+)
+def test_a_step_column_is_named_like_a_counter_and_holds_whole_numbers(
+    tmp_path, header, rows, step_col
+):
+    f = tmp_path / "log.csv"
+    f.write_text(header + "\n" + "\n".join(rows) + "\n")
+    store = Store()
+    src = TableSource(store, "r")
+    src.add_file(str(f))
+    src.poll()
+    got = series(store)
+    first = header.split(",")[0]
+    if step_col is None:  # the row number counts, the column is a metric
+        assert got["loss"] == [(i, float(r.split(",")[-1])) for i, r in enumerate(rows)]
+        assert [v for _, v in got[first]] == [float(r.split(",")[0]) for r in rows]
+    else:
+        assert first not in got
+        assert [s for s, _ in got["loss" if "loss" in got else "train"]] == [
+            int(float(r.split(",")[0])) for r in rows
+        ]
+
+
+def test_real_author_loss_csv_counts_steps_in_its_steps_column():
+    """hf-covbert's model/loss.csv (`steps,eval,train`): the author's export of the run's
+    trainer_state.json, at the same steps (its last row has no newline: it waits, as any row a
+    writer may still be writing)."""
+    f = real(REALLOGS2 / "hf-covbert-mlm-healthy" / "model" / "loss.csv")
+    with open(f, newline="") as fh:
+        rows = list(csv.DictReader(fh))[:-1]
+    store = Store()
+    src = TableSource(store, "r")
+    src.add_file(str(f))
+    src.poll()
+    got = series(store)
+    assert sorted(got) == ["eval", "train"]
+    for column in ("eval", "train"):
+        assert got[column] == [(int(r["steps"]), float(r[column])) for r in rows]
+    state = json.loads((f.parent / "trainer_state.json").read_text())
+    evals = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e}
+    assert all(evals[s] == pytest.approx(v, abs=1e-8) for s, v in got["eval"])
+    # in the run, the author's columns are the trainer's own `loss` and `eval_loss` again
+    engine = loaded(f.parent)
+    key, run = only_run(engine)
+    assert run.duplicate_of == {"eval": "eval_loss", "train": "loss"}
+    assert run.series["eval_loss"].steps.tolist() == sorted(evals)

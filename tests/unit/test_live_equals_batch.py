@@ -135,33 +135,8 @@ def keys(engine: Engine) -> dict[str, set[tuple[str, str, int]]]:
     }
 
 
-# Runs where two sources of one run log the same metric (a console and trainer_state.json; a
-# detectron2 metrics.json and its event files): the store keeps a metric's points from whichever
-# stream is ahead, so what the detectors see depends on the order the streams were read. Keeping
-# one source per metric (the richer one, issue 11 section 3) removes the difference.
-# (and trainer_state.json with HF's all_results.json, whose final eval metrics repeat the last eval)
-SAME_METRIC_TWO_SOURCES = {
-    "hf-slurm-ner-bert-overfit",
-    "d2-maskrcnn-many-restarts",
-    "hf-roberta-logcls-warmup-never-ends",
-}
-
-
 def _cases() -> list:
-    out = []
-    for d in LABELLED:
-        marks = (
-            [
-                pytest.mark.xfail(
-                    reason="the same metric from two sources: the first read wins (timing-dependent)",
-                    strict=False,
-                )
-            ]
-            if d.name in SAME_METRIC_TWO_SOURCES
-            else []
-        )
-        out.append(pytest.param(d, id=f"{d.parent.name}/{d.name}", marks=marks))
-    return out
+    return [pytest.param(d, id=f"{d.parent.name}/{d.name}") for d in LABELLED]
 
 
 @pytest.mark.skipif(not LABELLED, reason=f"no labelled real runs at {SHARED}/reallogs*")

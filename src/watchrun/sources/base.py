@@ -121,10 +121,23 @@ class Source:
 
     What the registry (sources/__init__.py) asks of each source class, before any instance exists:
     `format` (its id), `stream`, `step_unit`, `claims(path, head)` (is this file mine, by its
-    content), `place(path, dirs)` (which run it belongs to) and `create(store, key, root)`."""
+    content), `place(path, dirs)` (which run it belongs to) and `create(store, key, root)`.
+
+    `richness`: how complete this format's points are, for when two sources of one run give one
+    metric and the store keeps one of them (store.py). Higher is richer:
+    4 a text history written row by row at full precision (CSV/TSV, JSON lines, a JSON history,
+      dvclive): the training loop's own record, every metric of a step in one row;
+    3 a tracking store (MLflow, W&B, trackio): full precision and a wall time per point, but a
+      copy made by a callback (Ultralytics' MLflow steps count epochs from 0, its results.csv
+      from 1, as its args.yaml plans them);
+    2 TensorBoard: values as float32, written through a buffer;
+    1 trainer_state.json: rewritten only at each save, so it lags the run (a copy can be a stale
+      snapshot of half the run);
+    0 a console: numbers rounded for print, steps inferred from the lines around them."""
 
     format = "unknown"
     stream = "unknown"
+    richness = 2
     step_unit = "step"  # what one step of this format counts: "epoch" for one row per epoch
     listed_when_empty = True  # False: a run made only of such files is listed once it has points
     attaches = 0  # 1: the file joins the run of its directory; 2: or the run of the parent dir
@@ -160,6 +173,7 @@ class Source:
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
         self.key = key
+        store.rank_stream(self.stream, self.richness)
         self.cursors: dict[str, FileCursor] = {}
         self.options: dict[str, dict] = {}
         self._retry_at: dict[str, float] = {}

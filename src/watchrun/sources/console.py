@@ -13,7 +13,9 @@ Recognised lines:
 - Hand-written loops: a line that names an epoch/step/iteration number and `name: value` or
   `name=value` pairs (`epoch 3 | train_loss=0.41 val_loss=0.52`); PyTorch's examples
   (`Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21`, then `Test set: Average loss: 0.03,
-  Accuracy: 9893/10000 (99%)`, kept as test_loss and test_accuracy at the last step).
+  Accuracy: 9893/10000 (99%)`, kept as test_loss and test_accuracy at the last step), and
+  summaries whose first name says the split (`Average Val Loss: 3.7, Val_accuracy: 12.6`: val_loss
+  and val_accuracy at the last step).
 - OpenAI-baselines / Stable-Baselines key-value tables (`log.txt`, the terminal): rows
   `| rollout/return | 12.3 |` between dashed lines, one table per dump; the step is the table's
   step-like key (`total/steps`, `time/total_timesteps`...) or the table's index.
@@ -110,6 +112,7 @@ _CLAIM_LINES = (
 class ConsoleSource(Source):
     format = "console"
     stream = "console"
+    richness = 0
     step_unit = "step"
     listed_when_empty = False
     attaches = 2  # a console joins the run of its directory (or the parent's), if there is one
@@ -408,7 +411,9 @@ class ConsoleSource(Source):
                 value = to_float(raw)
             if value is None:
                 continue
-            name = prefix + name.lower() if prefix else name
+            if prefix:  # `Val_accuracy` after `Average Val Loss`: the split is named once
+                name = name.lower()
+                name = name if name.startswith(prefix) else prefix + name
             steps, vals = columns[name]
             steps.append(step)
             vals.append(value)

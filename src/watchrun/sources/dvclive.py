@@ -27,6 +27,7 @@ else:
 class DvcliveSource(Source):
     format = "dvclive"
     stream = "dvclive"
+    richness = 4
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:

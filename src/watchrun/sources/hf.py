@@ -42,6 +42,7 @@ RETRY_WARN_AFTER = 20
 class HfTrainerSource(Source):
     format = "hf-trainer"
     stream = "trainer_state"
+    richness = 1
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:

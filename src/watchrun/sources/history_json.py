@@ -110,6 +110,7 @@ def _numeric(value: Any) -> bool:
 class JsonHistorySource(Source):
     format = "json-history"
     stream = "json-history"
+    richness = 4
     step_unit = "epoch"
 
     @classmethod

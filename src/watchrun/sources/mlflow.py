@@ -53,6 +53,7 @@ _STATUS = {
 class MlflowFileSource(Source):
     format = "mlflow"
     stream = "mlflow"
+    richness = 3
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:
@@ -161,6 +162,7 @@ class MlflowSqliteSource(SqliteSource):
 
     format = "mlflow-sqlite"
     stream = "mlflow"
+    richness = 3
     listed_when_empty = False  # its runs are listed, under the db's path
 
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any
 
 from watchrun.sources.base import Lines, Source, flatten, to_float, to_step
 from watchrun.sources.layout import dir_log_root
-from watchrun.sources.probe import history_lines, history_table
+from watchrun.sources.probe import history_lines, history_table, is_step_name
 from watchrun.tail import FileCursor
 
 STEP_COLUMNS = (
@@ -50,13 +50,27 @@ def find_step_column(columns: list[str], preferred: tuple[str, ...] = STEP_COLUM
 
 
 def step_column_of(row: dict[str, Any], preferred: tuple[str, ...] = STEP_COLUMNS) -> str | None:
-    """The step column for a file, chosen on its first row: the first candidate that holds a
-    step there (Ray Tune writes an empty `timesteps_total` next to `training_iteration`), else
-    the first one present."""
+    """The step column for a file, chosen on its first row (so that a file read as it grows and
+    read whole agree): the first candidate that holds a step there (Ray Tune writes an empty
+    `timesteps_total` next to `training_iteration`); else a column named like a counter of
+    steps (probe.is_step_name: an author's `steps`, `Iterations`, `total/epochs`) that holds a
+    whole number there, not a fraction nor a negative; else the first candidate present."""
     for name in preferred:
         if name in row and to_step(row[name]) is not None:
             return name
+    for name, cell in row.items():
+        if is_step_name(name) and name.strip().lower() not in _NOT_COUNTERS and _counts(cell):
+            return name
     return find_step_column(list(row), preferred)
+
+
+_NOT_COUNTERS = {"batch"}  # a batch size as often as a batch index
+
+
+def _counts(cell: Any) -> bool:
+    """A whole number >= 0 (`100`, `100.0`): what a step counter holds."""
+    value = to_float(cell) if not isinstance(cell, bool) else None
+    return value is not None and value >= 0 and value.is_integer()
 
 
 class _FileState:
@@ -78,6 +92,7 @@ class TableSource(Source):
 
     format = "csv"
     stream = "table"
+    richness = 4
     step_unit = "step"
 
     @classmethod
@@ -230,6 +245,7 @@ class JsonlSource(Source):
 
     format = "jsonl"
     stream = "jsonl"
+    richness = 4
     step_unit = "step"
 
     @classmethod
@@ -248,8 +264,8 @@ class JsonlSource(Source):
         return cls(store, key, stream="watchrun" if path.endswith("watchrun.jsonl") else "jsonl")
 
     def __init__(self, store: Any, key: str, stream: str = "jsonl") -> None:
-        super().__init__(store, key)
         self.stream = stream
+        super().__init__(store, key)
         self.lines: dict[str, Lines] = defaultdict(Lines)
         self.rows: dict[str, int] = defaultdict(int)
         self.step_cols: dict[str, str] = {}  # per file: chosen on its first row, then kept

@@ -594,6 +594,7 @@ class TensorBoardSource(Source):
 
     format = "tensorboard"
     stream = "tensorboard"
+    richness = 2
 
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:

@@ -20,6 +20,7 @@ else:
 class TrackioSource(SqliteSource):
     format = "trackio"
     stream = "trackio"
+    richness = 3
     listed_when_empty = False  # its runs are listed, under the db's path
 
     @classmethod

@@ -91,6 +91,7 @@ class WandbFolderFile(Source):
 class WandbSource(Source):
     format = "wandb"
     stream = "wandb"
+    richness = 3
     step_unit = "step"
 
     @classmethod
