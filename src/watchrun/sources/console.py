@@ -28,7 +28,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from watchrun.sources.base import Lines, Source, to_float, to_step
+from watchrun.sources.base import Lines, Source, numbers, to_float, to_step
 from watchrun.sources.probe import is_binary, is_console
 from watchrun.sources.table import find_step_column
 from watchrun.sources.wandbrun import run_folder_member
@@ -274,8 +274,7 @@ class ConsoleSource(Source):
             return
         if not isinstance(obj, dict):
             return
-        values = {str(k): to_float(v) for k, v in obj.items()}
-        values = {k: v for k, v in values.items() if v is not None}
+        values = numbers(obj)
         if not values:
             return
         self.dicts += 1
