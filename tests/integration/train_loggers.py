@@ -127,37 +127,19 @@ def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
 
 def hf_run() -> None:
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+    from tiny_bert import TokenLabels, tiny_bert
+    from transformers import Trainer, TrainingArguments
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
 
-    class Data(torch.utils.data.Dataset):
-        def __init__(self, n):
-            self.labels = (torch.rand(n, generator=g) < 0.5).long()
-            self.ids = torch.randint(5, 50, (n, 12), generator=g)
-            self.ids[:, 0] = self.labels + 1
+    def data(n: int) -> TokenLabels:
+        labels = (torch.rand(n, generator=g) < 0.5).long()
+        ids = torch.randint(5, 50, (n, 12), generator=g)
+        ids[:, 0] = labels + 1
+        return TokenLabels(ids, labels)
 
-        def __len__(self):
-            return len(self.labels)
-
-        def __getitem__(self, i):
-            return {
-                "input_ids": self.ids[i],
-                "attention_mask": torch.ones(12, dtype=torch.long),
-                "labels": self.labels[i],
-            }
-
-    model = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=50,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            num_labels=2,
-        )
-    )
+    model = tiny_bert()
     args = TrainingArguments(
         output_dir=root,
         max_steps=20,
@@ -172,7 +154,7 @@ def hf_run() -> None:
         disable_tqdm=True,
         seed=0,
     )
-    Trainer(model=model, args=args, train_dataset=Data(200), eval_dataset=Data(64)).train()
+    Trainer(model=model, args=args, train_dataset=data(200), eval_dataset=data(64)).train()
 
 
 if mode == "lightning":
