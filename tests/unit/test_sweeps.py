@@ -81,8 +81,11 @@ def overfitting(kind, n_logs, evals, noise, vnoise, start, rise, turn):
     return gen
 
 
-def healthy_params(rng: random.Random) -> tuple:
-    """The arguments of `healthy` for one run, drawn from the shapes training takes."""
+def healthy_params(
+    rng: random.Random, noise: float | None = None, vnoise: float | None = None
+) -> tuple:
+    """The arguments of `healthy` for one run, drawn from the shapes training takes (the
+    train and validation noise too, unless given)."""
     kind = rng.choice(KINDS)
     n_logs = rng.choice([30, 100, 300, 1000] if kind != "keras" else [10, 20, 50, 100])
     evals = n_logs if kind == "keras" else min(n_logs, rng.choice([3, 5, 10, 20, 50]))
@@ -91,8 +94,8 @@ def healthy_params(rng: random.Random) -> tuple:
         kind,
         n_logs,
         evals,
-        rng.choice([0.005, 0.02, 0.05, 0.1]),
-        rng.choice([0.002, 0.01, 0.03]),
+        rng.choice([0.005, 0.02, 0.05, 0.1]) if noise is None else noise,
+        rng.choice([0.002, 0.01, 0.03]) if vnoise is None else vnoise,
         start,
         start * rng.choice([0.02, 0.1, 0.3, 0.6]),
         rng.choice([1.5, 3, 6, 12]),
@@ -101,8 +104,11 @@ def healthy_params(rng: random.Random) -> tuple:
     )
 
 
-def overfitting_params(rng: random.Random) -> tuple:
-    """The arguments of `overfitting` for one run: a validation loss that turns up by 20-60%."""
+def overfitting_params(
+    rng: random.Random, noise: float | None = None, vnoise: float | None = None
+) -> tuple:
+    """The arguments of `overfitting` for one run: a validation loss that turns up by 20-60%
+    (the noise drawn too, unless given)."""
     kind = rng.choice(KINDS)
     n_logs = rng.choice([100, 300, 1000] if kind != "keras" else [20, 30, 50, 100])
     evals = n_logs if kind == "keras" else min(n_logs, rng.choice([10, 20, 50]))
@@ -110,8 +116,8 @@ def overfitting_params(rng: random.Random) -> tuple:
         kind,
         n_logs,
         evals,
-        rng.choice([0.01, 0.05, 0.1]),
-        rng.choice([0.005, 0.02, 0.04]),
+        rng.choice([0.01, 0.05, 0.1]) if noise is None else noise,
+        rng.choice([0.005, 0.02, 0.04]) if vnoise is None else vnoise,
         rng.choice([0.7, 2.3]),
         rng.choice([0.2, 0.35, 0.6]),
         rng.choice([0.3, 0.5]),
