@@ -3,7 +3,7 @@ seconds (built from a config, no download) and a dataset of token-id sequences w
 Imported by the scripts as a sibling module (they run as `python tests/integration/<script>.py`)."""
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
 
 
 class TokenLabels(torch.utils.data.Dataset):
@@ -35,3 +35,17 @@ def tiny_bert(hidden_size: int = 16, intermediate_size: int = 32) -> BertForSequ
             num_labels=2,
         )
     )
+
+
+def cpu_args(output_dir: str, **settings: object) -> TrainingArguments:
+    """TrainingArguments for a quiet, seeded CPU run evaluated every `eval_steps` (batches of 16,
+    no progress bar, no reporting): `settings` add to these or replace them."""
+    quiet: dict[str, object] = {
+        "per_device_train_batch_size": 16,
+        "eval_strategy": "steps",
+        "report_to": [],
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    return TrainingArguments(output_dir=output_dir, **{**quiet, **settings})

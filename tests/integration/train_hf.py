@@ -4,8 +4,8 @@ Usage: python train_hf.py OUTPUT_DIR MAX_STEPS MINORITY_SHARE [EVAL_STEPS]"""
 import sys
 
 import torch
-from tiny_bert import TokenLabels, tiny_bert
-from transformers import Trainer, TrainingArguments
+from tiny_bert import TokenLabels, cpu_args, tiny_bert
+from transformers import Trainer
 
 from watchrun.integrations.hf import WatchrunCallback, compute_metrics
 
@@ -23,20 +23,14 @@ def data(n: int) -> TokenLabels:
 
 
 model = tiny_bert()
-args = TrainingArguments(
-    output_dir=out,
+args = cpu_args(
+    out,
     max_steps=max_steps,
-    per_device_train_batch_size=16,
     per_device_eval_batch_size=64,
-    eval_strategy="steps",
     eval_steps=eval_steps,
     logging_steps=5,
     save_steps=10_000,
-    report_to=[],
     learning_rate=1e-3,
-    use_cpu=True,
-    disable_tqdm=True,
-    seed=0,
 )
 trainer = Trainer(
     model=model,

@@ -5,8 +5,8 @@ Usage: python train_hf_early.py OUTPUT_DIR"""
 import sys
 
 import torch
-from tiny_bert import TokenLabels, tiny_bert
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from tiny_bert import TokenLabels, cpu_args, tiny_bert
+from transformers import EarlyStoppingCallback, Trainer
 
 out = sys.argv[1]
 torch.manual_seed(0)
@@ -19,12 +19,10 @@ def data(n: int) -> TokenLabels:
 
 
 model = tiny_bert(hidden_size=32, intermediate_size=64)
-args = TrainingArguments(
-    output_dir=out,
+args = cpu_args(
+    out,
     max_steps=400,
-    per_device_train_batch_size=16,
     per_device_eval_batch_size=64,
-    eval_strategy="steps",
     eval_steps=10,
     save_strategy="steps",
     save_steps=10,
@@ -32,11 +30,7 @@ args = TrainingArguments(
     load_best_model_at_end=True,
     metric_for_best_model="eval_loss",
     save_total_limit=2,
-    report_to=[],
     learning_rate=3e-3,
-    use_cpu=True,
-    disable_tqdm=True,
-    seed=0,
 )
 trainer = Trainer(
     model=model,

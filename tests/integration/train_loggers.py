@@ -78,6 +78,7 @@ def lightning_run() -> None:
 def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
     import keras
     import numpy as np
+    from tiny_keras import two_class_model
     from torch.utils.tensorboard import SummaryWriter
 
     class EpochEvents(keras.callbacks.Callback):
@@ -102,18 +103,7 @@ def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(400, 6)).astype("float32")
     y = (x[:, 0] + 0.5 * rng.normal(size=400) > 0).astype("int64")
-    model = keras.Sequential(
-        [
-            keras.Input((6,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(2, activation="softmax"),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model = two_class_model()
     model.fit(
         x[100:],
         y[100:],
@@ -127,8 +117,8 @@ def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
 
 def hf_run() -> None:
     import torch
-    from tiny_bert import TokenLabels, tiny_bert
-    from transformers import Trainer, TrainingArguments
+    from tiny_bert import TokenLabels, cpu_args, tiny_bert
+    from transformers import Trainer
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -140,19 +130,14 @@ def hf_run() -> None:
         return TokenLabels(ids, labels)
 
     model = tiny_bert()
-    args = TrainingArguments(
-        output_dir=root,
+    args = cpu_args(
+        root,
         max_steps=20,
-        per_device_train_batch_size=16,
-        eval_strategy="steps",
         eval_steps=10,
         logging_steps=2,
         save_steps=10,
         report_to=["tensorboard"],
         learning_rate=1e-3,
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
     )
     Trainer(model=model, args=args, train_dataset=data(200), eval_dataset=data(64)).train()
 
