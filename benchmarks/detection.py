@@ -315,7 +315,7 @@ def sweeps_report(n: int) -> None:
     """The simulated runs of tests/unit/test_sweeps.py and test_scenarios.py, drawn `n` at a
     time: healthy ones (every warning is a false alarm) and overfitting ones (must be called)."""
     from tests.unit.test_scenarios import HEALTHY, write
-    from tests.unit.test_sweeps import KINDS, healthy, overfitting
+    from tests.unit.test_sweeps import healthy, healthy_params, overfitting, overfitting_params
 
     rng = random.Random(2026)
     rows: dict[str, Row] = defaultdict(Row)
@@ -323,37 +323,10 @@ def sweeps_report(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cases: list[tuple[str, object, str, list[str]]] = []
         for i in range(n):
-            kind = rng.choice(KINDS)
-            n_logs = rng.choice([30, 100, 300, 1000] if kind != "keras" else [10, 20, 50, 100])
-            evals = n_logs if kind == "keras" else min(n_logs, rng.choice([3, 5, 10, 20, 50]))
-            start = rng.choice([0.05, 0.7, 1.1, 2.3, 4.6])
-            p = (
-                kind,
-                n_logs,
-                evals,
-                rng.choice([0.005, 0.02, 0.05, 0.1]),
-                rng.choice([0.002, 0.01, 0.03]),
-                start,
-                start * rng.choice([0.02, 0.1, 0.3, 0.6]),
-                rng.choice([1.5, 3, 6, 12]),
-                rng.random() < 0.6,
-                rng.choice(["none", "linear", "warm"]) if kind == "hf" else "none",
-            )
-            cases.append((f"h{i}", healthy(*p), kind, ["healthy"]))
-            kind = rng.choice(KINDS)
-            n_logs = rng.choice([100, 300, 1000] if kind != "keras" else [20, 30, 50, 100])
-            evals = n_logs if kind == "keras" else min(n_logs, rng.choice([10, 20, 50]))
-            q = (
-                kind,
-                n_logs,
-                evals,
-                rng.choice([0.01, 0.05, 0.1]),
-                rng.choice([0.005, 0.02, 0.04]),
-                rng.choice([0.7, 2.3]),
-                rng.choice([0.2, 0.35, 0.6]),
-                rng.choice([0.3, 0.5]),
-            )
-            cases.append((f"o{i}", overfitting(*q), kind, ["overfitting"]))
+            p = healthy_params(rng)
+            cases.append((f"h{i}", healthy(*p), p[0], ["healthy"]))
+            q = overfitting_params(rng)
+            cases.append((f"o{i}", overfitting(*q), q[0], ["overfitting"]))
         for name, (gen, kind) in sorted(HEALTHY.items()):
             for seed in range(3):
                 cases.append((f"{name}-{seed}", gen, kind, ["healthy"]))

@@ -15,42 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.unit.test_sweeps import KINDS, healthy, overfitting, warnings_of  # noqa: E402
-
-
-def healthy_params(rng: random.Random, noise: float, vnoise: float) -> tuple:
-    kind = rng.choice(KINDS)
-    n_logs = rng.choice([30, 100, 300, 1000] if kind != "keras" else [10, 20, 50, 100])
-    evals = n_logs if kind == "keras" else min(n_logs, rng.choice([3, 5, 10, 20, 50]))
-    start = rng.choice([0.05, 0.7, 1.1, 2.3, 4.6])
-    return (
-        kind,
-        n_logs,
-        evals,
-        noise,
-        vnoise,
-        start,
-        start * rng.choice([0.02, 0.1, 0.3, 0.6]),
-        rng.choice([1.5, 3, 6, 12]),
-        rng.random() < 0.6,
-        rng.choice(["none", "linear", "warm"]) if kind == "hf" else "none",
-    )
-
-
-def overfit_params(rng: random.Random, noise: float, vnoise: float) -> tuple:
-    kind = rng.choice(KINDS)
-    n_logs = rng.choice([100, 300, 1000] if kind != "keras" else [20, 30, 50, 100])
-    evals = n_logs if kind == "keras" else min(n_logs, rng.choice([10, 20, 50]))
-    return (
-        kind,
-        n_logs,
-        evals,
-        noise,
-        vnoise,
-        rng.choice([0.7, 2.3]),
-        rng.choice([0.2, 0.35, 0.6]),
-        rng.choice([0.3, 0.5]),
-    )
+from tests.unit.test_sweeps import (  # noqa: E402
+    healthy,
+    healthy_params,
+    overfitting,
+    overfitting_params,
+    warnings_of,
+)
 
 
 def main() -> None:
@@ -68,7 +39,7 @@ def main() -> None:
                     got = warnings_of(Path(tmp), f"h{i}", healthy(*p), p[0], rng.randrange(1000))
                     false += bool(got)
                     why.update(got)
-                    q = overfit_params(rng, noise, vnoise)
+                    q = overfitting_params(rng, noise, vnoise)
                     hit += "overfitting" in warnings_of(
                         Path(tmp), f"o{i}", overfitting(*q), q[0], rng.randrange(1000)
                     )

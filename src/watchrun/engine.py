@@ -27,6 +27,8 @@ from watchrun.store import Store
 from watchrun.tail import RACY_NS, rotation_bases
 
 if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
     from watchrun.detectors.runner import DetectorRunner
     from watchrun.gpu import Sampler
 
@@ -79,7 +81,7 @@ class Engine:
         self.dirty: set[str] = set()
         self.rescan_needed = True
         self.wake = threading.Event()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self.watch_error: str | None = None
         self._detectors: DetectorRunner | None = None
         self.overflows = 0  # inotify queue overflows seen (events lost: rescan, poll a while)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -100,8 +101,14 @@ class Series:
             new[: self.n] = old[: self.n]
             setattr(self, attr, new)
 
-    def extend(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> list[int]:
-        """Append points; return the indices (relative to the series) where a new segment starts."""
+    def extend(
+        self,
+        steps: Sequence[int] | np.ndarray,
+        values: Sequence[float] | np.ndarray,
+        walls: Sequence[float] | np.ndarray,
+    ) -> list[int]:
+        """Append points (a few as lists, more as arrays); return the indices (relative to the
+        series) where a new segment starts."""
         k = len(steps)
         if k == 0:
             return []
@@ -246,9 +253,9 @@ def representatives(values: np.ndarray, buckets: int) -> np.ndarray:
     n = len(values)
     size = -(-n // buckets)
     rows = -(-n // size)
-    grid = np.full(rows * size, np.nan)
-    grid[:n] = values
-    grid = grid.reshape(rows, size)
+    padded = np.full(rows * size, np.nan)
+    padded[:n] = values
+    grid = padded.reshape(rows, size)
     base = np.arange(rows) * size
     finite = np.isfinite(grid)
     finite_rows = finite.any(axis=1)

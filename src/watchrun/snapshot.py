@@ -76,7 +76,7 @@ class RunView:
     meta: Mapping[str, Any]
     hparams: Mapping[str, Any]
     summary: Mapping[str, float]
-    events: tuple[tuple[int, str], ...]
+    events: tuple[tuple[int | None, str], ...]  # (step or None: the end, message)
     warnings: tuple[str, ...]
     files: tuple[str, ...]
     console: tuple[str, ...]  # the last lines of its console log(s)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,13 +69,13 @@ class Store:
         key: str,
         stream: str,
         name: str,
-        steps: Iterable[int] | np.ndarray,
-        values: Iterable[float] | np.ndarray,
-        walls: Iterable[float] | np.ndarray | None = None,
+        steps: Sequence[int] | np.ndarray,
+        values: Sequence[float] | np.ndarray,
+        walls: Sequence[float] | np.ndarray | None = None,
     ) -> int:
         """Add points of one metric from one stream; return how many were kept. A few points as
         Python lists (live tailing) stay lists: numpy's per-call cost would dominate."""
-        if not (type(steps) is list and len(steps) <= 4 and walls is not None):
+        if walls is None or type(steps) is not list or len(steps) > 4:
             steps = np.asarray(steps, dtype=np.int64)
             values = np.asarray(values, dtype=np.float64)
             walls = (

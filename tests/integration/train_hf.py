@@ -4,7 +4,8 @@ Usage: python train_hf.py OUTPUT_DIR MAX_STEPS MINORITY_SHARE [EVAL_STEPS]"""
 import sys
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+from tiny_bert import TokenLabels, cpu_args, tiny_bert
+from transformers import Trainer
 
 from watchrun.integrations.hf import WatchrunCallback, compute_metrics
 
@@ -14,62 +15,34 @@ torch.manual_seed(0)
 g = torch.Generator().manual_seed(0)
 
 
-class Data(torch.utils.data.Dataset):
-    def __init__(self, n):
-        self.labels = (torch.rand(n, generator=g) < minority).long()  # class 1 is the minority
-        noise = torch.randint(5, 50, (n, 12), generator=g)
-        noise[:, 0] = torch.where(
-            torch.rand(n, generator=g) < 0.1, self.labels + 1, 3
-        )  # a weak signal
-        self.ids = noise
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return {
-            "input_ids": self.ids[i],
-            "attention_mask": torch.ones(12, dtype=torch.long),
-            "labels": self.labels[i],
-        }
+def data(n: int) -> TokenLabels:
+    labels = (torch.rand(n, generator=g) < minority).long()  # class 1 is the minority
+    ids = torch.randint(5, 50, (n, 12), generator=g)
+    ids[:, 0] = torch.where(torch.rand(n, generator=g) < 0.1, labels + 1, 3)  # a weak signal
+    return TokenLabels(ids, labels)
 
 
-model = BertForSequenceClassification(
-    BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=2,
-    )
-)
-args = TrainingArguments(
-    output_dir=out,
+model = tiny_bert()
+args = cpu_args(
+    out,
     max_steps=max_steps,
-    per_device_train_batch_size=16,
     per_device_eval_batch_size=64,
-    eval_strategy="steps",
     eval_steps=eval_steps,
     logging_steps=5,
     save_steps=10_000,
-    report_to=[],
     learning_rate=1e-3,
-    use_cpu=True,
-    disable_tqdm=True,
-    seed=0,
 )
 trainer = Trainer(
     model=model,
     args=args,
-    train_dataset=Data(400),
-    eval_dataset=Data(200),
+    train_dataset=data(400),
+    eval_dataset=data(200),
     compute_metrics=compute_metrics(["majority", "minority"]),
     callbacks=[WatchrunCallback()],
 )
 trainer.train()
 trainer.evaluate()
-pred = trainer.predict(Data.__new__(Data) if False else trainer.eval_dataset)
+pred = trainer.predict(trainer.eval_dataset)
 torch.save(
     {"preds": pred.predictions.argmax(-1), "labels": pred.label_ids}, f"{out}/final_predictions.pt"
 )

@@ -5,51 +5,24 @@ Usage: python train_hf_early.py OUTPUT_DIR"""
 import sys
 
 import torch
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    EarlyStoppingCallback,
-    Trainer,
-    TrainingArguments,
-)
+from tiny_bert import TokenLabels, cpu_args, tiny_bert
+from transformers import EarlyStoppingCallback, Trainer
 
 out = sys.argv[1]
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(0)
 
 
-class Data(torch.utils.data.Dataset):
-    def __init__(self, n):
-        self.labels = torch.randint(0, 2, (n,), generator=g)
-        self.ids = torch.randint(5, 50, (n, 12), generator=g)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return {
-            "input_ids": self.ids[i],
-            "attention_mask": torch.ones(12, dtype=torch.long),
-            "labels": self.labels[i],
-        }
+def data(n: int) -> TokenLabels:
+    labels = torch.randint(0, 2, (n,), generator=g)
+    return TokenLabels(torch.randint(5, 50, (n, 12), generator=g), labels)
 
 
-model = BertForSequenceClassification(
-    BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=2,
-    )
-)
-args = TrainingArguments(
-    output_dir=out,
+model = tiny_bert(hidden_size=32, intermediate_size=64)
+args = cpu_args(
+    out,
     max_steps=400,
-    per_device_train_batch_size=16,
     per_device_eval_batch_size=64,
-    eval_strategy="steps",
     eval_steps=10,
     save_strategy="steps",
     save_steps=10,
@@ -57,17 +30,13 @@ args = TrainingArguments(
     load_best_model_at_end=True,
     metric_for_best_model="eval_loss",
     save_total_limit=2,
-    report_to=[],
     learning_rate=3e-3,
-    use_cpu=True,
-    disable_tqdm=True,
-    seed=0,
 )
 trainer = Trainer(
     model=model,
     args=args,
-    train_dataset=Data(64),
-    eval_dataset=Data(128),
+    train_dataset=data(64),
+    eval_dataset=data(128),
     callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
 )
 result = trainer.train()

@@ -7,6 +7,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from tiny_keras import two_class_model  # noqa: E402
 
 from watchrun.integrations.keras import WatchrunCallback  # noqa: E402
 
@@ -15,18 +16,7 @@ keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
 x = rng.normal(size=(600, 6)).astype("float32")
 y = (rng.random(600) < (0.1 if mode == "imbalanced" else 0.5)).astype("int64")
-model = keras.Sequential(
-    [
-        keras.Input((6,)),
-        keras.layers.Dense(8, activation="relu"),
-        keras.layers.Dense(2, activation="softmax"),
-    ]
-)
-model.compile(
-    optimizer=keras.optimizers.Adam(1e-2),
-    loss="sparse_categorical_crossentropy",
-    metrics=["accuracy"],
-)
+model = two_class_model()
 os.makedirs(run_dir, exist_ok=True)
 cb = WatchrunCallback(run_dir, validation_data=(x[:200], y[:200]), label_names=["common", "rare"])
 model.fit(

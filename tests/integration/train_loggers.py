@@ -78,6 +78,7 @@ def lightning_run() -> None:
 def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
     import keras
     import numpy as np
+    from tiny_keras import two_class_model
     from torch.utils.tensorboard import SummaryWriter
 
     class EpochEvents(keras.callbacks.Callback):
@@ -102,18 +103,7 @@ def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(400, 6)).astype("float32")
     y = (x[:, 0] + 0.5 * rng.normal(size=400) > 0).astype("int64")
-    model = keras.Sequential(
-        [
-            keras.Input((6,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(2, activation="softmax"),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model = two_class_model()
     model.fit(
         x[100:],
         y[100:],
@@ -127,52 +117,29 @@ def keras_run(csv_path: str, tb_dir: str, seed: int) -> None:
 
 def hf_run() -> None:
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+    from tiny_bert import TokenLabels, cpu_args, tiny_bert
+    from transformers import Trainer
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
 
-    class Data(torch.utils.data.Dataset):
-        def __init__(self, n):
-            self.labels = (torch.rand(n, generator=g) < 0.5).long()
-            self.ids = torch.randint(5, 50, (n, 12), generator=g)
-            self.ids[:, 0] = self.labels + 1
+    def data(n: int) -> TokenLabels:
+        labels = (torch.rand(n, generator=g) < 0.5).long()
+        ids = torch.randint(5, 50, (n, 12), generator=g)
+        ids[:, 0] = labels + 1
+        return TokenLabels(ids, labels)
 
-        def __len__(self):
-            return len(self.labels)
-
-        def __getitem__(self, i):
-            return {
-                "input_ids": self.ids[i],
-                "attention_mask": torch.ones(12, dtype=torch.long),
-                "labels": self.labels[i],
-            }
-
-    model = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=50,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            num_labels=2,
-        )
-    )
-    args = TrainingArguments(
-        output_dir=root,
+    model = tiny_bert()
+    args = cpu_args(
+        root,
         max_steps=20,
-        per_device_train_batch_size=16,
-        eval_strategy="steps",
         eval_steps=10,
         logging_steps=2,
         save_steps=10,
         report_to=["tensorboard"],
         learning_rate=1e-3,
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
     )
-    Trainer(model=model, args=args, train_dataset=Data(200), eval_dataset=Data(64)).train()
+    Trainer(model=model, args=args, train_dataset=data(200), eval_dataset=data(64)).train()
 
 
 if mode == "lightning":

@@ -253,16 +253,6 @@ def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallo
     assert [a.detector for a in e.store.alerts_for(key)] == ["not_learning"]
 
 
-def test_core_never_imports_textual():
-    code = (
-        "import sys, watchrun.engine, watchrun.cli, watchrun.detectors.runner, watchrun.demo;"
-        "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','plotext')];"
-        "print(','.join(bad)); sys.exit(1 if bad else 0)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout
-
-
 def test_check_follow_prints_each_alert_as_it_fires_and_stops_on_sigterm(tmp_path):
     import signal
     import time

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from tests.unit.test_procs import Trainer, follow
+from tests.unit.live_trainer import check_follow, follow
 
 from watchrun.detectors.gpu import stall_evidence
 from watchrun.engine import Engine
@@ -88,22 +88,7 @@ def test_ls_json_gives_each_run_its_gpus_empty_here(tmp_path, trainer_factory):
 def test_check_follow_says_no_gpu_once_on_stderr(tmp_path, trainer_factory):
     trainer = trainer_factory(grow_mb=0)
     trainer.epoch(0)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "watchrun.cli",
-            "check",
-            "--follow",
-            "--json",
-            "--poll",
-            "0.2",
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = check_follow(tmp_path / "runs", stderr=subprocess.PIPE)
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline()
@@ -117,20 +102,6 @@ def test_check_follow_says_no_gpu_once_on_stderr(tmp_path, trainer_factory):
         out, err = proc.communicate(timeout=30)
     assert err.strip() == ""
     assert all(json.loads(line)["detector"] for line in out.splitlines())
-
-
-@pytest.fixture
-def trainer_factory(tmp_path):
-    made: list[Trainer] = []
-
-    def make(grow_mb: int, workers: int = 0) -> Trainer:
-        t = Trainer(tmp_path, grow_mb, workers)
-        made.append(t)
-        return t
-
-    yield make
-    for t in made:
-        t.kill()
 
 
 # -- the mapping, with the real tree of a live process ------------------------------------------------
@@ -422,12 +393,13 @@ def test_process_view_samples_at_most_once_per_interval(tmp_path, trainer_factor
     assert view.sample(runs)["exp"] is first["exp"]  # the same sample, not a new one
 
 
-def test_sampler_modules_import_neither_textual_nor_pynvml():
-    """Headless core; pynvml is loaded only when the sampler first looks for GPUs."""
+def test_sampler_modules_do_not_import_pynvml():
+    """pynvml is loaded only when the sampler first looks for GPUs (that the core imports no
+    textual is the import contract's: tests/unit/test_import_isolation.py)."""
     code = (
         "import sys, watchrun.gpu, watchrun.procs, watchrun.sources.gpu_samples, "
         "watchrun.detectors.gpu, watchrun.engine;"
-        "bad=[m for m in sys.modules if m.split('.')[0] in ('textual','plotext','pynvml')];"
+        "bad=[m for m in sys.modules if m.split('.')[0] == 'pynvml'];"
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

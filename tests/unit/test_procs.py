@@ -8,98 +8,13 @@ import json
 import os
 import select
 import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
+from tests.unit.live_trainer import check_follow, follow
 
 from watchrun.detectors.gpu import stall_evidence
-from watchrun.engine import Engine
-from watchrun.gpu import Sampler
 from watchrun.procs import MIB
-
-TRAINER = textwrap.dedent(
-    """
-    import json, subprocess, sys
-    out, grow_mb, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-            for _ in range(workers)]
-    hoard = []
-    with open(out, "a", buffering=1) as fh:  # held open for writing, like CSVLogger
-        for line in sys.stdin:  # one epoch per line the test sends
-            epoch = int(line)
-            hoard.append(bytearray(b"\\x01") * (grow_mb << 20))  # touched: resident
-            fh.write(json.dumps({"step": 100 * (epoch + 1), "loss": 1.0 / (epoch + 1),
-                                 "val_loss": 1.2 / (epoch + 1)}) + "\\n")
-            print("done", flush=True)
-    for k in kids:
-        k.kill()
-        k.wait()
-    """
-)
-
-
-class Trainer:
-    def __init__(self, tmp_path, grow_mb: int, workers: int = 2) -> None:
-        run = tmp_path / "runs" / "exp"
-        run.mkdir(parents=True)
-        self.log = run / "metrics.jsonl"
-        self.log.write_text("")
-        script = tmp_path / "trainer.py"
-        script.write_text(TRAINER)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), str(self.log), str(grow_mb), str(workers)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def epoch(self, n: int) -> None:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(f"{n}\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "done"
-
-    def finish(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(20)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def trainer_factory(tmp_path):
-    made: list[Trainer] = []
-
-    def make(grow_mb: int, workers: int = 2) -> Trainer:
-        t = Trainer(tmp_path, grow_mb, workers)
-        made.append(t)
-        return t
-
-    yield make
-    for t in made:
-        t.kill()
-
-
-def follow(tmp_path, trainer: Trainer, epochs: int) -> tuple[Engine, Sampler, list]:
-    """Drive `epochs` epochs; after each, read the log, sample once, run the detectors."""
-    engine = Engine([str(tmp_path / "runs")], use_watchdog=False)
-    engine.load()
-    sampler = Sampler(engine.store, path=str(tmp_path / "samples.jsonl"), interval=0.2)
-    alerts = []
-    for n in range(epochs):
-        trainer.epoch(n)
-        engine.poll()
-        engine.update_statuses()
-        time.sleep(0.2)  # the process view samples at most once per interval
-        sampler.sample_once()
-        alerts += engine.detect()
-    return engine, sampler, alerts
 
 
 def test_process_tree_of_a_live_run_writer_and_workers(tmp_path, trainer_factory):
@@ -128,7 +43,7 @@ def test_process_tree_of_a_live_run_writer_and_workers(tmp_path, trainer_factory
 
 
 def test_rss_growing_across_evals_is_an_info_alert_with_the_numbers(tmp_path, trainer_factory):
-    trainer = trainer_factory(grow_mb=40)
+    trainer = trainer_factory(grow_mb=40, workers=2)
     engine, sampler, alerts = follow(tmp_path, trainer, 8)
     leak = [a for a in alerts if a.detector == "host_memory"]
     assert len(leak) == 1
@@ -142,7 +57,7 @@ def test_rss_growing_across_evals_is_an_info_alert_with_the_numbers(tmp_path, tr
 
 
 def test_flat_rss_raises_nothing(tmp_path, trainer_factory):
-    trainer = trainer_factory(grow_mb=0)
+    trainer = trainer_factory(grow_mb=0, workers=2)
     engine, sampler, alerts = follow(tmp_path, trainer, 8)
     assert len(engine.store.runs["exp"].series["proc/rss"]) == 8
     assert alerts == []
@@ -185,23 +100,7 @@ def test_check_follow_json_prints_the_leak_alert(tmp_path, trainer_factory):
     trainer = trainer_factory(grow_mb=40, workers=0)
     samples = tmp_path / "kept.jsonl"
     env = dict(os.environ, WATCHRUN_SAMPLES_FILE=str(samples))
-    check = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "watchrun.cli",
-            "check",
-            "--follow",
-            "--json",
-            "--poll",
-            "0.2",
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    check = check_follow(tmp_path / "runs", stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.time() + 120
         for n in range(8):

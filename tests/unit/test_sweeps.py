@@ -81,6 +81,49 @@ def overfitting(kind, n_logs, evals, noise, vnoise, start, rise, turn):
     return gen
 
 
+def healthy_params(
+    rng: random.Random, noise: float | None = None, vnoise: float | None = None
+) -> tuple:
+    """The arguments of `healthy` for one run, drawn from the shapes training takes (the
+    train and validation noise too, unless given)."""
+    kind = rng.choice(KINDS)
+    n_logs = rng.choice([30, 100, 300, 1000] if kind != "keras" else [10, 20, 50, 100])
+    evals = n_logs if kind == "keras" else min(n_logs, rng.choice([3, 5, 10, 20, 50]))
+    start = rng.choice([0.05, 0.7, 1.1, 2.3, 4.6])
+    return (
+        kind,
+        n_logs,
+        evals,
+        rng.choice([0.005, 0.02, 0.05, 0.1]) if noise is None else noise,
+        rng.choice([0.002, 0.01, 0.03]) if vnoise is None else vnoise,
+        start,
+        start * rng.choice([0.02, 0.1, 0.3, 0.6]),
+        rng.choice([1.5, 3, 6, 12]),
+        rng.random() < 0.6,
+        rng.choice(["none", "linear", "warm"]) if kind == "hf" else "none",
+    )
+
+
+def overfitting_params(
+    rng: random.Random, noise: float | None = None, vnoise: float | None = None
+) -> tuple:
+    """The arguments of `overfitting` for one run: a validation loss that turns up by 20-60%
+    (the noise drawn too, unless given)."""
+    kind = rng.choice(KINDS)
+    n_logs = rng.choice([100, 300, 1000] if kind != "keras" else [20, 30, 50, 100])
+    evals = n_logs if kind == "keras" else min(n_logs, rng.choice([10, 20, 50]))
+    return (
+        kind,
+        n_logs,
+        evals,
+        rng.choice([0.01, 0.05, 0.1]) if noise is None else noise,
+        rng.choice([0.005, 0.02, 0.04]) if vnoise is None else vnoise,
+        rng.choice([0.7, 2.3]),
+        rng.choice([0.2, 0.35, 0.6]),
+        rng.choice([0.3, 0.5]),
+    )
+
+
 def warnings_of(tmp_path, name, gen, kind, seed) -> set[str]:
     write(tmp_path / name, gen, kind, seed)
     e = loaded(tmp_path / name)
@@ -98,22 +141,8 @@ def test_healthy_sweep_raises_no_warning(tmp_path, batch):
     rng = random.Random(100 + batch)
     noisy = {}
     for i in range(25):
-        kind = rng.choice(KINDS)
-        n_logs = rng.choice([30, 100, 300, 1000] if kind != "keras" else [10, 20, 50, 100])
-        evals = n_logs if kind == "keras" else min(n_logs, rng.choice([3, 5, 10, 20, 50]))
-        start = rng.choice([0.05, 0.7, 1.1, 2.3, 4.6])
-        params = (
-            kind,
-            n_logs,
-            evals,
-            rng.choice([0.005, 0.02, 0.05, 0.1]),
-            rng.choice([0.002, 0.01, 0.03]),
-            start,
-            start * rng.choice([0.02, 0.1, 0.3, 0.6]),
-            rng.choice([1.5, 3, 6, 12]),
-            rng.random() < 0.6,
-            rng.choice(["none", "linear", "warm"]) if kind == "hf" else "none",
-        )
+        params = healthy_params(rng)
+        kind = params[0]
         got = warnings_of(tmp_path, f"run{i}", healthy(*params), kind, rng.randrange(1000))
         if got:
             noisy[params] = got
@@ -124,21 +153,9 @@ def test_overfitting_sweep_is_called(tmp_path):
     rng = random.Random(7)
     missed = []
     for i in range(40):
-        kind = rng.choice(KINDS)
-        n_logs = rng.choice([100, 300, 1000] if kind != "keras" else [20, 30, 50, 100])
-        evals = n_logs if kind == "keras" else min(n_logs, rng.choice([10, 20, 50]))
-        params = (
-            kind,
-            n_logs,
-            evals,
-            rng.choice([0.01, 0.05, 0.1]),
-            rng.choice([0.005, 0.02, 0.04]),
-            rng.choice([0.7, 2.3]),
-            rng.choice([0.2, 0.35, 0.6]),
-            rng.choice([0.3, 0.5]),
-        )
+        params = overfitting_params(rng)
         if "overfitting" not in warnings_of(
-            tmp_path, f"run{i}", overfitting(*params), kind, rng.randrange(1000)
+            tmp_path, f"run{i}", overfitting(*params), params[0], rng.randrange(1000)
         ):
             missed.append(params)
     # a 20% rise spread over the last 5 of 10 noisy evals is within reach of the noise: allowed

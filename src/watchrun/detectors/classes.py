@@ -145,7 +145,7 @@ class MinorityClassHidden(_EvalStreak):
         macro = {
             n: at[n] for n, r in roles.items() if r.avg == "macro" and r.kind in ("f1", "recall")
         }
-        worst = min(classes, key=classes.get) if classes else None
+        worst = min(classes, key=classes.__getitem__) if classes else None
         gap_class = hv - classes[worst] if worst else -1.0
         gap_macro = hv - min(macro.values()) if macro else -1.0
         bad = hv >= self.p["headline_min"] and (
@@ -196,7 +196,7 @@ class MinorityClassHidden(_EvalStreak):
             evidence.update(worst_class=cls, worst_value=classes[worst], worst_metric=worst)
             metrics.append(worst)
         if macro:
-            mname = min(macro, key=macro.get)
+            mname = min(macro, key=macro.__getitem__)
             parts.append(f"{mname} {shown(view, mname, macro[mname])}")
             evidence["macro"] = macro[mname]
             metrics.append(mname)
@@ -446,14 +446,13 @@ class PredictionCollapse(_EvalStreak):
             return None, {}, []
         accs = [float(x) for x in acc_sv.values[i - n + 1 : i + 1]]
         losses = [loss_sv.exact(int(s)) for s in acc_sv.steps[i - n + 1 : i + 1]]
-        acc = [(acc[0], accs[-1])]
-        loss = [(loss[0], losses[-1])]
+        acc_name, loss_name = acc[0], loss[0]
         if not any(math.isfinite(x) for x in losses) and len(set(accs)) == 1 and 0 <= accs[0] < 1:
             return (
-                f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} is "
+                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while {loss_name} is "
                 f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
                 {"accuracy": accs[0], "evals": n, "pinned": True},
-                [acc[0][0]],
+                [acc_name],
             )
         first = float(acc_sv.values[0])
         pinned_from_start = (
@@ -468,9 +467,9 @@ class PredictionCollapse(_EvalStreak):
             and max(losses) > min(losses) * 1.01
         ):
             return (
-                f"{acc[0][0]} pinned at {shown(view, acc[0][0], accs[0])} for {n} evals while {loss[0][0]} moves "
+                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while {loss_name} moves "
                 f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
                 {"accuracy": accs[0], "evals": n, "pinned": True},
-                [acc[0][0]],
+                [acc_name],
             )
         return None, {}, []

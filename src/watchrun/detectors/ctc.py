@@ -59,14 +59,14 @@ class BlankCollapse(Detector):
         """Severity from the loss's course, and the words that say why."""
         loss = view.pick("val", "loss") or view.pick("train", "loss")
         trend = improving(loss, step)
-        if trend is not None and trend[0]:
+        if loss is not None and trend is not None and trend[0]:
             return Severity.INFO, (
                 f"still in the all-blank phase: {loss.name} still falling "
                 f"({fmt(trend[1])} -> {fmt(trend[2])})"
             )
         if warming_up(view, step):
             return Severity.INFO, "still in the all-blank phase: the learning rate still warms up"
-        if trend is None:
+        if loss is None or trend is None:
             return Severity.INFO, "too few evals yet to see whether the loss still falls"
         why = f"{loss.name} no longer improving (lowest {fmt(trend[2])} vs {fmt(trend[1])} before)"
         return (Severity.CRITICAL if conclusive else Severity.WARNING), why
@@ -144,7 +144,11 @@ class BlankCollapse(Detector):
                 step,
                 [sv.name] + ([cer_sv.name] if cer_sv is not None else []),
                 f"{sv.name} pinned at {shown(view, sv.name, 1.0)} for {n} evals"
-                + (f", {cer_sv.name} {shown(view, cer_sv.name, cer)}" if math.isfinite(cer) else "")
+                + (
+                    f", {cer_sv.name} {shown(view, cer_sv.name, cer)}"
+                    if cer_sv and math.isfinite(cer)
+                    else ""
+                )
                 + (f", {empties} empty predictions" if empties else "")
                 + f": the model likely emits only blanks; {why}",
                 {"wer": float(sv.values[i]), "cer": cer, "evals": n, "empty_samples": empties},

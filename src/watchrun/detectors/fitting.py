@@ -256,11 +256,10 @@ class Overfitting(Detector):
         raw = (
             range_min(fv, at_best[cands] + 1 - w[at_best[cands]], at_best[cands])
             if len(cands)
-            else []
+            else np.empty(0)
         )
         done = first_new - 1
-        for c, j in enumerate(cands):
-            j = int(j)
+        for c, j in enumerate(cands.tolist()):
             if val.name in self.open:
                 if not len(calm[(calm > done) & (calm < j)]):
                     continue  # still the same episode
@@ -440,18 +439,19 @@ class Overfitting(Detector):
             key, severity = "decoded:" + val.name, Severity.INFO
         elif "decoded:" + val.name in self.open:
             self.clear("decoded:" + val.name)
+        train_loss = view.pick("train", "loss")
         self.fire(
             key,
             severity,
             step,
-            [val.name] + ([view.pick("train", "loss").name] if view.pick("train", "loss") else []),
+            [val.name] + ([train_loss.name] if train_loss else []),
             f"overfitting: {val.name} up {pct(rise)} from its best {fmt(self.best_raw)} "
             f"(step {self.best_step}) {why}{note}",
             evidence | ({"best_checkpoint": ckpt} if ckpt else {}),
             (
                 f"loss and {primary['name']} disagree: choose the checkpoint by {primary['name']}"
                 + (f" ({view.best_checkpoint()})" if view.best_checkpoint() else "")
-                if note
+                if primary and note
                 else f"stop training and {keep}; add early stopping or regularisation "
                 "(weight decay, dropout, augmentation, more data)"
             ),

@@ -163,7 +163,7 @@ class StuckMetric(Detector):
                 "check the labels reach the model (empty targets, a wrong class index), the data "
                 "pipeline and the loss; compare with the first evals, where it scored above this"
             )
-        elif moved is not None:
+        elif train is not None and moved is not None:
             a, b = moved
             if a > 0:
                 evidence |= {"train_loss_from": a, "train_loss_to": b}

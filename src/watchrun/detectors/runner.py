@@ -160,7 +160,7 @@ class DetectorRunner:
     def _view(self, run: Run, state: _RunState, settle_all: bool, advance: bool = True) -> RunView:
         r = state.round
         parts: dict[str, tuple[np.ndarray, np.ndarray, int, int]] = {}
-        frontier = None
+        frontier: int | None = None  # the highest last step of the series (None: no points)
         for name, s in run.series.items():
             if len(s.segments) <= r:
                 continue
@@ -180,7 +180,9 @@ class DetectorRunner:
             if above is not None and _in_percent(run.series[name].values, above):
                 values = values / 100.0
             settled = (
-                len(steps) if settle_all else int(np.searchsorted(steps, frontier, side="left"))
+                len(steps)
+                if settle_all or frontier is None
+                else int(np.searchsorted(steps, frontier, side="left"))
             )
             dropped = run.series[name].dropped  # cursors count every point: see _bound
             cursor = max(state.cursors.get(name, start + dropped) - dropped, start)

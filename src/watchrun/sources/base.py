@@ -48,6 +48,17 @@ def to_float(text: str | bytes | float | int | None) -> float | None:
         return None
 
 
+def numbers(entries: dict[Any, Any], skip: str | None = None) -> dict[str, float]:
+    """The entries of a logged dict that read as numbers (see `to_float`), keyed by their text;
+    the key `skip` is left out."""
+    out: dict[str, float] = {}
+    for k, v in entries.items():
+        number = to_float(v) if k != skip else None
+        if number is not None:
+            out[str(k)] = number
+    return out
+
+
 def to_step(value: object) -> int | None:
     """A step as training libraries write it (7, 7.0, '7', '7.0'); None when it is not one or
     does not fit the int64 the series store (2**63, 1e19, 'nan')."""

@@ -32,7 +32,7 @@ from typing import Any
 
 from watchrun.model import RunStatus
 from watchrun.semantics import role_of
-from watchrun.sources.base import Lines, Source, to_float, to_step
+from watchrun.sources.base import Lines, Source, numbers, to_float, to_step
 from watchrun.sources.probe import is_binary, is_console
 from watchrun.sources.table import find_step_column
 from watchrun.sources.wandbrun import run_folder_member
@@ -330,8 +330,7 @@ class ConsoleSource(Source):
             return
         if not isinstance(obj, dict):
             return
-        values = {str(k): to_float(v) for k, v in obj.items()}
-        values = {k: v for k, v in values.items() if v is not None}
+        values = numbers(obj)
         if not values:
             return
         self.dicts += 1

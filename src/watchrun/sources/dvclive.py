@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from watchrun.lazy import lazy
-from watchrun.sources.base import Lines, Source, flatten, to_float, to_step, to_wall
+from watchrun.sources.base import Lines, Source, flatten, numbers, to_float, to_step, to_wall
 from watchrun.sources.layout import dvclive_root
 from watchrun.tail import FileCursor
 
@@ -79,10 +79,7 @@ class DvcliveSource(Source):
                 return 0
             if isinstance(doc, dict):
                 flat = flatten(doc)
-                values = {k: to_float(v) for k, v in flat.items() if k != "step"}
-                self.store.update(
-                    self.key, summary={k: v for k, v in values.items() if v is not None}
-                )
+                self.store.update(self.key, summary=numbers(flat, skip="step"))
             return 0
         if rel == "params.yaml":
             try:

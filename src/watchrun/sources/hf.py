@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from watchrun.model import RunStatus
-from watchrun.sources.base import Source, to_float, to_step
+from watchrun.sources.base import Source, numbers, to_step
 from watchrun.sources.layout import CHECKPOINT_DIR
 from watchrun.sources.probe import is_number, json_document
 from watchrun.tail import FileCursor
@@ -137,8 +137,7 @@ class HfTrainerSource(Source):
                     path, f"log_history[{i}]", f"step {str(entry.get('step'))[:40]!r} is not a step"
                 )
                 continue
-            numeric = {str(k): to_float(v) for k, v in entry.items() if k != "step"}
-            numeric = {k: v for k, v in numeric.items() if v is not None}
+            numeric = numbers(entry, skip="step")
             if any(m in entry for m in SUMMARY_MARKERS):
                 summary.update(numeric)
                 continue
@@ -154,9 +153,7 @@ class HfTrainerSource(Source):
         return total
 
     def _results(self, doc: dict[str, Any], name: str) -> None:
-        values = {str(k): to_float(v) for k, v in doc.items()}
-        values = {k: v for k, v in values.items() if v is not None}
-        self.store.update(self.key, summary=values)
+        self.store.update(self.key, summary=numbers(doc))
         if name in ("all_results.json", "train_results.json"):
             self.store.update(self.key, explicit_status=RunStatus.FINISHED)
 

@@ -20,4 +20,6 @@ class KerasCsvSource(TableSource):
         if head is None:
             return False
         header = history_table(head)
-        return bool(header) and header[0].strip() == "epoch" and "step" not in header
+        if not header:
+            return False
+        return header[0].strip() == "epoch" and "step" not in header

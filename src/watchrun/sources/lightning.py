@@ -35,7 +35,9 @@ class LightningCsvSource(TableSource):
             return os.path.basename(path) == "metrics.csv"
         header = history_table(head)
         named = os.path.basename(path) == "metrics.csv"
-        return bool(header) and "step" in header and ("epoch" in header or named)
+        if not header:
+            return False
+        return "step" in header and ("epoch" in header or named)
 
     @classmethod
     def place(cls, path: str, dirs: Any) -> tuple[str, dict[str, Any]]:

@@ -168,7 +168,9 @@ class MlflowSqliteSource(SqliteSource):
     @classmethod
     def claims(cls, path: str, head: bytes | None) -> bool:
         return (
-            bool(head) and head[:16] == b"SQLite format 3\x00" and sqlite_kind(path) == cls.format
+            head is not None
+            and head[:16] == b"SQLite format 3\x00"
+            and sqlite_kind(path) == cls.format
         )
 
     def __init__(self, store: Any, key: str) -> None:

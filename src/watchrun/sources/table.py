@@ -142,20 +142,22 @@ class TableSource(Source):
                     continue
                 if st.header is None and self._header(st, part):
                     continue
+                header = st.header
+                assert header is not None  # _header() has set it, or kept the last one
                 try:
                     row = split_row(part, st.delimiter)
                 except csv.Error as exc:
                     self.skip(path, f"line {number}", str(exc), "malformed")
                     continue
-                if len(row) != len(st.header):
+                if len(row) != len(header):
                     self.skip(
                         path,
                         f"line {number}",
-                        f"{len(row)} cells, the header has {len(st.header)}",
+                        f"{len(row)} cells, the header has {len(header)}",
                         "malformed",
                     )
                     continue
-                self._row(st, dict(zip(st.header, row, strict=True)), columns)
+                self._row(st, dict(zip(header, row, strict=True)), columns)
         total = 0
         for name, (steps, values) in columns.items():
             total += self.store.add_points(self.key, self.stream, name, steps, values)

@@ -21,6 +21,7 @@ import math
 import os
 import struct
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -334,7 +335,7 @@ class Decoded:
             if tag not in self.scalars:  # protobuf points only (live tailing): no sort needed
                 continue
             self.add(tag, idx, steps, values, walls)
-        out = {
+        out: dict[str, tuple[Any, Any, Any]] = {
             tag: (s, v, w) for tag, (_, s, v, w) in self.singles.items() if tag not in self.scalars
         }
         for tag, (idx, steps, values, walls) in self.scalars.items():
@@ -350,7 +351,9 @@ class Decoded:
         return out
 
 
-def decode_records(buf: bytes, offsets: list[int], lengths: list[int]) -> Decoded:
+def decode_records(
+    buf: bytes, offsets: Sequence[int] | np.ndarray, lengths: Sequence[int] | np.ndarray
+) -> Decoded:
     out = Decoded()
     if len(offsets) == 0:
         return out
@@ -371,8 +374,8 @@ def decode_records(buf: bytes, offsets: list[int], lengths: list[int]) -> Decode
             continue
         leftovers.append(_decode_fixed(arr, offs, sel, int(length), out))
     rest = np.sort(np.concatenate(leftovers)) if leftovers else np.empty(0, np.int64)
-    for i in rest:
-        _decode_proto(buf, int(offs[i]), int(lens[i]), int(i), out)
+    for i in rest.tolist():
+        _decode_proto(buf, int(offs[i]), int(lens[i]), i, out)
     return out
 
 
@@ -652,6 +655,7 @@ class TensorBoardSource(Source):
             buf = cursor.read(MAX_READ)
             if not buf:
                 break
+            offsets: dict[int, int] | list[int] | np.ndarray  # indexed by a record's index
             if tfscan.available():  # the compiled scanner: same records, one pass
                 offsets, consumed, corrupt, decoded = tfscan.scan_records(buf)
             else:

@@ -178,7 +178,8 @@ def wandb_decoder() -> Callable[[bytes], Decoded] | None:
 
     def decode(payload: bytes) -> Decoded:
         try:
-            rec = pb.Record.FromString(payload)
+            # wandb's _pb2 modules make their classes at import time (no stubs): Record is there
+            rec = pb.Record.FromString(payload)  # type: ignore[attr-defined]
         except DecodeError as exc:
             raise WireError(str(exc)) from exc
         kind = rec.WhichOneof("record_type")
@@ -271,6 +272,7 @@ def fields(buf: bytes) -> list[tuple[int, int, Any]]:
     out: list[tuple[int, int, Any]] = []
     pos = 0
     n = len(buf)
+    value: int | bytes
     while pos < n:
         tag, pos = read_varint(buf, pos)
         number, wire = tag >> 3, tag & 7

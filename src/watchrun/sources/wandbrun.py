@@ -226,7 +226,8 @@ class WandbSource(Source):
         self.rows += 1
         step = to_step(_number(items.get("_step")))
         if step is None:
-            step = body.get("step") if body.get("step") is not None else self.rows - 1
+            logged: int | None = body.get("step")
+            step = logged if logged is not None else self.rows - 1
         wall = _number(items.get("_timestamp"))
         wall = wall if wall is not None and math.isfinite(wall) else 0.0
         self._note_epoch(items, step)
@@ -324,7 +325,8 @@ class WandbSource(Source):
         """wandb-metadata.json (and its copies): the run card's host, pid, command and GPUs."""
         meta: dict[str, Any] = {}
         program = doc.get("program") or doc.get("codePath")
-        args = doc.get("args") if isinstance(doc.get("args"), list) else []
+        raw_args = doc.get("args")
+        args = raw_args if isinstance(raw_args, list) else []
         if program:
             meta["cmdline"] = " ".join([str(program)] + [str(a) for a in args])
         gpus = [
