@@ -100,7 +100,7 @@ class Store:
             origins = run.origins.setdefault(name, [])
             if not origins or origins[-1][1] != stream:
                 origins.append((len(series), stream))
-            series.extend(steps, values, walls)
+            series.extend(steps, values, walls)  # type: ignore[arg-type]  # lists: a few points
             if self.bounded and not self.held:
                 series.bound()
             run.version += 1
