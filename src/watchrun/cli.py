@@ -45,6 +45,16 @@ def _main(argv: list[str] | None = None) -> int:
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "app"
     parser = _parser(command)
     args = parser.parse_args(argv)
+    from watchrun.remote import RemoteError
+
+    try:
+        return _run(command, args)
+    except RemoteError as exc:  # a URL root that cannot be opened (its package missing...)
+        print(f"watchrun: {printable(str(exc))}", file=sys.stderr)
+        return 2
+
+
+def _run(command: str, args: argparse.Namespace) -> int:
     paths = args.paths or (["."] if command != "demo" else [])
     unreadable = [msg for msg in (_path_problem(p) for p in paths) if msg]
     if unreadable:
@@ -183,7 +193,14 @@ def _engine(
 
 
 def _path_problem(path: str) -> str | None:
-    """Why a PATH given on the command line cannot be watched, or None."""
+    """Why a PATH given on the command line cannot be watched, or None (a URL of a remote root
+    is looked at by its mirror: trouble there is said while watching, not fatal)."""
+    from watchrun.remote import scheme_of
+
+    if scheme_of(path) is not None:
+        return None
+    if "://" in path and not os.path.exists(path):
+        return f"no backend reads {path.partition('://')[0]}:// URLs ({path})"
     try:
         os.stat(path)
     except PermissionError:
@@ -215,9 +232,11 @@ def report_unreadable(engine: Any) -> int:
 def cmd_ls(paths: list[str], config: Any, as_json: bool, follow_symlinks: bool = False) -> int:
     engine = _engine(paths, config, follow_symlinks=follow_symlinks)
     engine.load()
+    engine.close()
     keys = engine.visible_keys()
     rows = [ls_row(engine, key) for key in keys]
     status = report_unreadable(engine)
+    _print_failures(engine.mirror_problems())
     if as_json:  # with each run's GPUs and process tree (the table shows neither: not looked at)
         from watchrun.gpu import look_once
 
@@ -262,6 +281,7 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
         "status": run.status.value,
         "pid": run.pid,
         "host": run.host,
+        "remote": run.remote,
         "warnings": list(run.warnings),
         "files": dict(sorted(run.file_formats.items())),  # path -> format: what makes up the run
         "joined": list(run.joined),  # why files found apart are one run (merge.py)
@@ -314,6 +334,8 @@ def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
     engine.detectors.watch_roots = engine.roots
     if not args.follow:
         engine.check()
+        engine.close()
+        _print_failures(engine.mirror_problems())
         _print_failures(engine.detectors.take_failures())
         if report_unreadable(engine):
             return 2
@@ -340,6 +362,7 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
     if stop.is_set():
         return 0
     report_unreadable(engine)  # following: runs may still come, so no early exit
+    _print_failures(engine.mirror_problems())
     first = engine.detect(final=False)
     first += engine.detect(final=True)
     _print_failures(engine.detectors.take_failures())

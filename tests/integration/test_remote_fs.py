@@ -1,0 +1,439 @@
+"""Remote roots through fsspec against real servers on 127.0.0.1: moto's S3 server (s3fs on
+watchrun's side) and asyncssh's SFTP server (sshfs). The logs are written by the real writers
+(tensorboard's SummaryWriter, a CSV as CSVLogger writes it, trainer_state.json as HF Trainer
+rewrites it) into a local folder and uploaded as the libraries do (whole objects again and
+again, multipart included); the mirrored runs must equal a local read of the same files, and
+the requests counted by the server must stay incremental."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
+boto3 = pytest.importorskip("boto3")
+
+from tests.integration.s3server import CountingS3  # noqa: E402
+
+from watchrun.control import STOP_FILE, find_process, request_stop, writer_alive  # noqa: E402
+from watchrun.engine import Engine  # noqa: E402
+from watchrun.remote import MARKER  # noqa: E402
+from watchrun.remote.fsmirror import WINDOW, FsMirror  # noqa: E402
+
+BUCKET = "logs"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = CountingS3()
+    server.start()
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV, AWS_ENDPOINT_URL=server.endpoint)
+    client = boto3.client("s3", endpoint_url=server.endpoint)
+    client.create_bucket(Bucket=BUCKET)
+    client.create_bucket(Bucket="empty")
+    yield server, client
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL": "",
+}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# -- the writers -----------------------------------------------------------------------------
+class Training:
+    """One run written locally by the real writers: TensorBoard events, a CSV history and an
+    HF-style trainer_state.json (rewritten whole at every log, as the Trainer does)."""
+
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder = folder
+        folder.mkdir(parents=True)
+        self.tb = SummaryWriter(str(folder / "tb"))
+        self.csv = folder / "metrics.csv"
+        self.csv.write_text("epoch,loss,val_loss\n")
+        self.state: dict[str, Any] = {"global_step": 0, "log_history": []}
+        self.step = 0
+
+    def log(self) -> None:
+        self.step += 1
+        loss = 1.0 / self.step
+        self.tb.add_scalar("train/grad_norm", 2.0 + self.step, self.step)
+        self.tb.flush()
+        with self.csv.open("a") as fh:
+            fh.write(f"{self.step},{loss:.6f},{loss * 1.1:.6f}\n")
+        self.state["global_step"] = self.step
+        self.state["log_history"].append({"loss": loss, "step": self.step, "epoch": self.step})
+        (self.folder / "trainer_state.json").write_text(json.dumps(self.state, indent=2))
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.rglob("*") if p.is_file())
+
+
+def upload(client: Any, local: Path, top: Path, prefix: str, multipart: bool = False) -> str:
+    """Put the whole file again, as object stores' writers do (no append in S3)."""
+    key = f"{prefix}/{local.relative_to(top).as_posix()}"
+    data = local.read_bytes()
+    if not multipart:
+        client.put_object(Bucket=BUCKET, Key=key, Body=data)
+        return key
+    upload_id = client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    part = client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=1, Body=data)
+    client.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    return key
+
+
+def upload_all(client: Any, training: Training, top: Path, prefix: str) -> dict[str, int]:
+    """Every file of the run; TensorBoard's events as a multipart upload. key -> size."""
+    sizes = {}
+    for f in training.files():
+        key = upload(client, f, top, prefix, multipart="tfevents" in f.name)
+        sizes[key] = f.stat().st_size
+    return sizes
+
+
+def points(engine: Engine, strip: str = "") -> dict[str, dict[str, list[tuple[int, float]]]]:
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for key, run in engine.store.runs.items():
+        name = key.removeprefix(strip)
+        out[name] = {
+            metric: list(zip(s.steps.tolist(), s.values.tolist(), strict=True))
+            for metric, s in run.series.items()
+            if not metric.startswith(("proc/", "gpu/"))
+        }
+    return {k: v for k, v in out.items() if v}
+
+
+def follow(engine: Engine) -> None:
+    """One round: the mirror polls its backend, then the engine reads what changed locally."""
+    for mirror in engine.mirrors.values():
+        mirror.poll_safely()
+    engine.scan()
+    engine.poll()
+
+
+def remote_engine(*roots: str) -> tuple[Engine, FsMirror]:
+    engine = Engine(list(roots), use_watchdog=False)
+    mirror = next(iter(engine.mirrors.values()))
+    mirror.poll_seconds = 3600  # the test drives the polls: no background poll in between
+    assert isinstance(mirror, FsMirror)
+    return engine, mirror
+
+
+# -- S3 --------------------------------------------------------------------------------------
+def test_s3_live_run_equals_local_read_with_incremental_requests(s3, tmp_path, cache):
+    server, client = s3
+    top = tmp_path / "written"
+    done = Training(top / "done")  # a finished run, there before watchrun starts
+    for _ in range(5):
+        done.log()
+    first_sizes = upload_all(client, done, top, "live")
+
+    mark = len(server.hits)
+    engine, mirror = remote_engine(f"s3://{BUCKET}/live")
+    engine.load()
+    first = server.reads_since(mark)
+    object_bytes = sum(h.nbytes for h in first if h.is_object_read)
+    assert sum(1 for h in first if h.is_listing) == 1
+    assert object_bytes == sum(first_sizes.values())  # the first load reads each byte once
+
+    live = Training(top / "live")
+    sizes: dict[str, int] = {}
+    for round_ in range(6):
+        live.log()
+        new_sizes = upload_all(client, live, top, "live")
+        mark = len(server.hits)
+        follow(engine)
+        hits = server.reads_since(mark)
+        assert sum(1 for h in hits if h.is_listing) == 1
+        for key, size in new_sizes.items():
+            reads = [h for h in hits if h.is_object_read and h.path == f"/{BUCKET}/{key}"]
+            old = sizes.get(key)
+            if old is None or key.endswith("trainer_state.json"):
+                continue  # new: sniffed and read once; trainer_state.json: rewritten whole
+            # grown (put again whole, or multipart): one ranged GET of the new bytes and the
+            # overlap that proves they follow what was read
+            assert len(reads) == 1, (round_, key, reads)
+            assert reads[0].nbytes == size - old + min(old, WINDOW)
+        sizes = new_sizes
+
+    mark = len(server.hits)
+    follow(engine)  # nothing changed: one listing, nothing else
+    assert [h.is_listing for h in server.reads_since(mark)] == [True]
+
+    local = Engine([str(top)], use_watchdog=False)
+    local.load()
+    mirrored = points(engine, strip=f"s3:{BUCKET}/live/")
+    assert mirrored == points(local)
+    assert mirrored["live"]["grad_norm"] == [(i, 2.0 + i) for i in range(1, 7)]
+    assert [s for s, _ in mirrored["live"]["loss"]] == list(range(1, 7))
+    assert all(run.remote == f"s3://{BUCKET}/live" for run in engine.store.runs.values())
+    engine.close()
+
+
+def test_s3_object_replaced_by_other_content_is_read_again(s3, tmp_path, cache):
+    _, client = s3
+    client.put_object(Bucket=BUCKET, Key="replaced/run/history.csv", Body=b"step,loss\n1,0.9\n")
+    engine, mirror = remote_engine(f"s3://{BUCKET}/replaced")
+    engine.load()
+    # the object is replaced: same length and then more, but other bytes (another run's file)
+    client.put_object(
+        Bucket=BUCKET, Key="replaced/run/history.csv", Body=b"step,loss\n1,0.5\n2,0.4\n"
+    )
+    follow(engine)
+    copy = Path(mirror.local("run/history.csv")).read_bytes()
+    assert copy == b"step,loss\n1,0.5\n2,0.4\n"
+    # and shrunk
+    client.put_object(Bucket=BUCKET, Key="replaced/run/history.csv", Body=b"step,loss\n1,0.7\n")
+    follow(engine)
+    assert Path(mirror.local("run/history.csv")).read_bytes() == b"step,loss\n1,0.7\n"
+    engine.close()
+
+
+def test_s3_deleted_object_and_hostile_names(s3, tmp_path, cache):
+    _, client = s3
+    client.put_object(Bucket=BUCKET, Key="hostile/a/metrics.csv", Body=b"step,loss\n1,0.5\n")
+    client.put_object(Bucket=BUCKET, Key="hostile/../../escape.csv", Body=b"step,loss\n1,0.5\n")
+    engine, mirror = remote_engine(f"s3://{BUCKET}/hostile")
+    engine.load()
+    assert any(".." in o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert list(tmp_path.rglob("escape.csv")) == []  # never written outside the mirror
+    assert list(points(engine)) == [f"s3:{BUCKET}/hostile/a"]
+    client.delete_object(Bucket=BUCKET, Key="hostile/a/metrics.csv")
+    follow(engine)
+    engine.update_statuses()
+    assert not os.path.exists(mirror.local("a/metrics.csv"))
+    assert engine.store.runs[f"s3:{BUCKET}/hostile/a"].status.value == "gone"
+    engine.close()
+
+
+def test_s3_server_away_then_back_nothing_lost_local_root_unaffected(s3, tmp_path, cache):
+    server, client = s3
+    local_root = tmp_path / "here"
+    (local_root / "run").mkdir(parents=True)
+    (local_root / "run" / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    key = "away/run/metrics.csv"
+    rows = "step,loss\n" + "".join(f"{i},{1 / i:.4f}\n" for i in range(1, 4))
+    client.put_object(Bucket=BUCKET, Key=key, Body=rows.encode())
+    engine, mirror = remote_engine(str(local_root), f"s3://{BUCKET}/away")
+    engine.load()
+    server.stop()
+    try:
+        follow(engine)
+        assert "connection refused" in (mirror.problem() or "")
+        assert any("connection refused" in p for p in engine.mirror_problems())
+        assert "connection refused" in (engine.publish().notice or "")
+        # the local root goes on
+        with (local_root / "run" / "metrics.csv").open("a") as fh:
+            fh.write("2,0.4\n")
+        engine.poll()
+        assert points(engine)["here/run"]["loss"] == [(1, 0.5), (2, 0.4)]
+    finally:
+        server.start()
+    rows += "".join(f"{i},{1 / i:.4f}\n" for i in range(4, 7))
+    client.put_object(Bucket=BUCKET, Key=key, Body=rows.encode())
+    follow(engine)
+    assert mirror.problem() is None
+    remote = points(engine)[f"s3:{BUCKET}/away/run"]["loss"]
+    assert remote == [(i, pytest.approx(round(1 / i, 4))) for i in range(1, 7)]
+    engine.close()
+
+
+def test_s3_wrong_credentials_and_empty_bucket_are_said(s3, tmp_path, cache):
+    server, client = s3
+    empty = Engine(["s3://empty/prefix"], use_watchdog=False)
+    empty.load()
+    assert empty.mirror_problems() == ["s3://empty/prefix: no files there (yet)"]
+    empty.close()
+    missing = Engine(["s3://no-such-bucket/x"], use_watchdog=False)
+    missing.load()
+    assert "no such bucket" in missing.mirror_problems()[0]
+    missing.close()
+    server.require_credentials(True)
+    try:
+        engine = Engine(["s3://logs/live"], use_watchdog=False)
+        engine.load()
+        assert "access denied: check the credentials" in engine.mirror_problems()[0]
+        engine.close()
+    finally:
+        server.require_credentials(False)
+
+
+def test_s3_stop_writes_the_request_file_remotely_and_signals_nothing(s3, tmp_path, cache):
+    _, client = s3
+    top = tmp_path / "w"
+    training = Training(top / "run")
+    training.log()
+    upload_all(client, training, top, "stop")
+    engine, mirror = remote_engine(f"s3://{BUCKET}/stop")
+    engine.load()
+    run = engine.store.runs[f"s3:{BUCKET}/stop/run"]
+    # the TensorBoard file name names this host and this (live) process: still not signalled
+    assert writer_alive(run) is None
+    target = find_process(run)
+    assert target.process is None and target.to_signal is None
+    assert f"s3://{BUCKET}/stop" in target.reason
+    said = request_stop(run, "test")
+    assert f"s3://{BUCKET}/stop/run/{STOP_FILE}" in said and "no process" in said
+    body = client.get_object(Bucket=BUCKET, Key=f"stop/run/{STOP_FILE}")["Body"].read()
+    assert json.loads(body)["by"] == "watchrun"
+    assert not os.path.exists(os.path.join(run.root, STOP_FILE))  # not into the mirror
+    marker = json.loads((Path(mirror.local_root) / MARKER).read_text())
+    assert marker == {"url": f"s3://{BUCKET}/stop", "label": f"s3:{BUCKET}/stop", "kind": "s3"}
+    engine.close()
+
+
+def test_s3_cli_ls_mixes_urls_and_local_paths(s3, tmp_path, cache, capsys):
+    from watchrun.cli import main
+
+    local = tmp_path / "mine" / "run"
+    local.mkdir(parents=True)
+    (local / "metrics.csv").write_text("step,loss\n1,0.5\n2,0.4\n")
+    assert (
+        main(["ls", "--json", str(tmp_path / "mine"), f"s3://{BUCKET}/live", "s3://empty/p"]) == 0
+    )
+    out, err = capsys.readouterr()
+    rows = {json.loads(line)["run"]: json.loads(line) for line in out.splitlines()}
+    assert "mine/run" in rows and f"s3:{BUCKET}/live/done" in rows
+    assert rows[f"s3:{BUCKET}/live/done"]["remote"] == f"s3://{BUCKET}/live"
+    assert "s3://empty/p: no files there (yet)" in err
+
+
+# -- SSH -------------------------------------------------------------------------------------
+class SftpServer:
+    """asyncssh's SFTP server on 127.0.0.1, in a thread of its own, with a throwaway key."""
+
+    def __init__(self, tmp: Path) -> None:
+        import asyncssh
+
+        self.asyncssh = asyncssh
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        self.client_key = tmp / "id_test"
+        self.client_key.write_bytes(key.export_private_key())
+        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.authorized = asyncssh.import_authorized_keys(key.export_public_key().decode())
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _listen(self) -> Any:
+        return await self.asyncssh.listen(
+            "127.0.0.1",
+            0,
+            server_host_keys=[self.host_key],
+            authorized_client_keys=self.authorized,
+            sftp_factory=True,
+            allow_scp=False,
+        )
+
+    def options(self) -> dict[str, Any]:
+        return {"client_keys": [str(self.client_key)], "known_hosts": None}
+
+    def close(self) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def sftp(tmp_path):
+    pytest.importorskip("sshfs")
+    server = SftpServer(tmp_path)
+    yield server
+    server.close()
+
+
+def test_ssh_live_run_rotation_and_deleted_run(sftp, tmp_path, cache, monkeypatch):
+    from fsspec.config import conf
+
+    monkeypatch.setitem(conf, "ssh", sftp.options())  # as FSSPEC_SSH='{...}' would set it
+    logs = tmp_path / "node"
+    (logs / "a").mkdir(parents=True)
+    (logs / "b").mkdir(parents=True)
+    log_a = logs / "a" / "train.log"
+
+    def say(fh: Any, step: int) -> None:
+        fh.write(f"epoch {step} step {step} loss={1 / step:.4f} acc={step / 100:.2f}\n")
+
+    with log_a.open("w") as fh:
+        for i in range(1, 4):
+            say(fh, i)
+    (logs / "b" / "metrics.csv").write_text("step,loss\n1,0.5\n2,0.4\n")
+    engine, mirror = remote_engine(f"ssh://tester@127.0.0.1:{sftp.port}{logs}")
+    engine.load()
+    local = Engine([str(logs)], use_watchdog=False)  # watchrun on that host, for comparison
+    local.load()
+    assert mirror.problem() is None, mirror.problem()
+    assert mirror.label == "127.0.0.1"
+
+    def both() -> None:
+        follow(engine)
+        follow(local)
+
+    # live: appended lines arrive as appended bytes, one read
+    reads = mirror.counters.reads
+    with log_a.open("a") as fh:
+        for i in range(4, 6):
+            say(fh, i)
+    both()
+    assert mirror.counters.reads == reads + 1
+    # rotation: train.log -> train.log.1, a new train.log goes on
+    os.rename(log_a, logs / "a" / "train.log.1")
+    with log_a.open("w") as fh:
+        for i in range(6, 9):
+            say(fh, i)
+    both()
+    # a deleted run
+    (logs / "b" / "metrics.csv").unlink()
+    (logs / "b").rmdir()
+    both()
+    engine.update_statuses()
+    local.update_statuses()
+    mirrored = points(engine, strip="127.0.0.1/")
+    assert mirrored == points(local)
+    steps = [s for s, _ in mirrored["a/train.log"]["loss"]]
+    assert steps == list(range(1, 9))  # none lost or doubled
+    assert engine.store.runs["127.0.0.1/b"].status.value == "gone"
+    engine.close()
+
+
+def test_ssh_no_server_is_said(tmp_path, cache):
+    pytest.importorskip("sshfs")
+    from tests.integration.s3server import free_port
+
+    mirror = FsMirror(f"ssh://t@127.0.0.1:{free_port()}/logs", str(cache / "m2"))
+    mirror.poll_seconds = 3600
+    mirror.start()
+    assert "connection refused" in (mirror.problem() or "")
+    assert os.listdir(mirror.local_root) == [MARKER]
+    mirror.close()
