@@ -25,7 +25,7 @@ from tests.integration.s3server import CountingS3  # noqa: E402
 from watchrun.control import STOP_FILE, find_process, request_stop, writer_alive  # noqa: E402
 from watchrun.engine import Engine  # noqa: E402
 from watchrun.remote import MARKER  # noqa: E402
-from watchrun.remote.fsmirror import WINDOW, FsMirror  # noqa: E402
+from watchrun.remote.fsmirror import FAST_POLL, SLOW_POLL, WINDOW, FsMirror  # noqa: E402
 
 BUCKET = "logs"
 
@@ -248,6 +248,8 @@ def test_s3_server_away_then_back_nothing_lost_local_root_unaffected(s3, tmp_pat
     server.stop()
     try:
         follow(engine)
+        follow(engine)
+        assert mirror.interval > FAST_POLL  # retried with backoff
         assert "connection refused" in (mirror.problem() or "")
         assert any("connection refused" in p for p in engine.mirror_problems())
         assert "connection refused" in (engine.publish().notice or "")
@@ -285,6 +287,34 @@ def test_s3_wrong_credentials_and_empty_bucket_are_said(s3, tmp_path, cache):
         engine.close()
     finally:
         server.require_credentials(False)
+
+
+def test_s3_poll_interval_adapts_and_a_restart_reads_only_what_changed(s3, tmp_path, cache):
+    server, client = s3
+    key = "adapt/run/metrics.csv"
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"step,loss\n1,0.5\n")
+    mirror = FsMirror(f"s3://{BUCKET}/adapt", str(cache / "adapt"))
+    mirror.poll_seconds = 3600
+    mirror.start()
+    assert mirror.interval == FAST_POLL  # the first load brought files
+    quiet = []
+    for _ in range(12):
+        mirror.poll_safely()
+        quiet.append(mirror.interval)
+    assert quiet == sorted(quiet) and quiet[0] > FAST_POLL and quiet[-1] == SLOW_POLL
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"step,loss\n1,0.5\n2,0.4\n")
+    mirror.poll_safely()
+    assert mirror.interval == FAST_POLL  # a file grew: fast again
+    mirror.close()
+    # watchrun started again over the same cache: the copies are kept, nothing is read again
+    mark = len(server.hits)
+    again = FsMirror(f"s3://{BUCKET}/adapt", str(cache / "adapt"))
+    again.poll_seconds = 3600
+    again.start()
+    assert [h.is_listing for h in server.reads_since(mark)] == [True]
+    copy = Path(again.local("run/metrics.csv")).read_bytes()
+    assert copy == b"step,loss\n1,0.5\n2,0.4\n"
+    again.close()
 
 
 def test_s3_stop_writes_the_request_file_remotely_and_signals_nothing(s3, tmp_path, cache):
