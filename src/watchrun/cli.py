@@ -362,7 +362,6 @@ def _follow(engine: Any, args: argparse.Namespace) -> int:
     if stop.is_set():
         return 0
     report_unreadable(engine)  # following: runs may still come, so no early exit
-    _print_failures(engine.mirror_problems())
     first = engine.detect(final=False)
     first += engine.detect(final=True)
     _print_failures(engine.detectors.take_failures())

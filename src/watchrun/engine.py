@@ -590,7 +590,7 @@ class Engine:
 
         self.start_watching()
         self.sampler = start_sampler(self)
-        said: list[str] = self.mirror_problems()  # what load() already showed
+        said: list[str] = []  # the remote roots' trouble, said once each as it comes
         try:
             while not stop.is_set():
                 self._apply_stop_outcomes()

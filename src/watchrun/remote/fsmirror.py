@@ -72,6 +72,9 @@ class Entry:
     mirrored: int = -1  # bytes in the local copy; -1: not mirrored (no source reads it)
 
 
+_UNREAD = Entry(0, "")  # what a file never seen counts as: not mirrored
+
+
 @dataclass
 class Counters:
     """What the backend was asked for since the mirror was made (benchmarks, tests)."""
@@ -169,23 +172,32 @@ class FsMirror:
         return changed
 
     def poll_once(self) -> bool:
-        """List the root once; bring each new or changed file's new bytes into the mirror."""
+        """List the root once; bring each new or changed file's new bytes into the mirror. The
+        reads of one poll go out together (fsspec's cat_ranges: concurrent where the backend is
+        async), one ranged read per file and step."""
         self.polls += 1
         listing = self._list()
         self._problem = None if listing else f"{self.url}: no files there (yet)"
-        changed = False
-        for rel, (size, tag, mtime) in listing.items():
-            entry = self.entries.get(rel)
-            if entry is not None and entry.size == size and entry.tag == tag:
-                continue
-            self._sync(rel, size, tag, mtime, entry)
-            changed = True
-        for rel in [r for r in self.entries if r not in listing]:
+        moved = {
+            rel: info
+            for rel, info in listing.items()
+            if (e := self.entries.get(rel)) is None or (e.size, e.tag) != info[:2]
+        }
+        grown = {r: i for r, i in moved.items() if self.entries.get(r, _UNREAD).mirrored >= 0}
+        self._continue(grown)
+        self._first_looks({r: i for r, i in moved.items() if r not in grown})
+        for rel, (size, tag, mtime) in moved.items():
+            mirrored = self.sizes.get(rel, -1)
+            self.entries[rel] = Entry(size, tag, mirrored)
+            if mirrored >= 0:
+                with contextlib.suppress(OSError):
+                    os.utime(self.local(rel), (mtime, mtime))
+        gone = [r for r in self.entries if r not in listing]
+        for rel in gone:
             self._forget(rel)
-            changed = True
-        if changed:
+        if moved or gone:
             self._save_state()
-        return changed
+        return bool(moved or gone)
 
     def _list(self) -> dict[str, tuple[int, str, float]]:
         """rel path -> (size, identity tag, mtime) of every file under the root: one listing."""
@@ -211,60 +223,76 @@ class FsMirror:
             out[rel] = (int(info.get("size") or 0), _tag(info, mtime), mtime)
         return out
 
-    def _sync(self, rel: str, size: int, tag: str, mtime: float, entry: Entry | None) -> None:
-        if entry is not None and entry.mirrored >= 0:
-            if not (size >= entry.mirrored and self._append(rel, size, entry.mirrored)):
-                self._write_whole(rel, self._read(rel, 0, size))
-        else:
-            self._first_look(rel, size)
-        mirrored = self.sizes.get(rel, -1)
-        self.entries[rel] = Entry(size, tag, mirrored)
-        if mirrored >= 0:
-            with contextlib.suppress(OSError):
-                os.utime(self.local(rel), (mtime, mtime))
+    def _continue(self, files: dict[str, tuple[int, str, float]]) -> None:
+        """Files mirrored before whose identity moved: one ranged read each from WINDOW before
+        our end. Where that overlap equals our copy, the file grew by what follows and only
+        that is appended; else (rewritten, replaced, shrunk) it is read again whole."""
+        have = {rel: self.sizes.get(rel, 0) for rel in files}
+        ranges = [
+            (rel, max(0, have[rel] - WINDOW), size)
+            for rel, (size, _, _) in files.items()
+            if size >= have[rel]
+        ]
+        whole = [rel for rel, (size, _, _) in files.items() if size < have[rel]]
+        for (rel, start, _), data in zip(ranges, self._read_many(ranges), strict=True):
+            if data is not None and not self._append(rel, start, data, have[rel]):
+                whole.append(rel)
+        ranges = [(rel, 0, files[rel][0]) for rel in whole]
+        for (rel, _, _), data in zip(ranges, self._read_many(ranges), strict=True):
+            if data is not None:
+                self._write_whole(rel, data)
 
-    def _first_look(self, rel: str, size: int) -> None:
-        """Sniff the head as discovery would; mirror the file when a source reads it."""
-        path = self.local(rel)
-        if rel.lower().endswith(SKIP_SUFFIXES) and not rel.endswith(".ckpt"):
-            return
-        if size == 0:
-            cls = claim(path, None)
+    def _first_looks(self, files: dict[str, tuple[int, str, float]]) -> None:
+        """Files not mirrored: sniff each head as discovery would (the head, and the tail of a
+        long text file), and mirror those a source reads, reading each byte once."""
+        files = {
+            rel: info
+            for rel, info in files.items()
+            if not rel.lower().endswith(SKIP_SUFFIXES) or rel.endswith(".ckpt")
+        }
+        for rel in [r for r, (size, _, _) in files.items() if size == 0]:
+            cls = claim(self.local(rel), None)  # an empty file: its name is all there is
             if cls is not None and cls.reads:
                 self._write_whole(rel, b"")
-            return
-        head = self._read(rel, 0, min(size, HEAD_BYTES))
-        tail = b""
-        if size > HEAD_BYTES + TAIL_BYTES // 2 and not is_binary(head):
-            tail = self._read(rel, max(HEAD_BYTES, size - TAIL_BYTES), size)
-        cls = claim(path, Head.of(head, size, tail))
-        if cls is None or not cls.reads:
-            return
-        if cls.format in NAME_ONLY:
-            self._write_whole(rel, b"")
-            return
-        middle_end = size - len(tail)
-        middle = self._read(rel, len(head), middle_end) if middle_end > len(head) else b""
-        self._write_whole(rel, head + middle + tail)
+        sizes = {rel: size for rel, (size, _, _) in files.items() if size > 0}
+        ranges = [(rel, 0, min(size, HEAD_BYTES)) for rel, size in sizes.items()]
+        heads = {r[0]: d for r, d in zip(ranges, self._read_many(ranges), strict=True) if d}
+        ranges = [
+            (rel, max(HEAD_BYTES, sizes[rel] - TAIL_BYTES), sizes[rel])
+            for rel, head in heads.items()
+            if sizes[rel] > HEAD_BYTES + TAIL_BYTES // 2 and not is_binary(head)
+        ]
+        tails = {r[0]: d for r, d in zip(ranges, self._read_many(ranges), strict=True) if d}
+        wanted = []
+        for rel, head in heads.items():
+            tail = tails.get(rel, b"")
+            cls = claim(self.local(rel), Head.of(head, sizes[rel], tail))
+            if cls is None or not cls.reads:
+                continue
+            if cls.format in NAME_ONLY:
+                self._write_whole(rel, b"")
+            elif len(head) + len(tail) >= sizes[rel]:
+                self._write_whole(rel, head + tail)
+            else:
+                wanted.append((rel, len(head), sizes[rel] - len(tail)))
+        for (rel, _, _), middle in zip(wanted, self._read_many(wanted), strict=True):
+            if middle is not None:
+                self._write_whole(rel, heads[rel] + middle + tails.get(rel, b""))
 
-    def _append(self, rel: str, size: int, have: int) -> bool:
-        """One ranged read from WINDOW before our end: when the overlap equals our copy, the
-        file grew by what follows and only that is appended. False: it is another file now."""
-        start = max(0, have - WINDOW)
-        data = self._read(rel, start, size)
-        if len(data) != size - start:
-            return False
+    def _append(self, rel: str, start: int, data: bytes, have: int) -> bool:
+        """Append what `data` (the remote bytes from `start`) holds past our copy's `have`
+        bytes, if its first bytes equal our copy's from `start`; False: another file now."""
         try:
             with open(self.local(rel), "rb") as fh:
                 fh.seek(start)
                 if fh.read(have - start) != data[: have - start]:
                     return False
-            if size > have:
+            if len(data) > have - start:
                 with open(self.local(rel), "ab") as fh:
                     fh.write(data[have - start :])
         except OSError:  # the local copy went away (a cleaned cache): read it whole again
             return False
-        self.sizes[rel] = size
+        self.sizes[rel] = start + len(data)
         return True
 
     def _write_whole(self, rel: str, data: bytes) -> None:
@@ -284,13 +312,27 @@ class FsMirror:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.local(rel))
 
-    def _read(self, rel: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of a remote file: one ranged read."""
-        path = f"{self.root_path.rstrip('/')}/{rel}"
-        data = self._filesystem().cat_file(path, start=start, end=end)
-        self.counters.reads += 1
-        self.counters.bytes += len(data)
-        return bytes(data)
+    def _read_many(self, ranges: list[tuple[str, int, int]]) -> list[bytes | None]:
+        """Bytes [start, end) of each (rel, start, end): one ranged read each, sent together.
+        None for a file gone since the listing (the next listing drops it); any other failure
+        fails the poll (retried: what was read so far stays)."""
+        if not ranges:
+            return []
+        paths = [f"{self.root_path.rstrip('/')}/{rel}" for rel, _, _ in ranges]
+        starts = [start for _, start, _ in ranges]
+        ends = [end for _, _, end in ranges]
+        got = self._filesystem().cat_ranges(paths, starts, ends, on_error="return")
+        out: list[bytes | None] = []
+        for data in got:
+            if isinstance(data, FileNotFoundError):
+                out.append(None)
+                continue
+            if isinstance(data, BaseException):
+                raise data
+            self.counters.reads += 1
+            self.counters.bytes += len(data)
+            out.append(bytes(data))
+        return out
 
     def local(self, rel: str) -> str:
         return os.path.join(self.local_root, *rel.split("/"))
