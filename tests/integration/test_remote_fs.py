@@ -344,16 +344,18 @@ def test_s3_stop_writes_the_request_file_remotely_and_signals_nothing(s3, tmp_pa
 def test_s3_cli_ls_mixes_urls_and_local_paths(s3, tmp_path, cache, capsys):
     from watchrun.cli import main
 
+    _, client = s3
     local = tmp_path / "mine" / "run"
     local.mkdir(parents=True)
     (local / "metrics.csv").write_text("step,loss\n1,0.5\n2,0.4\n")
-    assert (
-        main(["ls", "--json", str(tmp_path / "mine"), f"s3://{BUCKET}/live", "s3://empty/p"]) == 0
-    )
+    client.put_object(Bucket=BUCKET, Key="cli/version_0/metrics.csv", Body=b"step,loss\n1,0.5\n")
+    paths = [str(tmp_path / "mine"), f"s3://{BUCKET}/cli", "s3://empty/p"]
+    assert main(["ls", "--json", *paths]) == 0
     out, err = capsys.readouterr()
     rows = {json.loads(line)["run"]: json.loads(line) for line in out.splitlines()}
-    assert "mine/run" in rows and f"s3:{BUCKET}/live/done" in rows
-    assert rows[f"s3:{BUCKET}/live/done"]["remote"] == f"s3://{BUCKET}/live"
+    assert set(rows) == {"mine/run", f"s3:{BUCKET}/cli/version_0"}
+    assert rows[f"s3:{BUCKET}/cli/version_0"]["remote"] == f"s3://{BUCKET}/cli"
+    assert rows["mine/run"]["remote"] is None
     assert "s3://empty/p: no files there (yet)" in err
 
 
@@ -467,3 +469,50 @@ def test_ssh_no_server_is_said(tmp_path, cache):
     assert "connection refused" in (mirror.problem() or "")
     assert os.listdir(mirror.local_root) == [MARKER]
     mirror.close()
+
+
+# -- the command line ------------------------------------------------------------------------
+def test_cli_says_which_extra_a_scheme_needs(tmp_path, capsys):
+    from watchrun.cli import main
+
+    try:
+        import gcsfs  # noqa: F401
+
+        pytest.skip("gcsfs is installed here: nothing is missing")
+    except ImportError:
+        pass
+    assert main(["ls", "gs://bucket/logs"]) == 2
+    assert "pip install 'watchrun[gcs]'" in capsys.readouterr().err
+
+
+def test_check_follow_says_a_server_away_and_keeps_watching(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.s3server import free_port
+
+    local = tmp_path / "here" / "run"
+    local.mkdir(parents=True)
+    (local / "metrics.csv").write_text("step,loss\n1,0.5\n2,0.4\n")
+    env = {**os.environ, **ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watchrun", "check", "--follow", str(local.parent), "s3://b/p"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        seen = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if "s3://b/p: connection refused" in line:
+                break
+        assert any("connection refused" in line for line in seen), seen
+        assert proc.poll() is None  # still watching the local root
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
