@@ -47,7 +47,7 @@ def test_local_paths_are_no_urls() -> None:
 @pytest.mark.parametrize(
     "rel",
     ["../escape.csv", "a/../../b.csv", "/etc/passwd", "a//b.csv", "a/./b", "x\x00y", ".git/x.csv",
-     "a\\..\\b", "run/.watchrun-stop", "run/.metrics.csv.watchrun-tmp", ""],
+     "a\\..\\b", "run/.watchrun-stop", ""],
 )  # fmt: skip
 def test_names_that_would_leave_the_mirror_or_clash_are_skipped(rel: str) -> None:
     assert not _safe(rel)
@@ -125,3 +125,17 @@ def test_the_core_does_not_load_fsspec() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_two_roots_never_share_a_label(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("sshfs")
+    from watchrun.remote import open_roots
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    local = tmp_path / "node2"
+    local.mkdir()
+    urls = ["ssh://me@node2/logs/a", "ssh://me@node2/logs/b", "ssh://me@node3/logs"]
+    roots, mirrors = open_roots([str(local), *urls])
+    labels = [m.label for m in mirrors.values()]
+    assert labels == ["me@node2/logs/a", "me@node2/logs/b", "node3"]
+    assert roots[0] == str(local) and len(set(roots)) == 4

@@ -93,11 +93,16 @@ def open_roots(
     local root (not started: Engine.load starts them). Raises RemoteError."""
     roots: list[str] = []
     mirrors: dict[str, Mirror] = {}
+    # run names start with a label: no two roots may share one (two paths on one host)
+    used = {os.path.basename(os.path.abspath(p)) for p in paths if scheme_of(p) is None}
     for path in paths:
         if scheme_of(path) is None:
             roots.append(path)
             continue
         mirror = open_mirror(path, cache_dir_for(path))
+        if mirror.label in used:
+            mirror.label = path.partition("://")[2].strip("/")
+        used.add(mirror.label)
         mirror.poll_seconds = poll_seconds
         mirrors[os.path.abspath(mirror.local_root)] = mirror
         roots.append(mirror.local_root)

@@ -299,7 +299,8 @@ class FsMirror:
         """Replace the local copy at once (os.replace): never a half-written file to read."""
         path = self.local(rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.watchrun-tmp")
+        # written beside the tree, not in it: discovery must never find a half-written copy
+        tmp = os.path.join(self.cache_dir, "incoming")
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -461,7 +462,6 @@ def _safe(rel: str) -> bool:
         and all(p not in ("", ".", "..") for p in parts)
         and not any(p in PRUNE_DIRS for p in parts[:-1])
         and parts[-1] not in OWN_FILES
-        and not parts[-1].endswith(".watchrun-tmp")
     )
 
 
