@@ -235,6 +235,31 @@ def test_s3_deleted_object_and_hostile_names(s3, tmp_path, cache):
     engine.close()
 
 
+def test_s3_object_moved_is_renamed_in_the_mirror_not_read_again(s3, tmp_path, cache):
+    server, client = s3
+    rows = b"step,loss\n" + b"".join(b"%d,0.5\n" % i for i in range(1, 200))
+    client.put_object(Bucket=BUCKET, Key="moved/a/train.csv", Body=rows)
+    engine, mirror = remote_engine(f"s3://{BUCKET}/moved")
+    engine.load()
+    before = points(engine)
+    client.copy_object(
+        Bucket=BUCKET,
+        Key="moved/b/train.csv",
+        CopySource={"Bucket": BUCKET, "Key": "moved/a/train.csv"},
+    )
+    client.delete_object(Bucket=BUCKET, Key="moved/a/train.csv")
+    mark = len(server.hits)
+    follow(engine)
+    assert [h.is_listing for h in server.reads_since(mark)] == [True]  # nothing read again
+    assert not os.path.exists(mirror.local("a/train.csv"))
+    assert Path(mirror.local("b/train.csv")).read_bytes() == rows
+    engine.update_statuses()
+    now = points(engine)
+    assert now[f"s3:{BUCKET}/moved/b/train.csv"] == before[f"s3:{BUCKET}/moved/a/train.csv"]
+    assert engine.store.runs[f"s3:{BUCKET}/moved/a/train.csv"].status.value == "gone"
+    engine.close()
+
+
 def test_s3_server_away_then_back_nothing_lost_local_root_unaffected(s3, tmp_path, cache):
     server, client = s3
     local_root = tmp_path / "here"
@@ -439,12 +464,15 @@ def test_ssh_live_run_rotation_and_deleted_run(sftp, tmp_path, cache, monkeypatc
             say(fh, i)
     both()
     assert mirror.counters.reads == reads + 1
-    # rotation: train.log -> train.log.1, a new train.log goes on
+    # rotation: train.log -> train.log.1, a new train.log goes on: the rotated file is renamed
+    # in the mirror too (not read again), the new one read once
     os.rename(log_a, logs / "a" / "train.log.1")
     with log_a.open("w") as fh:
         for i in range(6, 9):
             say(fh, i)
+    reads = mirror.counters.reads
     both()
+    assert mirror.counters.reads == reads + 1
     # a deleted run
     (logs / "b" / "metrics.csv").unlink()
     (logs / "b").rmdir()

@@ -36,6 +36,7 @@ from watchrun.discover import PRUNE_DIRS
 from watchrun.remote import MARKER, OPEN, RemoteError
 from watchrun.sources import Head, claim
 from watchrun.sources.probe import HEAD_BYTES, TAIL_BYTES, is_binary
+from watchrun.tail import is_rotated_name
 
 WINDOW = 1024  # bytes before the saved offset read again with the new ones: proves an append
 FAST_POLL = 1.0  # seconds between polls while files grow
@@ -183,10 +184,16 @@ class FsMirror:
             for rel, info in listing.items()
             if (e := self.entries.get(rel)) is None or (e.size, e.tag) != info[:2]
         }
-        grown = {r: i for r, i in moved.items() if self.entries.get(r, _UNREAD).mirrored >= 0}
+        self._follow_renames(moved, listing)
+        todo = {
+            rel: info
+            for rel, info in moved.items()
+            if (e := self.entries.get(rel)) is None or (e.size, e.tag) != info[:2]
+        }  # a file renamed as it was is in place already
+        grown = {r: i for r, i in todo.items() if self.entries.get(r, _UNREAD).mirrored >= 0}
         self._continue(grown)
-        self._first_looks({r: i for r, i in moved.items() if r not in grown})
-        for rel, (size, tag, mtime) in moved.items():
+        self._first_looks({r: i for r, i in todo.items() if r not in grown})
+        for rel, (size, tag, mtime) in todo.items():
             mirrored = self.sizes.get(rel, -1)
             self.entries[rel] = Entry(size, tag, mirrored)
             if mirrored >= 0:
@@ -222,6 +229,35 @@ class FsMirror:
             mtime = _mtime(info)
             out[rel] = (int(info.get("size") or 0), _tag(info, mtime), mtime)
         return out
+
+    def _follow_renames(
+        self, moved: dict[str, tuple[int, str, float]], listing: dict[str, tuple[int, str, float]]
+    ) -> None:
+        """A file that left its name (rotated, `train.log` -> `train.log.1`) shows up as a new
+        name with the identity the old name had (a rename keeps the mtime; a copy keeps the
+        ETag): its copy is renamed here too, before the new file under the old name is read,
+        which is what the local tailer sees of a local rotation, and nothing is read again.
+        Where the identity is only an mtime, the new name must be a rotation of the old one."""
+        left: dict[str, list[str]] = {}
+        for rel, e in self.entries.items():
+            if e.mirrored >= 0 and (rel not in listing or listing[rel][:2] != (e.size, e.tag)):
+                left.setdefault(e.tag, []).append(rel)
+        for rel, (size, tag, mtime) in moved.items():
+            was = left.get(tag, [])
+            if len(was) != 1 or rel in self.entries or size < self.entries[was[0]].size:
+                continue  # none, or more than one file it could be
+            old = was[0]
+            name, old_name = rel.rsplit("/", 1)[-1], old.rsplit("/", 1)[-1]
+            if tag == repr(mtime) and not (name == old_name or is_rotated_name(name, old_name)):
+                continue
+            os.makedirs(os.path.dirname(self.local(rel)), exist_ok=True)
+            try:
+                os.replace(self.local(old), self.local(rel))
+            except OSError:
+                continue
+            del left[tag]
+            self.entries[rel] = self.entries.pop(old)
+            self.sizes[rel] = self.sizes.pop(old)
 
     def _continue(self, files: dict[str, tuple[int, str, float]]) -> None:
         """Files mirrored before whose identity moved: one ranged read each from WINDOW before
