@@ -294,6 +294,31 @@ def test_s3_server_away_then_back_nothing_lost_local_root_unaffected(s3, tmp_pat
     engine.close()
 
 
+def test_s3_server_that_never_answers_is_a_timeout(tmp_path, cache, monkeypatch):
+    import socket
+
+    import s3fs
+    from fsspec.config import conf
+
+    silent = socket.socket()  # accepts connections (the kernel does), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    quick = {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}}
+    monkeypatch.setitem(conf, "s3", {"config_kwargs": quick})  # FSSPEC_S3='{...}' does this
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
+    try:
+        mirror = FsMirror("s3://b/p", str(cache / "silent"))
+        mirror.poll_seconds = 3600
+        mirror.start()
+        assert "s3://b/p: timed out" in (mirror.problem() or "")
+        mirror.close()
+    finally:
+        silent.close()
+
+
 def test_s3_wrong_credentials_and_empty_bucket_are_said(s3, tmp_path, cache):
     server, client = s3
     empty = Engine(["s3://empty/prefix"], use_watchdog=False)
