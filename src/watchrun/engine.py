@@ -429,7 +429,8 @@ class Engine:
             }
         if not fresh:
             return exited
-        return exited | ({r.key for r in fresh} - runs_with_live_writer(fresh))
+        # a remote run's writer cannot be seen from here: fresh files keep it in progress
+        return exited | ({r.key for r in fresh if not r.remote} - runs_with_live_writer(fresh))
 
     # -- follow mode --------------------------------------------------------------------------
     def start_watching(self) -> None:

@@ -378,6 +378,8 @@ def test_s3_stop_writes_the_request_file_remotely_and_signals_nothing(s3, tmp_pa
     run = engine.store.runs[f"s3:{BUCKET}/stop/run"]
     # the TensorBoard file name names this host and this (live) process: still not signalled
     assert writer_alive(run) is None
+    # written moments ago, by a process that cannot be seen from here: not judged as ended
+    assert run.key not in engine.runs_just_ended()
     target = find_process(run)
     assert target.process is None and target.to_signal is None
     assert f"s3://{BUCKET}/stop" in target.reason
@@ -407,6 +409,11 @@ def test_s3_cli_ls_mixes_urls_and_local_paths(s3, tmp_path, cache, capsys):
     assert rows[f"s3:{BUCKET}/cli/version_0"]["remote"] == f"s3://{BUCKET}/cli"
     assert rows["mine/run"]["remote"] is None
     assert "s3://empty/p: no files there (yet)" in err
+    assert main(["export", "--format", "jsonl", f"s3://{BUCKET}/cli"]) == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(p["run"], p["metric"], p["step"], p["value"]) for p in exported] == [
+        (f"s3:{BUCKET}/cli/version_0", "loss", 1, 0.5)
+    ]
 
 
 # -- SSH -------------------------------------------------------------------------------------

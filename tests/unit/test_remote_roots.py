@@ -139,3 +139,19 @@ def test_two_roots_never_share_a_label(tmp_path, monkeypatch) -> None:
     labels = [m.label for m in mirrors.values()]
     assert labels == ["me@node2/logs/a", "me@node2/logs/b", "node3"]
     assert roots[0] == str(local) and len(set(roots)) == 4
+
+
+def test_two_watchruns_never_write_one_mirror(tmp_path) -> None:
+    pytest.importorskip("s3fs")
+    from watchrun.remote.fsmirror import FsMirror
+
+    first = FsMirror("s3://b/p", str(tmp_path / "m"))
+    second = FsMirror("s3://b/p", str(tmp_path / "m"))
+    assert first.cache_dir == str(tmp_path / "m")
+    assert second.cache_dir != first.cache_dir  # a temporary mirror of its own
+    second.close()
+    assert not os.path.exists(second.cache_dir)
+    first.close()
+    third = FsMirror("s3://b/p", str(tmp_path / "m"))
+    assert third.cache_dir == str(tmp_path / "m")
+    third.close()

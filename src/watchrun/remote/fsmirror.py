@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -61,7 +64,8 @@ BACKENDS = {
     "ssh": ("ssh", "sshfs", "ssh"),
     "sftp": ("ssh", "sshfs", "ssh"),
 }
-STATE_FILE = "state.json"  # beside the mirrored tree: what each local copy is a copy of
+STATE_FILE = "state.json"
+TEMP_PREFIX = "watchrun-mirror-"  # a mirror of its own, when another watchrun holds the cache  # beside the mirrored tree: what each local copy is a copy of
 
 
 @dataclass
@@ -98,7 +102,7 @@ class FsMirror:
         self._check_package()
         self.root_path = _root_path(url)
         self.label = _label(url, scheme)
-        self.cache_dir = cache_dir
+        self._lock_fd, self.cache_dir = _own(cache_dir)
         self.local_root = os.path.join(cache_dir, "tree")
         self.poll_seconds: float | None = None
         self.interval = FAST_POLL
@@ -131,6 +135,11 @@ class FsMirror:
         OPEN.pop(os.path.abspath(self.local_root), None)
         with self._lock:
             self._drop_fs()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # and with it the flock
+            self._lock_fd = None
+        elif os.path.basename(self.cache_dir).startswith(TEMP_PREFIX):
+            shutil.rmtree(self.cache_dir, ignore_errors=True)  # our own, for this run only
 
     def problem(self) -> str | None:
         return self._problem
@@ -440,6 +449,20 @@ class FsMirror:
                 if path not in keep:
                     with contextlib.suppress(OSError):
                         os.remove(path)
+
+
+def _own(cache_dir: str) -> tuple[int | None, str]:
+    """(lock fd, the cache dir to use): the given one, held with a lock while this mirror is
+    open; when another watchrun holds it, a temporary one of our own (two processes must not
+    write one mirror)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    fd = os.open(os.path.join(cache_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, cache_dir
+    except OSError:
+        os.close(fd)
+        return None, tempfile.mkdtemp(prefix=TEMP_PREFIX)
 
 
 def _make_fs(url: str, protocol: str, options: dict[str, Any]) -> Any:
