@@ -278,6 +278,9 @@ def test_s3_server_away_then_back_nothing_lost_local_root_unaffected(s3, tmp_pat
         assert "connection refused" in (mirror.problem() or "")
         assert any("connection refused" in p for p in engine.mirror_problems())
         assert "connection refused" in (engine.publish().notice or "")
+        remote_run = engine.store.runs[f"s3:{BUCKET}/away/run"]
+        with pytest.raises(OSError, match="cannot write s3://logs/away/run/.watchrun-stop: conn"):
+            request_stop(remote_run)
         # the local root goes on
         with (local_root / "run" / "metrics.csv").open("a") as fh:
             fh.write("2,0.4\n")

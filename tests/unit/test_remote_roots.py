@@ -149,6 +149,7 @@ def test_two_watchruns_never_write_one_mirror(tmp_path) -> None:
     second = FsMirror("s3://b/p", str(tmp_path / "m"))
     assert first.cache_dir == str(tmp_path / "m")
     assert second.cache_dir != first.cache_dir  # a temporary mirror of its own
+    assert second.local_root.startswith(second.cache_dir)
     second.close()
     assert not os.path.exists(second.cache_dir)
     first.close()

@@ -103,7 +103,7 @@ class FsMirror:
         self.root_path = _root_path(url)
         self.label = _label(url, scheme)
         self._lock_fd, self.cache_dir = _own(cache_dir)
-        self.local_root = os.path.join(cache_dir, "tree")
+        self.local_root = os.path.join(self.cache_dir, "tree")
         self.poll_seconds: float | None = None
         self.interval = FAST_POLL
         self.counters = Counters()
@@ -153,10 +153,14 @@ class FsMirror:
         folder = rel if os.path.isdir(local_path) else os.path.dirname(rel)
         parts = [p for p in folder.split(os.sep) if p not in ("", ".")]
         remote = "/".join([self.root_path.rstrip("/"), *parts, STOP_FILE])
-        with self._lock:
-            self._filesystem().pipe_file(remote, stop_request_body(""))
-        self.counters.writes += 1
         where = "/".join([self.url.rstrip("/"), *parts, STOP_FILE])
+        with self._lock:
+            try:
+                self._filesystem().pipe_file(remote, stop_request_body(""))
+            except Exception as exc:  # noqa: BLE001 - said to the user as an OSError
+                self._drop_fs()
+                raise OSError(f"cannot write {where}: {describe(exc)}") from exc
+        self.counters.writes += 1
         return f"wrote {where} (the run is remote: no process here was signalled)"
 
     # -- polling ------------------------------------------------------------------------------
