@@ -113,6 +113,7 @@ class FsMirror:
         self.failures = 0
         self._fs: Any = None
         self._problem: str | None = None
+        self._unsettled: set[str] = set()
         self._lock = threading.Lock()  # one poll at a time (the thread, a stop request)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -204,9 +205,12 @@ class FsMirror:
             if (e := self.entries.get(rel)) is None or (e.size, e.tag) != info[:2]
         }  # a file renamed as it was is in place already
         grown = {r: i for r, i in todo.items() if self.entries.get(r, _UNREAD).mirrored >= 0}
+        self._unsettled = set()  # changed while read: looked at again at the next poll
         self._continue(grown)
         self._first_looks({r: i for r, i in todo.items() if r not in grown})
         for rel, (size, tag, mtime) in todo.items():
+            if rel in self._unsettled:
+                continue
             mirrored = self.sizes.get(rel, -1)
             self.entries[rel] = Entry(size, tag, mirrored)
             if mirrored >= 0:
@@ -314,6 +318,8 @@ class FsMirror:
         tails = {r[0]: d for r, d in zip(ranges, self._read_many(ranges), strict=True) if d}
         wanted = []
         for rel, head in heads.items():
+            if rel in self._unsettled:
+                continue
             tail = tails.get(rel, b"")
             cls = claim(self.local(rel), Head.of(head, sizes[rel], tail))
             if cls is None or not cls.reads:
@@ -364,8 +370,8 @@ class FsMirror:
 
     def _read_many(self, ranges: list[tuple[str, int, int]]) -> list[bytes | None]:
         """Bytes [start, end) of each (rel, start, end): one ranged read each, sent together.
-        None for a file gone since the listing (the next listing drops it); any other failure
-        fails the poll (retried: what was read so far stays)."""
+        None for a file gone or shortened since the listing (it is looked at again next poll);
+        any other failure fails the poll (retried: what was read so far stays)."""
         if not ranges:
             return []
         paths = [f"{self.root_path.rstrip('/')}/{rel}" for rel, _, _ in ranges]
@@ -373,14 +379,16 @@ class FsMirror:
         ends = [end for _, _, end in ranges]
         got = self._filesystem().cat_ranges(paths, starts, ends, on_error="return")
         out: list[bytes | None] = []
-        for data in got:
-            if isinstance(data, FileNotFoundError):
+        for (rel, start, end), data in zip(ranges, got, strict=True):
+            if isinstance(data, BaseException) and not isinstance(data, FileNotFoundError):
+                raise data
+            if not isinstance(data, FileNotFoundError):
+                self.counters.reads += 1
+                self.counters.bytes += len(data)
+            if isinstance(data, FileNotFoundError) or len(data) != end - start:
+                self._unsettled.add(rel)
                 out.append(None)
                 continue
-            if isinstance(data, BaseException):
-                raise data
-            self.counters.reads += 1
-            self.counters.bytes += len(data)
             out.append(bytes(data))
         return out
 
