@@ -398,13 +398,13 @@ def _launcher(
 def find_process(run: Run, allow_other_users: bool = False) -> Target:
     """The verified process to stop for `run`, or why there is none and what to do instead."""
     note = library_note(run)
-    remote = remote_of(run)
-    if remote is not None:  # its writer runs elsewhere: a pid in its files names no process here
+    mirrored = remote_of(run)
+    if mirrored is not None:  # written elsewhere: a pid in its files names no process here
         return Target(
             None,
-            f"the run is read from {remote['url']}: no process here is signalled; "
+            f"the run is read from {mirrored['url']}: no process here is signalled; "
             "'Save & stop' writes the stop request file there",
-            f"stop it where it runs ({remote['label']})",
+            f"stop it where it runs ({mirrored['label']})",
             note,
         )
     reasons: list[str] = []
