@@ -127,7 +127,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "(run, metric, step, value, wall_time, source).",
         }[command],
     )
-    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="a folder or file, or a remote root: s3://, gs://, az://, ssh://user@host/path",
+    )
     p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
     if command in ("ls", "check"):
         p.add_argument("--json", action="store_true", help="one JSON object per line")
