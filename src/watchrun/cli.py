@@ -234,14 +234,21 @@ def report_unreadable(engine: Any) -> int:
     return 2
 
 
+def report_remote(engine: Any) -> int:
+    """Say on stderr what is wrong with the remote roots (server away, credentials, empty
+    bucket); 2 when nothing at all could be listed, as for unreadable local paths, else 0."""
+    problems = engine.mirror_problems()
+    _print_failures(problems)
+    return 2 if problems and not engine.visible_keys() else 0
+
+
 def cmd_ls(paths: list[str], config: Any, as_json: bool, follow_symlinks: bool = False) -> int:
     engine = _engine(paths, config, follow_symlinks=follow_symlinks)
     engine.load()
     engine.close()
     keys = engine.visible_keys()
     rows = [ls_row(engine, key) for key in keys]
-    status = report_unreadable(engine)
-    _print_failures(engine.mirror_problems())
+    status = max(report_unreadable(engine), report_remote(engine))
     if as_json:  # with each run's GPUs and process tree (the table shows neither: not looked at)
         from watchrun.gpu import look_once
 
@@ -340,9 +347,8 @@ def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
     if not args.follow:
         engine.check()
         engine.close()
-        _print_failures(engine.mirror_problems())
         _print_failures(engine.detectors.take_failures())
-        if report_unreadable(engine):
+        if max(report_unreadable(engine), report_remote(engine)):
             return 2
         alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
         _print_alerts(alerts, args.json, header=True)

@@ -322,7 +322,9 @@ def test_s3_server_that_never_answers_is_a_timeout(tmp_path, cache, monkeypatch)
         silent.close()
 
 
-def test_s3_wrong_credentials_and_empty_bucket_are_said(s3, tmp_path, cache):
+def test_s3_wrong_credentials_and_empty_bucket_are_said(s3, tmp_path, cache, capsys):
+    from watchrun.cli import main
+
     server, client = s3
     empty = Engine(["s3://empty/prefix"], use_watchdog=False)
     empty.load()
@@ -338,6 +340,9 @@ def test_s3_wrong_credentials_and_empty_bucket_are_said(s3, tmp_path, cache):
         engine.load()
         assert "access denied: check the credentials" in engine.mirror_problems()[0]
         engine.close()
+        capsys.readouterr()
+        assert main(["check", "s3://logs/live"]) == 2  # nothing could be read: not "no alerts"
+        assert "s3://logs/live: access denied" in capsys.readouterr().err
     finally:
         server.require_credentials(False)
 
