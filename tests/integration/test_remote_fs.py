@@ -457,9 +457,17 @@ class SftpServer:
         return {"client_keys": [str(self.client_key)], "known_hosts": None}
 
     def close(self) -> None:
-        self.server.close()
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+    async def _shutdown(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 @pytest.fixture
