@@ -167,8 +167,12 @@ class Engine:
 
     def close(self) -> None:
         """Stop the remote roots' polling (local roots need nothing)."""
-        for mirror in self.mirrors.values():
+        from watchrun.remote import OPEN
+
+        for local_root, mirror in self.mirrors.items():
             mirror.close()
+            if OPEN.get(local_root) is mirror:
+                del OPEN[local_root]
 
     def _attach(
         self, key: str, run_root: str, spec: RunSpec, found: set[str] | None = None
@@ -359,6 +363,9 @@ class Engine:
         """First full read: runs newest first, so the first results show before the end. Once
         `stop` is set (a signal), it returns before the next run: a first read of thousands of
         runs must not hold up an exit. Remote roots are loaded into their mirrors first."""
+        from watchrun.remote import OPEN
+
+        OPEN.update(self.mirrors)  # where control finds a remote run's mirror (stop requests)
         for mirror in self.mirrors.values():
             mirror.start()
         self.scan(stop)

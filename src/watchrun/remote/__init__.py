@@ -139,4 +139,6 @@ def _read_marker(marker: str) -> dict[str, str]:
     }
 
 
-OPEN: dict[str, Mirror] = {}  # local_root -> the mirrors this process has open (request_stop)
+# local_root -> the mirrors this process has open (the engine registers them; control's
+# request_stop finds a remote run's mirror here)
+OPEN: dict[str, Mirror] = {}

@@ -36,7 +36,7 @@ from typing import Any
 
 from watchrun.control import STOP_FILE, stop_request_body
 from watchrun.discover import PRUNE_DIRS
-from watchrun.remote import MARKER, OPEN, RemoteError
+from watchrun.remote import MARKER, RemoteError
 from watchrun.sources import Head, claim
 from watchrun.sources.probe import HEAD_BYTES, TAIL_BYTES, is_binary
 from watchrun.tail import is_rotated_name
@@ -123,7 +123,6 @@ class FsMirror:
         os.makedirs(self.local_root, exist_ok=True)
         self._write_marker()
         self._load_state()
-        OPEN[os.path.abspath(self.local_root)] = self
         self.poll_safely()
         self._thread = threading.Thread(target=self._loop, name=f"mirror {self.label}")
         self._thread.daemon = True
@@ -133,7 +132,6 @@ class FsMirror:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        OPEN.pop(os.path.abspath(self.local_root), None)
         with self._lock:
             self._drop_fs()
         if self._lock_fd is not None:
