@@ -134,6 +134,7 @@ def read(path: str | Sequence[str], config: Config | None = None) -> Runs:
     paths = [path] if isinstance(path, str) else list(path)
     engine = Engine([str(p) for p in paths], config, use_watchdog=False)
     engine.load()
+    engine.close()  # remote roots: read once, as local ones
     return Runs(engine)
 
 

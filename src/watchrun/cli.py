@@ -45,6 +45,16 @@ def _main(argv: list[str] | None = None) -> int:
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "app"
     parser = _parser(command)
     args = parser.parse_args(argv)
+    from watchrun.remote import RemoteError
+
+    try:
+        return _run(command, args)
+    except RemoteError as exc:  # a URL root that cannot be opened (its package missing...)
+        print(f"watchrun: {printable(str(exc))}", file=sys.stderr)
+        return 2
+
+
+def _run(command: str, args: argparse.Namespace) -> int:
     paths = args.paths or (["."] if command != "demo" else [])
     unreadable = [msg for msg in (_path_problem(p) for p in paths) if msg]
     if unreadable:
@@ -117,7 +127,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
             "(run, metric, step, value, wall_time, source).",
         }[command],
     )
-    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="a folder or file, or a remote root: s3://, gs://, az://, ssh://user@host/path",
+    )
     p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
     if command in ("ls", "check"):
         p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -183,7 +198,14 @@ def _engine(
 
 
 def _path_problem(path: str) -> str | None:
-    """Why a PATH given on the command line cannot be watched, or None."""
+    """Why a PATH given on the command line cannot be watched, or None (a URL of a remote root
+    is looked at by its mirror: trouble there is said while watching, not fatal)."""
+    from watchrun.remote import scheme_of
+
+    if scheme_of(path) is not None:
+        return None
+    if "://" in path and not os.path.exists(path):
+        return f"no backend reads {path.partition('://')[0]}:// URLs ({path})"
     try:
         os.stat(path)
     except PermissionError:
@@ -212,12 +234,21 @@ def report_unreadable(engine: Any) -> int:
     return 2
 
 
+def report_remote(engine: Any) -> int:
+    """Say on stderr what is wrong with the remote roots (server away, credentials, empty
+    bucket); 2 when nothing at all could be listed, as for unreadable local paths, else 0."""
+    problems = engine.mirror_problems()
+    _print_failures(problems)
+    return 2 if problems and not engine.visible_keys() else 0
+
+
 def cmd_ls(paths: list[str], config: Any, as_json: bool, follow_symlinks: bool = False) -> int:
     engine = _engine(paths, config, follow_symlinks=follow_symlinks)
     engine.load()
+    engine.close()
     keys = engine.visible_keys()
     rows = [ls_row(engine, key) for key in keys]
-    status = report_unreadable(engine)
+    status = max(report_unreadable(engine), report_remote(engine))
     if as_json:  # with each run's GPUs and process tree (the table shows neither: not looked at)
         from watchrun.gpu import look_once
 
@@ -262,6 +293,7 @@ def ls_row(engine: Any, key: str) -> dict[str, Any]:
         "status": run.status.value,
         "pid": run.pid,
         "host": run.host,
+        "remote": run.remote,
         "warnings": list(run.warnings),
         "files": dict(sorted(run.file_formats.items())),  # path -> format: what makes up the run
         "joined": list(run.joined),  # why files found apart are one run (merge.py)
@@ -314,8 +346,9 @@ def cmd_check(paths: list[str], config: Any, args: argparse.Namespace) -> int:
     engine.detectors.watch_roots = engine.roots
     if not args.follow:
         engine.check()
+        engine.close()
         _print_failures(engine.detectors.take_failures())
-        if report_unreadable(engine):
+        if max(report_unreadable(engine), report_remote(engine)):
             return 2
         alerts = [a for key in engine.store.runs for a in engine.store.alerts_for(key)]
         _print_alerts(alerts, args.json, header=True)

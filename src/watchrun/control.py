@@ -25,7 +25,8 @@ time it was verified with, so a pid reused between the dialog and the click is n
 Nothing here sends a process-group signal.
 
 A stop request file (`.watchrun-stop` in the run directory) is also written on "save and stop":
-a training-side callback that polls it can save a checkpoint and stop cleanly.
+a training-side callback that polls it can save a checkpoint and stop cleanly. A run mirrored
+from elsewhere (watchrun.remote) is never signalled: its stop request is written where it runs.
 """
 
 from __future__ import annotations
@@ -397,6 +398,15 @@ def _launcher(
 def find_process(run: Run, allow_other_users: bool = False) -> Target:
     """The verified process to stop for `run`, or why there is none and what to do instead."""
     note = library_note(run)
+    mirrored = remote_of(run)
+    if mirrored is not None:  # written elsewhere: a pid in its files names no process here
+        return Target(
+            None,
+            f"the run is read from {mirrored['url']}: no process here is signalled; "
+            "'Save & stop' writes the stop request file there",
+            f"stop it where it runs ({mirrored['label']})",
+            note,
+        )
     reasons: list[str] = []
     protected = _watchrun_itself()
     writer: VerifiedProcess | None = None
@@ -460,6 +470,8 @@ def runs_with_live_writer(runs: list[Run]) -> set[str]:
     live: set[str] = set()
     owners: dict[str, str] = {}
     for run in runs:
+        if run.remote:  # written elsewhere: no process here is its writer
+            continue
         files = _real_files(run)
         if any(_claim_alive(c, files) for c in claims(run)):
             live.add(run.key)
@@ -479,6 +491,8 @@ def writer_alive(run: Run) -> bool | None:
     still runs as that writer (verified as for batch `check`: start time, file owner, command
     line; not a zombie): None when no pid names a process here (none recorded, another host,
     watchrun itself). Follow mode asks it at each tick for runs not yet seen ended."""
+    if run.remote:
+        return None
     here = [
         c
         for c in claims(run)
@@ -576,12 +590,34 @@ def _escalate(target: VerifiedProcess, fd: int | None, timeout: float) -> None:
             os.close(fd)
 
 
+def stop_request_body(reason: str) -> bytes:
+    """What the stop request file holds (the training-side callback only checks it exists)."""
+    doc = {"requested_at": time.time(), "by": "watchrun", "reason": reason, "save": True}
+    return json.dumps(doc).encode()
+
+
 def request_stop(run: Run, reason: str = "") -> str:
-    """Write the stop request that the training-side callback polls."""
+    """Write the stop request that the training-side callback polls. For a run mirrored from
+    elsewhere it is written there, through the remote filesystem (never into the mirror)."""
+    remote = remote_of(run)
+    if remote is not None:
+        from watchrun.remote import OPEN
+
+        mirror = OPEN.get(remote["root"])
+        if mirror is None:
+            raise OSError(f"{run.key} is remote ({remote['url']}) and its mirror is not open")
+        return mirror.request_stop(run.root)
     folder = run.root if os.path.isdir(run.root) else os.path.dirname(run.root)
     path = os.path.join(folder, STOP_FILE)
-    with open(path, "w") as fh:
-        json.dump(
-            {"requested_at": time.time(), "by": "watchrun", "reason": reason, "save": True}, fh
-        )
+    with open(path, "wb") as fh:
+        fh.write(stop_request_body(reason))
     return path
+
+
+def remote_of(run: Run) -> dict[str, str] | None:
+    """The mirror marker of a run read from elsewhere (object storage, another host, an MLflow
+    server), or None for a local run: the engine marks it (`run.remote`); the marker file
+    above the run's root is asked too, so that no mark forgotten can get a process signalled."""
+    from watchrun.remote import mirror_root
+
+    return mirror_root(run.root)

@@ -59,7 +59,12 @@ class Engine:
         follow_symlinks: bool = False,
     ) -> None:
         """`bounded`: memory per series stays flat however long a run grows (see Store); the
-        CLI and the app bound, `watchrun.read()` keeps every point."""
+        CLI and the app bound, `watchrun.read()` keeps every point. A URL among `paths`
+        (s3://, ssh://, mlflow+http://...) is watched through its local mirror (watchrun.remote;
+        raises RemoteError when it cannot be opened at all)."""
+        from watchrun.remote import open_roots
+
+        paths, self.mirrors = open_roots(paths, poll_seconds)
         self.roots = [os.path.abspath(p) for p in paths]
         self.config = config or Config()
         self.store = Store(bounded=bounded)
@@ -145,11 +150,34 @@ class Engine:
         return new_keys
 
     def _key(self, run_root: str, watch_root: str) -> str:
+        mirror = self.mirrors.get(watch_root)
+        if mirror is not None:  # named after its host or bucket: two nodes' version_0 apart
+            rel = os.path.relpath(run_root, watch_root)
+            return mirror.label if rel == "." else f"{mirror.label}/{rel}"
         return (
             run_key(run_root, watch_root)
             if len(self.roots) == 1
             else _multi_key(run_root, watch_root)
         )
+
+    def _remote_url(self, run_root: str) -> str | None:
+        for local_root, mirror in self.mirrors.items():
+            if run_root == local_root or run_root.startswith(local_root + os.sep):
+                return mirror.url
+        return None
+
+    def mirror_problems(self) -> list[str]:
+        """What is wrong with the remote roots right now (server away, credentials...)."""
+        return [p for p in (m.problem() for m in self.mirrors.values()) if p]
+
+    def close(self) -> None:
+        """Stop the remote roots' polling (local roots need nothing)."""
+        from watchrun.remote import OPEN
+
+        for local_root, mirror in self.mirrors.items():
+            mirror.close()
+            if OPEN.get(local_root) is mirror:
+                del OPEN[local_root]
 
     def _attach(
         self, key: str, run_root: str, spec: RunSpec, found: set[str] | None = None
@@ -157,6 +185,8 @@ class Engine:
         """Sources for the files of `spec` not read yet, under run `key`; True if the run is new."""
         is_new = key not in self.store.runs
         run = self.store.run(key, root=run_root)
+        if self.mirrors and is_new:
+            run.remote = self._remote_url(run_root)
         for f in spec.files:
             if f.path in self.owner or self._rotated_copy(f.path, found or set()):
                 continue
@@ -356,7 +386,12 @@ class Engine:
     ) -> None:
         """First full read: runs newest first, so the first results show before the end. Once
         `stop` is set (a signal), it returns before the next run: a first read of thousands of
-        runs must not hold up an exit."""
+        runs must not hold up an exit. Remote roots are loaded into their mirrors first."""
+        from watchrun.remote import OPEN
+
+        OPEN.update(self.mirrors)  # where control finds a remote run's mirror (stop requests)
+        for mirror in self.mirrors.values():
+            mirror.start()
         self.scan(stop)
         for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
             if stop is not None and stop.is_set():
@@ -428,7 +463,8 @@ class Engine:
             }
         if not fresh:
             return exited
-        return exited | ({r.key for r in fresh} - runs_with_live_writer(fresh))
+        # a remote run's writer cannot be seen from here: fresh files keep it in progress
+        return exited | ({r.key for r in fresh if not r.remote} - runs_with_live_writer(fresh))
 
     # -- follow mode --------------------------------------------------------------------------
     def start_watching(self) -> None:
@@ -589,9 +625,11 @@ class Engine:
 
         self.start_watching()
         self.sampler = start_sampler(self)
+        said: list[str] = []  # the remote roots' trouble, said once each as it comes
         try:
             while not stop.is_set():
                 self._apply_stop_outcomes()
+                said = self._say_mirror_problems(said, on_error)
                 alerts = self.tick_safely(on_error)
                 if alerts:
                     on_alerts(alerts)
@@ -608,6 +646,18 @@ class Engine:
             self.stop_watching()
             if self.sampler is not None:
                 self.sampler.stop()
+            self.close()
+
+    def _say_mirror_problems(self, said: list[str], on_error: Callable[[str], None]) -> list[str]:
+        """Each new trouble of a remote root once, and when a root that had one is back."""
+        now = self.mirror_problems()
+        for message in now:
+            if message not in said:
+                on_error(message)
+        for mirror in self.mirrors.values():
+            if mirror.problem() is None and any(m.startswith(mirror.url + ":") for m in said):
+                on_error(f"{mirror.url}: reachable again")
+        return now
 
     # -- readers ------------------------------------------------------------------------------
     def publish(self) -> Snapshot:
@@ -615,7 +665,7 @@ class Engine:
         sampler = self.sampler
         return self._snapshots.build(
             ready=self._loaded,
-            notice=self.watch_error,
+            notice="; ".join(filter(None, [self.watch_error, *self.mirror_problems()])) or None,
             machine=sampler.latest if sampler is not None else None,
         )
 

@@ -385,6 +385,7 @@ class Run:
     explicit_status: RunStatus | None = None  # from an end marker the files carry
     pid: int | None = None  # always passed pid_problem()
     host: str | None = None
+    remote: str | None = None  # the URL it is mirrored from (watchrun.remote): never signalled
     last_write: float = 0.0  # mtime of the newest file
     write_intervals: list[float] = field(default_factory=list)
     active_this_session: bool = False

@@ -12,11 +12,29 @@ a root of that scheme is opened, so that a local-only user never loads fsspec or
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+import tempfile
 from typing import Protocol
 
 # URL scheme -> "module:factory"; the factory is called as factory(url, cache_dir) -> Mirror
-SCHEMES: dict[str, str] = {}
+SCHEMES: dict[str, str] = {
+    "s3": "watchrun.remote.fsmirror:FsMirror",
+    "s3a": "watchrun.remote.fsmirror:FsMirror",
+    "gs": "watchrun.remote.fsmirror:FsMirror",
+    "gcs": "watchrun.remote.fsmirror:FsMirror",
+    "az": "watchrun.remote.fsmirror:FsMirror",
+    "abfs": "watchrun.remote.fsmirror:FsMirror",
+    "abfss": "watchrun.remote.fsmirror:FsMirror",
+    "ssh": "watchrun.remote.fsmirror:FsMirror",
+    "sftp": "watchrun.remote.fsmirror:FsMirror",
+}
+MARKER = ".watchrun-mirror.json"  # {"url", "label", "kind"} in every mirror's local_root
+
+
+class RemoteError(Exception):
+    """A remote root that cannot be opened at all (a backend's package missing, a bad URL)."""
 
 
 class Mirror(Protocol):
@@ -25,9 +43,11 @@ class Mirror(Protocol):
     url: str  # as the user gave it
     label: str  # a short name that keeps two hosts' `version_0` apart ("node2", "s3:bucket/p")
     local_root: str  # the directory the engine watches
+    poll_seconds: float | None  # `--poll`: a fixed interval instead of the adaptive one
 
     def start(self) -> None:
-        """Begin polling in a background thread (the first load happens here)."""
+        """Begin polling in a background thread (the first load happens here: start() returns
+        once it is done, or has failed and problem() says why)."""
 
     def close(self) -> None:
         """Stop polling and release the backend's connections."""
@@ -50,3 +70,75 @@ def open_mirror(url: str, cache_dir: str) -> Mirror:
     module_name, _, factory = SCHEMES[scheme_of(url) or ""].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, factory)(url, cache_dir)  # type: ignore[no-any-return]
+
+
+def cache_dir_for(url: str) -> str:
+    """Where the mirror of `url` lives: $XDG_CACHE_HOME/watchrun/remote/<hash of the URL>
+    (~/.cache when unset; a temporary directory when no home can be written)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder = os.path.join(base, "watchrun", "remote", digest)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        folder = os.path.join(tempfile.gettempdir(), f"watchrun-remote-{os.getuid()}", digest)
+        os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def open_roots(
+    paths: list[str], poll_seconds: float | None = None
+) -> tuple[list[str], dict[str, Mirror]]:
+    """The roots to watch, a URL replaced by its mirror's local root, and the mirrors by their
+    local root (not started: Engine.load starts them). Raises RemoteError."""
+    roots: list[str] = []
+    mirrors: dict[str, Mirror] = {}
+    # run names start with a label: no two roots may share one (two paths on one host)
+    used = {os.path.basename(os.path.abspath(p)) for p in paths if scheme_of(p) is None}
+    for path in paths:
+        if scheme_of(path) is None:
+            roots.append(path)
+            continue
+        mirror = open_mirror(path, cache_dir_for(path))
+        if mirror.label in used:
+            mirror.label = path.partition("://")[2].strip("/")
+        used.add(mirror.label)
+        mirror.poll_seconds = poll_seconds
+        mirrors[os.path.abspath(mirror.local_root)] = mirror
+        roots.append(mirror.local_root)
+    return roots, mirrors
+
+
+def mirror_root(path: str) -> dict[str, str] | None:
+    """The marker ({"url", "label", "kind"}) of the mirror that `path` lies in, or None for a
+    local path: found by looking for MARKER in the folders above it (control asks it before
+    anything is signalled, so it must not depend on this process having opened the mirror)."""
+    folder = os.path.abspath(path)
+    while True:
+        marker = os.path.join(folder, MARKER)
+        if os.path.isfile(marker):
+            return _read_marker(marker)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _read_marker(marker: str) -> dict[str, str]:
+    import json
+
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        doc = {}
+    if not isinstance(doc, dict):
+        doc = {}
+    return {k: str(doc.get(k, "")) for k in ("url", "label", "kind")} | {
+        "root": os.path.dirname(marker)
+    }
+
+
+# local_root -> the mirrors this process has open (the engine registers them; control's
+# request_stop finds a remote run's mirror here)
+OPEN: dict[str, Mirror] = {}
