@@ -209,7 +209,8 @@ def test_ultralytics_results_csv_and_its_mlflow_copy_give_one_point_per_epoch(en
 
 def test_hand_written_console_with_its_validation_lines(engines):
     """`Epoch: N, Average Loss: .., Trn Accuracy: ..%, lr: ..` then `Average Val Loss: ..,
-    Val_accuracy: ..`: the validation line names no step, it belongs to the epoch before it."""
+    Val_accuracy: ..`: the validation line names no step, it belongs to the epoch before it; a
+    name of several words is one name (`Average Loss` -> loss, `Trn Accuracy` -> trn_accuracy)."""
     import re
 
     d = REALLOGS2 / "console-slurm-cifar100-nan-cosine"
@@ -224,8 +225,9 @@ def test_hand_written_console_with_its_validation_lines(engines):
     train = re.findall(rf"Epoch: (\d+), Average Loss: {num}, Trn Accuracy: {num}%, lr: {num}", text)
     val = re.findall(rf"Average Val Loss: {num}, Val_accuracy: {num}", text)
     assert len(train) == len(val) == 200
-    assert got["Loss"] == [(int(e), _key(float(x))) for e, x, _, _ in train]
+    assert got["loss"] == [(int(e), _key(float(x))) for e, x, _, _ in train]
+    assert got["trn_accuracy"] == [(int(e), _key(float(x))) for e, _, x, _ in train]
     assert got["lr"] == [(int(e), _key(float(x))) for e, _, _, x in train]
     pairs = list(zip(train, val, strict=True))
     assert got["val_loss"] == [(int(e), _key(float(x))) for (e, *_), (x, _) in pairs]
-    assert got["val_accuracy"] == [(int(e), _key(float(a))) for (e, *_), (_, a) in pairs]
+    assert got["Val_accuracy"] == [(int(e), _key(float(a))) for (e, *_), (_, a) in pairs]

@@ -57,6 +57,9 @@ class RunView:
     targets: list[Target] = field(default_factory=list)
     ended: bool = False  # the run has finished / failed / gone quiet and all data is settled
     claimed: set[str] = field(default_factory=set)  # metrics another detector has an alert on
+    # metric -> the earliest step of an open alert claiming it: what was known at a given step
+    # (a batch pass sees claims made later in the run; live, they did not exist yet)
+    claimed_at: dict[str, int] = field(default_factory=dict)
     fired: set[str] = field(default_factory=set)  # detectors that raised an alert this segment
     test_as_val: bool = False  # no validation metric: the test metrics play that role
 
@@ -77,6 +80,11 @@ class RunView:
             cache[(split, kind)] = pick(self.names(), split, kind, self.config.aliases, roles)
         name = cache[(split, kind)]
         return self.series.get(name) if name else None
+
+    def claim(self, metrics: list[str], step: int) -> None:
+        for m in metrics:
+            self.claimed.add(m)
+            self.claimed_at[m] = min(self.claimed_at.get(m, step), step)
 
     def role(self, name: str) -> Role:
         sv = self.series.get(name)

@@ -120,7 +120,8 @@ class StuckMetric(Detector):
             if self._perfect(sv, v):
                 continue
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
-            if sv.name in view.claimed:  # another alert explains the flat value: not resolution
+            if view.claimed_at.get(sv.name, last + 1) <= last:  # an alert (by this window's
+                # end) explains the flat value: not resolution
                 self._fire(view, sv, i, n, v, explained=True)
                 continue
             if loss_moving is not None and loss_moving(first, last, v):

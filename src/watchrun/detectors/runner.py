@@ -198,12 +198,9 @@ class DetectorRunner:
                 state.cursors[name] = max(cursor, start + settled) + dropped
         view = RunView(run, series, self.config, list(state.targets or []), test_as_val=test_as_val)
         view.fired = {det for det, _ in state.fired}
-        view.claimed = {
-            m
-            for (det, _), a in state.open_alerts.items()
-            if det != "stuck_metric"
-            for m in a.metrics
-        }
+        for (det, _), a in state.open_alerts.items():
+            if det != "stuck_metric":
+                view.claim(a.metrics, a.step)
         return view
 
     def _bound(self, run: Run, state: _RunState) -> None:
@@ -264,7 +261,7 @@ class DetectorRunner:
                 out.append(finding.alert)
                 view.fired.add(det.id)
                 if det.id != "stuck_metric":
-                    view.claimed.update(finding.alert.metrics)
+                    view.claim(finding.alert.metrics, finding.alert.step)
         return out
 
     # -- not step-driven ----------------------------------------------------------------------
