@@ -153,7 +153,9 @@ def _cases() -> list:
         marks = (
             [
                 pytest.mark.xfail(
-                    reason="the same metric from two sources: the first read wins (timing-dependent)",
+                    reason=(
+                        "the same metric from two sources: the first read wins (timing-dependent)"
+                    ),
                     strict=False,
                 )
             ]
