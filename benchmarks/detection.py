@@ -92,9 +92,10 @@ class Outcome:
 
 # -- labels ---------------------------------------------------------------------------------------
 def parse_call_at(text: str | dict | None, labels: list[str]) -> dict[str, float]:
-    """`call_at` as {label: first step}: a dict per label, or a string of parts "name: epoch 14 (...)"
-    (the name a prefix of the label, "early stop" for early_stopped), a part that starts with
-    the label ("overfitting from ~epoch 26"), or one unnamed part for every other label."""
+    """`call_at` as {label: first step}: a dict per label, or a string of parts
+    "name: epoch 14 (...)" (the name a prefix of the label, "early stop" for early_stopped), a
+    part that starts with the label ("overfitting from ~epoch 26"), or one unnamed part for every
+    other label."""
     if not text:
         return {}
     parts = text.items() if isinstance(text, dict) else [_split_part(p) for p in text.split(";")]

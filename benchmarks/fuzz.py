@@ -106,14 +106,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=float("inf"), help="time budget per parser")
     args = ap.parse_args()
     print(
-        f"{'parser':<15} {'cases':>7} {'crashes':>8} {'hangs':>6} {'good lost':>10} {'bad points':>11} {'secs':>6}"
+        f"{'parser':<15} {'cases':>7} {'crashes':>8} {'hangs':>6} {'good lost':>10} "
+        f"{'bad points':>11} {'secs':>6}"
     )
     for name in args.parsers.split(","):
         t0 = time.monotonic()
         c = run_parser(name, args.cases, args.hang, args.seconds)
         print(
             f"{name:<15} {c['cases']:>7} {c['crashes']:>8} {c['hangs']:>6} {c['good lost']:>10} "
-            f"{c['bad points'] if name == 'tensorboard' else '-':>11} {time.monotonic() - t0:>6.0f}",
+            f"{c['bad points'] if name == 'tensorboard' else '-':>11} "
+            f"{time.monotonic() - t0:>6.0f}",
             flush=True,
         )
 

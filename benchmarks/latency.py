@@ -210,7 +210,8 @@ def main() -> None:
         for name in only:
             got = measure(name, FORMATS[name], trials, Path(tmp), extra)
             print(
-                f"{name:<18} {len(got):>6} {pct(got, 0.5):>7.2f} {pct(got, 0.95):>7.2f} {max(got):>7.2f}",
+                f"{name:<18} {len(got):>6} {pct(got, 0.5):>7.2f} "
+                f"{pct(got, 0.95):>7.2f} {max(got):>7.2f}",
                 flush=True,
             )
 

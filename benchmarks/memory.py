@@ -68,8 +68,9 @@ def show(name: str, r: dict) -> None:
         print(f"  {name:<22} error: {r['error']}")
         return
     print(
-        f"  {name:<22} {r['runs']:4d} runs  {r['points'] / 1e6:6.1f} M points  kept {r['kept'] / 1e6:6.2f} M  "
-        f"store {r['store_mb']:7.1f} MB  peak RSS {r['rss_mb']:7.0f} MB  load {r['s']:6.1f} s"
+        f"  {name:<22} {r['runs']:4d} runs  {r['points'] / 1e6:6.1f} M points  kept "
+        f"{r['kept'] / 1e6:6.2f} M  store {r['store_mb']:7.1f} MB "
+        f" peak RSS {r['rss_mb']:7.0f} MB  load {r['s']:6.1f} s"
     )
 
 
@@ -89,7 +90,8 @@ def main() -> None:
         )
         verdict = "met" if bounded["rss_mb"] < 300 else "NOT met"
         print(
-            f"  target: {n} runs x 1M points under 300 MB RSS: {bounded['rss_mb']:.0f} MB, {verdict}"
+            f"  target: {n} runs x 1M points under 300 MB RSS: "
+            f"{bounded['rss_mb']:.0f} MB, {verdict}"
         )
 
 

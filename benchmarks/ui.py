@@ -220,7 +220,8 @@ def main() -> None:
             f"  {n:>10,}  {app:>20.1f}  {ours:>18.1f}  {full:>19.1f}  {OLD_RENDERER_MS[n]:>12.2f}"
         )
     print(
-        "snapshot per tick, one run of 4 series (ms): publish after one new point vs a whole-run copy"
+        "snapshot per tick, one run of 4 series (ms): "
+        "publish after one new point vs a whole-run copy"
     )
     for n in (10_000, 1_000_000):
         pub, copy = snapshot_ms(n)
@@ -237,12 +238,10 @@ def main() -> None:
         )
         make_runs(os.path.join(root, "quiet"), 100)
         print(f"idle CPU with 100 quiet runs over {seconds:g} s:")
-        print(
-            f"  headless (Textual test driver): {idle_headless(os.path.join(root, 'quiet'), seconds):5.2f} % of a core"
-        )
-        print(
-            f"  in tmux (real terminal):        {idle_tmux(os.path.join(root, 'quiet'), seconds):5.2f} % of a core"
-        )
+        headless = idle_headless(os.path.join(root, "quiet"), seconds)
+        print(f"  headless (Textual test driver): {headless:5.2f} % of a core")
+        in_tmux = idle_tmux(os.path.join(root, "quiet"), seconds)
+        print(f"  in tmux (real terminal):        {in_tmux:5.2f} % of a core")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

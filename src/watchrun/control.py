@@ -118,7 +118,10 @@ def library_note(run: Run) -> str:
     if formats & {"lightning-csv", "hparams-yaml"} or "lightning_logs" in run.root:
         return "Lightning stops gracefully on SIGINT (it finishes the step and runs teardown)."
     if "hf-trainer" in formats:
-        return "HF Trainer stops on SIGINT without saving a checkpoint (use save-and-stop with the callback)."
+        return (
+            "HF Trainer stops on SIGINT without saving a checkpoint "
+            "(use save-and-stop with the callback)."
+        )
     if "keras-csv" in formats:
         return "Keras raises KeyboardInterrupt on SIGINT; the last CSVLogger row is kept."
     return "SIGINT raises KeyboardInterrupt in a Python training loop."
@@ -212,7 +215,10 @@ def _owner_problem(p: psutil.Process, allow_other_users: bool) -> str | None:
     if mine == 0:
         if allow_other_users:
             return None
-        return f"it belongs to user {user}, not root (pass --allow-other-users to signal other users' processes as root)"
+        return (
+            f"it belongs to user {user}, not root "
+            "(pass --allow-other-users to signal other users' processes as root)"
+        )
     return f"it belongs to user {user}, not you"
 
 
@@ -236,9 +242,15 @@ def _start_problem(claim: Claim, p: psutil.Process) -> str | None:
     except OSError:
         return f"{claim.origin} can no longer be read"
     if started > written + START_SLACK:
-        return f"it started at {_clock(started)}, after {claim.origin} was written ({_clock(written)}): the pid was reused"
+        return (
+            f"it started at {_clock(started)}, after {claim.origin} was written "
+            f"({_clock(written)}): the pid was reused"
+        )
     if claim.started is not None and started > claim.started + START_SLACK:
-        return f"it started at {_clock(started)}, after the run's recorded start ({_clock(claim.started)}): the pid was reused"
+        return (
+            f"it started at {_clock(started)}, after the run's recorded start "
+            f"({_clock(claim.started)}): the pid was reused"
+        )
     return None
 
 
@@ -248,7 +260,10 @@ def _file_owner_problem(claim: Claim, p: psutil.Process) -> str | None:
     except OSError:
         return f"{claim.origin} can no longer be read"
     if owner != p.uids().real:
-        return f"{claim.origin} belongs to uid {owner}, the process to uid {p.uids().real}: another user wrote it"
+        return (
+            f"{claim.origin} belongs to uid {owner}, the process to uid {p.uids().real}: "
+            "another user wrote it"
+        )
     return None
 
 
@@ -533,7 +548,8 @@ def _pidfd(target: VerifiedProcess) -> int | None:
     if same is None:
         raise ProcessLookupError(f"pid {target.pid} has exited")
     raise StaleTarget(
-        f"pid {target.pid} is no longer the process verified (started {_clock(target.started)}): not signalled"
+        f"pid {target.pid} is no longer the process verified "
+        f"(started {_clock(target.started)}): not signalled"
     )
 
 

@@ -528,7 +528,8 @@ class Engine:
 
     @property
     def events_trusted(self) -> bool:
-        """File events tell every change (no recent overflow): the full poll is a slow safety net."""
+        """File events tell every change (no recent overflow): the full poll is a slow safety
+        net."""
         return self.watching and time.monotonic() >= self._poll_until
 
     @property

@@ -182,7 +182,8 @@ def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
                     yield (
                         a,
                         b,
-                        f"one writer (pid {writer[1]}{' on ' + writer[0] if writer[0] else ''}), same time",
+                        "one writer (pid "
+                        f"{writer[1]}{' on ' + writer[0] if writer[0] else ''}), same time",
                     )
     shared: dict[tuple[str, str], int] = defaultdict(int)
     for rs in by_point.values():

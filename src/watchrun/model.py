@@ -59,8 +59,8 @@ class Severity(str, Enum):
 class Series:
     """Append-only columnar history of one metric, in arrival order.
 
-    `segments` holds the index where each segment starts: a new segment begins whenever the step goes
-    backwards (a resumed run, a Keras CSVLogger appending a second fit()).
+    `segments` holds the index where each segment starts: a new segment begins whenever the step
+    goes backwards (a resumed run, a Keras CSVLogger appending a second fit()).
     """
 
     __slots__ = (
@@ -341,7 +341,10 @@ def pid_problem(value: object) -> str | None:
         text = repr(value)
         return f"{text[:40] + '...' if len(text) > 40 else text} is not a process id (an integer)"
     if value <= 1:
-        return f"{value} is not a process id that may be signalled (pid 1 is init; 0 and negative values reach a process group or every process)"
+        return (
+            f"{value} is not a process id that may be signalled (pid 1 is init; 0 and negative "
+            "values reach a process group or every process)"
+        )
     if value > PID_LIMIT:
         return f"{value} is above the largest process id ({PID_LIMIT})"
     return None

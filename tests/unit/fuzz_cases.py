@@ -345,7 +345,8 @@ def _mlflow_sql(before: list, bad: str, after: list) -> list[tuple[str, bytes]]:
         "CREATE TABLE experiments (experiment_id INTEGER, name TEXT)",
         "CREATE TABLE runs (run_uuid TEXT, name TEXT, status TEXT, experiment_id INTEGER)",
         "CREATE TABLE params (run_uuid TEXT, key TEXT, value TEXT)",
-        "CREATE TABLE metrics (run_uuid TEXT, key TEXT, value REAL, timestamp INTEGER, step INTEGER, is_nan INTEGER)",
+        "CREATE TABLE metrics (run_uuid TEXT, key TEXT, value REAL, timestamp INTEGER, "
+        "step INTEGER, is_nan INTEGER)",
         "INSERT INTO experiments VALUES (0, 'exp')",
         "INSERT INTO runs VALUES ('r1', 'run1', 'RUNNING', 0)",
     ]
@@ -360,13 +361,17 @@ def _mlflow_sql(before: list, bad: str, after: list) -> list[tuple[str, bytes]]:
 
 
 _BAD_TRACKIO = [
-    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 'nan', '{\"loss\": 1}')",
-    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', '9223372036854775808', '{\"loss\": 1}')",
+    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 'nan', "
+    "'{\"loss\": 1}')",
+    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', "
+    "'9223372036854775808', '{\"loss\": 1}')",
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 3, '"
     + deep(100_000)
     + "')",
-    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 3, CAST(x'ff' AS TEXT))",
-    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', NULL, 3, '{\"loss\": 1}')",
+    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', 'r', 3, "
+    "CAST(x'ff' AS TEXT))",
+    "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', NULL, 3, "
+    "'{\"loss\": 1}')",
     "INSERT INTO metrics (timestamp, run_name, step, metrics) VALUES ('t', x'ff', x'00', x'01')",
     "INSERT INTO configs VALUES (CAST(x'ff' AS TEXT), '" + deep(100_000) + "')",
 ]
@@ -374,7 +379,8 @@ _BAD_TRACKIO = [
 
 def _trackio_sql(before: list, bad: str, after: list) -> list[tuple[str, bytes]]:
     schema = [
-        "CREATE TABLE metrics (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT, run_name TEXT, step INTEGER, metrics TEXT)",
+        "CREATE TABLE metrics (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TEXT, "
+        "run_name TEXT, step INTEGER, metrics TEXT)",
         "CREATE TABLE configs (run_name TEXT, config TEXT)",
         "INSERT INTO configs VALUES ('r', '{\"lr\": 0.1}')",
     ]

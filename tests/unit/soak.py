@@ -135,7 +135,9 @@ WRITER = textwrap.dedent("""\
     for s in streams:
         if s.fh is not None:
             s.fh.close()
-    print(json.dumps({s.kind: {"steps": s.written, "faults": s.counts, "log": s.log} for s in streams}))
+    print(json.dumps({
+        s.kind: {"steps": s.written, "faults": s.counts, "log": s.log} for s in streams
+    }))
 """)
 
 

@@ -165,7 +165,8 @@ def test_parquet_without_pyarrow_says_what_to_install(tree, tmp_path):
     code = (
         "import sys; sys.modules['pyarrow'] = None\n"
         "from watchrun.cli import main\n"
-        f"sys.exit(main(['export', {str(tree)!r}, '--format', 'parquet', '-o', {str(tmp_path / 'x.parquet')!r}]))\n"
+        f"sys.exit(main(['export', {str(tree)!r}, '--format', 'parquet',"
+        f" '-o', {str(tmp_path / 'x.parquet')!r}]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2

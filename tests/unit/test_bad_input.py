@@ -110,7 +110,8 @@ def test_trainer_state_bad_step_does_not_lose_the_file_forever(tmp_path):
 
 def test_console_hf_dict_with_step_nan_keeps_the_others(tmp_path):
     (tmp_path / "train.log").write_text(
-        "{'loss': 0.9, 'step': 10}\n{'loss': 0.8, 'step': 'nan'}\n{'loss': 0.7, 'step': 1e19}\n{'loss': 0.6, 'step': 30}\n"
+        "{'loss': 0.9, 'step': 10}\n{'loss': 0.8, 'step': 'nan'}\n"
+        "{'loss': 0.7, 'step': 1e19}\n{'loss': 0.6, 'step': 30}\n"
     )
     got = points(loaded(tmp_path))["loss"]
     assert (10, 0.9) in got and (30, 0.6) in got and all(s < 2**62 for s, _ in got)
@@ -298,7 +299,8 @@ def _mlflow_db(path: str) -> None:
         CREATE TABLE experiments (experiment_id INTEGER, name TEXT);
         CREATE TABLE runs (run_uuid TEXT, name TEXT, status TEXT, experiment_id INTEGER);
         CREATE TABLE params (run_uuid TEXT, key TEXT, value TEXT);
-        CREATE TABLE metrics (run_uuid TEXT, key TEXT, value REAL, timestamp INTEGER, step INTEGER, is_nan INTEGER);
+        CREATE TABLE metrics (run_uuid TEXT, key TEXT, value REAL, timestamp INTEGER,
+                              step INTEGER, is_nan INTEGER);
         INSERT INTO experiments VALUES (0, CAST(x'ff66' AS TEXT));
         INSERT INTO runs VALUES ('r1', CAST(x'72756e31ff' AS TEXT), 'RUNNING', 0);
         INSERT INTO runs VALUES (NULL, 'no uuid', 'FINISHED', 0);

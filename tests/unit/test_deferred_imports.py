@@ -67,5 +67,8 @@ def test_check_loads_the_detectors(tmp_path: Path) -> None:
     (run / "metrics.csv").write_text(
         "step,train_loss\n" + "".join(f"{i},{1 / (i + 1)}\n" for i in range(50))
     )
-    code = f"from watchrun.cli import main\ntry:\n    main(['check', {str(tmp_path)!r}])\nexcept SystemExit:\n    pass"
+    code = (
+        f"from watchrun.cli import main\ntry:\n    main(['check', {str(tmp_path)!r}])\n"
+        "except SystemExit:\n    pass"
+    )
     assert "watchrun.detectors" in loaded_after(code)

@@ -97,7 +97,8 @@ def test_high_confidence_label_is_called(outcomes, item, label):
 
 @pytest.mark.parametrize("item", [pytest.param(it, id=_id(it)) for it in _LABELS if not it.healthy])
 def test_no_warning_from_a_detector_the_labels_do_not_name(outcomes, item):
-    """A failing run's other warnings are false alarms too (a loud detector on the wrong failure)."""
+    """A failing run's other warnings are false alarms too (a loud detector on the wrong
+    failure)."""
     got = outcome(outcomes, item)
     wrong = [(a.detector, a.step) for a in got.false_alarms()]
     assert wrong == []

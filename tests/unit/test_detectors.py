@@ -234,7 +234,8 @@ def test_fresh_files_nothing_writes_are_judged_ended_a_live_writer_is_not(reallo
         [
             sys.executable,
             "-c",
-            f"import sys,time; f=open({str(metrics)!r}, 'a'); print('open', flush=True); time.sleep(60)",
+            f"import sys,time; f=open({str(metrics)!r}, 'a'); "
+            "print('open', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -312,8 +313,10 @@ def test_tensorboard_run_is_in_progress_while_its_writer_lives(tmp_path):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
         w = EventFileWriter(sys.argv[1])
         for s in range(60):  # a flat, noisy loss: no learning at all
-            v = summary_pb2.Summary.Value(tag="train/loss", simple_value=2.3 + 0.05 * ((s * 7) % 5 - 2))
-            w.add_event(event_pb2.Event(wall_time=time.time(), step=s * 10, summary=summary_pb2.Summary(value=[v])))
+            loss = 2.3 + 0.05 * ((s * 7) % 5 - 2)
+            v = summary_pb2.Summary.Value(tag="train/loss", simple_value=loss)
+            summary = summary_pb2.Summary(value=[v])
+            w.add_event(event_pb2.Event(wall_time=time.time(), step=s * 10, summary=summary))
         w.flush()
         print("written", flush=True)
         sys.stdin.readline()

@@ -270,7 +270,8 @@ def test_p6_mlflow_lines_of_two_three_five_fields_and_junk(tmp_path):
     (run / "metrics").mkdir(parents=True)
     (run / "meta.yaml").write_text("status: 1\nrun_name: r\n")
     (run / "metrics" / "loss").write_text(
-        "1700000000000 1.0 0\n1700000001000 0.9 1\nthis is junk\n1700000002000 0.8 2 x y\n1700000003000 0.7\n"
+        "1700000000000 1.0 0\n1700000001000 0.9 1\nthis is junk\n"
+        "1700000002000 0.8 2 x y\n1700000003000 0.7\n"
     )
     e = engine_on(tmp_path)
     key = "mlruns/0/abc"

@@ -269,9 +269,11 @@ def test_log_txt_table_blocks_parsed_live(tmp_path):
     f.write_text("Logging to /tmp/x\n")
     src.add_file(str(f))
     blocks = [
-        "---------------------------------\n| eval/return         | 12.3    |\n| time/total_timesteps| 1000    |\n",
+        "---------------------------------\n| eval/return         | 12.3    |\n"
+        "| time/total_timesteps| 1000    |\n",
         "| train/loss          | 0.5     |\n---------------------------------\n\n",
-        "---------------------------------\n| eval/return         | 15      |\n| time/total_timesteps| 2000    |\n"
+        "---------------------------------\n| eval/return         | 15      |\n"
+        "| time/total_timesteps| 2000    |\n"
         "| train/loss          | 0.25    |\n---------------------------------\n",
     ]
     for block in blocks:

@@ -47,7 +47,8 @@ for i in range(steps):
             time.sleep(0.02)
     wandb.log({"loss": 1.0 / (i + 1), "val": {"acc": i / 10, "loss": 2.0 - i / 10},
                "bad": float("nan") if i == 2 else 0.5, "note": f"sample {i}"})
-    print(f"logged row {i}", flush=True)  # a metric printed too would race the .wandb copy (issue 11 §3)
+    # a metric printed too would race the .wandb copy (issue 11 §3)
+    print(f"logged row {i}", flush=True)
 run.summary["best_acc"] = 0.9
 run.finish(exit_code=exit_code)
 """

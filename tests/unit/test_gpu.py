@@ -24,7 +24,7 @@ from watchrun.sources.gpu_samples import GpuSamplesSource, is_sampled
 GIB = 1024.0  # MiB
 
 
-# -- no GPU here, for real --------------------------------------------------------------------------
+# -- no GPU here, for real -------------------------------------------------------------------------
 def _gpu_here() -> bool:
     nvml = Nvml()
     found = nvml.open() is None
@@ -104,7 +104,7 @@ def test_check_follow_says_no_gpu_once_on_stderr(tmp_path, trainer_factory):
     assert all(json.loads(line)["detector"] for line in out.splitlines())
 
 
-# -- the mapping, with the real tree of a live process ------------------------------------------------
+# -- the mapping, with the real tree of a live process ---------------------------------------------
 def test_gpu_processes_map_to_the_run_that_owns_them(tmp_path, trainer_factory):
     trainer = trainer_factory(grow_mb=0, workers=1)
     engine, sampler, _ = follow(tmp_path, trainer, 1)
@@ -154,7 +154,7 @@ def test_gpu_processes_map_to_the_run_that_owns_them(tmp_path, trainer_factory):
     assert run.meta["gpu_devices"] == [0]
 
 
-# -- fed series ---------------------------------------------------------------------------------------
+# -- fed series ------------------------------------------------------------------------------------
 @dataclass
 class Fed:
     """A run's log (metrics.jsonl) and its sampler file, written minute by minute."""
@@ -339,7 +339,7 @@ def test_gpu_memory_no_info_when_share_large_short_or_gpu_small(tmp_path, held, 
     assert gpu_alerts(alerts, "gpu_memory") == []
 
 
-# -- the source on bad input ----------------------------------------------------------------------------
+# -- the source on bad input -----------------------------------------------------------------------
 def test_source_waits_for_a_torn_line_and_skips_junk(tmp_path):
     fed = simulate(tmp_path, 1, healthy)
     engine = Engine([str(tmp_path / "runs")], use_watchdog=False)
@@ -369,7 +369,7 @@ def test_sampled_names():
     assert not any(is_sampled(n) for n in ("gpu_util", "gpuloss/x", "train/loss", "proc_rss"))
 
 
-# -- evidence for stalled -------------------------------------------------------------------------------
+# -- evidence for stalled --------------------------------------------------------------------------
 @pytest.mark.parametrize(("util", "verdict"), [(0.0, "gpu_idle"), (97.0, "gpu_busy")])
 def test_stall_evidence_reads_the_gpu(tmp_path, util, verdict):
     judge(tmp_path, simulate(tmp_path, 2, lambda sec: util))
@@ -431,7 +431,7 @@ def test_samples_are_thinned_after_an_hour_bounded(tmp_path):
     assert per_hour[0] == 3600 and per_hour[0] > per_hour[1] >= per_hour[2] > 1000
 
 
-# -- the NVML reader against a stand-in with pynvml's documented shapes ------------------------------
+# -- the NVML reader against a stand-in with pynvml's documented shapes ----------------------------
 class _StandIn:
     """What nvidia-ml-py returns, per its documented API: names as bytes (older releases) or
     str, memory in bytes (c_nvmlMemory_t total/free/used), power in mW, compute processes with

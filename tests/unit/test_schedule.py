@@ -30,7 +30,8 @@ def of(alerts: list, detector: str) -> list:
 # -- planned length ----------------------------------------------------------------------------
 
 HF_DICTS = [
-    f"{{'loss': {2.0 - 0.1 * i:.2f}, 'grad_norm': 1.5, 'learning_rate': {1e-5 * (i + 1):.1e}, 'epoch': {0.1 * (i + 1):.1f}}}"
+    f"{{'loss': {2.0 - 0.1 * i:.2f}, 'grad_norm': 1.5, 'learning_rate': {1e-5 * (i + 1):.1e}, "
+    f"'epoch': {0.1 * (i + 1):.1f}}}"
     for i in range(12)
 ] + ["{'eval_loss': 1.2, 'eval_runtime': 3.1, 'epoch': 1.2}"]
 

@@ -168,7 +168,8 @@ def test_ls_calls_a_tensorboard_run_finished_once_its_writer_has_exited(tmp_path
         w = EventFileWriter(sys.argv[1])
         for s in range(20):
             v = summary_pb2.Summary.Value(tag="train/loss", simple_value=1.0 / (s + 1))
-            w.add_event(event_pb2.Event(wall_time=time.time(), step=s, summary=summary_pb2.Summary(value=[v])))
+            summary = summary_pb2.Summary(value=[v])
+            w.add_event(event_pb2.Event(wall_time=time.time(), step=s, summary=summary))
         w.close()
     """)
     subprocess.run(

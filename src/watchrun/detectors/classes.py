@@ -138,7 +138,8 @@ class MinorityClassHidden(_EvalStreak):
         inferred = not classes and roles[head].kind == "accuracy"
         if inferred:
             # no per-class metrics: a binary recall or F1 (Keras' Recall(), sklearn's default) is
-            # the positive class's; below the accuracy by the gap, the positive class is the minority
+            # the positive class's; below the accuracy by the gap, the positive class is the
+            # minority
             classes = {
                 n: at[n] for n, r in roles.items() if n in at and _positive_class(view.series[n])
             }
@@ -320,7 +321,8 @@ class PredictionCollapse(_EvalStreak):
         if "last_nonzero" in evidence:
             action = (
                 "check that the training labels hold boxes (empty or misplaced label files), the "
-                "class list in the data config, and the learning rate; stop and fix before training on"
+                "class list in the data config, and the learning rate; "
+                "stop and fix before training on"
             )
         self.fire(split, sev, step, metrics, f"prediction collapse: {reason}", evidence, action)
 
@@ -370,8 +372,8 @@ class PredictionCollapse(_EvalStreak):
         acc = [(n, v) for n, (r, v) in at.items() if r.kind == "accuracy" and r.cls is None]
         if f1 and acc and f1[0][1] == 0.0 and acc[0][1] > 0.0:
             return (
-                f"{f1[0][0]} is 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class is "
-                "never predicted",
+                f"{f1[0][0]} is 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the "
+                "positive class is never predicted",
                 {"f1": 0.0, "accuracy": acc[0][1]},
                 Severity.WARNING,
                 [f1[0][0], acc[0][0]],
@@ -389,8 +391,8 @@ class PredictionCollapse(_EvalStreak):
         ):
             (p_name, _), (r_name, _) = binary["precision"], binary["recall"]
             return (
-                f"{p_name} and {r_name} are 0 while {acc[0][0]} is {shown(view, acc[0][0], acc[0][1])}: the positive class "
-                "is never predicted",
+                f"{p_name} and {r_name} are 0 while {acc[0][0]} is "
+                f"{shown(view, acc[0][0], acc[0][1])}: the positive class is never predicted",
                 {"precision": 0.0, "recall": 0.0, "accuracy": acc[0][1]},
                 Severity.WARNING,
                 [acc[0][0], p_name, r_name],
@@ -449,8 +451,9 @@ class PredictionCollapse(_EvalStreak):
         acc_name, loss_name = acc[0], loss[0]
         if not any(math.isfinite(x) for x in losses) and len(set(accs)) == 1 and 0 <= accs[0] < 1:
             return (
-                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while {loss_name} is "
-                f"{fmt(losses[-1])}: the network outputs a constant, one class for every input",
+                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while "
+                f"{loss_name} is {fmt(losses[-1])}: the network outputs a constant, "
+                "one class for every input",
                 {"accuracy": accs[0], "evals": n, "pinned": True},
                 [acc_name],
             )
@@ -467,8 +470,9 @@ class PredictionCollapse(_EvalStreak):
             and max(losses) > min(losses) * 1.01
         ):
             return (
-                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while {loss_name} moves "
-                f"({fmt(min(losses))}-{fmt(max(losses))}): likely the majority-class share",
+                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while "
+                f"{loss_name} moves ({fmt(min(losses))}-{fmt(max(losses))}): "
+                "likely the majority-class share",
                 {"accuracy": accs[0], "evals": n, "pinned": True},
                 [acc_name],
             )

@@ -116,9 +116,9 @@ class BlankCollapse(Detector):
                 {"blank_ratio": ratio, "wer": wer, "empty_samples": empties},
                 "nothing to do while the loss falls: CTC models start by predicting only blanks"
                 if severity is Severity.INFO
-                else "stop training: the CTC model only predicts blank. Check the blank index and the "
-                "vocabulary, lower the learning rate or lengthen warm-up, check the output layer's "
-                "initialisation and that input lengths exceed label lengths",
+                else "stop training: the CTC model only predicts blank. Check the blank index and "
+                "the vocabulary, lower the learning rate or lengthen warm-up, check the output "
+                "layer's initialisation and that input lengths exceed label lengths",
             )
 
     def _wer(self, view: RunView, sv: SeriesView) -> None:
@@ -154,8 +154,8 @@ class BlankCollapse(Detector):
                 {"wer": float(sv.values[i]), "cer": cer, "evals": n, "empty_samples": empties},
                 "nothing to do while the loss falls: CTC models start by predicting only blanks"
                 if severity is Severity.INFO
-                else "log the blank ratio or a few decoded predictions to confirm; if they are empty, "
-                "stop and fix (learning rate, blank index, output-layer initialisation)",
+                else "log the blank ratio or a few decoded predictions to confirm; if they are "
+                "empty, stop and fix (learning rate, blank index, output-layer initialisation)",
             )
 
     def _wer_at(self, view: RunView, step: int) -> float | None:

@@ -400,7 +400,8 @@ class Overfitting(Detector):
             if drop < self.p["min_train_drop"] or (trend and drop < self.p["trend_train_drop"]):
                 return
             if t_now >= untrained_level(train.values[: train.at_or_before(step) + 1]):
-                return  # falling back from a blow-up, not fitting the training set: nothing memorised
+                # falling back from a blow-up, not fitting the training set: nothing memorised
+                return
             evidence.update(train_at_best=t_best, train_now=t_now, train_drop=drop)
             why = f"while {train.name} fell {pct(drop)} ({fmt(t_best)} -> {fmt(t_now)})"
         else:
@@ -599,7 +600,8 @@ class Underfitting(Detector):
                 f"training ended with {train.name} still falling: {fmt(before)} -> {fmt(last)} "
                 f"({pct(1 - last / before)}) over the last {pct(self.p['tail'])} of the run",
                 {"tail_median": last, "previous_median": before},
-                "train longer (more epochs) or raise the learning rate; the model has not converged",
+                "train longer (more epochs) or raise the learning rate; "
+                "the model has not converged",
             )
         elif val is not None and len(val.values) >= 2:
             v_last = float(val.values[-1])
@@ -703,9 +705,10 @@ class NotLearning(Detector):
                 Severity.WARNING,
                 step,
                 [f.name for f in family],
-                f"not learning: {', '.join(f.name for f in family)} stayed at {shown(view, sv.name, float(fin.min()))}-"
-                f"{shown(view, sv.name, float(fin.max()))} over all {len(fin)} evals ({kind} of an untrained model: "
-                f"{shown(view, sv.name, floor)})",
+                f"not learning: {', '.join(f.name for f in family)} stayed at "
+                f"{shown(view, sv.name, float(fin.min()))}-"
+                f"{shown(view, sv.name, float(fin.max()))} over all {len(fin)} evals "
+                f"({kind} of an untrained model: {shown(view, sv.name, floor)})",
                 {
                     "kind": kind,
                     "floor": floor,
@@ -714,7 +717,8 @@ class NotLearning(Detector):
                     "high": float(fin.max()),
                 },
                 "check the labels reach the loss (empty annotation files, a wrong class list or "
-                "vocabulary), that the evaluation decodes the model's outputs, and the learning rate",
+                "vocabulary), that the evaluation decodes the model's outputs, "
+                "and the learning rate",
             )
             return
 
@@ -751,11 +755,12 @@ class NotLearning(Detector):
                 Severity.WARNING,
                 int(train.steps[i]),
                 [train.name],
-                f"not learning: {train.name} is exactly {fmt(ref)} at each of the last {n} logs: the model's outputs do not change",
+                f"not learning: {train.name} is exactly {fmt(ref)} at each of the last {n} logs: "
+                "the model's outputs do not change",
                 {"value": ref, "logs": n},
-                "check that the optimizer steps (learning rate 0? parameters frozen or not passed to the "
-                "optimizer? zero_grad/step order?) or, after a blow-up, that the outputs are not saturated "
-                "(lower the learning rate)",
+                "check that the optimizer steps (learning rate 0? parameters frozen or not passed "
+                "to the optimizer? zero_grad/step order?) or, after a blow-up, that the outputs "
+                "are not saturated (lower the learning rate)",
             )
 
     def _judge(self, view: RunView, train: SeriesView) -> None:

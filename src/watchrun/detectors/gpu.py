@@ -217,9 +217,9 @@ class GpuMemory(Detector):
             Severity.WARNING,
             step,
             [f"gpu{device}/mem_used"],
-            f"GPU {device} memory at {mem / 1024:.1f} of {cap / 1024:.1f} GiB ({pct(mem / cap)}) and "
-            f"higher at each of the last {k} evals (+{values[-1] - values[0]:.0f} MiB): out of "
-            "memory is coming",
+            f"GPU {device} memory at {mem / 1024:.1f} of {cap / 1024:.1f} GiB ({pct(mem / cap)}) "
+            f"and higher at each of the last {k} evals (+{values[-1] - values[0]:.0f} MiB): "
+            "out of memory is coming",
             {
                 "device": device,
                 "mem_used_mib": mem,
@@ -255,8 +255,8 @@ class GpuMemory(Detector):
             Severity.INFO,
             last_step,
             [held.name],
-            f"the run held at most {st['peak'] / 1024:.1f} GiB of GPU {device}'s {cap / 1024:.0f} GiB "
-            f"({pct(st['peak'] / cap)}) for {minutes:.0f} min: the batch size could grow",
+            f"the run held at most {st['peak'] / 1024:.1f} GiB of GPU {device}'s {cap / 1024:.0f} "
+            f"GiB ({pct(st['peak'] / cap)}) for {minutes:.0f} min: the batch size could grow",
             {"device": device, "peak_mib": st["peak"], "mem_total_mib": cap, "minutes": minutes},
             "raise the batch size (and scale the learning rate with it), or share this GPU with "
             "another job",
@@ -328,7 +328,8 @@ class HostMemoryLeak(Detector):
             f"the last {k} evals (+{growth / k:.0f} MB per eval): a host-memory leak?",
             {"rss_mib_at_evals": [(s, round(v, 1)) for s, v in self.points], "growth_mib": growth},
             "look for objects kept across steps (lists of tensors or outputs, growing caches, "
-            "DataLoader workers touching a Python-list dataset); the run's proc/rss series shows it",
+            "DataLoader workers touching a Python-list dataset); "
+            "the run's proc/rss series shows it",
         )
 
 
@@ -353,7 +354,8 @@ def stall_evidence(
         return StallEvidence(
             "exited",
             "its process has exited: it finished or crashed",
-            "read the end of its console log (a traceback, CUDA out of memory, Killed by the OOM killer)",
+            "read the end of its console log (a traceback, CUDA out of memory, "
+            "Killed by the OOM killer)",
             {"process_exited": exited},
         )
     gpu = _recent(run, "gpu/util", now, recent, fresh)

@@ -154,8 +154,8 @@ class StuckMetric(Detector):
         if i - n + 1 == 0:
             while_txt = ", since the first eval: the evaluated model has never changed"
             action = (
-                "check that the optimizer steps (learning rate 0? parameters frozen or not passed to "
-                "the optimizer?) and that the evaluation uses the trained weights"
+                "check that the optimizer steps (learning rate 0? parameters frozen or not passed "
+                "to the optimizer?) and that the evaluation uses the trained weights"
             )
         moved = train_moved(train, since, step) if train is not None else None
         if _degenerate(sv, v) and i - n + 1 > 0:
@@ -172,7 +172,8 @@ class StuckMetric(Detector):
                 action = (
                     "training changes the model but the evaluation does not see it: check that the "
                     "evaluation uses the trained weights (a model copy, an EMA or a checkpoint not "
-                    "reloaded), that the eval data and metric are not constant, and the learning rate"
+                    "reloaded), that the eval data and metric are not constant, "
+                    "and the learning rate"
                 )
         if explained:  # another open alert on this metric says why: the frozen value is context
             while_txt, action = (
@@ -237,9 +238,10 @@ class LossAtChance(Detector):
     def finalize(self, view: RunView) -> None:
         """At the end, with K unknown: the last third of the train loss (all of it in a short
         run, at least `min_points_at_end` logs) sits at ln 2, steadily (its median's scatter
-        within the tolerance), and the accuracy of the last evals never beat 0.6. A binary model that never left chance (a
-        learning rate that threw it there, labels that do not match inputs). Judged only at the
-        end, so that a slow start that learns later is never called."""
+        within the tolerance), and the accuracy of the last evals never beat 0.6. A binary model
+        that never left chance (a learning rate that threw it there, labels that do not match
+        inputs). Judged only at the end, so that a slow start that learns later is never
+        called."""
         sv = view.pick("train", "loss")
         acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
         if view.is_rl or view.num_classes() or sv is None or acc is None or sv.name in self.open:
@@ -262,16 +264,18 @@ class LossAtChance(Detector):
             Severity.WARNING,
             int(sv.steps[-1]),
             [sv.name, acc.name],
-            f"{sv.name} ended at chance level: median {fmt(med)} over the last {len(tail)} logs = ln 2 = 0.693 "
-            f"(binary cross-entropy), {acc.name} {fmt(float(accs.min()))}-{fmt(float(accs.max()))}: the model learned nothing",
+            f"{sv.name} ended at chance level: median {fmt(med)} over the last {len(tail)} logs = "
+            f"ln 2 = 0.693 (binary cross-entropy), {acc.name} "
+            f"{fmt(float(accs.min()))}-{fmt(float(accs.max()))}: the model learned nothing",
             {
                 "median": med,
                 "chance": chance,
                 "classes": None,
                 "accuracy": [float(a) for a in accs],
             },
-            "the model predicts the uniform distribution: check the learning rate (one far too high "
-            "throws a model back to chance; 0 never leaves it), that labels match inputs, the class balance",
+            "the model predicts the uniform distribution: check the learning rate (one far too "
+            "high throws a model back to chance; 0 never leaves it), that labels match inputs, "
+            "the class balance",
         )
 
     def _quartile_before(self, sv: SeriesView, end: int) -> float:
@@ -361,8 +365,8 @@ class LossAtChance(Detector):
                 "classes": k,
                 "min_before": low if math.isfinite(low) else None,
             },
-            "the model predicts the uniform distribution: lower the learning rate (a collapse after "
-            "a spike), check labels and class balance, check the LR schedule",
+            "the model predicts the uniform distribution: lower the learning rate (a collapse "
+            "after a spike), check labels and class balance, check the LR schedule",
         )
 
 
@@ -470,7 +474,8 @@ class TargetMiss(Detector):
             Severity.WARNING,
             step,
             [name],
-            f"target missed: {name} best {fmt(best)} (step {bstep}) vs target {t.op} {fmt(t.value)}{factor}, {why}",
+            f"target missed: {name} best {fmt(best)} (step {bstep}) vs target {t.op} "
+            f"{fmt(t.value)}{factor}, {why}",
             {"best": best, "best_step": bstep, "target": str(t)},
             "the current setup will not reach the target: change the model, features or data "
             "rather than training longer",

@@ -237,7 +237,8 @@ class DetectorRunner:
                 "new_first_step": new_first,
                 "segment": state.round + 1,
             },
-            "nothing to do if this run was resumed on purpose; detectors restart on the new segment",
+            "nothing to do if this run was resumed on purpose; "
+            "detectors restart on the new segment",
         )
         alert.open = False
         self.store.add_alert(alert)

@@ -50,8 +50,8 @@ def loss_cost(train: SeriesView | None, step: int, planned: int | None) -> str |
         quarter = smooth[steps <= 0.25 * planned]
         if len(quarter) >= 4 and quarter[0] > 0 and quarter[-1] >= 0.95 * quarter[0]:
             return (
-                f"the loss did not move in the first quarter of the run ({fmt(float(quarter[0]))} -> "
-                f"{fmt(float(quarter[-1]))})"
+                f"the loss did not move in the first quarter of the run ({fmt(float(quarter[0]))} "
+                f"-> {fmt(float(quarter[-1]))})"
             )
     return None
 
@@ -122,7 +122,8 @@ class LrSchedule(Detector):
                         view,
                         sv,
                         i,
-                        f"{pct(sv.steps[i] / planned)} of the planned {planned} {view.run.step_unit}s",
+                        f"{pct(sv.steps[i] / planned)} of the "
+                        f"planned {planned} {view.run.step_unit}s",
                     )
             elif self.run_up >= n - 1 and self._climbs_back(v):
                 self._climb(view, sv, i, v)
@@ -185,7 +186,8 @@ class LrSchedule(Detector):
             Severity.WARNING if cost else Severity.INFO,
             step,
             [sv.name],
-            f"learning rate still rising at {when} ({fmt(self.first)} -> {fmt(float(sv.values[i]))}): "
+            f"learning rate still rising at {when} ({fmt(self.first)} -> "
+            f"{fmt(float(sv.values[i]))}): "
             "the warm-up never ends" + (f"; {cost}" if cost else "; the loss still falls"),
             {"lr": float(sv.values[i]), "first_lr": self.first, "loss_cost": cost},
             "check warmup_steps / warmup_ratio against the total steps, and the scheduler's "
@@ -197,17 +199,19 @@ class LrSchedule(Detector):
         step = int(sv.steps[i])
         if annealed:
             what = (
-                f"learning rate climbs back after annealing to {fmt(self.trough)} at step {self.trough_step} "
-                f"({fmt(self.peak)} at its peak, {fmt(v)} now): the schedule's period is shorter than the run"
+                f"learning rate climbs back after annealing to {fmt(self.trough)} at step "
+                f"{self.trough_step} ({fmt(self.peak)} at its peak, {fmt(v)} now): the schedule's "
+                "period is shorter than the run"
             )
             action = (
-                "set the annealing period to the run's length (CosineAnnealingLR T_max = total epochs or "
-                "steps, not half of them), or stop at the end of the first period"
+                "set the annealing period to the run's length (CosineAnnealingLR T_max = total "
+                "epochs or steps, not half of them), or stop at the end of the first period"
             )
         else:
             what = (
-                f"learning rate rising again from {fmt(self.trough)} (step {self.trough_step}) to {fmt(v)} after "
-                f"a peak of {fmt(self.peak)}: the scheduler restarted (a resume without its state?) or cycles"
+                f"learning rate rising again from {fmt(self.trough)} (step {self.trough_step}) to "
+                f"{fmt(v)} after a peak of {fmt(self.peak)}: the scheduler restarted (a resume "
+                "without its state?) or cycles"
             )
             action = "if the run was resumed, restore the scheduler's state with the optimizer's"
         self.fire(
@@ -305,7 +309,8 @@ class EarlyStopped(Detector):
 
     @staticmethod
     def _epochs_done(view: RunView, last: int) -> int:
-        """Epochs completed: Ultralytics >= 8.1 counts epochs from 1, Keras and older ones from 0."""
+        """Epochs completed: Ultralytics >= 8.1 counts epochs from 1, Keras and older ones from
+        0."""
         firsts = [int(sv.steps[0]) for sv in view.series.values() if len(sv.steps)]
         return last if firsts and min(firsts) == 1 else last + 1
 
@@ -324,8 +329,8 @@ class EarlyStopped(Detector):
         best = self._fitness_best(view)
         if best is not None and isinstance(patience, int) and last - best[0] >= patience:
             what = (
-                f"EarlyStopping: no better fitness for {last - best[0]} epochs (patience {patience}), "
-                f"stopped after epoch {done} of {planned}"
+                f"EarlyStopping: no better fitness for {last - best[0]} epochs (patience "
+                f"{patience}), stopped after epoch {done} of {planned}"
             )
         else:
             what = f"stopped after epoch {done} of {planned}" + (

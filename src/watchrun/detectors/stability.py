@@ -333,11 +333,11 @@ class Divergence(Detector):
                     Severity.CRITICAL,
                     int(sv.steps[i]),
                     [sv.name],
-                    f"{sv.name} blew up in the first steps: {fmt(m)} at step {int(sv.steps[i])} against "
-                    f"{fmt(v0)} at step {int(sv.steps[0])} ({m / v0:.0f}x)",
+                    f"{sv.name} blew up in the first steps: {fmt(m)} at step {int(sv.steps[i])} "
+                    f"against {fmt(v0)} at step {int(sv.steps[0])} ({m / v0:.0f}x)",
                     {"first": v0, "first_step": int(sv.steps[0]), "smoothed_loss": m},
-                    "stop training: the learning rate is far too high for this model; lower it (10x or "
-                    "more) and add a warm-up and gradient clipping",
+                    "stop training: the learning rate is far too high for this model; lower it "
+                    "(10x or more) and add a warm-up and gradient clipping",
                 )
                 self.blew_up = True  # once per run: the later logs are the main rule's to judge
                 return
@@ -380,7 +380,8 @@ class Divergence(Detector):
                 [val.name],
                 f"training is unstable: {val.name} jumped "
                 + ", ".join(f"{r:.1f}x" for r in ratios)
-                + f" from one eval to the next within {window} evals (now {fmt(float(val.values[i]))}, first eval {fmt(first)})",
+                + f" from one eval to the next within {window} evals (now "
+                f"{fmt(float(val.values[i]))}, first eval {fmt(first)})",
                 {"jumps": ratios, "now": float(val.values[i]), "first_eval": first},
                 "stop training: the learning rate is far too high for this model; lower it (10x) "
                 "and add gradient clipping and a warm-up",
@@ -442,9 +443,9 @@ class Divergence(Detector):
                 Severity.WARNING,
                 step,
                 [sv.name],
-                f"{sv.name} blew up after good progress: {fmt(m)} vs its minimum {fmt(self.run_min)} "
-                f"(step {self.min_step}), {m / self.run_min:.1f}x, back towards its start "
-                f"{fmt(self.start_level)}{extra}",
+                f"{sv.name} blew up after good progress: {fmt(m)} vs its minimum "
+                f"{fmt(self.run_min)} (step {self.min_step}), {m / self.run_min:.1f}x, back "
+                f"towards its start {fmt(self.start_level)}{extra}",
                 evidence,
                 "look now: keep the checkpoint from before the jump; lower the learning rate or "
                 "clip gradients, and look for a bad batch or a schedule change at that step",
@@ -465,8 +466,9 @@ class Divergence(Detector):
 
 class GradSpike(Detector):
     """A gradient norm far above the median of the previous ones and well above their usual
-    maximum (earlier spikes left out: an outlier, not a gradual rise such as a warm-up), and above the run's early level (so that
-    a norm shrinking towards zero does not make every blip a spike).
+    maximum (earlier spikes left out: an outlier, not a gradual rise such as a warm-up), and
+    above the run's early level (so that a norm shrinking towards zero does not make every blip
+    a spike).
 
     - info: the first spike of the run (one bad batch that clipping or the loss shrugs off is
       common in healthy runs; what follows it is divergence's and nan_loss's to judge).
@@ -533,11 +535,11 @@ class GradSpike(Detector):
                 Severity.INFO,
                 step,
                 [sv.name],
-                f"gradient norm spiked to {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
-                f"{fmt(med)}{loss_txt}: one spike so far",
+                f"gradient norm spiked to {fmt(v)} at step {step}, {v / med:.0f}x its recent "
+                f"median {fmt(med)}{loss_txt}: one spike so far",
                 evidence,
-                "nothing to do if the loss shrugs it off; if spikes repeat, lower the learning rate "
-                "or clip gradients (max_grad_norm)",
+                "nothing to do if the loss shrugs it off; if spikes repeat, lower the learning "
+                "rate or clip gradients (max_grad_norm)",
             )
             return
         self.clear(sv.name)  # the info episode ends: spikes recur
@@ -546,8 +548,8 @@ class GradSpike(Detector):
             Severity.WARNING,
             step,
             [sv.name],
-            f"gradient norm spikes recur: {fmt(v)} at step {step}, {v / med:.0f}x its recent median "
-            f"{fmt(med)}, spike {len(seen)} since step {seen[0]}{loss_txt}",
+            f"gradient norm spikes recur: {fmt(v)} at step {step}, {v / med:.0f}x its recent "
+            f"median {fmt(med)}, spike {len(seen)} since step {seen[0]}{loss_txt}",
             evidence,
             "lower the learning rate or clip gradients (max_grad_norm); look for bad batches "
             "(empty, mislabelled, extreme lengths) at the spike steps",

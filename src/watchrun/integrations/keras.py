@@ -1,8 +1,8 @@
 """Keras 3: a callback.
 
     from watchrun.integrations.keras import WatchrunCallback
-    model.fit(x, y, validation_data=(xv, yv),
-              callbacks=[WatchrunCallback("runs/exp1", validation_data=(xv, yv), label_names=names)])
+    callback = WatchrunCallback("runs/exp1", validation_data=(xv, yv), label_names=names)
+    model.fit(x, y, validation_data=(xv, yv), callbacks=[callback])
 
 At each epoch end it adds per-class metrics and prediction diversity (computed on
 `validation_data`) to the epoch's logs, so CSVLogger, TensorBoard and the rest record them too,

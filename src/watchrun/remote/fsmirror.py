@@ -64,8 +64,8 @@ BACKENDS = {
     "ssh": ("ssh", "sshfs", "ssh"),
     "sftp": ("ssh", "sshfs", "ssh"),
 }
-STATE_FILE = "state.json"
-TEMP_PREFIX = "watchrun-mirror-"  # a mirror of its own, when another watchrun holds the cache  # beside the mirrored tree: what each local copy is a copy of
+STATE_FILE = "state.json"  # beside the mirrored tree: what each local copy is a copy of
+TEMP_PREFIX = "watchrun-mirror-"  # a mirror of its own, when another watchrun holds the cache
 
 
 @dataclass

@@ -362,7 +362,8 @@ class Source:
             name = os.path.basename(path)
             self.store.warn(
                 self.key,
-                f"{name}: skipped {self.skipped[path]} {kind} record(s), the last at {where}: {why}",
+                f"{name}: skipped {self.skipped[path]} {kind} record(s), "
+                f"the last at {where}: {why}",
                 topic=f"{name}: skipped ",
             )
         self._last_skip.clear()

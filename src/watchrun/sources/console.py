@@ -4,7 +4,8 @@ Recognised lines:
 - HF Trainer's printed logs, `{'loss': 0.69, 'epoch': 0.5}` (transformers 5 prints the numbers as
   strings). They carry no step: the step is the position of the training progress bar (tqdm,
   `450/1000 [..]`, updated with carriage returns) when the dict was printed.
-- Keras fit: `Epoch 3/20` then `... - loss: 0.2 - val_loss: 0.3` (epoch rows, 0-based like CSVLogger).
+- Keras fit: `Epoch 3/20` then `... - loss: 0.2 - val_loss: 0.3` (epoch rows, 0-based like
+  CSVLogger).
 - Lightning EarlyStopping (`Monitored metric val_loss did not improve ... Signaling Trainer to
   stop`) and Keras `Epoch 7: early stopping`: kept as run events (Keras' at its 0-based epoch;
   Lightning's names no step in the run's unit, so it is kept without one: the end of the run).
@@ -79,7 +80,8 @@ _NONFINITE = re.compile(r"([:\[,][ \t]{0,8})(-?)(nan|inf)\b")
 # `Average Val Loss: 3.7, Trn Accuracy: 96%`: a name of a few words right after a separator is
 # one metric (`val_loss`, `trn_accuracy`); "average"/"mean" in front says nothing about it
 _WORDS_NAME = re.compile(
-    r"(^|[,|;][ \t]{0,8})([A-Za-z][A-Za-z_]{0,30}(?: [A-Za-z][A-Za-z_]{0,30}){1,3})(?=[ \t]{0,4}[:=])"
+    r"(^|[,|;][ \t]{0,8})"
+    r"([A-Za-z][A-Za-z_]{0,30}(?: [A-Za-z][A-Za-z_]{0,30}){1,3})(?=[ \t]{0,4}[:=])"
 )
 _FILLER_WORDS = ("average", "avg", "mean")
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
@@ -253,7 +255,8 @@ class ConsoleSource(Source):
         m = _EARLY.search(line)
         if m:
             self._event(
-                f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, best {m.group(3).rstrip('.')}",
+                f"early stopping: {m.group(1)} did not improve in {m.group(2)} evals, "
+                f"best {m.group(3).rstrip('.')}",
                 None,
             )
             return
@@ -460,7 +463,8 @@ def _training_lines(head: bytes) -> bool:
 
 
 def _json_document(head: bytes) -> bool:
-    """A JSON object or array (`{"...`, `[`); a console's dict lines are Python's `{'loss': ...}`."""
+    """A JSON object or array (`{"...`, `[`); a console's dict lines are Python's
+    `{'loss': ...}`."""
     start = head.lstrip()[:2]
     return start[:1] == b"[" or start == b'{"' or start in (b"{\n", b"{\r", b"{ ", b"{\t")
 

@@ -33,7 +33,8 @@ _DIR_LOGS = {
     "metrics.json",
 }
 MLFLOW_KINDS = ("metrics", "params", "tags", "artifacts")
-# what logrotate and RotatingFileHandler append to a rotated log (`train.log.1`, `-20261123`, `.old`)
+# what logrotate and RotatingFileHandler append to a rotated log (`train.log.1`, `-20261123`,
+# `.old`)
 _ROTATED = re.compile(
     r"^[.\-_](?:\d{1,4}|\d{4}-?\d{2}-?\d{2}(?:[_T\-]?\d{2}(?:-?\d{2}){0,2})?|old|bak)(?:\.gz)?$"
 )

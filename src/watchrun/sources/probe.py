@@ -32,7 +32,8 @@ _METRIC_WORD = re.compile(
 
 
 def is_binary(head: bytes) -> bool:
-    """NUL bytes all over the start: a binary file (a stray NUL in a text log is junk, not binary)."""
+    """NUL bytes all over the start: a binary file (a stray NUL in a text log is junk, not
+    binary)."""
     nuls = head[:4096].count(0)
     return nuls > 16 or nuls * 10 > len(head[:4096])
 

@@ -176,8 +176,9 @@ def walk_records(
     buf: bytes, start: int = 0
 ) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
     """Find complete records whose length CRC holds. Return (payload offsets, lengths, bytes
-    consumed, where each corrupt stretch starts). A record cut by the end of the buffer is not consumed (its rest
-    comes later); a corrupt one is counted and skipped (the walk resynchronises after it).
+    consumed, where each corrupt stretch starts). A record cut by the end of the buffer is not
+    consumed (its rest comes later); a corrupt one is counted and skipped (the walk
+    resynchronises after it).
 
     Long stretches go through `_walk_fast` (numpy, whole buffer at once); where it cannot prove
     the next record (corruption, a record it does not recognise, a torn tail) a few records are
@@ -330,7 +331,8 @@ class Decoded:
 
     def series(self) -> dict[str, tuple[Any, Any, Any]]:
         """tag -> (steps, values, walls): numpy arrays, or lists for points that came only from
-        the protobuf path (a few appended records: converting them would cost more than it saves)."""
+        the protobuf path (a few appended records: converting them would cost more than it
+        saves)."""
         for tag, (idx, steps, values, walls) in self.singles.items():
             if tag not in self.scalars:  # protobuf points only (live tailing): no sort needed
                 continue

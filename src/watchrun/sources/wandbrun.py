@@ -156,7 +156,8 @@ class WandbSource(Source):
                 if not counts["bad_file"]:
                     counts["bad_file"] = 1
                     self.warn(
-                        f"{os.path.basename(cursor.key)}: not a W&B transaction log (no :W&B header)"
+                        f"{os.path.basename(cursor.key)}: not a W&B transaction log "
+                        "(no :W&B header)"
                     )
                 cursor.advance(len(data))
                 return total
@@ -212,7 +213,8 @@ class WandbSource(Source):
         name = os.path.basename(path)
         if counts["unknown"] > before[0]:
             self.warn(
-                f"{name}: skipped {counts['unknown']} record(s) of a type this reader does not know (newer wandb?)"
+                f"{name}: skipped {counts['unknown']} record(s) "
+                "of a type this reader does not know (newer wandb?)"
             )
         if counts["undecodable"] > before[1]:
             self.warn(f"{name}: skipped {counts['undecodable']} record(s) that do not decode")
