@@ -16,7 +16,10 @@ import importlib
 from typing import Protocol
 
 # URL scheme -> "module:factory"; the factory is called as factory(url, cache_dir) -> Mirror
-SCHEMES: dict[str, str] = {}
+SCHEMES: dict[str, str] = {
+    "mlflow+http": "watchrun.remote.mlflow_server:MlflowMirror",
+    "mlflow+https": "watchrun.remote.mlflow_server:MlflowMirror",
+}
 
 
 class Mirror(Protocol):
