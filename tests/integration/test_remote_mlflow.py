@@ -440,3 +440,40 @@ def test_server_killed_mid_run_then_back_loses_nothing(server, tmp_path) -> None
 def _status(follow: Follow, name: str) -> RunStatus | None:
     run = follow.run(name)
     return None if run is None else run.status
+
+
+def test_long_histories_unstepped_metrics_and_deleted_runs(server, tmp_path) -> None:
+    """A range past the bulk endpoint's 2,500 points per run (which it would sample) is read
+    whole instead; values logged without step= (all at step 0) come once each, in order; a
+    metric whose name collides with another's folder is skipped, the rest goes on; a deleted
+    run leaves the mirror."""
+    client = server.client()
+    exp = client.create_experiment("edges")
+    run = client.create_run(exp, run_name="long").info.run_id
+    ts = int(time.time() * 1000)
+    values = [math.sin(i / 50) for i in range(3000)]
+    for lo in range(0, 3000, 1000):
+        client.log_batch(run, [Metric("loss", values[i], ts + i, i) for i in range(lo, lo + 1000)])
+    for v in (0.5, 0.25):
+        client.log_metric(run, "lr", v)  # no step: MLflow keeps step 0
+    client.log_batch(run, [Metric("a", 1.0, ts, 0), Metric("a/b", 2.0, ts, 0)])
+    doomed = client.create_run(exp, run_name="doomed").info.run_id
+    client.log_metric(doomed, "loss", 1.0, step=0)
+
+    mirror = MlflowMirror(f"{server.url}?experiment=edges", str(tmp_path))
+    mirror.prepare()
+    mirror.poll_once()
+    assert mirror.api.requests["metrics/get-history"] == 1  # "loss" of "long": sampled in bulk
+    client.log_metric(run, "lr", 0.125)
+    client.delete_run(doomed)
+    mirror.poll_once()
+    assert mirror.problem() is None
+    assert doomed not in mirror.runs
+
+    engine = Engine([mirror.local_root], use_watchdog=False)
+    engine.load()
+    (only,) = engine.store.runs.values()
+    series = {k: (s.steps.tolist(), s.values.tolist()) for k, s in only.series.items()}
+    assert series["loss"] == (list(range(3000)), values)
+    assert series["lr"] == ([0, 1, 2], [0.5, 0.25, 0.125])
+    assert set(series) == {"loss", "lr", "a"} or set(series) == {"loss", "lr", "a/b"}

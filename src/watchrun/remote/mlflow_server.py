@@ -78,7 +78,12 @@ NO_STOP = (
 
 
 class ServerError(Exception):
-    """The server could not be asked, or answered with an error: the message says which."""
+    """The server could not be asked, or answered with an error: the message says which;
+    `status` and `code` are the HTTP status and MLflow's error_code where it answered."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class Api:
             raise ServerError(self._transport_problem(exc)) from exc
         self.bytes_in += len(response.content)
         if response.status_code != 200:
-            raise ServerError(self._status_problem(response.status_code, response.text, endpoint))
+            raise self._status_problem(response.status_code, response.text, endpoint)
         try:
             answer = response.json()
         except ValueError:
@@ -201,19 +206,24 @@ class Api:
             return f"MLflow server {self.base} not reachable (connection refused or host unknown)"
         return f"MLflow server {self.base}: {_short(exc)}"
 
-    def _status_problem(self, status: int, text: str, endpoint: str) -> str:
+    def _status_problem(self, status: int, text: str, endpoint: str) -> ServerError:
+        try:
+            error = json.loads(text)
+            code, message = str(error["error_code"]), str(error.get("message", ""))
+        except (ValueError, TypeError, KeyError):
+            code, message = None, ""
         if status in (401, 403):
-            return (
+            why = (
                 f"{self.base} refused the credentials (HTTP {status}): set "
                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
             )
-        if status == 404:
-            return f"{self.base} has no {endpoint} (HTTP 404): is the URL an MLflow server's?"
-        try:
-            message = json.loads(text).get("message", "")
-        except (ValueError, AttributeError):
-            message = ""
-        return f"{self.base} answered HTTP {status} to {endpoint}: {message or text[:200]}"
+        elif code is not None:
+            why = f"{self.base} answered {endpoint} with {code}: {message[:300]}"
+        elif status == 404:
+            why = f"{self.base} has no {endpoint} (HTTP 404): is the URL an MLflow server's?"
+        else:
+            why = f"{self.base} answered HTTP {status} to {endpoint}: {text[:200]}"
+        return ServerError(why, status, code)
 
 
 def _short(exc: BaseException) -> str:
@@ -273,6 +283,9 @@ class RemoteRun:
     meta: dict[str, Any]
     params: dict[str, str]
     latest: dict[str, tuple[int, int, float]]  # metric key -> (step, timestamp, value)
+
+
+Moved = tuple[RunState, tuple[int, int, float]]  # a run and its metric's latest (step, ts, value)
 
 
 class MlflowMirror:
@@ -465,7 +478,7 @@ class MlflowMirror:
 
     # -- writing the mirror -------------------------------------------------------------------
     def _mirror(self, remote: dict[str, RemoteRun]) -> None:
-        moved: dict[str, list[tuple[RunState, tuple[int, int, float]]]] = defaultdict(list)
+        moved: dict[str, list[Moved]] = defaultdict(list)
         for run in remote.values():
             state = self._state(run)
             self._write_params(state, run.params)
@@ -501,18 +514,30 @@ class MlflowMirror:
             if _write_atomic(path, yaml.safe_dump(meta, sort_keys=True)):
                 state.meta = dict(meta)
 
-    def _read_history(self, key: str, items: list[tuple[RunState, tuple[int, int, float]]]) -> None:
+    def _read_history(self, key: str, items: list[Moved]) -> None:
         for i in range(0, len(items), BULK_RUNS):
             chunk = items[i : i + BULK_RUNS]
-            points = self._bulk_interval(key, chunk) if self._bulk else None
-            for state, _latest in chunk:
-                got = points.get(state.run_id) if points is not None else None
-                if got is None or len(got) >= BULK_POINTS:  # no endpoint, or sampled
-                    got = self._full_history(state.run_id, key)
-                self._append(state, key, got)
+            try:
+                self._read_chunk(key, chunk)
+            except ServerError as exc:
+                if exc.code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                # a run deleted since the search: the next search no longer shows it
+
+    def _read_chunk(self, key: str, chunk: list[Moved]) -> None:
+        points = self._bulk_interval(key, chunk) if self._bulk else None
+        for state, latest in chunk:
+            got = points.get(state.run_id) if points is not None else None
+            if got is not None and len(got) >= BULK_POINTS and len(chunk) > 1:
+                # sampled: the chunk's range may be wider than this run's own
+                alone = self._bulk_interval(key, [(state, latest)])
+                got = alone.get(state.run_id) if alone is not None else None
+            if got is None or len(got) >= BULK_POINTS:  # no endpoint, or still sampled
+                got = self._full_history(state.run_id, key)
+            self._append(state, key, got)
 
     def _bulk_interval(
-        self, key: str, chunk: list[tuple[RunState, tuple[int, int, float]]]
+        self, key: str, chunk: list[Moved]
     ) -> dict[str, list[tuple[int, int, float]]] | None:
         """The points of `key` from the chunk's lowest last-seen step to its highest latest
         step, by run; None when the server has no such endpoint."""
@@ -533,9 +558,9 @@ class MlflowMirror:
                 "GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval", body
             )
         except ServerError as exc:
-            if "HTTP 404" not in str(exc):
+            if exc.status != 404 or exc.code not in (None, "ENDPOINT_NOT_FOUND"):
                 raise
-            self._bulk = False
+            self._bulk = False  # an older server, or one that serves the REST API only
             return None
         points: dict[str, list[tuple[int, int, float]]] = {s.run_id: [] for s, _ in chunk}
         for m in answer.get("metrics", []):
@@ -600,14 +625,15 @@ def _remote_run(raw: Any) -> RemoteRun | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("info"), dict):
         return None
     info = raw["info"]
-    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    data: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
     run_id = info.get("run_id") or info.get("run_uuid")
     if not isinstance(run_id, str) or not run_id:
         return None
+    experiment_id = str(info.get("experiment_id", ""))
     meta = {
         "run_id": run_id,
         "run_name": str(info.get("run_name") or ""),
-        "experiment_id": str(info.get("experiment_id", "")),
+        "experiment_id": experiment_id,
         "status": str(info.get("status", "RUNNING")),
         "start_time": _int(info.get("start_time")),
         "end_time": _int(info.get("end_time")),
@@ -623,7 +649,7 @@ def _remote_run(raw: Any) -> RemoteRun | None:
         point = _point(m)
         if point is not None:
             latest[str(m["key"])] = point
-    return RemoteRun(run_id, meta["experiment_id"], meta, params, latest)
+    return RemoteRun(run_id, experiment_id, meta, params, latest)
 
 
 def _point(m: Any) -> tuple[int, int, float] | None:
