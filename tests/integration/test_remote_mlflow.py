@@ -28,7 +28,7 @@ import pytest
 
 from watchrun.engine import Engine
 from watchrun.model import RunStatus
-from watchrun.remote import open_mirror, scheme_of
+from watchrun.remote import mlflow_server, open_mirror, scheme_of
 from watchrun.remote.mlflow_server import NO_STOP, MlflowMirror, parse_url
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow package runs the tracking server")
@@ -442,11 +442,14 @@ def _status(follow: Follow, name: str) -> RunStatus | None:
     return None if run is None else run.status
 
 
-def test_long_histories_unstepped_metrics_and_deleted_runs(server, tmp_path) -> None:
+def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
+    server, tmp_path, monkeypatch
+) -> None:
     """A range past the bulk endpoint's 2,500 points per run (which it would sample) is read
     whole instead; values logged without step= (all at step 0) come once each, in order; a
     metric whose name collides with another's folder is skipped, the rest goes on; a deleted
-    run leaves the mirror."""
+    run leaves the mirror; an experiment asked for before it exists is said missing, then
+    followed with its ended runs once it is there."""
     client = server.client()
     exp = client.create_experiment("edges")
     run = client.create_run(exp, run_name="long").info.run_id
@@ -460,19 +463,30 @@ def test_long_histories_unstepped_metrics_and_deleted_runs(server, tmp_path) -> 
     doomed = client.create_run(exp, run_name="doomed").info.run_id
     client.log_metric(doomed, "loss", 1.0, step=0)
 
-    mirror = MlflowMirror(f"{server.url}?experiment=edges", str(tmp_path))
+    mirror = MlflowMirror(f"{server.url}?experiment=edges&experiment=later", str(tmp_path))
     mirror.prepare()
     mirror.poll_once()
     assert mirror.api.requests["metrics/get-history"] == 1  # "loss" of "long": sampled in bulk
+    assert "no experiment named 'later'" in (mirror.problem() or "")
     client.log_metric(run, "lr", 0.125)
     client.delete_run(doomed)
+    later = client.create_experiment("later")
+    quick = client.create_run(later, run_name="quick").info.run_id
+    client.log_metric(quick, "loss", 0.5, step=3)
+    client.set_terminated(quick, "FINISHED", end_time=int(time.time() * 1000) - 3_600_000)
+    monkeypatch.setattr(mlflow_server, "LISTING_SECONDS", 0.0)
     mirror.poll_once()
     assert mirror.problem() is None
     assert doomed not in mirror.runs
+    assert mirror.runs[quick].meta["status"] == "FINISHED"
 
     engine = Engine([mirror.local_root], use_watchdog=False)
     engine.load()
-    (only,) = engine.store.runs.values()
+    runs = {r.display_name: r for r in engine.store.runs.values()}
+    assert set(runs) == {"long", "quick"}
+    quick_loss = runs["quick"].series["loss"]
+    assert (quick_loss.steps.tolist(), quick_loss.values.tolist()) == ([3], [0.5])
+    only = runs["long"]
     series = {k: (s.steps.tolist(), s.values.tolist()) for k, s in only.series.items()}
     assert series["loss"] == (list(range(3000)), values)
     assert series["lr"] == ([0, 1, 2], [0.5, 0.25, 0.125])

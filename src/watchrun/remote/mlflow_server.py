@@ -18,11 +18,11 @@ latest (step, timestamp) is past the mirror's are read, from the last step seen 
 UI's `get-history-bulk-interval` endpoint (one request per metric key for up to 100 runs). It
 returns every point of a step range unless the range holds more than 2,500 per run, when it
 samples: then, or where the server lacks the endpoint, that metric is read whole with the REST
-`get-history` and only the points past the mirror's are kept. Every SWEEP_SECONDS a full listing
-(experiments, then all their runs) finds new experiments, deleted runs and runs the end_time
-window missed. A metric logged without `step=` (every point at step 0) is re-read whole when it
-changes: MLflow has no other cursor for it. Points logged at a step below one already mirrored
-are not mirrored.
+`get-history` and only the points past the mirror's are kept. The experiments are listed every
+LISTING_SECONDS (a new one's runs are listed whole), and all runs every SWEEP_SECONDS, for deleted
+runs and the rare run that the end_time window missed. A metric logged without `step=` (every
+point at step 0) is re-read whole when it changes: MLflow has no other cursor for it. Points
+logged at a step below one already mirrored are not mirrored.
 
 The transport is the mlflow client's own (`mlflow.utils.rest_utils.http_request` with the
 credentials of `MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN` and its TLS settings), called with no
@@ -59,7 +59,8 @@ KIND = "mlflow"
 MIRROR_FILE = ".watchrun-mirror.json"
 DEFAULT_POLL = 2.0
 IDLE_FACTOR = 5  # no RUNNING run: poll this many times slower
-SWEEP_SECONDS = 60.0  # full listing: new experiments, deleted runs, what the window missed
+LISTING_SECONDS = 60.0  # experiments listed (new ones: all their runs listed at once)
+SWEEP_SECONDS = 300.0  # all runs listed: deleted runs, and what the ended window missed
 ENDED_WINDOW = 60.0  # runs ended since the last poll, less this much: the trainer's clock sets
 # end_time, and it may differ from ours
 MAX_BACKOFF = 30.0
@@ -264,7 +265,8 @@ class MetricCursor:
 @dataclass
 class RunState:
     run_id: str
-    directory: str
+    directory: str  # where its files are written: the staging folder until its first meta.yaml
+    final: str  # where the engine sees it
     meta: dict[str, Any] = field(default_factory=dict)  # as last written to meta.yaml
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, MetricCursor] = field(default_factory=lambda: defaultdict(MetricCursor))
@@ -302,6 +304,7 @@ class MlflowMirror:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", host)
         digest = hashlib.sha1(url.encode()).hexdigest()[:8]
         self.local_root = os.path.join(os.path.abspath(cache_dir), f"mlflow-{slug}-{digest}")
+        self.staging_root = self.local_root + ".staging"  # new runs, until complete
         self.api = Api(self.target.base)
         self.runs: dict[str, RunState] = {}
         self.experiments: dict[str, str] = {}  # id -> local folder name
@@ -309,6 +312,8 @@ class MlflowMirror:
         self._problem: str | None = None
         self._failures = 0
         self._last_sweep: float | None = None
+        self._last_listing = 0.0
+        self._unlisted: set[str] = set()  # experiments found whose runs were not listed yet
         self._last_ok = 0.0  # wall time at which the last poll that went through began
         self._missing: list[str] = []  # asked-for experiments the server lacks
         self._bulk = True  # the server has get-history-bulk-interval (until it says 404)
@@ -373,8 +378,10 @@ class MlflowMirror:
         with self._lock:
             now, wall = time.monotonic(), time.time()
             sweep = self._last_sweep is None or now - self._last_sweep >= SWEEP_SECONDS
-            if sweep:
+            if sweep or now - self._last_listing >= LISTING_SECONDS:
                 self._missing = self._list_experiments()
+                self._last_listing = now
+            if sweep:
                 remote = self._search(self.target.run_filter())
             else:
                 remote = self._search(
@@ -384,9 +391,12 @@ class MlflowMirror:
                 remote.update(
                     self._search(_and(f"attributes.end_time >= {since}", self.target.run_filter()))
                 )
+                if self._unlisted:  # experiments new since the last poll: all their runs
+                    remote.update(self._search(self.target.run_filter(), self._unlisted))
                 gone = [i for i, r in self.runs.items() if r.active and i not in remote]
                 remote.update(self._by_ids(gone))
             self._mirror(remote)
+            self._unlisted = set()
             if sweep:
                 self._drop_absent(remote)
                 self._last_sweep = now
@@ -421,6 +431,7 @@ class MlflowMirror:
         for exp_id, name in found.items():
             if exp_id not in self.experiments:
                 self.experiments[exp_id] = self._folder_for(name, exp_id)
+                self._unlisted.add(exp_id)
         return sorted(wanted - set(found.values()))
 
     def _folder_for(self, name: str, exp_id: str) -> str:
@@ -429,9 +440,10 @@ class MlflowMirror:
             folder = f"{folder}-{exp_id}"
         return folder
 
-    def _search(self, run_filter: str) -> dict[str, RemoteRun]:
+    def _search(self, run_filter: str, experiments: set[str] | None = None) -> dict[str, RemoteRun]:
+        """The runs matching `run_filter` in these experiments (default: all followed)."""
         runs: dict[str, RemoteRun] = {}
-        ids = sorted(self.experiments)
+        ids = sorted(self.experiments if experiments is None else experiments)
         for i in range(0, len(ids), BULK_RUNS):
             token = None
             while True:
@@ -475,6 +487,7 @@ class MlflowMirror:
         state = self.runs.pop(run_id, None)
         if state is not None:
             shutil.rmtree(state.directory, ignore_errors=True)
+            shutil.rmtree(state.final, ignore_errors=True)
 
     # -- writing the mirror -------------------------------------------------------------------
     def _mirror(self, remote: dict[str, RemoteRun]) -> None:
@@ -494,10 +507,12 @@ class MlflowMirror:
     def _state(self, run: RemoteRun) -> RunState:
         state = self.runs.get(run.run_id)
         if state is None:
-            folder = self.experiments[run.experiment_id]
-            directory = os.path.join(self.local_root, folder, _safe_part(run.run_id))
-            os.makedirs(directory, exist_ok=True)
-            state = self.runs[run.run_id] = RunState(run.run_id, directory)
+            name = _safe_part(run.run_id)
+            final = os.path.join(self.local_root, self.experiments[run.experiment_id], name)
+            staging = os.path.join(self.staging_root, name)
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+            state = self.runs[run.run_id] = RunState(run.run_id, staging, final)
         return state
 
     def _write_params(self, state: RunState, params: dict[str, str]) -> None:
@@ -513,6 +528,17 @@ class MlflowMirror:
             path = os.path.join(state.directory, "meta.yaml")
             if _write_atomic(path, yaml.safe_dump(meta, sort_keys=True)):
                 state.meta = dict(meta)
+        if state.directory != state.final:
+            self._publish(state)
+
+    def _publish(self, state: RunState) -> None:
+        """Move a new run's folder, whole, from staging to where the engine looks: discovery
+        judges a file once per version, and a metrics file seen before its run's meta.yaml
+        existed would stay unclaimed."""
+        os.makedirs(os.path.dirname(state.final), exist_ok=True)
+        shutil.rmtree(state.final, ignore_errors=True)
+        os.rename(state.directory, state.final)
+        state.directory = state.final
 
     def _read_history(self, key: str, items: list[Moved]) -> None:
         for i in range(0, len(items), BULK_RUNS):
@@ -615,7 +641,9 @@ class MlflowMirror:
             if os.listdir(self.local_root) and not os.path.isfile(marker):
                 raise ValueError(f"{self.local_root} exists and is not a watchrun mirror")
             shutil.rmtree(self.local_root)
+        shutil.rmtree(self.staging_root, ignore_errors=True)
         os.makedirs(self.local_root)
+        os.makedirs(self.staging_root)
         info = {"url": self.url, "label": self.label, "kind": KIND}
         _write_atomic(marker, json.dumps(info, indent=1) + "\n")
 
