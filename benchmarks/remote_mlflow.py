@@ -13,6 +13,7 @@ figures for benchmarks/remote.py.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -64,9 +65,20 @@ def _phase(mirror: mlflow_server.MlflowMirror, polls: int = 1) -> tuple[int, int
     )
 
 
+def _forced(mirror: mlflow_server.MlflowMirror, constant: str) -> tuple[int, int, float]:
+    """One poll with the listing that `constant` spaces out made due now."""
+    every = getattr(mlflow_server, constant)
+    setattr(mlflow_server, constant, 0.0)
+    try:
+        return _phase(mirror)
+    finally:
+        setattr(mlflow_server, constant, every)
+
+
 def measure(runs: int = 100) -> dict[str, tuple[int, int, float]]:
-    """(requests, bytes, seconds) per phase: first load, idle poll, sweep, one poll after the
-    running runs logged 10 steps each, and the extrapolated idle hour."""
+    """(requests, bytes, seconds) per phase: first load, idle poll, experiments listing (every
+    LISTING_SECONDS), runs sweep (every SWEEP_SECONDS), one poll after the running runs logged
+    10 steps each, the extrapolated idle hour, and one naive poll for comparison."""
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp))
         server.start()
@@ -75,26 +87,57 @@ def measure(runs: int = 100) -> dict[str, tuple[int, int, float]]:
             mirror = mlflow_server.MlflowMirror(f"{server.url}?experiment=bench", tmp + "/cache")
             mirror.prepare()
             out = {"first load": _phase(mirror)}
-            out["idle poll"] = _phase(mirror, 10)
-            out["idle poll"] = (out["idle poll"][0] // 10, out["idle poll"][1] // 10, 0.0)
-            sweep_every = mlflow_server.SWEEP_SECONDS
-            mlflow_server.SWEEP_SECONDS = 0.0
-            out["sweep"] = _phase(mirror)
-            mlflow_server.SWEEP_SECONDS = sweep_every
+            requests, size, _ = _phase(mirror, 10)
+            out["idle poll"] = (requests // 10, size // 10, 0.0)
+            out["idle poll + listing"] = _forced(mirror, "LISTING_SECONDS")
+            out["sweep"] = _forced(mirror, "SWEEP_SECONDS")
             for trainer in trainers[:RUNNING]:
                 trainer.log_many(list(fit_steps(0.01, 110))[100:])
             out["10 new steps x 5 runs"] = _phase(mirror)
-            polls = int(3600 / mlflow_server.DEFAULT_POLL)  # runs RUNNING: the fast interval
-            sweeps = int(3600 / sweep_every)
-            out["idle hour"] = (
-                (polls - sweeps) * out["idle poll"][0] + sweeps * out["sweep"][0],
-                (polls - sweeps) * out["idle poll"][1] + sweeps * out["sweep"][1],
-                0.0,
-            )
+            out["idle hour"] = _idle_hour(out, mlflow_server.DEFAULT_POLL)
             out["naive poll"] = _naive_poll(mirror)
+            client, long_ago = server.client(), int(time.time() * 1000) - 3_600_000
+            for trainer in trainers[:RUNNING]:
+                client.set_terminated(trainer.run_id, "FINISHED", end_time=long_ago)
+            mirror.poll_once()  # sees them end (through the search by id)
+            requests, size, _ = _phase(mirror, 10)
+            out["idle poll, none running"] = (requests // 10, size // 10, 0.0)
+            out["idle hour, none running"] = _idle_hour(
+                {**out, "idle poll": out["idle poll, none running"]},
+                mlflow_server.DEFAULT_POLL * mlflow_server.IDLE_FACTOR,
+            )
+            logged = sum(len(v) for t in trainers for v in t.logged.values()) + runs * STEPS // 10
+            print(f"mirrored points: {_lines(mirror.local_root)} of {logged} logged")
             return out
         finally:
             server.kill()
+
+
+def _idle_hour(out: dict[str, tuple[int, int, float]], every: float) -> tuple[int, int, float]:
+    """An hour of idle polls, one every `every` seconds, with its listings and sweeps."""
+    polls = int(3600 / every)
+    sweeps = int(3600 / mlflow_server.SWEEP_SECONDS)
+    listings = int(3600 / mlflow_server.LISTING_SECONDS) - sweeps
+    plain = polls - sweeps - listings
+    return (
+        plain * out["idle poll"][0]
+        + listings * out["idle poll + listing"][0]
+        + sweeps * out["sweep"][0],
+        plain * out["idle poll"][1]
+        + listings * out["idle poll + listing"][1]
+        + sweeps * out["sweep"][1],
+        0.0,
+    )
+
+
+def _lines(root: str) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        if os.sep + "metrics" in folder:
+            for name in files:
+                with open(os.path.join(folder, name), "rb") as fh:
+                    total += fh.read().count(b"\n")
+    return total
 
 
 def _naive_poll(mirror: mlflow_server.MlflowMirror) -> tuple[int, int, float]:
@@ -126,8 +169,10 @@ def main() -> None:
     print(
         f"(naive poll: {runs} runs x 3 get-history, each the whole history, at every poll; "
         f"idle hour: {RUNNING} runs RUNNING but silent, a poll every "
-        f"{mlflow_server.DEFAULT_POLL:.0f} s (x{mlflow_server.IDLE_FACTOR} when none runs), "
-        f"a sweep every {mlflow_server.SWEEP_SECONDS:.0f} s)"
+        f"{mlflow_server.DEFAULT_POLL:.0f} s; none running: every "
+        f"{mlflow_server.DEFAULT_POLL * mlflow_server.IDLE_FACTOR:.0f} s; "
+        f"experiments listed every {mlflow_server.LISTING_SECONDS:.0f} s, "
+        f"all runs every {mlflow_server.SWEEP_SECONDS:.0f} s)"
     )
 
 
