@@ -226,7 +226,7 @@ def same(a: dict[str, list[tuple[int, float]]], b: dict[str, list[tuple[int, flo
     return True
 
 
-def test_the_url_and_its_options() -> None:
+def test_the_url_and_its_options(tmp_path) -> None:
     assert scheme_of("mlflow+http://h:5000") == "mlflow+http"
     assert scheme_of("MLflow+HTTPS://h") == "mlflow+https"
     t = parse_url("mlflow+https://h:5000/pre/?experiment=a&experiment=b%20c&run=r1&poll=0.5")
@@ -240,6 +240,10 @@ def test_the_url_and_its_options() -> None:
     for bad in ("mlflow+http://h?poll=0", "mlflow+http://h?color=red", "mlflow+ftp://h", "x"):
         with pytest.raises(ValueError):
             parse_url(bad)
+    mirror = MlflowMirror("mlflow+http://127.0.0.1:9?poll=1", str(tmp_path))
+    assert mirror.next_delay() == 1 * mlflow_server.IDLE_FACTOR  # nothing RUNNING: slower
+    mirror.poll_seconds = 3.0  # what `--poll 3` sets
+    assert mirror.next_delay() == 3.0
 
 
 def test_unreachable_and_wrong_servers_say_so(tmp_path) -> None:
@@ -491,3 +495,37 @@ def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
     assert series["loss"] == (list(range(3000)), values)
     assert series["lr"] == ([0, 1, 2], [0.5, 0.25, 0.125])
     assert set(series) == {"loss", "lr", "a"} or set(series) == {"loss", "lr", "a/b"}
+
+
+def test_a_restarted_watchrun_reads_only_what_changed(server, tmp_path) -> None:
+    client = server.client()
+    exp = client.create_experiment("resume")
+    run = client.create_run(exp, run_name="r").info.run_id
+    trainer = Trainer(client, run)
+    steps = fit_steps(0.05, 40)
+    trainer.log_many([next(steps) for _ in range(20)])
+    client.log_batch(run, params=[Param("lr", "0.05")])
+    url = f"{server.url}?experiment=resume"
+    first = MlflowMirror(url, str(tmp_path))
+    first.prepare()
+    first.poll_once()
+    loss = Path(first.runs[run].directory, "metrics", "loss")
+    with open(loss, "a") as fh:
+        fh.write("1700000000000 0.")  # the last line was cut short when watchrun ended
+    trainer.log_many([next(steps) for _ in range(10)])  # steps 20..29 while it was away
+
+    again = MlflowMirror(url, str(tmp_path))
+    again.prepare()
+    assert again.runs[run].metrics["loss"].last_step == 19
+    again.poll_once()
+    assert again.api.requests["metrics/get-history-bulk-interval"] == 2
+    assert all("start_step=19" in r for r in server.requests("get-history-bulk-interval")[-2:])
+    engine = Engine([again.local_root], use_watchdog=False)
+    engine.load()
+    (got,) = engine.store.runs.values()
+    series = {
+        k: list(zip(s.steps.tolist(), s.values.tolist(), strict=True))
+        for k, s in got.series.items()
+    }
+    assert same(series, trainer.logged)
+    assert got.hparams == {"lr": "0.05"}

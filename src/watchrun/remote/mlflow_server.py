@@ -5,7 +5,8 @@
 - `experiment=NAME` (repeatable): only these experiments (default: every active one);
 - `run=NAME` / `run_id=ID`: only runs of that name / that id;
 - `filter=EXPR`: any MLflow search filter, e.g. `filter=params.model = 'resnet'`;
-- `poll=SECONDS`: the poll interval while a run is RUNNING (default 2; 5x that when none is).
+- `poll=SECONDS`: the poll interval while a run is RUNNING (default 2; 5x that when none is;
+  `--poll` fixes it).
 
 The mirror writes `<exp>/<run_id>/{meta.yaml, params/<key>, metrics/<key>}` (metrics lines are
 `timestamp value step`, appended; meta.yaml, with the run's status, replaced atomically and
@@ -45,6 +46,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -298,7 +300,7 @@ class MlflowMirror:
     def __init__(self, url: str, cache_dir: str, poll_seconds: float | None = None) -> None:
         self.url = url
         self.target = parse_url(url)
-        self.poll_seconds = poll_seconds if poll_seconds is not None else self.target.poll
+        self.poll_seconds = poll_seconds  # `--poll`: this interval always, not the adaptive one
         host = urlsplit(self.target.base).netloc
         self.label = f"mlflow:{host}"
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", host)
@@ -347,12 +349,13 @@ class MlflowMirror:
             self.poll_safely()
 
     def next_delay(self) -> float:
+        base = self.poll_seconds or self.target.poll
         if self._failures:  # backoff: 2x, 4x, ... the poll interval, up to 15x (or 30 s)
-            cap = min(BACKOFF_POLLS * self.poll_seconds, MAX_BACKOFF)
-            return min(self.poll_seconds * 2 ** min(self._failures, 20), cap)
-        if any(r.active for r in self.runs.values()):
-            return self.poll_seconds
-        return self.poll_seconds * IDLE_FACTOR
+            cap = min(BACKOFF_POLLS * base, MAX_BACKOFF)
+            return min(base * 2 ** min(self._failures, 20), cap)
+        if self.poll_seconds or any(r.active for r in self.runs.values()):
+            return base
+        return base * IDLE_FACTOR
 
     def poll_safely(self) -> bool:
         """One poll; a failure becomes problem() and a longer wait, never an exception."""
@@ -634,18 +637,84 @@ class MlflowMirror:
             raise
 
     def prepare(self) -> None:
-        """A fresh local root: a mirror left by an earlier watchrun is cleared, since its
-        cursors are gone (reading it on would double its points)."""
+        """The local root, taken up where an earlier watchrun left it (so that only what
+        changed since is read), or made. New runs it had not finished writing are dropped:
+        they are read again whole."""
         marker = os.path.join(self.local_root, MIRROR_FILE)
-        if os.path.isdir(self.local_root):
-            if os.listdir(self.local_root) and not os.path.isfile(marker):
-                raise ValueError(f"{self.local_root} exists and is not a watchrun mirror")
-            shutil.rmtree(self.local_root)
+        if os.path.isfile(marker):
+            self._resume()
+        elif os.path.isdir(self.local_root) and os.listdir(self.local_root):
+            raise ValueError(f"{self.local_root} exists and is not a watchrun mirror")
         shutil.rmtree(self.staging_root, ignore_errors=True)
-        os.makedirs(self.local_root)
+        os.makedirs(self.local_root, exist_ok=True)
         os.makedirs(self.staging_root)
         info = {"url": self.url, "label": self.label, "kind": KIND}
         _write_atomic(marker, json.dumps(info, indent=1) + "\n")
+
+    def _resume(self) -> None:
+        """Each run's state from its files: meta.yaml (run and experiment ids, status), params,
+        and the metrics files, whose last lines say the step reached."""
+        for folder in sorted(os.listdir(self.local_root)):
+            exp_dir = os.path.join(self.local_root, folder)
+            if not os.path.isdir(exp_dir):
+                continue
+            for name in sorted(os.listdir(exp_dir)):
+                state = _run_state_of(os.path.join(exp_dir, name))
+                if state is None:  # not one this mirror wrote whole
+                    shutil.rmtree(os.path.join(exp_dir, name), ignore_errors=True)
+                    continue
+                self.experiments.setdefault(str(state.meta["experiment_id"]), folder)
+                self.runs[state.run_id] = state
+
+
+def _run_state_of(run_dir: str) -> RunState | None:
+    try:
+        with open(os.path.join(run_dir, "meta.yaml"), encoding="utf-8") as fh:
+            meta = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(meta, dict) or not meta.get("run_id") or "experiment_id" not in meta:
+        return None
+    state = RunState(str(meta["run_id"]), run_dir, run_dir, meta=meta)
+    for kind, key, path in _files_of(run_dir):
+        if kind == "params":
+            with open(path, encoding="utf-8") as fh:
+                state.params[key] = fh.read()
+        else:
+            state.metrics[key] = _cursor_of(path)
+    return state
+
+
+def _files_of(run_dir: str) -> Iterator[tuple[str, str, str]]:
+    """(params|metrics, key, path) of a mirrored run's files (`/` in a key is a subfolder)."""
+    for kind in ("params", "metrics"):
+        top = os.path.join(run_dir, kind)
+        for folder, _, names in os.walk(top):
+            for name in names:
+                if not name.startswith("."):  # an atomic write's leftover
+                    path = os.path.join(folder, name)
+                    yield kind, os.path.relpath(path, top).replace(os.sep, "/"), path
+
+
+def _cursor_of(path: str) -> MetricCursor:
+    """Where a mirrored metrics file stands; a last line cut short (watchrun ended mid-write)
+    is cut off, to be read again."""
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            fh.truncate(end)
+    cursor = MetricCursor()
+    points = []
+    for line in data[:end].decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if len(fields) == 3 and _int(fields[0]) is not None and _int(fields[2]) is not None:
+            try:
+                points.append((int(fields[2]), int(fields[0]), float(fields[1])))
+            except ValueError:
+                continue
+    cursor.take(points)
+    return cursor
 
 
 # -- the REST answers ---------------------------------------------------------------------------
