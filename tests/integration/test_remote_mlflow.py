@@ -28,7 +28,7 @@ import pytest
 
 from watchrun.engine import Engine
 from watchrun.model import RunStatus
-from watchrun.remote import mlflow_server, open_mirror, scheme_of
+from watchrun.remote import OPEN, RemoteError, mlflow_server, open_mirror, scheme_of
 from watchrun.remote.mlflow_server import NO_STOP, MlflowMirror, parse_url
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow package runs the tracking server")
@@ -117,6 +117,20 @@ def server(tmp_path_factory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.kill()
+
+
+@pytest.fixture
+def mirrors() -> Iterator[Callable[[str, Path], MlflowMirror]]:
+    """Makes mirrors that are closed (their cache lock released) when the test ends."""
+    made: list[MlflowMirror] = []
+
+    def make(url: str, cache: Path) -> MlflowMirror:
+        made.append(MlflowMirror(url, str(cache)))
+        return made[-1]
+
+    yield make
+    for mirror in made:
+        mirror.close()
 
 
 class Follow:
@@ -226,7 +240,7 @@ def same(a: dict[str, list[tuple[int, float]]], b: dict[str, list[tuple[int, flo
     return True
 
 
-def test_the_url_and_its_options(tmp_path) -> None:
+def test_the_url_and_its_options(tmp_path, mirrors) -> None:
     assert scheme_of("mlflow+http://h:5000") == "mlflow+http"
     assert scheme_of("MLflow+HTTPS://h") == "mlflow+https"
     t = parse_url("mlflow+https://h:5000/pre/?experiment=a&experiment=b%20c&run=r1&poll=0.5")
@@ -238,18 +252,24 @@ def test_the_url_and_its_options(tmp_path) -> None:
     )
     assert parse_url("mlflow+http://h?run=it's").run_filter() == "attributes.run_name = 'it\\'s'"
     for bad in ("mlflow+http://h?poll=0", "mlflow+http://h?color=red", "mlflow+ftp://h", "x"):
-        with pytest.raises(ValueError):
+        with pytest.raises(RemoteError):
             parse_url(bad)
-    mirror = MlflowMirror("mlflow+http://127.0.0.1:9?poll=1", str(tmp_path))
+    mirror = mirrors("mlflow+http://127.0.0.1:9?poll=1", tmp_path)
     assert mirror.next_delay() == 1 * mlflow_server.IDLE_FACTOR  # nothing RUNNING: slower
     mirror.poll_seconds = 3.0  # what `--poll 3` sets
     assert mirror.next_delay() == 3.0
 
 
-def test_unreachable_and_wrong_servers_say_so(tmp_path) -> None:
+def test_unreachable_and_wrong_servers_say_so(tmp_path, mirrors) -> None:
     nothing = open_mirror(f"mlflow+http://127.0.0.1:{_free_port()}", str(tmp_path))
     nothing.start()
     try:
+        assert OPEN[nothing.local_root] is nothing  # where control finds it for a stop
+        # a second watchrun on the same URL gets a mirror of its own, never writes this one
+        twin = MlflowMirror(nothing.url, str(tmp_path))
+        assert twin.local_root != nothing.local_root
+        twin.close()
+        assert not os.path.exists(twin.cache_dir)
         assert "not reachable" in (nothing.problem() or "")
         assert "retrying in" in (nothing.problem() or "")
         info = json.loads(Path(nothing.local_root, ".watchrun-mirror.json").read_text())
@@ -257,12 +277,13 @@ def test_unreachable_and_wrong_servers_say_so(tmp_path) -> None:
         assert nothing.request_stop(nothing.local_root) == NO_STOP
     finally:
         nothing.close()
+    assert nothing.local_root not in OPEN
 
     # a web server that is not MLflow's
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        other = MlflowMirror(f"mlflow+http://127.0.0.1:{httpd.server_address[1]}", str(tmp_path))
+        other = mirrors(f"mlflow+http://127.0.0.1:{httpd.server_address[1]}", tmp_path)
         other.prepare()
         assert not other.poll_safely()
         problem = other.problem() or ""
@@ -338,7 +359,7 @@ def test_nan_arrives_as_an_alert_within_the_poll_interval(server, tmp_path) -> N
         mirror.close()
 
 
-def test_requests_are_incremental(server, tmp_path) -> None:
+def test_requests_are_incremental(server, tmp_path, mirrors) -> None:
     """First load: one listing, one search, one history read per metric key for all the runs;
     an idle poll: two searches; new points: one ranged history read per key from the last step
     seen."""
@@ -356,7 +377,7 @@ def test_requests_are_incremental(server, tmp_path) -> None:
     steps = fit_steps(0.05, 40)
     trainer.log_many([next(steps) for _ in range(25)])
 
-    mirror = MlflowMirror(f"{server.url}?experiment=counts", str(tmp_path))
+    mirror = mirrors(f"{server.url}?experiment=counts", tmp_path)
     mirror.prepare()
     log_before = {e: len(server.requests(e)) for e in ("runs/search", "get-history")}
     mirror.poll_once()  # the first load
@@ -447,7 +468,7 @@ def _status(follow: Follow, name: str) -> RunStatus | None:
 
 
 def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
-    server, tmp_path, monkeypatch
+    server, tmp_path, monkeypatch, mirrors
 ) -> None:
     """A range past the bulk endpoint's 2,500 points per run (which it would sample) is read
     whole instead; values logged without step= (all at step 0) come once each, in order; a
@@ -467,7 +488,7 @@ def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
     doomed = client.create_run(exp, run_name="doomed").info.run_id
     client.log_metric(doomed, "loss", 1.0, step=0)
 
-    mirror = MlflowMirror(f"{server.url}?experiment=edges&experiment=later", str(tmp_path))
+    mirror = mirrors(f"{server.url}?experiment=edges&experiment=later", tmp_path)
     mirror.prepare()
     mirror.poll_once()
     assert mirror.api.requests["metrics/get-history"] == 1  # "loss" of "long": sampled in bulk
@@ -497,7 +518,7 @@ def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
     assert set(series) == {"loss", "lr", "a"} or set(series) == {"loss", "lr", "a/b"}
 
 
-def test_a_restarted_watchrun_reads_only_what_changed(server, tmp_path) -> None:
+def test_a_restarted_watchrun_reads_only_what_changed(server, tmp_path, mirrors) -> None:
     client = server.client()
     exp = client.create_experiment("resume")
     run = client.create_run(exp, run_name="r").info.run_id
@@ -506,15 +527,16 @@ def test_a_restarted_watchrun_reads_only_what_changed(server, tmp_path) -> None:
     trainer.log_many([next(steps) for _ in range(20)])
     client.log_batch(run, params=[Param("lr", "0.05")])
     url = f"{server.url}?experiment=resume"
-    first = MlflowMirror(url, str(tmp_path))
+    first = mirrors(url, tmp_path)
     first.prepare()
     first.poll_once()
     loss = Path(first.runs[run].directory, "metrics", "loss")
     with open(loss, "a") as fh:
         fh.write("1700000000000 0.")  # the last line was cut short when watchrun ended
+    first.close()  # watchrun ends
     trainer.log_many([next(steps) for _ in range(10)])  # steps 20..29 while it was away
 
-    again = MlflowMirror(url, str(tmp_path))
+    again = mirrors(url, tmp_path)
     again.prepare()
     assert again.runs[run].metrics["loss"].last_step == 19
     again.poll_once()

@@ -20,6 +20,11 @@ SCHEMES: dict[str, str] = {
     "mlflow+http": "watchrun.remote.mlflow_server:MlflowMirror",
     "mlflow+https": "watchrun.remote.mlflow_server:MlflowMirror",
 }
+MARKER = ".watchrun-mirror.json"  # {"url", "label", "kind"} in every mirror's local_root
+
+
+class RemoteError(Exception):
+    """A remote root that cannot be opened at all (a backend's package missing, a bad URL)."""
 
 
 class Mirror(Protocol):
@@ -53,3 +58,6 @@ def open_mirror(url: str, cache_dir: str) -> Mirror:
     module_name, _, factory = SCHEMES[scheme_of(url) or ""].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, factory)(url, cache_dir)  # type: ignore[no-any-return]
+
+
+OPEN: dict[str, Mirror] = {}  # local_root -> the mirrors this process has open (request_stop)

@@ -35,6 +35,7 @@ returns.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -53,12 +55,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from watchrun.remote import MARKER, OPEN, RemoteError
 from watchrun.sources.base import STEP_MIN
 
 log = logging.getLogger(__name__)
 
 KIND = "mlflow"
-MIRROR_FILE = ".watchrun-mirror.json"
+TEMP_PREFIX = "watchrun-mlflow-"  # a mirror of its own, when another watchrun holds the cache
 DEFAULT_POLL = 2.0
 IDLE_FACTOR = 5  # no RUNNING run: poll this many times slower
 LISTING_SECONDS = 60.0  # experiments listed (new ones: all their runs listed at once)
@@ -113,16 +116,17 @@ class Target:
 
 
 def parse_url(url: str) -> Target:
-    """`mlflow+https://h:5000/p?experiment=a&poll=1` -> Target; ValueError says what is wrong."""
+    """`mlflow+https://h:5000/p?experiment=a&poll=1` -> Target; RemoteError says what is
+    wrong."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("mlflow+http", "mlflow+https") or not parts.netloc:
-        raise ValueError(f"not an MLflow server URL: {url!r} (mlflow+http://host:port)")
+        raise RemoteError(f"not an MLflow server URL: {url!r} (mlflow+http://host:port)")
     query = parse_qs(parts.query, keep_blank_values=False)
     known = {"experiment", "run", "run_id", "filter", "poll"}
     unknown = sorted(set(query) - known)
     if unknown:
-        raise ValueError(f"{url}: unknown option {', '.join(unknown)} (known: {sorted(known)})")
+        raise RemoteError(f"{url}: unknown option {', '.join(unknown)} (known: {sorted(known)})")
     poll = DEFAULT_POLL
     if "poll" in query:
         try:
@@ -130,7 +134,7 @@ def parse_url(url: str) -> Target:
         except ValueError:
             poll = -1.0
         if not 0.05 <= poll <= 3600:
-            raise ValueError(f"{url}: poll must be seconds between 0.05 and 3600")
+            raise RemoteError(f"{url}: poll must be seconds between 0.05 and 3600")
     return Target(
         base=f"{scheme.removeprefix('mlflow+')}://{parts.netloc}{parts.path.rstrip('/')}",
         experiments=tuple(query.get("experiment", ())),
@@ -154,7 +158,13 @@ class Api:
     and bytes per endpoint (the benchmark and the tests read them)."""
 
     def __init__(self, base: str) -> None:
-        from mlflow.utils.credentials import get_default_host_creds
+        try:
+            from mlflow.utils.credentials import get_default_host_creds
+        except ImportError as exc:
+            raise RemoteError(
+                f"MLflow servers are read with the mlflow client: pip install 'watchrun[mlflow]' "
+                f"(mlflow-skinny) ({exc})"
+            ) from exc
 
         self.base = base
         self.creds = get_default_host_creds(base)
@@ -305,9 +315,10 @@ class MlflowMirror:
         self.label = f"mlflow:{host}"
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", host)
         digest = hashlib.sha1(url.encode()).hexdigest()[:8]
-        self.local_root = os.path.join(os.path.abspath(cache_dir), f"mlflow-{slug}-{digest}")
-        self.staging_root = self.local_root + ".staging"  # new runs, until complete
         self.api = Api(self.target.base)
+        self._lock_fd, self.cache_dir = _own(cache_dir)
+        self.local_root = os.path.join(self.cache_dir, f"mlflow-{slug}-{digest}")
+        self.staging_root = self.local_root + ".staging"  # new runs, until complete
         self.runs: dict[str, RunState] = {}
         self.experiments: dict[str, str] = {}  # id -> local folder name
         self.polls = 0
@@ -328,6 +339,7 @@ class MlflowMirror:
         """Prepare the local root and do the first load here (bounded by the request timeouts,
         so that `watchrun check` sees the runs), then poll in a background thread."""
         self.prepare()
+        OPEN[os.path.abspath(self.local_root)] = self
         self.poll_safely()
         self._thread = threading.Thread(target=self._follow, name="mlflow-mirror", daemon=True)
         self._thread.start()
@@ -336,6 +348,12 @@ class MlflowMirror:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(READ_TIMEOUT + CONNECT_TIMEOUT)
+        OPEN.pop(os.path.abspath(self.local_root), None)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # and with it the lock
+            self._lock_fd = None
+        elif os.path.basename(self.cache_dir).startswith(TEMP_PREFIX):
+            shutil.rmtree(self.cache_dir, ignore_errors=True)  # our own, for this run only
 
     def problem(self) -> str | None:
         return self._problem
@@ -640,7 +658,7 @@ class MlflowMirror:
         """The local root, taken up where an earlier watchrun left it (so that only what
         changed since is read), or made. New runs it had not finished writing are dropped:
         they are read again whole."""
-        marker = os.path.join(self.local_root, MIRROR_FILE)
+        marker = os.path.join(self.local_root, MARKER)
         if os.path.isfile(marker):
             self._resume()
         elif os.path.isdir(self.local_root) and os.listdir(self.local_root):
@@ -665,6 +683,20 @@ class MlflowMirror:
                     continue
                 self.experiments.setdefault(str(state.meta["experiment_id"]), folder)
                 self.runs[state.run_id] = state
+
+
+def _own(cache_dir: str) -> tuple[int | None, str]:
+    """(lock fd, the cache dir to use): the given one, locked while this mirror is open; when
+    another watchrun holds it, a temporary one (two processes appending to one mirror would
+    double its points)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    fd = os.open(os.path.join(cache_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None, tempfile.mkdtemp(prefix=TEMP_PREFIX)
+    return fd, os.path.abspath(cache_dir)
 
 
 def _run_state_of(run_dir: str) -> RunState | None:
