@@ -487,6 +487,9 @@ def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
     client.log_batch(run, [Metric("a", 1.0, ts, 0), Metric("a/b", 2.0, ts, 0)])
     doomed = client.create_run(exp, run_name="doomed").info.run_id
     client.log_metric(doomed, "loss", 1.0, step=0)
+    twins = [client.create_run(exp, run_name="twin").info.run_id for _ in range(2)]
+    for i, twin in enumerate(twins):
+        client.log_metric(twin, "loss", float(i), step=0)
 
     mirror = mirrors(f"{server.url}?experiment=edges&experiment=later", tmp_path)
     mirror.prepare()
@@ -507,11 +510,15 @@ def test_long_histories_unstepped_metrics_deleted_runs_new_experiments(
 
     engine = Engine([mirror.local_root], use_watchdog=False)
     engine.load()
+    folders = sorted(os.path.basename(k) for k in engine.store.runs)  # as the MLflow UI names
+    assert folders in (sorted(["long", "quick", "twin", f"twin-{t[:8]}"]) for t in twins)
     runs = {r.display_name: r for r in engine.store.runs.values()}
-    assert set(runs) == {"long", "quick"}
+    assert set(runs) == {"long", "quick", "twin"}
     quick_loss = runs["quick"].series["loss"]
     assert (quick_loss.steps.tolist(), quick_loss.values.tolist()) == ([3], [0.5])
     only = runs["long"]
+    twin_losses = [r.series["loss"].values.tolist() for r in engine.store.runs.values()]
+    assert sorted(v for v in twin_losses if len(v) == 1 and v[0] in (0.0, 1.0)) == [[0.0], [1.0]]
     series = {k: (s.steps.tolist(), s.values.tolist()) for k, s in only.series.items()}
     assert series["loss"] == (list(range(3000)), values)
     assert series["lr"] == ([0, 1, 2], [0.5, 0.25, 0.125])

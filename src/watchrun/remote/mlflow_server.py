@@ -8,7 +8,7 @@
 - `poll=SECONDS`: the poll interval while a run is RUNNING (default 2; 5x that when none is;
   `--poll` fixes it).
 
-The mirror writes `<exp>/<run_id>/{meta.yaml, params/<key>, metrics/<key>}` (metrics lines are
+The mirror writes `<exp>/<run name>/{meta.yaml, params/<key>, metrics/<key>}` (metrics lines are
 `timestamp value step`, appended; meta.yaml, with the run's status, replaced atomically and
 written last in each poll), so statuses and hparams reach the engine unchanged.
 
@@ -528,13 +528,23 @@ class MlflowMirror:
     def _state(self, run: RemoteRun) -> RunState:
         state = self.runs.get(run.run_id)
         if state is None:
-            name = _safe_part(run.run_id)
-            final = os.path.join(self.local_root, self.experiments[run.experiment_id], name)
-            staging = os.path.join(self.staging_root, name)
+            final = self._run_folder(run)
+            staging = os.path.join(self.staging_root, _safe_part(run.run_id))
             shutil.rmtree(staging, ignore_errors=True)
             os.makedirs(staging)
             state = self.runs[run.run_id] = RunState(run.run_id, staging, final)
         return state
+
+    def _run_folder(self, run: RemoteRun) -> str:
+        """<experiment>/<run name>, as the MLflow UI names it (the run id when it has no name;
+        the name and the id's first 8 characters when the name is taken)."""
+        experiment = os.path.join(self.local_root, self.experiments[run.experiment_id])
+        taken = {s.final for s in self.runs.values()}
+        name = _safe_part(str(run.meta.get("run_name") or "")) or _safe_part(run.run_id)
+        folder = os.path.join(experiment, name)
+        if folder in taken or os.path.lexists(folder):
+            folder = f"{folder}-{_safe_part(run.run_id)[:8]}"
+        return folder
 
     def _write_params(self, state: RunState, params: dict[str, str]) -> None:
         for key, value in params.items():
