@@ -29,7 +29,7 @@ import pytest
 from watchrun.engine import Engine
 from watchrun.model import RunStatus
 from watchrun.remote import OPEN, RemoteError, mlflow_server, open_mirror, scheme_of
-from watchrun.remote.mlflow_server import NO_STOP, MlflowMirror, parse_url
+from watchrun.remote.mlflow_server import MlflowMirror, parse_url
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow package runs the tracking server")
 from mlflow import MlflowClient  # noqa: E402
@@ -274,7 +274,9 @@ def test_unreachable_and_wrong_servers_say_so(tmp_path, mirrors) -> None:
         assert "retrying in" in (nothing.problem() or "")
         info = json.loads(Path(nothing.local_root, ".watchrun-mirror.json").read_text())
         assert info == {"url": nothing.url, "label": nothing.label, "kind": "mlflow"}
-        assert nothing.request_stop(nothing.local_root) == NO_STOP
+        with pytest.raises(OSError, match="MLflow has no way to ask a run to stop"):
+            nothing.request_stop(nothing.local_root)  # and nothing is written anywhere
+        assert sorted(os.listdir(nothing.local_root)) == [".watchrun-mirror.json"]
     finally:
         nothing.close()
     assert nothing.local_root not in OPEN

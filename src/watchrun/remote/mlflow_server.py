@@ -359,7 +359,10 @@ class MlflowMirror:
         return self._problem
 
     def request_stop(self, local_path: str) -> str:
-        return NO_STOP
+        """Nothing to do: MLflow has no stop channel, and watchrun's training-side callback
+        polls a file in its run directory, which a tracking server does not reach. Raised as
+        an OSError, so that the stop is shown as not done (the app's "could not stop: ...")."""
+        raise OSError(NO_STOP)
 
     # -- polling ------------------------------------------------------------------------------
     def _follow(self) -> None:
