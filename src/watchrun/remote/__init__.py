@@ -29,6 +29,8 @@ SCHEMES: dict[str, str] = {
     "abfss": "watchrun.remote.fsmirror:FsMirror",
     "ssh": "watchrun.remote.fsmirror:FsMirror",
     "sftp": "watchrun.remote.fsmirror:FsMirror",
+    "mlflow+http": "watchrun.remote.mlflow_server:MlflowMirror",
+    "mlflow+https": "watchrun.remote.mlflow_server:MlflowMirror",
 }
 MARKER = ".watchrun-mirror.json"  # {"url", "label", "kind"} in every mirror's local_root
 
