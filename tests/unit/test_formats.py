@@ -231,6 +231,29 @@ def test_mlflow_run_turning_nan_is_called_at_its_step(tmp_path):
     assert "last finite 0.2485 at step 78" in alerts[0].message
 
 
+def test_mlflow_sqlite_infinity_is_read_back_as_one(tmp_path):
+    """MLflow's SQL store keeps an infinite value as +-1.797e308 (the largest float): read back
+    as inf, a loss that overflows is nan_loss's, not a huge finite number."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    script = textwrap.dedent(f"""
+        import math, mlflow
+        mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
+        with mlflow.start_run(run_name="inf-run"):
+            for s in range(40):
+                loss = float("inf") if s >= 30 else 2.0 * math.exp(-s / 30) + 0.1
+                mlflow.log_metric("train_loss", loss, step=s)
+            mlflow.log_metric("grad_norm", float("-inf"), step=0)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    e = loaded(tmp_path)
+    p = points(e, "mlflow.db/Default/inf-run")
+    assert p["train_loss"][30] == (30, float("inf")) and p["grad_norm"] == [(0, float("-inf"))]
+    e.verdict()
+    alerts = e.store.alerts_for("mlflow.db/Default/inf-run")
+    assert ("nan_loss", 30) in [(a.detector, a.step) for a in alerts]
+
+
 def test_trackio_database(tmp_path):
     db = tmp_path / "project.db"
     con = sqlite3.connect(db)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -260,4 +261,6 @@ def _metric_point(
     wall = to_float(ts) if isinstance(ts, (int, float)) else 0.0 if ts is None else None
     if number is None or s is None or wall is None:
         return None
+    if abs(number) == sys.float_info.max:  # how MLflow's SQL store keeps an infinity
+        number = math.copysign(math.inf, number)
     return s, number, to_wall(wall)
