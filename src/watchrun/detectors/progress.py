@@ -210,10 +210,12 @@ class LossAtChance(Detector):
         sv = view.pick("train", "loss")
         if sv is None or sv.new_from >= len(sv.values):
             return
+        if sv.name in self.open:
+            return  # said already: _at could only fire it again, which does nothing
         k = view.num_classes()
         n = int(self.p["points"])
-        for i in self._candidates(sv, k, n):
-            self._at(view, sv, i, k, n)
+        for i in self._worth_judging(view, sv, self._candidates(sv, k, n), k, n):
+            self._at(view, sv, int(i), k, n)
 
     def finalize(self, view: RunView) -> None:
         """At the end, with K unknown: the last third of the train loss sits at ln 2 and the
@@ -272,6 +274,45 @@ class LossAtChance(Detector):
                 float(np.percentile(before, 25)) if len(before) >= 4 else math.inf,
             )
         return self._quartile[1]
+
+    def _worth_judging(
+        self, view: RunView, sv: SeriesView, idx: list[int], k: int | None, n: int
+    ) -> np.ndarray:
+        """The candidates that _at's first, cheap returns (too early, a median made uncertain
+        by per-batch noise) do not settle, decided for many at once exactly as _at decides them
+        one by one: a loss that converges near ln 2 or 0.25 makes every log a candidate."""
+        cand = np.asarray(idx, dtype=np.int64)
+        cand = cand[cand + 1 >= max(n, self.p["min_points"])]
+        planned = view.planned_steps
+        if planned:
+            cand = cand[~(sv.steps[cand] < self.p["warmup_fraction"] * planned)]
+        else:
+            cand = cand[~(cand < self.p["warmup_fraction"] * 5 * n)]
+        span = 5 * n
+        keep = [cand[cand - span + 1 < 0]]  # a shorter history: judged one by one
+        whole = cand[cand - span + 1 >= 0]
+        for b in range(0, len(whole), 4096):
+            keep.append(self._not_noisy(sv, whole[b : b + 4096], k, n, span))
+        return np.sort(np.concatenate(keep))
+
+    def _not_noisy(
+        self, sv: SeriesView, cand: np.ndarray, k: int | None, n: int, span: int
+    ) -> np.ndarray:
+        """The candidates whose `span` logs are not all finite, or whose median of n is certain
+        enough (_at's noise test: the same numbers, computed for all of them at once)."""
+        if len(cand) == 0:
+            return cand
+        rows = np.lib.stride_tricks.sliding_window_view(sv.values, span)[cand - span + 1]
+        finite = np.isfinite(rows).all(axis=1)
+        med = np.median(rows[:, span - n :], axis=1)
+        if k:
+            chance = np.full(len(cand), math.log(k))
+        else:
+            c0, c1 = UNKNOWN_K_CHANCE
+            chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
+        noise = 1.4826 * np.median(np.abs(np.diff(rows, axis=1)), axis=1) / math.sqrt(2)
+        noisy = 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance
+        return cand[~finite | ~noisy]
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
