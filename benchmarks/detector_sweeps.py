@@ -2,7 +2,7 @@
 runs, by noise level. The shapes are those of tests/unit/test_sweeps.py; this script draws many
 more of them and prints rates, where the tests assert exact counts on a fixed sample.
 
-    python benchmarks/detectors.py [RUNS_PER_CELL]
+    python benchmarks/detector_sweeps.py [RUNS_PER_CELL]
 """
 
 from __future__ import annotations
