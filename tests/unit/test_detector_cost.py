@@ -31,7 +31,8 @@ def _write(path: Path, rows: list[tuple[int, dict[str, float]]]) -> None:
 
 def troubled_run(seed: int) -> list[tuple[int, dict[str, float]]]:
     """A warm-up, a cosine LR that restarts, gradient spikes (one recovered NaN among them),
-    a loss that converges to about 0.25 (MSE's chance level), blows up late and turns NaN."""
+    a loss that converges to about 0.25 (MSE's chance level), blows up late (through ln 2:
+    at chance after learning) and turns NaN."""
     rng = random.Random(seed)
     rows = []
     for s in range(N):
@@ -98,7 +99,7 @@ def test_vectorised_passes_decide_as_the_walk_does(
     slow = alerts(tmp_path / "run", 7, "slow")
     assert fast[1] == fast[7] == slow
     fired = {a[0] for a in slow}
-    assert {"nan_loss", "divergence", "grad_spike", "lr_schedule"} <= fired
+    assert {"nan_loss", "divergence", "grad_spike", "lr_schedule", "loss_at_chance"} <= fired
 
 
 def test_window_medians_are_nanmedians_one_window_at_a_time() -> None:

@@ -215,6 +215,8 @@ class LossAtChance(Detector):
         k = view.num_classes()
         n = int(self.p["points"])
         for i in self._worth_judging(view, sv, self._candidates(sv, k, n), k, n):
+            if sv.name in self.open:
+                break
             self._at(view, sv, int(i), k, n)
 
     def finalize(self, view: RunView) -> None:
@@ -299,7 +301,8 @@ class LossAtChance(Detector):
         self, sv: SeriesView, cand: np.ndarray, k: int | None, n: int, span: int
     ) -> np.ndarray:
         """The candidates whose `span` logs are not all finite, or whose median of n is certain
-        enough (_at's noise test: the same numbers, computed for all of them at once)."""
+        enough (_at's noise test: the same numbers, computed for all of them at once) and, with
+        K unknown, that could pass _at's last test."""
         if len(cand) == 0:
             return cand
         rows = np.lib.stride_tricks.sliding_window_view(sv.values, span)[cand - span + 1]
@@ -312,7 +315,18 @@ class LossAtChance(Detector):
             chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
         noise = 1.4826 * np.median(np.abs(np.diff(rows, axis=1)), axis=1) / math.sqrt(2)
         noisy = 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance
-        return cand[~finite | ~noisy]
+        keep = ~finite | ~noisy
+        if not k and keep.any():
+            # with K unknown, _at needs the loss pinned at chance or a quarter of its logs
+            # before well below it: neither can be when the median is off chance by more than
+            # pinning allows and no log before the window was that low (a quartile is never
+            # below the minimum): a loss falling through ln 2 for the first time
+            ends = cand - n + 1
+            lows = np.fmin.accumulate(sv.values[: max(1, int(ends.max()))])[np.maximum(ends, 1) - 1]
+            lows[ends <= 0] = np.inf
+            may_pin = np.abs(med - chance) <= 0.002 * chance
+            keep &= ~finite | may_pin | ~(lows > 0.75 * chance)
+        return cand[keep]
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
