@@ -6,7 +6,16 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, median_finite, step_noise
+from watchrun.detectors.base import (
+    FEW,
+    Detector,
+    RunView,
+    SeriesView,
+    fmt,
+    median_finite,
+    small_median,
+    step_noise,
+)
 from watchrun.model import Severity
 
 
@@ -224,6 +233,10 @@ def window_medians(finite: np.ndarray, k0: int, k1: int, w: int) -> np.ndarray:
     (NaN where a window has no value), as np.nanmedian gives it one window at a time."""
     if k1 <= k0:
         return np.empty(0)
+    if k1 - k0 <= FEW:
+        return np.array(
+            [small_median(finite[k - w + 1 : k + 1].tolist(), skip_nan=True) for k in range(k0, k1)]
+        )
     windows = np.lib.stride_tricks.sliding_window_view(finite[k0 - w + 1 : k1], w)
     gaps = np.isnan(windows).any(axis=1)
     meds = np.median(windows, axis=1)
@@ -288,7 +301,8 @@ class Divergence(Detector):
         self._walk(view, sv, finite, lo, sv.new_from - lo, head_end - lo, w)
         if head_end < len(sv.values):
             lo2 = head_end - w + 1
-            if not self._quiet_chunk(sv, finite[lo2 - lo :], lo2, w, head_end):
+            few = len(sv.values) - head_end <= FEW  # walked at once: cheaper than a quiet check
+            if few or not self._quiet_chunk(sv, finite[lo2 - lo :], lo2, w, head_end):
                 self._walk(view, sv, finite, lo, head_end - lo, len(vals), w)
 
     def _walk(
@@ -534,14 +548,13 @@ class GradSpike(Detector):
             self._walk(view, sv, range(sv.new_from, head_end), w, need)
             for lo in range(head_end, len(sv.values), BLOCK):
                 hi = min(len(sv.values), lo + BLOCK)
-                if not self._block(view, sv, w, lo, hi):
+                if hi - lo <= FEW or not self._block(view, sv, w, lo, hi):
                     self._walk(view, sv, range(lo, hi), w, need)
 
     def _walk(self, view: RunView, sv: SeriesView, indices: range, w: int, need: int) -> None:
         for i in indices:
-            v = sv.values[i]
-            hist = sv.values[max(0, i - w) : i]
-            hist = hist[np.isfinite(hist)]
+            v = float(sv.values[i])
+            hist = [x for x in sv.values[max(0, i - w) : i].tolist() if math.isfinite(x)]
             if sv.name not in self.early and len(hist) >= need:
                 self._set_early(sv, need)
             n = self.since_spike.get(sv.name)
@@ -552,11 +565,11 @@ class GradSpike(Detector):
                     del self.since_spike[sv.name]
             if len(hist) < need or not math.isfinite(v):
                 continue
-            med = float(np.median(hist))
-            usual = hist[hist <= self.p["factor"] * med]  # earlier spikes do not raise the bar
-            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(usual.max())
+            med = small_median(hist)
+            usual = [x for x in hist if x <= self.p["factor"] * med]  # spikes do not raise it
+            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * max(usual)
             if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
-                self._spike(view, sv, int(sv.steps[i]), float(v), med)
+                self._spike(view, sv, int(sv.steps[i]), v, med)
 
     def _spike(self, view: RunView, sv: SeriesView, step: int, v: float, med: float) -> None:
         self.since_spike[sv.name] = 0
