@@ -8,7 +8,15 @@ import math
 import numpy as np
 
 from watchrun.config import Target
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, step_noise
+from watchrun.detectors.base import (
+    FEW,
+    Detector,
+    RunView,
+    SeriesView,
+    fmt,
+    small_median,
+    step_noise,
+)
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
@@ -283,6 +291,8 @@ class LossAtChance(Detector):
         """The candidates that _at's first, cheap returns (too early, a median made uncertain
         by per-batch noise) do not settle, decided for many at once exactly as _at decides them
         one by one: a loss that converges near ln 2 or 0.25 makes every log a candidate."""
+        if not idx:
+            return np.empty(0, dtype=np.int64)
         cand = np.asarray(idx, dtype=np.int64)
         cand = cand[cand + 1 >= max(n, self.p["min_points"])]
         planned = view.planned_steps
@@ -334,7 +344,12 @@ class LossAtChance(Detector):
         vals = sv.values[lo:]
         if len(vals) < n:
             return []
-        meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, n), axis=1)
+        if len(vals) - n < FEW:  # a live read: a few windows
+            meds = np.array(
+                [small_median(vals[j : j + n].tolist()) for j in range(len(vals) - n + 1)]
+            )
+        else:
+            meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, n), axis=1)
         near = np.zeros(len(meds), dtype=bool)
         for c in chance:
             near |= np.abs(meds - c) <= self.p["tol"] * c
