@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from watchrun.demo import CsvWriter
+from watchrun.detectors.base import small_median
 from watchrun.detectors.progress import LossAtChance
 from watchrun.detectors.schedule import LrSchedule
 from watchrun.detectors.stability import Divergence, GradSpike, window_medians
@@ -94,10 +96,10 @@ def test_vectorised_passes_decide_as_the_walk_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     _write(tmp_path / "run", troubled_run(seed))
-    fast = {chunks: alerts(tmp_path / "run", chunks, f"fast{chunks}") for chunks in (1, 7)}
+    fast = {chunks: alerts(tmp_path / "run", chunks, f"fast{chunks}") for chunks in (1, 7, 800)}
     one_point_at_a_time(monkeypatch)
     slow = alerts(tmp_path / "run", 7, "slow")
-    assert fast[1] == fast[7] == slow
+    assert fast[1] == fast[7] == fast[800] == slow  # 800 reads: live-sized chunks
     fired = {a[0] for a in slow}
     assert {"nan_loss", "divergence", "grad_spike", "lr_schedule", "loss_at_chance"} <= fired
 
@@ -107,12 +109,13 @@ def test_window_medians_are_nanmedians_one_window_at_a_time() -> None:
     values = rng.normal(1.0, 0.3, 2000)
     values[rng.integers(0, 2000, 300)] = np.nan
     values[100:110] = np.nan  # windows with no value at all
-    w = 5
-    got = window_medians(values, w - 1, len(values), w)
-    for k in range(w - 1, len(values)):
-        window = values[k - w + 1 : k + 1]
-        want = float(np.nanmedian(window)) if not np.isnan(window).all() else math.nan
-        assert got[k - w + 1] == want or (math.isnan(want) and math.isnan(got[k - w + 1]))
+    for w in (4, 5):  # an even window takes the mean of the two middle values
+        many = window_medians(values, w - 1, len(values), w)  # numpy, at once
+        for k in range(w - 1, len(values)):
+            few = window_medians(values, k, k + 1, w)[0]  # one by one, as live reads come
+            window = values[k - w + 1 : k + 1]
+            want = float(np.nanmedian(window)) if not np.isnan(window).all() else math.nan
+            assert np.array_equal([many[k - w + 1], few], [want, want], equal_nan=True)
 
 
 def lr_shapes(rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
@@ -151,3 +154,35 @@ def test_lr_tracked_in_bulk_as_point_by_point() -> None:
                 each._track(v, s)
             assert vars(bulk) == vars(each)
             at = end
+
+
+def test_perfect_validation_read_live_as_in_batch(tmp_path: Path) -> None:
+    """A pass with no new eval (train logs in between) is no break in a streak of perfect
+    evals: live (a read per logged row), the alert comes at the eval that batch gives it."""
+    rows = []
+    for s in range(200):
+        row = {"train_loss_step": 1.0 / (1 + s / 50)}
+        if s % 20 == 19:
+            row["val_acc"] = 0.8 + 0.001 * s if s < 100 else 1.0
+        rows.append((s, row))
+    _write(tmp_path / "run", rows)
+
+    def perfect(chunks: int) -> list[tuple]:
+        got = alerts(tmp_path / "run", chunks, f"live{chunks}")
+        return [a[:3] for a in got if a[0] == "perfect_validation"]
+
+    assert perfect(len(rows) + 1) == perfect(1) == [("perfect_validation", "warning", 139)]
+
+
+def test_small_median_is_numpys_median() -> None:
+    rng = np.random.default_rng(4)
+    pool = np.array([math.nan, math.inf, -math.inf, 0.0, -0.0, 1.0, 1.0])
+    for _ in range(3000):
+        xs = rng.normal(0, 1, rng.integers(1, 12))
+        odd = rng.random(len(xs)) < 0.2
+        xs[odd] = rng.choice(pool, int(odd.sum()))
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+            want = [float(np.median(xs)), float(np.nanmedian(xs))]
+        got = [small_median(xs.tolist()), small_median(xs.tolist(), skip_nan=True)]
+        assert np.array_equal(got, want, equal_nan=True), xs
