@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct
+from watchrun.detectors.base import FEW, Detector, RunView, SeriesView, fmt, pct
 from watchrun.model import RunStatus, Severity
 
 
@@ -132,6 +132,9 @@ class LrSchedule(Detector):
         """The new points that end n - 1 increases in a row, the only ones update() can judge;
         the points between them are tracked in bulk (a decaying or constant LR needs no look
         per log). Each is yielded before it is tracked; update() tracks it."""
+        if len(sv.values) - sv.new_from <= FEW:  # a live read: each point as it comes
+            yield from range(sv.new_from, len(sv.values))
+            return
         new = sv.values[sv.new_from :]
         idx = sv.new_from + np.flatnonzero(np.isfinite(new))  # NaN logs are skipped
         vals = sv.values[idx]
