@@ -57,14 +57,15 @@ def event_bytes(step: int, tag: str, value: float, wall: float) -> bytes:
     return frame(ev.SerializeToString())
 
 
-def write_events(logdir: Path, rows: Rows) -> Path:
-    """One event file in `logdir`, a file version event first as tensorboard's writers do."""
+def write_events(logdir: Path, rows: Rows, name: str = "") -> Path:
+    """One event file in `logdir` (named as tensorboard's EventFileWriter names it, with this
+    process's pid), a file version event first as tensorboard's writers do."""
     from tensorboard.compat.proto import event_pb2
 
     from watchrun.sources.tensorboard import frame
 
     logdir.mkdir(parents=True, exist_ok=True)
-    path = logdir / "events.out.tfevents.1700000000.benchhost"
+    path = logdir / (name or f"events.out.tfevents.1700000000.benchhost.{os.getpid()}.0")
     with open(path, "wb") as fh:
         head = event_pb2.Event(wall_time=1.7e9, file_version="brain.Event:2")
         fh.write(frame(head.SerializeToString()))
