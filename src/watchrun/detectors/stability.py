@@ -618,16 +618,23 @@ class GradSpike(Detector):
         if not np.isfinite(vals).all():
             return False
         windows = np.lib.stride_tricks.sliding_window_view(vals, w)[:-1]
-        meds = np.median(windows, axis=1)
         new = vals[w:]
-        usual = windows <= self.p["factor"] * meds[:, None]
-        maxes = np.where(usual, windows, -np.inf).max(axis=1)
-        spikes = (
-            (meds > 0)
-            & (new > self.p["factor"] * meds)
-            & (new > self.p["over_max"] * maxes)
-            & (new > self.early[sv.name])
+        factor = self.p["factor"]
+        # a spike is above factor x its window's median, so above factor x its minimum: only
+        # the points above that (rare) get their window's median worked out
+        maybe = (new > self.early[sv.name]) & (
+            new > factor * windows.min(axis=1) if factor > 0 else True
         )
+        k_maybe = np.flatnonzero(maybe)
+        meds = np.zeros(len(new))
+        spikes = np.zeros(len(new), dtype=bool)
+        if len(k_maybe):
+            rows = windows[k_maybe]
+            m = np.median(rows, axis=1)
+            maxes = np.where(rows <= factor * m[:, None], rows, -np.inf).max(axis=1)
+            cand = new[k_maybe]
+            meds[k_maybe] = m
+            spikes[k_maybe] = (m > 0) & (cand > factor * m) & (cand > self.p["over_max"] * maxes)
         at = lo
         for k in np.flatnonzero(spikes):
             self._cool(sv, lo + int(k) + 1 - at)  # the cooldown counts the spike's point too
