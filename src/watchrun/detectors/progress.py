@@ -349,7 +349,7 @@ class LossAtChance(Detector):
                 [small_median(vals[j : j + n].tolist()) for j in range(len(vals) - n + 1)]
             )
         else:
-            meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, n), axis=1)
+            meds = _near_medians(vals, n, chance, self.p["tol"])
         near = np.zeros(len(meds), dtype=bool)
         for c in chance:
             near |= np.abs(meds - c) <= self.p["tol"] * c
@@ -414,6 +414,21 @@ class LossAtChance(Detector):
             "the model predicts the uniform distribution: lower the learning rate (a collapse after "
             "a spike), check labels and class balance, check the LR schedule",
         )
+
+
+def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> np.ndarray:
+    """The median of each window of n values, where it can be within `tol` of a chance level
+    (NaN elsewhere): a median lies between its window's min and max, which cost far less to
+    find, so only windows whose range reaches twice that band get their median worked out."""
+    windows = np.lib.stride_tricks.sliding_window_view(vals, n)
+    lo, hi = windows.min(axis=1), windows.max(axis=1)
+    maybe = np.zeros(len(windows), dtype=bool)
+    for c in chance:
+        maybe |= (hi >= c - 2 * tol * c) & (lo <= c + 2 * tol * c)
+    meds = np.full(len(windows), np.nan)
+    if maybe.any():
+        meds[maybe] = np.median(windows[maybe], axis=1)
+    return meds
 
 
 def _accuracy_says_learned(view: RunView, step: int) -> bool:
