@@ -235,7 +235,8 @@ def alerts_of(path: Path) -> str:
 
     e = Engine([str(path)], use_watchdog=False, bounded=True)
     e.detectors.watch_roots = e.roots  # attached before the load, as `watchrun check` does
-    alerts = e.check()
+    e.check()
+    alerts = [a for key in e.store.runs for a in e.store.alerts_for(key)]
     return ", ".join(sorted({f"{a.detector}@{a.step}" for a in alerts})) or "-"
 
 
