@@ -390,6 +390,7 @@ class Run:
     gone: bool = False
     stopped: bool = False
     version: int = 0
+    updates: int = 0  # changes other than points (hparams, meta, status...: Store.update)
 
     def points(self) -> int:
         """Points the run's own logs gave, those a bounded series has folded into buckets too

@@ -64,6 +64,8 @@ class _RunState:
     roles_of: tuple[str, ...] = ()  # the metrics `roles` were worked out for
     roles: tuple[dict[str, Role], bool] = ({}, False)
     percent: dict[str, bool] = field(default_factory=dict)  # metric -> logged in percent
+    seen: tuple = ()  # (metrics, run.updates, no alert opened or closed) at the last pass
+    closed: bool = False  # an alert was closed since the last pass
 
 
 class DetectorRunner:
@@ -138,10 +140,17 @@ class DetectorRunner:
         while True:
             last_round = state.round >= max_round
             view = self._view(run, state, settle_all=final or not last_round)
-            if view.series:
+            if view.series and not self._nothing_new(run, state, view):
+                found = len(out)
                 for det in list(state.detectors):
                     self._call(det, "update", run, state, view)
                     out += self._collect(run, state, view, det)
+                state.seen = (
+                    tuple(view.series),
+                    run.updates,
+                    len(out) == found and not state.closed,
+                )
+                state.closed = False
             if last_round:
                 break
             out += self._restart(run, state)
@@ -228,6 +237,17 @@ class DetectorRunner:
             state.percent[name] = decided  # the first 64 points are never bounded away
         return decided
 
+    @staticmethod
+    def _nothing_new(run: Run, state: _RunState, view: RunView) -> bool:
+        """Nothing a detector's update could act on since the last pass: no point settled, the
+        same metrics, no hparams or meta changed, and that pass opened or closed no alert (so
+        every detector saw the claims it would see now). Each update judges only new points
+        (or, for not_learning's trend, the same points with the same claims: the same verdict),
+        so the pass is skipped: a live read that settles nothing costs no detector work."""
+        if any(sv.new_from < len(sv.steps) for sv in view.series.values()):
+            return False
+        return state.seen == (tuple(view.series), run.updates, True)
+
     def _bound(self, run: Run, state: _RunState) -> None:
         """Reduce the history the detectors have seen (a bounded store). Cursors are kept as
         index + points dropped, which reducing history behind them leaves unchanged."""
@@ -279,6 +299,7 @@ class DetectorRunner:
                     old = state.open_alerts.pop(slot, None)
                     if old is not None:
                         old.open = False
+                        state.closed = True
                         self.store.touch(run.key)
                     continue
                 state.open_alerts[slot] = finding.alert
