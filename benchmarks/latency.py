@@ -7,8 +7,9 @@ transformers' TrainerState.save_to_json rewriting trainer_state.json, and a cons
 Trainer dict lines) starts a new run, logs a few healthy points, and then a NaN loss. The time
 from the NaN's flush to the `nan_loss` alert line read from the follower's stdout is one trial.
 
-    python benchmarks/latency.py [TRIALS_PER_FORMAT [FORMAT ...]] [--poll SECONDS]
-    (20 trials of every format by default; --poll: the follower polls instead of file events)
+    python benchmarks/latency.py [TRIALS_PER_FORMAT [FORMAT ...]] [--poll SECONDS] [--store]
+    (20 trials of every format by default; --poll: the follower polls instead of file events;
+    --store: the time from the write to the value in the store of a follower in this process)
 
 Prints p50/p95/max per format, in seconds. The target is p95 <= 1 s.
 """
@@ -28,6 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 HEALTHY = 6  # points before the NaN
+# a train loss NaN at two logs in a row is what nan_loss calls critical (one alone may be an fp16
+# overflow that the loss scaler skips): both are written at once; a validation loss NaN at the
+# same step (Keras) is enough on one log
+NAN_STEPS = (HEALTHY, HEALTHY + 1)
 Writer = Callable[[Path, int], Callable[[], None]]  # (run dir, trial) -> write-the-NaN function
 
 
@@ -40,7 +45,8 @@ def tensorboard(run: Path, _trial: int) -> Callable[[], None]:
     w.flush()
 
     def nan() -> None:
-        w.add_scalar("train/loss", math.nan, HEALTHY)
+        for step in NAN_STEPS:
+            w.add_scalar("train/loss", math.nan, step)
         w.flush()
 
     return nan
@@ -55,7 +61,8 @@ def lightning_csv(run: Path, _trial: int) -> Callable[[], None]:
     logger.save()
 
     def nan() -> None:
-        logger.log_metrics({"train_loss": math.nan, "epoch": HEALTHY}, HEALTHY)
+        for step in NAN_STEPS:
+            logger.log_metrics({"train_loss": math.nan, "epoch": step}, step)
         logger.save()
 
     return nan
@@ -88,7 +95,8 @@ def jsonl(run: Path, _trial: int) -> Callable[[], None]:
         log.log(step, {"loss": 1.0 / (step + 1)})
 
     def nan() -> None:
-        log.log(HEALTHY, {"loss": math.nan})
+        for step in NAN_STEPS:
+            log.log(step, {"loss": math.nan})
 
     return nan
 
@@ -104,8 +112,9 @@ def hf_state(run: Path, _trial: int) -> Callable[[], None]:
     state.save_to_json(str(run / "trainer_state.json"))
 
     def nan() -> None:
-        state.log_history.append({"loss": math.nan, "step": HEALTHY + 1, "epoch": 0.07})
-        state.global_step = HEALTHY + 1
+        for step in NAN_STEPS:
+            state.log_history.append({"loss": math.nan, "step": step + 1, "epoch": step / 100})
+        state.global_step = NAN_STEPS[-1] + 1
         state.save_to_json(str(run / "trainer_state.json"))
 
     return nan
@@ -120,7 +129,8 @@ def console(run: Path, _trial: int) -> Callable[[], None]:
     fh.flush()
 
     def nan() -> None:
-        fh.write(f"{{'loss': nan, 'step': {HEALTHY + 1}, 'epoch': 0.07}}\n")
+        for step in NAN_STEPS:
+            fh.write(f"{{'loss': nan, 'step': {step + 1}, 'epoch': {step / 100}}}\n")
         fh.flush()
 
     return nan
@@ -192,6 +202,53 @@ def _wait_alert(lines: queue.Queue, run: str, t0: float, deadline: float) -> flo
     return math.inf
 
 
+def store_latency(
+    name: str, make: Writer, trials: int, root: Path, poll: float | None
+) -> list[float]:
+    """Seconds from a written NaN to the NaN in the store of an Engine following the folder in
+    this process (its follow loop in a thread, as `check --follow` and the app run it): the
+    tick that read it ends with an `on_tick` that looks for it."""
+    from watchrun.engine import Engine
+
+    folder = root / f"store-{name}"
+    folder.mkdir()
+    engine = Engine([str(folder)], poll_seconds=poll, bounded=True)
+    engine.detectors  # noqa: B018 - attached before the load, as `check --follow` does
+    engine.load()
+    stop, pending, out = threading.Event(), {}, []
+
+    def on_tick() -> None:
+        with engine.store.lock:
+            for run, t0 in list(pending.items()):
+                r = next((r for k, r in engine.store.runs.items() if run in k), None)
+                if r and any(len(x) and math.isnan(x.values[-1]) for x in r.series.values()):
+                    out.append(time.time() - t0)
+                    del pending[run]
+
+    loop = threading.Thread(
+        target=engine.run_forever, args=(stop, lambda alerts: None), kwargs={"on_tick": on_tick}
+    )
+    loop.start()
+    time.sleep(1.0)
+    try:
+        for trial in range(trials):
+            run = folder / f"run{trial:03d}"
+            write_nan = make(run, trial)
+            time.sleep(0.7)  # the run has been discovered and its healthy points read
+            pending[run.name] = time.time()
+            write_nan()
+            deadline = time.time() + 10
+            while run.name in pending and time.time() < deadline:
+                time.sleep(0.005)
+            if pending.pop(run.name, None) is not None:
+                out.append(math.inf)
+    finally:
+        stop.set()
+        engine.wake.set()
+        loop.join(10)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(math.ceil(q * len(s))) - 1)]
@@ -203,15 +260,25 @@ def main() -> None:
     if "--poll" in args:
         i = args.index("--poll")
         extra, args = args[i : i + 2], args[:i] + args[i + 2 :]
+    to_store = "--store" in args
+    args = [a for a in args if a != "--store"]
     trials = int(args[0]) if args else 20
     only = args[1:] or list(FORMATS)
-    print(f"{'format':<18} {'trials':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+    what = "write -> value in the store (target <= 20 ms)" if to_store else "write -> alert"
+    print(f"{what}, {'polling every ' + extra[1] + ' s' if extra else 'file events'}")
+    unit = "ms" if to_store else "s"
+    print(f"{'format':<18} {'trials':>6} {'p50 ' + unit:>7} {'p95 ' + unit:>7} {'max ' + unit:>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in only:
-            got = measure(name, FORMATS[name], trials, Path(tmp), extra)
+            if to_store:
+                poll = float(extra[1]) if extra else None
+                got = store_latency(name, FORMATS[name], trials, Path(tmp), poll)
+            else:
+                got = measure(name, FORMATS[name], trials, Path(tmp), extra)
+            scale, d = (1000, 1) if to_store else (1, 2)  # the store: milliseconds
             print(
-                f"{name:<18} {len(got):>6} {pct(got, 0.5):>7.2f} "
-                f"{pct(got, 0.95):>7.2f} {max(got):>7.2f}",
+                f"{name:<18} {len(got):>6} {scale * pct(got, 0.5):>7.{d}f} "
+                f"{scale * pct(got, 0.95):>7.{d}f} {scale * max(got):>7.{d}f}",
                 flush=True,
             )
 

@@ -18,6 +18,7 @@ from watchrun.textsafe import printable
 COMMANDS = ("ls", "check", "demo", "export", "app")
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
 MAX_SHOWN_ERRORS = 20  # unreadable paths printed; the count of the rest follows
+POLL_HELP = "poll instead of file events: every SECONDS once quiet, faster while files grow"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +149,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument(
             "--target", action="append", metavar="METRIC<=VALUE", help="a target to reach"
         )
-        p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+        p.add_argument("--poll", type=float, metavar="SECONDS", help=POLL_HELP)
     if command == "export":
         p.add_argument(
             "--format", choices=EXPORT_FORMATS, default="csv", help="table format (default: csv)"
@@ -169,7 +170,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
             metavar="CMD",
             help="run CMD with each new critical alert as JSON on stdin",
         )
-        p.add_argument("--poll", type=float, metavar="SECONDS", help="poll instead of file events")
+        p.add_argument("--poll", type=float, metavar="SECONDS", help=POLL_HELP)
         p.add_argument(
             "--quiet", action="store_true", help="no toasts, bell or desktop notifications"
         )

@@ -18,7 +18,6 @@ theme = "watchrun-light"
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -34,10 +33,13 @@ if TYPE_CHECKING:
 else:
     yaml = lazy("yaml")  # PyYAML loads when a YAML file is read
 
-if sys.version_info >= (3, 11):
+if TYPE_CHECKING:
+    import difflib
+
     import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+else:  # loaded when a watchrun.toml is read, when a name is misspelt
+    difflib = lazy("difflib")
+    tomllib = lazy("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
 
 CONFIG_NAME = "watchrun.toml"

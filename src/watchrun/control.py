@@ -38,7 +38,6 @@ import os
 import re
 import select
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -192,7 +191,7 @@ def _elsewhere(host: str | None) -> str | None:
     """The host a claim names when it is not this one."""
     if not host:
         return None
-    here = socket.gethostname()
+    here = _hostname()
     return None if _short_host(host) == _short_host(here) else host
 
 
@@ -434,7 +433,7 @@ def find_process(run: Run, allow_other_users: bool = False) -> Target:
             pid = "<pid>" if pid_problem(claim.pid) else claim.pid
             remote = remote or Target(
                 None,
-                f"the run is written by pid {pid} on host {host}, not {socket.gethostname()}",
+                f"the run is written by pid {pid} on host {host}, not {_hostname()}",
                 f"ssh {host} kill -INT {pid}",
                 note,
             )
@@ -637,3 +636,9 @@ def remote_of(run: Run) -> dict[str, str] | None:
     from watchrun.remote import mirror_root
 
     return mirror_root(run.root)
+
+
+def _hostname() -> str:
+    import socket  # loaded when a run names a host
+
+    return socket.gethostname()

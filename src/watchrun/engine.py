@@ -8,7 +8,6 @@ is walked again now and then for new runs.
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -27,6 +26,8 @@ from watchrun.store import Store
 from watchrun.tail import RACY_NS, rotation_bases
 
 if TYPE_CHECKING:
+    import logging
+
     from watchdog.observers.api import BaseObserver
 
     from watchrun.detectors.runner import DetectorRunner
@@ -43,6 +44,9 @@ OVERFLOW_POLL_SECONDS = 30.0  # after an overflow: poll alone this long
 FULL_POLL_WITH_EVENTS = 15.0  # with trusted file events: a stat of every file this often
 RESCAN_WITH_EVENTS = 60.0  # and a walk of the tree (a new directory triggers one at once)
 IDLE_WAKE_SECONDS = 5.0  # with trusted file events: wake for statuses and stalls this often
+FAST_POLL_SECONDS = 0.1  # polling while files grow: this often (or 50x a poll's cost: <= 2%)
+FAST_POLL_HOLD = 5.0  # seconds after the last new data that polling stays fast
+MIN_TICK_GAP = 0.01  # a burst of file events within this of the last tick is read in one tick
 HIDDEN_WHEN_EMPTY = {fmt for fmt, cls in BY_FORMAT.items() if not cls.listed_when_empty}
 MERGE_EVERY = 5.0  # seconds between looks for runs to join while data arrives
 STOP_OUTCOMES = {"stopped", "stop_requested", "stop_failed"}  # alerts not raised from points
@@ -99,6 +103,8 @@ class Engine:
         self._merge_pending = False
         self._overflow: logging.Handler | None = None
         self._poll_cost = 0.0
+        self._folders_cost = 0.0  # a look at the folders' mtimes (polling: finds new runs)
+        self._last_tick = 0.0
         self._facts: dict[str, tuple[int, RunFacts]] = {}
         self._settled = True
         self._tick_errors: set[str] = set()
@@ -471,6 +477,8 @@ class Engine:
         if not self.use_watchdog:
             return
         try:
+            import logging
+
             from watchdog import events
             from watchdog.events import FileSystemEventHandler
             from watchdog.observers import Observer
@@ -498,7 +506,7 @@ class Engine:
                     event_filter=[getattr(events, n) for n in _WRITE_EVENTS],
                 )
             observer.daemon = True
-            self._overflow = _OverflowSignal(self)
+            self._overflow = _overflow_signal(self)
             for name in _WATCHDOG_LOGGERS:
                 logging.getLogger(name).addHandler(self._overflow)
             observer.start()
@@ -514,6 +522,8 @@ class Engine:
             self._observer.stop()
             self._observer = None
         if self._overflow is not None:
+            import logging
+
             for name in _WATCHDOG_LOGGERS:
                 logging.getLogger(name).removeHandler(self._overflow)
             self._overflow = None
@@ -549,7 +559,7 @@ class Engine:
             rescan_every = max(RESCAN_WITH_EVENTS, 100 * self._scan_cost)
         else:
             full_every, rescan_every = (
-                self.poll_seconds,
+                self.poll_interval(),
                 max(self.poll_seconds, 50 * self._scan_cost),
             )
         if (
@@ -559,7 +569,9 @@ class Engine:
         ):
             self.rescan_needed = True  # a file that said nothing before is a log now
         if not trusted and not self.rescan_needed:  # a stat per folder: cheap next to the poll
+            t0 = time.monotonic()
             self.rescan_needed = self._folders_changed()
+            self._folders_cost = time.monotonic() - t0
         if (self.rescan_needed or now - self._last_rescan > rescan_every) and self.scan():
             dirty = None  # type: ignore[assignment]
         added = 0
@@ -640,9 +652,12 @@ class Engine:
                     on_tick()
                 self.wake.wait(timeout=self._next_wake())
                 self.wake.clear()
-                # let a burst of writes land before reading it
-                if not stop.is_set():
-                    time.sleep(0.05)
+                # file events come in bursts (a writer's flush, several files): the first is read
+                # at once, the rest of a burst within MIN_TICK_GAP of that read in one more tick
+                gap = self._last_tick + MIN_TICK_GAP - time.monotonic()
+                if gap > 0:
+                    stop.wait(gap)
+                self._last_tick = time.monotonic()
         finally:
             self.stop_watching()
             if self.sampler is not None:
@@ -694,10 +709,19 @@ class Engine:
         with self.store.lock:
             return {k for k, r in self.store.runs.items() if r.status in ENDED}
 
+    def poll_interval(self) -> float:
+        """Seconds between full polls without trusted file events: FAST_POLL_SECONDS (or 50x
+        what a poll and a look at the folders cost, so at most 2% of the time) while files
+        grow, that is up to FAST_POLL_HOLD after the last new data; `poll_seconds` once quiet."""
+        if time.monotonic() - self._last_data >= FAST_POLL_HOLD:
+            return self.poll_seconds
+        cost = self._poll_cost + self._folders_cost
+        return min(self.poll_seconds, max(FAST_POLL_SECONDS, 50 * cost))
+
     def _next_wake(self) -> float:
         """Seconds until the next round: the poll interval (file events wake it sooner), or the
         moment the last data settles, so that an alert waiting on it is raised then."""
-        wait = self.poll_seconds if not self.events_trusted else IDLE_WAKE_SECONDS
+        wait = self.poll_interval() if not self.events_trusted else IDLE_WAKE_SECONDS
         if not self._settled:
             wait = min(
                 wait, max(0.0, self._last_data + self.config.settle_seconds - time.monotonic())
@@ -802,13 +826,14 @@ def _multi_key(root: str, watch_root: str) -> str:
     return base if rel == "." else os.path.join(base, rel)
 
 
-class _OverflowSignal(logging.Handler):
-    """watchdog reports a kernel queue overflow only in a log record: turn it into a rescan."""
+def _overflow_signal(engine: Engine) -> logging.Handler:
+    """watchdog reports a kernel queue overflow only in a log record: a handler that turns it
+    into a rescan (logging is loaded here: `ls` never watches)."""
+    import logging
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(logging.WARNING)
-        self.engine = engine
+    class OverflowSignal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "overflow" in record.getMessage().lower():
+                engine.on_overflow()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self.engine.on_overflow()
+    return OverflowSignal(logging.WARNING)

@@ -30,7 +30,6 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
@@ -75,8 +74,8 @@ def facts(
         if not len(s):
             continue
         if s.wall0 == s.wall0:  # not NaN
-            walls = s.walls
-            lo, hi = min(lo, float(walls.min())), max(hi, float(walls.max()))
+            first, last = s.wall_span()
+            lo, hi = min(lo, first), max(hi, last)
         if comparable(name):
             points |= _fingerprints(s.values[:SAMPLE])
             streams |= streams_of(name)
@@ -119,11 +118,20 @@ def _fingerprints(values: np.ndarray) -> set[bytes]:
     scaled = v64[:, None] * _DENOMINATORS[None, :]
     off = np.abs(scaled - np.round(scaled)) / _DENOMINATORS[None, :]
     simple = (off < 1e-6 * np.maximum(np.abs(v64), 1e-3)[:, None]).any(axis=1)
-    return {v.tobytes() for v in v32[~simple]}
+    return _each(v32[~simple])
+
+
+def _each(v32: np.ndarray) -> set[bytes]:
+    """The float32 values' bytes, one by one (one conversion, then slices: a numpy scalar per
+    value cost most of a first load of many runs)."""
+    raw = v32.tobytes()
+    return {raw[i : i + 4] for i in range(0, len(raw), 4)}
 
 
 def _simple(v: float) -> bool:
     """An integer or a fraction with a denominator up to 100 (as float32 shows it)."""
+    from fractions import Fraction  # only when runs are compared
+
     f = Fraction(v).limit_denominator(100)
     return abs(float(f) - v) < 1e-6 * max(abs(v), 1e-3)
 

@@ -177,6 +177,12 @@ class Series:
         the whole series."""
         return self._walls[start:stop].astype(np.float64) + self.wall0
 
+    def wall_span(self) -> tuple[float, float]:
+        """The earliest and latest absolute wall-clock time of the points (NaN if any is),
+        without converting every point: adding wall0 keeps their order."""
+        w = self._walls[: self.n]
+        return float(np.float64(w.min()) + self.wall0), float(np.float64(w.max()) + self.wall0)
+
     def compact(self) -> None:
         """Release growth slack (after a bulk load)."""
         for attr in ("_steps", "_values", "_walls"):
@@ -395,6 +401,7 @@ class Run:
     gone: bool = False
     stopped: bool = False
     version: int = 0
+    updates: int = 0  # changes other than points (hparams, meta, status...: Store.update)
 
     def points(self) -> int:
         """Points the run's own logs gave, those a bounded series has folded into buckets too

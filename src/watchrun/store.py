@@ -168,6 +168,7 @@ class Store:
                     current.update(value)
                 else:
                     setattr(run, name, value)
+            run.updates += 1
             self.touch(key)
 
     def warn(self, key: str, message: str, topic: str = "") -> None:

@@ -184,3 +184,59 @@ def test_bounding_changes_no_alert_on_long_runs(tmp_path: Path, scenario, expect
     assert kept_full == n and kept_bounded < n / 10  # the history was reduced
     assert bounded == full
     assert expected in {a[1] for a in full}
+
+
+def live_alerts(path: Path, bounded: bool, chunks: int) -> tuple[list[tuple], int]:
+    """`check --follow` on the run as its CSV grows in `chunks` reads: in a bounded store the
+    runner reduces history between reads, behind what the detectors have seen."""
+    lines = next(path.rglob("metrics.csv")).read_bytes().splitlines(keepends=True)
+    root = path.parent / f"{path.name}-live-{bounded}"
+    target = root / "lightning_logs" / "version_0" / "metrics.csv"
+    target.parent.mkdir(parents=True)
+    e = Engine([str(root)], use_watchdog=False, bounded=bounded)
+    e.detectors  # noqa: B018 - attached before the first read, as `check --follow` does
+    for k in range(chunks):
+        with open(target, "ab") as fh:
+            fh.writelines(lines[len(lines) * k // chunks : len(lines) * (k + 1) // chunks])
+        if k == 0:
+            e.load()
+        else:
+            e.poll()
+        e.detect()
+    e.verdict()  # the end: nothing writes the file any more
+    out = sorted(
+        (a.detector, a.severity.value, a.step, tuple(a.metrics), a.message)
+        for key in e.store.runs
+        for a in e.store.alerts_for(key)
+    )
+    return out, max(len(s) for r in e.store.runs.values() for s in r.series.values())
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [(nan_at_the_end, "nan_loss"), (overfitting, "overfitting"), (divergence, "divergence")],
+)
+def test_bounding_live_changes_no_alert_step(tmp_path: Path, scenario, expected: str) -> None:
+    """Read live, the history is reduced between reads: the same alerts at the same steps."""
+    n = 100_000
+    _csv(tmp_path / scenario.__name__, scenario(n))
+    full, kept_full = live_alerts(tmp_path / scenario.__name__, bounded=False, chunks=25)
+    bounded, kept_bounded = live_alerts(tmp_path / scenario.__name__, bounded=True, chunks=25)
+    assert kept_full == n and kept_bounded < n / 10
+    assert [a[:4] for a in bounded] == [a[:4] for a in full]
+    assert expected in {a[0] for a in full}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: read live into a bounded store, numbers an alert quotes from old history "
+    "(overfitting's train loss at the best eval, loss_at_chance's earlier quartile) come from "
+    "its min/max buckets; the detectors would need to keep them as they pass",
+)
+def test_bounding_live_changes_no_number_quoted(tmp_path: Path) -> None:
+    n = 100_000
+    _csv(tmp_path / "overfitting", overfitting(n))
+    full, _ = live_alerts(tmp_path / "overfitting", bounded=False, chunks=25)
+    bounded, _ = live_alerts(tmp_path / "overfitting", bounded=True, chunks=25)
+    assert bounded == full

@@ -72,3 +72,17 @@ def test_check_loads_the_detectors(tmp_path: Path) -> None:
         "except SystemExit:\n    pass"
     )
     assert "watchrun.detectors" in loaded_after(code)
+
+
+def test_the_core_defers_the_standard_modules_only_some_paths_need() -> None:
+    """tomllib (a watchrun.toml), difflib (a misspelt name), fractions (runs compared),
+    logging (watching), socket (a run's host): a few milliseconds each at every start-up."""
+    code = (
+        "import sys, json, watchrun.cli, watchrun.engine\n"
+        "names = ('tomllib', 'difflib', 'fractions', 'logging', 'socket')\n"
+        "print(json.dumps([m for m in names if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -264,6 +264,21 @@ def pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
 
+FEW = 32  # fewer new points (a live read) are judged without numpy: its per-call cost dominates
+
+
+def small_median(xs: list[float], skip_nan: bool = False) -> float:
+    """np.median of a short list (np.nanmedian with `skip_nan`) without numpy's per-call cost,
+    with the same arithmetic: the middle value or the mean of the two middle ones, NaN when a
+    value is NaN (or, skipping them, when none is left)."""
+    kept = [x for x in xs if x == x]
+    if len(kept) < len(xs) and not skip_nan or not kept:
+        return math.nan
+    kept.sort()
+    m = len(kept)
+    return kept[m // 2] if m % 2 else (kept[m // 2 - 1] + kept[m // 2]) / 2
+
+
 def median_finite(values: np.ndarray) -> float:
     v = values[np.isfinite(values)]
     return float(np.median(v)) if len(v) else math.nan

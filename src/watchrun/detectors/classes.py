@@ -288,7 +288,8 @@ class PredictionCollapse(_EvalStreak):
             elif (r.kind in ("f1", "map") and r.cls is None) or _positive_recall(sv):
                 found.append(steps[new == 0.0])
             elif r.kind == "accuracy" and r.cls is None:
-                prev = np.concatenate([[np.nan], sv.values[:-1]])[sv.new_from :]
+                before = sv.values[max(sv.new_from - 1, 0) : -1]  # each new point's previous
+                prev = np.concatenate([[np.nan], before]) if sv.new_from == 0 else before
                 found.append(steps[new == prev])
         return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
 

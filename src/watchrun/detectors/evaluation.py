@@ -40,8 +40,8 @@ class PerfectValidation(Detector):
     def update(self, view: RunView) -> None:
         for sv in view.series.values():
             r = sv.role
-            if r.split != "val" or r.cls is not None:
-                continue
+            if r.split != "val" or r.cls is not None or sv.new_from >= len(sv.values):
+                continue  # no new eval: the streak goes on (a pass between evals is no break)
             if r.kind in _SCORE_KINDS:
                 self._scan(view, sv, self.p["score"], math.inf)
             elif r.kind == "map":

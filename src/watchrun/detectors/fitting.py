@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 
@@ -330,6 +329,8 @@ class Overfitting(Detector):
         upto = upto[np.isfinite(upto)]
         w = min(len(upto), max(int(self.p["patience"]), len(upto) // 10))
         m = max(2, len(upto) // w)
+        from statistics import NormalDist  # 10 ms to import: only when a rise is judged
+
         bias = NormalDist().inv_cdf((m - 0.375) / (m + 0.25))
         now = float(upto[-w:].mean())
         return now - self.best >= (self.p["window_sigmas"] + bias) * sigma * math.sqrt(2 / w)

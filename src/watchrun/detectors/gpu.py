@@ -179,6 +179,8 @@ class GpuMemory(Detector):
     def _near_full(
         self, view: RunView, used: dict[int, SeriesView], total: dict[int, SeriesView]
     ) -> None:
+        if not used:
+            return  # no GPU samples (yet): the evaluations wait for them, at no cost a pass
         evals = eval_steps(view)
         if evals is None:
             return

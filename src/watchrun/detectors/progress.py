@@ -8,7 +8,15 @@ import math
 import numpy as np
 
 from watchrun.config import Target
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, step_noise
+from watchrun.detectors.base import (
+    FEW,
+    Detector,
+    RunView,
+    SeriesView,
+    fmt,
+    small_median,
+    step_noise,
+)
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
@@ -230,10 +238,14 @@ class LossAtChance(Detector):
         sv = view.pick("train", "loss")
         if sv is None or sv.new_from >= len(sv.values):
             return
+        if sv.name in self.open:
+            return  # said already: _at could only fire it again, which does nothing
         k = view.num_classes()
         n = int(self.p["points"])
-        for i in self._candidates(sv, k, n):
-            self._at(view, sv, i, k, n)
+        for i in self._worth_judging(view, sv, self._candidates(sv, k, n), k, n):
+            if sv.name in self.open:
+                break
+            self._at(view, sv, int(i), k, n)
 
     def finalize(self, view: RunView) -> None:
         """At the end, with K unknown: the last third of the train loss (all of it in a short
@@ -297,13 +309,71 @@ class LossAtChance(Detector):
             )
         return self._quartile[1]
 
+    def _worth_judging(
+        self, view: RunView, sv: SeriesView, idx: list[int], k: int | None, n: int
+    ) -> np.ndarray:
+        """The candidates that _at's first, cheap returns (too early, a median made uncertain
+        by per-batch noise) do not settle, decided for many at once exactly as _at decides them
+        one by one: a loss that converges near ln 2 or 0.25 makes every log a candidate."""
+        if not idx:
+            return np.empty(0, dtype=np.int64)
+        cand = np.asarray(idx, dtype=np.int64)
+        cand = cand[cand + 1 >= max(n, self.p["min_points"])]
+        planned = view.planned_steps
+        if planned:
+            cand = cand[~(sv.steps[cand] < self.p["warmup_fraction"] * planned)]
+        else:
+            cand = cand[~(cand < self.p["warmup_fraction"] * 5 * n)]
+        span = 5 * n
+        keep = [cand[cand - span + 1 < 0]]  # a shorter history: judged one by one
+        whole = cand[cand - span + 1 >= 0]
+        for b in range(0, len(whole), 4096):
+            keep.append(self._not_noisy(sv, whole[b : b + 4096], k, n, span))
+        return np.sort(np.concatenate(keep))
+
+    def _not_noisy(
+        self, sv: SeriesView, cand: np.ndarray, k: int | None, n: int, span: int
+    ) -> np.ndarray:
+        """The candidates whose `span` logs are not all finite, or whose median of n is certain
+        enough (_at's noise test: the same numbers, computed for all of them at once) and, with
+        K unknown, that could pass _at's last test."""
+        if len(cand) == 0:
+            return cand
+        rows = np.lib.stride_tricks.sliding_window_view(sv.values, span)[cand - span + 1]
+        finite = np.isfinite(rows).all(axis=1)
+        med = np.median(rows[:, span - n :], axis=1)
+        if k:
+            chance = np.full(len(cand), math.log(k))
+        else:
+            c0, c1 = UNKNOWN_K_CHANCE
+            chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
+        noise = 1.4826 * np.median(np.abs(np.diff(rows, axis=1)), axis=1) / math.sqrt(2)
+        noisy = 1.2533 * noise / math.sqrt(n) > self.p["tol"] * chance
+        keep = ~finite | ~noisy
+        if not k and keep.any():
+            # with K unknown, _at needs the loss pinned at chance or a quarter of its logs
+            # before well below it: neither can be when the median is off chance by more than
+            # pinning allows and no log before the window was that low (a quartile is never
+            # below the minimum): a loss falling through ln 2 for the first time
+            ends = cand - n + 1
+            lows = np.fmin.accumulate(sv.values[: max(1, int(ends.max()))])[np.maximum(ends, 1) - 1]
+            lows[ends <= 0] = np.inf
+            may_pin = np.abs(med - chance) <= 0.002 * chance
+            keep &= ~finite | may_pin | ~(lows > 0.75 * chance)
+        return cand[keep]
+
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
         lo = max(0, sv.new_from - n + 1)
         vals = sv.values[lo:]
         if len(vals) < n:
             return []
-        meds = np.median(np.lib.stride_tricks.sliding_window_view(vals, n), axis=1)
+        if len(vals) - n < FEW:  # a live read: a few windows
+            meds = np.array(
+                [small_median(vals[j : j + n].tolist()) for j in range(len(vals) - n + 1)]
+            )
+        else:
+            meds = _near_medians(vals, n, chance, self.p["tol"])
         near = np.zeros(len(meds), dtype=bool)
         for c in chance:
             near |= np.abs(meds - c) <= self.p["tol"] * c
@@ -368,6 +438,21 @@ class LossAtChance(Detector):
             "the model predicts the uniform distribution: lower the learning rate (a collapse "
             "after a spike), check labels and class balance, check the LR schedule",
         )
+
+
+def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> np.ndarray:
+    """The median of each window of n values, where it can be within `tol` of a chance level
+    (NaN elsewhere): a median lies between its window's min and max, which cost far less to
+    find, so only windows whose range reaches twice that band get their median worked out."""
+    windows = np.lib.stride_tricks.sliding_window_view(vals, n)
+    lo, hi = windows.min(axis=1), windows.max(axis=1)
+    maybe = np.zeros(len(windows), dtype=bool)
+    for c in chance:
+        maybe |= (hi >= c - 2 * tol * c) & (lo <= c + 2 * tol * c)
+    meds = np.full(len(windows), np.nan)
+    if maybe.any():
+        meds[maybe] = np.median(windows[maybe], axis=1)
+    return meds
 
 
 def _accuracy_says_learned(view: RunView, step: int) -> bool:

@@ -21,7 +21,7 @@ from watchrun.control import runs_with_live_writer, writer_alive
 from watchrun.detectors import ALL_DETECTORS
 from watchrun.detectors.base import Detector, RunView, SeriesView
 from watchrun.model import ENDED, Alert, Run, RunStatus, Severity, stale_limit, typical_interval
-from watchrun.semantics import promote_test_to_val, role_of
+from watchrun.semantics import Role, promote_test_to_val, role_of
 from watchrun.store import Store
 
 # shares that logs write as fractions or as percentages (timm's eval_top1 = 76.1, HF speech
@@ -61,6 +61,11 @@ class _RunState:
     quiet_judged: bool = False  # the current silence has been judged (hang or end)
     fired: set[tuple[str, str]] = field(default_factory=set)
     targets: list | None = None
+    roles_of: tuple[str, ...] = ()  # the metrics `roles` were worked out for
+    roles: tuple[dict[str, Role], bool] = ({}, False)
+    percent: dict[str, bool] = field(default_factory=dict)  # metric -> logged in percent
+    seen: tuple = ()  # (metrics, run.updates, no alert opened or closed) at the last pass
+    closed: bool = False  # an alert was closed since the last pass
 
 
 class DetectorRunner:
@@ -135,10 +140,17 @@ class DetectorRunner:
         while True:
             last_round = state.round >= max_round
             view = self._view(run, state, settle_all=final or not last_round)
-            if view.series:
+            if view.series and not self._nothing_new(run, state, view):
+                found = len(out)
                 for det in list(state.detectors):
                     self._call(det, "update", run, state, view)
-                    out += self._collect(run, state, view)
+                    out += self._collect(run, state, view, det)
+                state.seen = (
+                    tuple(view.series),
+                    run.updates,
+                    len(out) == found and not state.closed,
+                )
+                state.closed = False
             if last_round:
                 break
             out += self._restart(run, state)
@@ -150,7 +162,7 @@ class DetectorRunner:
             view.ended = True
             for det in list(state.detectors):
                 self._call(det, "finalize", run, state, view)
-                out += self._collect(run, state, view)
+                out += self._collect(run, state, view, det)
             state.finalized = True
             state.final_points = run.points()
         elif run.status not in ENDED and run.key not in self.ended_now:
@@ -173,11 +185,9 @@ class DetectorRunner:
             last = int(steps[-1])
             frontier = last if frontier is None else max(frontier, last)
         series: dict[str, SeriesView] = {}
-        roles = {name: role_of(name, self.config.aliases) for name in parts}
-        test_as_val = promote_test_to_val(roles)
+        roles, test_as_val = self._roles(state, tuple(parts))
         for name, (steps, values, start, _end) in parts.items():
-            above = PERCENT_ABOVE.get(roles[name].kind)
-            if above is not None and _in_percent(run.series[name].values, above):
+            if self._percent(state, run, name, roles[name].kind):
                 values = values / 100.0
             settled = (
                 len(steps)
@@ -202,6 +212,40 @@ class DetectorRunner:
             if det != "stuck_metric":
                 view.claim(a.metrics, a.step)
         return view
+
+    def _roles(self, state: _RunState, names: tuple[str, ...]) -> tuple[dict[str, Role], bool]:
+        """The metrics' roles (test metrics promoted when no validation metric is logged),
+        worked out again only when the run's metrics change."""
+        if state.roles_of != names:
+            roles = {name: role_of(name, self.config.aliases) for name in names}
+            state.roles_of, state.roles = names, (roles, promote_test_to_val(roles))
+        return state.roles
+
+    @staticmethod
+    def _percent(state: _RunState, run: Run, name: str, kind: str) -> bool:
+        """A share logged in percent (decided on the series' first finite value, kept)."""
+        known = state.percent.get(name)
+        if known is not None:
+            return known
+        above = PERCENT_ABOVE.get(kind)
+        if above is None:
+            return False
+        values = run.series[name].values
+        decided = _in_percent(values, above)
+        if decided or len(values) >= 64 or np.isfinite(values).any():
+            state.percent[name] = decided  # the first 64 points are never bounded away
+        return decided
+
+    @staticmethod
+    def _nothing_new(run: Run, state: _RunState, view: RunView) -> bool:
+        """Nothing a detector's update could act on since the last pass: no point settled, the
+        same metrics, no hparams or meta changed, and that pass opened or closed no alert (so
+        every detector saw the claims it would see now). Each update judges only new points
+        (or, for not_learning's trend, the same points with the same claims: the same verdict),
+        so the pass is skipped: a live read that settles nothing costs no detector work."""
+        if any(sv.new_from < len(sv.steps) for sv in view.series.values()):
+            return False
+        return state.seen == (tuple(view.series), run.updates, True)
 
     def _bound(self, run: Run, state: _RunState) -> None:
         """Reduce the history the detectors have seen (a bounded store). Cursors are kept as
@@ -244,16 +288,18 @@ class DetectorRunner:
         self.store.add_alert(alert)
         return [alert]
 
-    def _collect(self, run: Run, state: _RunState, view: RunView) -> list[Alert]:
-        """Record the detectors' findings; later detectors in this pass see the new claims."""
+    def _collect(self, run: Run, state: _RunState, view: RunView, det: Detector) -> list[Alert]:
+        """Record the findings of the detector just called (only a call makes findings); later
+        detectors in this pass see the new claims."""
         out = []
-        for det in state.detectors:
+        if det.findings and (run.key, det.id) not in self.failed:  # a failed one's are void
             for finding in det.take():
                 slot = (det.id, finding.key)
                 if finding.alert is None:
                     old = state.open_alerts.pop(slot, None)
                     if old is not None:
                         old.open = False
+                        state.closed = True
                         self.store.touch(run.key)
                     continue
                 state.open_alerts[slot] = finding.alert

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, pct
+from watchrun.detectors.base import FEW, Detector, RunView, SeriesView, fmt, pct
 from watchrun.model import RunStatus, Severity
 
 
@@ -102,7 +103,7 @@ class LrSchedule(Detector):
             return
         n = int(self.p["rising_points"])
         planned = view.planned_steps
-        for i in sv.new:
+        for i in self._to_judge(sv, n):
             v = float(sv.values[i])
             if not math.isfinite(v):
                 continue
@@ -127,6 +128,79 @@ class LrSchedule(Detector):
                     )
             elif self.run_up >= n - 1 and self._climbs_back(v):
                 self._climb(view, sv, i, v)
+
+    def _to_judge(self, sv: SeriesView, n: int) -> Iterator[int]:
+        """The new points that end n - 1 increases in a row, the only ones update() can judge;
+        the points between them are tracked in bulk (a decaying or constant LR needs no look
+        per log). Each is yielded before it is tracked; update() tracks it."""
+        if len(sv.values) - sv.new_from <= FEW:  # a live read: each point as it comes
+            yield from range(sv.new_from, len(sv.values))
+            return
+        new = sv.values[sv.new_from :]
+        idx = sv.new_from + np.flatnonzero(np.isfinite(new))  # NaN logs are skipped
+        vals = sv.values[idx]
+        at = 0
+        for h in [*np.flatnonzero(self._run_ups(vals) >= n - 1).tolist(), len(vals)]:
+            self._track_many(vals[at:h], sv.steps[idx[at:h]])
+            if h < len(vals):
+                yield int(idx[h])
+            at = h + 1
+
+    def _run_ups(self, vals: np.ndarray) -> np.ndarray:
+        """run_up after each of `vals` is tracked: the increases in a row ending there."""
+        prev = np.concatenate([[self.last], vals[:-1]])
+        pos = np.arange(len(vals))
+        reset = np.maximum.accumulate(np.where(vals > prev, -1, pos)) if len(vals) else pos
+        return np.where(reset >= 0, pos - reset, self.run_up + pos + 1)
+
+    def _track_many(self, vals: np.ndarray, steps: np.ndarray) -> None:
+        """_track over many finite points at once, with the same result."""
+        if len(vals) <= 1:
+            for v, step in zip(vals.tolist(), steps.tolist(), strict=True):
+                self._track(v, step)
+            return
+        run_ups = self._run_ups(vals)
+        prev = np.concatenate([[self.last], vals[:-1]])
+        prev_steps = np.concatenate([[self.last_step], steps[:-1]])
+        if math.isnan(self.first):
+            self.first = float(vals[0])
+        self.fell = self.fell or bool((vals < prev).any())
+        peak_before = np.maximum.accumulate(np.concatenate([[self.peak], vals[:-1]]))
+        peaks = np.flatnonzero(vals > peak_before)
+        start = 0
+        if len(peaks):  # the last new peak resets what is counted since the peak
+            p = int(peaks[-1])
+            run_up_before = int(run_ups[p - 1]) if p else self.run_up
+            self.trough_step = self._trough_step_before(vals, steps, peaks)
+            self.peak, self.trough, self.descent = float(vals[p]), math.inf, 0
+            self.support = run_up_before + 2 if vals[p] > prev[p] else 1
+            start = p + 1
+        tail, tail_prev = vals[start:], prev[start:]
+        held = tail == self.peak
+        self.support += int((held & (steps[start:] != prev_steps[start:])).sum())
+        below = ~held
+        self.descent += int((below & (tail < tail_prev)).sum())
+        if below.any():
+            j = int(np.argmin(np.where(below, tail, np.inf)))
+            if tail[j] < self.trough:
+                self.trough, self.trough_step = float(tail[j]), int(steps[start + j])
+        self.run_up = int(run_ups[-1])
+        self.last, self.last_step = float(vals[-1]), int(steps[-1])
+
+    def _trough_step_before(self, vals: np.ndarray, steps: np.ndarray, peaks: np.ndarray) -> int:
+        """trough_step as the last new peak of `vals` leaves it (a peak resets the trough, not
+        its step): the step of the last new low before that peak, found segment by segment
+        from the last peak back."""
+        for q in range(len(peaks) - 1, -1, -1):
+            begin = int(peaks[q - 1]) + 1 if q else 0
+            seg = vals[begin : int(peaks[q])]
+            peak, trough = (float(vals[peaks[q - 1]]), math.inf) if q else (self.peak, self.trough)
+            below = seg < peak
+            if below.any():
+                j = int(np.argmin(np.where(below, seg, np.inf)))
+                if seg[j] < trough:
+                    return int(steps[begin + j])
+        return self.trough_step
 
     def _track(self, v: float, step: int) -> None:
         if math.isnan(self.first):

@@ -6,7 +6,16 @@ import math
 
 import numpy as np
 
-from watchrun.detectors.base import Detector, RunView, SeriesView, fmt, median_finite, step_noise
+from watchrun.detectors.base import (
+    FEW,
+    Detector,
+    RunView,
+    SeriesView,
+    fmt,
+    median_finite,
+    small_median,
+    step_noise,
+)
 from watchrun.model import Severity
 
 
@@ -216,6 +225,27 @@ def _judged_by_train(sv: SeriesView, losses: list[SeriesView]) -> bool:
     )
 
 
+BLOCK = 65536  # points judged at once by a vectorised pass (bounds its temporary arrays)
+
+
+def window_medians(finite: np.ndarray, k0: int, k1: int, w: int) -> np.ndarray:
+    """The median of finite[k - w + 1 : k + 1] for k in k0..k1-1 (k0 >= w - 1), ignoring NaN
+    (NaN where a window has no value), as np.nanmedian gives it one window at a time."""
+    if k1 <= k0:
+        return np.empty(0)
+    if k1 - k0 <= FEW:
+        return np.array(
+            [small_median(finite[k - w + 1 : k + 1].tolist(), skip_nan=True) for k in range(k0, k1)]
+        )
+    windows = np.lib.stride_tricks.sliding_window_view(finite[k0 - w + 1 : k1], w)
+    gaps = np.isnan(windows).any(axis=1)
+    meds = np.median(windows, axis=1)
+    for j in np.flatnonzero(gaps):
+        row = windows[j]
+        meds[j] = float(np.nanmedian(row)) if not np.isnan(row).all() else math.nan
+    return meds
+
+
 class Divergence(Detector):
     """The smoothed train loss (median of 5) rises far above its running minimum (3x, and far
     beyond the loss's own noise) and above where training started, for several logging steps in
@@ -249,6 +279,7 @@ class Divergence(Detector):
         self.streak = 0
         self.min_step = 0
         self.blew_up = False
+        self.first_eval: float | None = None  # the first finite validation loss
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -270,27 +301,40 @@ class Divergence(Detector):
         self._walk(view, sv, finite, lo, sv.new_from - lo, head_end - lo, w)
         if head_end < len(sv.values):
             lo2 = head_end - w + 1
-            if not self._quiet_chunk(sv, finite[lo2 - lo :], lo2, w, head_end):
+            few = len(sv.values) - head_end <= FEW  # walked at once: cheaper than a quiet check
+            if few or not self._quiet_chunk(sv, finite[lo2 - lo :], lo2, w, head_end):
                 self._walk(view, sv, finite, lo, head_end - lo, len(vals), w)
 
     def _walk(
         self, view: RunView, sv: SeriesView, finite: np.ndarray, lo: int, k0: int, k1: int, w: int
     ) -> None:
-        for k in range(k0, k1):
-            i = lo + k
-            if i + 1 < w:
-                continue
-            window = finite[max(0, k - w + 1) : k + 1]
-            m = float(np.nanmedian(window)) if np.isfinite(window).any() else math.nan
+        k0 = max(k0, w - 1 - lo)  # the first point with a full window of w logs
+        for b0 in range(k0, k1, BLOCK):
+            b1 = min(k1, b0 + BLOCK)
+            self._walk_medians(view, sv, lo, b0, window_medians(finite, b0, b1, w), w)
+
+    def _walk_medians(
+        self, view: RunView, sv: SeriesView, lo: int, k0: int, meds: np.ndarray, w: int
+    ) -> None:
+        """The rule at each point from its smoothed loss (`meds[j]`: the median of the w logs
+        ending at index lo + k0 + j): O(1) a point, the noise measured only when it may fire."""
+        ratio, over_start, persist = self.p["ratio"], self.p["over_start"], self.p["persist"]
+        for j, m in enumerate(meds.tolist()):
             if not math.isfinite(m):
                 continue
+            i = lo + k0 + j
             if math.isnan(self.start_level):
                 self.start_level = m
-            limit = max(self.p["ratio"] * self.run_min, self.p["over_start"] * self.start_level)
+            limit = max(ratio * self.run_min, over_start * self.start_level)
             relapse = self._relapse(m, self.run_min)
             if (m > limit or relapse) and math.isfinite(self.run_min):
                 self.streak += 1
-                if self.streak >= self.p["persist"] and self._beyond_noise(sv, i, m, w):
+                key = "relapse:" + sv.name if m <= limit else sv.name
+                if (
+                    self.streak >= persist
+                    and key not in self.open  # already said: nothing to add
+                    and self._beyond_noise(sv, i, m, w)
+                ):
                     self._fire(view, sv, i, m, relapse=m <= limit)
             else:
                 self.streak = 0
@@ -352,8 +396,7 @@ class Divergence(Detector):
         val = view.pick("val", "loss")
         if val is None or val.new_from >= len(val.values) or "unstable:" + val.name in self.open:
             return
-        finite = np.flatnonzero(np.isfinite(val.values[: max(val.new_from, 1)]))
-        first = float(val.values[finite[0]]) if len(finite) else float(val.values[val.new_from])
+        first = self._first_eval(val)
         if not math.isfinite(first) or first <= 0:
             return
         jump, need, window = self.p["jump"], int(self.p["jumps"]), int(self.p["jump_window"])
@@ -387,6 +430,17 @@ class Divergence(Detector):
                 "and add gradient clipping and a warm-up",
             )
             return
+
+    def _first_eval(self, val: SeriesView) -> float:
+        """The first finite validation loss already seen (else the first new one), found once."""
+        if self.first_eval is None:
+            seen = val.values[: max(val.new_from, 1)]
+            finite = np.flatnonzero(np.isfinite(seen))
+            if len(finite):
+                self.first_eval = float(seen[finite[0]])
+            else:
+                return float(val.values[val.new_from])
+        return self.first_eval
 
     def _beyond_noise(self, sv: SeriesView, i: int, m: float, w: int) -> bool:
         """Per-batch losses can be so noisy that a median of 5 wanders to 3x the lowest median
@@ -494,14 +548,15 @@ class GradSpike(Detector):
                 self._set_early(sv, need)
             head_end = min(len(sv.values), max(sv.new_from, w))
             self._walk(view, sv, range(sv.new_from, head_end), w, need)
-            if head_end < len(sv.values) and not self._quiet_chunk(sv, w, head_end):
-                self._walk(view, sv, range(head_end, len(sv.values)), w, need)
+            for lo in range(head_end, len(sv.values), BLOCK):
+                hi = min(len(sv.values), lo + BLOCK)
+                if hi - lo <= FEW or not self._block(view, sv, w, lo, hi):
+                    self._walk(view, sv, range(lo, hi), w, need)
 
     def _walk(self, view: RunView, sv: SeriesView, indices: range, w: int, need: int) -> None:
         for i in indices:
-            v = sv.values[i]
-            hist = sv.values[max(0, i - w) : i]
-            hist = hist[np.isfinite(hist)]
+            v = float(sv.values[i])
+            hist = [x for x in sv.values[max(0, i - w) : i].tolist() if math.isfinite(x)]
             if sv.name not in self.early and len(hist) >= need:
                 self._set_early(sv, need)
             n = self.since_spike.get(sv.name)
@@ -512,11 +567,11 @@ class GradSpike(Detector):
                     del self.since_spike[sv.name]
             if len(hist) < need or not math.isfinite(v):
                 continue
-            med = float(np.median(hist))
-            usual = hist[hist <= self.p["factor"] * med]  # earlier spikes do not raise the bar
-            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * float(usual.max())
+            med = small_median(hist)
+            usual = [x for x in hist if x <= self.p["factor"] * med]  # spikes do not raise it
+            outlier = v > self.p["factor"] * med and v > self.p["over_max"] * max(usual)
             if med > 0 and outlier and v > self.early.get(sv.name, 0.0):
-                self._spike(view, sv, int(sv.steps[i]), float(v), med)
+                self._spike(view, sv, int(sv.steps[i]), v, med)
 
     def _spike(self, view: RunView, sv: SeriesView, step: int, v: float, med: float) -> None:
         self.since_spike[sv.name] = 0
@@ -555,28 +610,51 @@ class GradSpike(Detector):
             "(empty, mislabelled, extreme lengths) at the spike steps",
         )
 
-    def _quiet_chunk(self, sv: SeriesView, w: int, start: int) -> bool:
-        """Vectorised pass over a chunk with no spike and no open cooldown."""
-        if sv.name not in self.early or self.since_spike.get(sv.name) is not None:
+    def _block(self, view: RunView, sv: SeriesView, w: int, lo: int, hi: int) -> bool:
+        """The walk over points lo..hi-1 at once, when every point of the block and of the
+        window before it is finite and the early level is known: the spike test vectorised, then
+        the cooldown carried from spike to spike. False: the caller walks the block."""
+        if sv.name not in self.early or lo < w:
             return False
-        lo = start - w
-        if lo < 0:
-            return False
-        vals = sv.values[lo:]
+        vals = sv.values[lo - w : hi]
         if not np.isfinite(vals).all():
             return False
         windows = np.lib.stride_tricks.sliding_window_view(vals, w)[:-1]
-        meds = np.median(windows, axis=1)
         new = vals[w:]
-        usual = windows <= self.p["factor"] * meds[:, None]
-        maxes = np.where(usual, windows, -np.inf).max(axis=1)
-        spikes = (
-            (meds > 0)
-            & (new > self.p["factor"] * meds)
-            & (new > self.p["over_max"] * maxes)
-            & (new > self.early[sv.name])
+        factor = self.p["factor"]
+        # a spike is above factor x its window's median, so above factor x its minimum: only
+        # the points above that (rare) get their window's median worked out
+        maybe = (new > self.early[sv.name]) & (
+            new > factor * windows.min(axis=1) if factor > 0 else True
         )
-        return not spikes.any()
+        k_maybe = np.flatnonzero(maybe)
+        meds = np.zeros(len(new))
+        spikes = np.zeros(len(new), dtype=bool)
+        if len(k_maybe):
+            rows = windows[k_maybe]
+            m = np.median(rows, axis=1)
+            maxes = np.where(rows <= factor * m[:, None], rows, -np.inf).max(axis=1)
+            cand = new[k_maybe]
+            meds[k_maybe] = m
+            spikes[k_maybe] = (m > 0) & (cand > factor * m) & (cand > self.p["over_max"] * maxes)
+        at = lo
+        for k in np.flatnonzero(spikes):
+            self._cool(sv, lo + int(k) + 1 - at)  # the cooldown counts the spike's point too
+            at = lo + int(k) + 1
+            self._spike(view, sv, int(sv.steps[at - 1]), float(new[k]), float(meds[k]))
+        self._cool(sv, hi - at)
+        return True
+
+    def _cool(self, sv: SeriesView, points: int) -> None:
+        """Count `points` logs into the open spike's cooldown; the episode ends once it is over."""
+        n = self.since_spike.get(sv.name)
+        if n is None or points <= 0:
+            return
+        if n + points >= self.p["cooldown"]:
+            self.clear(sv.name)
+            del self.since_spike[sv.name]
+        else:
+            self.since_spike[sv.name] = n + points
 
     def _set_early(self, sv: SeriesView, need: int) -> None:
         head = sv.values[np.isfinite(sv.values)][:need]
