@@ -42,6 +42,7 @@ FULL_POLL_WITH_EVENTS = 15.0  # with trusted file events: a stat of every file t
 RESCAN_WITH_EVENTS = 60.0  # and a walk of the tree (a new directory triggers one at once)
 IDLE_WAKE_SECONDS = 5.0  # with trusted file events: wake for statuses and stalls this often
 HIDDEN_WHEN_EMPTY = {fmt for fmt, cls in BY_FORMAT.items() if not cls.listed_when_empty}
+SHOWN_SCAN_ERRORS = 20  # unreadable paths a snapshot names (the count covers the rest)
 MERGE_EVERY = 5.0  # seconds between looks for runs to join while data arrives
 
 
@@ -590,6 +591,8 @@ class Engine:
             ready=self._loaded,
             notice=self.watch_error,
             machine=sampler.latest if sampler is not None else None,
+            scan_errors=tuple(self.scan_errors[:SHOWN_SCAN_ERRORS]),
+            scan_error_count=max(len(self.unreadable), len(self.scan_errors)),
         )
 
     def record_stop(self, key: str, outcome: str, kind: str) -> None:

@@ -287,3 +287,94 @@ async def test_resizing_refits_the_run_list_columns(demo):
         await pilot.resize_terminal(200, 50)
         assert await wait_for(pilot, lambda: "age" in [c.value for c in runs.columns])
         assert "1h" in screen_text(app)
+
+
+async def test_overview_follows_runs_that_appear_while_it_is_open(demo):
+    from watchrun.demo import CsvWriter
+
+    app = make_app(demo, poll=0.2)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        before = [t.key for t in app.screen.query(Tile)]
+        writer = CsvWriter(
+            str(demo / "late" / "lightning_logs" / "version_0" / "metrics.csv"),
+            ["train_loss", "val_loss"],
+        )
+        for step in range(20):
+            writer.write(step, {"train_loss": 1 / (step + 1), "val_loss": 1.2 / (step + 1)})
+        writer.close()
+        assert await wait_for(pilot, lambda: len(app.snapshot.runs) == len(before) + 1)
+        late = next(k for k in app.snapshot.runs if k not in before)
+        assert await wait_for(pilot, lambda: late in [t.key for t in app.screen.query(Tile)])
+        tile = next(t for t in app.screen.query(Tile) if t.key == late)
+        assert await wait_for(pilot, lambda: tile.view is app.snapshot.runs[late])
+        assert "train_loss" in str(tile.render())
+        assert sorted(t.key for t in app.screen.query(Tile)) == sorted(app.snapshot.runs)
+
+
+def _too_long_to_read(root) -> str:
+    """A directory nested past PATH_MAX: even root cannot list it by its path (ENAMETOOLONG),
+    a real error of the scan that no mode bit is needed for."""
+    import os
+
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    depth = 0
+    try:
+        while len(str(root)) + depth * 201 < 4300:
+            os.mkdir("d" * 200, dir_fd=fd)
+            inner = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            depth += 1
+    finally:
+        os.close(fd)
+    return os.path.join(str(root), *(["d" * 200] * depth))
+
+
+async def test_scan_errors_show_in_the_status_line_and_a_notice(demo):
+    deep = _too_long_to_read(demo / "deep")
+    app = make_app(demo)
+    async with app.run_test(size=(160, 36)) as pilot:
+        await loaded(pilot)
+        assert app.snapshot.scan_errors and app.snapshot.scan_error_count >= 1
+        status = app.main.query_one("#status")
+        assert status.display
+        text = str(status.render())
+        assert "cannot be read" in text and "File name too long" in text
+        notices = [n.message for n in app._notifications]
+        assert any("File name too long" in m and deep[:40] in m for m in notices), notices
+        assert len(app.snapshot.runs) == 5  # the rest is read all the same
+
+
+async def test_no_status_line_when_everything_can_be_read(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert not app.snapshot.scan_errors
+        assert not app.main.query_one("#status").display
+
+
+async def test_follow_symlinks_reaches_runs_outside_the_path(demo, tmp_path_factory):
+    from watchrun.demo import CsvWriter
+
+    outside = tmp_path_factory.mktemp("outside")
+    writer = CsvWriter(str(outside / "ext" / "metrics.csv"), ["train_loss", "val_loss"])
+    for step in range(10):
+        writer.write(step, {"train_loss": 1 / (step + 1), "val_loss": 1.2 / (step + 1)})
+    writer.close()
+    (demo / "linked").symlink_to(outside / "ext")
+    for follow, runs in ((False, 5), (True, 6)):
+        app = make_app(demo, follow_symlinks=follow)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await loaded(pilot, runs)
+            assert any("linked" in k for k in app.snapshot.runs) is follow
+
+
+def test_the_app_command_takes_follow_symlinks():
+    from watchrun.cli import _parser
+
+    assert _parser("app").parse_args(["--follow-symlinks", "x"]).follow_symlinks is True
+    assert _parser("app").parse_args(["x"]).follow_symlinks is False

@@ -20,6 +20,7 @@ from watchrun.app.widgets.curves import X_KINDS, CurvesPane
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane
 from watchrun.app.widgets.info import InfoPane
 from watchrun.app.widgets.run_list import RunList
+from watchrun.app.widgets.status import StatusLine
 from watchrun.snapshot import EMPTY, Snapshot
 from watchrun.textsafe import printable
 
@@ -95,6 +96,7 @@ class MainScreen(Screen[None]):
                     with TabPane("6 Process", id="tab-process"):
                         yield ProcessPane(id="process")
         yield Static("terminal too small for watchrun\n(40x10 at least)", id="too-small")
+        yield StatusLine(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -130,6 +132,7 @@ class MainScreen(Screen[None]):
         runs.marked = self.marked
         runs.show(snapshot, now)
         self.query_one(MachineStrip).show(snapshot.machine)
+        self.query_one(StatusLine).show(snapshot)
         if not runs.user_moved and runs.keys:
             self.selected = runs.keys[0]  # the worst run, until the user moves
         elif self.selected not in runs.keys and runs.keys:  # filtered out, or gone

@@ -79,15 +79,43 @@ class OverviewScreen(Screen[None]):
     def on_resize(self) -> None:
         self._fit_columns()
 
+    def _columns(self) -> int:
+        return max(1, self.size.width // TILE_WIDTH)
+
     def _fit_columns(self) -> None:
-        grid = self.query_one("#tiles", Grid)
-        cols = max(1, self.size.width // TILE_WIDTH)
-        grid.styles.grid_size_columns = cols
+        self.query_one("#tiles", Grid).styles.grid_size_columns = self._columns()
         for tile in self.query(Tile):
-            tile.border_title = middle(tile.key, max(8, self.size.width // cols - 6))
+            self._title(tile)
+
+    def _title(self, tile: Tile) -> None:
+        tile.border_title = middle(tile.key, max(8, self.size.width // self._columns() - 6))
+
+    def _sync_tiles(self, snapshot: Snapshot) -> None:
+        """One tile per run of `snapshot` (the first MAX_TILES, worst first): the tiles of runs
+        that went are removed, a new run's tile is put before the first tile that ranks after
+        it; tiles already shown keep their place, so the one the user is on does not jump."""
+        wanted = list(snapshot.runs)[:MAX_TILES]
+        tiles = {tile.key: tile for tile in self.query(Tile)}
+        for key, tile in tiles.items():
+            if key not in wanted:
+                tile.remove()
+        grid = self.query_one("#tiles", Grid)
+        for rank, key in enumerate(wanted):
+            if key in tiles:
+                continue
+            tile = Tile(key)
+            after = next((tiles[k] for k in wanted[rank + 1 :] if k in tiles), None)
+            if after is not None:
+                grid.mount(tile, before=after)
+            else:
+                grid.mount(tile)
+            tiles[key] = tile
+            self._title(tile)
 
     def show(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        if self.is_mounted:
+            self._sync_tiles(snapshot)
         for tile in self.query(Tile):
             run = snapshot.runs.get(tile.key)
             if run is None or run is tile.view:
