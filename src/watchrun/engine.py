@@ -330,11 +330,15 @@ class Engine:
         self,
         on_progress: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
+        on_scanned: Callable[[], None] | None = None,
     ) -> None:
         """First full read: runs newest first, so the first results show before the end. Once
         `stop` is set (a signal), it returns before the next run: a first read of thousands of
-        runs must not hold up an exit."""
+        runs must not hold up an exit. `on_scanned` runs once the walk is done, before any run
+        is read (the app lists the runs found then: its first frame)."""
         self.scan(stop)
+        if on_scanned is not None:
+            on_scanned()
         for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
             if stop is not None and stop.is_set():
                 return

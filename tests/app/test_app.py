@@ -378,3 +378,24 @@ def test_the_app_command_takes_follow_symlinks():
 
     assert _parser("app").parse_args(["--follow-symlinks", "x"]).follow_symlinks is True
     assert _parser("app").parse_args(["x"]).follow_symlinks is False
+
+
+async def test_plots_are_not_rebuilt_while_their_series_do_not_change(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        curves = app.main.query_one(CurvesPane)
+        loss_plot = app.main.query_one("#loss-plot", Plot)
+        run = curves.run
+        figure = loss_plot.figure
+        assert figure.curves
+        # a new version of the run (another metric moved): the plotted series are the same
+        curves.show(dataclasses.replace(run, version=run.version + 1))
+        assert loss_plot.figure is figure
+        # a plotted series with a new point: a new figure
+        name = figure.curves[0].name
+        old = run.series[name]
+        grown = dataclasses.replace(old, length=old.length + 1)
+        series = {**run.series, name: grown}
+        curves.show(dataclasses.replace(run, series=series, version=run.version + 2))
+        assert loss_plot.figure is not figure

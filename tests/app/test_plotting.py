@@ -114,3 +114,20 @@ def test_themes_come_from_toml_files_and_the_user_dir(tmp_path, monkeypatch):
     )
     assert palettes["watchrun-light"].critical != palettes["watchrun-dark"].critical
     assert len(problems) == 1 and "broken.toml" in problems[0]
+
+
+def test_decimated_series_are_remembered_only_while_their_arrays_cannot_change():
+    from watchrun.app.plotting import decimated
+
+    x = np.arange(100_000, dtype=np.float64)
+    y = np.sin(x / 500.0)
+    x.flags.writeable = y.flags.writeable = False
+    first = decimated(x, y, 100, False)
+    assert len(first[0]) <= 200
+    assert decimated(x, y, 100, False)[0] is first[0]  # the same version: not done again
+    assert decimated(x, y, 80, False)[0] is not first[0]  # another width: done again
+    assert decimated(x, y, 100, True)[1] is not first[1]  # log y: done again
+    mutable = np.sin(x / 500.0)
+    again = decimated(x, mutable, 100, False)
+    mutable[:] = 5.0  # an array that can change is never served from the cache
+    assert decimated(x, mutable, 100, False)[1].max() == 5.0 and again[1].max() < 1.01

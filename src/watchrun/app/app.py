@@ -126,7 +126,9 @@ class WatchrunApp(App[None]):
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def run_engine(self) -> None:
         engine = self.engine
-        engine.load(on_progress=self._publish_while_loading, stop=self.stop_event)
+        engine.load(
+            on_progress=self._publish_while_loading, stop=self.stop_event, on_scanned=self._publish
+        )
         if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
             return
         first = engine.detect(final=False)

@@ -3,6 +3,8 @@ coloured by its worst alert. Enter on a tile opens that run."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
@@ -12,7 +14,7 @@ from textual.widgets import Footer
 from watchrun.app.messages import RunChosen
 from watchrun.app.text import middle
 from watchrun.app.theme import Palette
-from watchrun.app.widgets.curves import figure_for, loss_names
+from watchrun.app.widgets.curves import figure_for, figure_key, loss_names
 from watchrun.app.widgets.plot import Plot
 from watchrun.snapshot import RunView, Snapshot
 
@@ -126,10 +128,12 @@ class OverviewScreen(Screen[None]):
             tile.set_class(worst is not None and worst.severity.value == "warning", "warning")
             tile.border_subtitle = worst.detector if worst else run.status.value
             names = loss_names(list(run.series), self.aliases)
-            tile.show(
-                figure_for(
-                    run, names, self.palette, ascii_only=self.ascii_only, aliases=self.aliases
-                )
+            opts: dict[str, Any] = dict(ascii_only=self.ascii_only, aliases=self.aliases)
+            tile.show_for(
+                figure_key(run, names, self.palette, **opts),
+                lambda run=run, names=names, opts=opts: figure_for(
+                    run, names, self.palette, **opts
+                ),
             )
 
     def action_open_tile(self) -> None:
