@@ -131,3 +131,23 @@ def test_decimated_series_are_remembered_only_while_their_arrays_cannot_change()
     again = decimated(x, mutable, 100, False)
     mutable[:] = 5.0  # an array that can change is never served from the cache
     assert decimated(x, mutable, 100, False)[1].max() == 5.0 and again[1].max() < 1.01
+
+
+def test_short_names_keep_the_experiment_and_the_run_part_whole_where_they_fit():
+    from watchrun.app.text import short_names
+
+    keys = [
+        "rl-ddpg-pilot-healthy/model_static/model_SMode/model_SMode_exp2/Exp2_1/data",
+        "yolo-dog-emotion-earlystop/runs/detect/train/results.csv",
+        "yolo-anemia-no-boxes-collapse/runs/detect/train/results.csv",
+        "console-slurm-cifar100-nan-cosine/slurm_log/slurm22348.log",
+    ]
+    wide = short_names(keys, 35)
+    assert wide[keys[0]] == "rl-ddpg-pilot-healthy/…/Exp2_1/data"
+    assert wide[keys[1]] == "yolo-dog-emotion-earlystop/…"  # results.csv tells none apart
+    assert wide[keys[3]].startswith("console-") and wide[keys[3]].endswith("/slurm22348.log")
+    narrow = short_names(keys, 16)
+    assert narrow[keys[0]].startswith("rl-") and narrow[keys[1]].startswith("yolo-")
+    for names, width in ((wide, 35), (narrow, 16)):
+        assert len(set(names.values())) == len(keys)
+        assert all(len(v) <= width for v in names.values())

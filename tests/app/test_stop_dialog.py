@@ -77,7 +77,8 @@ async def test_stop_dialog_sends_sigint_to_the_writer(tmp_path):
         f"    open({str(marker)!r}, 'w').write('1'); sys.exit(0)\n"
         "signal.signal(signal.SIGINT, bye)\n"
         "for i in range(10000):\n"
-        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n'); log.flush(); time.sleep(0.05)\n"
+        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
+        "    log.flush(); time.sleep(0.05)\n"
     )
     (tmp_path / "run").mkdir()
     child = subprocess.Popen([sys.executable, str(script)])

@@ -32,14 +32,18 @@ class MainScreen(Screen[None]):
     DEFAULT_CSS = """
     MainScreen { layout: vertical; }
     MainScreen #main { height: 1fr; }
-    MainScreen #left { width: 34%; min-width: 27; max-width: 60; border-right: vkey $panel-lighten-1; }
+    MainScreen #left {
+        width: 36%; min-width: 27; max-width: 60; border-right: vkey $panel-lighten-1;
+    }
     MainScreen #filter { height: 3; display: none; }
     MainScreen #filter.shown { display: block; }
     MainScreen #right { width: 1fr; }
     MainScreen #run-title { height: 1; padding: 0 1; }
     MainScreen #tabs { height: 1fr; }
     MainScreen TabPane { padding: 0; }
-    MainScreen #too-small { display: none; content-align: center middle; height: 1fr; color: $error; }
+    MainScreen #too-small {
+        display: none; content-align: center middle; height: 1fr; color: $error;
+    }
     """
     BINDINGS = [
         Binding("1", "tab('curves')", "Curves", show=False, id="tab_curves"),

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from watchrun.app.messages import RunChosen
-from watchrun.app.text import middle
+from watchrun.app.text import short_names
 from watchrun.app.theme import Palette
 from watchrun.app.widgets.curves import figure_for, figure_key, loss_names
 from watchrun.app.widgets.plot import Plot
@@ -32,7 +32,7 @@ class Tile(Plot):
     can_focus = True
 
     def __init__(self, key: str) -> None:
-        super().__init__(classes="tile", readout=True)
+        super().__init__(classes="tile", readout=True, compact=True)
         self.key = key
         self.view: RunView | None = None
 
@@ -86,11 +86,17 @@ class OverviewScreen(Screen[None]):
 
     def _fit_columns(self) -> None:
         self.query_one("#tiles", Grid).styles.grid_size_columns = self._columns()
-        for tile in self.query(Tile):
-            self._title(tile)
+        self._titles()
 
-    def _title(self, tile: Tile) -> None:
-        tile.border_title = middle(tile.key, max(8, self.size.width // self._columns() - 6))
+    def _titles(self) -> None:
+        """Each tile's run name, shortened as the run list does, to what its border holds
+        (the corners, a space each side and the scrollbar's share taken off)."""
+        cols = self._columns()
+        width = max(8, (self.size.width - 2 - (cols - 1)) // cols - 6)
+        tiles = list(self.query(Tile))
+        names = short_names([t.key for t in tiles], width)
+        for tile in tiles:
+            tile.border_title = names[tile.key]
 
     def _sync_tiles(self, snapshot: Snapshot) -> None:
         """One tile per run of `snapshot` (the first MAX_TILES, worst first): the tiles of runs
@@ -98,6 +104,8 @@ class OverviewScreen(Screen[None]):
         it; tiles already shown keep their place, so the one the user is on does not jump."""
         wanted = list(snapshot.runs)[:MAX_TILES]
         tiles = {tile.key: tile for tile in self.query(Tile)}
+        if set(wanted) == set(tiles):
+            return
         for key, tile in tiles.items():
             if key not in wanted:
                 tile.remove()
@@ -112,7 +120,7 @@ class OverviewScreen(Screen[None]):
             else:
                 grid.mount(tile)
             tiles[key] = tile
-            self._title(tile)
+        self.call_after_refresh(self._titles)  # once the removed tiles are gone
 
     def show(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot

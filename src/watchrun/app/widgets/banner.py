@@ -14,7 +14,8 @@ from watchrun.textsafe import printable
 
 # "stop training: lower the LR", "stop training and keep the best checkpoint", "... — stop training"
 _STOP = re.compile(
-    r"(?i)^\s*stop(?: the)? training(?: before [^:]*)?(?::\s*|\s+and\s+|\s*$)|\s*[—-]+\s*stop(?: the)? training\s*$"
+    r"(?i)^\s*stop(?: the)? training(?: before [^:]*)?(?::\s*|\s+and\s+|\s*$)"
+    r"|\s*[—-]+\s*stop(?: the)? training\s*$"
 )
 
 

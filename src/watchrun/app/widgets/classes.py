@@ -63,27 +63,22 @@ class ClassesTable(KeyedTable):
         self.run = run
         rows = class_rows(run, self.aliases) if run is not None else []
         label_w = min(MAX_LABEL, max([len("class")] + [len(r[0]) for r in rows]))
+        columns = COLUMNS if rows else COLUMNS[:1]  # nothing to show: one column, the note
         if not rows:
             label_w = len(NO_CLASSES)
         with self.app.batch_update():
             if (
-                not self.columns
+                len(self.columns) != len(columns)
                 or self.columns.get("class") is None
                 or self.columns["class"].width != label_w
             ):
                 self.clear(columns=True)
                 self.forget_rows()
-                self.add_column("class", key="class", width=label_w)
-                for name in COLUMNS[1:]:
+                self.add_column("class" if rows else "", key="class", width=label_w)
+                for name in columns[1:]:
                     self.add_column(name, key=name)
             if not rows:
-                self.set_rows(
-                    {
-                        EMPTY_KEY: (Text(NO_CLASSES, style="dim"),)
-                        + (Text(""),) * (len(COLUMNS) - 1)
-                    },
-                    COLUMNS,
-                )
+                self.set_rows({EMPTY_KEY: (Text(NO_CLASSES, style="dim"),)}, columns)
                 return
             worst = min(
                 (r for r in rows if not r[2]),

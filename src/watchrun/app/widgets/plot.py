@@ -24,10 +24,12 @@ class Plot(Widget):
         id: str | None = None,
         classes: str | None = None,  # noqa: A002
         readout: bool = True,
+        compact: bool = False,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self.figure = Figure()
         self.readout = readout
+        self.compact = compact  # the readout without the best values (small tiles)
         self._plotext = new_figure()  # this widget's own plotext figure
         self._cache: tuple[Figure, int, int, Text] | None = None
         self._key: tuple[Any, ...] | None = None
@@ -59,7 +61,7 @@ class Plot(Widget):
                 num(last), style=f"bold {self.figure.nan_color}" if not math.isfinite(last) else ""
             )
             best = c.best_step or c.best
-            if best is not None:
+            if best is not None and not self.compact:
                 out.append(f"  best {num(best[1])} @{num(best[0])}", style="dim")
             out.append("   ")
         if not self.figure.curves:
