@@ -124,7 +124,7 @@ async def test_overview_tiles_worst_first_and_enter_opens_a_run(demo):
         assert isinstance(app.screen.focused, Tile)
         await pilot.press("down", "down")
         target = app.screen.focused
-        assert isinstance(target, Tile)
+        assert isinstance(target, Tile) and target is tiles[2]
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: app.screen is app.main and app.selected == target.key)
 
@@ -399,3 +399,34 @@ async def test_plots_are_not_rebuilt_while_their_series_do_not_change(demo):
         series = {**run.series, name: grown}
         curves.show(dataclasses.replace(run, series=series, version=run.version + 2))
         assert loss_plot.figure is not figure
+
+
+async def test_the_other_keys_f1_4_overview_and_compare_back_and_q(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("f1")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+        await pilot.press("4")
+        tabs = app.main.query_one(TabbedContent)
+        assert await wait_for(pilot, lambda: tabs.active == "tab-info")
+        run = app.snapshot.runs[app.selected]
+        assert run.root in str(app.main.query_one("#info-text").render())
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        tiles = list(app.screen.query(Tile))
+        assert await wait_for(pilot, lambda: app.screen.focused is tiles[0])
+        await pilot.press("j", "j", "k")
+        assert await wait_for(pilot, lambda: app.screen.focused is tiles[1])
+        await pilot.press("down", "up", "up")
+        assert await wait_for(pilot, lambda: app.screen.focused is tiles[0])
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+        await pilot.press("c")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+        await pilot.press("q")
+        assert await wait_for(pilot, lambda: not app.is_running)

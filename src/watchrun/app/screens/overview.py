@@ -51,8 +51,9 @@ class OverviewScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,o,q", "app.pop_screen", "Back", id="overview_back"),
         Binding("enter", "open_tile", "Open run", id="overview_open"),
-        Binding("down,j", "focus_next", "Next", show=False),
-        Binding("up,k", "focus_previous", "Previous", show=False),
+        # priority: the scrolling container's own up/down would scroll instead of moving
+        Binding("down,j", "next_tile", "Next", show=False, priority=True),
+        Binding("up,k", "previous_tile", "Previous", show=False, priority=True),
     ]
 
     def __init__(
@@ -143,6 +144,12 @@ class OverviewScreen(Screen[None]):
                     run, names, self.palette, **opts
                 ),
             )
+
+    def action_next_tile(self) -> None:
+        self.focus_next(Tile)
+
+    def action_previous_tile(self) -> None:
+        self.focus_previous(Tile)
 
     def action_open_tile(self) -> None:
         if isinstance(self.focused, Tile):
