@@ -430,3 +430,26 @@ async def test_the_other_keys_f1_4_overview_and_compare_back_and_q(demo):
         assert await wait_for(pilot, lambda: app.screen is app.main)
         await pilot.press("q")
         assert await wait_for(pilot, lambda: not app.is_running)
+
+
+async def test_a_long_run_list_fills_a_screen_first_then_the_rest_in_batches(tmp_path):
+    from watchrun.app.widgets.run_list import FIRST_ROWS
+    from watchrun.demo import CsvWriter
+
+    for i in range(130):
+        writer = CsvWriter(str(tmp_path / f"exp{i:03d}" / "metrics.csv"), ["train_loss"])
+        for step in range(3):
+            writer.write(step, {"train_loss": 1.0 / (step + 1 + i)})
+        writer.close()
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and len(app.snapshot.runs) == 130)
+        runs = app.main.query_one(RunList)
+        assert await wait_for(pilot, lambda: runs.row_count == 130)
+        assert runs.keys == list(app.snapshot.runs)  # every row, worst first
+        runs.reset()
+        runs.show(app.snapshot, app.clock())
+        assert runs.row_count == FIRST_ROWS  # what fills a screen, at once
+        assert runs.keys == list(app.snapshot.runs)[:FIRST_ROWS]
+        assert await wait_for(pilot, lambda: runs.row_count == 130)
+        assert runs.keys == list(app.snapshot.runs)
