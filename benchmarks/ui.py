@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import os
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ LENGTHS = (1_000, 100_000, 1_000_000, 10_000_000)
 # the removed hand-written renderer at 120x20, two curves (benchmarks/ui.py before the rebuild)
 OLD_RENDERER_MS = {1_000: 1.94, 100_000: 2.07, 1_000_000: 5.5}
 CACHE = os.environ.get("WATCHRUN_BENCH_DIR", "/tmp/watchrun-bench2")
-CONSOLE = Console(width=WIDTH, file=open(os.devnull, "w"), color_system="truecolor")
+CONSOLE = Console(width=WIDTH, file=io.StringIO(), color_system="truecolor")
 
 
 def best_ms(fn, repeat: int = 7) -> float:  # type: ignore[no-untyped-def]
