@@ -453,3 +453,17 @@ async def test_a_long_run_list_fills_a_screen_first_then_the_rest_in_batches(tmp
         assert runs.keys == list(app.snapshot.runs)[:FIRST_ROWS]
         assert await wait_for(pilot, lambda: runs.row_count == 130)
         assert runs.keys == list(app.snapshot.runs)
+
+
+async def test_the_banner_says_reading_during_the_first_read(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        banner = app.main.query_one(AlertBanner)
+        app.main.show(dataclasses.replace(app.snapshot, ready=False), app.clock())
+        await pilot.pause(0.1)
+        text = str(banner.render())
+        assert "reading 5 run(s)" in text and "no run selected" not in text
+        app.main.show(app.snapshot, app.clock())
+        await pilot.pause(0.1)
+        assert "CRITICAL" in str(banner.render())

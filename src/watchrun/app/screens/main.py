@@ -146,6 +146,7 @@ class MainScreen(Screen[None]):
             self.query_one("#run-title", Static).update(
                 Text(f"reading… {len(snapshot.runs)} run(s) so far", style="dim")
             )
+            self.query_one(AlertBanner).reading(len(snapshot.runs))
             return
         self.show_run(force)
 
