@@ -151,3 +151,9 @@ def test_short_names_keep_the_experiment_and_the_run_part_whole_where_they_fit()
     for names, width in ((wide, 35), (narrow, 16)):
         assert len(set(names.values())) == len(keys)
         assert all(len(v) <= width for v in names.values())
+
+
+def test_nice_ticks_give_two_labels_where_the_range_holds_two():
+    assert nice_ticks(1, 85, 3) == [25, 50, 75]  # not 50 alone
+    assert nice_ticks(10, 1500, 3) == [500, 1000, 1500]
+    assert nice_ticks(0, 1, 5) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]  # no 0.6000000000000001

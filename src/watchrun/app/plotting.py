@@ -145,20 +145,32 @@ def scale_groups(
 
 
 def nice_ticks(lo: float, hi: float, count: int) -> list[float]:
-    """About `count` round numbers between lo and hi (1, 2, 2.5 or 5 times a power of ten)."""
+    """About `count` round numbers between lo and hi (1, 2, 2.5 or 5 times a power of ten), at
+    least two when the range holds two (1..85 asked for 3: 25, 50, 75, not 50 alone)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or count < 1:
         return []
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = math.ceil(lo / step) * step
-    ticks = []
-    v = first
-    while v <= hi + step * 1e-9 and len(ticks) < 50:
+    steps = [m * power for m in (0.5, 1, 2, 2.5, 5, 10)]
+    chosen = next(i for i, step in enumerate(steps) if step >= raw)
+    ticks: list[float] = []
+    for step in steps[chosen::-1]:  # the round step, then finer ones while < 2 ticks fit
+        ticks = _ticks_every(lo, hi, step)
+        if len(ticks) >= 2:
+            break
+    return ticks
+
+
+def _ticks_every(lo: float, hi: float, step: float) -> list[float]:
+    """The multiples of `step` in [lo, hi] (each k * step, so no sum drifts: 0.6, not 0.6…01)."""
+    ticks: list[float] = []
+    k = math.ceil(lo / step - 1e-9)
+    while k * step <= hi + step * 1e-9 and len(ticks) < 50:
+        v = round(k * step, 12)
         ticks.append(0.0 if abs(v) < step * 1e-9 else v)
-        v += step
+        k += 1
     return ticks
 
 
@@ -253,7 +265,7 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
         if ys:
             _y_ruler(f, g, ys, height, fig.log_y)
     f.ruler("x").lim(x0, x1)
-    ticks = nice_ticks(x0, x1, max(2, (width - 2 * LEFT_MARGIN) // 12))
+    ticks = nice_ticks(x0, x1, max(3, (width - 2 * LEFT_MARGIN) // 12))  # >= 2 labels shown
     f.ruler("x").ticks(ticks, [x_label(t, fig.x_kind) for t in ticks])
     nan_columns = _vertical(f, fig.nonfinite, x0, x1, columns, fig.nan_color, "heavy")
     _vertical(f, fig.marks, x0, x1, columns, fig.mark_color, "dotted", avoid=nan_columns)
