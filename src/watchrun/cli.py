@@ -97,7 +97,9 @@ def _run(command: str, args: argparse.Namespace) -> int:
         return run_demo(config, args)
     from watchrun.app.app import run_app
 
-    return run_app(paths, config, poll=args.poll, quiet=args.quiet)
+    return run_app(
+        paths, config, poll=args.poll, quiet=args.quiet, follow_symlinks=args.follow_symlinks
+    )
 
 
 def _config_error(exc: ConfigError) -> int:
@@ -137,6 +139,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="watchrun.toml to use")
     if command in ("ls", "check"):
         p.add_argument("--json", action="store_true", help="one JSON object per line")
+    if command in ("ls", "check", "app"):
         p.add_argument(
             "--follow-symlinks",
             action="store_true",

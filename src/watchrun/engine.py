@@ -48,6 +48,7 @@ FAST_POLL_SECONDS = 0.1  # polling while files grow: this often (or 50x a poll's
 FAST_POLL_HOLD = 5.0  # seconds after the last new data that polling stays fast
 MIN_TICK_GAP = 0.01  # a burst of file events within this of the last tick is read in one tick
 HIDDEN_WHEN_EMPTY = {fmt for fmt, cls in BY_FORMAT.items() if not cls.listed_when_empty}
+SHOWN_SCAN_ERRORS = 20  # unreadable paths a snapshot names (the count covers the rest)
 MERGE_EVERY = 5.0  # seconds between looks for runs to join while data arrives
 STOP_OUTCOMES = {"stopped", "stop_requested", "stop_failed"}  # alerts not raised from points
 
@@ -389,16 +390,21 @@ class Engine:
         self,
         on_progress: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
+        on_scanned: Callable[[], None] | None = None,
     ) -> None:
         """First full read: runs newest first, so the first results show before the end. Once
         `stop` is set (a signal), it returns before the next run: a first read of thousands of
-        runs must not hold up an exit. Remote roots are loaded into their mirrors first."""
+        runs must not hold up an exit. Remote roots are loaded into their mirrors first.
+        `on_scanned` runs once the walk is done, before any run is read (the app lists the runs
+        found then: its first frame)."""
         from watchrun.remote import OPEN
 
         OPEN.update(self.mirrors)  # where control finds a remote run's mirror (stop requests)
         for mirror in self.mirrors.values():
             mirror.start()
         self.scan(stop)
+        if on_scanned is not None:
+            on_scanned()
         for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
             if stop is not None and stop.is_set():
                 return
@@ -683,6 +689,8 @@ class Engine:
             ready=self._loaded,
             notice="; ".join(filter(None, [self.watch_error, *self.mirror_problems()])) or None,
             machine=sampler.latest if sampler is not None else None,
+            scan_errors=tuple(self.scan_errors[:SHOWN_SCAN_ERRORS]),
+            scan_error_count=max(len(self.unreadable), len(self.scan_errors)),
         )
 
     def record_stop(self, key: str, outcome: str, kind: str) -> None:

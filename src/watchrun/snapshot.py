@@ -108,6 +108,9 @@ class Snapshot:
     # the sampler's latest look at the machine (processes, GPUs), shared as it is: frozen;
     # None when no sampler runs (batch, tests without the follow loop)
     machine: MachineSnapshot | None = None
+    # what the last scan could not read ("permission denied: P"), the first few, and how many
+    scan_errors: tuple[str, ...] = ()
+    scan_error_count: int = 0
 
     def run(self, key: str | None) -> RunView | None:
         return self.runs.get(key) if key is not None else None
@@ -271,7 +274,12 @@ class SnapshotBuilder:
         self._last: Snapshot = EMPTY
 
     def build(
-        self, ready: bool, notice: str | None = None, machine: MachineSnapshot | None = None
+        self,
+        ready: bool,
+        notice: str | None = None,
+        machine: MachineSnapshot | None = None,
+        scan_errors: tuple[str, ...] = (),
+        scan_error_count: int = 0,
     ) -> Snapshot:
         store = self.store
         with store.lock:
@@ -280,6 +288,8 @@ class SnapshotBuilder:
                 and self._last.ready == ready
                 and self._last.notice == notice
                 and self._last.machine is machine
+                and self._last.scan_errors == scan_errors
+                and self._last.scan_error_count == scan_error_count
             ):
                 return self._last
             keys = self.visible()
@@ -311,5 +321,7 @@ class SnapshotBuilder:
             ready=ready,
             notice=notice,
             machine=machine,
+            scan_errors=scan_errors,
+            scan_error_count=scan_error_count,
         )
         return self._last

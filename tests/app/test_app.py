@@ -124,7 +124,7 @@ async def test_overview_tiles_worst_first_and_enter_opens_a_run(demo):
         assert isinstance(app.screen.focused, Tile)
         await pilot.press("down", "down")
         target = app.screen.focused
-        assert isinstance(target, Tile)
+        assert isinstance(target, Tile) and target is tiles[2]
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: app.screen is app.main and app.selected == target.key)
 
@@ -287,3 +287,183 @@ async def test_resizing_refits_the_run_list_columns(demo):
         await pilot.resize_terminal(200, 50)
         assert await wait_for(pilot, lambda: "age" in [c.value for c in runs.columns])
         assert "1h" in screen_text(app)
+
+
+async def test_overview_follows_runs_that_appear_while_it_is_open(demo):
+    from watchrun.demo import CsvWriter
+
+    app = make_app(demo, poll=0.2)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        before = [t.key for t in app.screen.query(Tile)]
+        writer = CsvWriter(
+            str(demo / "late" / "lightning_logs" / "version_0" / "metrics.csv"),
+            ["train_loss", "val_loss"],
+        )
+        for step in range(20):
+            writer.write(step, {"train_loss": 1 / (step + 1), "val_loss": 1.2 / (step + 1)})
+        writer.close()
+        assert await wait_for(pilot, lambda: len(app.snapshot.runs) == len(before) + 1)
+        late = next(k for k in app.snapshot.runs if k not in before)
+        assert await wait_for(pilot, lambda: late in [t.key for t in app.screen.query(Tile)])
+        tile = next(t for t in app.screen.query(Tile) if t.key == late)
+        assert await wait_for(pilot, lambda: tile.view is app.snapshot.runs[late])
+        assert "train_loss" in str(tile.render())
+        assert sorted(t.key for t in app.screen.query(Tile)) == sorted(app.snapshot.runs)
+
+
+def _too_long_to_read(root) -> str:
+    """A directory nested past PATH_MAX: even root cannot list it by its path (ENAMETOOLONG),
+    a real error of the scan that no mode bit is needed for."""
+    import os
+
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    depth = 0
+    try:
+        while len(str(root)) + depth * 201 < 4300:
+            os.mkdir("d" * 200, dir_fd=fd)
+            inner = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            depth += 1
+    finally:
+        os.close(fd)
+    return os.path.join(str(root), *(["d" * 200] * depth))
+
+
+async def test_scan_errors_show_in_the_status_line_and_a_notice(demo):
+    deep = _too_long_to_read(demo / "deep")
+    app = make_app(demo)
+    async with app.run_test(size=(160, 36)) as pilot:
+        await loaded(pilot)
+        assert app.snapshot.scan_errors and app.snapshot.scan_error_count >= 1
+        status = app.main.query_one("#status")
+        assert status.display
+        text = str(status.render())
+        assert "cannot be read" in text and "File name too long" in text
+        notices = [n.message for n in app._notifications]
+        assert any("File name too long" in m and deep[:40] in m for m in notices), notices
+        assert len(app.snapshot.runs) == 5  # the rest is read all the same
+
+
+async def test_no_status_line_when_everything_can_be_read(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        assert not app.snapshot.scan_errors
+        assert not app.main.query_one("#status").display
+
+
+async def test_follow_symlinks_reaches_runs_outside_the_path(demo, tmp_path_factory):
+    from watchrun.demo import CsvWriter
+
+    outside = tmp_path_factory.mktemp("outside")
+    writer = CsvWriter(str(outside / "ext" / "metrics.csv"), ["train_loss", "val_loss"])
+    for step in range(10):
+        writer.write(step, {"train_loss": 1 / (step + 1), "val_loss": 1.2 / (step + 1)})
+    writer.close()
+    (demo / "linked").symlink_to(outside / "ext")
+    for follow, runs in ((False, 5), (True, 6)):
+        app = make_app(demo, follow_symlinks=follow)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await loaded(pilot, runs)
+            assert any("linked" in k for k in app.snapshot.runs) is follow
+
+
+def test_the_app_command_takes_follow_symlinks():
+    from watchrun.cli import _parser
+
+    assert _parser("app").parse_args(["--follow-symlinks", "x"]).follow_symlinks is True
+    assert _parser("app").parse_args(["x"]).follow_symlinks is False
+
+
+async def test_plots_are_not_rebuilt_while_their_series_do_not_change(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        curves = app.main.query_one(CurvesPane)
+        loss_plot = app.main.query_one("#loss-plot", Plot)
+        run = curves.run
+        figure = loss_plot.figure
+        assert figure.curves
+        # a new version of the run (another metric moved): the plotted series are the same
+        curves.show(dataclasses.replace(run, version=run.version + 1))
+        assert loss_plot.figure is figure
+        # a plotted series with a new point: a new figure
+        name = figure.curves[0].name
+        old = run.series[name]
+        grown = dataclasses.replace(old, length=old.length + 1)
+        series = {**run.series, name: grown}
+        curves.show(dataclasses.replace(run, series=series, version=run.version + 2))
+        assert loss_plot.figure is not figure
+
+
+async def test_the_other_keys_f1_4_overview_and_compare_back_and_q(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        await pilot.press("f1")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+        await pilot.press("4")
+        tabs = app.main.query_one(TabbedContent)
+        assert await wait_for(pilot, lambda: tabs.active == "tab-info")
+        run = app.snapshot.runs[app.selected]
+        assert run.root in str(app.main.query_one("#info-text").render())
+        await pilot.press("o")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        tiles = list(app.screen.query(Tile))
+        assert await wait_for(pilot, lambda: app.screen.focused is tiles[0])
+        await pilot.press("j", "j", "k")
+        assert await wait_for(pilot, lambda: app.screen.focused is tiles[1])
+        await pilot.press("down", "up", "up")
+        assert await wait_for(pilot, lambda: app.screen.focused is tiles[0])
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+        await pilot.press("c")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is app.main)
+        await pilot.press("q")
+        assert await wait_for(pilot, lambda: not app.is_running)
+
+
+async def test_a_long_run_list_fills_a_screen_first_then_the_rest_in_batches(tmp_path):
+    from watchrun.app.widgets.run_list import FIRST_ROWS
+    from watchrun.demo import CsvWriter
+
+    for i in range(130):
+        writer = CsvWriter(str(tmp_path / f"exp{i:03d}" / "metrics.csv"), ["train_loss"])
+        for step in range(3):
+            writer.write(step, {"train_loss": 1.0 / (step + 1 + i)})
+        writer.close()
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and len(app.snapshot.runs) == 130)
+        runs = app.main.query_one(RunList)
+        assert await wait_for(pilot, lambda: runs.row_count == 130)
+        assert runs.keys == list(app.snapshot.runs)  # every row, worst first
+        runs.reset()
+        runs.show(app.snapshot, app.clock())
+        assert runs.row_count == FIRST_ROWS  # what fills a screen, at once
+        assert runs.keys == list(app.snapshot.runs)[:FIRST_ROWS]
+        assert await wait_for(pilot, lambda: runs.row_count == 130)
+        assert runs.keys == list(app.snapshot.runs)
+
+
+async def test_the_banner_says_reading_during_the_first_read(demo):
+    app = make_app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        banner = app.main.query_one(AlertBanner)
+        app.main.show(dataclasses.replace(app.snapshot, ready=False), app.clock())
+        await pilot.pause(0.1)
+        text = str(banner.render())
+        assert "reading 5 run(s)" in text and "no run selected" not in text
+        app.main.show(app.snapshot, app.clock())
+        await pilot.pause(0.1)
+        assert "CRITICAL" in str(banner.render())

@@ -10,8 +10,8 @@ import types
 
 import pytest
 from tests.app.helpers import FIXED, loaded, make_app, screen_text, wait_for
+from tests.unit.live_trainer import Trainer
 from tests.unit.test_gpu import healthy, needs_no_gpu, simulate
-from tests.unit.test_procs import Trainer
 from textual.widgets import Sparkline
 
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane, bar, run_strip

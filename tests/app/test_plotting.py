@@ -114,3 +114,46 @@ def test_themes_come_from_toml_files_and_the_user_dir(tmp_path, monkeypatch):
     )
     assert palettes["watchrun-light"].critical != palettes["watchrun-dark"].critical
     assert len(problems) == 1 and "broken.toml" in problems[0]
+
+
+def test_decimated_series_are_remembered_only_while_their_arrays_cannot_change():
+    from watchrun.app.plotting import decimated
+
+    x = np.arange(100_000, dtype=np.float64)
+    y = np.sin(x / 500.0)
+    x.flags.writeable = y.flags.writeable = False
+    first = decimated(x, y, 100, False)
+    assert len(first[0]) <= 200
+    assert decimated(x, y, 100, False)[0] is first[0]  # the same version: not done again
+    assert decimated(x, y, 80, False)[0] is not first[0]  # another width: done again
+    assert decimated(x, y, 100, True)[1] is not first[1]  # log y: done again
+    mutable = np.sin(x / 500.0)
+    again = decimated(x, mutable, 100, False)
+    mutable[:] = 5.0  # an array that can change is never served from the cache
+    assert decimated(x, mutable, 100, False)[1].max() == 5.0 and again[1].max() < 1.01
+
+
+def test_short_names_keep_the_experiment_and_the_run_part_whole_where_they_fit():
+    from watchrun.app.text import short_names
+
+    keys = [
+        "rl-ddpg-pilot-healthy/model_static/model_SMode/model_SMode_exp2/Exp2_1/data",
+        "yolo-dog-emotion-earlystop/runs/detect/train/results.csv",
+        "yolo-anemia-no-boxes-collapse/runs/detect/train/results.csv",
+        "console-slurm-cifar100-nan-cosine/slurm_log/slurm22348.log",
+    ]
+    wide = short_names(keys, 35)
+    assert wide[keys[0]] == "rl-ddpg-pilot-healthy/…/Exp2_1/data"
+    assert wide[keys[1]] == "yolo-dog-emotion-earlystop/…"  # results.csv tells none apart
+    assert wide[keys[3]].startswith("console-") and wide[keys[3]].endswith("/slurm22348.log")
+    narrow = short_names(keys, 16)
+    assert narrow[keys[0]].startswith("rl-") and narrow[keys[1]].startswith("yolo-")
+    for names, width in ((wide, 35), (narrow, 16)):
+        assert len(set(names.values())) == len(keys)
+        assert all(len(v) <= width for v in names.values())
+
+
+def test_nice_ticks_give_two_labels_where_the_range_holds_two():
+    assert nice_ticks(1, 85, 3) == [25, 50, 75]  # not 50 alone
+    assert nice_ticks(10, 1500, 3) == [500, 1000, 1500]
+    assert nice_ticks(0, 1, 5) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]  # no 0.6000000000000001

@@ -44,14 +44,15 @@ def test_alerts_tab_and_detail(snap_compare, demo):
     assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
 
 
-def test_console_pane(snap_compare, demo):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_console_pane(snap_compare, demo, size):
     async def before(pilot):
         await loaded(pilot)
         await select(pilot, "lm-nan")
         await pilot.press("5")
         await pilot.pause(0.3)
 
-    assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
+    assert snap_compare(make_app(demo), terminal_size=size, run_before=before)
 
 
 def test_help_screen(snap_compare, demo):
@@ -63,7 +64,7 @@ def test_help_screen(snap_compare, demo):
     assert snap_compare(make_app(demo), terminal_size=(120, 36), run_before=before)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_overview_with_25_runs(snap_compare, tmp_path, size):
     for i in range(5):
         (tmp_path / f"team{i}").mkdir()

@@ -146,3 +146,51 @@ def test_sighup_ends_the_app_within_two_seconds(tmp_path):
         assert marker.read_text().strip() == "0"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def _privileges_can_be_dropped() -> bool:
+    import os
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "true"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _privileges_can_be_dropped(), reason="needs root and setpriv to drop CAP_DAC_OVERRIDE"
+)
+def test_tmux_says_which_paths_cannot_be_read(tmp_path):
+    """A folder of mode 0 beside a readable run: the run is shown, and the status line names
+    the folder (as root, setpriv drops the capabilities that override file modes)."""
+    import os
+
+    from watchrun.demo import write_all
+
+    write_all(str(tmp_path / "runs"))
+    locked = tmp_path / "runs" / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0)
+    session = f"watchrun-eacces-{int(time.time() * 1000) % 100000}"
+    cmd = (
+        "setpriv --bounding-set=-dac_override,-dac_read_search "
+        f"{sys.executable} -m watchrun.cli {tmp_path / 'runs'} --follow-symlinks"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "36", cmd], check=True
+    )
+    try:
+        deadline = time.time() + 30
+        screen = ""
+        while time.time() < deadline:
+            screen = capture(session)
+            if "cannot be read" in screen and "lm-nan" in screen:
+                break
+            time.sleep(0.3)
+        assert "1 path cannot be read: permission denied:" in screen, screen
+        assert "lm-nan" in screen  # the readable runs are listed all the same
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        os.chmod(locked, 0o755)

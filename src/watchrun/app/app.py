@@ -35,6 +35,7 @@ from watchrun.textsafe import printable
 
 DEFAULT_THEME = "watchrun-dark"
 LOAD_PUBLISH_EVERY = 1.0  # seconds between snapshots while the first read is under way
+MAX_TOLD_ERRORS = 3  # unreadable paths named in the notice (the status line counts them all)
 AGE_REFRESH = 60.0  # ages are shown in minutes: refresh them once a minute
 
 
@@ -54,13 +55,20 @@ class WatchrunApp(App[None]):
         return sorted({b.id for c in (cls, *screens) for b in c.BINDINGS if getattr(b, "id", None)})
 
     def __init__(
-        self, paths: list[str], config: Config, poll: float | None = None, quiet: bool = False
+        self,
+        paths: list[str],
+        config: Config,
+        poll: float | None = None,
+        quiet: bool = False,
+        follow_symlinks: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
         self.quiet = quiet  # no toasts, bell or desktop notifications
         self.ascii_only = config.ascii
-        self.engine = Engine(paths, config, poll_seconds=poll, bounded=True)
+        self.engine = Engine(
+            paths, config, poll_seconds=poll, bounded=True, follow_symlinks=follow_symlinks
+        )
         self.engine.detectors.watch_roots = self.engine.roots
         self.stop_event = threading.Event()
         self.snapshot: Snapshot = EMPTY
@@ -69,6 +77,7 @@ class WatchrunApp(App[None]):
         self._themes, self._palettes, self._theme_problems = load_all()
         self._posted: Snapshot | None = None
         self._last_load_publish = 0.0
+        self._told_errors: set[str] = set()
         if config.keys:
             self.set_keymap(dict(config.keys))
 
@@ -117,7 +126,9 @@ class WatchrunApp(App[None]):
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def run_engine(self) -> None:
         engine = self.engine
-        engine.load(on_progress=self._publish_while_loading, stop=self.stop_event)
+        engine.load(
+            on_progress=self._publish_while_loading, stop=self.stop_event, on_scanned=self._publish
+        )
         if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
             return
         first = engine.detect(final=False)
@@ -170,12 +181,29 @@ class WatchrunApp(App[None]):
     # -- updates ------------------------------------------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
+        self._tell_scan_errors(self.snapshot)
         now = self.clock()
         if self.main.is_mounted:
             self.main.show(self.snapshot, now)
         for screen in self.screen_stack:
             if isinstance(screen, OverviewScreen):
                 screen.show(self.snapshot)
+
+    def _tell_scan_errors(self, snapshot: Snapshot) -> None:
+        """A notice when the scan finds paths it cannot read that it had not reported yet (the
+        status line keeps saying it while it lasts)."""
+        new = [e for e in snapshot.scan_errors if e not in self._told_errors]
+        if not new:
+            return
+        self._told_errors |= set(new)
+        more = max(snapshot.scan_error_count, len(snapshot.scan_errors)) - len(snapshot.scan_errors)
+        lines = [printable(e) for e in new[:MAX_TOLD_ERRORS]]
+        hidden = len(new) - len(lines) + max(0, more)
+        if hidden > 0:
+            lines.append(f"... and {hidden} more")
+        self.notify(
+            "\n".join(lines), title="cannot read", severity="warning", timeout=10, markup=False
+        )
 
     def _refresh_ages(self) -> None:
         if self.main.is_mounted:
@@ -282,9 +310,13 @@ class WatchrunApp(App[None]):
 
 
 def run_app(
-    paths: list[str], config: Config, poll: float | None = None, quiet: bool = False
+    paths: list[str],
+    config: Config,
+    poll: float | None = None,
+    quiet: bool = False,
+    follow_symlinks: bool = False,
 ) -> int:
-    app = WatchrunApp(paths, config, poll, quiet)
+    app = WatchrunApp(paths, config, poll, quiet, follow_symlinks)
 
     def on_hup(signum: int, frame: Any) -> None:
         """The SSH link dropped: leave now. A clean exit normally; a hard one if it takes > 1.5 s

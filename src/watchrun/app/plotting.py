@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -52,8 +53,8 @@ class Figure:
 
 
 def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
-    """Finite points only, at most the min and the max of each of `columns` x-buckets (in
-    x order, min/max in the order they occur so that a spike reads as one)."""
+    """Finite points only, at most two per each of `columns` x-buckets: the bucket's min at
+    its first x and its max at its last x (a spike still reaches its height in its column)."""
     good = np.isfinite(y) & np.isfinite(x)
     if not good.all():
         x, y = x[good], y[good]
@@ -68,7 +69,6 @@ def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.ndarray, np
     starts = starts[starts < n]
     low = np.minimum.reduceat(y, starts)
     high = np.maximum.reduceat(y, starts)
-    # which of min/max comes first in each bucket: locate them through cumulative positions
     ends = np.append(starts[1:], n)
     xs = np.empty(2 * len(starts))
     ys = np.empty(2 * len(starts))
@@ -79,14 +79,58 @@ def decimate(x: np.ndarray, y: np.ndarray, columns: int) -> tuple[np.ndarray, np
     return xs, ys
 
 
-def scale_groups(curves: tuple[Curve, ...] | list[Curve]) -> list[int]:
+_DECIMATED: OrderedDict[
+    tuple[int, int, int, bool], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+] = OrderedDict()
+DECIMATED_KEPT = 64  # decimated series remembered (two plots of a few runs, the overview's tiles)
+
+
+def decimated(
+    x: np.ndarray, y: np.ndarray, columns: int, log_y: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """decimate() of (x, y or its log), remembered for read-only arrays (a snapshot's series
+    never change, a new version comes as new arrays): a resize, a theme or a redraw of an
+    unchanged series costs no pass over its points."""
+    frozen = not x.flags.writeable and not y.flags.writeable
+    key = (id(x), id(y), columns, log_y)
+    hit = _DECIMATED.get(key) if frozen else None
+    if hit is not None and hit[0] is x and hit[1] is y:
+        _DECIMATED.move_to_end(key)
+        return hit[2], hit[3]
+    yy = _log(y) if log_y else np.asarray(y, dtype=np.float64)
+    out = decimate(np.asarray(x, dtype=np.float64), yy, columns)
+    if frozen:
+        _DECIMATED[key] = (x, y, *out)  # the arrays are held: their ids stay theirs
+        while len(_DECIMATED) > DECIMATED_KEPT:
+            _DECIMATED.popitem(last=False)
+    return out
+
+
+def _magnitude(y: np.ndarray, log_y: bool) -> float | None:
+    """log10 of the largest |value| (for log10 values given: their largest), None if none."""
+    fin = y[np.isfinite(y)]
+    if not len(fin):
+        return None
+    if log_y:
+        return float(fin.max())
+    return math.log10(max(float(np.abs(fin).max()), 1e-30))
+
+
+def scale_groups(
+    curves: tuple[Curve, ...] | list[Curve],
+    points: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    log_y: bool = False,
+) -> list[int]:
     """Left (0) or right (1) axis per curve: curves whose magnitudes differ by more than 20x do
     not share an axis (a learning rate beside a gradient norm, an MSE in the hundreds beside
-    an R2). The largest group keeps the left axis."""
+    an R2). The largest group keeps the left axis. `points`: each curve's decimated points by
+    id, in log10 when `log_y` (they keep every extreme: the same magnitudes, fewer points)."""
     mags = []
     for c in curves:
-        fin = c.y[np.isfinite(c.y)]
-        mags.append(math.log10(max(float(np.abs(fin).max()), 1e-30)) if len(fin) else None)
+        if points is not None and id(c) in points:
+            mags.append(_magnitude(points[id(c)][1], log_y))
+        else:
+            mags.append(_magnitude(c.y, False))
     known = [m for m in mags if m is not None]
     if not known or max(known) - min(known) <= math.log10(20):
         return [c.group if c.group >= 0 else 0 for c in curves]
@@ -101,20 +145,32 @@ def scale_groups(curves: tuple[Curve, ...] | list[Curve]) -> list[int]:
 
 
 def nice_ticks(lo: float, hi: float, count: int) -> list[float]:
-    """About `count` round numbers between lo and hi (1, 2, 2.5 or 5 times a power of ten)."""
+    """About `count` round numbers between lo and hi (1, 2, 2.5 or 5 times a power of ten), at
+    least two when the range holds two (1..85 asked for 3: 25, 50, 75, not 50 alone)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or count < 1:
         return []
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    first = math.ceil(lo / step) * step
-    ticks = []
-    v = first
-    while v <= hi + step * 1e-9 and len(ticks) < 50:
+    steps = [m * power for m in (0.5, 1, 2, 2.5, 5, 10)]
+    chosen = next(i for i, step in enumerate(steps) if step >= raw)
+    ticks: list[float] = []
+    for step in steps[chosen::-1]:  # the round step, then finer ones while < 2 ticks fit
+        ticks = _ticks_every(lo, hi, step)
+        if len(ticks) >= 2:
+            break
+    return ticks
+
+
+def _ticks_every(lo: float, hi: float, step: float) -> list[float]:
+    """The multiples of `step` in [lo, hi] (each k * step, so no sum drifts: 0.6, not 0.6…01)."""
+    ticks: list[float] = []
+    k = math.ceil(lo / step - 1e-9)
+    while k * step <= hi + step * 1e-9 and len(ticks) < 50:
+        v = round(k * step, 12)
         ticks.append(0.0 if abs(v) < step * 1e-9 else v)
-        v += step
+        k += 1
     return ticks
 
 
@@ -168,7 +224,8 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
     if not curves:
         return Text("no data yet", style="dim")
     columns = max(10, width - 2 * LEFT_MARGIN)
-    groups = scale_groups(curves)
+    points = {id(c): decimated(c.x, c.y, columns, fig.log_y) for c in (*fig.faint, *curves)}
+    groups = scale_groups(curves, points, fig.log_y)
     f = figure if figure is not None else new_figure()
     f.clear()
     f.plot_size(width, height)
@@ -180,10 +237,9 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
     xs_all: list[np.ndarray] = []
     marker = "braille" if not fig.ascii_only else "dot"
     for layer in (fig.faint, tuple(curves)):
-        layer_groups = groups if layer is not fig.faint else scale_groups(layer)
+        layer_groups = groups if layer is not fig.faint else scale_groups(layer, points, fig.log_y)
         for c, g in zip(layer, layer_groups, strict=True):
-            y = _log(c.y) if fig.log_y else np.asarray(c.y, dtype=np.float64)
-            x, yd = decimate(np.asarray(c.x, dtype=np.float64), y, columns)
+            x, yd = points[id(c)]
             if not len(x):
                 continue
             s = f.signal(
@@ -209,7 +265,7 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
         if ys:
             _y_ruler(f, g, ys, height, fig.log_y)
     f.ruler("x").lim(x0, x1)
-    ticks = nice_ticks(x0, x1, max(2, (width - 2 * LEFT_MARGIN) // 12))
+    ticks = nice_ticks(x0, x1, max(3, (width - 2 * LEFT_MARGIN) // 12))  # >= 2 labels shown
     f.ruler("x").ticks(ticks, [x_label(t, fig.x_kind) for t in ticks])
     nan_columns = _vertical(f, fig.nonfinite, x0, x1, columns, fig.nan_color, "heavy")
     _vertical(f, fig.marks, x0, x1, columns, fig.mark_color, "dotted", avoid=nan_columns)

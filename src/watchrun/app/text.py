@@ -182,6 +182,8 @@ def ranked(text: Text, rank: int) -> Ranked:
     return cell
 
 
+NARROW = 24  # below this width a shortened name keeps its first part only
+
 BOILERPLATE = {
     "lightning_logs",
     "runs",
@@ -197,35 +199,82 @@ BOILERPLATE = {
 
 
 def short_names(keys: list[str], width: int) -> dict[str, str]:
-    """Run keys shortened to `width` so that they stay told apart: path parts every run has
-    (lightning_logs, runs) go first, then the parts most keys share are cut before the rare
-    ones (`pl-…/Goreg12345/version_0`, not `pl-csv-ed…/version_0` three times); a key that
-    still does not fit is cut in its middle."""
+    """Run keys shortened to `width` so that they stay told apart. Path parts every run has
+    (lightning_logs, runs) go first; then inner parts, the most shared first, give way to one
+    `…` (`rl-ddpg-pilot-healthy/…/Exp2_1/data`: the experiment's name and the run's own part
+    stay whole), then a last part many keys share (`results.csv`); then the first part is cut
+    in its middle. Keys that would then read the
+    same are cut part by part instead (`pl-…/Goreg12345/version_0`, not `pl-csv-ed…/version_0`
+    three times)."""
     parts = {k: printable(k).split("/") for k in keys}
     freq: dict[tuple[int, str], int] = {}
     for comps in parts.values():
         for i, c in enumerate(comps):
             freq[(i, c)] = freq.get((i, c), 0) + 1
-    out = {}
+    out: dict[str, str] = {}
     for key, comps in parts.items():
         if len(printable(key)) <= width:
             out[key] = printable(key)
-            continue
-        kept = [(i, c) for i, c in enumerate(comps) if c not in BOILERPLATE] or [(0, comps[0])]
-        shown = [c for _, c in kept]
-        # shorten the most shared (then longest) part, a step at a time, down to 3 characters;
-        # the last part (version_1, the run's own name) only when nothing else is left to cut
-        while len("/".join(shown)) > width:
-            candidates = [j for j, c in enumerate(shown[:-1]) if len(c) > 3]
-            candidates = candidates or [j for j, c in enumerate(shown) if len(c) > 3]
-            if not candidates:
-                break
-            j = max(candidates, key=lambda j: (freq.get(kept[j], 1), len(shown[j])))
-            excess = len("/".join(shown)) - width
-            keep = max(3, len(shown[j]) - max(excess, len(shown[j]) // 3))
-            # a part many keys share keeps its start (pl-…, mlf…); a rare one its two ends
-            shown[j] = (
-                shown[j][: keep - 1] + "…" if freq.get(kept[j], 1) > 1 else middle(shown[j], keep)
-            )
-        out[key] = middle("/".join(shown), width)
+        else:
+            out[key] = _collapsed(_kept(comps), width, freq)
+    seen: dict[str, int] = {}
+    for name in out.values():
+        seen[name] = seen.get(name, 0) + 1
+    for key, comps in parts.items():
+        if seen[out[key]] > 1 and len(printable(key)) > width:
+            out[key] = _cut(_kept(comps), width, freq)
     return out
+
+
+def _kept(comps: list[str]) -> list[tuple[int, str]]:
+    """The parts of a key that are not boilerplate, with their positions."""
+    return [(i, c) for i, c in enumerate(comps) if c not in BOILERPLATE] or [(0, comps[0])]
+
+
+def _collapsed(kept: list[tuple[int, str]], width: int, freq: dict[tuple[int, str], int]) -> str:
+    """Inner parts replaced by `…`, the most shared (then the leftmost) first, until it fits."""
+    shown: list[str | None] = [c for _, c in kept]
+
+    def text() -> str:
+        out: list[str] = []
+        for c in shown:
+            if c is not None:
+                out.append(c)
+            elif not out or out[-1] != "…":
+                out.append("…")
+        return "/".join(out)
+
+    while len(text()) > width:
+        inner = [j for j in range(1, len(shown) - 1) if shown[j] is not None]
+        if not inner:
+            break
+        shown[max(inner, key=lambda j: (freq.get(kept[j], 1), -j))] = None
+    if len(text()) > width and len(shown) > 1 and freq.get(kept[-1], 1) > 1:
+        shown[-1] = None  # a last part many keys share (results.csv) tells no run apart
+    first, rest = shown[0] or "", text()[len(shown[0] or "") :]
+    if len(first) + len(rest) <= width or not rest:
+        return middle(text(), width)
+    if width < NARROW:  # no room for two readable halves: the experiment's name alone
+        return middle(first, width)
+    # the first part gives way, down to half the width; then the rest is cut too
+    head = middle(first, max(width - len(rest), min(len(first), width // 2)))
+    return head + middle(rest, width - len(head))
+
+
+def _cut(kept: list[tuple[int, str]], width: int, freq: dict[tuple[int, str], int]) -> str:
+    """Each part shortened, the most shared (then the longest) first, down to 3 characters;
+    the last part (version_1, the run's own name) only when nothing else is left to cut."""
+    shown = [c for _, c in kept]
+    while len("/".join(shown)) > width:
+        candidates = [j for j, c in enumerate(shown[:-1]) if len(c) > 3]
+        candidates = candidates or [j for j, c in enumerate(shown) if len(c) > 3]
+        if not candidates:
+            break
+        j = max(candidates, key=lambda j: (freq.get(kept[j], 1), len(shown[j])))
+        excess = len("/".join(shown)) - width
+        keep = max(3, len(shown[j]) - max(excess, len(shown[j]) // 3))
+        # a part many keys share keeps its start (pl-…, mlf…); a rare one its two ends
+        shown[j] = (
+            shown[j][: keep - 1] + "…" if freq.get(kept[j], 1) > 1 else middle(shown[j], keep)
+        )
+    return middle("/".join(shown), width)

@@ -57,9 +57,11 @@ class RunView:
     targets: list[Target] = field(default_factory=list)
     ended: bool = False  # the run has finished / failed / gone quiet and all data is settled
     claimed: set[str] = field(default_factory=set)  # metrics another detector has an alert on
-    # metric -> the earliest step of an open alert claiming it: what was known at a given step
-    # (a batch pass sees claims made later in the run; live, they did not exist yet)
+    # metric -> the earliest step of an open alert claiming it, and of an open warning or
+    # critical: what was known at a given step (a batch pass sees claims made later in the run;
+    # live, they did not exist yet)
     claimed_at: dict[str, int] = field(default_factory=dict)
+    loudly_claimed_at: dict[str, int] = field(default_factory=dict)
     fired: set[str] = field(default_factory=set)  # detectors that raised an alert this segment
     test_as_val: bool = False  # no validation metric: the test metrics play that role
 
@@ -81,10 +83,13 @@ class RunView:
         name = cache[(split, kind)]
         return self.series.get(name) if name else None
 
-    def claim(self, metrics: list[str], step: int) -> None:
-        for m in metrics:
+    def claim(self, alert: Alert) -> None:
+        for m in alert.metrics:
             self.claimed.add(m)
-            self.claimed_at[m] = min(self.claimed_at.get(m, step), step)
+            self.claimed_at[m] = min(self.claimed_at.get(m, alert.step), alert.step)
+            if alert.severity is not Severity.INFO:
+                loud = self.loudly_claimed_at
+                loud[m] = min(loud.get(m, alert.step), alert.step)
 
     def role(self, name: str) -> Role:
         sv = self.series.get(name)

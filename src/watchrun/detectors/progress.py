@@ -42,8 +42,9 @@ class StuckMetric(Detector):
     mAP, an error rate of 1: the model outputs nothing useful); and the same split's loss is flat
     too (a score's resolution can hide a model that still changes). A flat train loss with a flat
     non-degenerate metric is left to not_learning: a converged run is flat too.
-    INFO: the same, on a metric that another open alert already explains (a collapse onto one
-    class pins the accuracy): the frozen value is context for that alert, not a second alarm."""
+    INFO: the same, on a metric that an open warning or critical already explains (a collapse
+    onto one class pins the accuracy): the frozen value is context for that alert, not a second
+    alarm. Silent on a metric an info alert already speaks for (a CTC model's blank phase)."""
 
     id = "stuck_metric"
     DEFAULTS = {"evals": 5, "loss_moved": 0.02}
@@ -128,10 +129,12 @@ class StuckMetric(Detector):
             if self._perfect(sv, v):
                 continue
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
-            if view.claimed_at.get(sv.name, last + 1) <= last:  # an alert (by this window's
-                # end) explains the flat value: not resolution
+            if view.loudly_claimed_at.get(sv.name, last + 1) <= last:  # a warning (by this
+                # window's end) explains the flat value: not resolution
                 self._fire(view, sv, i, n, v, explained=True)
                 continue
+            if view.claimed_at.get(sv.name, last + 1) <= last:
+                continue  # an info alert on it already says what there is to say
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
             if i - n + 1 > 0 and not moving(first, last) and not _degenerate(sv, v):

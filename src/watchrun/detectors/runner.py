@@ -210,7 +210,7 @@ class DetectorRunner:
         view.fired = {det for det, _ in state.fired}
         for (det, _), a in state.open_alerts.items():
             if det != "stuck_metric":
-                view.claim(a.metrics, a.step)
+                view.claim(a)
         return view
 
     def _roles(self, state: _RunState, names: tuple[str, ...]) -> tuple[dict[str, Role], bool]:
@@ -308,7 +308,7 @@ class DetectorRunner:
                 out.append(finding.alert)
                 view.fired.add(det.id)
                 if det.id != "stuck_metric":
-                    view.claim(finding.alert.metrics, finding.alert.step)
+                    view.claim(finding.alert)
         return out
 
     # -- not step-driven ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from watchrun.app.widgets.curves import X_KINDS, CurvesPane
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane
 from watchrun.app.widgets.info import InfoPane
 from watchrun.app.widgets.run_list import RunList
+from watchrun.app.widgets.status import StatusLine
 from watchrun.snapshot import EMPTY, Snapshot
 from watchrun.textsafe import printable
 
@@ -32,7 +33,7 @@ class MainScreen(Screen[None]):
     MainScreen { layout: vertical; }
     MainScreen #main { height: 1fr; }
     MainScreen #left {
-        width: 34%; min-width: 27; max-width: 60; border-right: vkey $panel-lighten-1;
+        width: 36%; min-width: 27; max-width: 60; border-right: vkey $panel-lighten-1;
     }
     MainScreen #filter { height: 3; display: none; }
     MainScreen #filter.shown { display: block; }
@@ -99,6 +100,7 @@ class MainScreen(Screen[None]):
                     with TabPane("6 Process", id="tab-process"):
                         yield ProcessPane(id="process")
         yield Static("terminal too small for watchrun\n(40x10 at least)", id="too-small")
+        yield StatusLine(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -134,6 +136,7 @@ class MainScreen(Screen[None]):
         runs.marked = self.marked
         runs.show(snapshot, now)
         self.query_one(MachineStrip).show(snapshot.machine)
+        self.query_one(StatusLine).show(snapshot)
         if not runs.user_moved and runs.keys:
             self.selected = runs.keys[0]  # the worst run, until the user moves
         elif self.selected not in runs.keys and runs.keys:  # filtered out, or gone
@@ -143,6 +146,7 @@ class MainScreen(Screen[None]):
             self.query_one("#run-title", Static).update(
                 Text(f"reading… {len(snapshot.runs)} run(s) so far", style="dim")
             )
+            self.query_one(AlertBanner).reading(len(snapshot.runs))
             return
         self.show_run(force)
 

@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 from watchrun.app.messages import AlertChosen
 from watchrun.app.text import ranked, severity_style
 from watchrun.app.theme import Palette
+from watchrun.app.widgets.keyed_table import KeyedTable
 from watchrun.model import Alert, Severity
 from watchrun.snapshot import RunView
 from watchrun.textsafe import printable
@@ -20,7 +21,7 @@ def alert_key(alert: Alert, index: int) -> str:
     return f"{alert.detector}@{alert.step}#{index}"
 
 
-class AlertsTable(DataTable):
+class AlertsTable(KeyedTable):
     DEFAULT_CSS = """
     AlertsTable { height: 1fr; }
     """
@@ -30,11 +31,10 @@ class AlertsTable(DataTable):
     ]
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(id=id, cursor_type="row")
+        super().__init__(id=id)
         self.palette = Palette()
         self.run: RunView | None = None
         self.by_key: dict[str, Alert] = {}
-        self._cells: dict[str, tuple[str, ...]] = {}
 
     def on_mount(self) -> None:
         for name in COLUMNS:
@@ -68,22 +68,14 @@ class AlertsTable(DataTable):
                     ),
                 )
         self.by_key = by_key
-        order = list(reversed(list(rows)))  # newest first
+        # the loudest first (an info never buries a critical), newest first within a severity
+        loudness = {"critical": 0, "warning": 1, "info": 2}
+        order = sorted(
+            reversed(list(rows)),
+            key=lambda k: loudness.get(by_key[k].severity.value, 2) if k in by_key else 3,
+        )
         with self.app.batch_update():
-            for key in [k for k in self._cells if k not in rows]:
-                self.remove_row(key)
-                del self._cells[key]
-            for key in order:
-                cells = rows[key]
-                plain = tuple(c.plain + str(c.style) for c in cells)
-                old = self._cells.get(key)
-                if old is None:
-                    self.add_row(*cells, key=key)
-                else:
-                    for col, cell, a, b in zip(COLUMNS, cells, old, plain, strict=True):
-                        if a != b:
-                            self.update_cell(key, col, cell)
-                self._cells[key] = plain
+            self.set_rows({key: rows[key] for key in order}, COLUMNS)
             current = [r.value for r in self.rows]
             if current != order:  # a new alert arrived: it goes on top
                 for rank, key in enumerate(order):

@@ -49,6 +49,12 @@ class AlertBanner(Static):
         self.ascii_only = False
         self.run: RunView | None = None
 
+    def reading(self, found: int) -> None:
+        """The first read is under way: no alert can be told yet."""
+        self.run = None
+        self.remove_class("critical", "warning", "ok")
+        self.update(Text(f" reading {found} run(s)… alerts show once each is read", style="bold"))
+
     def show(self, run: RunView | None) -> None:
         if run is self.run and run is not None:
             return

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from watchrun.app.text import middle
 from watchrun.app.theme import Palette
+from watchrun.app.widgets.keyed_table import KeyedTable
 from watchrun.semantics import role_of
 from watchrun.snapshot import RunView, SeriesView
 
@@ -46,18 +45,17 @@ def _value(s: SeriesView | None, digits: int = 3) -> str:
     return f"{s.last:.{digits}f}" if math.isfinite(s.last) else str(s.last)
 
 
-class ClassesTable(DataTable):
+class ClassesTable(KeyedTable):
     DEFAULT_CSS = """
     ClassesTable { height: 1fr; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(id=id, cursor_type="row")
+        super().__init__(id=id)
         self.palette = Palette()
         self.ascii_only = False
         self.aliases: dict[str, str] = {}
         self.run: RunView | None = None
-        self._cells: dict[str, tuple[str, ...]] = {}
 
     def show(self, run: RunView | None) -> None:
         if run is self.run:
@@ -65,23 +63,22 @@ class ClassesTable(DataTable):
         self.run = run
         rows = class_rows(run, self.aliases) if run is not None else []
         label_w = min(MAX_LABEL, max([len("class")] + [len(r[0]) for r in rows]))
+        columns = COLUMNS if rows else COLUMNS[:1]  # nothing to show: one column, the note
         if not rows:
             label_w = len(NO_CLASSES)
         with self.app.batch_update():
             if (
-                not self.columns
+                len(self.columns) != len(columns)
                 or self.columns.get("class") is None
                 or self.columns["class"].width != label_w
             ):
                 self.clear(columns=True)
-                self._cells.clear()
-                self.add_column("class", key="class", width=label_w)
-                for name in COLUMNS[1:]:
+                self.forget_rows()
+                self.add_column("class" if rows else "", key="class", width=label_w)
+                for name in columns[1:]:
                     self.add_column(name, key=name)
             if not rows:
-                self._set_rows(
-                    {EMPTY_KEY: (Text(NO_CLASSES, style="dim"),) + (Text(""),) * (len(COLUMNS) - 1)}
-                )
+                self.set_rows({EMPTY_KEY: (Text(NO_CLASSES, style="dim"),)}, columns)
                 return
             worst = min(
                 (r for r in rows if not r[2]),
@@ -104,23 +101,7 @@ class ClassesTable(DataTable):
                     Text(f"{f1.best_high[1]:.3f}" if f1 is not None and f1.best_high else ""),
                     self._trend(f1),
                 )
-            self._set_rows(cells)
-
-    def _set_rows(self, rows: dict[str, tuple[Any, ...]]) -> None:
-        """Update by row key: remove the rows that went, change the cells that changed."""
-        for key in [k for k in self._cells if k not in rows]:
-            self.remove_row(key)
-            del self._cells[key]
-        for key, cells in rows.items():
-            plain = tuple(c.plain + str(c.style) for c in cells)
-            old = self._cells.get(key)
-            if old is None:
-                self.add_row(*cells, key=key)
-            else:
-                for col, cell, a, b in zip(COLUMNS, cells, old, plain, strict=True):
-                    if a != b:
-                        self.update_cell(key, col, cell)
-            self._cells[key] = plain
+            self.set_rows(cells, COLUMNS)
 
     def _trend(self, s: SeriesView | None) -> Text:
         if s is None or not math.isfinite(s.previous) or not math.isfinite(s.last):

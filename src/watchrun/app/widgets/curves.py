@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -116,6 +118,21 @@ def figure_for(
     )
 
 
+def figure_key(run: RunView, names: list[str], palette: Palette, **opts: Any) -> tuple[Any, ...]:
+    """What figure_for(run, names, palette, **opts) is made of: equal keys, equal figures.
+    Series views compare by identity (a snapshot reuses an unchanged one)."""
+    epoch = run.series.get("epoch") if opts.get("x_kind") == "epoch" else None
+    marks = tuple((a.step, a.severity) for a in run.alerts)
+    return (
+        tuple(names),
+        tuple(run.series.get(n) for n in names),
+        epoch,
+        marks,
+        palette,
+        sorted(opts.items()),
+    )
+
+
 class CurvesPane(Vertical):
     DEFAULT_CSS = """
     CurvesPane { height: 1fr; }
@@ -152,10 +169,16 @@ class CurvesPane(Vertical):
             ascii_only=self.ascii_only,
             aliases=self.aliases,
         )
-        self.query_one("#loss-plot", Plot).show(figure_for(run, losses, self.palette, **opts))
-        self.query_one("#metric-plot", Plot).show(
-            figure_for(run, metrics, self.palette, offset=len(losses), **opts)
-        )
+        for plot_id, names, offset in (
+            ("#loss-plot", losses, 0),
+            ("#metric-plot", metrics, len(losses)),
+        ):
+            self.query_one(plot_id, Plot).show_for(
+                figure_key(run, names, self.palette, offset=offset, **opts),
+                lambda names=names, offset=offset: figure_for(
+                    run, names, self.palette, offset=offset, **opts
+                ),
+            )
 
     def redraw(self) -> None:
         self.show(self.run, force=True)

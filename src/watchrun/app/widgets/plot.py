@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual.widget import Widget
@@ -22,17 +24,30 @@ class Plot(Widget):
         id: str | None = None,
         classes: str | None = None,  # noqa: A002
         readout: bool = True,
+        compact: bool = False,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self.figure = Figure()
         self.readout = readout
+        self.compact = compact  # the readout without the best values (small tiles)
         self._plotext = new_figure()  # this widget's own plotext figure
         self._cache: tuple[Figure, int, int, Text] | None = None
+        self._key: tuple[Any, ...] | None = None
 
     def show(self, figure: Figure) -> None:
         if figure is not self.figure:
             self.figure = figure
+            self._key = None
             self.refresh()
+
+    def show_for(self, key: tuple[Any, ...], build: Callable[[], Figure]) -> None:
+        """Show build()'s figure unless `key` (what that figure is made of: series views, which
+        a snapshot shares while they do not change, and options) is the one shown: a run whose
+        plotted series did not change is neither rebuilt nor drawn again."""
+        if self._key is not None and key == self._key:
+            return
+        self.show(build())
+        self._key = key
 
     def readout_text(self) -> Text:
         """`● val_loss 0.312  best 0.298 @1.2k` per curve."""
@@ -46,7 +61,7 @@ class Plot(Widget):
                 num(last), style=f"bold {self.figure.nan_color}" if not math.isfinite(last) else ""
             )
             best = c.best_step or c.best
-            if best is not None:
+            if best is not None and not self.compact:
                 out.append(f"  best {num(best[1])} @{num(best[0])}", style="dim")
             out.append("   ")
         if not self.figure.curves:

@@ -24,6 +24,11 @@ from watchrun.snapshot import RunView, Snapshot
 
 FIXED = {"mark": 3, "step": 5, "age": 3, "n": 2}
 COLUMNS = ("mark", "run", "step", "age", "n")
+# DataTable measures every cell of a new row: a thousand rows at once would hold up the first
+# frame, so the first show adds what fills a screen and the rest follow in batches
+FIRST_ROWS = 60
+MORE_ROWS = 250
+MORE_ROWS_AFTER = 0.05  # seconds between batches: the screen is drawn in between
 MIN_NAME = 16  # below this, the age and then the step column give their room to the name
 
 
@@ -54,6 +59,7 @@ class RunList(DataTable):
         self._heights: dict[str, int] = {}
         self._shown_layout: tuple[int, tuple[str, ...]] = (0, ())
         self.user_moved = False  # until the user moves, the cursor stays on the worst run
+        self._more_pending = False
 
     # -- data ---------------------------------------------------------------------------------
     def show(self, snapshot: Snapshot, now: float) -> None:
@@ -80,11 +86,26 @@ class RunList(DataTable):
             for key in [k for k in self._cells if k not in wanted]:
                 self._remove(key)
             readded = False
+            budget = FIRST_ROWS if not self._cells else MORE_ROWS
             for rank, key in enumerate(keys):
+                if key not in self._cells:
+                    if budget <= 0:
+                        continue
+                    budget -= 1
                 readded |= self._put_row(key, snapshot.runs[key], rank, now, self._strip(key))
-            if keys != self.keys or readded:
+            shown = [k for k in keys if k in self._cells]
+            if shown != self.keys or readded:
                 self.sort("mark", key=lambda cell: cell.rank)
-                self.keys = keys
+                self.keys = shown
+        if len(shown) < len(keys) and not self._more_pending:
+            self._more_pending = True
+            self.set_timer(MORE_ROWS_AFTER, self._more_rows)
+
+    def _more_rows(self) -> None:
+        """The next batch of rows that did not fit in the last show()."""
+        self._more_pending = False
+        if self._snapshot is not None:
+            self.show(self._snapshot, self._now)
 
     def _short_names(self, snapshot: Snapshot, keys: list[str]) -> dict[str, str]:
         labels = {k: snapshot.runs[k].display_name or k for k in keys}
