@@ -57,7 +57,8 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     rng = random.Random(2026)
     print(
-        f"{'train noise':>11} {'val noise':>9} | {'healthy runs with a warning':>28} | {'overfitting runs called':>23}"
+        f"{'train noise':>11} {'val noise':>9} | {'healthy runs with a warning':>28} | "
+        f"{'overfitting runs called':>23}"
     )
     for noise in (0.01, 0.05, 0.1, 0.3):
         for vnoise in (0.005, 0.02, 0.04, 0.06):

@@ -4,8 +4,9 @@ tensorboard's EventAccumulator vs tbparse, same run; and the DataFrame each give
 
 (a) one run of 10 tags x 100k steps (1M scalar events); (b) 100 runs of 10 tags x 5k steps.
 Files hold the records tensorboard's EventFileWriter (what torch's SummaryWriter uses) writes,
-framed by watchrun's `frame` (benchmarks/detectors.py), written once into a cache directory. Prints seconds, points/s, peak RSS (each loader in its own subprocess) and
-bytes retained per point, and the ratios.
+framed by watchrun's `frame` (benchmarks/detectors.py), written once into a cache directory.
+Prints seconds, points/s, peak RSS (each loader in its own subprocess) and bytes retained per
+point, and the ratios.
 
 watchrun is timed from a fresh interpreter, imports included, as `watchrun ls` loads (a bounded
 store), with the compiled TFRecord scanner and with the numpy fallback (WATCHRUN_NO_COMPILED=1).
