@@ -146,7 +146,8 @@ def measure(name: str, path: str) -> dict:
             PRELOAD.get(name, ""),
             "t = time.perf_counter()",
             LOADERS[name],
-            "print(json.dumps({'s': time.perf_counter() - t, 'points': points, 'retained': retained,"
+            "print(json.dumps({'s': time.perf_counter() - t, 'points': points,"
+            " 'retained': retained,"
             " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
         ]
     )
@@ -246,7 +247,8 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-IMPORTS = "import time; t = time.perf_counter(); import watchrun.cli, watchrun.engine; print(time.perf_counter() - t)"
+TIMED = "import time; t = time.perf_counter(); {}; print(time.perf_counter() - t)"
+IMPORTS = TIMED.format("import watchrun.cli, watchrun.engine")
 
 
 def import_seconds(code: str = IMPORTS, tries: int = 7) -> float:
@@ -328,17 +330,20 @@ def main() -> None:
         if "s" in ours and "s" in rust:
             rate = ours["points"] / ours["s"] / 1e6
             print(
-                f"  watchrun vs rustboard: x{rust['s'] / ours['s']:.2f} (target >= 2), {rate:.2f} M pts/s "
+                f"  watchrun vs rustboard: x{rust['s'] / ours['s']:.2f} (target >= 2), "
+                f"{rate:.2f} M pts/s "
                 f"(target >= 2.5); rustboard served {rust['points']} of {ours['points']} points"
             )
         if "s" in results.get("watchrun", {}) and "s" in results.get("watchrun-check", {}):
             print(
-                f"  check / ingest time: {results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x"
+                "  check / ingest time: "
+                f"{results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x"
             )
         ours, ref = results.get("watchrun-read", {}), results.get("tbparse", {})
         if "s" in ours and "s" in ref:
             print(
-                f"  DataFrame (imports excluded): watchrun.read().scalars() x{ref['s'] / ours['s']:.1f} faster than tbparse, "
+                "  DataFrame (imports excluded): watchrun.read().scalars() "
+                f"x{ref['s'] / ours['s']:.1f} faster than tbparse, "
                 f"peak RSS {ours['rss_mb']:.0f} MB vs {ref['rss_mb']:.0f} MB, "
                 f"frame {ours['retained'] / 1e6:.1f} MB vs {ref['retained'] / 1e6:.1f} MB"
             )
@@ -346,7 +351,7 @@ def main() -> None:
         return
     print(
         f"\nimports (watchrun.cli + watchrun.engine, best of 7): {import_seconds():.3f} s; "
-        f"numpy alone: {import_seconds('import time; t = time.perf_counter(); import numpy; print(time.perf_counter() - t)'):.3f} s "
+        f"numpy alone: {import_seconds(TIMED.format('import numpy')):.3f} s "
         "(target <= 0.12 s, numpy is the floor)"
     )
     if only is not None and "append" not in only:
@@ -354,7 +359,8 @@ def main() -> None:
     small = os.path.join(CACHE, "b-quick" if quick else "b", "run_000")
     for burst in (1, 10, 100):
         print(
-            f"appended events, a poll every {burst:>3}: {append_cost(small, burst):7.1f} us per event"
+            f"appended events, a poll every {burst:>3}: "
+            f"{append_cost(small, burst):7.1f} us per event"
         )
 
 
