@@ -247,11 +247,8 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-IMPORTS = (
-    "import time; t = time.perf_counter(); import watchrun.cli, watchrun.engine; "
-    "print(time.perf_counter() - t)"
-)
-NUMPY_IMPORT = "import time; t = time.perf_counter(); import numpy; print(time.perf_counter() - t)"
+TIMED = "import time; t = time.perf_counter(); {}; print(time.perf_counter() - t)"
+IMPORTS = TIMED.format("import watchrun.cli, watchrun.engine")
 
 
 def import_seconds(code: str = IMPORTS, tries: int = 7) -> float:
@@ -334,12 +331,14 @@ def main() -> None:
             rate = ours["points"] / ours["s"] / 1e6
             print(
                 f"  watchrun vs rustboard: x{rust['s'] / ours['s']:.2f} (target >= 2), "
-                f"{rate:.2f} M pts/s (target >= 2.5); "
-                f"rustboard served {rust['points']} of {ours['points']} points"
+                f"{rate:.2f} M pts/s "
+                f"(target >= 2.5); rustboard served {rust['points']} of {ours['points']} points"
             )
         if "s" in results.get("watchrun", {}) and "s" in results.get("watchrun-check", {}):
-            ratio = results["watchrun-check"]["s"] / results["watchrun"]["s"]
-            print(f"  check / ingest time: {ratio:.2f}x")
+            print(
+                "  check / ingest time: "
+                f"{results['watchrun-check']['s'] / results['watchrun']['s']:.2f}x"
+            )
         ours, ref = results.get("watchrun-read", {}), results.get("tbparse", {})
         if "s" in ours and "s" in ref:
             print(
@@ -352,7 +351,8 @@ def main() -> None:
         return
     print(
         f"\nimports (watchrun.cli + watchrun.engine, best of 7): {import_seconds():.3f} s; "
-        f"numpy alone: {import_seconds(NUMPY_IMPORT):.3f} s (target <= 0.12 s, numpy is the floor)"
+        f"numpy alone: {import_seconds(TIMED.format('import numpy')):.3f} s "
+        "(target <= 0.12 s, numpy is the floor)"
     )
     if only is not None and "append" not in only:
         return
