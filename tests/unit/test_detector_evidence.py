@@ -532,3 +532,32 @@ def test_a_short_binary_run_that_never_leaves_chance_warns_at_its_end(tmp_path):
 def test_a_short_binary_run_that_starts_at_chance_and_learns_is_silent(tmp_path):
     _binary(tmp_path / "slow", lambda e: math.log(2) - 0.015 * e, lambda e: 0.5 + 0.03 * e)
     assert by_detector(alerts_of(tmp_path, "slow/training_log.csv"), "loss_at_chance") == []
+
+
+def _ten_classes(path, loss_at, acc_at, epochs, seed=9):
+    """A run whose per-class metrics say K = 10 (ln 10 = 2.303 is the uniform guess)."""
+    rng = random.Random(seed)
+    rows = []
+    for e in range(epochs):
+        row = {"loss": loss_at(e) + rng.gauss(0, 0.01), "val_loss": loss_at(e) + 0.05}
+        row |= {f"val_acc_class_{c}": acc_at(e) for c in range(10)}
+        rows.append((e, row))
+    keras(path, rows, ["loss", "val_loss"] + [f"val_acc_class_{c}" for c in range(10)])
+
+
+def test_a_loss_that_starts_at_ln_k_and_falls_through_it_is_not_at_chance(tmp_path):
+    """A K-class model's loss starts a little above ln K and passes through it as it learns,
+    slowly enough that a window of 10 logs has its median at ln K: not a uniform guess."""
+    _ten_classes(
+        tmp_path / "learns",
+        lambda e: 0.2 + 2.3 * math.exp(-e / 120),
+        lambda e: 0.1 + 0.8 * (1 - math.exp(-e / 120)),
+        300,
+    )
+    assert by_detector(alerts_of(tmp_path, "learns/training_log.csv"), "loss_at_chance") == []
+
+
+def test_a_loss_that_stays_at_ln_k_is_at_chance(tmp_path):
+    _ten_classes(tmp_path / "stays", lambda e: math.log(10), lambda e: 0.1, 60)
+    got = by_detector(alerts_of(tmp_path, "stays/training_log.csv"), "loss_at_chance")
+    assert [sev for sev, _ in got] == [Severity.WARNING]

@@ -17,7 +17,7 @@ from watchrun.detectors.base import (
     small_median,
     step_noise,
 )
-from watchrun.detectors.fitting import smoothed_at
+from watchrun.detectors.fitting import rising_trend_t, smoothed_at
 from watchrun.model import Severity
 from watchrun.semantics import role_of
 
@@ -218,9 +218,12 @@ UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of alw
 
 class LossAtChance(Detector):
     """The loss sits at ln(K), the loss of a uniform guess over K classes, long after warm-up.
-    K comes from the hparams or the per-class metrics; without K, only a loss that reached well
-    below ln 2 (for a quarter of its logs) and came back to it counts (a binary model that
-    collapsed), or one pinned there for a tenth of the run."""
+    K comes from the hparams or the per-class metrics: the last max(2n, a tenth of the logs)
+    logs all within `tol` of ln K and not falling as a trend (a loss that starts at ln K passes
+    through it as it learns), or back at ln K after a quarter of its logs were well below it.
+    Without K, only a loss that reached well below ln 2 (for a quarter of its logs) and came
+    back to it counts (a binary model that collapsed), or one pinned there for a tenth of the
+    run."""
 
     id = "loss_at_chance"
     DEFAULTS = {
@@ -292,6 +295,16 @@ class LossAtChance(Detector):
             "high throws a model back to chance; 0 never leaves it), that labels match inputs, "
             "the class balance",
         )
+
+    def _sits(self, sv: SeriesView, i: int, need: int, chance: float) -> bool:
+        """The last `need` logs all within `tol` of chance and not falling as a trend (slope
+        t > -2.5): a loss that stays at ln K, not one passing through it as it learns."""
+        stretch = sv.values[max(0, i - need + 1) : i + 1]
+        if len(stretch) < need or not np.isfinite(stretch).all():
+            return False
+        if float(np.max(np.abs(stretch - chance))) > self.p["tol"] * chance:
+            return False
+        return rising_trend_t(stretch) > -2.5
 
     def _quartile_before(self, sv: SeriesView, end: int) -> float:
         """The lower quartile of the logs before index `end`, taken at `end` rounded down to a
@@ -418,6 +431,8 @@ class LossAtChance(Detector):
         learned_below = low <= 0.75 * chance
         if k is None and not (learned_below or pinned):
             return
+        if k is not None and not (learned_below or pinned or self._sits(sv, i, need, chance)):
+            return  # a loss falling through ln K on its way down (it starts there)
         what = (
             f"ln({k}) = {fmt(chance)}"
             if k
