@@ -561,3 +561,60 @@ def test_a_loss_that_stays_at_ln_k_is_at_chance(tmp_path):
     _ten_classes(tmp_path / "stays", lambda e: math.log(10), lambda e: 0.1, 60)
     got = by_detector(alerts_of(tmp_path, "stays/training_log.csv"), "loss_at_chance")
     assert [sev for sev, _ in got] == [Severity.WARNING]
+
+
+# -- stuck_metric: resolution and classes ---------------------------------------------------------
+def test_an_accuracy_at_its_ceiling_while_the_eval_loss_still_moves_is_not_stuck(tmp_path):
+    """A converged model on data with label noise: the same count of right answers at every
+    eval (0.952) while the eval loss still moves in its fourth digit. The evaluation sees the
+    model (its loss changes); the accuracy's resolution is what repeats."""
+    rows = []
+    for e in range(14):
+        learned = e >= 2
+        rows.append(
+            (
+                e,
+                {
+                    "loss": 0.2 + 0.01 * (e % 3) if learned else 0.69,
+                    "val_loss": 0.1915 + 0.0004 * ((e * 7) % 5) if learned else 0.69,
+                    "val_accuracy": 0.952 if learned else 0.573,
+                },
+            )
+        )
+    keras(tmp_path / "ceiling", rows, ["loss", "val_loss", "val_accuracy"])
+    got = alerts_of(tmp_path, "ceiling/training_log.csv")
+    assert by_detector(got, "stuck_metric") == []
+
+
+def test_a_frozen_evaluation_is_stuck(tmp_path):
+    """The evaluation scores a copy of the untrained model: its loss and accuracy repeat to the
+    last digit while the train loss falls."""
+    rows = [
+        (e, {"loss": 1.0 / (e + 1), "val_loss": 0.7012, "val_accuracy": 0.498}) for e in range(8)
+    ]
+    keras(tmp_path / "frozen", rows, ["loss", "val_loss", "val_accuracy"])
+    got = alerts_of(tmp_path, "frozen/training_log.csv")
+    assert [sev for sev, _ in by_detector(got, "stuck_metric")] == [Severity.WARNING]
+
+
+def test_a_minority_class_at_zero_recall_is_not_a_frozen_model(tmp_path):
+    rows = []
+    for e in range(10):
+        p = 1 - math.exp(-e / 3)
+        rows.append(
+            (
+                e,
+                {
+                    "loss": 1.0 - 0.5 * p,
+                    "val_loss": 0.9 - 0.4 * p,
+                    "val_accuracy": 0.62 + 0.2 * p,
+                    "val_recall_class_0": 0.9 + 0.05 * p,
+                    "val_recall_class_1": 0.2 + 0.5 * p,
+                    "val_recall_class_2": 0.0,
+                },
+            )
+        )
+    cols = ["loss", "val_loss", "val_accuracy"] + [f"val_recall_class_{c}" for c in range(3)]
+    keras(tmp_path / "minority", rows, cols)
+    got = alerts_of(tmp_path, "minority/training_log.csv")
+    assert by_detector(got, "stuck_metric") == []

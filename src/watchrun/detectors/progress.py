@@ -47,7 +47,11 @@ class StuckMetric(Detector):
     alarm. Silent on a metric an info alert already speaks for (a CTC model's blank phase)."""
 
     id = "stuck_metric"
-    DEFAULTS = {"evals": 5, "loss_moved": 0.02}
+    DEFAULTS = {"evals": 5, "loss_moved": 1e-6}
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.said: dict[tuple[str, int], str] = {}  # (split, step) -> the metric alerted on
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -56,6 +60,8 @@ class StuckMetric(Detector):
             r = sv.role
             if not r.is_quality or r.kind == "reward" or sv.new_from >= len(sv.values):
                 continue
+            if r.cls is not None:  # one class's score flat (a minority class at 0 recall while
+                continue  # the others learn) is minority_class_hidden's, not a frozen model
             if r.split in ("val", "test"):
                 self._scan(
                     view,
@@ -153,6 +159,10 @@ class StuckMetric(Detector):
     ) -> None:
         step = int(sv.steps[i])
         since = int(sv.steps[i - n + 1])
+        said = self.said.setdefault((sv.role.split, step), sv.name)
+        if said != sv.name:  # the same split froze at the same eval (its loss and its accuracy):
+            self.open.add(sv.name)  # one alert says it; this metric is covered while it stays
+            return
         train = view.pick("train", "loss")
         evidence = {"value": v, "since_step": since, "points": n}
         while_txt, action = (
