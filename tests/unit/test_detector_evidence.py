@@ -618,3 +618,68 @@ def test_a_minority_class_at_zero_recall_is_not_a_frozen_model(tmp_path):
     keras(tmp_path / "minority", rows, cols)
     got = alerts_of(tmp_path, "minority/training_log.csv")
     assert by_detector(got, "stuck_metric") == []
+
+
+# -- an imbalanced model before it has learned its minority ---------------------------------------
+def _imbalanced(path, recall_at, auc_at, epochs=14):
+    rows = []
+    for e in range(epochs):
+        r = recall_at(e)
+        rows.append(
+            (
+                e,
+                {
+                    "loss": 0.45 * math.exp(-e / 6) + 0.05,
+                    "val_loss": 0.3 * math.exp(-e / 6) + 0.1,
+                    "val_accuracy": 0.916 + 0.08 * 0.916 * r,
+                    "val_auc": auc_at(e),
+                    "val_precision": 0.9 if r > 0 else 0.0,
+                    "val_recall": r,
+                },
+            )
+        )
+    cols = ["loss", "val_loss", "val_accuracy", "val_auc", "val_precision", "val_recall"]
+    keras(path, rows, cols)
+
+
+def test_an_imbalanced_model_still_learning_its_minority_gets_no_class_alarm(tmp_path):
+    """92/8 binary data: the first three epochs predict the majority only (precision and recall
+    0) while the AUC climbs 0.54 -> 0.81; then the minority's recall rises epoch after epoch.
+    Neither a collapse nor a hidden minority: the model is learning it."""
+    _imbalanced(
+        tmp_path / "learning",
+        lambda e: 0.0 if e < 3 else min(0.1 * (e - 2), 0.7),
+        lambda e: min(0.54 + 0.14 * e, 0.92),
+    )
+    got = alerts_of(tmp_path, "learning/training_log.csv")
+    assert (
+        by_detector(got, "prediction_collapse") == by_detector(got, "minority_class_hidden") == []
+    )
+
+
+def test_an_imbalanced_model_that_never_predicts_its_minority_collapses(tmp_path):
+    """The same data, AUC stuck near chance and the minority never predicted: a collapse."""
+    _imbalanced(tmp_path / "stuck", lambda e: 0.0, lambda e: 0.52 + 0.001 * e)
+    got = alerts_of(tmp_path, "stuck/training_log.csv")
+    assert by_detector(got, "prediction_collapse") or by_detector(got, "minority_class_hidden")
+
+
+def test_an_accuracy_pinned_while_the_loss_sits_at_ln_2_is_not_a_collapse(tmp_path):
+    """A slow start on balanced data: the model outputs 0.5 everywhere (loss ln 2), so its
+    accuracy is the majority share, flipping 0.498/0.502. That is not learning yet
+    (loss_at_chance's to judge), not a model confidently collapsed onto one class."""
+    rng = random.Random(4)
+    rows = [
+        (
+            e,
+            {
+                "loss": math.log(2) + 0.01 + rng.gauss(0, 0.004),
+                "val_loss": math.log(2) + 0.004 + abs(rng.gauss(0, 0.01)),
+                "val_accuracy": 0.498,
+            },
+        )
+        for e in range(12)
+    ]
+    keras(tmp_path / "slow", rows, ["loss", "val_loss", "val_accuracy"])
+    got = alerts_of(tmp_path, "slow/training_log.csv")
+    assert by_detector(got, "prediction_collapse") == []

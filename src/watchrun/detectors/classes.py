@@ -64,6 +64,49 @@ def _positive_class(sv: SeriesView) -> bool:
     )
 
 
+def still_separating(view: RunView, split: str, step: int) -> bool:
+    """The split's AUC is clearly above chance (>= 0.6) and still rising (up >= 0.02 since the
+    previous eval): the model ranks the classes apart and is still learning to. A threshold
+    metric at 0 then means the threshold has not been crossed yet, not a lost class (an
+    imbalanced model's first epochs)."""
+    auc = next(
+        (
+            sv
+            for sv in view.series.values()
+            if sv.role.split == split and sv.role.kind == "auc" and sv.role.cls is None
+        ),
+        None,
+    )
+    if auc is None:
+        return False
+    i = auc.at_or_before(step)
+    if i < 1:
+        return False
+    now, before = float(auc.values[i]), float(auc.values[i - 1])
+    return math.isfinite(now) and math.isfinite(before) and now >= 0.6 and now - before >= 0.02
+
+
+def _still_rising(sv: SeriesView, step: int) -> bool:
+    """The class's score rose at each of the last two evals, by 0.05 in all: it is being
+    learned (an imbalanced model learns its minority last), not left behind."""
+    i = sv.at_or_before(step)
+    if i < 2:
+        return False
+    a, b, c = (float(x) for x in sv.values[i - 2 : i + 1])
+    return b > a and c > b and c - a >= 0.05
+
+
+def at_uniform_guess(view: RunView, losses: list[float]) -> bool:
+    """The loss sits at the uniform guess (ln K, K known; else ln 2, a binary model): a model
+    that has not learned yet outputs the same probabilities everywhere, and its accuracy is then
+    the majority share too. That is not learning (loss_at_chance, not_learning), not a model
+    confidently collapsed onto one class."""
+    k = view.num_classes()
+    chance = math.log(k) if k else math.log(2)
+    fin = [x for x in losses if math.isfinite(x)]
+    return bool(fin) and abs(float(np.median(fin)) - chance) <= 0.03 * chance
+
+
 class MinorityClassHidden(_EvalStreak):
     """A headline metric (binary F1, accuracy) looks good while the worst class or the macro
     average is bad: warning (there is no critical; the run trains on, it is judged wrongly).
@@ -73,9 +116,10 @@ class MinorityClassHidden(_EvalStreak):
     token accuracy that the background tag inflates). Evidence needed: two evals in a row, or
     one when the gap is huge but never the first validation eval (an imbalanced model learns the
     minority last; a test set scored after training is final), and never while the learning
-    rate still rises (warm-up). Without per-class metrics, a binary recall far below the
-    accuracy (the positive class is the minority, and is missed) counts after three evals in a
-    row."""
+    rate still rises (warm-up), while the split's AUC still climbs clearly above chance, or while
+    the worst class's score still rises eval after eval (being learned). Without per-class
+    metrics, a binary recall far below the accuracy (the positive class is the minority, and is
+    missed) counts after three evals in a row."""
 
     id = "minority_class_hidden"
     DEFAULTS = {
@@ -166,7 +210,11 @@ class MinorityClassHidden(_EvalStreak):
             if not still_bad:  # a dip of the headline alone does not end the episode
                 self.clear(key)
             return
-        if warming_up(view, step):
+        if (
+            warming_up(view, step)
+            or still_separating(view, split, step)
+            or (worst is not None and _still_rising(view.series[worst], step))
+        ):
             self.streak[key] = 0
             return
         self.streak[key] = self.streak.get(key, 0) + 1
@@ -294,7 +342,7 @@ class PredictionCollapse(_EvalStreak):
         return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
-        if warming_up(view, step):
+        if warming_up(view, step) or still_separating(view, split, step):
             self.streak[split] = 0  # too early to judge; an open episode stays open
             return
         at = {sv.name: (sv.role, sv.exact(step)) for sv in views}
@@ -469,6 +517,7 @@ class PredictionCollapse(_EvalStreak):
             and pinned_from_start
             and 0 < accs[0] < 1
             and max(losses) > min(losses) * 1.01
+            and not at_uniform_guess(view, losses)
         ):
             return (
                 f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals while "
