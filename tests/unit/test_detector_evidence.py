@@ -279,6 +279,13 @@ def test_a_seven_epoch_run_whose_val_loss_rises_three_times_overfits(tmp_path):
     assert got == [(Severity.WARNING, 6)]
 
 
+def test_a_plateau_then_one_spike_is_no_short_run_overfitting(tmp_path):
+    """The val loss settles (+2%, +0.1% above its lowest eval), then one eval jumps 14% and the
+    next comes back: three rises in a row, but one of them is the whole rise: a spike."""
+    _short(tmp_path / "spike", [0.81, 0.61, 0.55, 0.51, 0.479, 0.4888, 0.4895, 0.5601, 0.5006])
+    assert by_detector(alerts_of(tmp_path, "spike/training_log.csv"), "overfitting") == []
+
+
 def test_a_short_run_whose_val_loss_bumps_twice_and_comes_back_is_healthy(tmp_path):
     _short(tmp_path / "bump", [0.21, 0.17, 0.163, 0.16, 0.168, 0.179, 0.157, 0.155])
     assert by_detector(alerts_of(tmp_path, "bump/training_log.csv"), "overfitting") == []

@@ -297,16 +297,25 @@ class Overfitting(Detector):
         """Short runs (fewer than 2 x `min_evals` evals so far), where a smoothing window would
         be most of the run: the validation loss came down to its lowest eval, then rose at each
         of the `short_rises` or more evals since, to `min_rise` above that lowest eval and above
-        the eval before it (not a return from one lucky low). One clear rise is the whole signal
-        such a run gives; the train loss must still be falling (checked when it fires)."""
+        the eval before it (not a return from one lucky low), no single eval making two thirds of
+        the rise (a spike comes back). One clear rise is the whole signal such a run gives; the
+        train loss must still be falling (checked when it fires)."""
         out = np.zeros(len(fv), dtype=bool)
         limit = min(len(fv), 2 * int(self.p["min_evals"]))
         for j in range(max(first_new, 1), limit):
             m = int(np.argmin(fv[: j + 1]))
             if m < 1 or j - m < self.p["short_rises"]:
                 continue
-            rising = bool(np.all(np.diff(fv[m : j + 1]) > 0))
-            out[j] = rising and fv[j] >= fv[m] * (1 + self.p["min_rise"]) and fv[j] > fv[m - 1]
+            steps_up = np.diff(fv[m : j + 1])
+            rising = bool(np.all(steps_up > 0))
+            # one jump that makes most of the rise is a spike (it comes back), not a trend
+            spike = float(steps_up.max()) > 2 / 3 * float(fv[j] - fv[m]) if rising else True
+            out[j] = (
+                rising
+                and not spike
+                and fv[j] >= fv[m] * (1 + self.p["min_rise"])
+                and fv[j] > fv[m - 1]
+            )
         return out
 
     def _beyond_scatter(
