@@ -690,3 +690,23 @@ def test_an_accuracy_pinned_while_the_loss_sits_at_ln_2_is_not_a_collapse(tmp_pa
     keras(tmp_path / "slow", rows, ["loss", "val_loss", "val_accuracy"])
     got = alerts_of(tmp_path, "slow/training_log.csv")
     assert by_detector(got, "prediction_collapse") == []
+
+
+def test_an_accuracy_pinned_well_below_where_it_had_been_is_a_collapse(tmp_path):
+    """After a blow-up the network outputs (almost) one class: the accuracy, 0.93 before, is
+    exactly 0.538 eval after eval while the loss wanders near ln 2."""
+    accs = [0.81, 0.90, 0.92, 0.93, 0.92, 0.5, 0.52, 0.538, 0.538, 0.538, 0.538]
+    rows = [
+        (
+            e,
+            {
+                "loss": 0.5 * 0.8**e if e < 5 else 0.66 + 0.002 * (e % 3),
+                "val_loss": 0.45 * 0.8**e + 0.1 if e < 5 else 0.665 + 0.004 * (e % 2),
+                "val_accuracy": a,
+            },
+        )
+        for e, a in enumerate(accs)
+    ]
+    keras(tmp_path / "blown", rows, ["loss", "val_loss", "val_accuracy"])
+    got = by_detector(alerts_of(tmp_path, "blown/training_log.csv"), "prediction_collapse")
+    assert got == [(Severity.WARNING, 9)]

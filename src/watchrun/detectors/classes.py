@@ -283,8 +283,10 @@ class PredictionCollapse(_EvalStreak):
     - warning: `persist` evals in a row with a top-class share >= `top_share`, a prediction
       entropy <= `entropy`, one class with all the recall, a binary F1 (or precision and recall)
       of 0 while accuracy is not; or the accuracy pinned at one value from the first eval for
-      `pinned_evals` evals while the loss moves (the majority-class share), or for
-      `pinned_evals` evals while the loss is NaN (a constant output); or a detector's
+      `pinned_evals` evals while the loss moves (the majority-class share; not while the loss
+      sits at the uniform guess: that is a model not learning yet), for `pinned_evals` evals
+      while the loss is NaN (a constant output), or for `pinned_evals` evals at a value 0.1
+      below where it had been (it learned, then collapsed: a blow-up); or a detector's
       precision, recall and mAP exactly 0 at `pinned_evals` evals in a row after they had been
       above 0 (it found objects, and now outputs none)."""
 
@@ -504,6 +506,23 @@ class PredictionCollapse(_EvalStreak):
                 f"{loss_name} is {fmt(losses[-1])}: the network outputs a constant, "
                 "one class for every input",
                 {"accuracy": accs[0], "evals": n, "pinned": True},
+                [acc_name],
+            )
+        earlier = acc_sv.values[: i - n + 1]
+        earlier = earlier[np.isfinite(earlier)]
+        if (
+            len(set(accs)) == 1
+            and 0 < accs[0] < 1
+            and len(earlier)
+            and float(earlier.max()) >= accs[0] + 0.1
+            and all(math.isfinite(x) for x in losses)
+        ):  # it had learned (0.1 better, absolute), and now scores one value exactly
+            best = float(earlier.max())
+            return (
+                f"{acc_name} pinned at {shown(view, acc_name, accs[0])} for {n} evals after "
+                f"reaching {shown(view, acc_name, best)}: the network outputs (almost) a "
+                "constant, one class for every input",
+                {"accuracy": accs[0], "evals": n, "pinned": True, "best_before": best},
                 [acc_name],
             )
         first = float(acc_sv.values[0])
