@@ -452,7 +452,17 @@ class Engine:
         ended (end-of-run checks apply); the alerts raised."""
         alerts = self.detect(final=False)
         self.detectors.ended_now = self.runs_just_ended()
+        if self.read_last_lines(self._ended_keys() | self.detectors.ended_now):
+            alerts += self.detect(final=False)
         return alerts + self.detect(final=True)
+
+    def read_last_lines(self, keys: set[str]) -> int:
+        """The runs `keys` have ended: their files' unterminated last lines are read."""
+        added = 0
+        for key in keys:
+            for source in self.by_key.get(key, []):
+                added += source.read_last_lines()
+        return added
 
     def runs_just_ended(self) -> set[str]:
         """Runs that look live by their mtimes (written within the stale limit) but that no
@@ -605,7 +615,10 @@ class Engine:
         self.update_statuses(changed)
         # a run that has just ended (its final record read, its writer gone, quiet for far longer
         # than usual) gets its end-of-run checks once settled, as a batch verdict gives them
-        if added or self._ended_keys() - ended_before:
+        just_ended = self._ended_keys() - ended_before
+        if just_ended:
+            added += self.read_last_lines(just_ended)
+        if added or just_ended:
             self._last_data = now
             self._settled = False
         quiet = now - self._last_data >= self.config.settle_seconds

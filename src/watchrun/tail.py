@@ -78,6 +78,7 @@ class FileCursor:
     folder_mtime_ns: int = -1
     racy: bool = False  # modified too close to our last look for its stat to show a rewrite
     stale: bool = False  # a read found the file changed since the look: look again, around too
+    final: bool = False  # its run has ended: a last line without its newline is a line
     _prefetched: tuple[str, int, bytes, bool] | None = field(
         default=None, repr=False, compare=False
     )  # (path, offset, data, at EOF)

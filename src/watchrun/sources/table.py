@@ -248,6 +248,7 @@ class JsonlSource(Source):
     format = "jsonl"
     stream = "jsonl"
     richness = 4
+    whole_when_parsed = True  # a JSON object cut short does not parse
     step_unit = "step"
 
     @classmethod
