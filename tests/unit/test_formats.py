@@ -645,6 +645,17 @@ def test_hand_loop_steps_counted_within_each_epoch(tmp_path):
     got = points(e, "bracketed/train.log")
     assert got["Loss"] == [(s, round(1.0 / s, 4)) for s in range(8, 97, 8)]
     assert got["val_loss"] == [(24 * (ep + 1), round(0.5 - ep / 10, 4)) for ep in range(4)]
+    # read live, a line at a time as the loop prints them: the same steps
+    lines = (tmp_path / "bracketed" / "train.log").read_text().splitlines(keepends=True)
+    (tmp_path / "live").mkdir()
+    log = tmp_path / "live" / "train.log"
+    log.write_text(lines[0])
+    live = loaded(tmp_path / "live")
+    for line in lines[1:]:
+        with open(log, "a") as f:
+            f.write(line)
+        live.poll()
+    assert points(live, "train.log") == got
     script = textwrap.dedent("""\
         for epoch in range(3):
             for i in range(0, 100, 10):
