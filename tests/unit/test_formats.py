@@ -668,6 +668,27 @@ def test_hand_loop_steps_counted_within_each_epoch(tmp_path):
     assert got["val_accuracy"] == [(90, 0.5), (190, 0.6), (290, 0.7)]
 
 
+def test_hand_loop_names_of_several_words_after_a_value(tmp_path):
+    """`Epoch 3/12 Train Loss: 0.41 Val Loss: 0.52 | Val Accuracy: 71.0%`: each name of words
+    before a colon is one metric, after a value as after a separator, so the validation loss is
+    val_loss and never a second point of a train loss. It turns up after epoch 5 while the
+    train loss falls: overfitting, which needs the two kept apart."""
+    script = textwrap.dedent("""\
+        for epoch in range(1, 13):
+            train, val = 2.0 * 0.8 ** epoch, 1.0 + 0.02 * (epoch - 5) ** 2
+            print(f'Epoch {epoch}/12 Train Loss: {train:.4f} Val Loss: {val:.4f} '
+                  f'| Val Accuracy: {60 + epoch:.1f}%')
+    """)
+    e = console_run(tmp_path / "loop", script)
+    got = points(e, "loop/train.log")
+    assert set(got) == {"train_loss", "val_loss", "val_accuracy"}
+    assert got["train_loss"][2] == (3, round(2.0 * 0.8**3, 4))
+    assert got["val_loss"] == [(ep, round(1.0 + 0.02 * (ep - 5) ** 2, 4)) for ep in range(1, 13)]
+    assert got["val_accuracy"][0] == (1, 61.0)
+    e.verdict()
+    assert "overfitting" in {a.detector for a in e.store.alerts_for("loop/train.log")}
+
+
 HF_LIKE_LOOP = """\
 import sys
 print('***** Running training *****')

@@ -80,13 +80,14 @@ _KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
 # Python prints a NaN or infinite float as a bare `nan`/`inf`, which literal_eval rejects: quoted
 # so that to_float reads them (`{'loss': nan}` is HF Trainer's line for a NaN loss)
 _NONFINITE = re.compile(r"([:\[,][ \t]{0,8})(-?)(nan|inf)\b")
-# `Average Val Loss: 3.7, Trn Accuracy: 96%`: a name of a few words right after a separator is
-# one metric (`val_loss`, `trn_accuracy`); "average"/"mean" in front says nothing about it
+# `Average Val Loss: 3.7, Trn Accuracy: 96%`, `Train Loss: 0.4 Val Loss: 0.5`: a name of a few
+# words right after a separator or a value is one metric (`val_loss`, `trn_accuracy`);
+# "average"/"mean" in front says nothing about it, nor a unit the value before it left behind
 _WORDS_NAME = re.compile(
-    r"(^|[,|;][ \t]{0,8})"
+    r"(^|[,|;][ \t]{0,8}|(?:(?<=[\d%])|(?<=nan)|(?<=inf))[ \t]{1,8})"
     r"([A-Za-z][A-Za-z_]{0,30}(?: [A-Za-z][A-Za-z_]{0,30}){1,3})(?=[ \t]{0,4}[:=])"
 )
-_FILLER_WORDS = ("average", "avg", "mean")
+_FILLER_WORDS = ("average", "avg", "mean", "s", "ms")
 _SPLIT_WORDS = {"validation": "val", "valid": "val", "evaluation": "eval"}  # a name's short split
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
