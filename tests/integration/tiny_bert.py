@@ -23,8 +23,10 @@ class TokenLabels(torch.utils.data.Dataset):
         }
 
 
-def tiny_bert(hidden_size: int = 16, intermediate_size: int = 32) -> BertForSequenceClassification:
-    """A one-layer, two-head BERT over a 50-token vocabulary, for two classes."""
+def tiny_bert(
+    hidden_size: int = 16, intermediate_size: int = 32, num_labels: int = 2
+) -> BertForSequenceClassification:
+    """A one-layer, two-head BERT over a 50-token vocabulary, for `num_labels` classes."""
     return BertForSequenceClassification(
         BertConfig(
             vocab_size=50,
@@ -32,7 +34,7 @@ def tiny_bert(hidden_size: int = 16, intermediate_size: int = 32) -> BertForSequ
             num_hidden_layers=1,
             num_attention_heads=2,
             intermediate_size=intermediate_size,
-            num_labels=2,
+            num_labels=num_labels,
         )
     )
 

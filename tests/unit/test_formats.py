@@ -5,6 +5,7 @@ print it."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -598,6 +599,92 @@ def test_hand_loop_with_a_stepless_validation_line(tmp_path):
     assert got["Val_accuracy"][11] == (11, 30 + 1.1)
     assert got["trn_accuracy"][3] == (3, 53.0) and got["loss"][0] == (0, 3.0)
     assert len(got["val_loss"]) == len(got["loss"]) == 12
+    e.verdict()
+    assert "overfitting" in {a.detector for a in e.store.alerts_for("loop/train.log")}
+
+
+def test_hand_loop_naming_epoch_and_global_step(tmp_path):
+    """A common hand-written PyTorch loop: `Epoch [e/20] Step [s/480] Loss: x LR: y` every 8
+    steps (the global step), then `Epoch [e/20] Validation Loss: x` after each epoch. The step is
+    the one the line names, not the epoch; the validation line is val_loss at the epoch's last
+    step, never a point of the train Loss. The loss goes NaN at step 240: called there."""
+    script = textwrap.dedent("""\
+        import math
+        epochs, per_epoch = 20, 24
+        for ep in range(10):
+            for step in range(ep * per_epoch + 8, (ep + 1) * per_epoch + 1, 8):
+                loss = 0.9 * math.exp(-step / 60) + 0.05 if step < 240 else float('nan')
+                print(f'Epoch [{ep + 1}/{epochs}] Step [{step}/{epochs * per_epoch}] '
+                      f'Loss: {loss:.4f} LR: {0.03 + step / 1000:.4f}')
+            val = 0.1 + 0.8 * math.exp(-ep / 3) if ep < 9 else float('nan')
+            print(f'Epoch [{ep + 1}/{epochs}] Validation Loss: {val:.4f}')
+    """)
+    e = console_run(tmp_path / "loop", script)
+    got = points(e, "loop/train.log")
+    assert [s for s, _ in got["Loss"]] == list(range(8, 241, 8))
+    assert got["Loss"][0] == (8, round(0.9 * math.exp(-8 / 60) + 0.05, 4))
+    assert [s for s, _ in got["val_loss"]] == list(range(24, 241, 24))
+    assert got["val_loss"][1] == (48, round(0.1 + 0.8 * math.exp(-1 / 3), 4))
+    assert set(got) == {"Loss", "LR", "val_loss"}
+    e.verdict()
+    nan = [a for a in e.store.alerts_for("loop/train.log") if a.detector == "nan_loss"]
+    assert [(a.step, a.severity) for a in nan] == [(240, Severity.CRITICAL)]
+
+
+def test_hand_loop_steps_counted_within_each_epoch(tmp_path):
+    """Steps that start again each epoch (`Step [s/24]`, or `iter i` from 0 with no total):
+    the run's step is epochs x the epoch's length + the step, so steps keep rising by the
+    printed spacing across epochs, and each epoch's validation line lands at its last step."""
+    script = textwrap.dedent("""\
+        for ep in range(4):
+            for s in (8, 16, 24):
+                print(f'Epoch [{ep + 1}/4] Step [{s}/24] Loss: {1.0 / (ep * 24 + s):.4f}')
+            print(f'Epoch [{ep + 1}/4] Validation Loss: {0.5 - ep / 10:.4f}')
+    """)
+    e = console_run(tmp_path / "bracketed", script)
+    got = points(e, "bracketed/train.log")
+    assert got["Loss"] == [(s, round(1.0 / s, 4)) for s in range(8, 97, 8)]
+    assert got["val_loss"] == [(24 * (ep + 1), round(0.5 - ep / 10, 4)) for ep in range(4)]
+    # read live, a line at a time as the loop prints them: the same steps
+    lines = (tmp_path / "bracketed" / "train.log").read_text().splitlines(keepends=True)
+    (tmp_path / "live").mkdir()
+    log = tmp_path / "live" / "train.log"
+    log.write_text(lines[0])
+    live = loaded(tmp_path / "live")
+    for line in lines[1:]:
+        with open(log, "a") as f:
+            f.write(line)
+        live.poll()
+    assert points(live, "train.log") == got
+    script = textwrap.dedent("""\
+        for epoch in range(3):
+            for i in range(0, 100, 10):
+                print(f'epoch {epoch} iter {i} loss={2.0 - (epoch * 100 + i) / 300:.4f}')
+            print(f'epoch {epoch} Valid Accuracy: {0.5 + epoch / 10}')
+    """)
+    e = console_run(tmp_path / "plain", script)
+    got = points(e, "plain/train.log")
+    assert got["loss"] == [(s, round(2.0 - s / 300, 4)) for s in range(0, 300, 10)]
+    assert got["val_accuracy"] == [(90, 0.5), (190, 0.6), (290, 0.7)]
+
+
+def test_hand_loop_names_of_several_words_after_a_value(tmp_path):
+    """`Epoch 3/12 Train Loss: 0.41 Val Loss: 0.52 | Val Accuracy: 71.0%`: each name of words
+    before a colon is one metric, after a value as after a separator, so the validation loss is
+    val_loss and never a second point of a train loss. It turns up after epoch 5 while the
+    train loss falls: overfitting, which needs the two kept apart."""
+    script = textwrap.dedent("""\
+        for epoch in range(1, 13):
+            train, val = 2.0 * 0.8 ** epoch, 1.0 + 0.02 * (epoch - 5) ** 2
+            print(f'Epoch {epoch}/12 Train Loss: {train:.4f} Val Loss: {val:.4f} '
+                  f'| Val Accuracy: {60 + epoch:.1f}%')
+    """)
+    e = console_run(tmp_path / "loop", script)
+    got = points(e, "loop/train.log")
+    assert set(got) == {"train_loss", "val_loss", "val_accuracy"}
+    assert got["train_loss"][2] == (3, round(2.0 * 0.8**3, 4))
+    assert got["val_loss"] == [(ep, round(1.0 + 0.02 * (ep - 5) ** 2, 4)) for ep in range(1, 13)]
+    assert got["val_accuracy"][0] == (1, 61.0)
     e.verdict()
     assert "overfitting" in {a.detector for a in e.store.alerts_for("loop/train.log")}
 

@@ -25,6 +25,7 @@ Recognised lines:
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import os
 import re
@@ -62,6 +63,8 @@ _SPACED_PAIR = re.compile(
 _HAND_STEP = re.compile(
     r"\b(epoch|step|iter|iteration)\b\s{0,8}[:=#]?\s{0,8}\[?(\d{1,18})(?!\d)", re.IGNORECASE
 )
+# what may follow a hand loop's counter: its total (`Epoch [2/20]`, `Step 40/480`)
+_HAND_TOTAL = re.compile(r"\s{0,8}/\s{0,8}(\d{1,18})\s{0,8}\]?")
 # PyTorch's examples: `Train Epoch: 3 [12800/60000 (21%)]  Loss: 0.21` (the step is the sample
 # count) and, after each epoch, `Test set: Average loss: 0.0331, Accuracy: 9893/10000 (99%)`.
 _IN_EPOCH = re.compile(r"\s{0,8}\[\s{0,8}(\d{1,18})\s{0,8}/\s{0,8}(\d{1,18})")
@@ -77,13 +80,15 @@ _KERAS_EARLY = re.compile(r"Epoch (\d{1,18}): early stopping")
 # Python prints a NaN or infinite float as a bare `nan`/`inf`, which literal_eval rejects: quoted
 # so that to_float reads them (`{'loss': nan}` is HF Trainer's line for a NaN loss)
 _NONFINITE = re.compile(r"([:\[,][ \t]{0,8})(-?)(nan|inf)\b")
-# `Average Val Loss: 3.7, Trn Accuracy: 96%`: a name of a few words right after a separator is
-# one metric (`val_loss`, `trn_accuracy`); "average"/"mean" in front says nothing about it
+# `Average Val Loss: 3.7, Trn Accuracy: 96%`, `Train Loss: 0.4 Val Loss: 0.5`: a name of a few
+# words right after a separator or a value is one metric (`val_loss`, `trn_accuracy`);
+# "average"/"mean" in front says nothing about it, nor a unit the value before it left behind
 _WORDS_NAME = re.compile(
-    r"(^|[,|;][ \t]{0,8})"
+    r"(^|[,|;][ \t]{0,8}|(?:(?<=[\d%])|(?<=nan)|(?<=inf))[ \t]{1,8})"
     r"([A-Za-z][A-Za-z_]{0,30}(?: [A-Za-z][A-Za-z_]{0,30}){1,3})(?=[ \t]{0,4}[:=])"
 )
-_FILLER_WORDS = ("average", "avg", "mean")
+_FILLER_WORDS = ("average", "avg", "mean", "s", "ms")
+_SPLIT_WORDS = {"validation": "val", "valid": "val", "evaluation": "eval"}  # a name's short split
 _NOT_METRICS = {"epoch", "step", "iter", "iteration", "eta", "lr_scheduler", "batch", "it", "s"}
 _HF_TOTAL_STEPS = re.compile(r"^Total optimization steps = ([\d,]{1,24})$")
 _HF_NUM_EPOCHS = re.compile(r"^Num Epochs = ([\d,]{1,24})$")
@@ -153,6 +158,15 @@ class ConsoleSource(Source):
         self.keras_epoch: int | None = None
         self.dicts = 0
         self.hand_step: int | None = None  # the step of the last hand-loop line
+        # hand-loop lines that name an epoch and a step (_epoch_step): the last one's epoch and
+        # step as printed, the first epoch, and whether steps count within the epoch
+        self.step_epoch: int | None = None
+        self.step_in_epoch = 0
+        self.first_epoch = 0
+        self.epoch_first_step = 0  # the first step printed in the epoch of step_epoch
+        self.step_spacing = 0  # the smallest gap between its printed steps (0: none yet)
+        self.epoch_length = 0
+        self.counts_within = False
         self.table: dict[str, float] | None = None  # the key-value table being read
         self.planned_steps: int | None = None  # HF Trainer's `Total optimization steps = N`
         self.num_epochs: int | None = None  # HF Trainer's `Num Epochs = N`
@@ -290,16 +304,7 @@ class ConsoleSource(Source):
                 return
         hand = _HAND_STEP.search(line)
         if hand and not _TQDM.search(line):
-            step: int | None = int(hand.group(2))
-            within = _IN_EPOCH.match(line, hand.end()) if hand.group(1).lower() == "epoch" else None
-            if within:  # `Epoch: 3 [12800/60000 (21%)]`: count samples, so steps keep rising
-                step = to_step(int(hand.group(2)) * int(within.group(2)) + int(within.group(1)))
-                line = line[within.end() :]
-            if step is None:
-                return
-            self.hand_step = step
-            if not self._pairs(line, step, columns, skip=hand.group(1).lower()):
-                self._spaced_pairs(line[hand.end() :], step, columns)
+            self._hand_line(line, hand, columns)
             return
         if self.hand_step is None:
             return
@@ -309,6 +314,63 @@ class ConsoleSource(Source):
             self._pairs(line[ev.end() :], self.hand_step, columns, prefix=prefix + "_")
         elif _names_a_held_out_split(line):  # `Average Val Loss: 2.9, Val_accuracy: 27.7`
             self._pairs(line, self.hand_step, columns)
+
+    def _hand_line(self, line: str, hand: re.Match[str], columns: dict) -> None:
+        """A hand loop's line: its `name: value` pairs at the step it names. The counters are
+        read out of the text first, each left as a `|`, so that the words after one make a
+        name (`Epoch [2/20] Validation Loss: 0.3` is val_loss, not Loss)."""
+        marks = list(itertools.islice(_HAND_STEP.finditer(line), 4))
+        hand = marks[0]  # the same match, as the one object `is` compares below
+        epoch = next((m for m in marks if m.group(1).lower() == "epoch"), None)
+        count = next((m for m in marks if m.group(1).lower() != "epoch"), None)
+        within = _IN_EPOCH.match(line, hand.end()) if hand is epoch else None
+        step: int | None
+        if epoch is not None and count is not None:  # `Epoch [2/20] Step [40/480] Loss: ..`
+            total = _HAND_TOTAL.match(line, count.end())
+            step = self._epoch_step(
+                int(epoch.group(2)), int(count.group(2)), int(total.group(1)) if total else None
+            )
+            marks = [epoch, count]
+        elif within:  # `Epoch: 3 [12800/60000 (21%)]`: count samples, so steps keep rising
+            step = to_step(int(hand.group(2)) * int(within.group(2)) + int(within.group(1)))
+            line, marks = line[within.end() :], []
+        elif hand is epoch and self.step_epoch is not None:
+            # `Epoch [2/20] Validation Loss: ..` among lines that name a step: the evaluation of
+            # the step printed last
+            step, marks = self.hand_step, [hand]
+        else:
+            step, marks = int(hand.group(2)), [hand]
+        if step is None:
+            return
+        self.hand_step = step
+        text, rest = _without_counters(line, sorted(marks, key=lambda m: m.start()))
+        if not self._pairs(text, step, columns, skip=hand.group(1).lower()):
+            self._spaced_pairs(rest, step, columns)
+
+    def _epoch_step(self, epoch: int, step: int, total: int | None) -> int | None:
+        """The run's step for a line that names both an epoch and a step. A step that went back
+        when the epoch moved on counts within the epoch (`Epoch [2/3] Step [5/24]`): the run's
+        step is then the epochs since the first one times the epoch's length, plus the step.
+        The length is the step's printed total, else what the steps of the epochs that ended
+        say: from its first printed step a to its last b, every k steps, the next epoch's a
+        follows b by k (b + k - a: 24 for 8, 16, 24; 100 for 0, 10, .., 90). Until a step goes
+        back, it is taken as printed: for the first epoch both readings give the same step."""
+        if self.step_epoch is None:
+            self.first_epoch, self.epoch_first_step = epoch, step
+        elif epoch != self.step_epoch:
+            if epoch > self.step_epoch and step < self.step_in_epoch:
+                self.counts_within = True
+            first, last = self.epoch_first_step, self.step_in_epoch
+            every = self.step_spacing or max(last, 1)  # one line per epoch: at its end
+            self.epoch_length = max(self.epoch_length, total or last + every - first)
+            self.epoch_first_step, self.step_spacing = step, 0
+        elif step > self.step_in_epoch:
+            gap = step - self.step_in_epoch
+            self.step_spacing = min(self.step_spacing, gap) if self.step_spacing else gap
+        self.step_epoch, self.step_in_epoch = epoch, step
+        if not self.counts_within:
+            return step
+        return to_step(max(epoch - self.first_epoch, 0) * self.epoch_length + step)
 
     def _table_rule(self, columns: dict) -> None:
         """A dashed line opens a key-value table or closes the open one (emitting its row)."""
@@ -438,7 +500,20 @@ def _joined_name(m: re.Match[str]) -> str:
     words = m.group(2).lower().split()
     while len(words) > 1 and words[0] in _FILLER_WORDS:
         words.pop(0)
+    if len(words) > 1:  # `Validation Loss` -> val_loss
+        words[0] = _SPLIT_WORDS.get(words[0], words[0])
     return m.group(1) + "_".join(words)
+
+
+def _without_counters(line: str, marks: list[re.Match[str]]) -> tuple[str, str]:
+    """`line` with each counter (`Epoch [2/20]`, its total included) left as a `|`, and the
+    text after the last one."""
+    parts, start = [], 0
+    for m in marks:
+        total = _HAND_TOTAL.match(line, m.end())
+        parts.append(line[start : m.start()])
+        start = total.end() if total else m.end()
+    return "|".join([*parts, line[start:]]), line[start:]
 
 
 def _names_a_held_out_split(line: str) -> bool:

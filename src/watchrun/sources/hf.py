@@ -4,6 +4,12 @@ trainer_state.json is rewritten whole at each save, and not atomically (open "w"
 that fails to parse is retried at the next poll, never an error (FAULTS F6). Each checkpoint's
 log_history is a prefix of the next one's, so entries are emitted once each, counted by content
 across all files; checkpoint directories deleted by save_total_limit lose nothing already read.
+
+The model's config.json saved next to a trainer_state.json (`save_pretrained`: each checkpoint,
+and the output dir after `save_model`) is the writer's record of a classifier's labels: their
+count is kept as the run's `num_labels` hyperparameter (what detectors read as K, the number of
+classes). It is read when its trainer_state.json is, once per file version, and only up to
+MAX_CONFIG_BYTES.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections import Counter
 from typing import Any
 
@@ -37,6 +44,9 @@ SUMMARY_MARKERS = ("train_runtime", "total_flos")
 _RESULTS_KEY = re.compile(r"^(?:train|eval|test|predict)_(?:runtime|samples_per_second)$")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 RETRY_WARN_AFTER = 20
+MAX_CONFIG_BYTES = 4 << 20  # a config.json naming 22k labels (ImageNet-22k) is about 2 MB
+# labels that leave the loss a cross-entropy over them: not a regression, not one sigmoid each
+_SINGLE_LABEL = "single_label_classification"
 
 
 class HfTrainerSource(Source):
@@ -71,6 +81,7 @@ class HfTrainerSource(Source):
         super().__init__(store, key)
         self.emitted: Counter = Counter()
         self.failures: Counter = Counter()
+        self.configs: dict[str, tuple[int, ...]] = {}  # config.json path -> version read
 
     def ordered_paths(self, among: set[str] | None = None) -> list[str]:
         """checkpoint-N files by N, the output dir's own file last (it is the newest)."""
@@ -101,6 +112,7 @@ class HfTrainerSource(Source):
         self.failures.pop(cursor.key, None)
         name = os.path.basename(cursor.path)
         if name == "trainer_state.json":
+            self._model_config(os.path.join(os.path.dirname(cursor.path), "config.json"))
             return self._state(doc, cursor.path)
         self._results(doc, name)
         return 0
@@ -152,6 +164,33 @@ class HfTrainerSource(Source):
             self.store.update(self.key, summary=summary, explicit_status=RunStatus.FINISHED)
         return total
 
+    def _model_config(self, path: str) -> None:
+        """The class count of the model config at `path`, if it records one (class_count), as
+        the run's `num_labels`. A version (inode, size, mtime) is read once; a file too big,
+        not a regular file (a FIFO would block the read), or not JSON is left out, said once."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self.configs.get(path) == version:
+            return
+        self.configs[path] = version
+        if not stat.S_ISREG(st.st_mode):
+            self.warn(f"{_rel(path)}: not read (not a regular file)")
+            return
+        if st.st_size > MAX_CONFIG_BYTES:
+            self.warn(f"{_rel(path)}: not read (over {MAX_CONFIG_BYTES >> 20} MiB)")
+            return
+        try:
+            doc = json.loads(_read_regular(path, MAX_CONFIG_BYTES))
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            self.warn(f"{_rel(path)}: not read ({type(exc).__name__})")
+            return
+        k = class_count(doc)
+        if k is not None:
+            self.store.update(self.key, hparams={"num_labels": k})
+
     def _results(self, doc: dict[str, Any], name: str) -> None:
         self.store.update(self.key, summary=numbers(doc))
         if name in ("all_results.json", "train_results.json"):
@@ -179,6 +218,30 @@ def _meta(doc: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def class_count(config: Any) -> int | None:
+    """How many classes a model's loss is a cross-entropy over, as its config.json records
+    them: the labels (`id2label`, else `num_labels`) of a single-label classifier, one whose
+    problem_type says so or, with none saved, whose architecture is a `...Classification` head
+    (sequence, token, image, audio). None for regression and multi-label models (problem_type)
+    and for any other model (a language model's labels are no classes of its loss)."""
+    if not isinstance(config, dict):
+        return None
+    problem = config.get("problem_type")
+    heads = config.get("architectures")
+    classifier = isinstance(heads, list) and any(
+        isinstance(h, str) and "Classification" in h for h in heads
+    )
+    if not (problem == _SINGLE_LABEL or problem is None and classifier):
+        return None
+    labels = config.get("id2label")
+    if isinstance(labels, dict) and labels:
+        k: int | None = len(labels)
+    else:
+        n = config.get("num_labels")
+        k = to_step(n) if isinstance(n, int) and not isinstance(n, bool) else None
+    return k if k is not None and k >= 2 else None
+
+
 def early_stopping_state(doc: dict[str, Any]) -> dict[str, int]:
     """EarlyStoppingCallback's saved state (transformers >= 4.41 keeps each stateful callback in
     `stateful_callbacks`, several instances of one class as a list): its patience and how many
@@ -199,6 +262,16 @@ def early_stopping_state(doc: dict[str, Any]) -> dict[str, int]:
     if patience is None or patience <= 0 or counter is None:
         return {}
     return {"patience": patience, "patience_counter": counter}
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file; opened without blocking, so that a FIFO put in
+    its place after the stat raises instead of waiting for a writer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return f.read(limit)
 
 
 def _rel(path: str) -> str:
