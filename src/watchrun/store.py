@@ -7,8 +7,11 @@ richest stream that delivered it (`Source.richness`: a text history at full prec
 tracking store, TensorBoard's float32, a trainer_state.json rewritten only at saves, and a console's
 printed numbers last; streams of equal richness by name). The owner depends on which streams
 deliver the metric, never on the order they are read in, so a run read live and read at once
-hold the same series. When a richer stream shows up later, it takes the metric over: the poorer
-stream's points are dropped and the run is listed in `retaken`, for its detectors to start again.
+hold the same series; but a stream whose points start clearly later than another's misses the
+history the other holds (a resumed run's CSV logger), and one that starts clearly earlier holds
+it: the earlier one is kept. When a better stream shows up later, it takes the metric over: the
+other stream's points are dropped and the run is listed in `retaken`, for its detectors to start
+again.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class Store:
         self.alerts: dict[str, list[Alert]] = {}
         self.version = 0
         self._owner: dict[tuple[str, str], str] = {}  # (run, metric) -> the stream kept
+        # (run, metric, stream) -> the first step that stream gave of that metric
+        self._first: dict[tuple[str, str, str], int] = {}
         self.richness: dict[str, int] = {}  # stream -> how complete its points are
         self.retaken: set[str] = set()  # runs with a metric a richer stream took over
         self.console: dict[str, deque[str]] = {}
@@ -89,7 +94,8 @@ class Store:
                 return 0
             owner = self._owner.get((key, name))
             if owner != stream:
-                if owner is not None and not self._richer(stream, owner):
+                first = self._first.setdefault((key, name, stream), int(min(steps)))
+                if owner is not None and not self._better(key, name, stream, first, owner):
                     return 0
                 self._owner[(key, name)] = stream
                 if owner is not None:
@@ -112,6 +118,19 @@ class Store:
         one metric of a run, the store keeps the richer one's."""
         with self.lock:
             self.richness[stream] = richness
+
+    def _better(self, key: str, name: str, stream: str, first: int, owner: str) -> bool:
+        """Does `stream`, whose points of `name` start at `first`, give the metric better than
+        its `owner`? One that starts clearly earlier holds history the owner lacks (a resumed
+        run's CSV holds only the resumed part, its TensorBoard file both): it does. One that
+        starts clearly later misses that history: it does not. Otherwise (the same start, or
+        one step apart: epochs counted from 0 by one writer and from 1 by another) the richer."""
+        owner_first = self._first.get((key, name, owner), first)
+        if first < owner_first - 1:
+            return True
+        if first > owner_first + 1:
+            return False
+        return self._richer(stream, owner)
 
     def _richer(self, stream: str, than: str) -> bool:
         rank = self.richness.get
@@ -259,6 +278,8 @@ class Store:
             self.console.pop(key, None)
             for k in [k for k in self._owner if k[0] == key]:
                 del self._owner[k]
+            for f in [f for f in self._first if f[0] == key]:
+                del self._first[f]
             self.retaken.discard(key)
             self.version += 1
 

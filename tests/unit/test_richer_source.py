@@ -49,6 +49,42 @@ def test_the_richer_stream_is_kept_whichever_is_read_first(order):
     assert store.add_points("run", "trainer_state", "loss", [40], [0.06], [0.0]) == 1
 
 
+@pytest.mark.parametrize("order", [["tensorboard", "table"], ["table", "tensorboard"]])
+def test_a_richer_stream_that_misses_the_start_of_the_run_does_not_take_it(order):
+    """A resumed Lightning run: its TensorBoard file holds both parts (steps 0-250), its CSV
+    logger only the resumed one (from 129). The CSV is the richer format, but keeping it would
+    drop the first part: the stream that starts clearly earlier is kept, whichever is read
+    first."""
+    from watchrun.sources.table import TableSource
+
+    store = Store()
+    for cls in (TableSource, TensorBoardSource):
+        cls(store, "run")
+    given = {
+        "tensorboard": (list(range(0, 251, 10)), [1.0 / (s + 10) for s in range(0, 251, 10)]),
+        "table": (list(range(130, 251, 10)), [1.0 / (s + 10) for s in range(130, 251, 10)]),
+    }
+    for stream in order:
+        steps, values = given[stream]
+        store.add_points("run", stream, "train_loss", steps, values, [0.0] * len(steps))
+    assert store.streams_of("run", "train_loss") == {"tensorboard"}
+    assert store.runs["run"].series["train_loss"].steps.tolist() == list(range(0, 251, 10))
+
+
+def test_epochs_counted_from_0_and_from_1_are_the_same_start():
+    """Ultralytics' results.csv counts epochs from 1, its MLflow copy from 0: one step apart is
+    the same start, and the richer (the CSV) is kept."""
+    from watchrun.sources.mlflow import MlflowFileSource
+    from watchrun.sources.table import TableSource
+
+    store = Store()
+    for cls in (TableSource, MlflowFileSource):
+        cls(store, "run")
+    store.add_points("run", "mlflow", "val/box_loss", [0, 1, 2], [3.0, 2.0, 1.5], [0.0] * 3)
+    store.add_points("run", "table", "val/box_loss", [1, 2, 3], [3.0, 2.0, 1.5], [0.0] * 3)
+    assert store.streams_of("run", "val/box_loss") == {"table"}
+
+
 def test_a_metric_only_the_poorer_stream_gives_stays_its_own():
     store = _store(["trainer_state", "console"])
     store.add_points("run", "console", "grad_norm", [10, 20], [1.0, 2.0], [0.0, 0.0])
