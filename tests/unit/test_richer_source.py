@@ -78,8 +78,8 @@ def test_epochs_counted_from_0_and_from_1_are_the_same_start():
     from watchrun.sources.table import TableSource
 
     store = Store()
-    for cls in (TableSource, MlflowFileSource):
-        cls(store, "run")
+    TableSource(store, "run")
+    store.rank_stream(MlflowFileSource.stream, MlflowFileSource.richness)
     store.add_points("run", "mlflow", "val/box_loss", [0, 1, 2], [3.0, 2.0, 1.5], [0.0] * 3)
     store.add_points("run", "table", "val/box_loss", [1, 2, 3], [3.0, 2.0, 1.5], [0.0] * 3)
     assert store.streams_of("run", "val/box_loss") == {"table"}
