@@ -124,7 +124,8 @@ def test_evaluating_the_untrained_weights_is_a_stuck_metric(trained):
     e = Engine([str(trained / "torch" / "stale_eval")], use_watchdog=False)
     e.check()
     stuck = [a for a in e.store.alerts_for("runs/exp") if a.detector == "stuck_metric"]
-    assert {a.metrics[0] for a in stuck} == {"Loss/test", "Accuracy/test"}
+    # one frozen evaluation: one alert naming both of its metrics
+    assert len(stuck) == 1 and set(stuck[0].metrics) == {"Loss/test", "Accuracy/test"}
     assert all(
         "while Loss/train moved" in a.message and "trained weights" in a.action for a in stuck
     )
@@ -144,15 +145,15 @@ def test_loss_blown_up_in_the_first_steps_is_divergence(trained):
 @pytest.mark.parametrize(
     ("noise", "expected"),
     [
-        (1.2, {"minority_class_hidden": 2}),
+        (1.2, {"minority_class_hidden": None}),
         (0.2, {}),
         (100.0, {"prediction_collapse": 1, "minority_class_hidden": 2}),
     ],
 )
 def test_keras_binary_recall_far_below_accuracy_is_a_hidden_minority(tmp_path, noise, expected):
     """10% positives and Keras' own Precision()/Recall(). A hard signal: the accuracy sits at 0.92
-    while the positive class's recall stays under 0.3 (called after three evals; the precision of
-    1 on a handful of positive predictions is no perfect validation). An easy one: the recall
+    while the positive class's recall stays low (called once it and the AUC stop climbing; the
+    precision of 1 on a handful of positive predictions is no perfect validation). An easy one: the recall
     passes 0.5 by the third epoch, nothing is called. Labels independent of the inputs: no
     positive prediction at all (precision and recall 0) is a collapse from the second eval, and
     the zeros are not also reported as stuck metrics."""
@@ -172,11 +173,15 @@ def test_keras_binary_recall_far_below_accuracy_is_a_hidden_minority(tmp_path, n
         for a in e.store.alerts_for("training_log.csv")
         if a.severity is not Severity.INFO
     }
-    assert {d: a.step for d, a in got.items()} == expected, got
+    # a hidden minority is called once its recall and the AUC have stopped climbing (None: the
+    # step depends on when they do)
+    assert {d: (a.step if expected.get(d) is not None else None) for d, a in got.items()} == (
+        expected
+    ), got
     if "minority_class_hidden" in got:
         alert = got["minority_class_hidden"]
         assert (
-            alert.metrics == ["val_accuracy", "val_recall"] and alert.evidence["worst_value"] < 0.3
+            alert.metrics == ["val_accuracy", "val_recall"] and alert.evidence["worst_value"] < 0.4
         )
     if "prediction_collapse" in got:
         assert "positive class is never predicted" in got["prediction_collapse"].message

@@ -201,15 +201,37 @@ class StuckMetric(Detector):
                 "; the other alert on this metric says why",
                 "see the other alert on it",
             )
+        also = _frozen_alongside(view, sv, since, step)
+        also_txt = "".join(f" (and {name} at {fmt(value)})" for name, value in also)
         self.fire(
             sv.name,
             Severity.INFO if explained else Severity.WARNING,
             step,
-            [sv.name],
-            f"{sv.name} unchanged at {fmt(v)} for {n} evals (since step {since}){while_txt}",
+            [sv.name] + [name for name, _ in also],
+            f"{sv.name} unchanged at {fmt(v)}{also_txt} for {n} evals (since step {since})"
+            f"{while_txt}",
             evidence,
             action,
         )
+
+
+def _frozen_alongside(
+    view: RunView, sv: SeriesView, since: int, step: int
+) -> list[tuple[str, float]]:
+    """The other metrics of `sv`'s split, not per class, identical at every eval from `since`
+    to `step` too: one frozen evaluation, said in one alert."""
+    out = []
+    for other in view.series.values():
+        r = other.role
+        if other is sv or r.split != sv.role.split or r.cls is not None:
+            continue
+        if not (r.is_quality or r.kind == "loss"):
+            continue
+        lo, hi = other.at_or_before(since), other.at_or_before(step)
+        window = other.values[max(lo, 0) : hi + 1]
+        if lo >= 0 and hi - lo >= 2 and np.isfinite(window).all() and np.ptp(window) == 0:
+            out.append((other.name, float(window[-1])))
+    return out
 
 
 def _degenerate(sv: SeriesView, v: float) -> bool:
