@@ -182,6 +182,8 @@ class WatchrunApp(App[None]):
 
     # -- updates ------------------------------------------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if not self.is_running:  # quitting: the screens' widgets are being removed
+            return
         self.snapshot = message.snapshot
         self._tell_scan_errors(self.snapshot)
         now = self.clock()

@@ -1,0 +1,101 @@
+"""Pilot: what a new user hit at 80 columns and on odd runs: a long run name no longer hides
+the run's status and plot settings, a one-file run lists its file by name, and the console
+hint is readable without scrolling sideways."""
+
+from __future__ import annotations
+
+import json
+
+from tests.app.helpers import make_app, screen_text, wait_for
+
+from watchrun.app.widgets.info import info_text
+
+LONG = "console-slurm-cifar100-nan-cosine-lr-warmup-2048-batch-bf16"
+
+
+def jsonl_run(root, name: str) -> None:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "watchrun.jsonl").write_text(
+        "".join(json.dumps({"step": i, "loss": 1 / (i + 1)}) + "\n" for i in range(30))
+    )
+
+
+async def test_a_long_run_name_is_cut_in_the_middle_so_status_and_x_axis_stay(tmp_path):
+    jsonl_run(tmp_path, LONG)
+    app = make_app(tmp_path / LONG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and app.selected is not None)
+        await pilot.pause(0.2)
+        status = app.snapshot.runs[app.selected].status.value
+        title = str(app.main.query_one("#run-title").render())
+        assert "…" in title and f"{status}   x: step" in title, title
+        assert LONG[:6] in title and LONG[-4:] in title
+        await pilot.press("w")  # the setting shown follows the key
+        assert await wait_for(
+            pilot, lambda: "x: epoch" in str(app.main.query_one("#run-title").render())
+        )
+
+
+async def test_a_run_that_is_one_file_lists_it_by_name(tmp_path):
+    (tmp_path / "job").mkdir()
+    log = tmp_path / "job" / "slurm-4242.out"
+    log.write_text("".join(f"epoch {e} loss={1 / (e + 1):.3f}\n" for e in range(12)))
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and app.selected is not None)
+        run = app.snapshot.runs[app.selected]
+        assert run.root == str(log)  # the run is the file itself
+        text = info_text(run).plain
+        files = text.split("files (1)\n", 1)[1]
+        assert files.startswith("  slurm-4242.out\n"), text
+
+
+async def test_the_no_console_hint_fits_80_columns(tmp_path):
+    jsonl_run(tmp_path, "run")
+    app = make_app(tmp_path / "run")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and app.selected is not None)
+        await pilot.press("5")
+        await pilot.pause(0.3)
+        screen = screen_text(app)
+        assert "(no console log found for this run)" in screen
+        assert "python train.py 2>&1 | tee train.log" in screen, screen
+
+
+def test_the_readout_breaks_between_entries_never_inside_one():
+    import numpy as np
+
+    from watchrun.app.plotting import Curve, Figure
+    from watchrun.app.widgets.plot import Plot
+
+    x = np.arange(30.0)
+    plot = Plot()
+    plot.show(
+        Figure(
+            (
+                Curve("train_loss", x, 2 - x / 30, "#ff0000", best_step=(26.0, 1.98)),
+                Curve("val_loss", x, 2.1 - x / 30, "#00ff00", best_step=(20.0, 2.048)),
+            )
+        )
+    )
+    lines = plot.readout_text(52).plain.split("\n")
+    assert lines == ["● train_loss 1.033  best 1.98 @26", "● val_loss 1.133  best 2.048 @20"]
+    assert "\n" not in plot.readout_text(120).plain  # one line when it fits
+
+
+def test_a_log_axis_within_one_decade_still_reads_two_labels():
+    """eval_loss 0.09..0.32 on a log axis had one label (0.1): 1-2-5 steps fill the decade."""
+    import numpy as np
+
+    from watchrun.app.plotting import Curve, Figure, log_ticks, render, y_label
+
+    ticks = log_ticks(np.log10(0.0887), np.log10(0.3152), 5)
+    assert [y_label(t, True) for t in ticks] == ["0.1", "0.2"]
+    wide = log_ticks(-5.0, 2.0, 5)  # seven decades: powers of ten, every other one
+    assert [y_label(t, True) for t in wide] == ["1.00e-05", "0.001", "0.1", "10"]
+    x = np.arange(100.0)
+    y = 0.0887 + (0.3152 - 0.0887) * np.exp(-x / 20)
+    text = render(Figure((Curve("eval_loss", x, y, "#ff0000"),), log_y=True), 70, 16).plain
+    labels = [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
+    assert labels == ["0.2", "0.1"], text
