@@ -99,3 +99,49 @@ def test_a_log_axis_within_one_decade_still_reads_two_labels():
     text = render(Figure((Curve("eval_loss", x, y, "#ff0000"),), log_y=True), 70, 16).plain
     labels = [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
     assert labels == ["0.2", "0.1"], text
+
+
+def _run_with_epochs():
+    """Train loss every step from t=1000 s, val loss every 10 steps from t=1050 s, 20 steps an
+    epoch, an overfitting warning at step 60."""
+    from watchrun.model import Alert, Run, Series, Severity
+    from watchrun.snapshot import run_view
+
+    run = Run("r", "/r")
+    for name in ("train_loss", "val_loss", "epoch"):
+        run.series[name] = Series(name)
+    for step in range(100):
+        run.series["train_loss"].append(step, 1 / (step + 1), 1000.0 + 5 * step)
+        run.series["epoch"].append(step, step / 20, 1000.0 + 5 * step)
+        if step % 10 == 0 and step:
+            run.series["val_loss"].append(step, 0.5 + abs(step - 40) / 200, 1000.0 + 5 * step)
+    alert = Alert("r", "overfitting", Severity.WARNING, 60, ["val_loss"], "up", {}, "stop")
+    return run_view(run, [alert], ())
+
+
+def test_alert_lines_and_best_stars_stay_on_epoch_and_time_axes():
+    """`w` to epoch or time dropped the alert lines and the best-point stars: they are placed
+    on that axis now (step 60 = epoch 3 = 300 s; the val best at step 40 = epoch 2 = 200 s)."""
+    from watchrun.app.theme import Palette
+    from watchrun.app.widgets.curves import figure_for
+
+    view = _run_with_epochs()
+    names = ["train_loss", "val_loss"]
+    expected = {"step": (60.0, 40.0), "epoch": (3.0, 2.0), "time": (300.0, 200.0)}
+    for kind, (mark, best) in expected.items():
+        fig = figure_for(view, names, Palette(), x_kind=kind)
+        assert fig.marks == (mark,), kind
+        val = next(c for c in fig.curves if c.name == "val_loss")
+        assert val.best is not None and val.best[0] == best, kind
+        assert val.best_step == (40.0, 0.5)  # the readout still names the step
+
+
+def test_the_time_axis_starts_at_the_runs_first_point_for_every_curve():
+    """The first val loss was logged 50 s after the first train loss: it is drawn at 50 s,
+    not at 0 beside the first train loss."""
+    from watchrun.app.theme import Palette
+    from watchrun.app.widgets.curves import figure_for
+
+    fig = figure_for(_run_with_epochs(), ["train_loss", "val_loss"], Palette(), x_kind="time")
+    first = {c.name: float(c.x[0]) for c in fig.curves}
+    assert first == {"train_loss": 0.0, "val_loss": 50.0}
