@@ -145,3 +145,14 @@ def test_the_time_axis_starts_at_the_runs_first_point_for_every_curve():
     fig = figure_for(_run_with_epochs(), ["train_loss", "val_loss"], Palette(), x_kind="time")
     first = {c.name: float(c.x[0]) for c in fig.curves}
     assert first == {"train_loss": 0.0, "val_loss": 50.0}
+
+
+def test_process_samples_are_not_drawn_as_task_metrics():
+    """A live run with only train/val loss and a learning rate had `proc/rss` and `proc/cpu`
+    (the sampler's series) in its metrics plot, on a second axis beside the learning rate."""
+    from watchrun.app.widgets.curves import loss_names, metric_names
+
+    names = ["train/loss", "val/loss", "train/lr", "proc/rss", "proc/cpu", "gpu0/util"]
+    losses = loss_names(names, {})
+    assert losses == ["train/loss", "val/loss"]
+    assert metric_names(names, losses, {}) == ["train/lr"]

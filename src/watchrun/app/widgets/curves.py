@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from watchrun.app.plotting import Curve, Figure
 from watchrun.app.theme import Palette
 from watchrun.app.widgets.plot import Plot
+from watchrun.model import is_sampled
 from watchrun.semantics import pick, role_of
 from watchrun.snapshot import RunView, SeriesView
 
@@ -26,6 +27,10 @@ def loss_names(names: list[str], aliases: dict[str, str]) -> list[str]:
 
 
 def metric_names(names: list[str], losses: list[str], aliases: dict[str, str]) -> list[str]:
+    """The task metrics for the lower plot: validation/test quality first, else whatever the
+    logs hold but losses, runtimes and epochs; never the process and GPU samples (the Process
+    tab draws those)."""
+    names = [n for n in names if not is_sampled(n)]
     roles = {n: role_of(n, aliases) for n in names}
     key = [
         n
