@@ -156,3 +156,16 @@ def test_process_samples_are_not_drawn_as_task_metrics():
     losses = loss_names(names, {})
     assert losses == ["train/loss", "val/loss"]
     assert metric_names(names, losses, {}) == ["train/lr"]
+
+
+def test_with_ascii_the_best_point_is_not_drawn_like_the_curve():
+    """--ascii drew the curve's points and its best-point star both as `*`."""
+    import numpy as np
+
+    from watchrun.app.plotting import Curve, Figure, render
+
+    x = np.arange(50.0)
+    y = 1 + (x - 30) ** 2 / 400
+    curve = Curve("val_loss", x, y, "#ff0000", best=(30.0, 1.0))
+    text = render(Figure((curve,), ascii_only=True), 60, 14).plain
+    assert text.isascii() and text.count("@") == 1 and "*" in text, text

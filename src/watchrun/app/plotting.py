@@ -23,6 +23,7 @@ from rich.text import Text
 
 from watchrun.app.text import num, to_ascii
 
+BEST_ASCII = "@"  # the best point with --ascii: the curves themselves are drawn with "*"
 LEFT_MARGIN = 8  # cells plotext takes for the y tick labels (ours are at most 6 wide)
 
 
@@ -271,7 +272,7 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
     for c, g in zip(curves, groups, strict=True):
         if c.best is not None and math.isfinite(c.best[1]) and not (fig.log_y and c.best[1] <= 0):
             by = math.log10(c.best[1]) if fig.log_y else c.best[1]
-            star = plotext.marker("*" if fig.ascii_only else "★", _rgb(c.color))
+            star = plotext.marker(BEST_ASCII if fig.ascii_only else "★", _rgb(c.color))
             f.draw(f.signal([c.best[0]], [by], marker=star, yside=g))
     if not xs_all:
         return Text("only NaN/inf values so far", style=f"bold {fig.nan_color}")
