@@ -169,3 +169,25 @@ def test_with_ascii_the_best_point_is_not_drawn_like_the_curve():
     curve = Curve("val_loss", x, y, "#ff0000", best=(30.0, 1.0))
     text = render(Figure((curve,), ascii_only=True), 60, 14).plain
     assert text.isascii() and text.count("@") == 1 and "*" in text, text
+
+
+async def test_a_filter_that_hides_every_run_leaves_none_selected(tmp_path):
+    """Typing a filter nothing matches kept the last run selected and its panes shown: `x`
+    then opened the stop dialog for a run the list no longer showed."""
+    from watchrun.app.screens import StopScreen
+
+    jsonl_run(tmp_path, "alpha")
+    jsonl_run(tmp_path, "beta")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and app.selected is not None)
+        await pilot.press("slash", "q", "t", "enter")
+        assert await wait_for(pilot, lambda: app.selected is None)
+        assert "no run matches 'qt'" in str(app.main.query_one("#run-title").render())
+        assert not app.main.query_one("#tabs").display
+        await pilot.press("x")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, StopScreen)
+        await pilot.press("escape")  # the filter cleared: a run is chosen again
+        assert await wait_for(pilot, lambda: app.selected is not None)
+        assert app.main.query_one("#tabs").display

@@ -136,7 +136,9 @@ class MainScreen(Screen[None]):
         runs.show(snapshot, now)
         self.query_one(MachineStrip).show(snapshot.machine)
         self.query_one(StatusLine).show(snapshot)
-        if not runs.user_moved and runs.keys:
+        if runs.filter_text and not runs.keys:  # the filter hides every run: none is chosen
+            self.selected = None  # (`x` must not stop a run the list does not show)
+        elif not runs.user_moved and runs.keys:
             self.selected = runs.keys[0]  # the worst run, until the user moves
         elif self.selected not in runs.keys and runs.keys:  # filtered out, or gone
             self.selected = runs.keys[0]
@@ -152,6 +154,10 @@ class MainScreen(Screen[None]):
     def show_run(self, force: bool = False) -> None:
         run = self.snapshot.run(self.selected)
         self.query_one(AlertBanner).show(run)
+        hidden = self.query_one(RunList).filter_text if run is None else ""
+        self.query_one("#tabs").display = not hidden  # no run's panes under "no run matches"
+        if hidden:
+            self.query_one(RunTitle).say(Text(f"no run matches {hidden!r}", style="dim"))
         if run is None:
             return
         curves = self.query_one(CurvesPane)
