@@ -191,3 +191,20 @@ async def test_a_filter_that_hides_every_run_leaves_none_selected(tmp_path):
         await pilot.press("escape")  # the filter cleared: a run is chosen again
         assert await wait_for(pilot, lambda: app.selected is not None)
         assert app.main.query_one("#tabs").display
+
+
+async def test_j_and_k_scroll_the_help_at_80x24(tmp_path):
+    from watchrun.app.screens import HelpScreen
+
+    jsonl_run(tmp_path, "run")
+    app = make_app(tmp_path / "run")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and app.selected is not None)
+        await pilot.press("question_mark")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        box = app.screen.query_one("#help")
+        assert box.max_scroll_y > 0  # taller than the screen
+        await pilot.press(*"jjjj")
+        assert await wait_for(pilot, lambda: box.scroll_y == 4)
+        await pilot.press("k")
+        assert await wait_for(pilot, lambda: box.scroll_y == 3)
