@@ -46,8 +46,7 @@ async def test_a_hostile_run_name_is_drawn_escaped(tmp_path):
         assert "\x1b" not in shown and "\u202e" not in shown
         assert shown.startswith("run\\x1b") and shown.endswith("\\u202e[/bold]")
         texts = [
-            str(app.main.query_one(sel, Static).render())
-            for sel in ("#banner", "#run-title", "#info-text")
+            str(app.main.query_one(sel).render()) for sel in ("#banner", "#run-title", "#info-text")
         ]
         for text in texts:
             assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text

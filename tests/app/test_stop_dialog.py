@@ -126,3 +126,97 @@ async def test_stop_dialog_buttons_fit_at_80_columns(tmp_path):
         for button in app.screen.query(Button):
             region = button.region
             assert region.width > 0 and region.right <= 80 and region.bottom <= 24, button.id
+
+
+async def test_enter_at_once_cancels_and_stops_nothing(tmp_path):
+    """The dialog opens with Cancel focused: Enter closes it and writes no request file."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "watchrun.jsonl").write_text(
+        "".join(json.dumps({"step": i, "loss": 1 / (i + 1)}) + "\n" for i in range(30))
+    )
+    app = WatchrunApp([str(run)], Config())
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.selected is not None)
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
+        await pilot.pause(0.1)
+        assert isinstance(app.focused, Button) and app.focused.id == "cancel"
+        await pilot.press("left")  # the arrows move between the buttons
+        assert isinstance(app.focused, Button) and app.focused.id == "request"
+        await pilot.press("right", "enter")
+        assert await wait_for(pilot, lambda: not isinstance(app.screen, StopScreen))
+        await pilot.pause(0.3)
+        assert not (run / STOP_FILE).exists()
+
+
+async def test_a_finished_run_is_refused_with_only_a_close_button(tmp_path):
+    """A run whose writer has exited (its pid in the TensorBoard file name is gone) has ended:
+    the dialog says so and offers no stop, not even the request file nobody would read."""
+    code = (
+        "import sys\n"
+        "from watchrun.demo import TensorBoardWriter\n"
+        "writer = TensorBoardWriter(sys.argv[1])\n"
+        "for step in range(20):\n"
+        "    writer.write(step, {'train/loss': 1 / (step + 1)})\n"
+        "writer.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], check=True)
+    app = WatchrunApp([str(tmp_path / "run")], Config())
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert await wait_for(pilot, lambda: app.selected is not None and app.ready)
+        assert await wait_for(pilot, lambda: app.snapshot.runs[app.selected].ended)
+        await pilot.press("x")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
+        text = str(app.screen.query_one("#dialog-text", Static).render())
+        assert "has already ended" in text and "nothing to stop" in text, text
+        assert [b.id for b in app.screen.query(Button)] == ["cancel"]
+        assert str(app.screen.query_one("#cancel", Button).label) == "Close"
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: not isinstance(app.screen, StopScreen))
+        assert not (tmp_path / "run" / STOP_FILE).exists()
+
+
+async def test_a_writer_that_ignores_sigint_is_not_called_stopped(tmp_path, monkeypatch):
+    """`nohup python train.py &` ignores SIGINT: after Graceful the process still runs, so the
+    run stays running and the outcome says so (it was marked stopped at once before)."""
+    import watchrun.app.app as app_module
+
+    monkeypatch.setattr(app_module, "EXIT_WAIT", 1.0)
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import json, signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
+        "for i in range(10000):\n"
+        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
+        "    log.flush(); time.sleep(0.05)\n"
+    )
+    (tmp_path / "run").mkdir()
+    child = subprocess.Popen([sys.executable, str(script)])
+    try:
+        for _ in range(100):
+            if (tmp_path / "run" / "log.jsonl").exists():
+                break
+            time.sleep(0.05)
+        app = WatchrunApp([str(tmp_path / "run")], Config())
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.selected is not None)
+            await pilot.press("x")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
+            assert app.screen.target.process is not None
+            await pilot.click("#graceful")
+
+            def outcome():
+                alerts = app.snapshot.runs[app.selected].alerts
+                return next((a for a in alerts if a.detector.startswith("stop")), None)
+
+            assert await wait_for(pilot, lambda: outcome() is not None)
+            assert outcome().detector == "stop_failed"
+            assert f"pid {child.pid} still runs" in outcome().message
+            assert child.poll() is None
+            assert app.snapshot.runs[app.selected].status.value != "stopped"
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+        child.wait()

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+import psutil
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
@@ -35,6 +36,7 @@ from watchrun.textsafe import printable
 
 DEFAULT_THEME = "watchrun-dark"
 LOAD_PUBLISH_EVERY = 1.0  # seconds between snapshots while the first read is under way
+EXIT_WAIT = 12.0  # seconds a signalled process is given to exit (kill escalates after 10)
 MAX_TOLD_ERRORS = 3  # unreadable paths named in the notice (the status line counts them all)
 AGE_REFRESH = 60.0  # ages are shown in minutes: refresh them once a minute
 
@@ -180,6 +182,8 @@ class WatchrunApp(App[None]):
 
     # -- updates ------------------------------------------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if not self.is_running:  # quitting: the screens' widgets are being removed
+            return
         self.snapshot = message.snapshot
         self._tell_scan_errors(self.snapshot)
         now = self.clock()
@@ -302,11 +306,34 @@ class WatchrunApp(App[None]):
             elif choice.target.to_signal is None:
                 outcome, kind = "could not stop: no verified process", "stop_failed"
             else:
-                outcome = control.stop(choice.target.to_signal, choice.mode)
+                process = choice.target.to_signal
+                outcome = control.stop(process, choice.mode)
+                if not process_exited(process, EXIT_WAIT):
+                    outcome += f"; pid {process.pid} still runs {EXIT_WAIT:g}s later" + (
+                        " (it ignores SIGINT, e.g. started with nohup or `&`: use Kill)"
+                        if choice.mode == "graceful"
+                        else ""
+                    )
+                    kind = "stop_failed"
         except OSError as exc:
             outcome, kind = f"could not stop: {exc}", "stop_failed"
         self.engine.record_stop(choice.run.key, outcome, kind)
         self.call_from_thread(self.notify, outcome, timeout=5)
+
+
+def process_exited(process: control.VerifiedProcess, timeout: float) -> bool:
+    """Whether the signalled process has exited within `timeout` seconds: a run is marked
+    stopped only then (a process may ignore SIGINT, or take long to save)."""
+    try:
+        proc = psutil.Process(process.pid)
+        if proc.create_time() != process.started:
+            return True  # the pid names another process now: ours has gone
+        proc.wait(timeout)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+    return True
 
 
 def run_app(

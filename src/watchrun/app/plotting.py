@@ -23,6 +23,7 @@ from rich.text import Text
 
 from watchrun.app.text import num, to_ascii
 
+BEST_ASCII = "@"  # the best point with --ascii: the curves themselves are drawn with "*"
 LEFT_MARGIN = 8  # cells plotext takes for the y tick labels (ours are at most 6 wide)
 
 
@@ -163,6 +164,25 @@ def nice_ticks(lo: float, hi: float, count: int) -> list[float]:
     return ticks
 
 
+def log_ticks(lo: float, hi: float, count: int) -> list[float]:
+    """Ticks for a log10 axis spanning lo..hi (in log10): the powers of ten when two of them
+    fit, else 1-2-5 times them, else 1..9 times them (0.08..0.32 reads 0.1, 0.2, 0.3), so that
+    at least two labels show; every n-th one when more than `count` come."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+        return []
+    for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        ticks = [
+            k + math.log10(m)
+            for k in range(math.floor(lo), math.ceil(hi) + 1)
+            for m in mantissas
+            if lo - 1e-9 <= k + math.log10(m) <= hi + 1e-9
+        ]
+        if len(ticks) >= 2:
+            every = math.ceil(len(ticks) / max(count, 1))
+            return ticks[::every]
+    return nice_ticks(lo, hi, count)
+
+
 def _ticks_every(lo: float, hi: float, step: float) -> list[float]:
     """The multiples of `step` in [lo, hi] (each k * step, so no sum drifts: 0.6, not 0.6…01)."""
     ticks: list[float] = []
@@ -252,7 +272,7 @@ def render(fig: Figure, width: int, height: int, figure=None) -> Text:  # type: 
     for c, g in zip(curves, groups, strict=True):
         if c.best is not None and math.isfinite(c.best[1]) and not (fig.log_y and c.best[1] <= 0):
             by = math.log10(c.best[1]) if fig.log_y else c.best[1]
-            star = plotext.marker("*" if fig.ascii_only else "★", _rgb(c.color))
+            star = plotext.marker(BEST_ASCII if fig.ascii_only else "★", _rgb(c.color))
             f.draw(f.signal([c.best[0]], [by], marker=star, yside=g))
     if not xs_all:
         return Text("only NaN/inf values so far", style=f"bold {fig.nan_color}")
@@ -330,9 +350,8 @@ def _y_ruler(f, side: int, ys: list[np.ndarray], height: int, log_y: bool) -> No
         lo, hi = lo - pad, hi + pad
     ruler = f.ruler("y", side)
     ruler.lim(lo, hi)
-    ticks = nice_ticks(lo, hi, max(2, (height - 3) // 2))
-    if log_y:
-        ticks = [t for t in ticks if float(t).is_integer()] or ticks
+    count = max(2, (height - 3) // 2)
+    ticks = log_ticks(lo, hi, count) if log_y else nice_ticks(lo, hi, count)
     ruler.ticks(ticks, [y_label(t, log_y) for t in ticks])
 
 

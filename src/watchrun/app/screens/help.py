@@ -46,7 +46,11 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen > #help { width: 80; max-width: 96%; height: auto; max-height: 90%;
         border: round $primary; background: $surface; padding: 0 1; }
     """
-    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", show=False)]
+    BINDINGS = [
+        Binding("escape,q,question_mark,f1", "close", "Close", show=False),
+        Binding("j", "scroll_help(1)", "Scroll down", show=False),
+        Binding("k", "scroll_help(-1)", "Scroll up", show=False),
+    ]
 
     def __init__(self, entries: list[KeyHelp]) -> None:
         super().__init__()
@@ -69,6 +73,10 @@ class HelpScreen(ModalScreen[None]):
         text.append("Esc closes this help.", style="dim")
         with VerticalScroll(id="help"):
             yield Static(text, id="help-text")
+
+    def action_scroll_help(self, lines: int) -> None:
+        """j/k scroll a help taller than the terminal (80x24), as the arrows do."""
+        self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -20,9 +20,9 @@ from watchrun.app.widgets.curves import X_KINDS, CurvesPane
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane
 from watchrun.app.widgets.info import InfoPane
 from watchrun.app.widgets.run_list import RunList
+from watchrun.app.widgets.run_title import RunTitle
 from watchrun.app.widgets.status import StatusLine
 from watchrun.snapshot import EMPTY, Snapshot
-from watchrun.textsafe import printable
 
 TABS = ("curves", "classes", "alerts", "info", "console", "process")
 MIN_SIZE = (40, 10)
@@ -38,7 +38,6 @@ class MainScreen(Screen[None]):
     MainScreen #filter { height: 3; display: none; }
     MainScreen #filter.shown { display: block; }
     MainScreen #right { width: 1fr; }
-    MainScreen #run-title { height: 1; padding: 0 1; }
     MainScreen #tabs { height: 1fr; }
     MainScreen TabPane { padding: 0; }
     MainScreen #too-small {
@@ -85,7 +84,7 @@ class MainScreen(Screen[None]):
                 )
                 yield RunList(id="runs")
             with Vertical(id="right"):
-                yield Static("", id="run-title")
+                yield RunTitle(id="run-title")
                 with TabbedContent(id="tabs", initial="tab-curves"):
                     with TabPane("1 Curves", id="tab-curves"):
                         yield CurvesPane(id="curves")
@@ -137,13 +136,15 @@ class MainScreen(Screen[None]):
         runs.show(snapshot, now)
         self.query_one(MachineStrip).show(snapshot.machine)
         self.query_one(StatusLine).show(snapshot)
-        if not runs.user_moved and runs.keys:
+        if runs.filter_text and not runs.keys:  # the filter hides every run: none is chosen
+            self.selected = None  # (`x` must not stop a run the list does not show)
+        elif not runs.user_moved and runs.keys:
             self.selected = runs.keys[0]  # the worst run, until the user moves
         elif self.selected not in runs.keys and runs.keys:  # filtered out, or gone
             self.selected = runs.keys[0]
         runs.select(self.selected)
         if not snapshot.ready and not force:  # the first read: list the runs, draw plots once done
-            self.query_one("#run-title", Static).update(
+            self.query_one(RunTitle).say(
                 Text(f"reading… {len(snapshot.runs)} run(s) so far", style="dim")
             )
             self.query_one(AlertBanner).reading(len(snapshot.runs))
@@ -153,18 +154,20 @@ class MainScreen(Screen[None]):
     def show_run(self, force: bool = False) -> None:
         run = self.snapshot.run(self.selected)
         self.query_one(AlertBanner).show(run)
+        hidden = self.query_one(RunList).filter_text if run is None else ""
+        self.query_one("#tabs").display = not hidden  # no run's panes under "no run matches"
+        if hidden:
+            self.query_one(RunTitle).say(Text(f"no run matches {hidden!r}", style="dim"))
         if run is None:
             return
         curves = self.query_one(CurvesPane)
-        title = Text(printable(run.display_name or run.key), style="bold")
-        title.append(f"  [{', '.join(sorted(run.formats))}]  {run.status.value}", style="")
-        title.append(
+        self.query_one(RunTitle).show(
+            run.display_name or run.key,
+            f"  [{', '.join(sorted(run.formats))}]  {run.status.value}",
             f"   x: {curves.x_kind}"
             + ("  smooth" if curves.smooth else "")
             + ("  log y" if curves.log_y else ""),
-            style="dim",
         )
-        self.query_one("#run-title", Static).update(title)
         curves.show(run, force)
         self.query_one(ClassesTable).show(run)
         self.query_one(AlertsTable).show(run)

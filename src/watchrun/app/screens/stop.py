@@ -16,6 +16,7 @@ from textual.widgets import Button, Static
 
 from watchrun.control import Target
 from watchrun.model import Alert, Run
+from watchrun.snapshot import ENDED
 from watchrun.textsafe import printable
 
 
@@ -27,7 +28,20 @@ class StopChoice:
     reason: str
 
 
+def has_ended(run: Run, target: Target) -> bool:
+    """The run has ended (finished, failed, stopped, gone) and no process of it was verified:
+    there is nothing to stop, and a stop-request file would never be read."""
+    return target.to_signal is None and run.status in ENDED
+
+
 def dialog_text(run: Run, target: Target, alert: Alert | None) -> str:
+    if has_ended(run, target):
+        lines = [
+            f"Run {run.key} has already ended ({run.status.value}): there is nothing to stop.",
+            "",
+            f"no process to signal: {target.reason}",
+        ]
+        return "\n".join(printable(line) for line in lines)
     lines = [f"Stop run {run.key}?", ""]
     if target.process:
         p = target.process
@@ -72,7 +86,11 @@ class StopScreen(ModalScreen["StopChoice | None"]):
         grid-gutter: 0 1; grid-rows: 3; }
     StopScreen #buttons Button { width: 100%; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("left", "app.focus_previous", "Previous button", show=False),
+        Binding("right", "app.focus_next", "Next button", show=False),
+    ]
 
     def __init__(self, run: Run, target: Target, alert: Alert | None) -> None:
         super().__init__()
@@ -85,12 +103,20 @@ class StopScreen(ModalScreen["StopChoice | None"]):
         with VerticalScroll(id="dialog"):
             yield Static(dialog_text(self.run, t, self.alert), id="dialog-text", markup=False)
             with Horizontal(id="buttons"):
+                if has_ended(self.run, t):
+                    yield Button("Close", id="cancel", variant="primary")
+                    return
                 if t.process:
                     yield Button("Graceful stop (SIGINT)", id="graceful", variant="warning")
                     yield Button("Kill (SIGTERM, then SIGKILL)", id="kill", variant="error")
                 if "run-card" in self.run.formats or not t.process:
                     yield Button("Save & stop (request file)", id="request", variant="success")
                 yield Button("Cancel", id="cancel", variant="primary")
+
+    def on_mount(self) -> None:
+        """Cancel has the focus (Enter at once stops nothing); Tab or the arrows reach the
+        others."""
+        self.query_one("#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         bid = event.button.id or "cancel"

@@ -7,6 +7,12 @@ from textual.widgets import Log
 from watchrun.snapshot import RunView
 from watchrun.textsafe import printable
 
+NO_CONSOLE = (
+    "(no console log found for this run)",
+    "To see its output here, tee it into a file in the run directory:",
+    "  python train.py 2>&1 | tee train.log",
+)
+
 
 class ConsolePane(Log):
     DEFAULT_CSS = """
@@ -39,10 +45,7 @@ class ConsolePane(Log):
         else:
             new = lines[len(self.shown) :]
         if not lines and run is not None:
-            new = (
-                "(no console log found for this run: tee the training's output into a file "
-                "in the run directory, e.g. `python train.py 2>&1 | tee train.log`)",
-            )
+            new = NO_CONSOLE  # short lines: a Log does not wrap
         self.key, self.shown = key, lines
         if new:
             shown = [printable(line.expandtabs()) for line in new]  # a log may hold escapes

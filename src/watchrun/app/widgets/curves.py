@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from watchrun.app.plotting import Curve, Figure
 from watchrun.app.theme import Palette
 from watchrun.app.widgets.plot import Plot
+from watchrun.model import is_sampled
 from watchrun.semantics import pick, role_of
 from watchrun.snapshot import RunView, SeriesView
 
@@ -26,6 +27,10 @@ def loss_names(names: list[str], aliases: dict[str, str]) -> list[str]:
 
 
 def metric_names(names: list[str], losses: list[str], aliases: dict[str, str]) -> list[str]:
+    """The task metrics for the lower plot: validation/test quality first, else whatever the
+    logs hold but losses, runtimes and epochs; never the process and GPU samples (the Process
+    tab draws those)."""
+    names = [n for n in names if not is_sampled(n)]
     roles = {n: role_of(n, aliases) for n in names}
     key = [
         n
@@ -57,14 +62,35 @@ def ema(y: np.ndarray, alpha: float = SMOOTH_ALPHA) -> np.ndarray:
     return out
 
 
+def run_start(run: RunView) -> float:
+    """The wall time of the run's first point, whatever series it is in: the time axis's 0
+    for every curve (a first eval logged ten minutes in is drawn ten minutes in)."""
+    firsts = [float(s.walls[0]) for s in run.series.values() if len(s.walls)]
+    return min(firsts) if firsts else 0.0
+
+
 def x_values(run: RunView, s: SeriesView, kind: str) -> np.ndarray:
     if kind == "time":
-        return s.walls - s.walls[0] if len(s.walls) else s.walls
+        return s.walls - run_start(run) if len(s.walls) else s.walls
+    return steps_to_x(run, s.steps, kind, s)
+
+
+def steps_to_x(
+    run: RunView, steps: np.ndarray, kind: str, ref: SeriesView | None = None
+) -> np.ndarray:
+    """Where steps (an alert's, a best point's) lie on an x axis of `kind`: epochs from the
+    run's epoch series, times from the steps and wall times of `ref`."""
+    steps = np.asarray(steps, dtype=np.float64)
+    if kind == "time":
+        if ref is None or len(ref.steps) < 1 or len(ref.walls) != len(ref.steps):
+            return np.full(len(steps), np.nan)
+        order = np.argsort(ref.steps, kind="stable")
+        return np.interp(steps, ref.steps[order], ref.walls[order] - run_start(run))
     epoch = run.series.get("epoch")
     if kind == "epoch" and epoch is not None and len(epoch.steps) > 1 and run.step_unit != "epoch":
         order = np.argsort(epoch.steps, kind="stable")
-        return np.interp(s.steps, epoch.steps[order], epoch.values[order])
-    return s.steps
+        return np.interp(steps, epoch.steps[order], epoch.values[order])
+    return steps
 
 
 def figure_for(
@@ -83,6 +109,7 @@ def figure_for(
     aliases = aliases or {}
     curves, faint = [], []
     nonfinite: list[float] = []
+    ref: SeriesView | None = None  # the first curve's series: steps to times for the alerts
     for i, name in enumerate(names):
         s = run.series.get(name)
         if s is None or not len(s.steps):
@@ -91,7 +118,10 @@ def figure_for(
         color = palette.plot[(i + offset) % len(palette.plot)]
         hb = role_of(name, aliases).higher_better
         best_step = None if hb is None else (s.best_high if hb else s.best_low)
-        best = best_step if x_kind == "step" else None  # the star only where x is the step
+        best = None
+        if best_step is not None:  # the star where the best point lies on this x axis
+            best_x = float(steps_to_x(run, np.array([best_step[0]]), x_kind, s)[0])
+            best = (best_x, best_step[1]) if np.isfinite(best_x) else None
         y = s.values
         bad = ~np.isfinite(y)
         if bad.any():
@@ -100,11 +130,12 @@ def figure_for(
             faint.append(Curve(name, x, y, palette.faint(color)))
             y = ema(y)
         curves.append(Curve(name, x, y, color, best, last=s.last, best_step=best_step))
-    marks = (
-        tuple(float(a.step) for a in run.alerts if a.severity.value != "info")
-        if x_kind == "step"
-        else ()
+        if ref is None:
+            ref = s
+    alert_steps = np.array(
+        [float(a.step) for a in run.alerts if a.severity.value != "info"], dtype=np.float64
     )
+    marks = tuple(float(v) for v in steps_to_x(run, alert_steps, x_kind, ref) if np.isfinite(v))
     return Figure(
         tuple(curves),
         x_kind=x_kind,

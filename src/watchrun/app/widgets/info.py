@@ -52,7 +52,10 @@ def info_text(run: RunView) -> Text:
         )
     t.append(f"files ({len(run.files)})\n", style="bold")
     for f in run.files:
-        rel = os.path.relpath(f, run.root) if f.startswith(run.root) else f
+        if f == run.root:  # a run that is one file (a console log, a CSV)
+            rel = os.path.basename(f)
+        else:
+            rel = os.path.relpath(f, run.root) if f.startswith(run.root) else f
         t.append(f"  {printable(rel)}\n")
     if run.warnings:
         t.append("warnings\n", style="bold")

@@ -49,28 +49,45 @@ class Plot(Widget):
         self.show(build())
         self._key = key
 
-    def readout_text(self) -> Text:
-        """`● val_loss 0.312  best 0.298 @1.2k` per curve."""
+    def readout_text(self, width: int = 0) -> Text:
+        """`● val_loss 0.312  best 0.298 @1.2k` per curve; in `width` cells, a line breaks
+        between two curves' entries, never inside one (an entry wider than a line folds)."""
         out = Text(no_wrap=False, overflow="fold")
+        if not self.figure.curves:
+            out.append("no series for this plot yet", style="dim")
+            return out
+        used = 0
+        for entry in self._readout_entries():
+            if used and width and used + 3 + entry.cell_len > width:
+                out.append("\n")
+                used = 0
+            elif used:
+                out.append("   ")
+                used += 3
+            out.append_text(entry)
+            used += entry.cell_len
+        return out
+
+    def _readout_entries(self) -> list[Text]:
+        entries = []
         dot = "o" if self.figure.ascii_only else "●"
         for c in self.figure.curves:
             last = c.last if c.last is not None else (float(c.y[-1]) if len(c.y) else math.nan)
-            out.append(f"{dot} ", style=c.color)
-            out.append(f"{c.name} ", style="bold")
-            out.append(
+            entry = Text()
+            entry.append(f"{dot} ", style=c.color)
+            entry.append(f"{c.name} ", style="bold")
+            entry.append(
                 num(last), style=f"bold {self.figure.nan_color}" if not math.isfinite(last) else ""
             )
             best = c.best_step or c.best
             if best is not None and not self.compact:
-                out.append(f"  best {num(best[1])} @{num(best[0])}", style="dim")
-            out.append("   ")
-        if not self.figure.curves:
-            out.append("no series for this plot yet", style="dim")
-        return out
+                entry.append(f"  best {num(best[1])} @{num(best[0])}", style="dim")
+            entries.append(entry)
+        return entries
 
     def render(self) -> Text:
         width, height = self.size.width, self.size.height
-        head = self.readout_text() if self.readout else Text("")
+        head = self.readout_text(width) if self.readout else Text("")
         head_lines = len(head.wrap(self.app.console, max(1, width))) if self.readout else 0
         body_h = height - head_lines
         cache = self._cache
