@@ -153,8 +153,8 @@ def test_loss_blown_up_in_the_first_steps_is_divergence(trained):
 def test_keras_binary_recall_far_below_accuracy_is_a_hidden_minority(tmp_path, noise, expected):
     """10% positives and Keras' own Precision()/Recall(). A hard signal: the accuracy sits at 0.92
     while the positive class's recall stays low (called once it and the AUC stop climbing; the
-    precision of 1 on a handful of positive predictions is no perfect validation). An easy one: the recall
-    passes 0.5 by the third epoch, nothing is called. Labels independent of the inputs: no
+    precision of 1 on a handful of positive predictions is no perfect validation). An easy one:
+    the recall passes 0.5 by the third epoch, nothing is called. Labels independent of the inputs: no
     positive prediction at all (precision and recall 0) is a collapse from the second eval, and
     the zeros are not also reported as stuck metrics."""
     env = {**os.environ, "KERAS_BACKEND": "torch"}
