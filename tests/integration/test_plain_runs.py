@@ -154,9 +154,9 @@ def test_keras_binary_recall_far_below_accuracy_is_a_hidden_minority(tmp_path, n
     """10% positives and Keras' own Precision()/Recall(). A hard signal: the accuracy sits at 0.92
     while the positive class's recall stays low (called once it and the AUC stop climbing; the
     precision of 1 on a handful of positive predictions is no perfect validation). An easy one:
-    the recall passes 0.5 by the third epoch, nothing is called. Labels independent of the inputs: no
-    positive prediction at all (precision and recall 0) is a collapse from the second eval, and
-    the zeros are not also reported as stuck metrics."""
+    the recall passes 0.5 by the third epoch, nothing is called. Labels independent of the
+    inputs: no positive prediction at all (precision and recall 0) is a collapse from the second
+    eval, and the zeros are not also reported as stuck metrics."""
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     subprocess.run(
         [sys.executable, str(HERE / "train_keras_binary.py"), str(tmp_path), str(noise)],
