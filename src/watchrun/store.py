@@ -29,6 +29,7 @@ from watchrun.model import Alert, Run, Series, TextSample
 MAX_TEXTS = 500
 MAX_CONSOLE_LINES = 500  # the console pane's ring, per run
 RICHNESS_UNKNOWN = 2  # a stream whose source did not say how rich it is
+STEP_EXACT = 1  # richness from which a writer records the step of each point
 
 
 class Store:
@@ -124,12 +125,16 @@ class Store:
         its `owner`? One that starts clearly earlier holds history the owner lacks (a resumed
         run's CSV holds only the resumed part, its TensorBoard file both): it does. One that
         starts clearly later misses that history: it does not. Otherwise (the same start, or
-        one step apart: epochs counted from 0 by one writer and from 1 by another) the richer."""
+        one step apart: epochs counted from 0 by one writer and from 1 by another) the richer.
+        Starts are compared only between writers that record their steps: a console's steps are
+        inferred (a progress bar's epoch), so it never wins by its start."""
         owner_first = self._first.get((key, name, owner), first)
-        if first < owner_first - 1:
-            return True
-        if first > owner_first + 1:
-            return False
+        rank = self.richness.get
+        if min(rank(stream, RICHNESS_UNKNOWN), rank(owner, RICHNESS_UNKNOWN)) >= STEP_EXACT:
+            if first < owner_first - 1:
+                return True
+            if first > owner_first + 1:
+                return False
         return self._richer(stream, owner)
 
     def _richer(self, stream: str, than: str) -> bool:

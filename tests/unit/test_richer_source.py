@@ -85,6 +85,20 @@ def test_epochs_counted_from_0_and_from_1_are_the_same_start():
     assert store.streams_of("run", "val/box_loss") == {"table"}
 
 
+def test_a_console_never_wins_a_metric_by_its_start():
+    """A console's steps are inferred (Lightning's progress bar prints the epoch, 7, next to
+    val_loss): the CSV logger's val_loss from step 562 is kept, not one console point at 7."""
+    from watchrun.sources.table import TableSource
+
+    store = Store()
+    for cls in (TableSource, ConsoleSource):
+        cls(store, "run")
+    store.add_points("run", "console", "val_loss", [7], [0.5], [0.0])
+    store.add_points("run", "table", "val_loss", [562, 1125], [0.5, 0.4], [0.0, 0.0])
+    assert store.streams_of("run", "val_loss") == {"table"}
+    assert store.runs["run"].series["val_loss"].steps.tolist() == [562, 1125]
+
+
 def test_a_metric_only_the_poorer_stream_gives_stays_its_own():
     store = _store(["trainer_state", "console"])
     store.add_points("run", "console", "grad_norm", [10, 20], [1.0, 2.0], [0.0, 0.0])
