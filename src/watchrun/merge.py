@@ -213,7 +213,8 @@ def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bo
 
 def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped-def]
     """A console standing alone joins the run whose values it printed, or else the single
-    training in the folders below its own."""
+    training in its own folder (the run's files appeared after it), or else the single training
+    in the folders below its own."""
     trainings = [r for r in runs if not r.consoles_only]
     for c in runs:
         if not c.consoles_only:
@@ -225,8 +226,13 @@ def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped
             n, best = max(printed, key=lambda nr: nr[0])
             join(best, c, f"its console, printing {n} of its values")
             continue
+        here = {find(r.key) for r in near_runs if r.root == c.root}
+        if len(here) == 1:  # found before the run's files (a log opened before the imports):
+            # discovery attaches a console to the run of its folder; the same, found later
+            join(by_key[next(iter(here))], c, "its console, in the same folder")
+            continue
         below = {find(r.key) for r in near_runs if r.root != c.root and _under(r.root, c.root)}
-        if len(below) == 1 and not any(r.root == c.root for r in near_runs):
+        if len(below) == 1 and not here:
             join(by_key[next(iter(below))], c, "its console, in the folder above it")
 
 

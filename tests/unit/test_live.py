@@ -63,3 +63,35 @@ def test_new_run_appearing_while_watching_is_picked_up(tmp_path):
     engine.rescan_needed = True
     engine.tick()
     assert len(engine.visible_keys()) == 5
+
+
+def test_a_console_opened_before_the_runs_files_joins_that_run_live(tmp_path):
+    """`python train.py > exp1/train.log`: the shell creates the log before the script has
+    imported torch and written its first event file. Watched live, the console found alone joins
+    the run of its folder once that run appears, as a scan of the finished folder attaches it."""
+    exp = tmp_path / "exp1"
+    exp.mkdir()
+    (exp / "train.log").write_text("loading data...\n")
+    engine = Engine([str(tmp_path)], poll_seconds=0.05)
+    engine.load()
+    assert engine.visible_keys() == [] or engine.visible_keys() == ["exp1/train.log"]
+    with open(exp / "events.out.tfevents.1700000000.host.7.0", "wb") as fh:
+        fh.write(file_version_event())
+        for i in range(20):
+            fh.write(scalar_event(i, "loss", 1.0 / (i + 1)))
+    with open(exp / "train.log", "a") as fh:
+        fh.write("epoch 1 done\n")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        engine.tick()
+        run = engine.store.runs.get("exp1")
+        if (
+            run is not None
+            and "console" in run.formats
+            and len(points(engine, "exp1")["loss"]) == 20
+        ):
+            break
+        time.sleep(0.1)
+    assert engine.visible_keys() == ["exp1"]
+    assert {"console", "tensorboard"} <= engine.store.runs["exp1"].formats
+    assert engine.visible_keys() == loaded(tmp_path).visible_keys()
