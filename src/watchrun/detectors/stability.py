@@ -510,8 +510,8 @@ class Divergence(Detector):
             Severity.CRITICAL,
             step,
             [sv.name],
-            f"{sv.name} is exploding: {fmt(m)} vs its minimum {fmt(self.run_min)} "
-            f"(step {self.min_step}), {m / self.run_min:.1f}x{extra}",
+            f"{sv.name} is exploding: {fmt(m)} (median of 5) vs its lowest median "
+            f"{fmt(self.run_min)} (step {self.min_step}), {fmt(m / self.run_min)}x{extra}",
             evidence,
             "stop training before it turns NaN: lower the learning rate, add gradient clipping, "
             "check the warm-up",
