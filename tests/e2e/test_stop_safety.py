@@ -73,8 +73,14 @@ def procs():
             p.wait()
 
 
+def _default_sigint() -> None:
+    # a shell without job control starts background jobs with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: the stand-in writer must react as a training would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sleeper(procs: list, *prefix: str) -> subprocess.Popen:
-    p = subprocess.Popen([*prefix, "sleep", "300"])
+    p = subprocess.Popen([*prefix, "sleep", "300"], preexec_fn=_default_sigint)
     procs.append(p)
     return p
 
