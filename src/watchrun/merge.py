@@ -226,7 +226,9 @@ def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped
             n, best = max(printed, key=lambda nr: nr[0])
             join(best, c, f"its console, printing {n} of its values")
             continue
-        here = {find(r.key) for r in near_runs if r.root == c.root}
+        # only a run of the folder itself (a TensorBoard dir, a Lightning version): a run that
+        # is one file (a CSV named for itself) shares its folder with other trainings
+        here = {find(r.key) for r in near_runs if r.root == c.root and _names_its_folder(r)}
         if len(here) == 1:  # found before the run's files (a log opened before the imports):
             # discovery attaches a console to the run of its folder; the same, found later
             join(by_key[next(iter(here))], c, "its console, in the same folder")
@@ -234,6 +236,11 @@ def _join_consoles(runs, by_key, find, join) -> None:  # type: ignore[no-untyped
         below = {find(r.key) for r in near_runs if r.root != c.root and _under(r.root, c.root)}
         if len(below) == 1 and not here:
             join(by_key[next(iter(below))], c, "its console, in the folder above it")
+
+
+def _names_its_folder(r: RunFacts) -> bool:
+    """The run is its folder (its key ends with the folder's name), not a file in it."""
+    return os.path.basename(r.key.rstrip("/")) == os.path.basename(r.root.rstrip(os.sep))
 
 
 def printed_matches(printed: np.ndarray, exact: np.ndarray) -> int:
