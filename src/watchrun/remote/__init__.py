@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import shutil
 import tempfile
 from typing import Protocol
 
@@ -144,3 +145,27 @@ def _read_marker(marker: str) -> dict[str, str]:
 # local_root -> the mirrors this process has open (the engine registers them; control's
 # request_stop finds a remote run's mirror here)
 OPEN: dict[str, Mirror] = {}
+
+
+def hold_cache(cache_dir: str, temp_prefix: str) -> tuple[int | None, str]:
+    """(lock fd, the cache dir to use): `cache_dir`, locked while its mirror is open; when
+    another watchrun holds it, a temporary dir of our own (two processes appending to one
+    mirror would double its points)."""
+    import fcntl
+
+    os.makedirs(cache_dir, exist_ok=True)
+    fd = os.open(os.path.join(cache_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None, tempfile.mkdtemp(prefix=temp_prefix)
+    return fd, os.path.abspath(cache_dir)
+
+
+def release_cache(lock_fd: int | None, cache_dir: str, temp_prefix: str) -> None:
+    """Undo hold_cache: close the lock (and with it the flock), or remove our own temporary dir."""
+    if lock_fd is not None:
+        os.close(lock_fd)
+    elif os.path.basename(cache_dir).startswith(temp_prefix):
+        shutil.rmtree(cache_dir, ignore_errors=True)

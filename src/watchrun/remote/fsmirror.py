@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +33,7 @@ from typing import Any
 
 from watchrun.control import STOP_FILE, stop_request_body
 from watchrun.discover import PRUNE_DIRS
-from watchrun.remote import MARKER, RemoteError
+from watchrun.remote import MARKER, RemoteError, hold_cache, release_cache
 from watchrun.sources import Head, claim
 from watchrun.sources.probe import HEAD_BYTES, TAIL_BYTES, is_binary
 from watchrun.tail import is_rotated_name
@@ -102,7 +99,7 @@ class FsMirror:
         self._check_package()
         self.root_path = _root_path(url)
         self.label = _label(url, scheme)
-        self._lock_fd, self.cache_dir = _own(cache_dir)
+        self._lock_fd, self.cache_dir = hold_cache(cache_dir, TEMP_PREFIX)
         self.local_root = os.path.join(self.cache_dir, "tree")
         self.poll_seconds: float | None = None
         self.interval = FAST_POLL
@@ -134,11 +131,8 @@ class FsMirror:
             self._thread.join(timeout=10)
         with self._lock:
             self._drop_fs()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # and with it the flock
-            self._lock_fd = None
-        elif os.path.basename(self.cache_dir).startswith(TEMP_PREFIX):
-            shutil.rmtree(self.cache_dir, ignore_errors=True)  # our own, for this run only
+        release_cache(self._lock_fd, self.cache_dir, TEMP_PREFIX)
+        self._lock_fd = None
 
     def problem(self) -> str | None:
         return self._problem
@@ -459,20 +453,6 @@ class FsMirror:
                 if path not in keep:
                     with contextlib.suppress(OSError):
                         os.remove(path)
-
-
-def _own(cache_dir: str) -> tuple[int | None, str]:
-    """(lock fd, the cache dir to use): the given one, held with a lock while this mirror is
-    open; when another watchrun holds it, a temporary one of our own (two processes must not
-    write one mirror)."""
-    os.makedirs(cache_dir, exist_ok=True)
-    fd = os.open(os.path.join(cache_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd, cache_dir
-    except OSError:
-        os.close(fd)
-        return None, tempfile.mkdtemp(prefix=TEMP_PREFIX)
 
 
 def _make_fs(url: str, protocol: str, options: dict[str, Any]) -> Any:

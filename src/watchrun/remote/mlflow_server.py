@@ -35,7 +35,6 @@ returns.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -44,7 +43,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -55,7 +53,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from watchrun.remote import MARKER, OPEN, RemoteError
+from watchrun.remote import MARKER, OPEN, RemoteError, hold_cache, release_cache
 from watchrun.sources.base import STEP_MIN
 
 log = logging.getLogger(__name__)
@@ -316,7 +314,7 @@ class MlflowMirror:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", host)
         digest = hashlib.sha1(url.encode()).hexdigest()[:8]
         self.api = Api(self.target.base)
-        self._lock_fd, self.cache_dir = _own(cache_dir)
+        self._lock_fd, self.cache_dir = hold_cache(cache_dir, TEMP_PREFIX)
         self.local_root = os.path.join(self.cache_dir, f"mlflow-{slug}-{digest}")
         self.staging_root = self.local_root + ".staging"  # new runs, until complete
         self.runs: dict[str, RunState] = {}
@@ -349,11 +347,8 @@ class MlflowMirror:
         if self._thread is not None:
             self._thread.join(READ_TIMEOUT + CONNECT_TIMEOUT)
         OPEN.pop(os.path.abspath(self.local_root), None)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # and with it the lock
-            self._lock_fd = None
-        elif os.path.basename(self.cache_dir).startswith(TEMP_PREFIX):
-            shutil.rmtree(self.cache_dir, ignore_errors=True)  # our own, for this run only
+        release_cache(self._lock_fd, self.cache_dir, TEMP_PREFIX)
+        self._lock_fd = None
 
     def problem(self) -> str | None:
         return self._problem
@@ -696,20 +691,6 @@ class MlflowMirror:
                     continue
                 self.experiments.setdefault(str(state.meta["experiment_id"]), folder)
                 self.runs[state.run_id] = state
-
-
-def _own(cache_dir: str) -> tuple[int | None, str]:
-    """(lock fd, the cache dir to use): the given one, locked while this mirror is open; when
-    another watchrun holds it, a temporary one (two processes appending to one mirror would
-    double its points)."""
-    os.makedirs(cache_dir, exist_ok=True)
-    fd = os.open(os.path.join(cache_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None, tempfile.mkdtemp(prefix=TEMP_PREFIX)
-    return fd, os.path.abspath(cache_dir)
 
 
 def _run_state_of(run_dir: str) -> RunState | None:
