@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
@@ -41,3 +42,23 @@ def loaded(path) -> Engine:
 
 def u64(n: int) -> bytes:
     return struct.pack("<Q", n)
+
+
+def follow_in_chunks(source_csv: Path, live_root: Path, chunks: int, bounded: bool) -> Engine:
+    """`check --follow` on a Lightning CSV run as its metrics.csv grows in `chunks` reads (a copy
+    of `source_csv` under `live_root`): the detectors are attached before the first read and
+    run after each. The caller ends the run (verdict, or a final detect)."""
+    lines = source_csv.read_bytes().splitlines(keepends=True)
+    target = live_root / "lightning_logs" / "version_0" / "metrics.csv"
+    target.parent.mkdir(parents=True)
+    e = Engine([str(live_root)], use_watchdog=False, bounded=bounded)
+    e.detectors  # noqa: B018 - attached before the first read, as `check --follow` does
+    for k in range(chunks):
+        with open(target, "ab") as fh:
+            fh.writelines(lines[len(lines) * k // chunks : len(lines) * (k + 1) // chunks])
+        if k == 0:
+            e.load()
+        else:
+            e.poll()
+        e.detect()
+    return e

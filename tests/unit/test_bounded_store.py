@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.unit.helpers import follow_in_chunks
 
 from watchrun.demo import CsvWriter
 from watchrun.engine import Engine
@@ -189,20 +190,8 @@ def test_bounding_changes_no_alert_on_long_runs(tmp_path: Path, scenario, expect
 def live_alerts(path: Path, bounded: bool, chunks: int) -> tuple[list[tuple], int]:
     """`check --follow` on the run as its CSV grows in `chunks` reads: in a bounded store the
     runner reduces history between reads, behind what the detectors have seen."""
-    lines = next(path.rglob("metrics.csv")).read_bytes().splitlines(keepends=True)
     root = path.parent / f"{path.name}-live-{bounded}"
-    target = root / "lightning_logs" / "version_0" / "metrics.csv"
-    target.parent.mkdir(parents=True)
-    e = Engine([str(root)], use_watchdog=False, bounded=bounded)
-    e.detectors  # noqa: B018 - attached before the first read, as `check --follow` does
-    for k in range(chunks):
-        with open(target, "ab") as fh:
-            fh.writelines(lines[len(lines) * k // chunks : len(lines) * (k + 1) // chunks])
-        if k == 0:
-            e.load()
-        else:
-            e.poll()
-        e.detect()
+    e = follow_in_chunks(next(path.rglob("metrics.csv")), root, chunks, bounded)
     e.verdict()  # the end: nothing writes the file any more
     out = sorted(
         (a.detector, a.severity.value, a.step, tuple(a.metrics), a.message)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.unit.helpers import follow_in_chunks
 
 from watchrun.demo import CsvWriter
 from watchrun.detectors.base import small_median
 from watchrun.detectors.progress import LossAtChance
 from watchrun.detectors.schedule import LrSchedule
 from watchrun.detectors.stability import Divergence, GradSpike, window_medians
-from watchrun.engine import Engine
 
 N = 20_000
 
@@ -55,21 +55,7 @@ def troubled_run(seed: int) -> list[tuple[int, dict[str, float]]]:
 
 def alerts(root: Path, chunks: int, name: str) -> list[tuple]:
     """`check` on the run, fed in `chunks` reads as a follower would see the file grow."""
-    source = next(root.rglob("metrics.csv")).read_bytes()
-    live = root.parent / name
-    target = live / "lightning_logs" / "version_0" / "metrics.csv"
-    target.parent.mkdir(parents=True)
-    lines = source.splitlines(keepends=True)
-    e = Engine([str(live)], use_watchdog=False, bounded=False)
-    e.detectors  # noqa: B018 - attached before the first read
-    for k in range(chunks):
-        with open(target, "ab") as fh:
-            fh.writelines(lines[len(lines) * k // chunks : len(lines) * (k + 1) // chunks])
-        if k == 0:
-            e.load()
-        else:
-            e.poll()
-        e.detect()
+    e = follow_in_chunks(next(root.rglob("metrics.csv")), root.parent / name, chunks, False)
     e.detect(final=True)
     return sorted(
         (a.detector, a.severity.value, a.step, a.message, repr(sorted(a.evidence.items())))
