@@ -16,6 +16,9 @@ Directories watchrun does not read at all show as "not read".
 
     python benchmarks/detection.py [--shared DIR] [--runs]     per-run lines with --runs
     python benchmarks/detection.py --sweeps [N]                 the simulated sweeps instead
+    ... --alerts FILE      also write every alert (run, detector, severity, step, open, message,
+                           evidence) as sorted JSON lines: a change meant to keep the alerts
+                           (a speed-up) is checked with `diff` of two such files
 """
 
 from __future__ import annotations
@@ -177,7 +180,17 @@ def judge(item: Labelled) -> Outcome:
             i = int(s.steps.searchsorted(a.step, side="right")) - 1
             if i >= 0:
                 out.steps_in_label_unit[id(a)] = round(float(s.values[i]), 2)
+    record_alerts(out)
     return out
+
+
+ALERT_LINES: list[str] = []  # --alerts: one JSON line per alert of every judged run
+
+
+def record_alerts(o: Outcome) -> None:
+    for a in o.alerts:
+        line = dict(a.to_json(), open=a.open, set=o.item.set, name=o.item.name)
+        ALERT_LINES.append(json.dumps(line, sort_keys=True, default=str))
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -367,11 +380,14 @@ def main() -> None:
         metavar="N",
         help="the simulated sweeps instead: N healthy and N overfitting runs",
     )
+    ap.add_argument("--alerts", type=Path, metavar="FILE", help="write every alert to FILE")
     args = ap.parse_args()
     if args.sweeps:
         sweeps_report(args.sweeps)
     else:
         labelled_report(args.shared, args.runs)
+    if args.alerts:
+        args.alerts.write_text("".join(line + "\n" for line in sorted(ALERT_LINES)))
 
 
 if __name__ == "__main__":
