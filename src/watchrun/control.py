@@ -88,6 +88,7 @@ class VerifiedProcess:
     cmdline: str
     evidence: str  # why it is the run's writer (or launcher)
     token: object = field(default=None, repr=False, compare=False)
+    ignores_sigint: bool = False  # SIGINT set to SIG_IGN when verified: only a kill stops it
 
     def __post_init__(self) -> None:
         if self.token is not _MADE_HERE:
@@ -315,7 +316,22 @@ def _made(p: psutil.Process, evidence: str) -> VerifiedProcess:
         " ".join(p.cmdline()) or p.name(),
         evidence,
         _MADE_HERE,
+        ignores_sigint=ignores_signal(p.pid, signal.SIGINT),
     )
+
+
+def ignores_signal(pid: int, sig: int) -> bool:
+    """Whether the process has `sig` set to SIG_IGN (Linux: the SigIgn mask in
+    /proc/<pid>/status). A command started with `&` by a non-interactive shell ignores SIGINT
+    (POSIX), so a graceful stop would do nothing; False where this cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _real_files(run: Run) -> set[str]:

@@ -177,16 +177,18 @@ async def test_a_finished_run_is_refused_with_only_a_close_button(tmp_path):
         assert not (tmp_path / "run" / STOP_FILE).exists()
 
 
-async def test_a_writer_that_ignores_sigint_is_not_called_stopped(tmp_path, monkeypatch):
-    """`nohup python train.py &` ignores SIGINT: after Graceful the process still runs, so the
-    run stays running and the outcome says so (it was marked stopped at once before)."""
+async def test_a_writer_that_catches_sigint_and_goes_on_is_not_called_stopped(
+    tmp_path, monkeypatch
+):
+    """A loop whose SIGINT handler does not stop it: after Graceful the process still runs, so
+    the run stays running and the outcome says so (it was marked stopped at once before)."""
     import watchrun.app.app as app_module
 
     monkeypatch.setattr(app_module, "EXIT_WAIT", 1.0)
     script = tmp_path / "train.py"
     script.write_text(
         "import json, signal, time\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGINT, lambda *_: None)\n"
         f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
         "for i in range(10000):\n"
         "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
@@ -216,6 +218,49 @@ async def test_a_writer_that_ignores_sigint_is_not_called_stopped(tmp_path, monk
             assert f"pid {child.pid} still runs" in outcome().message
             assert child.poll() is None
             assert app.snapshot.runs[app.selected].status.value != "stopped"
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+        child.wait()
+
+
+async def test_a_writer_that_ignores_sigint_is_offered_only_kill(tmp_path):
+    """`python train.py &` from a script ignores SIGINT (SIG_IGN): the dialog says so and offers
+    no Graceful stop; Kill stops it and the run is called stopped."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import json, signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
+        "for i in range(10000):\n"
+        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
+        "    log.flush(); time.sleep(0.05)\n"
+    )
+    (tmp_path / "run").mkdir()
+    child = subprocess.Popen([sys.executable, str(script)])
+    try:
+        for _ in range(100):
+            if (tmp_path / "run" / "log.jsonl").exists():
+                break
+            time.sleep(0.05)
+        app = WatchrunApp([str(tmp_path / "run")], Config())
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.selected is not None)
+            await pilot.press("x")
+            assert await wait_for(pilot, lambda: isinstance(app.screen, StopScreen))
+            dialog = app.screen
+            assert dialog.target.process is not None and dialog.target.process.ignores_sigint
+            text = str(dialog.query_one("#dialog-text", Static).render())
+            assert f"pid {child.pid} ignores SIGINT" in text, text
+            assert {b.id for b in dialog.query(Button)} == {"kill", "cancel"}
+            await pilot.click("#kill")
+            assert await wait_for(
+                pilot, lambda: app.snapshot.runs[app.selected].status.value == "stopped"
+            )
+            # gone (its exit status is not checked: the app's psutil wait may reap it first)
+            assert await wait_for(pilot, lambda: child.poll() is not None)
+            outcome = [a for a in app.snapshot.runs[app.selected].alerts if a.detector == "stopped"]
+            assert outcome and "sent SIGTERM" in outcome[0].message
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)

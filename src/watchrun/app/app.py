@@ -310,7 +310,7 @@ class WatchrunApp(App[None]):
                 outcome = control.stop(process, choice.mode)
                 if not process_exited(process, EXIT_WAIT):
                     outcome += f"; pid {process.pid} still runs {EXIT_WAIT:g}s later" + (
-                        " (it ignores SIGINT, e.g. started with nohup or `&`: use Kill)"
+                        " (it caught SIGINT and went on, or is still saving: Kill stops it)"
                         if choice.mode == "graceful"
                         else ""
                     )

@@ -57,6 +57,12 @@ def dialog_text(run: Run, target: Target, alert: Alert | None) -> str:
                 "signalled, not one rank"
             )
         lines += [f"not used: {n}" for n in target.notes]
+        signalled = target.to_signal
+        if signalled is not None and signalled.ignores_sigint:
+            lines.append(
+                f"pid {signalled.pid} ignores SIGINT (started with `&` from a script, or it set "
+                "SIG_IGN): a graceful stop would do nothing, only Kill stops it"
+            )
     else:
         lines += [f"will not signal any process: {target.reason}", f"by hand:  {target.command}"]
     lines += ["", target.library_note]
@@ -106,8 +112,9 @@ class StopScreen(ModalScreen["StopChoice | None"]):
                 if has_ended(self.run, t):
                     yield Button("Close", id="cancel", variant="primary")
                     return
-                if t.process:
+                if t.process and t.to_signal is not None and not t.to_signal.ignores_sigint:
                     yield Button("Graceful stop (SIGINT)", id="graceful", variant="warning")
+                if t.process:
                     yield Button("Kill (SIGTERM, then SIGKILL)", id="kill", variant="error")
                 if "run-card" in self.run.formats or not t.process:
                     yield Button("Save & stop (request file)", id="request", variant="success")
