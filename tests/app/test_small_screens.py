@@ -208,3 +208,16 @@ async def test_j_and_k_scroll_the_help_at_80x24(tmp_path):
         assert await wait_for(pilot, lambda: box.scroll_y == 4)
         await pilot.press("k")
         assert await wait_for(pilot, lambda: box.scroll_y == 3)
+
+
+async def test_every_tab_label_shows_whole_at_80_columns_and_long_again_when_wider(tmp_path):
+    jsonl_run(tmp_path, "run")
+    app = make_app(tmp_path / "run")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.ready and app.selected is not None)
+        assert await wait_for(pilot, lambda: "6 Proc" in screen_text(app))
+        line = next(row for row in screen_text(app).splitlines() if "1 Curves" in row)
+        assert line.rstrip().endswith("6 Proc"), line
+        await pilot.resize_terminal(200, 50)
+        assert await wait_for(pilot, lambda: "6 Process" in screen_text(app))
+        assert "5 Console" in screen_text(app)

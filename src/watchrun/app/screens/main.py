@@ -26,6 +26,15 @@ from watchrun.snapshot import EMPTY, Snapshot
 
 TABS = ("curves", "classes", "alerts", "info", "console", "process")
 MIN_SIZE = (40, 10)
+# the tabs' labels, and shorter ones for a narrow right pane (80 columns: the last tab was cut)
+TAB_LABELS = {
+    "tab-curves": ("1 Curves", "1 Curves"),
+    "tab-classes": ("2 Classes", "2 Class"),
+    "tab-alerts": ("3 Alerts", "3 Alerts"),
+    "tab-info": ("4 Info", "4 Info"),
+    "tab-console": ("5 Console", "5 Log"),
+    "tab-process": ("6 Process", "6 Proc"),
+}
 
 
 class MainScreen(Screen[None]):
@@ -86,17 +95,17 @@ class MainScreen(Screen[None]):
             with Vertical(id="right"):
                 yield RunTitle(id="run-title")
                 with TabbedContent(id="tabs", initial="tab-curves"):
-                    with TabPane("1 Curves", id="tab-curves"):
+                    with TabPane(TAB_LABELS["tab-curves"][0], id="tab-curves"):
                         yield CurvesPane(id="curves")
-                    with TabPane("2 Classes", id="tab-classes"):
+                    with TabPane(TAB_LABELS["tab-classes"][0], id="tab-classes"):
                         yield ClassesTable(id="classes")
-                    with TabPane("3 Alerts", id="tab-alerts"):
+                    with TabPane(TAB_LABELS["tab-alerts"][0], id="tab-alerts"):
                         yield AlertsTable(id="alerts")
-                    with TabPane("4 Info", id="tab-info"):
+                    with TabPane(TAB_LABELS["tab-info"][0], id="tab-info"):
                         yield InfoPane(id="info")
-                    with TabPane("5 Console", id="tab-console"):
+                    with TabPane(TAB_LABELS["tab-console"][0], id="tab-console"):
                         yield ConsolePane(id="console")
-                    with TabPane("6 Process", id="tab-process"):
+                    with TabPane(TAB_LABELS["tab-process"][0], id="tab-process"):
                         yield ProcessPane(id="process")
         yield Static("terminal too small for watchrun\n(40x10 at least)", id="too-small")
         yield StatusLine(id="status")
@@ -273,3 +282,12 @@ class MainScreen(Screen[None]):
         self.query_one("#too-small").display = small
         self.query_one("#main").display = not small
         self.query_one(AlertBanner).display = not small
+        self.call_after_refresh(self._fit_tab_labels)
+
+    def _fit_tab_labels(self) -> None:
+        """The short labels when the long ones (each with its padding) do not fit the pane."""
+        width = self.query_one("#right").size.width
+        long_width = sum(len(long) + 2 for long, _ in TAB_LABELS.values())
+        tabs = self.query_one("#tabs", TabbedContent)
+        for pane_id, (long, short) in TAB_LABELS.items():
+            tabs.get_tab(pane_id).label = long if long_width <= width else short
