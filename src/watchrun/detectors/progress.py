@@ -112,25 +112,17 @@ class StuckMetric(Detector):
     def _scan(self, view: RunView, sv: SeriesView, n: int, moving, loss_moving) -> None:  # type: ignore[no-untyped-def]
         vals = sv.values
         lo = max(0, sv.new_from - n + 1)
-        if len(vals) < n:
+        if len(vals) < n or len(vals) - lo < n:
             return
-        windows = np.lib.stride_tricks.sliding_window_view(vals[lo:], n)
-        if len(windows) == 0:
-            return
-        spread = windows.max(axis=1) - windows.min(axis=1)
-        flat = np.isfinite(spread) & (spread == 0)
         first_idx = lo + n - 1  # index of the last point of the first window
-        if not flat.any():
-            if sv.name in self.open:
+        flat = _flat_windows(vals[lo:], n)[max(0, sv.new_from - first_idx) :]
+        first_idx = max(first_idx, sv.new_from)  # of the first new window's last point
+        prev = -1  # the last flat window: one that is not flat after it clears the episode
+        for k in np.flatnonzero(flat).tolist():
+            if k > prev + 1:
                 self.clear(sv.name)
-            return
-        for k in range(len(flat)):
+            prev = k
             i = first_idx + k
-            if i < sv.new_from:
-                continue
-            if not flat[k]:
-                self.clear(sv.name)
-                continue
             v = float(vals[i])
             if self._perfect(sv, v):
                 continue
@@ -148,6 +140,8 @@ class StuckMetric(Detector):
                 # never moved since the first eval: then the evaluated model never changed;
                 # or it sits at nothing right: then the model outputs nothing useful)
             self._fire(view, sv, i, n, v)
+        if prev < len(flat) - 1:
+            self.clear(sv.name)
 
     @staticmethod
     def _perfect(sv: SeriesView, v: float) -> bool:
@@ -213,6 +207,15 @@ class StuckMetric(Detector):
             evidence,
             action,
         )
+
+
+def _flat_windows(vals: np.ndarray, n: int) -> np.ndarray:
+    """For each window of n values, whether all are finite and equal (max - min == 0, finite):
+    a running count of the changes between neighbours, O(1) a window."""
+    changes = np.concatenate(([0], np.cumsum(vals[1:] != vals[:-1])))  # NaN != NaN: a change
+    return (changes[n - 1 :] == changes[: len(vals) - n + 1]) & np.isfinite(
+        vals[: len(vals) - n + 1]
+    )
 
 
 def _frozen_alongside(
@@ -372,6 +375,7 @@ class LossAtChance(Detector):
             cand = cand[~(sv.steps[cand] < self.p["warmup_fraction"] * planned)]
         else:
             cand = cand[~(cand < self.p["warmup_fraction"] * 5 * n)]
+        cand = self._may_fire(view, sv, cand, k, n)
         span = 5 * n
         keep = [cand[cand - span + 1 < 0]]  # a shorter history: judged one by one
         whole = cand[cand - span + 1 >= 0]
@@ -409,6 +413,48 @@ class LossAtChance(Detector):
             may_pin = np.abs(med - chance) <= 0.002 * chance
             keep &= ~finite | may_pin | ~(lows > 0.75 * chance)
         return cand[keep]
+
+    def _may_fire(
+        self, view: RunView, sv: SeriesView, cand: np.ndarray, k: int | None, n: int
+    ) -> np.ndarray:
+        """The candidates at which _at could fire, found for all of them at once: _at's last
+        tests need the accuracy not to say the model learned, and the loss pinned at chance, or
+        sitting there (K known), or a quarter of its logs before well below chance. Each is
+        narrowed here by a necessary condition on the same numbers: pinning needs the median
+        within 0.2% of chance; sitting needs the last 2n logs (the end of its stretch) finite
+        and within `tol`; a quartile is never below the minimum of the logs it is taken on. A
+        window with a non-finite log is left to _at."""
+        if len(cand) == 0:
+            return cand
+        keep = ~_accuracy_learned_at(view, sv.steps[cand])
+        vals = sv.values
+        win = np.lib.stride_tricks.sliding_window_view(vals, n)[cand - n + 1]
+        med = np.median(win, axis=1)
+        if k:
+            chance = np.full(len(cand), math.log(k))
+        else:
+            c0, c1 = UNKNOWN_K_CHANCE
+            chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
+        may = ~np.isfinite(win).all(axis=1)
+        need = np.maximum(2 * n, (cand + 1) // 10)
+        if len(vals) >= 2 * n:  # a stretch of `need` >= 2n logs ends with the last 2n
+            rows = np.lib.stride_tricks.sliding_window_view(vals, 2 * n)[
+                np.maximum(cand - 2 * n + 1, 0)
+            ]
+            dev = np.abs(rows - chance[:, None]).max(axis=1)  # NaN: not finite, never close
+            stretch = cand + 1 >= need
+            may |= stretch & (np.abs(med - chance) <= 0.002 * chance) & (dev <= 0.005 * chance)
+            if k:
+                may |= stretch & (dev <= self.p["tol"] * chance)
+        ends = np.maximum(cand - n + 1, 0)
+        ends = np.where(ends > 256, ends - ends % 64, ends)
+        lows = np.full(len(cand), np.inf)
+        top = int(ends.max())
+        if top > 0:
+            mins = np.fmin.accumulate(vals[:top])
+            lows[ends > 0] = mins[ends[ends > 0] - 1]
+        may |= lows <= 0.75 * chance  # NaN (no finite log before): never below chance
+        return cand[keep & may]
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
@@ -497,13 +543,29 @@ def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> 
     windows = np.lib.stride_tricks.sliding_window_view(vals, n)
     maybe = np.zeros(len(windows), dtype=bool)
     for c in chance:
-        below = (windows < c - 2 * tol * c).sum(axis=1)
-        above = (windows > c + 2 * tol * c).sum(axis=1)
+        below = _window_counts(vals < c - 2 * tol * c, n)
+        above = _window_counts(vals > c + 2 * tol * c, n)
         maybe |= (below <= n // 2) & (above <= n // 2)
     meds = np.full(len(windows), np.nan)
     if maybe.any():
         meds[maybe] = np.median(windows[maybe], axis=1)
     return meds
+
+
+def _window_counts(hit: np.ndarray, n: int) -> np.ndarray:
+    """How many of each window of n are True (a running count: O(1) a window)."""
+    c = np.concatenate(([0], np.cumsum(hit)))
+    return c[n:] - c[:-n]
+
+
+def _accuracy_learned_at(view: RunView, steps: np.ndarray) -> np.ndarray:
+    """_accuracy_says_learned at each of `steps` (vectorised, the same values)."""
+    acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+    if acc is None or len(acc.steps) == 0:
+        return np.zeros(len(steps), dtype=bool)
+    j = np.searchsorted(acc.steps, steps, side="right") - 1
+    v = np.where(j >= 0, acc.values[np.maximum(j, 0)], np.nan)
+    return np.isfinite(v) & (v >= 0.9) & (v <= 1.0)
 
 
 def _accuracy_says_learned(view: RunView, step: int) -> bool:
