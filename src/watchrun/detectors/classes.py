@@ -25,8 +25,9 @@ def steps_where(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray
     if not parts:
         return np.empty(0, np.int64)
     base = parts[0][0]
+    raw = base.tobytes()  # int64 steps: equal bytes, equal steps (a memcmp, not numpy calls)
     shared = all(
-        steps is base or (len(steps) == len(base) and np.array_equal(steps, base))
+        steps is base or (len(steps) == len(base) and steps.tobytes() == raw)
         for steps, _ in parts[1:]
     ) and (len(base) < 2 or bool((base[1:] > base[:-1]).all()))
     if not shared:

@@ -283,7 +283,8 @@ class LossAtChance(Detector):
             return  # said already: _at could only fire it again, which does nothing
         k = view.num_classes()
         n = int(self.p["points"])
-        for i in self._worth_judging(view, sv, self._candidates(sv, k, n), k, n):
+        idx, med = self._candidates(sv, k, n)
+        for i in self._worth_judging(view, sv, idx, med, k, n):
             if sv.name in self.open:
                 break
             self._at(view, sv, int(i), k, n)
@@ -361,30 +362,41 @@ class LossAtChance(Detector):
         return self._quartile[1]
 
     def _worth_judging(
-        self, view: RunView, sv: SeriesView, idx: list[int], k: int | None, n: int
+        self,
+        view: RunView,
+        sv: SeriesView,
+        cand: np.ndarray,
+        med: np.ndarray,
+        k: int | None,
+        n: int,
     ) -> np.ndarray:
-        """The candidates that _at's first, cheap returns (too early, a median made uncertain
-        by per-batch noise) do not settle, decided for many at once exactly as _at decides them
+        """The candidates (indices, with the median of the n logs ending at each) that _at's
+        first, cheap returns (too early, a median made uncertain by per-batch noise) do not
+        settle, and at which it could fire, decided for many at once exactly as _at decides them
         one by one: a loss that converges near ln 2 or 0.25 makes every log a candidate."""
-        if not idx:
-            return np.empty(0, dtype=np.int64)
-        cand = np.asarray(idx, dtype=np.int64)
-        cand = cand[cand + 1 >= max(n, self.p["min_points"])]
+        if len(cand) == 0:
+            return cand
+        ok = cand + 1 >= max(n, self.p["min_points"])
         planned = view.planned_steps
         if planned:
-            cand = cand[~(sv.steps[cand] < self.p["warmup_fraction"] * planned)]
+            ok &= ~(sv.steps[cand] < self.p["warmup_fraction"] * planned)
         else:
-            cand = cand[~(cand < self.p["warmup_fraction"] * 5 * n)]
-        cand = self._may_fire(view, sv, cand, k, n)
+            ok &= ~(cand < self.p["warmup_fraction"] * 5 * n)
+        cand, med = cand[ok], med[ok]
+        if len(cand) == 0:
+            return cand
+        ok = self._may_fire(view, sv, cand, med, k, n)
+        cand, med = cand[ok], med[ok]
         span = 5 * n
-        keep = [cand[cand - span + 1 < 0]]  # a shorter history: judged one by one
-        whole = cand[cand - span + 1 >= 0]
+        short = cand - span + 1 < 0
+        keep = [cand[short]]  # a shorter history: judged one by one
+        whole, wmed = cand[~short], med[~short]
         for b in range(0, len(whole), 4096):
-            keep.append(self._not_noisy(sv, whole[b : b + 4096], k, n, span))
+            keep.append(self._not_noisy(sv, whole[b : b + 4096], wmed[b : b + 4096], k, n, span))
         return np.sort(np.concatenate(keep))
 
     def _not_noisy(
-        self, sv: SeriesView, cand: np.ndarray, k: int | None, n: int, span: int
+        self, sv: SeriesView, cand: np.ndarray, med: np.ndarray, k: int | None, n: int, span: int
     ) -> np.ndarray:
         """The candidates whose `span` logs are not all finite, or whose median of n is certain
         enough (_at's noise test: the same numbers, computed for all of them at once) and, with
@@ -393,7 +405,6 @@ class LossAtChance(Detector):
             return cand
         rows = np.lib.stride_tricks.sliding_window_view(sv.values, span)[cand - span + 1]
         finite = np.isfinite(rows).all(axis=1)
-        med = np.median(rows[:, span - n :], axis=1)
         if k:
             chance = np.full(len(cand), math.log(k))
         else:
@@ -415,7 +426,13 @@ class LossAtChance(Detector):
         return cand[keep]
 
     def _may_fire(
-        self, view: RunView, sv: SeriesView, cand: np.ndarray, k: int | None, n: int
+        self,
+        view: RunView,
+        sv: SeriesView,
+        cand: np.ndarray,
+        med: np.ndarray,
+        k: int | None,
+        n: int,
     ) -> np.ndarray:
         """The candidates at which _at could fire, found for all of them at once: _at's last
         tests need the accuracy not to say the model learned, and the loss pinned at chance, or
@@ -423,19 +440,15 @@ class LossAtChance(Detector):
         narrowed here by a necessary condition on the same numbers: pinning needs the median
         within 0.2% of chance; sitting needs the last 2n logs (the end of its stretch) finite
         and within `tol`; a quartile is never below the minimum of the logs it is taken on. A
-        window with a non-finite log is left to _at."""
-        if len(cand) == 0:
-            return cand
+        median that is not finite is left to _at. A mask of `cand`."""
         keep = ~_accuracy_learned_at(view, sv.steps[cand])
         vals = sv.values
-        win = np.lib.stride_tricks.sliding_window_view(vals, n)[cand - n + 1]
-        med = np.median(win, axis=1)
         if k:
             chance = np.full(len(cand), math.log(k))
         else:
             c0, c1 = UNKNOWN_K_CHANCE
             chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
-        may = ~np.isfinite(win).all(axis=1)
+        may = ~np.isfinite(med)  # a NaN median: _at's choice of chance is not np.where's
         need = np.maximum(2 * n, (cand + 1) // 10)
         if len(vals) >= 2 * n:  # a stretch of `need` >= 2n logs ends with the last 2n
             rows = np.lib.stride_tricks.sliding_window_view(vals, 2 * n)[
@@ -454,14 +467,15 @@ class LossAtChance(Detector):
             mins = np.fmin.accumulate(vals[:top])
             lows[ends > 0] = mins[ends[ends > 0] - 1]
         may |= lows <= 0.75 * chance  # NaN (no finite log before): never below chance
-        return cand[keep & may]
+        return keep & may
 
-    def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
+    def _candidates(self, sv: SeriesView, k: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of the new logs whose median of n (returned with them) is near chance."""
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
         lo = max(0, sv.new_from - n + 1)
         vals = sv.values[lo:]
         if len(vals) < n:
-            return []
+            return np.empty(0, dtype=np.int64), np.empty(0)
         if len(vals) - n < FEW:  # a live read: a few windows
             meds = np.array(
                 [small_median(vals[j : j + n].tolist()) for j in range(len(vals) - n + 1)]
@@ -472,7 +486,8 @@ class LossAtChance(Detector):
         for c in chance:
             near |= np.abs(meds - c) <= self.p["tol"] * c
         idx = lo + n - 1 + np.flatnonzero(near)
-        return [int(i) for i in idx if i >= sv.new_from]
+        new = idx >= sv.new_from
+        return idx[new].astype(np.int64), meds[near][new]
 
     def _at(self, view: RunView, sv: SeriesView, i: int, k: int | None, n: int) -> None:
         if i + 1 < max(n, self.p["min_points"]):
@@ -541,21 +556,23 @@ def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> 
     (NaN elsewhere). Counting costs far less than a median: when more than half of a window's
     values lie below (above) twice that band, so does its median, which is left out."""
     windows = np.lib.stride_tricks.sliding_window_view(vals, n)
+    hits = [vals < c - 2 * tol * c for c in chance] + [vals > c + 2 * tol * c for c in chance]
+    counts = _window_counts(np.stack(hits), n) <= n // 2  # below, above each level
     maybe = np.zeros(len(windows), dtype=bool)
-    for c in chance:
-        below = _window_counts(vals < c - 2 * tol * c, n)
-        above = _window_counts(vals > c + 2 * tol * c, n)
-        maybe |= (below <= n // 2) & (above <= n // 2)
+    for j in range(len(chance)):
+        maybe |= counts[j] & counts[len(chance) + j]
     meds = np.full(len(windows), np.nan)
     if maybe.any():
         meds[maybe] = np.median(windows[maybe], axis=1)
     return meds
 
 
-def _window_counts(hit: np.ndarray, n: int) -> np.ndarray:
-    """How many of each window of n are True (a running count: O(1) a window)."""
-    c = np.concatenate(([0], np.cumsum(hit)))
-    return c[n:] - c[:-n]
+def _window_counts(hits: np.ndarray, n: int) -> np.ndarray:
+    """How many of each window of n are True, along the last axis (a running count: O(1) a
+    window)."""
+    c = np.zeros(hits.shape[:-1] + (hits.shape[-1] + 1,), dtype=np.int64)
+    np.cumsum(hits, axis=-1, out=c[..., 1:])
+    return c[..., n:] - c[..., :-n]
 
 
 def _accuracy_learned_at(view: RunView, steps: np.ndarray) -> np.ndarray:
