@@ -23,6 +23,7 @@ from watchrun.detectors.progress import (
     _degenerate,
     _flat_windows,
     _window_counts,
+    row_medians,
 )
 from watchrun.model import Run, Severity
 from watchrun.semantics import role_of
@@ -378,3 +379,18 @@ def test_minority_acts_say_what_at_does_with_nothing_open(seed: int) -> None:
         one._at(view, "val", views, step)
         assert not one.findings and not one.open
         assert one.streak["val"] == (0 if act == classes.ZERO else 3)
+
+
+def test_row_medians_are_numpys_medians_bit_for_bit() -> None:
+    """NaNs, infinities, signed zeros and subnormals included (a median of -0.0s is +0.0)."""
+    rng = np.random.default_rng(7)
+    pool = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, -5e-324])
+    for m in range(1, 14):
+        for _ in range(100):
+            rows = rng.normal(size=(20, m)) * rng.choice([1e-3, 1.0, 1e300])
+            odd = rng.random((20, m)) < rng.choice([0.1, 0.6, 1.0])
+            rows[odd] = rng.choice(pool, int(odd.sum()))
+            with np.errstate(invalid="ignore", over="ignore"):
+                want, got = np.median(rows, axis=1), row_medians(rows)
+            assert np.array_equal(want, got, equal_nan=True)
+            assert (np.signbit(want) == np.signbit(got)).all()

@@ -403,7 +403,7 @@ class LossAtChance(Detector):
         K unknown, that could pass _at's last test."""
         if len(cand) == 0:
             return cand
-        rows = np.lib.stride_tricks.sliding_window_view(sv.values, span)[cand - span + 1]
+        rows = _rows(sv.values, cand, span)
         finite = np.isfinite(rows).all(axis=1)
         if k:
             chance = np.full(len(cand), math.log(k))
@@ -451,9 +451,7 @@ class LossAtChance(Detector):
         may = ~np.isfinite(med)  # a NaN median: _at's choice of chance is not np.where's
         need = np.maximum(2 * n, (cand + 1) // 10)
         if len(vals) >= 2 * n:  # a stretch of `need` >= 2n logs ends with the last 2n
-            rows = np.lib.stride_tricks.sliding_window_view(vals, 2 * n)[
-                np.maximum(cand - 2 * n + 1, 0)
-            ]
+            rows = _rows(vals, np.maximum(cand, 2 * n - 1), 2 * n)
             dev = np.abs(rows - chance[:, None]).max(axis=1)  # NaN: not finite, never close
             stretch = cand + 1 >= need
             may |= stretch & (np.abs(med - chance) <= 0.002 * chance) & (dev <= 0.005 * chance)
@@ -555,16 +553,34 @@ def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> 
     """The median of each window of n values, where it can be within `tol` of a chance level
     (NaN elsewhere). Counting costs far less than a median: when more than half of a window's
     values lie below (above) twice that band, so does its median, which is left out."""
-    windows = np.lib.stride_tricks.sliding_window_view(vals, n)
     hits = [vals < c - 2 * tol * c for c in chance] + [vals > c + 2 * tol * c for c in chance]
     counts = _window_counts(np.stack(hits), n) <= n // 2  # below, above each level
-    maybe = np.zeros(len(windows), dtype=bool)
-    for j in range(len(chance)):
+    maybe = counts[0] & counts[len(chance)]
+    for j in range(1, len(chance)):
         maybe |= counts[j] & counts[len(chance) + j]
-    meds = np.full(len(windows), np.nan)
+    meds = np.full(len(maybe), np.nan)
     if maybe.any():
-        meds[maybe] = np.median(windows[maybe], axis=1)
+        ends = np.flatnonzero(maybe) + n - 1
+        meds[maybe] = row_medians(_rows(vals, ends, n))
     return meds
+
+
+def _rows(vals: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """The `width` values ending at each index of `ends`, one row each (a copy)."""
+    return vals[ends[:, None] + np.arange(1 - width, 1)]
+
+
+def row_medians(rows: np.ndarray) -> np.ndarray:
+    """np.median(rows, axis=1) with the same numbers (the middle value of each sorted row, or
+    the mean of the two middle ones; NaN for a row holding one), by one sort of the rows,
+    cheaper than np.median's partitions and their checks for short rows."""
+    m = rows.shape[1]
+    s = np.sort(rows, axis=1)
+    # np.median takes the mean of the middle value(s), a sum that starts at +0.0 (so that a
+    # median of -0.0s is +0.0): the same additions, in the same order
+    mid = 0.0 + s[:, m // 2] if m % 2 else (0.0 + s[:, m // 2 - 1] + s[:, m // 2]) / 2
+    nan = np.isnan(s[:, -1])  # NaNs sort last
+    return np.where(nan, np.nan, mid) if nan.any() else mid
 
 
 def _window_counts(hits: np.ndarray, n: int) -> np.ndarray:
