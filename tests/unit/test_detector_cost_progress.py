@@ -230,10 +230,9 @@ def _walk_each(self: classes._EvalStreak, view: RunView, split: str, views: list
         self._reset(split)
 
 
-def _scan_each(
-    self: StuckMetric, view: RunView, sv: SeriesView, n: int, moving, loss_moving
-) -> None:  # type: ignore[no-untyped-def]
+def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None:
     """stuck_metric's scan before issue 13: every new window's spread, each judged in turn."""
+    moving, loss_moving = self._train_moving(view), self._loss_moving(view, sv)
     vals = sv.values
     lo = max(0, sv.new_from - n + 1)
     if len(vals) < n:

@@ -232,17 +232,20 @@ class MinorityClassHidden(_EvalStreak):
         """NONE where no headline metric has a finite value at the step (_at returns at once),
         ZERO where the best of them is below `headline_min`: the headline _at takes is one of
         them, so the step cannot be bad, and with nothing open that only ends the streak."""
-        best = np.full(len(cands), -np.inf)
-        seen = np.zeros(len(cands), dtype=bool)
-        for sv in views:
-            r = sv.role
-            if r.cls is None and r.avg in ("", "binary", "micro") and r.kind in ("f1", "accuracy"):
-                v = exact_at(sv, cands)
-                fin = np.isfinite(v)
-                seen |= fin
-                best = np.where(fin, np.maximum(best, v), best)
+        heads = [
+            exact_at(sv, cands)
+            for sv in views
+            if sv.role.cls is None
+            and sv.role.avg in ("", "binary", "micro")
+            and sv.role.kind in ("f1", "accuracy")
+        ]
+        if not heads:
+            return np.full(len(cands), NONE, dtype=np.int8)
+        values = np.stack(heads)
+        fin = np.isfinite(values)
+        best = np.where(fin, values, -np.inf).max(axis=0)
         act = np.where(best >= self.p["headline_min"], JUDGE, ZERO).astype(np.int8)
-        act[~seen] = NONE
+        act[~fin.any(axis=0)] = NONE
         return act
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:

@@ -63,13 +63,7 @@ class StuckMetric(Detector):
             if r.cls is not None:  # one class's score flat (a minority class at 0 recall while
                 continue  # the others learn) is minority_class_hidden's, not a frozen model
             if r.split in ("val", "test"):
-                self._scan(
-                    view,
-                    sv,
-                    int(self.p["evals"]),
-                    self._train_moving(view),
-                    self._loss_moving(view, sv),
-                )
+                self._scan(view, sv, int(self.p["evals"]))
 
     def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
         """Is training still going somewhere? The smoothed train loss (median of 5) moved >= 5%
@@ -109,16 +103,25 @@ class StuckMetric(Detector):
 
         return moving
 
-    def _scan(self, view: RunView, sv: SeriesView, n: int, moving, loss_moving) -> None:  # type: ignore[no-untyped-def]
+    def _scan(self, view: RunView, sv: SeriesView, n: int) -> None:
+        """Judge each new window of n evals that is flat; any other new window ends the
+        episode (there is at least one new window: sv has a new point)."""
         vals = sv.values
         lo = max(0, sv.new_from - n + 1)
         if len(vals) < n or len(vals) - lo < n:
             return
+        seg = vals[lo:]
+        if n >= 2 and not (seg[1:] == seg[:-1]).any():  # no value repeated: nothing flat
+            self.clear(sv.name)
+            return
         first_idx = lo + n - 1  # index of the last point of the first window
-        flat = _flat_windows(vals[lo:], n)[max(0, sv.new_from - first_idx) :]
+        flat = _flat_windows(seg, n)[max(0, sv.new_from - first_idx) :]
         first_idx = max(first_idx, sv.new_from)  # of the first new window's last point
+        hits = np.flatnonzero(flat).tolist()
+        if hits:
+            moving, loss_moving = self._train_moving(view), self._loss_moving(view, sv)
         prev = -1  # the last flat window: one that is not flat after it clears the episode
-        for k in np.flatnonzero(flat).tolist():
+        for k in hits:
             if k > prev + 1:
                 self.clear(sv.name)
             prev = k
