@@ -15,11 +15,13 @@ from tests.unit.helpers import follow_in_chunks
 from watchrun.config import Config
 from watchrun.demo import CsvWriter
 from watchrun.detectors import classes
-from watchrun.detectors.base import RunView, SeriesView
+from watchrun.detectors.base import RunView, SeriesView, step_noise
 from watchrun.detectors.classes import JUDGE, exact_at, steps_where
+from watchrun.detectors.fitting import smoothed_at
 from watchrun.detectors.progress import (
     LossAtChance,
     StuckMetric,
+    TrainTrend,
     _degenerate,
     _flat_windows,
     _window_counts,
@@ -393,3 +395,31 @@ def test_row_medians_are_numpys_medians_bit_for_bit() -> None:
                 want, got = np.median(rows, axis=1), row_medians(rows)
             assert np.array_equal(want, got, equal_nan=True)
             assert (np.signbit(want) == np.signbit(got)).all()
+
+
+def _train_moved_before(train: SeriesView, first: int, last: int) -> tuple[float, float] | None:
+    """train_moved before issue 13: a copy of every finite loss up to `last`, each window."""
+    a, b = smoothed_at(train, first), smoothed_at(train, last)
+    upto = train.values[: train.at_or_before(last) + 1]
+    upto = upto[np.isfinite(upto)]
+    if len(upto) < 4 or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    span = float(upto.max() - upto.min())
+    noise = 3.0 * 1.2533 * step_noise(upto[-64:]) * math.sqrt(2 / 5)
+    moved = abs(b - a)
+    return (a, b) if moved >= 0.05 * abs(a) and moved >= 0.05 * span and moved > noise else None
+
+
+def test_train_trend_is_train_moved_window_by_window() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        n = int(rng.integers(1, 400))
+        steps = np.sort(rng.choice(np.arange(5 * n), n, replace=False)).astype(np.int64)
+        values = np.exp(-np.arange(n) / rng.uniform(5, 500)) + rng.normal(0, 0.01, n)
+        odd = rng.random(n) < rng.choice([0.0, 0.05, 0.5])
+        values[odd] = rng.choice([np.nan, np.inf, -np.inf], int(odd.sum()))
+        train = SeriesView("train_loss", role_of("train_loss", {}), steps, values, 0)
+        trend = TrainTrend(train)
+        for _ in range(30):
+            first, last = sorted(rng.integers(-10, 5 * n + 10, 2).tolist())
+            assert trend.moved(first, last) == _train_moved_before(train, first, last)

@@ -24,15 +24,45 @@ from watchrun.semantics import role_of
 
 def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[float, float] | None:
     """The smoothed train loss at both steps when it moved between them (see StuckMetric)."""
-    a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
-    upto = train.values[: train.at_or_before(last_step) + 1]
-    upto = upto[np.isfinite(upto)]
-    if len(upto) < 4 or not (math.isfinite(a) and math.isfinite(b)):
+    return TrainTrend(train).moved(first_step, last_step)
+
+
+class TrainTrend:
+    """train_moved for the windows of one pass: the running maximum, minimum and count of the
+    finite train losses are built once, so each window costs O(1), not a copy of the history
+    before it. The same numbers: the extremes and the last 64 of the same finite values."""
+
+    def __init__(self, train: SeriesView) -> None:
+        self.train = train
+        self.built = False
+
+    def _build(self) -> None:
+        values = self.train.values
+        fin = np.isfinite(values)
+        kept = np.where(fin, values, np.nan)  # fmax/fmin pass NaNs over
+        self.hi, self.lo = np.fmax.accumulate(kept), np.fmin.accumulate(kept)
+        self.count = np.cumsum(fin)
+        self.finite = np.flatnonzero(fin)
+        self.built = True
+
+    def moved(self, first_step: int, last_step: int) -> tuple[float, float] | None:
+        train = self.train
+        a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
+        j = train.at_or_before(last_step)
+        if j < 0 or not (math.isfinite(a) and math.isfinite(b)):
+            return None
+        if not self.built:
+            self._build()
+        m = int(self.count[j])  # finite losses up to `last_step`
+        if m < 4:
+            return None
+        span = float(self.hi[j] - self.lo[j])
+        tail = train.values[self.finite[max(0, m - 64) : m]]
+        noise = 3.0 * 1.2533 * step_noise(tail) * math.sqrt(2 / 5)
+        moved = abs(b - a)
+        if moved >= 0.05 * abs(a) and moved >= 0.05 * span and moved > noise:
+            return a, b
         return None
-    span = float(upto.max() - upto.min())
-    noise = 3.0 * 1.2533 * step_noise(upto[-64:]) * math.sqrt(2 / 5)
-    moved = abs(b - a)
-    return (a, b) if moved >= 0.05 * abs(a) and moved >= 0.05 * span and moved > noise else None
 
 
 class StuckMetric(Detector):
@@ -70,11 +100,12 @@ class StuckMetric(Detector):
         over the window of the stuck metric, >= 5% of its whole range, and beyond what its
         per-log scatter moves a median of 5 (3 sigma). Without a train loss: assume it is."""
         train = view.pick("train", "loss")
+        trend = TrainTrend(train) if train is not None else None
 
         def moving(first_step: int, last_step: int) -> bool:
-            if train is None or len(train.values) < 4:
+            if train is None or trend is None or len(train.values) < 4:
                 return True
-            return train_moved(train, first_step, last_step) is not None
+            return trend.moved(first_step, last_step) is not None
 
         return moving
 
@@ -160,6 +191,8 @@ class StuckMetric(Detector):
         if said != sv.name:  # the same split froze at the same eval (its loss and its accuracy):
             self.open.add(sv.name)  # one alert says it; this metric is covered while it stays
             return
+        if sv.name in self.open:
+            return  # said already: what follows only builds the alert that fire() would drop
         train = view.pick("train", "loss")
         evidence = {"value": v, "since_step": since, "points": n}
         while_txt, action = (
