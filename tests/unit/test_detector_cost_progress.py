@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 from tests.unit.helpers import follow_in_chunks
 
-from watchrun.config import Config
+from watchrun.config import Config, Target
 from watchrun.demo import CsvWriter
-from watchrun.detectors import classes
+from watchrun.detectors import classes, progress
 from watchrun.detectors.base import RunView, SeriesView, step_noise
 from watchrun.detectors.classes import JUDGE, exact_at, steps_where
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.detectors.progress import (
     LossAtChance,
     StuckMetric,
+    TargetMiss,
     TrainTrend,
     _degenerate,
     _flat_windows,
@@ -423,3 +424,37 @@ def test_train_trend_is_train_moved_window_by_window() -> None:
         for _ in range(30):
             first, last = sorted(rng.integers(-10, 5 * n + 10, 2).tolist())
             assert trend.moved(first, last) == _train_moved_before(train, first, last)
+
+
+def test_target_miss_in_bulk_as_point_by_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many new evals at once (a batch read) give what walking them one by one gives: plateaus,
+    ties, signed zeros, NaNs, each operator, targets met late or never, in random chunks."""
+    rng = np.random.default_rng(13)
+    cases = []
+    for _ in range(150):
+        n = int(rng.integers(1, 300))
+        pool = rng.choice([0.0, -0.0, 0.5, 0.25, 1.0, np.nan], n)
+        trend = np.round(rng.uniform(0, 1, n) * rng.choice([1, 10]), 1) / rng.choice([1, 10])
+        values = np.where(rng.random(n) < 0.3, pool, trend)
+        op = str(rng.choice(["<=", "<", ">=", ">"]))
+        target = Target("val_loss", op, float(rng.choice([0.0, 0.1, 0.5, 0.95, 2.0])))
+        cuts = sorted({0, n, *rng.integers(0, n + 1, int(rng.integers(0, 4))).tolist()})
+        cases.append((np.arange(n, dtype=np.int64) * 3, values, target, cuts))
+
+    def run(case: tuple) -> list[tuple]:
+        steps, values, target, cuts = case
+        det = TargetMiss("r", Config())
+        out = []
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            sv = SeriesView("val_loss", role_of("val_loss", {}), steps[:b], values[:b], a)
+            view = RunView(Run("r", "/r"), {"val_loss": sv}, Config(), [target])
+            det.update(view)
+            out += [(f.key, f.alert and (f.alert.step, f.alert.message)) for f in det.take()]
+            out.append(repr(det.best))
+        return out
+
+    fast = [run(case) for case in cases]
+    monkeypatch.setattr(progress, "FEW", 10**9)  # every point walked alone
+    slow = [run(case) for case in cases]
+    assert fast == slow
+    assert any(f for case in fast for f in case if isinstance(f, tuple) and f[1])

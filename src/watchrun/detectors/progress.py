@@ -678,6 +678,9 @@ class TargetMiss(Detector):
             sv = self._match(view, t)
             if sv is None:
                 continue
+            if len(sv.values) - sv.new_from > FEW:
+                self._scan(view, t, sv)
+                continue
             best, bstep, since = self.best.get(t.metric, (math.nan, 0, 0))
             for i in sv.new:
                 v = float(sv.values[i])
@@ -701,6 +704,54 @@ class TargetMiss(Detector):
                         int(sv.steps[i]),
                         f"no improvement for {since} evals",
                     )
+
+    def _scan(self, view: RunView, t: Target, sv: SeriesView) -> None:
+        """The walk over the new points, for many at once: the running best (the value that
+        reached it first, and the evals since), then the only events that can matter: the first
+        eval at which a fire could open the alert, and the first at which the target is met (met
+        once, met for good: the best only gets closer to it; the episode closes there)."""
+        new = sv.values[sv.new_from :]
+        fin = np.flatnonzero(np.isfinite(new))
+        if len(fin) == 0:
+            return
+        vals, steps = new[fin], sv.steps[sv.new_from :][fin]
+        best0, bstep0, since0 = self.best.get(t.metric, (math.nan, 0, 0))
+        lower = t.lower_is_better
+        start = (math.inf if lower else -math.inf) if math.isnan(best0) else best0
+        run = (np.minimum if lower else np.maximum).accumulate(np.concatenate(([start], vals)))
+        better = vals < run[:-1] if lower else vals > run[:-1]  # a new best (strictly)
+        k = np.arange(len(vals))
+        last = np.maximum.accumulate(np.where(better, k, -1))  # the latest new best, -1: none
+        best = np.where(last >= 0, vals[np.maximum(last, 0)], best0)  # the value it took
+        since = np.where(last >= 0, k - last, since0 + k + 1)
+        met = {
+            "<=": np.less_equal,
+            "<": np.less,
+            ">=": np.greater_equal,
+            ">": np.greater,
+        }[t.op](best, t.value)
+        first_met = int(np.argmax(met)) if met.any() else len(vals)
+        due = np.flatnonzero(~met & (since >= self.p["patience"]))
+        if len(due) and int(due[0]) < first_met:
+            j = int(due[0])
+            b = int(last[j])
+            self._fire(
+                view,
+                t,
+                sv.name,
+                float(best[j]),
+                int(steps[b]) if b >= 0 else bstep0,
+                int(steps[j]),
+                f"no improvement for {int(since[j])} evals",
+            )
+        if first_met < len(vals):
+            self.clear(t.metric)
+        b = int(last[-1])
+        self.best[t.metric] = (
+            float(best[-1]),
+            int(steps[b]) if b >= 0 else bstep0,
+            int(since[-1]),
+        )
 
     def finalize(self, view: RunView) -> None:
         for t in view.targets:
