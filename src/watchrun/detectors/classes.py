@@ -56,12 +56,12 @@ class _EvalStreak(Detector):
         self.streak: dict[str, int] = {}
 
     def _walk(self, view: RunView, split: str, views: list[SeriesView]) -> None:
-        all_steps = _eval_steps(views)
         cands = self._candidates(views)
         if len(cands) == 0:
-            if len(all_steps):
+            if any(sv.new_from < len(sv.steps) for sv in views):  # evals, none a candidate
                 self._reset(split)
             return
+        all_steps = _eval_steps(views)
         pos = np.searchsorted(all_steps, cands)
         gap = np.diff(pos, prepend=-1) > 1  # an eval that is no candidate comes before
         act = self._acts(view, split, views, cands)
