@@ -595,11 +595,11 @@ class PredictionCollapse(_EvalStreak):
                 {"accuracy": accs[0], "evals": n, "pinned": True},
                 [acc_name],
             )
-        earlier = acc_sv.values[: i - n + 1]
-        earlier = earlier[np.isfinite(earlier)]
+        one_value = len(set(accs)) == 1 and 0 < accs[0] < 1
+        earlier = acc_sv.values[: i - n + 1] if one_value else acc_sv.values[:0]  # O(n): only
+        earlier = earlier[np.isfinite(earlier)]  # when the accuracy is pinned
         if (
-            len(set(accs)) == 1
-            and 0 < accs[0] < 1
+            one_value
             and len(earlier)
             and float(earlier.max()) >= accs[0] + 0.1
             and all(math.isfinite(x) for x in losses)
