@@ -476,8 +476,8 @@ class LossAtChance(Detector):
         narrowed here by a necessary condition on the same numbers: pinning needs the median
         within 0.2% of chance; sitting needs the last 2n logs (the end of its stretch) finite
         and within `tol`; a quartile is never below the minimum of the logs it is taken on. A
-        median that is not finite is left to _at. A mask of `cand`."""
-        keep = ~_accuracy_learned_at(view, sv.steps[cand])
+        median that is not finite is left to _at. A mask of `cand`. The cheap tests first:
+        most candidates of a loss passing through chance fail all of them."""
         vals = sv.values
         if k:
             chance = np.full(len(cand), math.log(k))
@@ -485,14 +485,6 @@ class LossAtChance(Detector):
             c0, c1 = UNKNOWN_K_CHANCE
             chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
         may = ~np.isfinite(med)  # a NaN median: _at's choice of chance is not np.where's
-        need = np.maximum(2 * n, (cand + 1) // 10)
-        if len(vals) >= 2 * n:  # a stretch of `need` >= 2n logs ends with the last 2n
-            rows = _rows(vals, np.maximum(cand, 2 * n - 1), 2 * n)
-            dev = np.abs(rows - chance[:, None]).max(axis=1)  # NaN: not finite, never close
-            stretch = cand + 1 >= need
-            may |= stretch & (np.abs(med - chance) <= 0.002 * chance) & (dev <= 0.005 * chance)
-            if k:
-                may |= stretch & (dev <= self.p["tol"] * chance)
         ends = np.maximum(cand - n + 1, 0)
         ends = np.where(ends > 256, ends - ends % 64, ends)
         lows = np.full(len(cand), np.inf)
@@ -501,7 +493,17 @@ class LossAtChance(Detector):
             mins = np.fmin.accumulate(vals[:top])
             lows[ends > 0] = mins[ends[ends > 0] - 1]
         may |= lows <= 0.75 * chance  # NaN (no finite log before): never below chance
-        return keep & may
+        close = np.abs(med - chance) <= 0.002 * chance  # pinning needs this
+        if len(vals) >= 2 * n and (k or close.any()):  # a stretch of `need` >= 2n logs ends
+            rows = _rows(vals, np.maximum(cand, 2 * n - 1), 2 * n)  # with the last 2n
+            dev = np.abs(rows - chance[:, None]).max(axis=1)  # NaN: not finite, never close
+            stretch = cand + 1 >= np.maximum(2 * n, (cand + 1) // 10)
+            may |= stretch & close & (dev <= 0.005 * chance)
+            if k:
+                may |= stretch & (dev <= self.p["tol"] * chance)
+        if not may.any():
+            return may
+        return may & ~_accuracy_learned_at(view, sv.steps[cand])
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The indices of the new logs whose median of n (returned with them) is near chance."""
