@@ -47,15 +47,18 @@ def _loss(rng: np.random.Generator, kind: int, n: int) -> np.ndarray:
     level = [math.log(3), math.log(2), 0.25][kind % 3]
     t = np.arange(n)
     noise = rng.choice([1e-4, 1e-3, 5e-3, 2e-2]) * rng.standard_normal(n)
-    shape = rng.integers(4)
+    shape = rng.integers(5)
     if shape == 0:  # sits at chance from the start
         loss = level + noise
     elif shape == 1:  # falls through it slowly
         loss = level * (1.4 - 0.8 * t / n) + noise
     elif shape == 2:  # learns (to well or just below 0.75 of it), then goes back to chance
         loss = np.where(t < n // 3, rng.choice([0.3, 0.7]) * level, level) + noise
-    else:  # pinned exactly, with stretches off it
+    elif shape == 3:  # pinned exactly, with stretches off it
         loss = np.where((t // 97) % 3 == 0, 0.6 * level, level) + noise * (t % 2)
+    else:  # about as close as pinning allows: the median 0.2%, every log 0.5% off chance
+        off, spread = rng.uniform(-0.003, 0.003), rng.uniform(0.001, 0.005)
+        loss = level * (1 + off + spread * rng.uniform(-1, 1, n))
     bad = rng.random(n) < rng.choice([0.0, 0.002, 0.02])
     loss[bad] = rng.choice([np.nan, np.inf])
     return loss
