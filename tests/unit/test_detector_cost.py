@@ -68,7 +68,7 @@ def one_point_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Turn every vectorised pass off: each point is walked alone, as before issue 13."""
     monkeypatch.setattr(GradSpike, "_block", lambda self, *a: False)
     monkeypatch.setattr(Divergence, "_quiet_chunk", lambda self, *a: False)
-    monkeypatch.setattr(LossAtChance, "_worth_judging", lambda self, v, sv, idx, k, n: idx)
+    monkeypatch.setattr(LossAtChance, "_worth_judging", lambda self, v, sv, idx, med, k, n: idx)
 
     def track_each(self: LrSchedule, vals: np.ndarray, steps: np.ndarray) -> None:
         for v, step in zip(vals.tolist(), steps.tolist(), strict=True):

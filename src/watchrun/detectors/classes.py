@@ -15,30 +15,77 @@ _SPLITS = ("val", "test")
 
 def _eval_steps(views: list[SeriesView]) -> np.ndarray:
     """Steps at which any of `views` has a new point, in order."""
-    new = [sv.steps[sv.new_from :] for sv in views]
-    return np.unique(np.concatenate(new)).astype(np.int64) if new else np.empty(0, np.int64)
+    return steps_where([(sv.steps[sv.new_from :], None) for sv in views])
+
+
+def steps_where(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    """The sorted distinct steps of `parts` (steps, and a mask of those to take, None: all), as
+    np.unique(np.concatenate(...)) gives them. The metrics of one eval are usually logged at
+    the same steps: then the union is one array's masked steps, with no sort."""
+    if not parts:
+        return np.empty(0, np.int64)
+    base = parts[0][0]
+    raw = base.tobytes()  # int64 steps: equal bytes, equal steps (a memcmp, not numpy calls)
+    shared = all(
+        steps is base or (len(steps) == len(base) and steps.tobytes() == raw)
+        for steps, _ in parts[1:]
+    ) and (len(base) < 2 or bool((base[1:] > base[:-1]).all()))
+    if not shared:
+        taken = [steps if mask is None else steps[mask] for steps, mask in parts]
+        return np.unique(np.concatenate(taken)).astype(np.int64)
+    if any(mask is None for _, mask in parts):
+        return base.astype(np.int64)
+    union = np.zeros(len(base), dtype=bool)
+    for _, mask in parts:
+        union |= mask
+    return base[union].astype(np.int64)
+
+
+JUDGE, ZERO, NONE = 2, 1, 0  # what _at does at a candidate step (see _EvalStreak._acts)
 
 
 class _EvalStreak(Detector):
     """A detector that judges eval steps one at a time, with a streak of bad evals per split,
     but examines only candidate steps found with numpy (`_candidates`): at any other eval the
     condition cannot hold, so the streak ends and so does the episode, exactly as examining it
-    would."""
+    would. While the split has no open episode, a candidate that `_acts` shows cannot be bad
+    only ends the streak (or leaves it), so _at is called only where it may find something."""
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.streak: dict[str, int] = {}
 
     def _walk(self, view: RunView, split: str, views: list[SeriesView]) -> None:
-        all_steps = _eval_steps(views)
-        last_pos = -1
-        for step in self._candidates(views):
-            pos = int(np.searchsorted(all_steps, step))
-            if pos > last_pos + 1:
+        cands = self._candidates(views)
+        if len(cands) == 0:
+            if any(sv.new_from < len(sv.steps) for sv in views):  # evals, none a candidate
                 self._reset(split)
-            self._at(view, split, views, int(step))
-            last_pos = pos
-        if last_pos < len(all_steps) - 1:
+            return
+        all_steps = _eval_steps(views)
+        pos = np.searchsorted(all_steps, cands)
+        gap = np.diff(pos, prepend=-1) > 1  # an eval that is no candidate comes before
+        act = self._acts(view, split, views, cands)
+        judged = np.flatnonzero(act == JUDGE)
+        ends = np.concatenate(([0], np.cumsum(gap | (act == ZERO))))
+        m, j = len(cands), 0
+        while j < m:
+            if split in self.open:  # every candidate judged, as one by one
+                if gap[j]:
+                    self._reset(split)
+                self._at(view, split, views, int(cands[j]))
+                j += 1
+                continue
+            at = int(np.searchsorted(judged, j))
+            nxt = int(judged[at]) if at < len(judged) else m
+            # nothing open: a gap or a ZERO candidate before `nxt`, or a gap at it, only ends
+            # the streak (clearing nothing)
+            if ends[nxt] > ends[j] or (nxt < m and gap[nxt]):
+                self.streak[split] = 0
+            if nxt == m:
+                break
+            self._at(view, split, views, int(cands[nxt]))
+            j = nxt + 1
+        if pos[-1] < len(all_steps) - 1:
             self._reset(split)
 
     def _reset(self, split: str) -> None:
@@ -48,8 +95,26 @@ class _EvalStreak(Detector):
     def _candidates(self, views: list[SeriesView]) -> np.ndarray:
         raise NotImplementedError
 
+    def _acts(
+        self, view: RunView, split: str, views: list[SeriesView], cands: np.ndarray
+    ) -> np.ndarray:
+        """What _at would do at each candidate while the split has no open episode: JUDGE
+        (anything: call it), ZERO (only end the streak) or NONE (nothing at all)."""
+        return np.full(len(cands), JUDGE, dtype=np.int8)
+
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
         raise NotImplementedError
+
+
+def exact_at(sv: SeriesView, steps: np.ndarray) -> np.ndarray:
+    """sv.exact at each of `steps` (vectorised, the same values): NaN where no point is at it."""
+    if len(sv.steps) == 0:
+        return np.full(len(steps), np.nan)
+    i = np.searchsorted(sv.steps, steps, side="right") - 1
+    ok = i >= 0
+    i = np.maximum(i, 0)
+    ok &= sv.steps[i] == steps
+    return np.where(ok, sv.values[i], np.nan)
 
 
 def _positive_recall(sv: SeriesView) -> bool:
@@ -158,8 +223,30 @@ class MinorityClassHidden(_EvalStreak):
             else:
                 continue
             new = sv.values[sv.new_from :]
-            found.append(sv.steps[sv.new_from :][new <= limit])
-        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+            found.append((sv.steps[sv.new_from :], new <= limit))
+        return steps_where(found)
+
+    def _acts(
+        self, view: RunView, split: str, views: list[SeriesView], cands: np.ndarray
+    ) -> np.ndarray:
+        """NONE where no headline metric has a finite value at the step (_at returns at once),
+        ZERO where the best of them is below `headline_min`: the headline _at takes is one of
+        them, so the step cannot be bad, and with nothing open that only ends the streak."""
+        heads = [
+            exact_at(sv, cands)
+            for sv in views
+            if sv.role.cls is None
+            and sv.role.avg in ("", "binary", "micro")
+            and sv.role.kind in ("f1", "accuracy")
+        ]
+        if not heads:
+            return np.full(len(cands), NONE, dtype=np.int8)
+        values = np.stack(heads)
+        fin = np.isfinite(values)
+        best = np.where(fin, values, -np.inf).max(axis=0)
+        act = np.where(best >= self.p["headline_min"], JUDGE, ZERO).astype(np.int8)
+        act[~fin.any(axis=0)] = NONE
+        return act
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
         at = {sv.name: sv.exact(step) for sv in views}
@@ -324,7 +411,7 @@ class PredictionCollapse(_EvalStreak):
 
     def _candidates(self, views: list[SeriesView]) -> np.ndarray:
         """Steps of the new points at which a collapse condition could hold (vectorised)."""
-        found = []
+        found: list[tuple[np.ndarray, np.ndarray | None]] = []
         for sv in views:
             new = sv.values[sv.new_from :]
             steps = sv.steps[sv.new_from :]
@@ -334,14 +421,14 @@ class PredictionCollapse(_EvalStreak):
             if r.kind in ("top_class_share", "unique_preds", "pred_entropy") or (
                 r.kind == "recall" and r.cls
             ):
-                found.append(steps)
+                found.append((steps, None))
             elif (r.kind in ("f1", "map") and r.cls is None) or _positive_recall(sv):
-                found.append(steps[new == 0.0])
+                found.append((steps, new == 0.0))
             elif r.kind == "accuracy" and r.cls is None:
                 before = sv.values[max(sv.new_from - 1, 0) : -1]  # each new point's previous
                 prev = np.concatenate([[np.nan], before]) if sv.new_from == 0 else before
-                found.append(steps[new == prev])
-        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+                found.append((steps, new == prev))
+        return steps_where(found)
 
     def _at(self, view: RunView, split: str, views: list[SeriesView], step: int) -> None:
         if warming_up(view, step) or still_separating(view, split, step):
@@ -508,11 +595,11 @@ class PredictionCollapse(_EvalStreak):
                 {"accuracy": accs[0], "evals": n, "pinned": True},
                 [acc_name],
             )
-        earlier = acc_sv.values[: i - n + 1]
-        earlier = earlier[np.isfinite(earlier)]
+        one_value = len(set(accs)) == 1 and 0 < accs[0] < 1
+        earlier = acc_sv.values[: i - n + 1] if one_value else acc_sv.values[:0]  # O(n): only
+        earlier = earlier[np.isfinite(earlier)]  # when the accuracy is pinned
         if (
-            len(set(accs)) == 1
-            and 0 < accs[0] < 1
+            one_value
             and len(earlier)
             and float(earlier.max()) >= accs[0] + 0.1
             and all(math.isfinite(x) for x in losses)

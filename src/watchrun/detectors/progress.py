@@ -24,15 +24,45 @@ from watchrun.semantics import role_of
 
 def train_moved(train: SeriesView, first_step: int, last_step: int) -> tuple[float, float] | None:
     """The smoothed train loss at both steps when it moved between them (see StuckMetric)."""
-    a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
-    upto = train.values[: train.at_or_before(last_step) + 1]
-    upto = upto[np.isfinite(upto)]
-    if len(upto) < 4 or not (math.isfinite(a) and math.isfinite(b)):
+    return TrainTrend(train).moved(first_step, last_step)
+
+
+class TrainTrend:
+    """train_moved for the windows of one pass: the running maximum, minimum and count of the
+    finite train losses are built once, so each window costs O(1), not a copy of the history
+    before it. The same numbers: the extremes and the last 64 of the same finite values."""
+
+    def __init__(self, train: SeriesView) -> None:
+        self.train = train
+        self.built = False
+
+    def _build(self) -> None:
+        values = self.train.values
+        fin = np.isfinite(values)
+        kept = np.where(fin, values, np.nan)  # fmax/fmin pass NaNs over
+        self.hi, self.lo = np.fmax.accumulate(kept), np.fmin.accumulate(kept)
+        self.count = np.cumsum(fin)
+        self.finite = np.flatnonzero(fin)
+        self.built = True
+
+    def moved(self, first_step: int, last_step: int) -> tuple[float, float] | None:
+        train = self.train
+        a, b = smoothed_at(train, first_step), smoothed_at(train, last_step)
+        j = train.at_or_before(last_step)
+        if j < 0 or not (math.isfinite(a) and math.isfinite(b)):
+            return None
+        if not self.built:
+            self._build()
+        m = int(self.count[j])  # finite losses up to `last_step`
+        if m < 4:
+            return None
+        span = float(self.hi[j] - self.lo[j])
+        tail = train.values[self.finite[max(0, m - 64) : m]]
+        noise = 3.0 * 1.2533 * step_noise(tail) * math.sqrt(2 / 5)
+        moved = abs(b - a)
+        if moved >= 0.05 * abs(a) and moved >= 0.05 * span and moved > noise:
+            return a, b
         return None
-    span = float(upto.max() - upto.min())
-    noise = 3.0 * 1.2533 * step_noise(upto[-64:]) * math.sqrt(2 / 5)
-    moved = abs(b - a)
-    return (a, b) if moved >= 0.05 * abs(a) and moved >= 0.05 * span and moved > noise else None
 
 
 class StuckMetric(Detector):
@@ -63,24 +93,19 @@ class StuckMetric(Detector):
             if r.cls is not None:  # one class's score flat (a minority class at 0 recall while
                 continue  # the others learn) is minority_class_hidden's, not a frozen model
             if r.split in ("val", "test"):
-                self._scan(
-                    view,
-                    sv,
-                    int(self.p["evals"]),
-                    self._train_moving(view),
-                    self._loss_moving(view, sv),
-                )
+                self._scan(view, sv, int(self.p["evals"]))
 
     def _train_moving(self, view: RunView):  # type: ignore[no-untyped-def]
         """Is training still going somewhere? The smoothed train loss (median of 5) moved >= 5%
         over the window of the stuck metric, >= 5% of its whole range, and beyond what its
         per-log scatter moves a median of 5 (3 sigma). Without a train loss: assume it is."""
         train = view.pick("train", "loss")
+        trend = TrainTrend(train) if train is not None else None
 
         def moving(first_step: int, last_step: int) -> bool:
-            if train is None or len(train.values) < 4:
+            if train is None or trend is None or len(train.values) < 4:
                 return True
-            return train_moved(train, first_step, last_step) is not None
+            return trend.moved(first_step, last_step) is not None
 
         return moving
 
@@ -109,28 +134,29 @@ class StuckMetric(Detector):
 
         return moving
 
-    def _scan(self, view: RunView, sv: SeriesView, n: int, moving, loss_moving) -> None:  # type: ignore[no-untyped-def]
+    def _scan(self, view: RunView, sv: SeriesView, n: int) -> None:
+        """Judge each new window of n evals that is flat; any other new window ends the
+        episode (there is at least one new window: sv has a new point)."""
         vals = sv.values
         lo = max(0, sv.new_from - n + 1)
-        if len(vals) < n:
+        if len(vals) < n or len(vals) - lo < n:
             return
-        windows = np.lib.stride_tricks.sliding_window_view(vals[lo:], n)
-        if len(windows) == 0:
+        seg = vals[lo:]
+        if n >= 2 and not (seg[1:] == seg[:-1]).any():  # no value repeated: nothing flat
+            self.clear(sv.name)
             return
-        spread = windows.max(axis=1) - windows.min(axis=1)
-        flat = np.isfinite(spread) & (spread == 0)
         first_idx = lo + n - 1  # index of the last point of the first window
-        if not flat.any():
-            if sv.name in self.open:
+        flat = _flat_windows(seg, n)[max(0, sv.new_from - first_idx) :]
+        first_idx = max(first_idx, sv.new_from)  # of the first new window's last point
+        hits = np.flatnonzero(flat).tolist()
+        if hits:
+            moving, loss_moving = self._train_moving(view), self._loss_moving(view, sv)
+        prev = -1  # the last flat window: one that is not flat after it clears the episode
+        for k in hits:
+            if k > prev + 1:
                 self.clear(sv.name)
-            return
-        for k in range(len(flat)):
+            prev = k
             i = first_idx + k
-            if i < sv.new_from:
-                continue
-            if not flat[k]:
-                self.clear(sv.name)
-                continue
             v = float(vals[i])
             if self._perfect(sv, v):
                 continue
@@ -148,6 +174,8 @@ class StuckMetric(Detector):
                 # never moved since the first eval: then the evaluated model never changed;
                 # or it sits at nothing right: then the model outputs nothing useful)
             self._fire(view, sv, i, n, v)
+        if prev < len(flat) - 1:
+            self.clear(sv.name)
 
     @staticmethod
     def _perfect(sv: SeriesView, v: float) -> bool:
@@ -163,6 +191,8 @@ class StuckMetric(Detector):
         if said != sv.name:  # the same split froze at the same eval (its loss and its accuracy):
             self.open.add(sv.name)  # one alert says it; this metric is covered while it stays
             return
+        if sv.name in self.open:
+            return  # said already: what follows only builds the alert that fire() would drop
         train = view.pick("train", "loss")
         evidence = {"value": v, "since_step": since, "points": n}
         while_txt, action = (
@@ -213,6 +243,15 @@ class StuckMetric(Detector):
             evidence,
             action,
         )
+
+
+def _flat_windows(vals: np.ndarray, n: int) -> np.ndarray:
+    """For each window of n values, whether all are finite and equal (max - min == 0, finite):
+    a running count of the changes between neighbours, O(1) a window."""
+    changes = np.concatenate(([0], np.cumsum(vals[1:] != vals[:-1])))  # NaN != NaN: a change
+    return (changes[n - 1 :] == changes[: len(vals) - n + 1]) & np.isfinite(
+        vals[: len(vals) - n + 1]
+    )
 
 
 def _frozen_alongside(
@@ -280,7 +319,8 @@ class LossAtChance(Detector):
             return  # said already: _at could only fire it again, which does nothing
         k = view.num_classes()
         n = int(self.p["points"])
-        for i in self._worth_judging(view, sv, self._candidates(sv, k, n), k, n):
+        idx, med = self._candidates(sv, k, n)
+        for i in self._worth_judging(view, sv, idx, med, k, n):
             if sv.name in self.open:
                 break
             self._at(view, sv, int(i), k, n)
@@ -358,38 +398,49 @@ class LossAtChance(Detector):
         return self._quartile[1]
 
     def _worth_judging(
-        self, view: RunView, sv: SeriesView, idx: list[int], k: int | None, n: int
+        self,
+        view: RunView,
+        sv: SeriesView,
+        cand: np.ndarray,
+        med: np.ndarray,
+        k: int | None,
+        n: int,
     ) -> np.ndarray:
-        """The candidates that _at's first, cheap returns (too early, a median made uncertain
-        by per-batch noise) do not settle, decided for many at once exactly as _at decides them
+        """The candidates (indices, with the median of the n logs ending at each) that _at's
+        first, cheap returns (too early, a median made uncertain by per-batch noise) do not
+        settle, and at which it could fire, decided for many at once exactly as _at decides them
         one by one: a loss that converges near ln 2 or 0.25 makes every log a candidate."""
-        if not idx:
-            return np.empty(0, dtype=np.int64)
-        cand = np.asarray(idx, dtype=np.int64)
-        cand = cand[cand + 1 >= max(n, self.p["min_points"])]
+        if len(cand) == 0:
+            return cand
+        ok = cand + 1 >= max(n, self.p["min_points"])
         planned = view.planned_steps
         if planned:
-            cand = cand[~(sv.steps[cand] < self.p["warmup_fraction"] * planned)]
+            ok &= ~(sv.steps[cand] < self.p["warmup_fraction"] * planned)
         else:
-            cand = cand[~(cand < self.p["warmup_fraction"] * 5 * n)]
+            ok &= ~(cand < self.p["warmup_fraction"] * 5 * n)
+        cand, med = cand[ok], med[ok]
+        if len(cand) == 0:
+            return cand
+        ok = self._may_fire(view, sv, cand, med, k, n)
+        cand, med = cand[ok], med[ok]
         span = 5 * n
-        keep = [cand[cand - span + 1 < 0]]  # a shorter history: judged one by one
-        whole = cand[cand - span + 1 >= 0]
+        short = cand - span + 1 < 0
+        keep = [cand[short]]  # a shorter history: judged one by one
+        whole, wmed = cand[~short], med[~short]
         for b in range(0, len(whole), 4096):
-            keep.append(self._not_noisy(sv, whole[b : b + 4096], k, n, span))
+            keep.append(self._not_noisy(sv, whole[b : b + 4096], wmed[b : b + 4096], k, n, span))
         return np.sort(np.concatenate(keep))
 
     def _not_noisy(
-        self, sv: SeriesView, cand: np.ndarray, k: int | None, n: int, span: int
+        self, sv: SeriesView, cand: np.ndarray, med: np.ndarray, k: int | None, n: int, span: int
     ) -> np.ndarray:
         """The candidates whose `span` logs are not all finite, or whose median of n is certain
         enough (_at's noise test: the same numbers, computed for all of them at once) and, with
         K unknown, that could pass _at's last test."""
         if len(cand) == 0:
             return cand
-        rows = np.lib.stride_tricks.sliding_window_view(sv.values, span)[cand - span + 1]
+        rows = _rows(sv.values, cand, span)
         finite = np.isfinite(rows).all(axis=1)
-        med = np.median(rows[:, span - n :], axis=1)
         if k:
             chance = np.full(len(cand), math.log(k))
         else:
@@ -410,12 +461,57 @@ class LossAtChance(Detector):
             keep &= ~finite | may_pin | ~(lows > 0.75 * chance)
         return cand[keep]
 
-    def _candidates(self, sv: SeriesView, k: int | None, n: int) -> list[int]:
+    def _may_fire(
+        self,
+        view: RunView,
+        sv: SeriesView,
+        cand: np.ndarray,
+        med: np.ndarray,
+        k: int | None,
+        n: int,
+    ) -> np.ndarray:
+        """The candidates at which _at could fire, found for all of them at once: _at's last
+        tests need the accuracy not to say the model learned, and the loss pinned at chance, or
+        sitting there (K known), or a quarter of its logs before well below chance. Each is
+        narrowed here by a necessary condition on the same numbers: pinning needs the median
+        within 0.2% of chance; sitting needs the last 2n logs (the end of its stretch) finite
+        and within `tol`; a quartile is never below the minimum of the logs it is taken on. A
+        median that is not finite is left to _at. A mask of `cand`. The cheap tests first:
+        most candidates of a loss passing through chance fail all of them."""
+        vals = sv.values
+        if k:
+            chance = np.full(len(cand), math.log(k))
+        else:
+            c0, c1 = UNKNOWN_K_CHANCE
+            chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
+        may = ~np.isfinite(med)  # a NaN median: _at's choice of chance is not np.where's
+        ends = np.maximum(cand - n + 1, 0)
+        ends = np.where(ends > 256, ends - ends % 64, ends)
+        lows = np.full(len(cand), np.inf)
+        top = int(ends.max())
+        if top > 0:
+            mins = np.fmin.accumulate(vals[:top])
+            lows[ends > 0] = mins[ends[ends > 0] - 1]
+        may |= lows <= 0.75 * chance  # NaN (no finite log before): never below chance
+        close = np.abs(med - chance) <= 0.002 * chance  # pinning needs this
+        if len(vals) >= 2 * n and (k or close.any()):  # a stretch of `need` >= 2n logs ends
+            rows = _rows(vals, np.maximum(cand, 2 * n - 1), 2 * n)  # with the last 2n
+            dev = np.abs(rows - chance[:, None]).max(axis=1)  # NaN: not finite, never close
+            stretch = cand + 1 >= np.maximum(2 * n, (cand + 1) // 10)
+            may |= stretch & close & (dev <= 0.005 * chance)
+            if k:
+                may |= stretch & (dev <= self.p["tol"] * chance)
+        if not may.any():
+            return may
+        return may & ~_accuracy_learned_at(view, sv.steps[cand])
+
+    def _candidates(self, sv: SeriesView, k: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of the new logs whose median of n (returned with them) is near chance."""
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
         lo = max(0, sv.new_from - n + 1)
         vals = sv.values[lo:]
         if len(vals) < n:
-            return []
+            return np.empty(0, dtype=np.int64), np.empty(0)
         if len(vals) - n < FEW:  # a live read: a few windows
             meds = np.array(
                 [small_median(vals[j : j + n].tolist()) for j in range(len(vals) - n + 1)]
@@ -426,7 +522,8 @@ class LossAtChance(Detector):
         for c in chance:
             near |= np.abs(meds - c) <= self.p["tol"] * c
         idx = lo + n - 1 + np.flatnonzero(near)
-        return [int(i) for i in idx if i >= sv.new_from]
+        new = idx >= sv.new_from
+        return idx[new].astype(np.int64), meds[near][new]
 
     def _at(self, view: RunView, sv: SeriesView, i: int, k: int | None, n: int) -> None:
         if i + 1 < max(n, self.p["min_points"]):
@@ -494,16 +591,52 @@ def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> 
     """The median of each window of n values, where it can be within `tol` of a chance level
     (NaN elsewhere). Counting costs far less than a median: when more than half of a window's
     values lie below (above) twice that band, so does its median, which is left out."""
-    windows = np.lib.stride_tricks.sliding_window_view(vals, n)
-    maybe = np.zeros(len(windows), dtype=bool)
-    for c in chance:
-        below = (windows < c - 2 * tol * c).sum(axis=1)
-        above = (windows > c + 2 * tol * c).sum(axis=1)
-        maybe |= (below <= n // 2) & (above <= n // 2)
-    meds = np.full(len(windows), np.nan)
+    hits = [vals < c - 2 * tol * c for c in chance] + [vals > c + 2 * tol * c for c in chance]
+    counts = _window_counts(np.stack(hits), n) <= n // 2  # below, above each level
+    maybe = counts[0] & counts[len(chance)]
+    for j in range(1, len(chance)):
+        maybe |= counts[j] & counts[len(chance) + j]
+    meds = np.full(len(maybe), np.nan)
     if maybe.any():
-        meds[maybe] = np.median(windows[maybe], axis=1)
+        ends = np.flatnonzero(maybe) + n - 1
+        meds[maybe] = row_medians(_rows(vals, ends, n))
     return meds
+
+
+def _rows(vals: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """The `width` values ending at each index of `ends`, one row each (a copy)."""
+    return vals[ends[:, None] + np.arange(1 - width, 1)]
+
+
+def row_medians(rows: np.ndarray) -> np.ndarray:
+    """np.median(rows, axis=1) with the same numbers (the middle value of each sorted row, or
+    the mean of the two middle ones; NaN for a row holding one), by one sort of the rows,
+    cheaper than np.median's partitions and their checks for short rows."""
+    m = rows.shape[1]
+    s = np.sort(rows, axis=1)
+    # np.median takes the mean of the middle value(s), a sum that starts at +0.0 (so that a
+    # median of -0.0s is +0.0): the same additions, in the same order
+    mid = 0.0 + s[:, m // 2] if m % 2 else (0.0 + s[:, m // 2 - 1] + s[:, m // 2]) / 2
+    nan = np.isnan(s[:, -1])  # NaNs sort last
+    return np.where(nan, np.nan, mid) if nan.any() else mid
+
+
+def _window_counts(hits: np.ndarray, n: int) -> np.ndarray:
+    """How many of each window of n are True, along the last axis (a running count: O(1) a
+    window)."""
+    c = np.zeros(hits.shape[:-1] + (hits.shape[-1] + 1,), dtype=np.int64)
+    np.cumsum(hits, axis=-1, out=c[..., 1:])
+    return c[..., n:] - c[..., :-n]
+
+
+def _accuracy_learned_at(view: RunView, steps: np.ndarray) -> np.ndarray:
+    """_accuracy_says_learned at each of `steps` (vectorised, the same values)."""
+    acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+    if acc is None or len(acc.steps) == 0:
+        return np.zeros(len(steps), dtype=bool)
+    j = np.searchsorted(acc.steps, steps, side="right") - 1
+    v = np.where(j >= 0, acc.values[np.maximum(j, 0)], np.nan)
+    return np.isfinite(v) & (v >= 0.9) & (v <= 1.0)
 
 
 def _accuracy_says_learned(view: RunView, step: int) -> bool:
@@ -547,6 +680,9 @@ class TargetMiss(Detector):
             sv = self._match(view, t)
             if sv is None:
                 continue
+            if len(sv.values) - sv.new_from > FEW:
+                self._scan(view, t, sv)
+                continue
             best, bstep, since = self.best.get(t.metric, (math.nan, 0, 0))
             for i in sv.new:
                 v = float(sv.values[i])
@@ -570,6 +706,54 @@ class TargetMiss(Detector):
                         int(sv.steps[i]),
                         f"no improvement for {since} evals",
                     )
+
+    def _scan(self, view: RunView, t: Target, sv: SeriesView) -> None:
+        """The walk over the new points, for many at once: the running best (the value that
+        reached it first, and the evals since), then the only events that can matter: the first
+        eval at which a fire could open the alert, and the first at which the target is met (met
+        once, met for good: the best only gets closer to it; the episode closes there)."""
+        new = sv.values[sv.new_from :]
+        fin = np.flatnonzero(np.isfinite(new))
+        if len(fin) == 0:
+            return
+        vals, steps = new[fin], sv.steps[sv.new_from :][fin]
+        best0, bstep0, since0 = self.best.get(t.metric, (math.nan, 0, 0))
+        lower = t.lower_is_better
+        start = (math.inf if lower else -math.inf) if math.isnan(best0) else best0
+        run = (np.minimum if lower else np.maximum).accumulate(np.concatenate(([start], vals)))
+        better = vals < run[:-1] if lower else vals > run[:-1]  # a new best (strictly)
+        k = np.arange(len(vals))
+        last = np.maximum.accumulate(np.where(better, k, -1))  # the latest new best, -1: none
+        best = np.where(last >= 0, vals[np.maximum(last, 0)], best0)  # the value it took
+        since = np.where(last >= 0, k - last, since0 + k + 1)
+        met = {
+            "<=": np.less_equal,
+            "<": np.less,
+            ">=": np.greater_equal,
+            ">": np.greater,
+        }[t.op](best, t.value)
+        first_met = int(np.argmax(met)) if met.any() else len(vals)
+        due = np.flatnonzero(~met & (since >= self.p["patience"]))
+        if len(due) and int(due[0]) < first_met:
+            j = int(due[0])
+            b = int(last[j])
+            self._fire(
+                view,
+                t,
+                sv.name,
+                float(best[j]),
+                int(steps[b]) if b >= 0 else bstep0,
+                int(steps[j]),
+                f"no improvement for {int(since[j])} evals",
+            )
+        if first_met < len(vals):
+            self.clear(t.metric)
+        b = int(last[-1])
+        self.best[t.metric] = (
+            float(best[-1]),
+            int(steps[b]) if b >= 0 else bstep0,
+            int(since[-1]),
+        )
 
     def finalize(self, view: RunView) -> None:
         for t in view.targets:
