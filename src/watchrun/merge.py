@@ -66,7 +66,6 @@ class RunFacts:
 def facts(
     run: Run, run_dir: str, consoles_only: bool, streams_of: Callable[[str], set[str]]
 ) -> RunFacts:
-    points: set[bytes] = set()
     streams: set[str] = set()
     sampled: list[np.ndarray] = []
     lo, hi = np.inf, -np.inf
@@ -77,9 +76,9 @@ def facts(
             first, last = s.wall_span()
             lo, hi = min(lo, first), max(hi, last)
         if comparable(name):
-            points |= _fingerprints(s.values[:SAMPLE])
             streams |= streams_of(name)
             sampled.append(s.values[:SAMPLE])
+    points = _fingerprints_of(sampled)
     writer = (run.host or "", int(run.pid)) if isinstance(run.pid, int) and run.pid > 0 else None
     span = (lo, hi) if lo <= hi else None
     values = np.concatenate(sampled) if sampled else np.empty(0)
@@ -109,11 +108,30 @@ def _fingerprints(values: np.ndarray) -> set[bytes]:
     """The values, as float32, that could not be equal by chance: not integers, not simple
     fractions (an accuracy of 3/4 on a small eval set is common to many runs). Steps are left out:
     writers count them differently (Ultralytics' results.csv from 1, its MLflow steps from 0)."""
-    with np.errstate(over="ignore"):
-        v32 = values.astype(np.float32)
-    v32 = v32[np.isfinite(v32)]
-    if len(v32) <= 8:  # numpy's per-call cost dominates: one check per value
-        return {v.tobytes() for v in v32 if not _simple(float(v))}
+    return _fingerprints_of([values])
+
+
+def _fingerprints_of(samples: list[np.ndarray]) -> set[bytes]:
+    """The union of the `_fingerprints` of each sample: the samples of more than 8 finite
+    values are checked together (each value is judged on its own: the same verdicts, one numpy
+    pass for a run's series rather than one each)."""
+    out: set[bytes] = set()
+    many: list[np.ndarray] = []
+    for values in samples:
+        with np.errstate(over="ignore"):
+            v32 = values.astype(np.float32)
+        v32 = v32[np.isfinite(v32)]
+        if len(v32) <= 8:  # numpy's per-call cost dominates: one check per value
+            out |= {v.tobytes() for v in v32 if not _simple(float(v))}
+        else:
+            many.append(v32)
+    if many:
+        out |= _not_simple(np.concatenate(many) if len(many) > 1 else many[0])
+    return out
+
+
+def _not_simple(v32: np.ndarray) -> set[bytes]:
+    """The bytes of the float32 values that are neither integers nor simple fractions."""
     v64 = v32.astype(np.float64)
     scaled = v64[:, None] * _DENOMINATORS[None, :]
     off = np.abs(scaled - np.round(scaled)) / _DENOMINATORS[None, :]
