@@ -46,6 +46,9 @@ _RECIPE_LAST = {"lr", "rate", "epoch", "epochs", "step", "steps", "iter", "itera
                 "wd", "warmup", "mem", "gpu"}  # fmt: skip
 _TOKENS = re.compile(r"[/_.\-\s()]+")
 _DENOMINATORS = np.arange(1, 101)
+# values checked in one numpy pass: its (values x denominators) float64 temporaries stay under
+# glibc's mmap threshold (128 KiB), so they come from the heap, not from fresh pages each time
+CHECKED_AT_ONCE = 128
 
 
 @dataclass
@@ -126,7 +129,9 @@ def _fingerprints_of(samples: list[np.ndarray]) -> set[bytes]:
         else:
             many.append(v32)
     if many:
-        out |= _not_simple(np.concatenate(many) if len(many) > 1 else many[0])
+        values = np.concatenate(many) if len(many) > 1 else many[0]
+        for i in range(0, len(values), CHECKED_AT_ONCE):
+            out |= _not_simple(values[i : i + CHECKED_AT_ONCE])
     return out
 
 
