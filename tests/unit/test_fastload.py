@@ -3,11 +3,13 @@ reads into a reused scratch buffer."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
 from watchrun import merge
+from watchrun.model import Series
 from watchrun.tail import PREFETCH, Change, FileCursor
 
 
@@ -58,3 +60,43 @@ def test_a_prefetch_overwritten_by_another_read_is_read_again(tmp_path):
     plain = FileCursor(str(a))
     plain.check()
     assert plain.read() == b"a" * 3000  # read() gives bytes, whichever way it was read
+
+
+def _extended_as_before(chunks):  # type: ignore[no-untyped-def]
+    """Series.extend's arrays and segments as computed before (a reference)."""
+    wall0, last, n = math.nan, None, 0
+    out_steps, out_walls, segments = [], [], [0]
+    for steps, walls in chunks:
+        if math.isnan(wall0):
+            finite = walls[np.isfinite(walls)]
+            wall0 = float(finite[0]) if len(finite) else 0.0
+        out_steps.append(steps)
+        out_walls.append((walls - wall0).astype(np.float32))
+        prev = np.empty(len(steps), dtype=np.int64)
+        prev[0] = last if last is not None else np.iinfo(np.int64).min
+        prev[1:] = steps[:-1]
+        segments += [n + int(i) for i in np.flatnonzero(steps < prev)]
+        n += len(steps)
+        last = int(steps[-1])
+    return np.concatenate(out_steps), np.concatenate(out_walls), segments, wall0
+
+
+def test_series_extend_gives_what_it_gave():
+    rng = np.random.default_rng(11)
+    for trial in range(50):
+        chunks = []
+        for _ in range(rng.integers(1, 5)):
+            k = int(rng.integers(5, 300))
+            steps = np.cumsum(rng.integers(-3, 10, k)).astype(np.int64) + int(rng.integers(-50, 50))
+            walls = 1.7e9 + rng.random(k) * 1e5
+            if trial % 3 == 0:
+                walls[: int(rng.integers(0, k + 1))] = np.nan  # no wall time for a while
+            chunks.append((steps, walls))
+        series = Series("m")
+        for steps, walls in chunks:
+            series.extend(steps, rng.random(len(steps)), walls)
+        steps, walls32, segments, wall0 = _extended_as_before(chunks)
+        assert (series.steps == steps).all()
+        assert series.segments == segments
+        assert series.wall0 == wall0 or (math.isnan(series.wall0) and math.isnan(wall0))
+        assert np.array_equal(series._walls[: series.n], walls32, equal_nan=True)
