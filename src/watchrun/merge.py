@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -49,6 +50,7 @@ _DENOMINATORS = np.arange(1, 101)
 # values checked in one numpy pass: its (values x denominators) float64 temporaries stay under
 # glibc's mmap threshold (128 KiB), so they come from the heap, not from fresh pages each time
 CHECKED_AT_ONCE = 128
+MANY_WRITER_SETS = 64  # past this many distinct sets of writers, runs are not sorted by them
 
 
 @dataclass
@@ -60,10 +62,16 @@ class RunFacts:
     consoles_only: bool
     writer: tuple[str, int] | None
     span: tuple[float, float] | None
-    points: set[bytes] = field(default_factory=set)
     streams: frozenset[str] = frozenset()  # the writers of the fingerprinted series
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # the sampled values
     formats: frozenset[str] = frozenset()  # the log formats its files are in
+    sizes: tuple[int, ...] = ()  # the length of each series' sample in `values`
+
+    @cached_property
+    def points(self) -> set[bytes]:
+        """The value fingerprints of its series (`_fingerprints` of each sample), worked out
+        when first asked: only when some run has other writers can equal values join runs."""
+        return _fingerprints_of(np.split(self.values, np.cumsum(self.sizes)[:-1]))
 
 
 def facts(
@@ -81,7 +89,6 @@ def facts(
         if comparable(name):
             streams |= streams_of(name)
             sampled.append(s.values[:SAMPLE])
-    points = _fingerprints_of(sampled)
     writer = (run.host or "", int(run.pid)) if isinstance(run.pid, int) and run.pid > 0 else None
     span = (lo, hi) if lo <= hi else None
     values = np.concatenate(sampled) if sampled else np.empty(0)
@@ -91,10 +98,10 @@ def facts(
         consoles_only,
         writer,
         span,
-        points,
-        frozenset(streams),
-        values,
-        frozenset(run.formats),
+        streams=frozenset(streams),
+        values=values,
+        formats=frozenset(run.formats),
+        sizes=tuple(len(v) for v in sampled),
     )
 
 
@@ -196,14 +203,9 @@ def groups(runs: list[RunFacts]) -> list[tuple[list[str], str]]:
 def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
     """Pairs with evidence, found through an index (linear in runs, never all pairs)."""
     by_writer: dict[tuple[str, int], list[RunFacts]] = defaultdict(list)
-    by_point: dict[bytes, list[RunFacts]] = defaultdict(list)
     for r in runs:
-        if r.consoles_only:
-            continue
-        if r.writer:
+        if not r.consoles_only and r.writer:
             by_writer[r.writer].append(r)
-        for p in r.points:
-            by_point[p].append(r)
     for writer, rs in by_writer.items():
         for i, a in enumerate(rs[:CROWD]):
             for b in rs[i + 1 : CROWD]:
@@ -216,6 +218,13 @@ def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
                         "one writer (pid "
                         f"{writer[1]}{' on ' + writer[0] if writer[0] else ''}), same time",
                     )
+    trainings = [r for r in runs if not r.consoles_only]
+    if not _writers_apart(r.streams for r in trainings):
+        return  # equal values join only runs of different writers: no two runs are
+    by_point: dict[bytes, list[RunFacts]] = defaultdict(list)
+    for r in trainings:
+        for p in r.points:
+            by_point[p].append(r)
     shared: dict[tuple[str, str], int] = defaultdict(int)
     for rs in by_point.values():
         if 1 < len(rs) <= CROWD:
@@ -226,6 +235,22 @@ def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
     for (ka, kb), n in shared.items():
         if n >= MIN_SHARED and not by_key[ka].streams & by_key[kb].streams:
             yield by_key[ka], by_key[kb], f"{n} equal values"
+
+
+def _writers_apart(stream_sets: Iterable[frozenset[str]]) -> bool:
+    """Whether two of the runs share no writer (their streams are disjoint): the only pairs
+    that equal values may join. Most often every run has the same writer (1,000 TensorBoard
+    runs): then no run's fingerprints need working out."""
+    counts = Counter(stream_sets)
+    if len(counts) > MANY_WRITER_SETS:
+        return True
+    distinct = list(counts)
+    for i, a in enumerate(distinct):
+        if not a and counts[a] > 1:
+            return True
+        if any(not a & b for b in distinct[i + 1 :]):
+            return True
+    return False
 
 
 def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:

@@ -100,3 +100,30 @@ def test_series_extend_gives_what_it_gave():
         assert series.segments == segments
         assert series.wall0 == wall0 or (math.isnan(series.wall0) and math.isnan(wall0))
         assert np.array_equal(series._walls[: series.n], walls32, equal_nan=True)
+
+
+def test_run_facts_points_are_the_fingerprints_of_its_comparable_series():
+    from watchrun.model import Run
+
+    rng = np.random.default_rng(5)
+    run = Run(key="r", root="/x/r")
+    for name in ("loss", "val_acc", "lr", "epoch", "train/epoch_loss"):
+        s = run.series[name] = Series(name)
+        n = int(rng.integers(3, 200))
+        s.extend(np.arange(n), np.round(rng.random(n), int(rng.integers(1, 6))), np.ones(n))
+    f = merge.facts(run, "/x", False, lambda name: {"tb"})
+    expected: set[bytes] = set()
+    for name, s in run.series.items():
+        if merge.comparable(name):
+            expected |= merge._fingerprints(s.values[: merge.SAMPLE])
+    assert f.points == expected and expected
+
+
+def test_runs_whose_writers_overlap_need_no_fingerprints():
+    tb, csv, both = frozenset({"tb"}), frozenset({"csv"}), frozenset({"tb", "csv"})
+    assert not merge._writers_apart([tb] * 1000)
+    assert not merge._writers_apart([tb, both, both])  # every two share a writer
+    assert merge._writers_apart([tb, both, csv])  # tb and csv do not
+    assert merge._writers_apart([frozenset(), frozenset()])
+    assert not merge._writers_apart([frozenset()])
+    assert merge._writers_apart([frozenset()] + [tb])
