@@ -127,3 +127,26 @@ def test_runs_whose_writers_overlap_need_no_fingerprints():
     assert merge._writers_apart([frozenset(), frozenset()])
     assert not merge._writers_apart([frozenset()])
     assert merge._writers_apart([frozenset()] + [tb])
+
+
+def test_best_points_with_and_without_nonfinite_values():
+    from watchrun.snapshot import _best
+
+    def by_masking(steps, values):  # type: ignore[no-untyped-def]
+        finite = np.isfinite(values)
+        if not finite.any():
+            return None, None
+        i = int(np.where(finite, values, np.inf).argmin())
+        j = int(np.where(finite, values, -np.inf).argmax())
+        return (float(steps[i]), float(values[i])), (float(steps[j]), float(values[j]))
+
+    rng = np.random.default_rng(2)
+    steps = np.arange(50)
+    for values in (
+        rng.random(50),
+        np.repeat(rng.random(5), 10),  # ties: the first of them, both ways
+        np.where(rng.random(50) < 0.3, np.nan, rng.random(50)),
+        np.full(50, np.inf),
+        np.array([]),
+    ):
+        assert _best(steps[: len(values)], values) == by_masking(steps[: len(values)], values)
