@@ -150,3 +150,24 @@ def test_best_points_with_and_without_nonfinite_values():
         np.array([]),
     ):
         assert _best(steps[: len(values)], values) == by_masking(steps[: len(values)], values)
+
+
+def test_a_prefetch_of_another_thread_is_not_taken(tmp_path):
+    import threading
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a" * 3000)
+    b.write_bytes(b"b" * 3000)
+    first = _cursor_on(str(a))
+    assert first.check() is Change.GREW  # read ahead into this thread's scratch buffer
+    got: list[bytes] = []
+
+    def elsewhere() -> None:
+        other = _cursor_on(str(b))
+        other.check()  # that thread's buffer, at the same count of fills
+        got.append(bytes(first.read_view()))
+
+    t = threading.Thread(target=elsewhere)
+    t.start()
+    t.join()
+    assert got == [b"a" * 3000]
