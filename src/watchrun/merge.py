@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -46,6 +47,10 @@ _RECIPE_LAST = {"lr", "rate", "epoch", "epochs", "step", "steps", "iter", "itera
                 "wd", "warmup", "mem", "gpu"}  # fmt: skip
 _TOKENS = re.compile(r"[/_.\-\s()]+")
 _DENOMINATORS = np.arange(1, 101)
+# values checked in one numpy pass: its (values x denominators) float64 temporaries stay under
+# glibc's mmap threshold (128 KiB), so they come from the heap, not from fresh pages each time
+CHECKED_AT_ONCE = 128
+MANY_WRITER_SETS = 64  # past this many distinct sets of writers, runs are not sorted by them
 
 
 @dataclass
@@ -57,16 +62,21 @@ class RunFacts:
     consoles_only: bool
     writer: tuple[str, int] | None
     span: tuple[float, float] | None
-    points: set[bytes] = field(default_factory=set)
     streams: frozenset[str] = frozenset()  # the writers of the fingerprinted series
     values: np.ndarray = field(default_factory=lambda: np.empty(0))  # the sampled values
     formats: frozenset[str] = frozenset()  # the log formats its files are in
+    sizes: tuple[int, ...] = ()  # the length of each series' sample in `values`
+
+    @cached_property
+    def points(self) -> set[bytes]:
+        """The value fingerprints of its series (`_fingerprints` of each sample), worked out
+        when first asked: only when some run has other writers can equal values join runs."""
+        return _fingerprints_of(np.split(self.values, np.cumsum(self.sizes)[:-1]))
 
 
 def facts(
     run: Run, run_dir: str, consoles_only: bool, streams_of: Callable[[str], set[str]]
 ) -> RunFacts:
-    points: set[bytes] = set()
     streams: set[str] = set()
     sampled: list[np.ndarray] = []
     lo, hi = np.inf, -np.inf
@@ -77,7 +87,6 @@ def facts(
             first, last = s.wall_span()
             lo, hi = min(lo, first), max(hi, last)
         if comparable(name):
-            points |= _fingerprints(s.values[:SAMPLE])
             streams |= streams_of(name)
             sampled.append(s.values[:SAMPLE])
     writer = (run.host or "", int(run.pid)) if isinstance(run.pid, int) and run.pid > 0 else None
@@ -89,10 +98,10 @@ def facts(
         consoles_only,
         writer,
         span,
-        points,
-        frozenset(streams),
-        values,
-        frozenset(run.formats),
+        streams=frozenset(streams),
+        values=values,
+        formats=frozenset(run.formats),
+        sizes=tuple(len(v) for v in sampled),
     )
 
 
@@ -109,11 +118,32 @@ def _fingerprints(values: np.ndarray) -> set[bytes]:
     """The values, as float32, that could not be equal by chance: not integers, not simple
     fractions (an accuracy of 3/4 on a small eval set is common to many runs). Steps are left out:
     writers count them differently (Ultralytics' results.csv from 1, its MLflow steps from 0)."""
-    with np.errstate(over="ignore"):
-        v32 = values.astype(np.float32)
-    v32 = v32[np.isfinite(v32)]
-    if len(v32) <= 8:  # numpy's per-call cost dominates: one check per value
-        return {v.tobytes() for v in v32 if not _simple(float(v))}
+    return _fingerprints_of([values])
+
+
+def _fingerprints_of(samples: list[np.ndarray]) -> set[bytes]:
+    """The union of the `_fingerprints` of each sample: the samples of more than 8 finite
+    values are checked together (each value is judged on its own: the same verdicts, one numpy
+    pass for a run's series rather than one each)."""
+    out: set[bytes] = set()
+    many: list[np.ndarray] = []
+    for values in samples:
+        with np.errstate(over="ignore"):
+            v32 = values.astype(np.float32)
+        v32 = v32[np.isfinite(v32)]
+        if len(v32) <= 8:  # numpy's per-call cost dominates: one check per value
+            out |= {v.tobytes() for v in v32 if not _simple(float(v))}
+        else:
+            many.append(v32)
+    if many:
+        values = np.concatenate(many) if len(many) > 1 else many[0]
+        for i in range(0, len(values), CHECKED_AT_ONCE):
+            out |= _not_simple(values[i : i + CHECKED_AT_ONCE])
+    return out
+
+
+def _not_simple(v32: np.ndarray) -> set[bytes]:
+    """The bytes of the float32 values that are neither integers nor simple fractions."""
     v64 = v32.astype(np.float64)
     scaled = v64[:, None] * _DENOMINATORS[None, :]
     off = np.abs(scaled - np.round(scaled)) / _DENOMINATORS[None, :]
@@ -173,14 +203,9 @@ def groups(runs: list[RunFacts]) -> list[tuple[list[str], str]]:
 def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
     """Pairs with evidence, found through an index (linear in runs, never all pairs)."""
     by_writer: dict[tuple[str, int], list[RunFacts]] = defaultdict(list)
-    by_point: dict[bytes, list[RunFacts]] = defaultdict(list)
     for r in runs:
-        if r.consoles_only:
-            continue
-        if r.writer:
+        if not r.consoles_only and r.writer:
             by_writer[r.writer].append(r)
-        for p in r.points:
-            by_point[p].append(r)
     for writer, rs in by_writer.items():
         for i, a in enumerate(rs[:CROWD]):
             for b in rs[i + 1 : CROWD]:
@@ -193,6 +218,13 @@ def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
                         "one writer (pid "
                         f"{writer[1]}{' on ' + writer[0] if writer[0] else ''}), same time",
                     )
+    trainings = [r for r in runs if not r.consoles_only]
+    if not _writers_apart(r.streams for r in trainings):
+        return  # equal values join only runs of different writers: no two runs are
+    by_point: dict[bytes, list[RunFacts]] = defaultdict(list)
+    for r in trainings:
+        for p in r.points:
+            by_point[p].append(r)
     shared: dict[tuple[str, str], int] = defaultdict(int)
     for rs in by_point.values():
         if 1 < len(rs) <= CROWD:
@@ -203,6 +235,22 @@ def _candidates(runs: list[RunFacts]):  # type: ignore[no-untyped-def]
     for (ka, kb), n in shared.items():
         if n >= MIN_SHARED and not by_key[ka].streams & by_key[kb].streams:
             yield by_key[ka], by_key[kb], f"{n} equal values"
+
+
+def _writers_apart(stream_sets: Iterable[frozenset[str]]) -> bool:
+    """Whether two of the runs share no writer (their streams are disjoint): the only pairs
+    that equal values may join. Most often every run has the same writer (1,000 TensorBoard
+    runs): then no run's fingerprints need working out."""
+    counts = Counter(stream_sets)
+    if len(counts) > MANY_WRITER_SETS:
+        return True
+    distinct = list(counts)
+    for i, a in enumerate(distinct):
+        if not a and counts[a] > 1:
+            return True
+        if any(not a & b for b in distinct[i + 1 :]):
+            return True
+    return False
 
 
 def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:

@@ -123,18 +123,20 @@ class Series:
         values = np.asarray(values, dtype=np.float64)
         walls = np.asarray(walls, dtype=np.float64)
         if math.isnan(self.wall0):
-            finite = walls[np.isfinite(walls)]
-            self.wall0 = float(finite[0]) if len(finite) else 0.0
+            first = float(walls[0])
+            if not math.isfinite(first):  # the first finite one (rare: a NaN wall time)
+                finite = walls[np.isfinite(walls)]
+                first = float(finite[0]) if len(finite) else 0.0
+            self.wall0 = first
         self._reserve(k)
         start = self.n
         self._steps[start : start + k] = steps
         self._values[start : start + k] = values
-        self._walls[start : start + k] = (walls - self.wall0).astype(np.float32)
+        self._walls[start : start + k] = walls - self.wall0  # cast to float32 on assignment
         # a step lower than the previous one starts a new segment
-        prev = np.empty(k, dtype=np.int64)
-        prev[0] = self.last_step if self.last_step is not None else np.iinfo(np.int64).min
-        prev[1:] = steps[:-1]
-        new_segments = [start + int(i) for i in np.flatnonzero(steps < prev)]
+        new_segments = [start + 1 + int(i) for i in np.flatnonzero(steps[1:] < steps[:-1])]
+        if self.last_step is not None and int(steps[0]) < self.last_step:
+            new_segments.insert(0, start)
         self.segments.extend(new_segments)
         self.n += k
         self.last_step = int(steps[-1])

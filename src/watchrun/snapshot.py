@@ -160,10 +160,13 @@ def _best(
     steps: np.ndarray, values: np.ndarray
 ) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
     finite = np.isfinite(values)
-    if not finite.any():
+    if len(values) and finite.all():  # the usual case: the extremes of the values themselves
+        i, j = int(values.argmin()), int(values.argmax())
+    elif not finite.any():
         return None, None
-    i = int(np.where(finite, values, np.inf).argmin())
-    j = int(np.where(finite, values, -np.inf).argmax())
+    else:
+        i = int(np.where(finite, values, np.inf).argmin())
+        j = int(np.where(finite, values, -np.inf).argmax())
     return (float(steps[i]), float(values[i])), (float(steps[j]), float(values[j]))
 
 
@@ -203,7 +206,7 @@ def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
     else:
         steps = series.steps[start:]
         values = series.values[start:]
-        xs, ys, ws = reduce_series(steps, values, series.walls[start:])
+        xs, ys, ws = reduce_series(steps, values, series.walls_between(start, len(series)))
         best_low, best_high = _best(steps, values)
     last_values = series.values[start + max(0, n - 2) : start + n]
     return SeriesView(

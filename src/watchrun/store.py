@@ -95,7 +95,11 @@ class Store:
                 return 0
             owner = self._owner.get((key, name))
             if owner != stream:
-                first = self._first.setdefault((key, name, stream), int(min(steps)))
+                first = self._first.get((key, name, stream))
+                if first is None:  # numpy's min: Python's would walk the array point by point
+                    first = self._first[(key, name, stream)] = int(
+                        steps.min() if isinstance(steps, np.ndarray) else min(steps)
+                    )
                 if owner is not None and not self._better(key, name, stream, first, owner):
                     return 0
                 self._owner[(key, name)] = stream

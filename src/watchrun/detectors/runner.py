@@ -171,41 +171,45 @@ class DetectorRunner:
 
     def _view(self, run: Run, state: _RunState, settle_all: bool, advance: bool = True) -> RunView:
         r = state.round
-        parts: dict[str, tuple[np.ndarray, np.ndarray, int, int]] = {}
+        parts: dict[str, tuple[np.ndarray, np.ndarray, int, int, int]] = {}
         frontier: int | None = None  # the highest last step of the series (None: no points)
         for name, s in run.series.items():
-            if len(s.segments) <= r:
+            segments = s.segments
+            if len(segments) <= r:
                 continue
-            start = s.segments[r]
-            end = s.segments[r + 1] if len(s.segments) > r + 1 else s.n
+            start = segments[r]
+            end = segments[r + 1] if len(segments) > r + 1 else s.n
+            if end <= start:
+                continue
             steps = s.steps[start:end]
-            if len(steps) == 0:
-                continue
-            parts[name] = (steps, s.values[start:end], start, end)
             last = int(steps[-1])
-            frontier = last if frontier is None else max(frontier, last)
+            parts[name] = (steps, s.values[start:end], start, s.dropped, last)
+            if frontier is None or last > frontier:
+                frontier = last
         series: dict[str, SeriesView] = {}
         roles, test_as_val = self._roles(state, tuple(parts))
-        for name, (steps, values, start, _end) in parts.items():
-            if self._percent(state, run, name, roles[name].kind):
+        cursors = state.cursors
+        for name, (steps, values, start, dropped, last) in parts.items():
+            role = roles[name]
+            if self._percent(state, run, name, role.kind):
                 values = values / 100.0
             settled = (
                 len(steps)
-                if settle_all or frontier is None
-                else int(np.searchsorted(steps, frontier, side="left"))
+                if settle_all or frontier is None or last < frontier  # all below it: settled
+                else int(steps.searchsorted(frontier, side="left"))
             )
-            dropped = run.series[name].dropped  # cursors count every point: see _bound
-            cursor = max(state.cursors.get(name, start + dropped) - dropped, start)
+            # cursors count every point, those a bounded store dropped too: see _bound
+            cursor = max(cursors.get(name, start + dropped) - dropped, start)
             series[name] = SeriesView(
                 name,
-                roles[name],
+                role,
                 steps[:settled],
                 values[:settled],
                 min(cursor - start, settled),
                 start,
             )
             if advance:
-                state.cursors[name] = max(cursor, start + settled) + dropped
+                cursors[name] = max(cursor, start + settled) + dropped
         view = RunView(run, series, self.config, list(state.targets or []), test_as_val=test_as_val)
         view.fired = {det for det, _ in state.fired}
         for (det, _), a in state.open_alerts.items():

@@ -46,6 +46,7 @@ class Dirs:
     def __init__(self) -> None:
         self._names: dict[str, frozenset[str]] = {}
         self._mlflow: dict[tuple[str, tuple[str, ...]], str | None] = {}
+        self._hf: dict[str, bool] = {}  # a folder of 1,000 runs is asked once, not once per run
 
     def names(self, d: str) -> frozenset[str]:
         got = self._names.get(d)
@@ -110,8 +111,13 @@ def tensorboard_root(dirpath: str, dirs: Dirs) -> tuple[str, str, bool]:
 
 
 def is_hf_root(d: str, dirs: Dirs) -> bool:
-    names = dirs.names(d)
-    return "trainer_state.json" in names or any(CHECKPOINT_DIR.match(n) for n in names)
+    known = dirs._hf.get(d)
+    if known is None:
+        names = dirs.names(d)
+        known = dirs._hf[d] = "trainer_state.json" in names or any(
+            CHECKPOINT_DIR.match(n) for n in names
+        )
+    return known
 
 
 def _has_event_sibling_split(parent: str, d: str, dirs: Dirs) -> bool:

@@ -173,7 +173,7 @@ def _pid(text: str) -> bool:
 
 
 def walk_records(
-    buf: bytes, start: int = 0
+    buf: bytes | memoryview, start: int = 0
 ) -> tuple[list[int] | np.ndarray, list[int] | np.ndarray, int, list[int]]:
     """Find complete records whose length CRC holds. Return (payload offsets, lengths, bytes
     consumed, where each corrupt stretch starts). A record cut by the end of the buffer is not
@@ -256,7 +256,7 @@ def _walk_fast(arr: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, int
 
 
 def _walk_slow(
-    buf: bytes, start: int = 0, limit: int = -1
+    buf: bytes | memoryview, start: int = 0, limit: int = -1
 ) -> tuple[list[int], list[int], int, list[int]]:
     """Record by record, checking each length CRC; resynchronise after corruption. Stops after
     `limit` records when given."""
@@ -288,7 +288,7 @@ def _walk_slow(
     return offsets, lengths, pos, corrupt
 
 
-def _resync(buf: bytes, pos: int) -> int:
+def _resync(buf: bytes | memoryview, pos: int) -> int:
     n = len(buf)
     mv = memoryview(buf)
     while pos + 12 <= n:
@@ -354,7 +354,9 @@ class Decoded:
 
 
 def decode_records(
-    buf: bytes, offsets: Sequence[int] | np.ndarray, lengths: Sequence[int] | np.ndarray
+    buf: bytes | memoryview,
+    offsets: Sequence[int] | np.ndarray,
+    lengths: Sequence[int] | np.ndarray,
 ) -> Decoded:
     out = Decoded()
     if len(offsets) == 0:
@@ -507,8 +509,8 @@ def _tag_words(arr: np.ndarray, starts: np.ndarray, tag_len: int) -> np.ndarray:
     return words
 
 
-def _decode_proto(buf: bytes, off: int, length: int, idx: int, out: Decoded) -> None:
-    payload = buf[off : off + length]
+def _decode_proto(buf: bytes | memoryview, off: int, length: int, idx: int, out: Decoded) -> None:
+    payload = bytes(buf[off : off + length])  # a view's bytes may be overwritten later
     if masked_crc(payload) != _U32.unpack_from(buf, off + length)[0]:
         out.bad.append(idx)  # a flipped bit: wrong numbers, or a tag that was never logged
         return
@@ -643,6 +645,7 @@ class TensorBoardSource(Source):
     def add_file(self, path: str, **options: object) -> bool:
         added = super().add_file(path, **options)
         if added:
+            self.cursors[path].scratch = True  # read() decodes each buffer before the next
             info = parse_filename(path.rsplit("/", 1)[-1])
             if "pid" in info and pid_problem(info["pid"]) is None:
                 self.store.update(self.key, pid=info["pid"], host=info.get("host"))
@@ -654,7 +657,7 @@ class TensorBoardSource(Source):
         opts = self.options[cursor.key]
         total = 0
         while True:
-            buf = cursor.read(MAX_READ)
+            buf = cursor.read_view(MAX_READ)  # everything kept from it is copied (Decoded)
             if not buf:
                 break
             offsets: dict[int, int] | list[int] | np.ndarray  # indexed by a record's index

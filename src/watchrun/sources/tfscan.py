@@ -36,7 +36,7 @@ def available() -> bool:
 
 
 def scan_records(
-    buf: bytes, module: ModuleType | None = None
+    buf: bytes | memoryview, module: ModuleType | None = None
 ) -> tuple[dict[int, int], int, list[int], Any]:
     """Walk and decode `buf` with the compiled scanner (`module` overrides the built one).
 
