@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from watchrun.detectors.base import (
+    FEW,
     Detector,
     RunView,
     SeriesView,
@@ -16,6 +17,7 @@ from watchrun.detectors.base import (
     step_noise,
     warming_up,
 )
+from watchrun.detectors.rolling import Growing, Seen, SortedValues, fast_median
 from watchrun.model import Severity
 from watchrun.semantics import LOSS_PARTS, SPLITS, token_split
 
@@ -145,6 +147,133 @@ def range_min(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return out
 
 
+def _window(m: np.ndarray, k: int) -> np.ndarray:
+    """The smoothing windows ending at evals m (0-based): a tenth of the evals so far, at least
+    k, partial at the start."""
+    return np.minimum(np.maximum(k, (m + 1) // 10), m + 1)
+
+
+class EvalTrack:
+    """Overfitting's per-eval arrays over one validation loss's finite evals (the smoothed
+    loss, its running best level and where it was, the streak of evals above it, the trend since
+    it), kept between calls: each call works out only the evals it has not seen, carrying the
+    running sums, minimum and argmax forward, so a live eval costs O(1), not O(evals). Sums are
+    carried as np.cumsum runs them (one addition after another), so the arrays are bit for bit
+    those of a pass over all the evals. When the history changes under them (a bounded store, a
+    series taken over) they are worked out again from the first eval."""
+
+    def __init__(self) -> None:
+        self.seen = Seen()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0  # finite evals taken in
+        self.first_new = 0  # the first of them new to this call
+        self.csum, self.sq = Growing(0.0), Growing(0.0)  # running sums of fv and fv**2
+        self.level, self.at_best, self.last_break = math.inf, 0, -1  # carried to the next eval
+        self._full: tuple[np.ndarray, np.ndarray] | None = None
+
+    def take(self, view: RunView, val: SeriesView, p: dict) -> dict[str, np.ndarray]:
+        """Take in val's points not seen yet; the arrays over those evals (`idx`: their
+        positions among the finite evals; first_new: the first one the runner calls new)."""
+        self._full = None
+        at = self.seen.new_from(view, val)
+        if at is None or at > val.new_from:
+            self._reset()
+            at = 0
+        rel = np.flatnonzero(np.isfinite(val.values[at:]))
+        fv_new = val.values[at:][rel]
+        if at == 0:
+            self._full = (rel, fv_new)
+        self.first_new = self.n + int(np.searchsorted(rel, val.new_from - at))
+        out = self._extend(fv_new, p)
+        self.seen.mark(view, val)
+        return out
+
+    def finite(self, val: SeriesView) -> np.ndarray:
+        return self._whole(val)[0]
+
+    def fv(self, val: SeriesView) -> np.ndarray:
+        return self._whole(val)[1]
+
+    def _whole(self, val: SeriesView) -> tuple[np.ndarray, np.ndarray]:
+        if self._full is None:
+            finite = np.flatnonzero(np.isfinite(val.values))
+            self._full = (finite, val.values[finite])
+        return self._full
+
+    def _extend(self, fv: np.ndarray, p: dict) -> dict[str, np.ndarray]:
+        n0, m = self.n, len(fv)
+        idx = np.arange(n0, n0 + m)
+        if m == 0:
+            empty = np.empty(0)
+            return dict.fromkeys(("level", "at_best", "streak", "rise_s"), empty) | {
+                "idx": idx,
+                "cond": np.zeros(0, dtype=bool),
+                "trend": np.zeros(0, dtype=bool),
+            }
+        k = int(p["patience"])
+        first = n0 == 0
+        w = _window(idx, k)
+        if first:
+            self.csum.extend(np.cumsum(fv))
+            self.sq.extend(np.cumsum(fv * fv))
+        else:
+            self.csum.extend(np.cumsum(np.concatenate([[self.csum.array[-1]], fv]))[1:])
+            self.sq.extend(np.cumsum(np.concatenate([[self.sq.array[-1]], fv * fv]))[1:])
+        csum, sq = self.csum.array, self.sq.array
+        smooth = (csum[idx + 1] - csum[idx + 1 - w]) / w
+        level = _carried(np.minimum, self.level, smooth, first)
+        at_best = _carried(np.maximum, self.at_best, np.where(smooth <= level, idx, 0), first)
+        if first:
+            above = np.concatenate([[False], fv[1:] >= level[:-1] * (1 + p["noise"])])
+        else:
+            prev = np.concatenate([[self.level], level[:-1]])
+            above = fv >= prev * (1 + p["noise"])
+        last_break = _carried(np.maximum, self.last_break, np.where(~above, idx, -1), first)
+        streak = np.where(above, idx - last_break, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rise_s = np.where(level > 0, smooth / level - 1, np.inf)
+            rise_level = np.where(level > 0, fv / level - 1, np.inf)
+        cond = (streak >= k) & (rise_s >= p["min_rise"] / 2) & (rise_level >= p["min_rise"] / 2)
+        # a noisy curve that trends up: the mean of all evals after the best window is clearly
+        # above the best level (t >= trend_t); needs a strong train-loss drop to count
+        after = np.maximum(idx - at_best, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = csum[idx + 1] - csum[at_best + 1]
+            mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
+            var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
+            t_after = (mean_after - level) / np.sqrt(
+                np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1)
+            )
+        trend = (
+            (after >= 2 * k)
+            & (mean_after >= level * (1 + p["min_rise"]))
+            & (t_after >= p["trend_t"])
+        )
+        cond |= trend
+        self.n = n0 + m
+        self.level, self.at_best = float(level[-1]), int(at_best[-1])
+        self.last_break = int(last_break[-1])
+        return {
+            "idx": idx,
+            "level": level,
+            "at_best": at_best,
+            "streak": streak,
+            "rise_s": rise_s,
+            "cond": cond,
+            "trend": trend,
+        }
+
+
+def _carried(op: np.ufunc, carry: float, x: np.ndarray, first: bool) -> np.ndarray:
+    """op.accumulate(x) continuing from `carry` (the value before x[0]); `first`: x starts the
+    series, no carry."""
+    if first:
+        return op.accumulate(x)
+    return op.accumulate(np.concatenate([[carry], x]))[1:]
+
+
 class Overfitting(Detector):
     """Validation loss above its best level for `patience` evals in a row, the latest `min_rise`
     above the best eval and the smoothed loss half that, by more than `noise_sigmas` times the
@@ -186,6 +315,7 @@ class Overfitting(Detector):
         self.best = math.inf  # best smoothed level at the point being judged
         self.best_raw = math.inf  # lowest eval inside the best window
         self.best_step = 0
+        self._tracks: dict[str, EvalTrack] = {}  # validation loss -> its running arrays
 
     def update(self, view: RunView) -> None:
         val = view.pick("val", "loss")
@@ -205,66 +335,45 @@ class Overfitting(Detector):
         mAP still climbs is a trade between the parts, not a model that memorises."""
         if val.new_from >= len(val.values):
             return
-        finite = np.flatnonzero(np.isfinite(val.values))
-        fv = val.values[finite]
-        n = len(fv)
-        first_new = int(np.searchsorted(finite, val.new_from))
+        track = self._tracks.get(val.name)
+        if track is None:
+            track = self._tracks[val.name] = EvalTrack()
+        a = track.take(view, val, self.p)
+        first_new, n = track.first_new, track.n
         if n == 0 or first_new >= n:
             return
         k = int(self.p["patience"])
-        idx = np.arange(n)
-        w = np.maximum(k, (idx + 1) // 10)
-        w = np.minimum(w, idx + 1)  # partial windows at the start
-        csum = np.concatenate([[0.0], np.cumsum(fv)])
-        smooth = (csum[idx + 1] - csum[idx + 1 - w]) / w
-        level = np.minimum.accumulate(smooth)
-        at_best = np.maximum.accumulate(np.where(smooth <= level, idx, 0))
-        above = np.concatenate([[False], fv[1:] >= level[:-1] * (1 + self.p["noise"])])
-        last_break = np.maximum.accumulate(np.where(~above, idx, -1))
-        streak = np.where(above, idx - last_break, 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rise_s = np.where(level > 0, smooth / level - 1, np.inf)
-            rise_level = np.where(level > 0, fv / level - 1, np.inf)
-        cond = (
-            (streak >= k)
-            & (rise_s >= self.p["min_rise"] / 2)
-            & (rise_level >= self.p["min_rise"] / 2)
-        )
-        # a noisy curve that trends up: the mean of all evals after the best window is clearly
-        # above the best level (t >= trend_t); needs a strong train-loss drop to count
-        after = np.maximum(idx - at_best, 0)
-        sq = np.concatenate([[0.0], np.cumsum(fv * fv)])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = csum[idx + 1] - csum[at_best + 1]
-            mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
-            var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
-            t_after = (mean_after - level) / np.sqrt(
-                np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1)
-            )
-        trend = (
-            (after >= 2 * k)
-            & (mean_after >= level * (1 + self.p["min_rise"]))
-            & (t_after >= self.p["trend_t"])
-        )
-        cond |= trend
-        short = self._short_rise(fv, first_new)
+        idx = a["idx"]
+        new = idx >= first_new
+        level, at_best, streak, rise_s = a["level"], a["at_best"], a["streak"], a["rise_s"]
+        cond, trend = a["cond"], a["trend"]
+        short = np.zeros(len(idx), dtype=bool)
+        if first_new < 2 * int(self.p["min_evals"]):
+            short = self._short_rise(track.fv(val), first_new)[idx[0] :]
         cond |= short
-        cond[:first_new] = False
-        cands = np.flatnonzero(cond)
-        calm = np.flatnonzero(rise_s < self.p["min_rise"] / 2)
-        raw = (
-            range_min(fv, at_best[cands] + 1 - w[at_best[cands]], at_best[cands])
-            if len(cands)
-            else np.empty(0)
-        )
+        cond &= new
+        cands = np.flatnonzero(cond)  # positions in the arrays: eval idx[0] + c
+        calm = idx[(rise_s < self.p["min_rise"] / 2) & new]
+        fv = track.fv(val) if len(cands) else np.empty(0)
+        finite = track.finite(val) if len(cands) else np.empty(0, dtype=np.int64)
+        base = int(idx[0])
+        bests = at_best[cands]
+        widths = _window(bests, k)
+        if len(cands) > 8:
+            raw = range_min(fv, bests + 1 - widths, bests)
+        else:  # a few (a live read): each window's min directly, the same values
+            raw = np.array(
+                [fv[b + 1 - wb : b + 1].min() for b, wb in zip(bests, widths, strict=True)]
+            )
         done = first_new - 1
-        for c, j in enumerate(cands.tolist()):
+        for c, q in enumerate(cands.tolist()):
+            j = base + q
             if val.name in self.open:
                 if not len(calm[(calm > done) & (calm < j)]):
                     continue  # still the same episode
                 self.clear(val.name)
-            if short[j] and not (
-                trend[j] or (streak[j] >= k and rise_s[j] >= self.p["min_rise"] / 2)
+            if short[q] and not (
+                trend[q] or (streak[q] >= k and rise_s[q] >= self.p["min_rise"] / 2)
             ):
                 jj = int(np.argmin(fv[: j + 1]))  # a short run: its lowest eval is the best
                 self.best, self.best_raw, self.best_step = (
@@ -277,17 +386,17 @@ class Overfitting(Detector):
                 )
                 done = j
                 continue
-            m = int(at_best[j])
-            lo = m + 1 - int(w[m])
+            m = int(at_best[q])
+            lo = m + 1 - min(max(k, (m + 1) // 10), m + 1)
             jj = lo + int(np.argmin(fv[lo : m + 1]))
             self.best, self.best_raw, self.best_step = (
-                float(level[j]),
+                float(level[q]),
                 float(raw[c]),
                 int(val.steps[finite[jj]]),
             )
-            if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[j]:
+            if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[q]:
                 self._maybe_fire(
-                    view, val, train, int(finite[j]), float(fv[j]), bool(trend[j]), gate=gate
+                    view, val, train, int(finite[j]), float(fv[j]), bool(trend[q]), gate=gate
                 )
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
@@ -640,7 +749,7 @@ def _resumed(sv: SeriesView) -> bool:
     model may have converged before the first log here, so a flat loss proves nothing."""
     if len(sv.steps) < 3:
         return False
-    gap = float(np.median(np.diff(sv.steps)))
+    gap = fast_median(np.diff(sv.steps))
     return gap > 0 and sv.steps[0] > 3 * gap
 
 
@@ -648,6 +757,145 @@ def _still_improving(val: SeriesView) -> bool:
     """The last eval is the best (or within 1% of it): more training may still help."""
     v = val.values[np.isfinite(val.values)]
     return len(v) >= 2 and v[-1] <= v.min() * 1.01
+
+
+class Trend:
+    """The numbers NotLearning's trend rule reads from a train loss's finite values `vals`:
+    n = len(vals), k = n // 3, the medians of the first and the last k, where it started
+    (the higher of vals[0] and the median of the first max(3, n // 20)), the logs' scatter
+    (step_noise of vals), and whether the series starts far into training (_resumed)."""
+
+    __slots__ = ("resumed", "n", "k", "first", "last", "start", "noise")
+
+    def __init__(
+        self,
+        resumed: bool,
+        n: int,
+        first: float = math.nan,
+        last: float = math.nan,
+        start: float = math.nan,
+        noise: float = math.nan,
+    ) -> None:
+        self.resumed, self.n, self.k = resumed, n, n // 3
+        self.first, self.last, self.start, self.noise = first, last, start, noise
+
+    @classmethod
+    def of(cls, sv: SeriesView) -> Trend:
+        """Worked out from the whole view (a batch pass)."""
+        resumed = _resumed(sv)
+        vals = sv.values[np.isfinite(sv.values)]
+        n = len(vals)
+        k = n // 3
+        if resumed or k < 3:
+            return cls(resumed, n)
+        return cls(
+            resumed,
+            n,
+            fast_median(vals[:k]),
+            fast_median(vals[-k:]),
+            # where it started: the first log (an untrained model's loss, when the model learns
+            # within the first logs) or the first few (a noisy first log), whichever is higher
+            max(float(vals[0]), fast_median(vals[: max(3, n // 20)])),
+            # the logs' scatter from successive differences, so that a downward trend is not
+            # mistaken for noise (step_noise)
+            1.4826 * fast_median(np.abs(np.diff(vals))) / math.sqrt(2),
+        )
+
+
+class TrendStats:
+    """A train loss's Trend, kept between calls. A batch pass (many new points) works it out from
+    the view; a live read (a few new points a call, twice in a row) keeps sorted windows instead
+    (the first third, the last third, the first twentieth, the successive differences and the
+    step gaps) that each new point enters and leaves in O(log n): the same medians, of the same
+    values, at any length of run."""
+
+    def __init__(self) -> None:
+        self.seen = Seen()
+        self.trend: Trend | None = None  # for the points `seen` has taken in
+        self.live = False  # the last call had a few new points
+        self.fin: list[float] = []  # the finite values, in order
+        self.windows: dict[str, SortedValues] | None = None  # None: not kept (a batch pass)
+        self.tail_lo = 0  # the last third is fin[tail_lo:]
+        self.first_step = 0
+        self.last_step: int | None = None  # the step of the last point taken in
+
+    def get(self, view: RunView, sv: SeriesView) -> Trend:
+        at = self.seen.new_from(view, sv)
+        count = len(sv.values)
+        if at == count and self.trend is not None:
+            return self.trend  # nothing new (the finalize after a batch pass)
+        live = count - sv.new_from <= FEW
+        if at is not None and self.windows is not None and count - at <= max(FEW, count // 8):
+            self._extend(sv, at)
+        elif live and self.live:
+            self._build(sv)
+        else:
+            self.windows = None
+        self.live = live
+        self.trend = Trend.of(sv) if self.windows is None else self._trend(sv)
+        self.seen.mark(view, sv)
+        return self.trend
+
+    def _build(self, sv: SeriesView) -> None:
+        vals = sv.values[np.isfinite(sv.values)]
+        n, k = len(vals), len(vals) // 3
+        self.fin = vals.tolist()
+        self.tail_lo = n - k
+        self.windows = {
+            "head": SortedValues.of(vals[:k]),
+            "tail": SortedValues.of(vals[n - k :]),
+            "start": SortedValues.of(vals[: min(n, max(3, n // 20))]),
+            "diffs": SortedValues.of(np.abs(np.diff(vals))),
+            "gaps": SortedValues.of(np.diff(sv.steps)),
+        }
+        self.first_step = int(sv.steps[0]) if len(sv.steps) else 0
+        self.last_step = int(sv.steps[-1]) if len(sv.steps) else None
+
+    def _extend(self, sv: SeriesView, at: int) -> None:
+        w = self.windows
+        assert w is not None
+        fin = self.fin
+        n0 = len(fin)
+        for step, x in zip(sv.steps[at:].tolist(), sv.values[at:].tolist(), strict=True):
+            if self.last_step is None:
+                self.first_step = step
+            else:
+                w["gaps"].add(float(step - self.last_step))
+            self.last_step = step
+            if math.isfinite(x):
+                if fin:
+                    w["diffs"].add(abs(x - fin[-1]))
+                fin.append(x)
+        n = len(fin)
+        k = n // 3
+        head, start, tail = w["head"], w["start"], w["tail"]
+        while len(head) < k:
+            head.add(fin[len(head)])
+        while len(start) < min(n, max(3, n // 20)):
+            start.add(fin[len(start)])
+        lo = n - k
+        for i in range(max(n0, lo), n):
+            tail.add(fin[i])
+        for i in range(self.tail_lo, min(lo, n0)):
+            tail.remove(fin[i])
+        self.tail_lo = lo
+
+    def _trend(self, sv: SeriesView) -> Trend:
+        w = self.windows
+        assert w is not None
+        gap = w["gaps"].median()
+        resumed = len(w["gaps"]) >= 2 and gap > 0 and self.first_step > 3 * gap
+        n = len(self.fin)
+        if resumed or n // 3 < 3:
+            return Trend(resumed, n)
+        return Trend(
+            resumed,
+            n,
+            w["head"].median(),
+            w["tail"].median(),
+            max(self.fin[0], w["start"].median()),
+            1.4826 * w["diffs"].median() / math.sqrt(2),
+        )
 
 
 class NotLearning(Detector):
@@ -672,6 +920,10 @@ class NotLearning(Detector):
         "floor_evals": 5,
         "floor_band": FLOOR_BAND,
     }
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self._trends: dict[str, TrendStats] = {}  # train loss -> its trend numbers, kept
 
     def update(self, view: RunView) -> None:
         train = view.pick("train", "loss")
@@ -774,19 +1026,15 @@ class NotLearning(Detector):
             )
 
     def _judge(self, view: RunView, train: SeriesView) -> None:
-        if view.is_rl or train.name in self.open or train.name in view.claimed or _resumed(train):
+        if view.is_rl or train.name in self.open or train.name in view.claimed:
             return
-        vals = train.values[np.isfinite(train.values)]
-        k = len(vals) // 3
-        if k < 3:
+        stats = self._trends.get(train.name)
+        if stats is None:
+            stats = self._trends[train.name] = TrendStats()
+        t = stats.get(view, train)
+        if t.resumed or t.k < 3:
             return
-        first, last = float(np.median(vals[:k])), float(np.median(vals[-k:]))
-        # where it started: the first log (an untrained model's loss, when the model learns
-        # within the first logs) or the first few (a noisy first log), whichever is higher
-        start = max(float(vals[0]), float(np.median(vals[: max(3, len(vals) // 20)])))
-        # the logs' scatter from successive differences, so that a downward trend is not
-        # mistaken for noise
-        noise = step_noise(vals)
+        k, n, first, last, start, noise = t.k, t.n, t.first, t.last, t.start, t.noise
         # a drop counts when it is >= min_drop of the start and clear of the medians' own
         # uncertainty (per-batch losses are noisy; a median of k of them is not)
         uncertainty = 2.0 * math.sqrt(2) * 1.2533 * noise / math.sqrt(k)
@@ -803,9 +1051,9 @@ class NotLearning(Detector):
             Severity.WARNING,
             int(train.steps[-1]),
             [train.name],
-            f"not learning: {train.name} has no downward trend over {len(vals)} logs "
+            f"not learning: {train.name} has no downward trend over {n} logs "
             f"(first third {fmt(first)}, last third {fmt(last)}){acc_txt}",
-            {"first_third_median": first, "last_third_median": last, "points": len(vals)},
+            {"first_third_median": first, "last_third_median": last, "points": n},
             "check the learning rate (too high or too low), that labels match inputs, and that "
             "the optimizer steps (zero_grad/step order, frozen weights)",
         )
