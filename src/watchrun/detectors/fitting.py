@@ -212,6 +212,8 @@ class EvalTrack:
                 "cond": np.zeros(0, dtype=bool),
                 "trend": np.zeros(0, dtype=bool),
             }
+        if n0 and m <= FEW_EVALS:
+            return self._extend_each(fv, p)
         k = int(p["patience"])
         first = n0 == 0
         w = _window(idx, k)
@@ -264,6 +266,53 @@ class EvalTrack:
             "cond": cond,
             "trend": trend,
         }
+
+    def _extend_each(self, fv: np.ndarray, p: dict) -> dict[str, np.ndarray]:
+        """_extend for a few evals after the first: the same operations on each eval's floats
+        (numpy's per-call cost would dominate), in the same order, with np.minimum's and
+        np.maximum's NaN rule."""
+        k, noise, rise, trend_t = int(p["patience"]), p["noise"], p["min_rise"], p["trend_t"]
+        csum, sq = self.csum, self.sq
+        level, at_best, last_break = self.level, self.at_best, self.last_break
+        cols: dict[str, list] = {key: [] for key in _EVAL_ARRAYS}
+        for i, x in enumerate(fv.tolist(), start=self.n):
+            csum.extend(np.array([float(csum.buf[i]) + x]))
+            sq.extend(np.array([float(sq.buf[i]) + x * x]))
+            w = min(max(k, (i + 1) // 10), i + 1)
+            smooth = (float(csum.buf[i + 1]) - float(csum.buf[i + 1 - w])) / w
+            prev = level
+            level = math.nan if prev != prev or smooth != smooth else min(prev, smooth)
+            at_best = max(at_best, i if smooth <= level else 0)
+            above = x >= prev * (1 + noise)
+            last_break = max(last_break, -1 if above else i)
+            streak = i - last_break if above else 0
+            rise_s = smooth / level - 1 if level > 0 else math.inf
+            rise_level = x / level - 1 if level > 0 else math.inf
+            after = max(i - at_best, 0)
+            total = float(csum.buf[i + 1]) - float(csum.buf[at_best + 1])
+            mean_after = total / max(after, 1) if after > 0 else math.nan
+            var_after = (float(sq.buf[i + 1]) - float(sq.buf[at_best + 1])) / max(
+                after, 1
+            ) - mean_after * mean_after
+            floored = var_after if var_after != var_after or var_after >= 1e-300 else 1e-300
+            t_after = (mean_after - level) / math.sqrt(floored / max(after - 1, 1))
+            trend = after >= 2 * k and mean_after >= level * (1 + rise) and t_after >= trend_t
+            cond = streak >= k and rise_s >= rise / 2 and rise_level >= rise / 2
+            for key, v in zip(
+                _EVAL_ARRAYS,
+                (i, level, at_best, streak, rise_s, cond or trend, trend),
+                strict=True,
+            ):
+                cols[key].append(v)
+        self.n += len(fv)
+        self.level, self.at_best, self.last_break = level, at_best, last_break
+        out = {key: np.array(v) for key, v in cols.items()}
+        out["cond"], out["trend"] = out["cond"].astype(bool), out["trend"].astype(bool)
+        return out
+
+
+FEW_EVALS = 4  # new evals (a live read) judged one by one: numpy's per-call cost dominates
+_EVAL_ARRAYS = ("idx", "level", "at_best", "streak", "rise_s", "cond", "trend")
 
 
 def _carried(op: np.ufunc, carry: float, x: np.ndarray, first: bool) -> np.ndarray:
@@ -411,19 +460,20 @@ class Overfitting(Detector):
         train loss must still be falling (checked when it fires)."""
         out = np.zeros(len(fv), dtype=bool)
         limit = min(len(fv), 2 * int(self.p["min_evals"]))
+        head = fv[:limit].tolist()  # a dozen evals at most: plain floats, the same arithmetic
         for j in range(max(first_new, 1), limit):
-            m = int(np.argmin(fv[: j + 1]))
+            m = head.index(min(head[: j + 1]))  # np.argmin: the first of the lowest (finite)
             if m < 1 or j - m < self.p["short_rises"]:
                 continue
-            steps_up = np.diff(fv[m : j + 1])
-            rising = bool(np.all(steps_up > 0))
+            steps_up = [b - a for a, b in zip(head[m:j], head[m + 1 : j + 1], strict=True)]
+            rising = all(d > 0 for d in steps_up)
             # one jump that makes most of the rise is a spike (it comes back), not a trend
-            spike = float(steps_up.max()) > 2 / 3 * float(fv[j] - fv[m]) if rising else True
+            spike = max(steps_up) > 2 / 3 * (head[j] - head[m]) if rising else True
             out[j] = (
                 rising
                 and not spike
-                and fv[j] >= fv[m] * (1 + self.p["min_rise"])
-                and fv[j] > fv[m - 1]
+                and head[j] >= head[m] * (1 + self.p["min_rise"])
+                and head[j] > head[m - 1]
             )
         return out
 
@@ -749,7 +799,8 @@ def _resumed(sv: SeriesView) -> bool:
     model may have converged before the first log here, so a flat loss proves nothing."""
     if len(sv.steps) < 3:
         return False
-    gap = fast_median(np.diff(sv.steps))
+    steps = sv.steps
+    gap = fast_median(steps[1:] - steps[:-1])  # np.diff, without its per-call cost
     return gap > 0 and sv.steps[0] > 3 * gap
 
 
@@ -798,7 +849,7 @@ class Trend:
             max(float(vals[0]), fast_median(vals[: max(3, n // 20)])),
             # the logs' scatter from successive differences, so that a downward trend is not
             # mistaken for noise (step_noise)
-            1.4826 * fast_median(np.abs(np.diff(vals))) / math.sqrt(2),
+            1.4826 * fast_median(np.abs(vals[1:] - vals[:-1])) / math.sqrt(2),
         )
 
 
@@ -949,10 +1000,14 @@ class NotLearning(Detector):
             or "floor" in self.open
         ):
             return
+        by_kind: dict[str, list[SeriesView]] = {}  # view.where(kind=kind, cls=None), at once
+        for sv in view.series.values():
+            if sv.role.kind in FLOORS and sv.role.cls is None:
+                by_kind.setdefault(sv.role.kind, []).append(sv)
         for kind, floor in FLOORS.items():
             family = [
                 sv
-                for sv in view.where(kind=kind, cls=None)
+                for sv in by_kind.get(kind, [])
                 if len(sv.values) and sv.role.split in ("val", "")
             ]
             if not family or any(sv.name in view.claimed for sv in family):
@@ -1004,6 +1059,8 @@ class NotLearning(Detector):
         with np.errstate(invalid="ignore"):
             same = np.abs(v[1:] - v[:-1]) <= 1e-6 * np.abs(v[:-1])
             same &= np.abs(v[:-1]) >= 0.05
+        if np.count_nonzero(same) < n - 1:
+            return  # fewer repeats than one frozen window needs
         runs = np.concatenate([[0], np.cumsum(same)])
         # window ending at k (in v) is frozen when its n-1 successive pairs are all the same
         ends = np.arange(n - 1, len(v))
