@@ -143,3 +143,18 @@ def test_overfitting_eval_arrays_streamed_equal_one_pass(monkeypatch):
             tail = arr[len(arr) - len(got[key]) :].tolist() if len(got[key]) else []
             assert tail == got[key], (key, i)
         assert track.n == len(whole["idx"])
+
+
+def test_trend_of_a_grown_view_reusing_the_prefix_equals_batch():
+    rng = random.Random(9)
+    name = "train/loss"
+    run = Run(key="r", root="/r")
+    s = run.series[name] = Series(name)
+    stats = TrendStats()
+    vals = _values(rng, 4000)
+    for i in range(0, len(vals), 37):  # more new points than a live read: never kept windows
+        for v in vals[i : i + 37]:
+            s.append(len(s) + 1, v, 0.0)
+        view = _view(run, name, max(0, len(s) - 37))
+        assert _same(stats.get(view, view.series[name]), Trend.of(view.series[name]))
+        assert stats.windows is None

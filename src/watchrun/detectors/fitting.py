@@ -14,6 +14,7 @@ from watchrun.detectors.base import (
     fmt,
     pct,
     shown,
+    small_median,
     step_noise,
     warming_up,
 )
@@ -28,9 +29,8 @@ def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
     i = sv.at_or_before(step)
     if i < 0:
         return float(sv.values[0]) if len(sv.values) else math.nan
-    window = sv.values[max(0, i - k + 1) : i + 1]
-    window = window[np.isfinite(window)]
-    return float(np.median(window)) if len(window) else math.nan
+    window = [x for x in sv.values[max(0, i - k + 1) : i + 1].tolist() if math.isfinite(x)]
+    return small_median(window) if window else math.nan  # np.median's arithmetic
 
 
 def per_epoch_twin(view: RunView, train: SeriesView | None) -> SeriesView | None:
@@ -742,9 +742,6 @@ class Underfitting(Detector):
         k = max(2, int(n * self.p["tail"]))
         if n < 2 * k:
             return
-        last, before = float(np.median(vals[-k:])), float(np.median(vals[-2 * k : -k]))
-        step = int(train.steps[-1])
-        val = view.pick("val", "loss")
         if view.fired & {
             "overfitting",
             "perfect_validation",
@@ -754,7 +751,10 @@ class Underfitting(Detector):
             "divergence",
         }:
             return  # another verdict explains the end of this run better
-        if last < 0.05 * float(np.median(vals[:k])):  # converged to near zero: nothing to gain
+        last, before = fast_median(vals[-k:]), fast_median(vals[-2 * k : -k])
+        step = int(train.steps[-1])
+        val = view.pick("val", "loss")
+        if last < 0.05 * fast_median(vals[:k]):  # converged to near zero: nothing to gain
             return
         if val is not None and not _still_improving(val):
             return
@@ -800,7 +800,10 @@ def _resumed(sv: SeriesView) -> bool:
     if len(sv.steps) < 3:
         return False
     steps = sv.steps
-    gap = fast_median(steps[1:] - steps[:-1])  # np.diff, without its per-call cost
+    gaps = steps[1:] - steps[:-1]  # np.diff, without its per-call cost
+    if sv.steps[0] <= 3 * gaps.min():
+        return False  # within 3 of the smallest gap, so of the median one: no median needed
+    gap = fast_median(gaps)
     return gap > 0 and sv.steps[0] > 3 * gap
 
 
@@ -831,22 +834,31 @@ class Trend:
         self.first, self.last, self.start, self.noise = first, last, start, noise
 
     @classmethod
-    def of(cls, sv: SeriesView) -> Trend:
-        """Worked out from the whole view (a batch pass)."""
+    def of(cls, sv: SeriesView, before: Trend | None = None) -> Trend:
+        """Worked out from the whole view (a batch pass). `before`: the Trend of a prefix of the
+        same values, whose first-third and start medians are reused where their windows have
+        not moved."""
         resumed = _resumed(sv)
         vals = sv.values[np.isfinite(sv.values)]
         n = len(vals)
         k = n // 3
         if resumed or k < 3:
             return cls(resumed, n)
+        m = max(3, n // 20)
+        reuse = before if before is not None and not before.resumed and before.k >= 3 else None
+        first = reuse.first if reuse is not None and reuse.k == k else fast_median(vals[:k])
+        # where it started: the first log (an untrained model's loss, when the model learns
+        # within the first logs) or the first few (a noisy first log), whichever is higher
+        if reuse is not None and max(3, reuse.n // 20) == m:
+            start = reuse.start
+        else:
+            start = max(float(vals[0]), fast_median(vals[:m]))
         return cls(
             resumed,
             n,
-            fast_median(vals[:k]),
+            first,
             fast_median(vals[-k:]),
-            # where it started: the first log (an untrained model's loss, when the model learns
-            # within the first logs) or the first few (a noisy first log), whichever is higher
-            max(float(vals[0]), fast_median(vals[: max(3, n // 20)])),
+            start,
             # the logs' scatter from successive differences, so that a downward trend is not
             # mistaken for noise (step_noise)
             1.4826 * fast_median(np.abs(vals[1:] - vals[:-1])) / math.sqrt(2),
@@ -883,7 +895,10 @@ class TrendStats:
         else:
             self.windows = None
         self.live = live
-        self.trend = Trend.of(sv) if self.windows is None else self._trend(sv)
+        if self.windows is None:  # the kept Trend holds for a prefix when `at` is known
+            self.trend = Trend.of(sv, self.trend if at is not None else None)
+        else:
+            self.trend = self._trend(sv)
         self.seen.mark(view, sv)
         return self.trend
 

@@ -329,7 +329,7 @@ class Divergence(Detector):
         if math.isnan(self.start_level):
             head = sv.values[:w]
             if len(head) == w and np.isfinite(head).all():
-                self.start_level = float(np.median(head))
+                self.start_level = small_median(head.tolist())  # np.median's arithmetic
         head_end = min(len(sv.values), max(sv.new_from, 2 * w))
         self._walk(view, sv, finite, lo, sv.new_from - lo, head_end - lo, w)
         if head_end < len(sv.values):
@@ -693,4 +693,4 @@ class GradSpike(Detector):
     def _set_early(self, sv: SeriesView, need: int) -> None:
         head = sv.values[np.isfinite(sv.values)][:need]
         if len(head) == need:
-            self.early[sv.name] = float(np.median(head))
+            self.early[sv.name] = small_median(head.tolist())  # np.median's arithmetic
