@@ -158,3 +158,70 @@ def test_trend_of_a_grown_view_reusing_the_prefix_equals_batch():
         view = _view(run, name, max(0, len(s) - 37))
         assert _same(stats.get(view, view.series[name]), Trend.of(view.series[name]))
         assert stats.windows is None
+
+
+def _overfitting_arrays_as_one_pass(fv: np.ndarray, p: dict) -> dict[str, np.ndarray]:
+    """The per-eval arrays as Overfitting worked them out over all evals at once (before they
+    were kept between calls): the reference the kept arrays must equal bit for bit."""
+    k, idx = int(p["patience"]), np.arange(len(fv))
+    w = np.minimum(np.maximum(k, (idx + 1) // 10), idx + 1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        csum = np.concatenate([[0.0], np.cumsum(fv)])
+        sq = np.concatenate([[0.0], np.cumsum(fv * fv)])
+        smooth = (csum[idx + 1] - csum[idx + 1 - w]) / w
+        level = np.minimum.accumulate(smooth)
+        at_best = np.maximum.accumulate(np.where(smooth <= level, idx, 0))
+        above = np.concatenate([[False], fv[1:] >= level[:-1] * (1 + p["noise"])])
+        last_break = np.maximum.accumulate(np.where(~above, idx, -1))
+        streak = np.where(above, idx - last_break, 0)
+        rise_s = np.where(level > 0, smooth / level - 1, np.inf)
+        rise_level = np.where(level > 0, fv / level - 1, np.inf)
+        half = p["min_rise"] / 2
+        cond = (streak >= k) & (rise_s >= half) & (rise_level >= half)
+        after = np.maximum(idx - at_best, 0)
+        total = csum[idx + 1] - csum[at_best + 1]
+        mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
+        var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
+        t_after = (mean_after - level) / np.sqrt(
+            np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1)
+        )
+        trend = (
+            (after >= 2 * k)
+            & (mean_after >= level * (1 + p["min_rise"]))
+            & (t_after >= p["trend_t"])
+        )
+    return {
+        "level": level,
+        "at_best": at_best,
+        "streak": streak,
+        "rise_s": rise_s,
+        "cond": cond | trend,
+        "trend": trend,
+    }
+
+
+def test_overfitting_kept_arrays_equal_the_one_pass_formulas():
+    rng = np.random.default_rng(5)
+    for t in range(400):
+        n = int(rng.integers(1, 200))
+        x = np.arange(n)
+        fv = [
+            2 * np.exp(-x / 50) + 0.5 + 0.3 * x / 300 + rng.normal(0, 0.05, n),  # overfits
+            np.round(rng.normal(0, 1, n), 1),  # ties, negatives
+            np.abs(rng.normal(1, 0.3, n)) * (1 + x / 100),  # a noisy rise
+            np.where(rng.random(n) < 0.5, 0.0, rng.random(n)),  # zeros
+            np.where(rng.random(n) < 0.1, 1e308, rng.random(n)),  # sums overflow
+        ][t % 5]
+        p = dict(Overfitting.DEFAULTS, patience=[3, 0, 1, 5][t % 4])
+        want = _overfitting_arrays_as_one_pass(fv, p)
+        track, got = EvalTrack(), {key: [] for key in want}
+        i = 0
+        with np.errstate(over="ignore", invalid="ignore"):
+            while i < n:  # a live read's few evals (one by one) and batch chunks
+                c = int(rng.choice([1, 2, 3, 5, 9, 40]))
+                out = track._extend(fv[i : i + c], p)
+                i += c
+                for key in got:
+                    got[key] += out[key].tolist()
+        for key, arr in want.items():
+            assert np.array_equal(np.array(got[key], dtype=arr.dtype), arr, equal_nan=True), key

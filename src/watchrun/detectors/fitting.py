@@ -236,23 +236,29 @@ class EvalTrack:
         streak = np.where(above, idx - last_break, 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             rise_s = np.where(level > 0, smooth / level - 1, np.inf)
-            rise_level = np.where(level > 0, fv / level - 1, np.inf)
-        cond = (streak >= k) & (rise_s >= p["min_rise"] / 2) & (rise_level >= p["min_rise"] / 2)
-        # a noisy curve that trends up: the mean of all evals after the best window is clearly
-        # above the best level (t >= trend_t); needs a strong train-loss drop to count
-        after = np.maximum(idx - at_best, 0)
+        cond = (streak >= k) & (rise_s >= p["min_rise"] / 2)
+        # the rise of the eval itself, worked out only where the rest of the rule holds (the
+        # same elementwise arithmetic on those evals)
+        sel = np.flatnonzero(cond)
         with np.errstate(divide="ignore", invalid="ignore"):
-            total = csum[idx + 1] - csum[at_best + 1]
-            mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
-            var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
-            t_after = (mean_after - level) / np.sqrt(
-                np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1)
+            lv = level[sel]
+            rise_level = np.where(lv > 0, fv[sel] / lv - 1, np.inf)
+        cond[sel] = rise_level >= p["min_rise"] / 2
+        # a noisy curve that trends up: the mean of all evals after the best window is clearly
+        # above the best level (t >= trend_t); needs a strong train-loss drop to count. Only
+        # evals 2 x patience or more after the best can: the rest is worked out for them alone
+        after = np.maximum(idx - at_best, 0)
+        sel = np.flatnonzero(after >= 2 * k)
+        i, b, a, lv = idx[sel], at_best[sel], after[sel], level[sel]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = csum[i + 1] - csum[b + 1]
+            mean_after = np.where(a > 0, total / np.maximum(a, 1), np.nan)
+            var_after = (sq[i + 1] - sq[b + 1]) / np.maximum(a, 1) - mean_after**2
+            t_after = (mean_after - lv) / np.sqrt(
+                np.maximum(var_after, 1e-300) / np.maximum(a - 1, 1)
             )
-        trend = (
-            (after >= 2 * k)
-            & (mean_after >= level * (1 + p["min_rise"]))
-            & (t_after >= p["trend_t"])
-        )
+        trend = np.zeros(m, dtype=bool)
+        trend[sel] = (mean_after >= lv * (1 + p["min_rise"])) & (t_after >= p["trend_t"])
         cond |= trend
         self.n = n0 + m
         self.level, self.at_best = float(level[-1]), int(at_best[-1])
@@ -279,7 +285,8 @@ class EvalTrack:
             csum.extend(np.array([float(csum.buf[i]) + x]))
             sq.extend(np.array([float(sq.buf[i]) + x * x]))
             w = min(max(k, (i + 1) // 10), i + 1)
-            smooth = (float(csum.buf[i + 1]) - float(csum.buf[i + 1 - w])) / w
+            # w is 0 only for a patience of 0 at the first evals: x - x over 0, NaN as numpy gives
+            smooth = (float(csum.buf[i + 1]) - float(csum.buf[i + 1 - w])) / w if w else math.nan
             prev = level
             level = math.nan if prev != prev or smooth != smooth else min(prev, smooth)
             at_best = max(at_best, i if smooth <= level else 0)

@@ -588,9 +588,11 @@ class GradSpike(Detector):
                     self._walk(view, sv, range(lo, hi), w, need)
 
     def _walk(self, view: RunView, sv: SeriesView, indices: range, w: int, need: int) -> None:
+        base = max(0, indices.start - w)
+        values = sv.values[base : indices.stop].tolist()  # plain floats, converted once
         for i in indices:
-            v = float(sv.values[i])
-            hist = [x for x in sv.values[max(0, i - w) : i].tolist() if math.isfinite(x)]
+            v = values[i - base]
+            hist = [x for x in values[max(0, i - w) - base : i - base] if math.isfinite(x)]
             if sv.name not in self.early and len(hist) >= need:
                 self._set_early(sv, need)
             n = self.since_spike.get(sv.name)
