@@ -279,6 +279,25 @@ def sliding_min(x: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
+Flags = list[bool] | np.ndarray  # one per eval
+
+
+def _jumps(v: np.ndarray, jump: float, floor: float) -> tuple[Flags, Flags, list[int]]:
+    """For each eval: a jump up `jump` x from the eval before (a positive one) to at least
+    `floor`, and a fall as steep (to a positive value), False for the first; and where either
+    happens. Plain floats and the same comparisons for a live read's few evals, numpy for more."""
+    if len(v) <= FEW:
+        vl = v.tolist()
+        pairs = list(zip(vl, vl[1:], strict=False))
+        up = [False] + [b >= jump * a and a > 0 and b >= floor for a, b in pairs]
+        down = [False] + [b * jump <= a and b > 0 for a, b in pairs]
+        return up, down, [k for k in range(len(vl)) if up[k] or down[k]]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ups = np.concatenate([[False], (v[1:] >= jump * v[:-1]) & (v[:-1] > 0) & (v[1:] >= floor)])
+        downs = np.concatenate([[False], (v[1:] * jump <= v[:-1]) & (v[1:] > 0)])
+    return ups, downs, np.flatnonzero(ups | downs).tolist()
+
+
 class Divergence(Detector):
     """The smoothed train loss (median of 5) rises far above its running minimum (3x, and far
     beyond the loss's own noise) and above where training started, for several logging steps in
@@ -436,18 +455,14 @@ class Divergence(Detector):
         jump, need, window = self.p["jump"], int(self.p["jumps"]), int(self.p["jump_window"])
         base = max(0, val.new_from - window)  # only the new evals and the window before them
         v = val.values[base:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            up = np.concatenate(
-                [[False], (v[1:] >= jump * v[:-1]) & (v[:-1] > 0) & (v[1:] >= 0.5 * first)]
-            )
-            down = np.concatenate([[False], (v[1:] * jump <= v[:-1]) & (v[1:] > 0)])
-        for k in np.flatnonzero(up | down):
-            i = base + int(k)
+        up, down, moves = _jumps(v, jump, 0.5 * first)
+        for k in moves:
+            i = base + k
             if i < max(val.new_from, 1):
                 continue
             lo = max(0, int(k) - window + 1)
             # bouncing, not a steady climb: jumps up and at least one fall as steep
-            if int(up[lo : k + 1].sum()) < need or not down[lo : k + 1].any():
+            if sum(up[lo : k + 1]) < need or not any(down[lo : k + 1]):
                 continue
             ratios = [float(v[j] / v[j - 1]) for j in range(lo, int(k) + 1) if up[j]]
             self.fire(
