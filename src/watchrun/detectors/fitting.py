@@ -1078,9 +1078,15 @@ class NotLearning(Detector):
         v = train.values[base:]
         if len(v) < n:
             return
-        with np.errstate(invalid="ignore"):
-            same = np.abs(v[1:] - v[:-1]) <= 1e-6 * np.abs(v[:-1])
-            same &= np.abs(v[:-1]) >= 0.05
+        if len(v) <= FEW + n:  # a live read: plain floats, the same comparisons
+            vl = v.tolist()
+            pairs = zip(vl, vl[1:], strict=False)
+            flags = [abs(b - a) <= 1e-6 * abs(a) and abs(a) >= 0.05 for a, b in pairs]
+            same = np.array(flags, dtype=bool)
+        else:
+            with np.errstate(invalid="ignore"):
+                same = np.abs(v[1:] - v[:-1]) <= 1e-6 * np.abs(v[:-1])
+                same &= np.abs(v[:-1]) >= 0.05
         if np.count_nonzero(same) < n - 1:
             return  # fewer repeats than one frozen window needs
         runs = np.concatenate([[0], np.cumsum(same)])
