@@ -77,7 +77,7 @@ class NanLoss(Detector):
         new = sv.values[sv.new_from :]
         if len(new) == 0:
             return
-        if sv.name not in self.bad_from and np.isfinite(new).all():
+        if sv.name not in self.bad_from and _all_finite(new):
             return  # the vectorised equivalent of the walk below
         for i in sv.new:
             if math.isfinite(sv.values[i]):
@@ -153,7 +153,7 @@ class NanLoss(Detector):
         new = sv.values[sv.new_from :]
         if len(new) == 0:
             return
-        if np.isfinite(new).all():  # the vectorised equivalent of the walk below
+        if _all_finite(new):  # the vectorised equivalent of the walk below
             self.grad_bad_run[sv.name] = 0
             return
         for i in sv.new:
@@ -200,6 +200,13 @@ class NanLoss(Detector):
             or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
             "NaN/inf, or run with anomaly detection to find the op",
         )
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """np.isfinite(values).all(), in plain Python for a live read's few values."""
+    if len(values) <= FEW:
+        return all(map(math.isfinite, values.tolist()))
+    return bool(np.isfinite(values).all())
 
 
 def _broken_evals(losses: list[SeriesView], step: int) -> list[str]:
