@@ -826,7 +826,7 @@ class Trend:
     (the higher of vals[0] and the median of the first max(3, n // 20)), the logs' scatter
     (step_noise of vals), and whether the series starts far into training (_resumed)."""
 
-    __slots__ = ("resumed", "n", "k", "first", "last", "start", "noise")
+    __slots__ = ("resumed", "n", "k", "first", "last", "start", "noise", "learned")
 
     def __init__(
         self,
@@ -836,23 +836,34 @@ class Trend:
         last: float = math.nan,
         start: float = math.nan,
         noise: float = math.nan,
+        learned: bool = False,
     ) -> None:
         self.resumed, self.n, self.k = resumed, n, n // 3
         self.first, self.last, self.start, self.noise = first, last, start, noise
+        # known without the medians: every log of the last third is below 0.9 x the first log,
+        # so the last third's median is below 0.9 x the start (the rule's "it did learn")
+        self.learned = learned
 
     @classmethod
-    def of(cls, sv: SeriesView, before: Trend | None = None) -> Trend:
+    def of(cls, sv: SeriesView, before: Trend | None = None, shortcut: bool = True) -> Trend:
         """Worked out from the whole view (a batch pass). `before`: the Trend of a prefix of the
         same values, whose first-third and start medians are reused where their windows have
-        not moved."""
+        not moved. `shortcut`: a loss whose last third is all below 0.9 x its first log has
+        learned (`learned`), and its medians are not worked out."""
         resumed = _resumed(sv)
         vals = sv.values[np.isfinite(sv.values)]
         n = len(vals)
         k = n // 3
         if resumed or k < 3:
             return cls(resumed, n)
+        if shortcut:
+            top = float(vals[-k:].max())
+            # a median is at most the largest value (sums of two below 1e307 cannot overflow)
+            if top < 0.9 * float(vals[0]) and top <= 1e307:
+                return cls(resumed, n, learned=True)
         m = max(3, n // 20)
         reuse = before if before is not None and not before.resumed and before.k >= 3 else None
+        reuse = reuse if reuse is not None and not reuse.learned else None
         first = reuse.first if reuse is not None and reuse.k == k else fast_median(vals[:k])
         # where it started: the first log (an untrained model's loss, when the model learns
         # within the first logs) or the first few (a noisy first log), whichever is higher
@@ -1117,8 +1128,8 @@ class NotLearning(Detector):
         if stats is None:
             stats = self._trends[train.name] = TrendStats()
         t = stats.get(view, train)
-        if t.resumed or t.k < 3:
-            return
+        if t.resumed or t.k < 3 or t.learned:
+            return  # learned: last < start * 0.9 below, without its medians
         k, n, first, last, start, noise = t.k, t.n, t.first, t.last, t.start, t.noise
         # a drop counts when it is >= min_drop of the start and clear of the medians' own
         # uncertainty (per-batch losses are noisy; a median of k of them is not)
