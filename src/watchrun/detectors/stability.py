@@ -677,7 +677,6 @@ class GradSpike(Detector):
         vals = sv.values[lo - w : hi]
         if not np.isfinite(vals).all():
             return False
-        windows = np.lib.stride_tricks.sliding_window_view(vals, w)[:-1]
         new = vals[w:]
         factor = self.p["factor"]
         # a spike is above factor x its window's median, so above factor x its minimum: only
@@ -686,10 +685,13 @@ class GradSpike(Detector):
             new > factor * sliding_min(vals, w)[:-1] if factor > 0 else True
         )
         k_maybe = np.flatnonzero(maybe)
+        if not len(k_maybe):  # no point can be a spike: only the cooldown moves on
+            self._cool(sv, hi - lo)
+            return True
         meds = np.zeros(len(new))
         spikes = np.zeros(len(new), dtype=bool)
         if len(k_maybe):
-            rows = windows[k_maybe]
+            rows = vals[k_maybe[:, None] + np.arange(w)]  # the windows before those points
             m = np.median(rows, axis=1)
             maxes = np.where(rows <= factor * m[:, None], rows, -np.inf).max(axis=1)
             cand = new[k_maybe]
