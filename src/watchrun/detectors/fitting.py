@@ -410,8 +410,11 @@ class Overfitting(Detector):
         cond &= new
         cands = np.flatnonzero(cond)  # positions in the arrays: eval idx[0] + c
         calm = idx[(rise_s < self.p["min_rise"] / 2) & new]
-        fv = track.fv(val) if len(cands) else np.empty(0)
-        finite = track.finite(val) if len(cands) else np.empty(0, dtype=np.int64)
+        if not len(cands):  # nothing to fire: an open episode ends at a calm new eval
+            if val.name in self.open and len(calm):
+                self.clear(val.name)
+            return
+        fv, finite = track.fv(val), track.finite(val)
         base = int(idx[0])
         bests = at_best[cands]
         widths = _window(bests, k)
