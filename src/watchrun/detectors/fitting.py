@@ -224,7 +224,7 @@ class EvalTrack:
             self.csum.extend(np.cumsum(np.concatenate([[self.csum.array[-1]], fv]))[1:])
             self.sq.extend(np.cumsum(np.concatenate([[self.sq.array[-1]], fv * fv]))[1:])
         csum, sq = self.csum.array, self.sq.array
-        smooth = (csum[idx + 1] - csum[idx + 1 - w]) / w
+        smooth = (csum[n0 + 1 :] - csum[idx + 1 - w]) / w  # csum[idx + 1]: the new sums
         level = _carried(np.minimum, self.level, smooth, first)
         at_best = _carried(np.maximum, self.at_best, np.where(smooth <= level, idx, 0), first)
         if first:
@@ -282,11 +282,12 @@ class EvalTrack:
         level, at_best, last_break = self.level, self.at_best, self.last_break
         cols: dict[str, list] = {key: [] for key in _EVAL_ARRAYS}
         for i, x in enumerate(fv.tolist(), start=self.n):
-            csum.extend(np.array([float(csum.buf[i]) + x]))
-            sq.extend(np.array([float(sq.buf[i]) + x * x]))
+            c_i = float(csum.buf[i]) + x
+            csum.append(c_i)
+            sq.append(float(sq.buf[i]) + x * x)
             w = min(max(k, (i + 1) // 10), i + 1)
             # w is 0 only for a patience of 0 at the first evals: x - x over 0, NaN as numpy gives
-            smooth = (float(csum.buf[i + 1]) - float(csum.buf[i + 1 - w])) / w if w else math.nan
+            smooth = (c_i - float(csum.buf[i + 1 - w])) / w if w else math.nan
             prev = level
             level = math.nan if prev != prev or smooth != smooth else min(prev, smooth)
             at_best = max(at_best, i if smooth <= level else 0)
@@ -296,7 +297,7 @@ class EvalTrack:
             rise_s = smooth / level - 1 if level > 0 else math.inf
             rise_level = x / level - 1 if level > 0 else math.inf
             after = max(i - at_best, 0)
-            total = float(csum.buf[i + 1]) - float(csum.buf[at_best + 1])
+            total = c_i - float(csum.buf[at_best + 1])
             mean_after = total / max(after, 1) if after > 0 else math.nan
             var_after = (float(sq.buf[i + 1]) - float(sq.buf[at_best + 1])) / max(
                 after, 1

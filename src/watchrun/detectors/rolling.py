@@ -121,6 +121,13 @@ class Growing:
         self.buf[self.n : need] = values
         self.n = need
 
+    def append(self, x: float) -> None:
+        if self.n == len(self.buf):
+            self.extend(np.array([x]))
+            return
+        self.buf[self.n] = x
+        self.n += 1
+
     @property
     def array(self) -> np.ndarray:
         return self.buf[: self.n]
