@@ -342,8 +342,9 @@ class Overfitting(Detector):
     evals so far, at least `patience`): on a long noisy plateau no lucky low eval becomes the
     "best". The best level is the lowest smoothed value; the best eval, the lowest eval inside
     that window. Without a train loss, a larger and steady rise. The episode ends when the
-    smoothed loss comes back within half of `min_rise`. Stateless over the history, so any
-    chunking of the data gives the same alerts.
+    smoothed loss comes back within half of `min_rise`. The per-eval arrays are kept between calls
+    (EvalTrack) bit for bit as a pass over the history gives them, so any chunking of the data
+    gives the same alerts.
 
     Short runs (under 2 x `min_evals` evals): the rise since the lowest eval at each of
     `short_rises` evals in a row is enough (see `_short_rise`). Nothing while the LR warms up.

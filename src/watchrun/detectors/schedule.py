@@ -140,10 +140,8 @@ class LrSchedule(Detector):
         idx = sv.new_from + np.flatnonzero(np.isfinite(new))  # NaN logs are skipped
         vals = sv.values[idx]
         at = 0
-        run_ups = self._run_ups(vals)
-        for h in [*np.flatnonzero(run_ups >= n - 1).tolist(), len(vals)]:
-            # the first stretch starts from the state run_ups was worked out from: reuse them
-            self._track_many(vals[at:h], sv.steps[idx[at:h]], run_ups[:h] if at == 0 else None)
+        for h in [*np.flatnonzero(self._run_ups(vals) >= n - 1).tolist(), len(vals)]:
+            self._track_many(vals[at:h], sv.steps[idx[at:h]])
             if h < len(vals):
                 yield int(idx[h])
             at = h + 1
@@ -155,17 +153,13 @@ class LrSchedule(Detector):
         reset = np.maximum.accumulate(np.where(vals > prev, -1, pos)) if len(vals) else pos
         return np.where(reset >= 0, pos - reset, self.run_up + pos + 1)
 
-    def _track_many(
-        self, vals: np.ndarray, steps: np.ndarray, run_ups: np.ndarray | None = None
-    ) -> None:
-        """_track over many finite points at once, with the same result (`run_ups`: those of
-        `vals` from the current state, when known)."""
+    def _track_many(self, vals: np.ndarray, steps: np.ndarray) -> None:
+        """_track over many finite points at once, with the same result."""
         if len(vals) <= 1:
             for v, step in zip(vals.tolist(), steps.tolist(), strict=True):
                 self._track(v, step)
             return
-        if run_ups is None:
-            run_ups = self._run_ups(vals)
+        run_ups = self._run_ups(vals)
         prev = np.concatenate([[self.last], vals[:-1]])
         prev_steps = np.concatenate([[self.last_step], steps[:-1]])
         if math.isnan(self.first):
