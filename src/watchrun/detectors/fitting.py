@@ -7,15 +7,18 @@ import math
 import numpy as np
 
 from watchrun.detectors.base import (
+    FEW,
     Detector,
     RunView,
     SeriesView,
     fmt,
     pct,
     shown,
+    small_median,
     step_noise,
     warming_up,
 )
+from watchrun.detectors.rolling import Growing, Seen, SortedValues, fast_median
 from watchrun.model import Severity
 from watchrun.semantics import LOSS_PARTS, SPLITS, token_split
 
@@ -26,9 +29,8 @@ def smoothed_at(sv: SeriesView, step: int, k: int = 5) -> float:
     i = sv.at_or_before(step)
     if i < 0:
         return float(sv.values[0]) if len(sv.values) else math.nan
-    window = sv.values[max(0, i - k + 1) : i + 1]
-    window = window[np.isfinite(window)]
-    return float(np.median(window)) if len(window) else math.nan
+    window = [x for x in sv.values[max(0, i - k + 1) : i + 1].tolist() if math.isfinite(x)]
+    return small_median(window) if window else math.nan  # np.median's arithmetic
 
 
 def per_epoch_twin(view: RunView, train: SeriesView | None) -> SeriesView | None:
@@ -145,6 +147,190 @@ def range_min(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return out
 
 
+def _window(m: np.ndarray, k: int) -> np.ndarray:
+    """The smoothing windows ending at evals m (0-based): a tenth of the evals so far, at least
+    k, partial at the start."""
+    return np.minimum(np.maximum(k, (m + 1) // 10), m + 1)
+
+
+class EvalTrack:
+    """Overfitting's per-eval arrays over one validation loss's finite evals (the smoothed
+    loss, its running best level and where it was, the streak of evals above it, the trend since
+    it), kept between calls: each call works out only the evals it has not seen, carrying the
+    running sums, minimum and argmax forward, so a live eval costs O(1), not O(evals). Sums are
+    carried as np.cumsum runs them (one addition after another), so the arrays are bit for bit
+    those of a pass over all the evals. When the history changes under them (a bounded store, a
+    series taken over) they are worked out again from the first eval."""
+
+    def __init__(self) -> None:
+        self.seen = Seen()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0  # finite evals taken in
+        self.first_new = 0  # the first of them new to this call
+        self.csum, self.sq = Growing(0.0), Growing(0.0)  # running sums of fv and fv**2
+        self.level, self.at_best, self.last_break = math.inf, 0, -1  # carried to the next eval
+        self._full: tuple[np.ndarray, np.ndarray] | None = None
+
+    def take(self, view: RunView, val: SeriesView, p: dict) -> dict[str, np.ndarray]:
+        """Take in val's points not seen yet; the arrays over those evals (`idx`: their
+        positions among the finite evals; first_new: the first one the runner calls new)."""
+        self._full = None
+        at = self.seen.new_from(view, val)
+        if at is None or at > val.new_from:
+            self._reset()
+            at = 0
+        rel = np.flatnonzero(np.isfinite(val.values[at:]))
+        fv_new = val.values[at:][rel]
+        if at == 0:
+            self._full = (rel, fv_new)
+        self.first_new = self.n + int(np.searchsorted(rel, val.new_from - at))
+        out = self._extend(fv_new, p)
+        self.seen.mark(view, val)
+        return out
+
+    def finite(self, val: SeriesView) -> np.ndarray:
+        return self._whole(val)[0]
+
+    def fv(self, val: SeriesView) -> np.ndarray:
+        return self._whole(val)[1]
+
+    def _whole(self, val: SeriesView) -> tuple[np.ndarray, np.ndarray]:
+        if self._full is None:
+            finite = np.flatnonzero(np.isfinite(val.values))
+            self._full = (finite, val.values[finite])
+        return self._full
+
+    def _extend(self, fv: np.ndarray, p: dict) -> dict[str, np.ndarray]:
+        n0, m = self.n, len(fv)
+        idx = np.arange(n0, n0 + m)
+        if m == 0:
+            empty = np.empty(0)
+            return dict.fromkeys(("level", "at_best", "streak", "rise_s"), empty) | {
+                "idx": idx,
+                "cond": np.zeros(0, dtype=bool),
+                "trend": np.zeros(0, dtype=bool),
+            }
+        if n0 and m <= FEW_EVALS:
+            return self._extend_each(fv, p)
+        k = int(p["patience"])
+        first = n0 == 0
+        w = _window(idx, k)
+        if first:
+            self.csum.extend(np.cumsum(fv))
+            self.sq.extend(np.cumsum(fv * fv))
+        else:
+            self.csum.extend(np.cumsum(np.concatenate([[self.csum.array[-1]], fv]))[1:])
+            self.sq.extend(np.cumsum(np.concatenate([[self.sq.array[-1]], fv * fv]))[1:])
+        csum, sq = self.csum.array, self.sq.array
+        smooth = (csum[n0 + 1 :] - csum[idx + 1 - w]) / w  # csum[idx + 1]: the new sums
+        level = _carried(np.minimum, self.level, smooth, first)
+        at_best = _carried(np.maximum, self.at_best, np.where(smooth <= level, idx, 0), first)
+        if first:
+            above = np.concatenate([[False], fv[1:] >= level[:-1] * (1 + p["noise"])])
+        else:
+            prev = np.concatenate([[self.level], level[:-1]])
+            above = fv >= prev * (1 + p["noise"])
+        last_break = _carried(np.maximum, self.last_break, np.where(~above, idx, -1), first)
+        streak = np.where(above, idx - last_break, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rise_s = np.where(level > 0, smooth / level - 1, np.inf)
+        cond = (streak >= k) & (rise_s >= p["min_rise"] / 2)
+        # the rise of the eval itself, worked out only where the rest of the rule holds (the
+        # same elementwise arithmetic on those evals)
+        sel = np.flatnonzero(cond)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lv = level[sel]
+            rise_level = np.where(lv > 0, fv[sel] / lv - 1, np.inf)
+        cond[sel] = rise_level >= p["min_rise"] / 2
+        # a noisy curve that trends up: the mean of all evals after the best window is clearly
+        # above the best level (t >= trend_t); needs a strong train-loss drop to count. Only
+        # evals 2 x patience or more after the best can: the rest is worked out for them alone
+        after = np.maximum(idx - at_best, 0)
+        sel = np.flatnonzero(after >= 2 * k)
+        i, b, a, lv = idx[sel], at_best[sel], after[sel], level[sel]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = csum[i + 1] - csum[b + 1]
+            mean_after = np.where(a > 0, total / np.maximum(a, 1), np.nan)
+            var_after = (sq[i + 1] - sq[b + 1]) / np.maximum(a, 1) - mean_after**2
+            t_after = (mean_after - lv) / np.sqrt(
+                np.maximum(var_after, 1e-300) / np.maximum(a - 1, 1)
+            )
+        trend = np.zeros(m, dtype=bool)
+        trend[sel] = (mean_after >= lv * (1 + p["min_rise"])) & (t_after >= p["trend_t"])
+        cond |= trend
+        self.n = n0 + m
+        self.level, self.at_best = float(level[-1]), int(at_best[-1])
+        self.last_break = int(last_break[-1])
+        return {
+            "idx": idx,
+            "level": level,
+            "at_best": at_best,
+            "streak": streak,
+            "rise_s": rise_s,
+            "cond": cond,
+            "trend": trend,
+        }
+
+    def _extend_each(self, fv: np.ndarray, p: dict) -> dict[str, np.ndarray]:
+        """_extend for a few evals after the first: the same operations on each eval's floats
+        (numpy's per-call cost would dominate), in the same order, with np.minimum's and
+        np.maximum's NaN rule."""
+        k, noise, rise, trend_t = int(p["patience"]), p["noise"], p["min_rise"], p["trend_t"]
+        csum, sq = self.csum, self.sq
+        level, at_best, last_break = self.level, self.at_best, self.last_break
+        cols: dict[str, list] = {key: [] for key in _EVAL_ARRAYS}
+        for i, x in enumerate(fv.tolist(), start=self.n):
+            c_i = float(csum.buf[i]) + x
+            csum.append(c_i)
+            sq.append(float(sq.buf[i]) + x * x)
+            w = min(max(k, (i + 1) // 10), i + 1)
+            # w is 0 only for a patience of 0 at the first evals: x - x over 0, NaN as numpy gives
+            smooth = (c_i - float(csum.buf[i + 1 - w])) / w if w else math.nan
+            prev = level
+            level = math.nan if prev != prev or smooth != smooth else min(prev, smooth)
+            at_best = max(at_best, i if smooth <= level else 0)
+            above = x >= prev * (1 + noise)
+            last_break = max(last_break, -1 if above else i)
+            streak = i - last_break if above else 0
+            rise_s = smooth / level - 1 if level > 0 else math.inf
+            rise_level = x / level - 1 if level > 0 else math.inf
+            after = max(i - at_best, 0)
+            total = c_i - float(csum.buf[at_best + 1])
+            mean_after = total / max(after, 1) if after > 0 else math.nan
+            var_after = (float(sq.buf[i + 1]) - float(sq.buf[at_best + 1])) / max(
+                after, 1
+            ) - mean_after * mean_after
+            floored = var_after if var_after != var_after or var_after >= 1e-300 else 1e-300
+            t_after = (mean_after - level) / math.sqrt(floored / max(after - 1, 1))
+            trend = after >= 2 * k and mean_after >= level * (1 + rise) and t_after >= trend_t
+            cond = streak >= k and rise_s >= rise / 2 and rise_level >= rise / 2
+            for key, v in zip(
+                _EVAL_ARRAYS,
+                (i, level, at_best, streak, rise_s, cond or trend, trend),
+                strict=True,
+            ):
+                cols[key].append(v)
+        self.n += len(fv)
+        self.level, self.at_best, self.last_break = level, at_best, last_break
+        out = {key: np.array(v) for key, v in cols.items()}
+        out["cond"], out["trend"] = out["cond"].astype(bool), out["trend"].astype(bool)
+        return out
+
+
+FEW_EVALS = 4  # new evals (a live read) judged one by one: numpy's per-call cost dominates
+_EVAL_ARRAYS = ("idx", "level", "at_best", "streak", "rise_s", "cond", "trend")
+
+
+def _carried(op: np.ufunc, carry: float, x: np.ndarray, first: bool) -> np.ndarray:
+    """op.accumulate(x) continuing from `carry` (the value before x[0]); `first`: x starts the
+    series, no carry."""
+    if first:
+        return op.accumulate(x)
+    return op.accumulate(np.concatenate([[carry], x]))[1:]
+
+
 class Overfitting(Detector):
     """Validation loss above its best level for `patience` evals in a row, the latest `min_rise`
     above the best eval and the smoothed loss half that, by more than `noise_sigmas` times the
@@ -156,8 +342,9 @@ class Overfitting(Detector):
     evals so far, at least `patience`): on a long noisy plateau no lucky low eval becomes the
     "best". The best level is the lowest smoothed value; the best eval, the lowest eval inside
     that window. Without a train loss, a larger and steady rise. The episode ends when the
-    smoothed loss comes back within half of `min_rise`. Stateless over the history, so any
-    chunking of the data gives the same alerts.
+    smoothed loss comes back within half of `min_rise`. The per-eval arrays are kept between calls
+    (EvalTrack) bit for bit as a pass over the history gives them, so any chunking of the data
+    gives the same alerts.
 
     Short runs (under 2 x `min_evals` evals): the rise since the lowest eval at each of
     `short_rises` evals in a row is enough (see `_short_rise`). Nothing while the LR warms up.
@@ -186,6 +373,7 @@ class Overfitting(Detector):
         self.best = math.inf  # best smoothed level at the point being judged
         self.best_raw = math.inf  # lowest eval inside the best window
         self.best_step = 0
+        self._tracks: dict[str, EvalTrack] = {}  # validation loss -> its running arrays
 
     def update(self, view: RunView) -> None:
         val = view.pick("val", "loss")
@@ -205,66 +393,48 @@ class Overfitting(Detector):
         mAP still climbs is a trade between the parts, not a model that memorises."""
         if val.new_from >= len(val.values):
             return
-        finite = np.flatnonzero(np.isfinite(val.values))
-        fv = val.values[finite]
-        n = len(fv)
-        first_new = int(np.searchsorted(finite, val.new_from))
+        track = self._tracks.get(val.name)
+        if track is None:
+            track = self._tracks[val.name] = EvalTrack()
+        a = track.take(view, val, self.p)
+        first_new, n = track.first_new, track.n
         if n == 0 or first_new >= n:
             return
         k = int(self.p["patience"])
-        idx = np.arange(n)
-        w = np.maximum(k, (idx + 1) // 10)
-        w = np.minimum(w, idx + 1)  # partial windows at the start
-        csum = np.concatenate([[0.0], np.cumsum(fv)])
-        smooth = (csum[idx + 1] - csum[idx + 1 - w]) / w
-        level = np.minimum.accumulate(smooth)
-        at_best = np.maximum.accumulate(np.where(smooth <= level, idx, 0))
-        above = np.concatenate([[False], fv[1:] >= level[:-1] * (1 + self.p["noise"])])
-        last_break = np.maximum.accumulate(np.where(~above, idx, -1))
-        streak = np.where(above, idx - last_break, 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rise_s = np.where(level > 0, smooth / level - 1, np.inf)
-            rise_level = np.where(level > 0, fv / level - 1, np.inf)
-        cond = (
-            (streak >= k)
-            & (rise_s >= self.p["min_rise"] / 2)
-            & (rise_level >= self.p["min_rise"] / 2)
-        )
-        # a noisy curve that trends up: the mean of all evals after the best window is clearly
-        # above the best level (t >= trend_t); needs a strong train-loss drop to count
-        after = np.maximum(idx - at_best, 0)
-        sq = np.concatenate([[0.0], np.cumsum(fv * fv)])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = csum[idx + 1] - csum[at_best + 1]
-            mean_after = np.where(after > 0, total / np.maximum(after, 1), np.nan)
-            var_after = (sq[idx + 1] - sq[at_best + 1]) / np.maximum(after, 1) - mean_after**2
-            t_after = (mean_after - level) / np.sqrt(
-                np.maximum(var_after, 1e-300) / np.maximum(after - 1, 1)
-            )
-        trend = (
-            (after >= 2 * k)
-            & (mean_after >= level * (1 + self.p["min_rise"]))
-            & (t_after >= self.p["trend_t"])
-        )
-        cond |= trend
-        short = self._short_rise(fv, first_new)
+        idx = a["idx"]
+        new = idx >= first_new
+        level, at_best, streak, rise_s = a["level"], a["at_best"], a["streak"], a["rise_s"]
+        cond, trend = a["cond"], a["trend"]
+        short = np.zeros(len(idx), dtype=bool)
+        if first_new < 2 * int(self.p["min_evals"]):
+            short = self._short_rise(track.fv(val), first_new)[idx[0] :]
         cond |= short
-        cond[:first_new] = False
-        cands = np.flatnonzero(cond)
-        calm = np.flatnonzero(rise_s < self.p["min_rise"] / 2)
-        raw = (
-            range_min(fv, at_best[cands] + 1 - w[at_best[cands]], at_best[cands])
-            if len(cands)
-            else np.empty(0)
-        )
+        cond &= new
+        cands = np.flatnonzero(cond)  # positions in the arrays: eval idx[0] + c
+        calm = idx[(rise_s < self.p["min_rise"] / 2) & new]
+        if not len(cands):  # nothing to fire: an open episode ends at a calm new eval
+            if val.name in self.open and len(calm):
+                self.clear(val.name)
+            return
+        fv, finite = track.fv(val), track.finite(val)
+        base = int(idx[0])
+        bests = at_best[cands]
+        widths = _window(bests, k)
+        if len(cands) > 8:
+            raw = range_min(fv, bests + 1 - widths, bests)
+        else:  # a few (a live read): each window's min directly, the same values
+            raw = np.array(
+                [fv[b + 1 - wb : b + 1].min() for b, wb in zip(bests, widths, strict=True)]
+            )
         done = first_new - 1
-        for c, j in enumerate(cands.tolist()):
+        for c, q in enumerate(cands.tolist()):
+            j = base + q
             if val.name in self.open:
                 if not len(calm[(calm > done) & (calm < j)]):
                     continue  # still the same episode
                 self.clear(val.name)
-            if short[j] and not (
-                trend[j] or (streak[j] >= k and rise_s[j] >= self.p["min_rise"] / 2)
+            if short[q] and not (
+                trend[q] or (streak[q] >= k and rise_s[q] >= self.p["min_rise"] / 2)
             ):
                 jj = int(np.argmin(fv[: j + 1]))  # a short run: its lowest eval is the best
                 self.best, self.best_raw, self.best_step = (
@@ -277,17 +447,17 @@ class Overfitting(Detector):
                 )
                 done = j
                 continue
-            m = int(at_best[j])
-            lo = m + 1 - int(w[m])
+            m = int(at_best[q])
+            lo = m + 1 - min(max(k, (m + 1) // 10), m + 1)
             jj = lo + int(np.argmin(fv[lo : m + 1]))
             self.best, self.best_raw, self.best_step = (
-                float(level[j]),
+                float(level[q]),
                 float(raw[c]),
                 int(val.steps[finite[jj]]),
             )
-            if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[j]:
+            if fv[j] >= self.best_raw * (1 + self.p["min_rise"]) or trend[q]:
                 self._maybe_fire(
-                    view, val, train, int(finite[j]), float(fv[j]), bool(trend[j]), gate=gate
+                    view, val, train, int(finite[j]), float(fv[j]), bool(trend[q]), gate=gate
                 )
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
@@ -302,19 +472,20 @@ class Overfitting(Detector):
         train loss must still be falling (checked when it fires)."""
         out = np.zeros(len(fv), dtype=bool)
         limit = min(len(fv), 2 * int(self.p["min_evals"]))
+        head = fv[:limit].tolist()  # a dozen evals at most: plain floats, the same arithmetic
         for j in range(max(first_new, 1), limit):
-            m = int(np.argmin(fv[: j + 1]))
+            m = head.index(min(head[: j + 1]))  # np.argmin: the first of the lowest (finite)
             if m < 1 or j - m < self.p["short_rises"]:
                 continue
-            steps_up = np.diff(fv[m : j + 1])
-            rising = bool(np.all(steps_up > 0))
+            steps_up = [b - a for a, b in zip(head[m:j], head[m + 1 : j + 1], strict=True)]
+            rising = all(d > 0 for d in steps_up)
             # one jump that makes most of the rise is a spike (it comes back), not a trend
-            spike = float(steps_up.max()) > 2 / 3 * float(fv[j] - fv[m]) if rising else True
+            spike = max(steps_up) > 2 / 3 * (head[j] - head[m]) if rising else True
             out[j] = (
                 rising
                 and not spike
-                and fv[j] >= fv[m] * (1 + self.p["min_rise"])
-                and fv[j] > fv[m - 1]
+                and head[j] >= head[m] * (1 + self.p["min_rise"])
+                and head[j] > head[m - 1]
             )
         return out
 
@@ -583,9 +754,6 @@ class Underfitting(Detector):
         k = max(2, int(n * self.p["tail"]))
         if n < 2 * k:
             return
-        last, before = float(np.median(vals[-k:])), float(np.median(vals[-2 * k : -k]))
-        step = int(train.steps[-1])
-        val = view.pick("val", "loss")
         if view.fired & {
             "overfitting",
             "perfect_validation",
@@ -595,7 +763,10 @@ class Underfitting(Detector):
             "divergence",
         }:
             return  # another verdict explains the end of this run better
-        if last < 0.05 * float(np.median(vals[:k])):  # converged to near zero: nothing to gain
+        last, before = fast_median(vals[-k:]), fast_median(vals[-2 * k : -k])
+        step = int(train.steps[-1])
+        val = view.pick("val", "loss")
+        if last < 0.05 * fast_median(vals[:k]):  # converged to near zero: nothing to gain
             return
         if val is not None and not _still_improving(val):
             return
@@ -640,7 +811,11 @@ def _resumed(sv: SeriesView) -> bool:
     model may have converged before the first log here, so a flat loss proves nothing."""
     if len(sv.steps) < 3:
         return False
-    gap = float(np.median(np.diff(sv.steps)))
+    steps = sv.steps
+    gaps = steps[1:] - steps[:-1]  # np.diff, without its per-call cost
+    if sv.steps[0] <= 3 * gaps.min():
+        return False  # within 3 of the smallest gap, so of the median one: no median needed
+    gap = fast_median(gaps)
     return gap > 0 and sv.steps[0] > 3 * gap
 
 
@@ -648,6 +823,168 @@ def _still_improving(val: SeriesView) -> bool:
     """The last eval is the best (or within 1% of it): more training may still help."""
     v = val.values[np.isfinite(val.values)]
     return len(v) >= 2 and v[-1] <= v.min() * 1.01
+
+
+class Trend:
+    """The numbers NotLearning's trend rule reads from a train loss's finite values `vals`:
+    n = len(vals), k = n // 3, the medians of the first and the last k, where it started
+    (the higher of vals[0] and the median of the first max(3, n // 20)), the logs' scatter
+    (step_noise of vals), and whether the series starts far into training (_resumed)."""
+
+    __slots__ = ("resumed", "n", "k", "first", "last", "start", "noise", "learned")
+
+    def __init__(
+        self,
+        resumed: bool,
+        n: int,
+        first: float = math.nan,
+        last: float = math.nan,
+        start: float = math.nan,
+        noise: float = math.nan,
+        learned: bool = False,
+    ) -> None:
+        self.resumed, self.n, self.k = resumed, n, n // 3
+        self.first, self.last, self.start, self.noise = first, last, start, noise
+        # known without the medians: every log of the last third is below 0.9 x the first log,
+        # so the last third's median is below 0.9 x the start (the rule's "it did learn")
+        self.learned = learned
+
+    @classmethod
+    def of(cls, sv: SeriesView, before: Trend | None = None, shortcut: bool = True) -> Trend:
+        """Worked out from the whole view (a batch pass). `before`: the Trend of a prefix of the
+        same values, whose first-third and start medians are reused where their windows have
+        not moved. `shortcut`: a loss whose last third is all below 0.9 x its first log has
+        learned (`learned`), and its medians are not worked out."""
+        resumed = _resumed(sv)
+        vals = sv.values[np.isfinite(sv.values)]
+        n = len(vals)
+        k = n // 3
+        if resumed or k < 3:
+            return cls(resumed, n)
+        if shortcut:
+            top = float(vals[-k:].max())
+            # a median is at most the largest value (sums of two below 1e307 cannot overflow)
+            if top < 0.9 * float(vals[0]) and top <= 1e307:
+                return cls(resumed, n, learned=True)
+        m = max(3, n // 20)
+        reuse = before if before is not None and not before.resumed and before.k >= 3 else None
+        reuse = reuse if reuse is not None and not reuse.learned else None
+        first = reuse.first if reuse is not None and reuse.k == k else fast_median(vals[:k])
+        # where it started: the first log (an untrained model's loss, when the model learns
+        # within the first logs) or the first few (a noisy first log), whichever is higher
+        if reuse is not None and max(3, reuse.n // 20) == m:
+            start = reuse.start
+        else:
+            start = max(float(vals[0]), fast_median(vals[:m]))
+        return cls(
+            resumed,
+            n,
+            first,
+            fast_median(vals[-k:]),
+            start,
+            # the logs' scatter from successive differences, so that a downward trend is not
+            # mistaken for noise (step_noise)
+            1.4826 * fast_median(np.abs(vals[1:] - vals[:-1])) / math.sqrt(2),
+        )
+
+
+class TrendStats:
+    """A train loss's Trend, kept between calls. A batch pass (many new points) works it out from
+    the view; a live read (a few new points a call, twice in a row) keeps sorted windows instead
+    (the first third, the last third, the first twentieth, the successive differences and the
+    step gaps) that each new point enters and leaves in O(log n): the same medians, of the same
+    values, at any length of run."""
+
+    def __init__(self) -> None:
+        self.seen = Seen()
+        self.trend: Trend | None = None  # for the points `seen` has taken in
+        self.live = False  # the last call had a few new points
+        self.fin: list[float] = []  # the finite values, in order
+        self.windows: dict[str, SortedValues] | None = None  # None: not kept (a batch pass)
+        self.tail_lo = 0  # the last third is fin[tail_lo:]
+        self.first_step = 0
+        self.last_step: int | None = None  # the step of the last point taken in
+
+    def get(self, view: RunView, sv: SeriesView) -> Trend:
+        at = self.seen.new_from(view, sv)
+        count = len(sv.values)
+        if at == count and self.trend is not None:
+            return self.trend  # nothing new (the finalize after a batch pass)
+        live = count - sv.new_from <= FEW
+        if at is not None and self.windows is not None and count - at <= max(FEW, count // 8):
+            self._extend(sv, at)
+        elif live and self.live:
+            self._build(sv)
+        else:
+            self.windows = None
+        self.live = live
+        if self.windows is None:  # the kept Trend holds for a prefix when `at` is known
+            self.trend = Trend.of(sv, self.trend if at is not None else None)
+        else:
+            self.trend = self._trend(sv)
+        self.seen.mark(view, sv)
+        return self.trend
+
+    def _build(self, sv: SeriesView) -> None:
+        vals = sv.values[np.isfinite(sv.values)]
+        n, k = len(vals), len(vals) // 3
+        self.fin = vals.tolist()
+        self.tail_lo = n - k
+        self.windows = {
+            "head": SortedValues.of(vals[:k]),
+            "tail": SortedValues.of(vals[n - k :]),
+            "start": SortedValues.of(vals[: min(n, max(3, n // 20))]),
+            "diffs": SortedValues.of(np.abs(np.diff(vals))),
+            "gaps": SortedValues.of(np.diff(sv.steps)),
+        }
+        self.first_step = int(sv.steps[0]) if len(sv.steps) else 0
+        self.last_step = int(sv.steps[-1]) if len(sv.steps) else None
+
+    def _extend(self, sv: SeriesView, at: int) -> None:
+        w = self.windows
+        assert w is not None
+        fin = self.fin
+        n0 = len(fin)
+        for step, x in zip(sv.steps[at:].tolist(), sv.values[at:].tolist(), strict=True):
+            if self.last_step is None:
+                self.first_step = step
+            else:
+                w["gaps"].add(float(step - self.last_step))
+            self.last_step = step
+            if math.isfinite(x):
+                if fin:
+                    w["diffs"].add(abs(x - fin[-1]))
+                fin.append(x)
+        n = len(fin)
+        k = n // 3
+        head, start, tail = w["head"], w["start"], w["tail"]
+        while len(head) < k:
+            head.add(fin[len(head)])
+        while len(start) < min(n, max(3, n // 20)):
+            start.add(fin[len(start)])
+        lo = n - k
+        for i in range(max(n0, lo), n):
+            tail.add(fin[i])
+        for i in range(self.tail_lo, min(lo, n0)):
+            tail.remove(fin[i])
+        self.tail_lo = lo
+
+    def _trend(self, sv: SeriesView) -> Trend:
+        w = self.windows
+        assert w is not None
+        gap = w["gaps"].median()
+        resumed = len(w["gaps"]) >= 2 and gap > 0 and self.first_step > 3 * gap
+        n = len(self.fin)
+        if resumed or n // 3 < 3:
+            return Trend(resumed, n)
+        return Trend(
+            resumed,
+            n,
+            w["head"].median(),
+            w["tail"].median(),
+            max(self.fin[0], w["start"].median()),
+            1.4826 * w["diffs"].median() / math.sqrt(2),
+        )
 
 
 class NotLearning(Detector):
@@ -673,6 +1010,10 @@ class NotLearning(Detector):
         "floor_band": FLOOR_BAND,
     }
 
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self._trends: dict[str, TrendStats] = {}  # train loss -> its trend numbers, kept
+
     def update(self, view: RunView) -> None:
         train = view.pick("train", "loss")
         if train is None:
@@ -697,10 +1038,14 @@ class NotLearning(Detector):
             or "floor" in self.open
         ):
             return
+        by_kind: dict[str, list[SeriesView]] = {}  # view.where(kind=kind, cls=None), at once
+        for sv in view.series.values():
+            if sv.role.kind in FLOORS and sv.role.cls is None:
+                by_kind.setdefault(sv.role.kind, []).append(sv)
         for kind, floor in FLOORS.items():
             family = [
                 sv
-                for sv in view.where(kind=kind, cls=None)
+                for sv in by_kind.get(kind, [])
                 if len(sv.values) and sv.role.split in ("val", "")
             ]
             if not family or any(sv.name in view.claimed for sv in family):
@@ -749,9 +1094,17 @@ class NotLearning(Detector):
         v = train.values[base:]
         if len(v) < n:
             return
-        with np.errstate(invalid="ignore"):
-            same = np.abs(v[1:] - v[:-1]) <= 1e-6 * np.abs(v[:-1])
-            same &= np.abs(v[:-1]) >= 0.05
+        if len(v) <= FEW + n:  # a live read: plain floats, the same comparisons
+            vl = v.tolist()
+            pairs = zip(vl, vl[1:], strict=False)
+            flags = [abs(b - a) <= 1e-6 * abs(a) and abs(a) >= 0.05 for a, b in pairs]
+            same = np.array(flags, dtype=bool)
+        else:
+            with np.errstate(invalid="ignore"):
+                same = np.abs(v[1:] - v[:-1]) <= 1e-6 * np.abs(v[:-1])
+                same &= np.abs(v[:-1]) >= 0.05
+        if np.count_nonzero(same) < n - 1:
+            return  # fewer repeats than one frozen window needs
         runs = np.concatenate([[0], np.cumsum(same)])
         # window ending at k (in v) is frozen when its n-1 successive pairs are all the same
         ends = np.arange(n - 1, len(v))
@@ -774,19 +1127,15 @@ class NotLearning(Detector):
             )
 
     def _judge(self, view: RunView, train: SeriesView) -> None:
-        if view.is_rl or train.name in self.open or train.name in view.claimed or _resumed(train):
+        if view.is_rl or train.name in self.open or train.name in view.claimed:
             return
-        vals = train.values[np.isfinite(train.values)]
-        k = len(vals) // 3
-        if k < 3:
-            return
-        first, last = float(np.median(vals[:k])), float(np.median(vals[-k:]))
-        # where it started: the first log (an untrained model's loss, when the model learns
-        # within the first logs) or the first few (a noisy first log), whichever is higher
-        start = max(float(vals[0]), float(np.median(vals[: max(3, len(vals) // 20)])))
-        # the logs' scatter from successive differences, so that a downward trend is not
-        # mistaken for noise
-        noise = step_noise(vals)
+        stats = self._trends.get(train.name)
+        if stats is None:
+            stats = self._trends[train.name] = TrendStats()
+        t = stats.get(view, train)
+        if t.resumed or t.k < 3 or t.learned:
+            return  # learned: last < start * 0.9 below, without its medians
+        k, n, first, last, start, noise = t.k, t.n, t.first, t.last, t.start, t.noise
         # a drop counts when it is >= min_drop of the start and clear of the medians' own
         # uncertainty (per-batch losses are noisy; a median of k of them is not)
         uncertainty = 2.0 * math.sqrt(2) * 1.2533 * noise / math.sqrt(k)
@@ -803,9 +1152,9 @@ class NotLearning(Detector):
             Severity.WARNING,
             int(train.steps[-1]),
             [train.name],
-            f"not learning: {train.name} has no downward trend over {len(vals)} logs "
+            f"not learning: {train.name} has no downward trend over {n} logs "
             f"(first third {fmt(first)}, last third {fmt(last)}){acc_txt}",
-            {"first_third_median": first, "last_third_median": last, "points": len(vals)},
+            {"first_third_median": first, "last_third_median": last, "points": n},
             "check the learning rate (too high or too low), that labels match inputs, and that "
             "the optimizer steps (zero_grad/step order, frozen weights)",
         )
