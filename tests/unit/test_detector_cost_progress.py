@@ -228,12 +228,12 @@ def _walk_each(self: classes._EvalStreak, view: RunView, split: str, views: list
     last_pos = -1
     for step in self._candidates(views):
         pos = int(np.searchsorted(all_steps, step))
-        if pos > last_pos + 1:
-            self._reset(split)
+        if pos > last_pos + 1:  # ended at the first eval that is no candidate
+            self._reset(split, int(all_steps[last_pos + 1]))
         self._at(view, split, views, int(step))
         last_pos = pos
     if last_pos < len(all_steps) - 1:
-        self._reset(split)
+        self._reset(split, int(all_steps[last_pos + 1]))
 
 
 def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None:
@@ -258,10 +258,10 @@ def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None
         if self._perfect(sv, v):
             continue
         first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
-        if view.loudly_claimed_at.get(sv.name, last + 1) <= last:
+        if view.claims_at(sv.name, last, loud=True):
             self._fire(view, sv, i, n, v, explained=True)
             continue
-        if view.claimed_at.get(sv.name, last + 1) <= last:
+        if view.claims_at(sv.name, last):
             continue
         if loss_moving is not None and loss_moving(first, last, v):
             continue
@@ -333,7 +333,7 @@ class _Scripted(classes._EvalStreak):
             return
         if code in (1, 4):
             self.streak[split] = 0
-            self.clear(split)
+            self.clear(split, step)
             return
         self.streak[split] = self.streak.get(split, 0) + 1
         if self.streak[split] >= 2:
@@ -356,7 +356,8 @@ def test_the_walk_skips_only_what_judging_would_not_change() -> None:
                 sv = SeriesView("val_x", role_of("val_x", {}), steps[:b], codes[:b], a)
                 view = RunView(Run("r", "/r"), {"val_x": sv}, Config())
                 walk(det, view, "val", [sv])
-            said.append([(f.key, f.alert.step if f.alert else None) for f in det.take()])
+            # an episode's end at the same step too (where a claim on its metrics ends)
+            said.append([(f.key, f.alert.step if f.alert else f.until) for f in det.take()])
         assert said[0] == said[1], (codes.tolist(), cuts)
 
 

@@ -161,11 +161,11 @@ class StuckMetric(Detector):
             if self._perfect(sv, v):
                 continue
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
-            if view.loudly_claimed_at.get(sv.name, last + 1) <= last:  # a warning (by this
-                # window's end) explains the flat value: not resolution
+            if view.claims_at(sv.name, last, loud=True):  # a warning (open at this window's
+                # end) explains the flat value: not resolution
                 self._fire(view, sv, i, n, v, explained=True)
                 continue
-            if view.claimed_at.get(sv.name, last + 1) <= last:
+            if view.claims_at(sv.name, last):
                 continue  # an info alert on it already says what there is to say
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
@@ -695,7 +695,7 @@ class TargetMiss(Detector):
                     since += 1
                 self.best[t.metric] = (best, bstep, since)
                 if t.met(best):
-                    self.clear(t.metric)
+                    self.clear(t.metric, int(sv.steps[i]))
                 elif since >= self.p["patience"]:
                     self._fire(
                         view,
@@ -747,7 +747,7 @@ class TargetMiss(Detector):
                 f"no improvement for {int(since[j])} evals",
             )
         if first_met < len(vals):
-            self.clear(t.metric)
+            self.clear(t.metric, int(steps[first_met]))
         b = int(last[-1])
         self.best[t.metric] = (
             float(best[-1]),
