@@ -19,6 +19,8 @@ from watchrun.detectors.base import RunView, SeriesView, step_noise
 from watchrun.detectors.classes import JUDGE, exact_at, steps_where
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.detectors.progress import (
+    SAMPLE,
+    EarlierLogs,
     LossAtChance,
     StuckMetric,
     TargetMiss,
@@ -86,10 +88,12 @@ def test_loss_at_chance_filters_keep_every_candidate_that_fires(seed: int) -> No
         kept = set(det._worth_judging(view, sv, idx, med, k, m).tolist())
         for i in idx.tolist():
             one = LossAtChance("r", Config())
+            one._follow(sv, m)  # the logs it has seen (update feeds them)
             one._at(view, sv, i, k, m)
             assert not one.findings or i in kept, (seed, kind, i)
         fast, slow = LossAtChance("r", Config()), LossAtChance("r", Config())
         fast.update(view)
+        slow._follow(sv, m)
         for i in idx.tolist():
             if sv.name not in slow.open:
                 slow._at(view, sv, i, k, m)
@@ -462,3 +466,52 @@ def test_target_miss_in_bulk_as_point_by_point(monkeypatch: pytest.MonkeyPatch) 
     slow = [run(case) for case in cases]
     assert fast == slow
     assert any(f for case in fast for f in case if isinstance(f, tuple) and f[1])
+
+
+def _sample_quartile(values: np.ndarray, end: int) -> float:
+    """The quartile EarlierLogs keeps, computed on the whole history: the logs before `end` at
+    the smallest power-of-two spacing that leaves at most SAMPLE of them."""
+    stride = 1
+    while -(-end // stride) > SAMPLE:
+        stride *= 2
+    before = values[:end:stride]
+    before = before[np.isfinite(before)]
+    return float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
+
+
+def _old_quartile(values: np.ndarray, end: int) -> float:
+    """_quartile_before before the logs were kept as they pass (the whole history at hand)."""
+    before = values[:end]
+    if len(before) > 4096:
+        before = before[:: len(before) // 4096 + 1]
+    before = before[np.isfinite(before)]
+    return float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
+
+
+def test_earlier_logs_quote_the_whole_history_s_quartile_whatever_the_chunks() -> None:
+    """Fed in random chunks and asked at random points (never behind what a later candidate
+    can ask), the quartile is the one computed on the whole history, bit for bit; below 8192
+    logs it is the one quoted before the logs were kept (the same logs: every one, then every
+    second)."""
+    rng = np.random.default_rng(11)
+    for _ in range(24):
+        n = int(rng.choice([300, 5000, 9000, 40_000]))
+        values = rng.normal(0.5, 0.2, n)
+        values[rng.random(n) < 0.01] = np.nan
+        keep = int(rng.integers(11, 80))
+        logs, fed, asked = EarlierLogs("loss", keep), 0, 0
+        most = int(rng.choice([8, n // 4 + 2])) if n < 10_000 else n // 4 + 2  # live: a few
+        while fed < n:
+            new = fed + int(rng.integers(1, most))
+            logs.feed(values[fed:new])
+            lo = max(asked, fed - keep + 1, 0)  # a candidate's window reaches back keep - 1 logs
+            ends = rng.integers(lo, min(new, n) + 1, int(rng.integers(0, 4)))
+            for end in np.sort(ends).tolist():
+                asked = end
+                got = logs.lower_quartile(end)
+                assert got == _sample_quartile(values, end), (n, end)
+                if end < 8192:
+                    assert got == _old_quartile(values, end)
+            logs.settle()
+            fed = new
+            assert logs.count <= SAMPLE and len(logs.pending) <= 2 * keep
