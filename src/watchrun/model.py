@@ -304,6 +304,9 @@ class Alert:
     action: str
     wall: float = field(default_factory=time.time)
     open: bool = True
+    # the step at which its detector ended the episode (None: open, or not said): from there on
+    # the alert no longer speaks for its metrics (RunView.claims_at), in one pass as across reads
+    until: int | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,8 @@ from watchrun.detectors.base import RunView, SeriesView, step_noise
 from watchrun.detectors.classes import JUDGE, exact_at, steps_where
 from watchrun.detectors.fitting import smoothed_at
 from watchrun.detectors.progress import (
+    SAMPLE,
+    EarlierLogs,
     LossAtChance,
     StuckMetric,
     TargetMiss,
@@ -86,10 +88,12 @@ def test_loss_at_chance_filters_keep_every_candidate_that_fires(seed: int) -> No
         kept = set(det._worth_judging(view, sv, idx, med, k, m).tolist())
         for i in idx.tolist():
             one = LossAtChance("r", Config())
+            one._follow(sv, m)  # the logs it has seen (update feeds them)
             one._at(view, sv, i, k, m)
             assert not one.findings or i in kept, (seed, kind, i)
         fast, slow = LossAtChance("r", Config()), LossAtChance("r", Config())
         fast.update(view)
+        slow._follow(sv, m)
         for i in idx.tolist():
             if sv.name not in slow.open:
                 slow._at(view, sv, i, k, m)
@@ -228,12 +232,12 @@ def _walk_each(self: classes._EvalStreak, view: RunView, split: str, views: list
     last_pos = -1
     for step in self._candidates(views):
         pos = int(np.searchsorted(all_steps, step))
-        if pos > last_pos + 1:
-            self._reset(split)
+        if pos > last_pos + 1:  # ended at the first eval that is no candidate
+            self._reset(split, int(all_steps[last_pos + 1]))
         self._at(view, split, views, int(step))
         last_pos = pos
     if last_pos < len(all_steps) - 1:
-        self._reset(split)
+        self._reset(split, int(all_steps[last_pos + 1]))
 
 
 def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None:
@@ -258,10 +262,10 @@ def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None
         if self._perfect(sv, v):
             continue
         first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
-        if view.loudly_claimed_at.get(sv.name, last + 1) <= last:
+        if view.claims_at(sv.name, last, loud=True):
             self._fire(view, sv, i, n, v, explained=True)
             continue
-        if view.claimed_at.get(sv.name, last + 1) <= last:
+        if view.claims_at(sv.name, last):
             continue
         if loss_moving is not None and loss_moving(first, last, v):
             continue
@@ -333,7 +337,7 @@ class _Scripted(classes._EvalStreak):
             return
         if code in (1, 4):
             self.streak[split] = 0
-            self.clear(split)
+            self.clear(split, step)
             return
         self.streak[split] = self.streak.get(split, 0) + 1
         if self.streak[split] >= 2:
@@ -356,7 +360,8 @@ def test_the_walk_skips_only_what_judging_would_not_change() -> None:
                 sv = SeriesView("val_x", role_of("val_x", {}), steps[:b], codes[:b], a)
                 view = RunView(Run("r", "/r"), {"val_x": sv}, Config())
                 walk(det, view, "val", [sv])
-            said.append([(f.key, f.alert.step if f.alert else None) for f in det.take()])
+            # an episode's end at the same step too (where a claim on its metrics ends)
+            said.append([(f.key, f.alert.step if f.alert else f.until) for f in det.take()])
         assert said[0] == said[1], (codes.tolist(), cuts)
 
 
@@ -461,3 +466,52 @@ def test_target_miss_in_bulk_as_point_by_point(monkeypatch: pytest.MonkeyPatch) 
     slow = [run(case) for case in cases]
     assert fast == slow
     assert any(f for case in fast for f in case if isinstance(f, tuple) and f[1])
+
+
+def _sample_quartile(values: np.ndarray, end: int) -> float:
+    """The quartile EarlierLogs keeps, computed on the whole history: the logs before `end` at
+    the smallest power-of-two spacing that leaves at most SAMPLE of them."""
+    stride = 1
+    while -(-end // stride) > SAMPLE:
+        stride *= 2
+    before = values[:end:stride]
+    before = before[np.isfinite(before)]
+    return float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
+
+
+def _old_quartile(values: np.ndarray, end: int) -> float:
+    """_quartile_before before the logs were kept as they pass (the whole history at hand)."""
+    before = values[:end]
+    if len(before) > 4096:
+        before = before[:: len(before) // 4096 + 1]
+    before = before[np.isfinite(before)]
+    return float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
+
+
+def test_earlier_logs_quote_the_whole_history_s_quartile_whatever_the_chunks() -> None:
+    """Fed in random chunks and asked at random points (never behind what a later candidate
+    can ask), the quartile is the one computed on the whole history, bit for bit; below 8192
+    logs it is the one quoted before the logs were kept (the same logs: every one, then every
+    second)."""
+    rng = np.random.default_rng(11)
+    for _ in range(24):
+        n = int(rng.choice([300, 5000, 9000, 40_000]))
+        values = rng.normal(0.5, 0.2, n)
+        values[rng.random(n) < 0.01] = np.nan
+        keep = int(rng.integers(11, 80))
+        logs, fed, asked = EarlierLogs("loss", keep), 0, 0
+        most = int(rng.choice([8, n // 4 + 2])) if n < 10_000 else n // 4 + 2  # live: a few
+        while fed < n:
+            new = fed + int(rng.integers(1, most))
+            logs.feed(values[fed:new])
+            lo = max(asked, fed - keep + 1, 0)  # a candidate's window reaches back keep - 1 logs
+            ends = rng.integers(lo, min(new, n) + 1, int(rng.integers(0, 4)))
+            for end in np.sort(ends).tolist():
+                asked = end
+                got = logs.lower_quartile(end)
+                assert got == _sample_quartile(values, end), (n, end)
+                if end < 8192:
+                    assert got == _old_quartile(values, end)
+            logs.settle()
+            fed = new
+            assert logs.count <= SAMPLE and len(logs.pending) <= 2 * keep

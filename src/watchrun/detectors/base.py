@@ -57,11 +57,8 @@ class RunView:
     targets: list[Target] = field(default_factory=list)
     ended: bool = False  # the run has finished / failed / gone quiet and all data is settled
     claimed: set[str] = field(default_factory=set)  # metrics another detector has an alert on
-    # metric -> the earliest step of an open alert claiming it, and of an open warning or
-    # critical: what was known at a given step (a batch pass sees claims made later in the run;
-    # live, they did not exist yet)
-    claimed_at: dict[str, int] = field(default_factory=dict)
-    loudly_claimed_at: dict[str, int] = field(default_factory=dict)
+    # metric -> the alerts claiming it (open when the pass began, or raised in it): see claims_at
+    claims: dict[str, list[Alert]] = field(default_factory=dict)
     fired: set[str] = field(default_factory=set)  # detectors that raised an alert this segment
     test_as_val: bool = False  # no validation metric: the test metrics play that role
 
@@ -86,10 +83,19 @@ class RunView:
     def claim(self, alert: Alert) -> None:
         for m in alert.metrics:
             self.claimed.add(m)
-            self.claimed_at[m] = min(self.claimed_at.get(m, alert.step), alert.step)
-            if alert.severity is not Severity.INFO:
-                loud = self.loudly_claimed_at
-                loud[m] = min(loud.get(m, alert.step), alert.step)
+            self.claims.setdefault(m, []).append(alert)
+
+    def claims_at(self, metric: str, step: int, loud: bool = False) -> bool:
+        """An alert on `metric` (a warning or critical, with `loud`) was open at `step`: raised
+        at or before it, and not ended by then (Alert.until). What was known at that step,
+        however the run was read: a batch pass also sees alerts raised later in the run, and
+        ones that ended earlier; live, the first did not exist yet and the second are gone."""
+        return any(
+            a.step <= step
+            and (a.until is None or step < a.until)
+            and not (loud and a.severity is Severity.INFO)
+            for a in self.claims.get(metric, ())
+        )
 
     def role(self, name: str) -> Role:
         sv = self.series.get(name)
@@ -192,6 +198,7 @@ class Finding:
 
     key: str
     alert: Alert | None = None  # None: close the episode `key`
+    until: int | None = None  # a close: the step that ended it (None: not said)
 
 
 class Detector:
@@ -204,6 +211,7 @@ class Detector:
         self.p = config.detector(self.id, self.DEFAULTS)
         self.open: set[str] = set()
         self.findings: list[Finding] = []
+        self.episodes: dict[str, Alert] = {}  # key -> the alert of its open episode
 
     def update(self, view: RunView) -> None:
         """Look at the new settled points."""
@@ -229,12 +237,19 @@ class Detector:
             self.run_key, self.id, severity, int(step), metrics, message, evidence, action
         )
         self.findings.append(Finding(key, alert))
+        self.episodes[key] = alert
         return True
 
-    def clear(self, key: str) -> None:
+    def clear(self, key: str, step: int | None = None) -> None:
+        """End the episode `key`, at the point at `step` that no longer shows it: its alert
+        stops speaking for its metrics there (RunView.claims_at). Without a step, it speaks
+        for them until the pass ends (a later read no longer sees it)."""
         if key in self.open:
             self.open.discard(key)
-            self.findings.append(Finding(key, None))
+            alert = self.episodes.pop(key, None)
+            if alert is not None and step is not None:
+                alert.until = step
+            self.findings.append(Finding(key, None, step))
 
     def take(self) -> list[Finding]:
         out, self.findings = self.findings, []

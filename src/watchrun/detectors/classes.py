@@ -59,7 +59,8 @@ class _EvalStreak(Detector):
         cands = self._candidates(views)
         if len(cands) == 0:
             if any(sv.new_from < len(sv.steps) for sv in views):  # evals, none a candidate
-                self._reset(split)
+                first = int(_eval_steps(views)[0]) if split in self.open else None
+                self._reset(split, first)
             return
         all_steps = _eval_steps(views)
         pos = np.searchsorted(all_steps, cands)
@@ -70,8 +71,8 @@ class _EvalStreak(Detector):
         m, j = len(cands), 0
         while j < m:
             if split in self.open:  # every candidate judged, as one by one
-                if gap[j]:
-                    self._reset(split)
+                if gap[j]:  # ended at the first eval after the previous candidate
+                    self._reset(split, int(all_steps[(pos[j - 1] if j else -1) + 1]))
                 self._at(view, split, views, int(cands[j]))
                 j += 1
                 continue
@@ -86,11 +87,12 @@ class _EvalStreak(Detector):
             self._at(view, split, views, int(cands[nxt]))
             j = nxt + 1
         if pos[-1] < len(all_steps) - 1:
-            self._reset(split)
+            self._reset(split, int(all_steps[pos[-1] + 1]))
 
-    def _reset(self, split: str) -> None:
+    def _reset(self, split: str, step: int | None) -> None:
+        """End the streak, and the episode at `step` (the first eval that is no candidate)."""
         self.streak[split] = 0
-        self.clear(split)
+        self.clear(split, step)
 
     def _candidates(self, views: list[SeriesView]) -> np.ndarray:
         raise NotImplementedError
@@ -295,7 +297,7 @@ class MinorityClassHidden(_EvalStreak):
                 macro and min(macro.values()) <= self.p["class_max"]
             )
             if not still_bad:  # a dip of the headline alone does not end the episode
-                self.clear(key)
+                self.clear(key, step)
             return
         if (
             warming_up(view, step)
@@ -446,7 +448,7 @@ class PredictionCollapse(_EvalStreak):
             if split in self.open and self._still_pinned(view, split, at):
                 return  # the accuracy has not left the pinned share: the same episode
             self.streak[split] = 0
-            self.clear(split)
+            self.clear(split, step)
             return
         self.streak[split] = self.streak.get(split, 0) + 1
         if self.streak[split] < self.p["persist"] and not evidence.get("pinned"):

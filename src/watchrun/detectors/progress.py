@@ -161,11 +161,11 @@ class StuckMetric(Detector):
             if self._perfect(sv, v):
                 continue
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
-            if view.loudly_claimed_at.get(sv.name, last + 1) <= last:  # a warning (by this
-                # window's end) explains the flat value: not resolution
+            if view.claims_at(sv.name, last, loud=True):  # a warning (open at this window's
+                # end) explains the flat value: not resolution
                 self._fire(view, sv, i, n, v, explained=True)
                 continue
-            if view.claimed_at.get(sv.name, last + 1) <= last:
+            if view.claims_at(sv.name, last):
                 continue  # an info alert on it already says what there is to say
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
@@ -285,6 +285,77 @@ def _degenerate(sv: SeriesView, v: float) -> bool:
 
 
 UNKNOWN_K_CHANCE = (math.log(2), 0.25)  # binary cross-entropy; MSE/Brier of always answering 0.5
+SAMPLE = 4096  # the most earlier logs a quartile is taken on
+
+
+class EarlierLogs:
+    """The logs of a series before a point, as loss_at_chance's quartile takes them, kept as
+    they pass: all of them up to SAMPLE, then every 2nd, 4th, 8th... (the smallest power of two
+    that keeps at most SAMPLE), from the first log on. What it quotes is then the same however
+    much of the history the store still holds (a bounded one reduces it to min/max buckets
+    once the detectors have seen it), and costs O(SAMPLE) memory however long the run.
+
+    Logs are taken in up to a point only when a quartile before it is asked for (the sample's
+    spacing depends on that point) or when no later question can reach back past it (`keep`
+    logs behind the last one seen): the rest wait in `pending`."""
+
+    def __init__(self, name: str, keep: int) -> None:
+        self.name = name
+        self.keep = keep
+        self.kept = np.empty(SAMPLE)  # kept[j] = log j * stride, for j < count
+        self.count = 0
+        self.stride = 1
+        self.upto = 0  # the logs before this index are taken into `kept`
+        self.pending = np.empty(0)  # logs upto .. seen - 1
+        self.quartile: tuple[int, float] = (-1, math.inf)  # (end, its lower quartile)
+
+    @property
+    def seen(self) -> int:
+        return self.upto + len(self.pending)
+
+    def feed(self, values: np.ndarray) -> None:
+        """The logs that follow the ones seen."""
+        self.pending = np.concatenate((self.pending, values))
+
+    def settle(self) -> None:
+        """Take in what no later question can reach back past (once that is more than `keep`
+        logs: each take moves many, so a read of a few logs costs a few)."""
+        if len(self.pending) > 2 * self.keep:
+            self._take(self.seen - self.keep)
+
+    def lower_quartile(self, end: int) -> float:
+        """The 25th percentile of the finite logs before index `end` (>= every end asked or
+        settled before), on the sample; inf with fewer than 4."""
+        if self.quartile[0] != end:
+            if end < self.upto:
+                raise ValueError(f"logs before {end} asked for after {self.upto} were taken in")
+            self._take(end)
+            before = self.kept[: self.count]
+            before = before[np.isfinite(before)]
+            low = float(np.percentile(before, 25)) if len(before) >= 4 else math.inf
+            self.quartile = (end, low)
+        return self.quartile[1]
+
+    def _take(self, end: int) -> None:
+        """Take the logs before `end` into the sample, spaced as `end` needs: kept[j] is log
+        j * stride, for every multiple of the stride before `end` (at most SAMPLE of them)."""
+        if end <= self.upto:
+            return
+        old, moved = self.stride, end - self.upto
+        part = self.pending[(-self.upto) % old : moved : old]  # the next multiples of `old`
+        s = old
+        while -(-end // s) > SAMPLE:
+            s *= 2
+        if s > old:  # every f-th of them stays: those at multiples of the new spacing
+            f = s // old
+            part = part[(-self.count) % f :: f]
+            thinned = self.kept[: self.count : f].copy()
+            self.count = len(thinned)
+            self.kept[: self.count] = thinned
+        self.kept[self.count : self.count + len(part)] = part
+        self.count += len(part)
+        self.stride = s
+        self.pending, self.upto = self.pending[moved:], end
 
 
 class LossAtChance(Detector):
@@ -307,7 +378,8 @@ class LossAtChance(Detector):
 
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
-        self._quartile: tuple[int, float] = (-1, math.inf)  # (end, lower quartile of values[:end])
+        self.earlier: EarlierLogs | None = None  # the train loss's logs, as they pass
+        self.offset = 0  # this pass: the index in the whole series of the view's first log
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -319,11 +391,25 @@ class LossAtChance(Detector):
             return  # said already: _at could only fire it again, which does nothing
         k = view.num_classes()
         n = int(self.p["points"])
+        earlier = self._follow(sv, n)
         idx, med = self._candidates(sv, k, n)
         for i in self._worth_judging(view, sv, idx, med, k, n):
             if sv.name in self.open:
                 break
             self._at(view, sv, int(i), k, n)
+        earlier.settle()
+
+    def _follow(self, sv: SeriesView, n: int) -> EarlierLogs:
+        """The earlier logs, with this pass's new ones fed in. A bounded store has reduced the
+        history before the view's new logs (not the last RECENT of them): the logs are counted
+        here, so that a log's index is its index in the whole series however many went."""
+        earlier = self.earlier
+        if earlier is None or earlier.name != sv.name:  # (another loss picked: from its start)
+            earlier = self.earlier = EarlierLogs(sv.name, keep=n + 64)
+            earlier.feed(sv.values[: sv.new_from])
+        self.offset = earlier.seen - sv.new_from
+        earlier.feed(sv.values[sv.new_from :])
+        return earlier
 
     def finalize(self, view: RunView) -> None:
         """At the end, with K unknown: the last third of the train loss (all of it in a short
@@ -378,24 +464,16 @@ class LossAtChance(Detector):
             return False
         return rising_trend_t(stretch) > -2.5
 
-    def _quartile_before(self, sv: SeriesView, end: int) -> float:
-        """The lower quartile of the logs before index `end`, taken at `end` rounded down to a
-        multiple of 64 past the first 256 logs (so that the candidates of a long stretch near
-        chance share one computation, whatever the chunking) on at most 4096 logs, evenly
-        spaced: O(1) per call however long the run."""
+    def _quartile_before(self, end: int) -> float:
+        """The lower quartile of the logs before index `end` of the whole series, taken at `end`
+        rounded down to a multiple of 64 past the first 256 logs (so that the candidates of a
+        long stretch near chance share one computation, whatever the chunking) on at most
+        SAMPLE logs, evenly spaced (EarlierLogs): O(1) per call however long the run."""
         end = max(0, end)
         if end > 256:
             end -= end % 64
-        if self._quartile[0] != end:
-            before = sv.values[:end]
-            if len(before) > 4096:
-                before = before[:: len(before) // 4096 + 1]
-            before = before[np.isfinite(before)]
-            self._quartile = (
-                end,
-                float(np.percentile(before, 25)) if len(before) >= 4 else math.inf,
-            )
-        return self._quartile[1]
+        assert self.earlier is not None  # fed by update before any candidate is judged
+        return self.earlier.lower_quartile(end)
 
     def _worth_judging(
         self,
@@ -485,8 +563,8 @@ class LossAtChance(Detector):
             c0, c1 = UNKNOWN_K_CHANCE
             chance = np.where(np.abs(med - c0) <= np.abs(med - c1), c0, c1)
         may = ~np.isfinite(med)  # a NaN median: _at's choice of chance is not np.where's
-        ends = np.maximum(cand - n + 1, 0)
-        ends = np.where(ends > 256, ends - ends % 64, ends)
+        ends = np.maximum(cand + self.offset - n + 1, 0)  # as _quartile_before rounds them,
+        ends = np.where(ends > 256, ends - ends % 64, ends) - self.offset  # in the whole series
         lows = np.full(len(cand), np.inf)
         top = int(ends.max())
         if top > 0:
@@ -556,7 +634,7 @@ class LossAtChance(Detector):
             )
         # learned: the loss had been clearly below chance for a quarter of its logs before (a
         # quantile, not the lowest median of n: a smoothed loss wanders for many logs at once)
-        low = self._quartile_before(sv, i - n + 1)
+        low = self._quartile_before(i + self.offset - n + 1)
         learned_below = low <= 0.75 * chance
         if k is None and not (learned_below or pinned):
             return
@@ -695,7 +773,7 @@ class TargetMiss(Detector):
                     since += 1
                 self.best[t.metric] = (best, bstep, since)
                 if t.met(best):
-                    self.clear(t.metric)
+                    self.clear(t.metric, int(sv.steps[i]))
                 elif since >= self.p["patience"]:
                     self._fire(
                         view,
@@ -747,7 +825,7 @@ class TargetMiss(Detector):
                 f"no improvement for {int(since[j])} evals",
             )
         if first_met < len(vals):
-            self.clear(t.metric)
+            self.clear(t.metric, int(steps[first_met]))
         b = int(last[-1])
         self.best[t.metric] = (
             float(best[-1]),
