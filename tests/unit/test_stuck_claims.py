@@ -111,3 +111,85 @@ def test_a_claim_lasts_from_its_alert_to_the_step_its_episode_ended() -> None:
     assert [(f.key, f.until) for f in det.take()] == [("k", 50), ("i", None)]
     assert view.claims_at("val_acc", 49) and not view.claims_at("val_acc", 50)
     assert view.claims_at("val_loss", 10**9)
+
+
+def _late_freeze_rows(frozen: bool) -> list[tuple[int, dict[str, float]]]:
+    """A loss falling as exp(-s/2000) for 10k steps, an eval every 100 steps. With `frozen`
+    the eval loss and accuracy repeat one value from step 4000 on (an evaluation that no longer
+    sees training); in any 5 evals the train loss moves < 5% of its range, over the episode 30%.
+    Without, they keep following training, rounded to 3 digits as a progress bar prints them."""
+    rng = random.Random(7)
+    rows = []
+    for s in range(10_000):
+        p = 1 - math.exp(-s / 2000)
+        row = {"train_loss_step": 2.0 * (1 - p) + 0.3 + rng.gauss(0, 0.01)}
+        if s % 100 == 99:
+            val, acc = 2.0 * (1 - p) + 0.35, 0.3 + 0.6 * p
+            if frozen and s >= 4000:
+                val, acc = 0.61234, 0.80125
+            row |= {"val_loss": round(val, 3), "val_acc": round(acc, 3)}
+        rows.append((s, row))
+    return rows
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_an_evaluation_frozen_while_training_slowly_goes_on_is_called(tmp_path, frozen) -> None:
+    """The train loss is judged over the whole frozen stretch, not only its last 5 evals: a
+    careful reader calls 20 identical evals while the train loss fell 15% a frozen evaluation."""
+    rows = _late_freeze_rows(frozen)
+    path = tmp_path / "lightning_logs" / "version_0" / "metrics.csv"
+    w = CsvWriter(str(path), sorted({k for _, r in rows for k in r}))
+    for step, row in rows:
+        w.write(step, row)
+    w.close()
+    e = Engine([str(tmp_path)], use_watchdog=False)
+    e.check()
+    stuck = [a for k in e.store.runs for a in e.store.alerts_for(k) if a.detector == "stuck_metric"]
+    if not frozen:
+        assert stuck == []
+        return
+    assert [a.severity for a in stuck] == [Severity.WARNING]
+    a = stuck[0]
+    assert 4000 < a.step <= 6000, a.message  # within 20 evals of the freeze
+    assert a.evidence["since_step"] == 4099 and "while train_loss_step moved" in a.message
+
+
+def _nan_then_frozen_rows() -> list[tuple[int, dict[str, float]]]:
+    """The validation loss overflows to NaN at evals 10-11 (fp16), is finite again from eval 12
+    and then repeats one value to eval 24 while the train loss falls: the NaN episode ended at
+    eval 12, so nothing explains the freeze."""
+    rng = random.Random(5)
+    rows = []
+    for s in range(400):
+        row = {"train_loss_step": 2.0 * math.exp(-s / 400) + rng.gauss(0, 0.01)}
+        if s % EVERY == EVERY - 1:
+            e = s // EVERY + 1
+            loss = round(1.5 - s / 400 + rng.gauss(0, 0.02), 4)
+            if e in (10, 11):
+                loss = math.nan
+            elif 12 <= e < 25:
+                loss = 1.2
+            row |= {"val_loss": loss}
+        rows.append((s, row))
+    return rows
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 5, 7, 13])
+def test_a_nan_episode_claims_the_metric_only_until_it_is_finite_again(
+    tmp_path: Path, chunks: int
+) -> None:
+    rows = _nan_then_frozen_rows()
+    path = tmp_path / "src" / "metrics.csv"
+    w = CsvWriter(str(path), sorted({k for _, r in rows for k in r}))
+    for step, row in rows:
+        w.write(step, row)
+    w.close()
+    e = follow_in_chunks(path, tmp_path / "live", chunks, bounded=False)
+    e.verdict()
+    stuck = [
+        (a.severity, a.metrics[0])
+        for k in e.store.runs
+        for a in e.store.alerts_for(k)
+        if a.detector == "stuck_metric"
+    ]
+    assert stuck == [(Severity.WARNING, "val_loss")]

@@ -82,6 +82,11 @@ class StuckMetric(Detector):
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.said: dict[tuple[str, int], str] = {}  # (split, step) -> the metric alerted on
+        self.flat_since: dict[str, int] = {}  # metric -> the step its flat episode began at
+
+    def clear(self, key: str, step: int | None = None) -> None:
+        self.flat_since.pop(key, None)  # a window that is not flat ends the episode
+        super().clear(key, step)
 
     def update(self, view: RunView) -> None:
         if view.is_rl:
@@ -161,6 +166,7 @@ class StuckMetric(Detector):
             if self._perfect(sv, v):
                 continue
             first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
+            began = self.flat_since.setdefault(sv.name, first)
             if view.claims_at(sv.name, last, loud=True):  # a warning (open at this window's
                 # end) explains the flat value: not resolution
                 self._fire(view, sv, i, n, v, explained=True)
@@ -169,10 +175,12 @@ class StuckMetric(Detector):
                 continue  # an info alert on it already says what there is to say
             if loss_moving is not None and loss_moving(first, last, v):
                 continue  # the model still changes; the score's resolution hides it
-            if i - n + 1 > 0 and not moving(first, last) and not _degenerate(sv, v):
+            if i - n + 1 > 0 and not moving(began, last) and not _degenerate(sv, v):
                 continue  # everything converged: a flat metric is no news (unless it has
                 # never moved since the first eval: then the evaluated model never changed;
-                # or it sits at nothing right: then the model outputs nothing useful)
+                # or it sits at nothing right: then the model outputs nothing useful). The
+                # train loss is judged since the value froze: a slow decline over 100 frozen
+                # evals is training the evaluation does not see, though no 5 of them show it
             self._fire(view, sv, i, n, v)
         if prev < len(flat) - 1:
             self.clear(sv.name)
@@ -186,7 +194,8 @@ class StuckMetric(Detector):
         self, view: RunView, sv: SeriesView, i: int, n: int, v: float, explained: bool = False
     ) -> None:
         step = int(sv.steps[i])
-        since = int(sv.steps[i - n + 1])
+        since = self.flat_since.get(sv.name, int(sv.steps[i - n + 1]))
+        n = max(n, i - int(np.searchsorted(sv.steps, since)) + 1)  # the evals it has been flat
         said = self.said.setdefault((sv.role.split, step), sv.name)
         if said != sv.name:  # the same split froze at the same eval (its loss and its accuracy):
             self.open.add(sv.name)  # one alert says it; this metric is covered while it stays

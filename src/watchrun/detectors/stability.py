@@ -121,8 +121,9 @@ class NanLoss(Detector):
         if start is None:
             return
         called = sv.name in self.open
-        self.clear(sv.name)
-        self.clear("eval:" + sv.name)
+        ended = int(sv.steps[i])  # the NaN episode (and its claim on the metric) ends here
+        self.clear(sv.name, ended)
+        self.clear("eval:" + sv.name, ended)
         if primary and start == i - 1 and not called:
             self._fire(
                 view,
@@ -135,7 +136,7 @@ class NanLoss(Detector):
                 action="nothing to do if it stays rare; frequent overflows: lower the learning "
                 "rate or use bf16",
             )
-            self.clear("recovered:" + sv.name)
+            self.clear("recovered:" + sv.name, ended)
 
     @staticmethod
     def _train_broken(losses: list[SeriesView], sv: SeriesView, step: int) -> bool:
