@@ -241,7 +241,8 @@ def _walk_each(self: classes._EvalStreak, view: RunView, split: str, views: list
 
 
 def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None:
-    """stuck_metric's scan before issue 13: every new window's spread, each judged in turn."""
+    """stuck_metric's scan before issue 13: every new window's spread, each judged in turn (the
+    train loss judged since the frozen stretch began, as the fast scan does)."""
     moving, loss_moving = self._train_moving(view), self._loss_moving(view, sv)
     vals = sv.values
     lo = max(0, sv.new_from - n + 1)
@@ -262,6 +263,7 @@ def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None
         if self._perfect(sv, v):
             continue
         first, last = int(sv.steps[i - n + 1]), int(sv.steps[i])
+        began = self.flat_since.setdefault(sv.name, first)  # the frozen stretch's start
         if view.claims_at(sv.name, last, loud=True):
             self._fire(view, sv, i, n, v, explained=True)
             continue
@@ -269,7 +271,7 @@ def _scan_each(self: StuckMetric, view: RunView, sv: SeriesView, n: int) -> None
             continue
         if loss_moving is not None and loss_moving(first, last, v):
             continue
-        if i - n + 1 > 0 and not moving(first, last) and not _degenerate(sv, v):
+        if i - n + 1 > 0 and not moving(began, last) and not _degenerate(sv, v):
             continue
         self._fire(view, sv, i, n, v)
 
