@@ -374,7 +374,9 @@ class LossAtChance(Detector):
     through it as it learns), or back at ln K after a quarter of its logs were well below it.
     Without K, only a loss that reached well below ln 2 (for a quarter of its logs) and came
     back to it counts (a binary model that collapsed), or one pinned there for a tenth of the
-    run."""
+    run; or K >= 3 is taken where the accuracy sits at 1/K (classes_from_accuracy) while the
+    loss sits at ln K, two signals that agree on a uniform guess, and judged as a known K (a
+    loss repeated exactly is left to not_learning: frozen weights sit where they started)."""
 
     id = "loss_at_chance"
     DEFAULTS = {
@@ -402,11 +404,57 @@ class LossAtChance(Detector):
         n = int(self.p["points"])
         earlier = self._follow(sv, n)
         idx, med = self._candidates(sv, k, n)
-        for i in self._worth_judging(view, sv, idx, med, k, n):
-            if sv.name in self.open:
-                break
-            self._at(view, sv, int(i), k, n)
+        judged = [int(i) for i in self._worth_judging(view, sv, idx, med, k, n)]
+        if k is None:
+            self._judge_inferring(view, sv, judged, n)
+        else:
+            for i in judged:
+                if sv.name in self.open:
+                    break
+                self._at(view, sv, i, k, n)
         earlier.settle()
+
+    def _judge_inferring(self, view: RunView, sv: SeriesView, judged: list[int], n: int) -> None:
+        """K unknown: the logs `judged` with it unknown and, in the order of the logs (the
+        quartiles are asked for in order), those the accuracy gives a K (_inferred), a block of
+        logs at a time: a loss at ln K from the start is judged up to its first alert, not to
+        its end (each log's verdict is its own: the blocks change none)."""
+        first, end = max(sv.new_from, n - 1), len(sv.values)
+        acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+        if acc is None or not (acc.values < 2 / 5).any():  # (NaN: no) no K >= 3 anywhere
+            blocks = [(first, end)] if judged else []
+            step = max(end - first, 1)
+        else:
+            step = INFER_BLOCK
+            blocks = [(lo, min(lo + step, end)) for lo in range(first, end, step)]
+        j = 0
+        for lo, hi in blocks:
+            todo: list[tuple[int, int | None]] = []
+            while j < len(judged) and judged[j] < hi:
+                todo.append((judged[j], None))
+                j += 1
+            if step == INFER_BLOCK:
+                todo = sorted(todo + self._inferred(view, sv, n, lo, hi), key=lambda p: p[0])
+            for i, kk in todo:
+                if sv.name in self.open:
+                    return
+                self._at(view, sv, i, kk, n, inferred=kk is not None)
+
+    def _inferred(
+        self, view: RunView, sv: SeriesView, n: int, first: int, end: int
+    ) -> list[tuple[int, int | None]]:
+        """With K unknown, the logs first .. end - 1 worth judging with a K that the accuracy
+        says (classes_from_accuracy), each with its K: for each K, the logs whose median of n is
+        near ln K among those the accuracy gives that K, through the filters of a known K."""
+        ks = classes_from_accuracy(view, sv, np.arange(first, end), n)
+        out: list[tuple[int, int | None]] = []
+        for kk in np.unique(ks[ks > 0]).tolist():
+            where = np.flatnonzero(ks == kk) + first
+            idx, med = self._near(sv, kk, n, int(where[0]), int(where[-1]) + 1)
+            keep = ks[idx - first] == kk
+            idx, med = idx[keep], med[keep]
+            out += [(int(i), kk) for i in self._worth_judging(view, sv, idx, med, kk, n)]
+        return out
 
     def _follow(self, sv: SeriesView, n: int) -> EarlierLogs:
         """The earlier logs, with this pass's new ones fed in. A bounded store has reduced the
@@ -594,9 +642,15 @@ class LossAtChance(Detector):
 
     def _candidates(self, sv: SeriesView, k: int | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The indices of the new logs whose median of n (returned with them) is near chance."""
+        return self._near(sv, k, n, sv.new_from, len(sv.values))
+
+    def _near(
+        self, sv: SeriesView, k: int | None, n: int, first: int, end: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """_candidates among the logs first .. end - 1."""
         chance = [math.log(k)] if k else list(UNKNOWN_K_CHANCE)
-        lo = max(0, sv.new_from - n + 1)
-        vals = sv.values[lo:]
+        lo = max(0, first - n + 1)
+        vals = sv.values[lo:end]
         if len(vals) < n:
             return np.empty(0, dtype=np.int64), np.empty(0)
         if len(vals) - n < FEW:  # a live read: a few windows
@@ -609,10 +663,13 @@ class LossAtChance(Detector):
         for c in chance:
             near |= np.abs(meds - c) <= self.p["tol"] * c
         idx = lo + n - 1 + np.flatnonzero(near)
-        new = idx >= sv.new_from
+        new = idx >= first
         return idx[new].astype(np.int64), meds[near][new]
 
-    def _at(self, view: RunView, sv: SeriesView, i: int, k: int | None, n: int) -> None:
+    def _at(
+        self, view: RunView, sv: SeriesView, i: int, k: int | None, n: int, inferred: bool = False
+    ) -> None:
+        """Judge log i with K = k (None: unknown; `inferred`: the accuracy says it)."""
         if i + 1 < max(n, self.p["min_points"]):
             return
         planned = view.planned_steps
@@ -622,6 +679,8 @@ class LossAtChance(Detector):
         if not planned and i < self.p["warmup_fraction"] * 5 * n:
             return
         window = sv.values[i - n + 1 : i + 1]
+        if inferred and float(np.min(window)) == float(np.max(window)):  # (NaN: not equal)
+            return  # a loss repeated exactly: frozen weights (not_learning's call), not a guess
         med = float(np.median(window))
         chance = math.log(k) if k else min(UNKNOWN_K_CHANCE, key=lambda c: abs(med - c))
         recent = sv.values[max(0, i - 5 * n + 1) : i + 1]
@@ -657,21 +716,64 @@ class LossAtChance(Detector):
             else "0.25 (MSE of always predicting 0.5)"
         )
         back = f" after reaching {fmt(low)}" if learned_below else ""
+        evidence: dict[str, object] = {
+            "median": med,
+            "chance": chance,
+            "classes": k,
+            "min_before": low if math.isfinite(low) else None,
+        }
+        metrics = [sv.name]
+        acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+        if inferred and acc is not None:
+            v = float(acc.values[int(np.searchsorted(acc.steps, step, side="left")) - 1])
+            what += f", with {acc.name} at {fmt(v)} ~ 1/{k}: a uniform guess over {k} classes"
+            evidence |= {"classes_from": acc.name, "accuracy": v}
+            metrics.append(acc.name)
         self.fire(
             sv.name,
             Severity.WARNING,
             step,
-            [sv.name],
+            metrics,
             f"{sv.name} at chance level: median {fmt(med)} over the last {n} logs = {what}{back}",
-            {
-                "median": med,
-                "chance": chance,
-                "classes": k,
-                "min_before": low if math.isfinite(low) else None,
-            },
+            evidence,
             "the model predicts the uniform distribution: lower the learning rate (a collapse "
             "after a spike), check labels and class balance, check the LR schedule",
         )
+
+
+INFER_BLOCK = 8192  # logs judged with an inferred K at a time (see _judge_inferring)
+ACC_BAND = 0.25  # an accuracy within 25% of 1/K: a uniform guess over K (binomial scatter)
+
+
+def classes_from_accuracy(view: RunView, sv: SeriesView, idx: np.ndarray, n: int) -> np.ndarray:
+    """For each log of `sv` in `idx` (each >= n - 1), the K >= 3 that the accuracy (validation
+    first; not per class, not top-k) says the model guesses uniformly over, 0 where it says
+    none: K = round(1 / the last eval before the log), and every eval from the last one before
+    the log's window of n (and at least the last two) within ACC_BAND / K of 1 / K. A uniform
+    guess scores 1/K, scattered by the binomial noise of an eval set of unknown size; K = 2 is
+    ln 2's own rule. Only evals at steps before the log's are used (a live read may not hold
+    the eval of its own step yet): the same K however the run is read."""
+    out = np.zeros(len(idx), dtype=np.int64)
+    acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
+    if acc is None or len(acc.values) < 2 or len(idx) == 0:
+        return out
+    a = acc.values
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        kr = np.rint(1.0 / a)
+    fits = np.isfinite(a) & (a > 0) & (kr >= 3) & (kr <= 100000)
+    if not fits.any():
+        return out
+    hi = np.searchsorted(acc.steps, sv.steps[idx], side="left") - 1
+    lo = np.searchsorted(acc.steps, sv.steps[idx - n + 1], side="left") - 1
+    lo = np.minimum(np.maximum(lo, 0), hi - 1)
+    last = np.maximum(hi, 0)
+    ks = np.where((hi >= 1) & fits[last], kr[last], 0).astype(np.int64)
+    for k in np.unique(ks[ks > 0]).tolist():
+        band = np.abs(a - 1.0 / k) <= ACC_BAND / k  # NaN: not in it
+        last_out = np.maximum.accumulate(np.where(band, -1, np.arange(len(a))))
+        sel = np.flatnonzero(ks == k)
+        out[sel[last_out[hi[sel]] < lo[sel]]] = k
+    return out
 
 
 def _near_medians(vals: np.ndarray, n: int, chance: list[float], tol: float) -> np.ndarray:
