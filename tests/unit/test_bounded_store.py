@@ -252,12 +252,6 @@ def test_bounding_live_changes_no_number_loss_at_chance_quotes(tmp_path: Path, c
     assert [a[1:] for a in batch if a[1] == "loss_at_chance"] == said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: read live into a bounded store, a number an alert quotes from old history "
-    "(overfitting's train loss at the best eval) comes from its min/max buckets; the detector "
-    "would need to keep it as it passes (loss_at_chance's earlier quartile is kept)",
-)
 def test_bounding_live_changes_no_number_quoted(tmp_path: Path) -> None:
     n = 100_000
     _csv(tmp_path / "overfitting", overfitting(n))

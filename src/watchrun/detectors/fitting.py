@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -164,6 +165,7 @@ class EvalTrack:
 
     def __init__(self) -> None:
         self.seen = Seen()
+        self.taken_steps = np.empty(0, dtype=np.int64)
         self._reset()
 
     def _reset(self) -> None:
@@ -183,6 +185,7 @@ class EvalTrack:
             at = 0
         rel = np.flatnonzero(np.isfinite(val.values[at:]))
         fv_new = val.values[at:][rel]
+        self.taken_steps = val.steps[at:][rel]  # the steps of the evals taken by this call
         if at == 0:
             self._full = (rel, fv_new)
         self.first_new = self.n + int(np.searchsorted(rel, val.new_from - at))
@@ -331,6 +334,49 @@ def _carried(op: np.ufunc, carry: float, x: np.ndarray, first: bool) -> np.ndarr
     return op.accumulate(np.concatenate([[carry], x]))[1:]
 
 
+class TrainAtEvals:
+    """The smoothed train loss (smoothed_at) at each eval that may yet become the best one,
+    worked out as the eval passes, when every train log up to its step has arrived and is still
+    at full resolution (a bounded store later reduces that history to min/max buckets). What
+    an alert quotes is then the same however much of the history the store still holds. Evals
+    before the start of the current best level's window can no longer become the best and are
+    let go (in a short run, any eval can: nothing is let go until it is long)."""
+
+    def __init__(self) -> None:
+        self.by: dict[tuple[str, int], dict[int, float]] = {}  # (train, k) -> step -> value
+        self.order: deque[tuple[int, int]] = deque()  # (eval position, step), oldest first
+
+    def add(self, train: SeriesView, ks: tuple[int, ...], first: int, steps: np.ndarray) -> None:
+        """The evals at positions first, first + 1... (among the finite evals) at `steps`."""
+        for k in ks:
+            d = self.by.setdefault((train.name, k), {})
+            for s in steps.tolist():
+                d[s] = smoothed_at(train, s, k)
+        self.order.extend(enumerate(steps.tolist(), start=first))
+
+    def reset(self) -> None:
+        self.by.clear()
+        self.order.clear()
+
+    def let_go(self, before: int) -> None:
+        """Forget the evals at positions before `before`."""
+        while self.order and self.order[0][0] < before:
+            s = self.order.popleft()[1]
+            for d in self.by.values():
+                d.pop(s, None)
+
+    def at(self, train: SeriesView, step: int, k: int) -> float:
+        """smoothed_at(train, step, k) as it was when the eval at `step` passed."""
+        v = self.by.get((train.name, k), {}).get(step)
+        return smoothed_at(train, step, k) if v is None else v
+
+
+def _train_k(view: RunView, train: SeriesView) -> int:
+    """The train logs smoothed at an eval: an epoch mean is already smoothed over the eval
+    interval (compared eval to eval, 1), a per-batch loss over 5 logs."""
+    return 1 if train.name.endswith("_epoch") and train is not view.pick("train", "loss") else 5
+
+
 class Overfitting(Detector):
     """Validation loss above its best level for `patience` evals in a row, the latest `min_rise`
     above the best eval and the smoothed loss half that, by more than `noise_sigmas` times the
@@ -374,6 +420,7 @@ class Overfitting(Detector):
         self.best_raw = math.inf  # lowest eval inside the best window
         self.best_step = 0
         self._tracks: dict[str, EvalTrack] = {}  # validation loss -> its running arrays
+        self._quoted: dict[str, TrainAtEvals] = {}  # validation loss -> train at its evals
 
     def update(self, view: RunView) -> None:
         val = view.pick("val", "loss")
@@ -396,8 +443,10 @@ class Overfitting(Detector):
         track = self._tracks.get(val.name)
         if track is None:
             track = self._tracks[val.name] = EvalTrack()
+        best_before = track.at_best if track.n > 2 * int(self.p["min_evals"]) else -1
         a = track.take(view, val, self.p)
         first_new, n = track.first_new, track.n
+        self._carry_train(view, val, train, track, best_before)
         if n == 0 or first_new >= n:
             return
         k = int(self.p["patience"])
@@ -462,6 +511,36 @@ class Overfitting(Detector):
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
+
+    def _carry_train(
+        self,
+        view: RunView,
+        val: SeriesView,
+        train: SeriesView | None,
+        track: EvalTrack,
+        best_before: int,
+    ) -> None:
+        """Keep the smoothed train loss at the evals just taken (both smoothings the alert and
+        a loss part's gate quote), and let go of the evals that can no longer be the best: those
+        before the window of the best level before this call (`best_before`, -1 while the run is
+        short: its rule takes the lowest of all evals). The best level only moves later, and its
+        window's start with it, so no eval of this call needs them."""
+        quoted = self._quoted.get(val.name)
+        if quoted is None:
+            quoted = self._quoted[val.name] = TrainAtEvals()
+        steps = track.taken_steps
+        if track.n - len(steps) == 0:  # taken again from the first eval: the history changed
+            quoted.reset()
+        elif best_before >= 0 and track.first_new >= 2 * int(self.p["min_evals"]):
+            m, k = best_before, int(self.p["patience"])
+            quoted.let_go(m + 1 - min(max(k, (m + 1) // 10), m + 1))
+        if train is not None and len(train.values) and len(steps):
+            k = _train_k(view, train)
+            quoted.add(train, (k,) if k == 5 else (k, 5), track.n - len(steps), steps)
+
+    def _train_at(self, val: SeriesView, train: SeriesView, step: int, k: int) -> float:
+        quoted = self._quoted.get(val.name)
+        return quoted.at(train, step, k) if quoted else smoothed_at(train, step, k)
 
     def _short_rise(self, fv: np.ndarray, first_new: int) -> np.ndarray:
         """Short runs (fewer than 2 x `min_evals` evals so far), where a smoothing window would
@@ -568,13 +647,9 @@ class Overfitting(Detector):
             "smoothed_best": self.best,
         }
         if train is not None and len(train.values):
-            # an epoch mean is already smoothed over the eval interval: compared eval to eval
-            k = (
-                1
-                if train.name.endswith("_epoch") and train is not view.pick("train", "loss")
-                else 5
-            )
-            t_best, t_now = smoothed_at(train, self.best_step, k), smoothed_at(train, step, k)
+            k = _train_k(view, train)
+            t_best = self._train_at(val, train, self.best_step, k)
+            t_now = smoothed_at(train, step, k)
             if not (math.isfinite(t_best) and math.isfinite(t_now) and t_best > 0):
                 return
             drop = 1 - t_now / t_best
@@ -652,7 +727,7 @@ class Overfitting(Detector):
         since = val.values[val.at_or_before(self.best_step) + 1 : i + 1]
         if len(since) < 2 * int(self.p["patience"]) or rising_trend_t(since) < self.p["trend_t"]:
             return False  # above the lowest eval, as any eval after a minimum is, but not rising
-        t_best, t_now = smoothed_at(train, self.best_step), smoothed_at(train, step)
+        t_best, t_now = self._train_at(val, train, self.best_step, 5), smoothed_at(train, step)
         return bool(t_best > 0 and 1 - t_now / t_best >= 2 * self.p["min_train_drop"])
 
     def _primary_metric_note(self, view: RunView, step: int) -> dict | None:
