@@ -371,6 +371,41 @@ class TrainAtEvals:
         return smoothed_at(train, step, k) if v is None else v
 
 
+START_LOGS = 4096  # the first finite logs of a train loss kept for untrained_level
+
+
+class LossStart:
+    """What untrained_level takes from a train loss's history, kept as its logs pass: the
+    first START_LOGS finite logs and how many finite logs there were. A bounded store reduces
+    the history between the first ones and the recent ones to min/max buckets; the level is then
+    the same however much it still holds. The same as untrained_level on the whole history while
+    the first twentieth it takes a median of is within START_LOGS (up to 20 x START_LOGS finite
+    logs); past that, the median of the first START_LOGS (where the loss started)."""
+
+    __slots__ = ("start", "count", "head")
+
+    def __init__(self, start: int) -> None:
+        self.start = start  # the view's first index in the run's series: a new segment resets
+        self.count = 0
+        self.head = Growing()
+
+    def feed(self, values: np.ndarray) -> None:
+        fin = values[np.isfinite(values)]
+        if self.head.n < START_LOGS:
+            self.head.extend(fin[: START_LOGS - self.head.n])
+        self.count += len(fin)
+
+    def level(self, train: SeriesView, step: int) -> float:
+        """untrained_level(train.values[: train.at_or_before(step) + 1]), on the logs kept
+        (the logs after `step` are recent ones, at full resolution: counted off)."""
+        after = train.values[train.at_or_before(step) + 1 :]
+        n = self.count - int(np.count_nonzero(np.isfinite(after)))
+        if n <= 0:
+            return math.nan
+        head = self.head.array
+        return min(float(head[0]), float(np.median(head[: min(max(3, n // 20), n, START_LOGS)])))
+
+
 def _train_k(view: RunView, train: SeriesView) -> int:
     """The train logs smoothed at an eval: an epoch mean is already smoothed over the eval
     interval (compared eval to eval, 1), a per-batch loss over 5 logs."""
@@ -421,10 +456,14 @@ class Overfitting(Detector):
         self.best_step = 0
         self._tracks: dict[str, EvalTrack] = {}  # validation loss -> its running arrays
         self._quoted: dict[str, TrainAtEvals] = {}  # validation loss -> train at its evals
+        self._starts: dict[str, LossStart] = {}  # train loss -> its first logs
 
     def update(self, view: RunView) -> None:
+        if view.is_rl:
+            return
+        self._follow_starts(view)
         val = view.pick("val", "loss")
-        if val is None or view.is_rl:
+        if val is None:
             return
         self._judge(view, val, per_epoch_twin(view, view.pick("train", "loss")))
         if is_loss_part(val.name):  # no total logged: each part against its own train twin
@@ -511,6 +550,25 @@ class Overfitting(Detector):
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
+
+    def _follow_starts(self, view: RunView) -> None:
+        """Feed every train loss's new logs to its LossStart (all of them, from a train loss
+        first seen or a new segment)."""
+        for sv in view.series.values():
+            if sv.role.split != "train" or sv.role.kind != "loss":
+                continue
+            start = self._starts.get(sv.name)
+            if start is None or start.start != sv.start:
+                start = self._starts[sv.name] = LossStart(sv.start)
+                start.feed(sv.values)
+            elif sv.new_from < len(sv.values):
+                start.feed(sv.values[sv.new_from :])
+
+    def _untrained(self, train: SeriesView, step: int) -> float:
+        start = self._starts.get(train.name)
+        if start is None:  # not a train loss by its role (picked by an alias): its history
+            return untrained_level(train.values[: train.at_or_before(step) + 1])
+        return start.level(train, step)
 
     def _carry_train(
         self,
@@ -655,7 +713,7 @@ class Overfitting(Detector):
             drop = 1 - t_now / t_best
             if drop < self.p["min_train_drop"] or (trend and drop < self.p["trend_train_drop"]):
                 return
-            if t_now >= untrained_level(train.values[: train.at_or_before(step) + 1]):
+            if t_now >= self._untrained(train, step):
                 # falling back from a blow-up, not fitting the training set: nothing memorised
                 return
             evidence.update(train_at_best=t_best, train_now=t_now, train_drop=drop)
