@@ -15,7 +15,13 @@ from tests.unit.helpers import follow_in_chunks
 
 from watchrun.demo import CsvWriter
 from watchrun.detectors.base import SeriesView
-from watchrun.detectors.fitting import START_LOGS, LossStart, untrained_level
+from watchrun.detectors.fitting import (
+    START_LOGS,
+    LossStart,
+    smoothed_at,
+    smoothed_many,
+    untrained_level,
+)
 from watchrun.engine import Engine
 from watchrun.model import HEAD, HISTORY, RECENT, Series
 from watchrun.semantics import role_of
@@ -334,3 +340,19 @@ def test_loss_start_is_untrained_level_on_the_whole_history() -> None:
             got = start.level(sv, step)
             assert got == whole or (math.isnan(got) and math.isnan(whole))
         at = end
+
+
+@pytest.mark.parametrize("k", [1, 4, 5])
+def test_smoothed_many_is_smoothed_at_bit_for_bit(k: int) -> None:
+    """The smoothed train loss at many evals at once, as smoothed_at gives it at each: steps
+    before the first log, windows cut by the start, NaN and inf in a window, repeated steps."""
+    rng = np.random.default_rng(k)
+    values = rng.normal(1.0, 0.3, 3000)
+    values[rng.choice(3000, 60, replace=False)] = np.nan
+    values[rng.choice(3000, 20, replace=False)] = np.inf
+    steps = np.sort(rng.choice(np.arange(10, 20_000), 3000, replace=False))
+    sv = SeriesView("train_loss", role_of("train_loss", {}), steps, values, 0)
+    at = np.sort(rng.integers(0, 20_010, 2000))
+    got = smoothed_many(sv, at, k)
+    want = np.array([smoothed_at(sv, s, k) for s in at.tolist()])
+    assert np.array_equal(got, want, equal_nan=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
@@ -334,6 +333,57 @@ def _carried(op: np.ufunc, carry: float, x: np.ndarray, first: bool) -> np.ndarr
     return op.accumulate(np.concatenate([[carry], x]))[1:]
 
 
+def smoothed_many(sv: SeriesView, steps: np.ndarray, k: int) -> np.ndarray:
+    """smoothed_at(sv, step, k) for each of `steps`, bit for bit: a full window of finite
+    values of odd length has its middle value as median, taken from the sorted rows at once; the
+    rest (a window cut by the start, a NaN or inf in it, an even k) one by one."""
+    i = np.searchsorted(sv.steps, steps, side="right") - 1
+    out = np.empty(len(steps))
+    whole = i >= k - 1
+    if k % 2 and len(sv.values) >= k:
+        rows = sv.values[np.maximum(i, k - 1)[:, None] + np.arange(1 - k, 1)]
+        whole &= np.isfinite(rows).all(axis=1)
+        out[whole] = np.sort(rows[whole], axis=1)[:, k // 2]
+    else:
+        whole[:] = False
+    for r in np.flatnonzero(~whole).tolist():
+        out[r] = smoothed_at(sv, int(steps[r]), k)
+    return out
+
+
+class _Kept:
+    """One smoothing's values at a run of evals (their positions among the finite evals and
+    steps), oldest first, from `off` on."""
+
+    __slots__ = ("pos", "steps", "values", "off")
+
+    def __init__(self) -> None:
+        self.pos, self.steps, self.values = Growing(), Growing(), Growing()
+        self.off = 0
+
+    def add(self, first: int, steps: np.ndarray, values: np.ndarray) -> None:
+        self.pos.extend(np.arange(first, first + len(steps), dtype=float))
+        self.steps.extend(steps)
+        self.values.extend(values)
+
+    def let_go(self, before: int) -> None:
+        pos = self.pos.array
+        self.off = max(self.off, int(np.searchsorted(pos, before)))
+        if self.off > 64 and 2 * self.off > len(pos):  # compact: amortised O(1) an eval
+            for g in (self.pos, self.steps, self.values):
+                kept = g.array[self.off :].copy()
+                g.n = 0
+                g.extend(kept)
+            self.off = 0
+
+    def at(self, step: int) -> float | None:
+        steps = self.steps.array[self.off :]
+        j = int(np.searchsorted(steps, step))
+        return (
+            float(self.values.array[self.off + j]) if j < len(steps) and steps[j] == step else None
+        )
+
+
 class TrainAtEvals:
     """The smoothed train loss (smoothed_at) at each eval that may yet become the best one,
     worked out as the eval passes, when every train log up to its step has arrived and is still
@@ -343,31 +393,32 @@ class TrainAtEvals:
     let go (in a short run, any eval can: nothing is let go until it is long)."""
 
     def __init__(self) -> None:
-        self.by: dict[tuple[str, int], dict[int, float]] = {}  # (train, k) -> step -> value
-        self.order: deque[tuple[int, int]] = deque()  # (eval position, step), oldest first
+        self.by: dict[tuple[str, int], _Kept] = {}  # (train, k) -> its values at the evals
+
+    def reset(self) -> None:
+        self.by.clear()
 
     def add(self, train: SeriesView, ks: tuple[int, ...], first: int, steps: np.ndarray) -> None:
         """The evals at positions first, first + 1... (among the finite evals) at `steps`."""
         for k in ks:
-            d = self.by.setdefault((train.name, k), {})
-            for s in steps.tolist():
-                d[s] = smoothed_at(train, s, k)
-        self.order.extend(enumerate(steps.tolist(), start=first))
-
-    def reset(self) -> None:
-        self.by.clear()
-        self.order.clear()
+            if len(steps) <= FEW_EVALS:  # a live read: numpy's per-call cost would dominate
+                values = np.array([smoothed_at(train, s, k) for s in steps.tolist()])
+            else:
+                values = smoothed_many(train, steps, k)
+            kept = self.by.get((train.name, k))
+            if kept is None:
+                kept = self.by[(train.name, k)] = _Kept()
+            kept.add(first, steps, values)
 
     def let_go(self, before: int) -> None:
         """Forget the evals at positions before `before`."""
-        while self.order and self.order[0][0] < before:
-            s = self.order.popleft()[1]
-            for d in self.by.values():
-                d.pop(s, None)
+        for kept in self.by.values():
+            kept.let_go(before)
 
     def at(self, train: SeriesView, step: int, k: int) -> float:
         """smoothed_at(train, step, k) as it was when the eval at `step` passed."""
-        v = self.by.get((train.name, k), {}).get(step)
+        kept = self.by.get((train.name, k))
+        v = kept.at(step) if kept is not None else None
         return smoothed_at(train, step, k) if v is None else v
 
 
@@ -482,10 +533,9 @@ class Overfitting(Detector):
         track = self._tracks.get(val.name)
         if track is None:
             track = self._tracks[val.name] = EvalTrack()
-        best_before = track.at_best if track.n > 2 * int(self.p["min_evals"]) else -1
         a = track.take(view, val, self.p)
         first_new, n = track.first_new, track.n
-        self._carry_train(view, val, train, track, best_before)
+        self._carry_train(view, val, train, track)
         if n == 0 or first_new >= n:
             return
         k = int(self.p["patience"])
@@ -571,30 +621,29 @@ class Overfitting(Detector):
         return start.level(train, step)
 
     def _carry_train(
-        self,
-        view: RunView,
-        val: SeriesView,
-        train: SeriesView | None,
-        track: EvalTrack,
-        best_before: int,
+        self, view: RunView, val: SeriesView, train: SeriesView | None, track: EvalTrack
     ) -> None:
-        """Keep the smoothed train loss at the evals just taken (both smoothings the alert and
-        a loss part's gate quote), and let go of the evals that can no longer be the best: those
-        before the window of the best level before this call (`best_before`, -1 while the run is
-        short: its rule takes the lowest of all evals). The best level only moves later, and its
-        window's start with it, so no eval of this call needs them."""
+        """Keep the smoothed train loss (both smoothings the alert and a loss part's gate quote)
+        at the evals that may yet become the best: those from the start of the best level's
+        window on (all of them while the run is short: its rule takes the lowest of all evals).
+        The best level only moves later, and its window's start with it; an eval before it may
+        still be quoted in this call, from this call's view, as it is kept."""
         quoted = self._quoted.get(val.name)
         if quoted is None:
             quoted = self._quoted[val.name] = TrainAtEvals()
         steps = track.taken_steps
-        if track.n - len(steps) == 0:  # taken again from the first eval: the history changed
+        first = track.n - len(steps)
+        if first == 0:  # taken again from the first eval: the history changed under the track
             quoted.reset()
-        elif best_before >= 0 and track.first_new >= 2 * int(self.p["min_evals"]):
-            m, k = best_before, int(self.p["patience"])
-            quoted.let_go(m + 1 - min(max(k, (m + 1) // 10), m + 1))
-        if train is not None and len(train.values) and len(steps):
+        lo = 0
+        if track.n > 2 * int(self.p["min_evals"]):
+            m, k = track.at_best, int(self.p["patience"])
+            lo = m + 1 - min(max(k, (m + 1) // 10), m + 1)
+            quoted.let_go(lo)
+        if train is not None and len(train.values) and len(steps) and first + len(steps) > lo:
             k = _train_k(view, train)
-            quoted.add(train, (k,) if k == 5 else (k, 5), track.n - len(steps), steps)
+            skip = max(0, lo - first)
+            quoted.add(train, (k,) if k == 5 else (k, 5), first + skip, steps[skip:])
 
     def _train_at(self, val: SeriesView, train: SeriesView, step: int, k: int) -> float:
         quoted = self._quoted.get(val.name)
