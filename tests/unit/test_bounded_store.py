@@ -14,8 +14,17 @@ import pytest
 from tests.unit.helpers import follow_in_chunks
 
 from watchrun.demo import CsvWriter
+from watchrun.detectors.base import SeriesView
+from watchrun.detectors.fitting import (
+    START_LOGS,
+    LossStart,
+    smoothed_at,
+    smoothed_many,
+    untrained_level,
+)
 from watchrun.engine import Engine
 from watchrun.model import HEAD, HISTORY, RECENT, Series
+from watchrun.semantics import role_of
 from watchrun.store import Store
 
 # 20 bytes a point for everything a bounded series can hold at once (head, history before it is
@@ -252,15 +261,98 @@ def test_bounding_live_changes_no_number_loss_at_chance_quotes(tmp_path: Path, c
     assert [a[1:] for a in batch if a[1] == "loss_at_chance"] == said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: read live into a bounded store, a number an alert quotes from old history "
-    "(overfitting's train loss at the best eval) comes from its min/max buckets; the detector "
-    "would need to keep it as it passes (loss_at_chance's earlier quartile is kept)",
-)
 def test_bounding_live_changes_no_number_quoted(tmp_path: Path) -> None:
     n = 100_000
     _csv(tmp_path / "overfitting", overfitting(n))
     full, _ = live_alerts(tmp_path / "overfitting", bounded=False, chunks=25)
     bounded, _ = live_alerts(tmp_path / "overfitting", bounded=True, chunks=25)
     assert bounded == full
+
+
+def overfitting_epoch(n: int) -> list[tuple[int, dict[str, float]]]:
+    """overfitting() with Lightning's epoch mean of the train loss logged at each eval: the alert
+    quotes `train_loss_epoch` at the best eval (k=1), the loss blown up at the first logs (the
+    untrained level is taken on the start)."""
+    rng = random.Random(2)
+    rows = overfitting(n)
+    for s, row in rows:
+        if s < 50:
+            row["train_loss_step"] = 8.0 + rng.gauss(0, 1.0)
+        if "val_loss" in row:
+            row["train_loss_epoch"] = 2.0 * math.exp(-s / (n / 6)) + 0.05 + rng.gauss(0, 0.002)
+    return rows
+
+
+@pytest.mark.timeout(600)
+def test_bounding_live_changes_no_epoch_mean_quoted(tmp_path: Path) -> None:
+    n, chunks = 100_000, 40
+    _csv(tmp_path / "overfitting", overfitting_epoch(n))
+    full, _ = live_alerts(tmp_path / "overfitting", bounded=False, chunks=chunks)
+    bounded, kept = live_alerts(tmp_path / "overfitting", bounded=True, chunks=chunks)
+    assert kept < n / 10  # the history was reduced
+    assert bounded == full
+    said = [a for a in full if a[0] == "overfitting"]
+    assert said and "train_loss_epoch fell" in said[0][4]
+
+
+def blown_up_start(n: int) -> list[tuple[int, dict[str, float]]]:
+    """overfitting()'s validation loss against a train loss blown up over its first 300 logs,
+    at 0.25 up to log 10k, at 0.45 until the best eval, then falling to 0.30: falling back, never
+    under where it started (the median of its first twentieth, 0.25), so no alert. A bounded
+    store holds only the blown-up head of that twentieth: the level must be kept as it passes."""
+    rng = random.Random(3)
+    rows = overfitting(n)
+    for s, row in rows:
+        level = 5.0 if s < 300 else 0.25 if s < 10_000 else 0.45
+        if s >= 40_000:
+            level = max(0.30, 0.45 - 0.15 * (s - 40_000) / 10_000)
+        row["train_loss_step"] = level + rng.gauss(0, 0.005)
+    return rows
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("chunks", [7, 25])
+def test_bounding_live_changes_no_untrained_level(tmp_path: Path, chunks: int) -> None:
+    n = 100_000
+    _csv(tmp_path / "blown", blown_up_start(n))
+    full, _ = live_alerts(tmp_path / "blown", bounded=False, chunks=chunks)
+    bounded, kept = live_alerts(tmp_path / "blown", bounded=True, chunks=chunks)
+    assert kept < n / 10  # the history was reduced
+    assert bounded == full
+    assert "overfitting" not in {a[0] for a in full}
+
+
+def test_loss_start_is_untrained_level_on_the_whole_history() -> None:
+    """LossStart, fed in random chunks, gives untrained_level on all the logs up to a step."""
+    rng = np.random.default_rng(5)
+    n = 20 * START_LOGS + 300  # (300 NaN or inf: the median of at most START_LOGS)
+    values = 1.0 / (1.0 + np.arange(n) / 3e3) + rng.normal(0, 0.05, n)
+    values[rng.choice(n, 300, replace=False)] = np.nan
+    values[:3] = [np.nan, 40.0, np.inf]  # blown up at the start
+    steps = np.arange(n) * 2
+    start, at = LossStart(0), 0
+    while at < n:
+        end = min(n, at + int(rng.integers(1, 5000)))
+        start.feed(values[at:end])
+        sv = SeriesView("train_loss", role_of("train_loss", {}), steps[:end], values[:end], at)
+        for step in [*rng.integers(-1, 2 * end, 5).tolist(), 2 * end - 2]:
+            whole = untrained_level(values[: sv.at_or_before(step) + 1])
+            got = start.level(sv, step)
+            assert got == whole or (math.isnan(got) and math.isnan(whole))
+        at = end
+
+
+@pytest.mark.parametrize("k", [1, 4, 5])
+def test_smoothed_many_is_smoothed_at_bit_for_bit(k: int) -> None:
+    """The smoothed train loss at many evals at once, as smoothed_at gives it at each: steps
+    before the first log, windows cut by the start, NaN and inf in a window, repeated steps."""
+    rng = np.random.default_rng(k)
+    values = rng.normal(1.0, 0.3, 3000)
+    values[rng.choice(3000, 60, replace=False)] = np.nan
+    values[rng.choice(3000, 20, replace=False)] = np.inf
+    steps = np.sort(rng.choice(np.arange(10, 20_000), 3000, replace=False))
+    sv = SeriesView("train_loss", role_of("train_loss", {}), steps, values, 0)
+    at = np.sort(rng.integers(0, 20_010, 2000))
+    got = smoothed_many(sv, at, k)
+    want = np.array([smoothed_at(sv, s, k) for s in at.tolist()])
+    assert np.array_equal(got, want, equal_nan=True)

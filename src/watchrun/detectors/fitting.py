@@ -164,6 +164,7 @@ class EvalTrack:
 
     def __init__(self) -> None:
         self.seen = Seen()
+        self.taken_steps = np.empty(0, dtype=np.int64)
         self._reset()
 
     def _reset(self) -> None:
@@ -183,6 +184,7 @@ class EvalTrack:
             at = 0
         rel = np.flatnonzero(np.isfinite(val.values[at:]))
         fv_new = val.values[at:][rel]
+        self.taken_steps = val.steps[at:][rel]  # the steps of the evals taken by this call
         if at == 0:
             self._full = (rel, fv_new)
         self.first_new = self.n + int(np.searchsorted(rel, val.new_from - at))
@@ -331,6 +333,136 @@ def _carried(op: np.ufunc, carry: float, x: np.ndarray, first: bool) -> np.ndarr
     return op.accumulate(np.concatenate([[carry], x]))[1:]
 
 
+def smoothed_many(sv: SeriesView, steps: np.ndarray, k: int) -> np.ndarray:
+    """smoothed_at(sv, step, k) for each of `steps`, bit for bit: a full window of finite
+    values of odd length has its middle value as median, taken from the sorted rows at once; the
+    rest (a window cut by the start, a NaN or inf in it, an even k) one by one."""
+    i = np.searchsorted(sv.steps, steps, side="right") - 1
+    out = np.empty(len(steps))
+    whole = i >= k - 1
+    if k % 2 and len(sv.values) >= k:
+        rows = sv.values[np.maximum(i, k - 1)[:, None] + np.arange(1 - k, 1)]
+        whole &= np.isfinite(rows).all(axis=1)
+        out[whole] = np.sort(rows[whole], axis=1)[:, k // 2]
+    else:
+        whole[:] = False
+    for r in np.flatnonzero(~whole).tolist():
+        out[r] = smoothed_at(sv, int(steps[r]), k)
+    return out
+
+
+class _Kept:
+    """One smoothing's values at a run of evals (their positions among the finite evals and
+    steps), oldest first, from `off` on."""
+
+    __slots__ = ("pos", "steps", "values", "off")
+
+    def __init__(self) -> None:
+        self.pos, self.steps, self.values = Growing(), Growing(), Growing()
+        self.off = 0
+
+    def add(self, first: int, steps: np.ndarray, values: np.ndarray) -> None:
+        self.pos.extend(np.arange(first, first + len(steps), dtype=float))
+        self.steps.extend(steps)
+        self.values.extend(values)
+
+    def let_go(self, before: int) -> None:
+        pos = self.pos.array
+        self.off = max(self.off, int(np.searchsorted(pos, before)))
+        if self.off > 64 and 2 * self.off > len(pos):  # compact: amortised O(1) an eval
+            for g in (self.pos, self.steps, self.values):
+                kept = g.array[self.off :].copy()
+                g.n = 0
+                g.extend(kept)
+            self.off = 0
+
+    def at(self, step: int) -> float | None:
+        steps = self.steps.array[self.off :]
+        j = int(np.searchsorted(steps, step))
+        return (
+            float(self.values.array[self.off + j]) if j < len(steps) and steps[j] == step else None
+        )
+
+
+class TrainAtEvals:
+    """The smoothed train loss (smoothed_at) at each eval that may yet become the best one,
+    worked out as the eval passes, when every train log up to its step has arrived and is still
+    at full resolution (a bounded store later reduces that history to min/max buckets). What
+    an alert quotes is then the same however much of the history the store still holds. Evals
+    before the start of the current best level's window can no longer become the best and are
+    let go (in a short run, any eval can: nothing is let go until it is long)."""
+
+    def __init__(self) -> None:
+        self.by: dict[tuple[str, int], _Kept] = {}  # (train, k) -> its values at the evals
+
+    def reset(self) -> None:
+        self.by.clear()
+
+    def add(self, train: SeriesView, ks: tuple[int, ...], first: int, steps: np.ndarray) -> None:
+        """The evals at positions first, first + 1... (among the finite evals) at `steps`."""
+        for k in ks:
+            if len(steps) <= FEW_EVALS:  # a live read: numpy's per-call cost would dominate
+                values = np.array([smoothed_at(train, s, k) for s in steps.tolist()])
+            else:
+                values = smoothed_many(train, steps, k)
+            kept = self.by.get((train.name, k))
+            if kept is None:
+                kept = self.by[(train.name, k)] = _Kept()
+            kept.add(first, steps, values)
+
+    def let_go(self, before: int) -> None:
+        """Forget the evals at positions before `before`."""
+        for kept in self.by.values():
+            kept.let_go(before)
+
+    def at(self, train: SeriesView, step: int, k: int) -> float:
+        """smoothed_at(train, step, k) as it was when the eval at `step` passed."""
+        kept = self.by.get((train.name, k))
+        v = kept.at(step) if kept is not None else None
+        return smoothed_at(train, step, k) if v is None else v
+
+
+START_LOGS = 4096  # the first finite logs of a train loss kept for untrained_level
+
+
+class LossStart:
+    """What untrained_level takes from a train loss's history, kept as its logs pass: the
+    first START_LOGS finite logs and how many finite logs there were. A bounded store reduces
+    the history between the first ones and the recent ones to min/max buckets; the level is then
+    the same however much it still holds. The same as untrained_level on the whole history while
+    the first twentieth it takes a median of is within START_LOGS (up to 20 x START_LOGS finite
+    logs); past that, the median of the first START_LOGS (where the loss started)."""
+
+    __slots__ = ("start", "count", "head")
+
+    def __init__(self, start: int) -> None:
+        self.start = start  # the view's first index in the run's series: a new segment resets
+        self.count = 0
+        self.head = Growing()
+
+    def feed(self, values: np.ndarray) -> None:
+        fin = values[np.isfinite(values)]
+        if self.head.n < START_LOGS:
+            self.head.extend(fin[: START_LOGS - self.head.n])
+        self.count += len(fin)
+
+    def level(self, train: SeriesView, step: int) -> float:
+        """untrained_level(train.values[: train.at_or_before(step) + 1]), on the logs kept
+        (the logs after `step` are recent ones, at full resolution: counted off)."""
+        after = train.values[train.at_or_before(step) + 1 :]
+        n = self.count - int(np.count_nonzero(np.isfinite(after)))
+        if n <= 0:
+            return math.nan
+        head = self.head.array
+        return min(float(head[0]), float(np.median(head[: min(max(3, n // 20), n, START_LOGS)])))
+
+
+def _train_k(view: RunView, train: SeriesView) -> int:
+    """The train logs smoothed at an eval: an epoch mean is already smoothed over the eval
+    interval (compared eval to eval, 1), a per-batch loss over 5 logs."""
+    return 1 if train.name.endswith("_epoch") and train is not view.pick("train", "loss") else 5
+
+
 class Overfitting(Detector):
     """Validation loss above its best level for `patience` evals in a row, the latest `min_rise`
     above the best eval and the smoothed loss half that, by more than `noise_sigmas` times the
@@ -374,10 +506,15 @@ class Overfitting(Detector):
         self.best_raw = math.inf  # lowest eval inside the best window
         self.best_step = 0
         self._tracks: dict[str, EvalTrack] = {}  # validation loss -> its running arrays
+        self._quoted: dict[str, TrainAtEvals] = {}  # validation loss -> train at its evals
+        self._starts: dict[str, LossStart] = {}  # train loss -> its first logs
 
     def update(self, view: RunView) -> None:
+        if view.is_rl:
+            return
+        self._follow_starts(view)
         val = view.pick("val", "loss")
-        if val is None or view.is_rl:
+        if val is None:
             return
         self._judge(view, val, per_epoch_twin(view, view.pick("train", "loss")))
         if is_loss_part(val.name):  # no total logged: each part against its own train twin
@@ -398,6 +535,7 @@ class Overfitting(Detector):
             track = self._tracks[val.name] = EvalTrack()
         a = track.take(view, val, self.p)
         first_new, n = track.first_new, track.n
+        self._carry_train(view, val, train, track)
         if n == 0 or first_new >= n:
             return
         k = int(self.p["patience"])
@@ -462,6 +600,54 @@ class Overfitting(Detector):
             done = j
         if val.name in self.open and len(calm) and calm[-1] >= first_new and calm[-1] > done:
             self.clear(val.name)
+
+    def _follow_starts(self, view: RunView) -> None:
+        """Feed every train loss's new logs to its LossStart (all of them, from a train loss
+        first seen or a new segment)."""
+        for sv in view.series.values():
+            if sv.role.split != "train" or sv.role.kind != "loss":
+                continue
+            start = self._starts.get(sv.name)
+            if start is None or start.start != sv.start:
+                start = self._starts[sv.name] = LossStart(sv.start)
+                start.feed(sv.values)
+            elif sv.new_from < len(sv.values):
+                start.feed(sv.values[sv.new_from :])
+
+    def _untrained(self, train: SeriesView, step: int) -> float:
+        start = self._starts.get(train.name)
+        if start is None:  # not a train loss by its role (picked by an alias): its history
+            return untrained_level(train.values[: train.at_or_before(step) + 1])
+        return start.level(train, step)
+
+    def _carry_train(
+        self, view: RunView, val: SeriesView, train: SeriesView | None, track: EvalTrack
+    ) -> None:
+        """Keep the smoothed train loss (both smoothings the alert and a loss part's gate quote)
+        at the evals that may yet become the best: those from the start of the best level's
+        window on (all of them while the run is short: its rule takes the lowest of all evals).
+        The best level only moves later, and its window's start with it; an eval before it may
+        still be quoted in this call, from this call's view, as it is kept."""
+        quoted = self._quoted.get(val.name)
+        if quoted is None:
+            quoted = self._quoted[val.name] = TrainAtEvals()
+        steps = track.taken_steps
+        first = track.n - len(steps)
+        if first == 0:  # taken again from the first eval: the history changed under the track
+            quoted.reset()
+        lo = 0
+        if track.n > 2 * int(self.p["min_evals"]):
+            m, k = track.at_best, int(self.p["patience"])
+            lo = m + 1 - min(max(k, (m + 1) // 10), m + 1)
+            quoted.let_go(lo)
+        if train is not None and len(train.values) and len(steps) and first + len(steps) > lo:
+            k = _train_k(view, train)
+            skip = max(0, lo - first)
+            quoted.add(train, (k,) if k == 5 else (k, 5), first + skip, steps[skip:])
+
+    def _train_at(self, val: SeriesView, train: SeriesView, step: int, k: int) -> float:
+        quoted = self._quoted.get(val.name)
+        return quoted.at(train, step, k) if quoted else smoothed_at(train, step, k)
 
     def _short_rise(self, fv: np.ndarray, first_new: int) -> np.ndarray:
         """Short runs (fewer than 2 x `min_evals` evals so far), where a smoothing window would
@@ -568,19 +754,15 @@ class Overfitting(Detector):
             "smoothed_best": self.best,
         }
         if train is not None and len(train.values):
-            # an epoch mean is already smoothed over the eval interval: compared eval to eval
-            k = (
-                1
-                if train.name.endswith("_epoch") and train is not view.pick("train", "loss")
-                else 5
-            )
-            t_best, t_now = smoothed_at(train, self.best_step, k), smoothed_at(train, step, k)
+            k = _train_k(view, train)
+            t_best = self._train_at(val, train, self.best_step, k)
+            t_now = smoothed_at(train, step, k)
             if not (math.isfinite(t_best) and math.isfinite(t_now) and t_best > 0):
                 return
             drop = 1 - t_now / t_best
             if drop < self.p["min_train_drop"] or (trend and drop < self.p["trend_train_drop"]):
                 return
-            if t_now >= untrained_level(train.values[: train.at_or_before(step) + 1]):
+            if t_now >= self._untrained(train, step):
                 # falling back from a blow-up, not fitting the training set: nothing memorised
                 return
             evidence.update(train_at_best=t_best, train_now=t_now, train_drop=drop)
@@ -652,7 +834,7 @@ class Overfitting(Detector):
         since = val.values[val.at_or_before(self.best_step) + 1 : i + 1]
         if len(since) < 2 * int(self.p["patience"]) or rising_trend_t(since) < self.p["trend_t"]:
             return False  # above the lowest eval, as any eval after a minimum is, but not rising
-        t_best, t_now = smoothed_at(train, self.best_step), smoothed_at(train, step)
+        t_best, t_now = self._train_at(val, train, self.best_step, 5), smoothed_at(train, step)
         return bool(t_best > 0 and 1 - t_now / t_best >= 2 * self.p["min_train_drop"])
 
     def _primary_metric_note(self, view: RunView, step: int) -> dict | None:
