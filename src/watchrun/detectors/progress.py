@@ -757,17 +757,24 @@ def classes_from_accuracy(view: RunView, sv: SeriesView, idx: np.ndarray, n: int
     acc = view.pick("val", "accuracy") or view.pick("train", "accuracy")
     if acc is None or len(acc.values) < 2 or len(idx) == 0:
         return out
-    a = acc.values
+    hi = np.searchsorted(acc.steps, sv.steps[idx], side="left") - 1
+    lo = np.searchsorted(acc.steps, sv.steps[idx - n + 1], side="left") - 1
+    lo = np.minimum(np.maximum(lo, 0), hi - 1)
+    valid = hi >= 1
+    # K >= 3 needs the last eval <= 0.4 (1 / 2.5): a model past that says none (the usual case)
+    if not (valid & ~(acc.values[np.maximum(hi, 0)] > 0.4)).any():
+        return out
+    # only the evals the logs' windows reach (a live read's few logs: a few evals, not all)
+    base = int(lo[valid].min())
+    a = acc.values[base : int(hi.max()) + 1]
+    hi, lo = hi - base, lo - base
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         kr = np.rint(1.0 / a)
     fits = np.isfinite(a) & (a > 0) & (kr >= 3) & (kr <= 100000)
     if not fits.any():
         return out
-    hi = np.searchsorted(acc.steps, sv.steps[idx], side="left") - 1
-    lo = np.searchsorted(acc.steps, sv.steps[idx - n + 1], side="left") - 1
-    lo = np.minimum(np.maximum(lo, 0), hi - 1)
-    last = np.maximum(hi, 0)
-    ks = np.where((hi >= 1) & fits[last], kr[last], 0).astype(np.int64)
+    last = np.clip(hi, 0, len(a) - 1)
+    ks = np.where(valid & fits[last], kr[last], 0).astype(np.int64)
     for k in np.unique(ks[ks > 0]).tolist():
         band = np.abs(a - 1.0 / k) <= ACC_BAND / k  # NaN: not in it
         last_out = np.maximum.accumulate(np.where(band, -1, np.arange(len(a))))
