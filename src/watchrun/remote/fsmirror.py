@@ -38,6 +38,8 @@ from watchrun.sources import Head, claim
 from watchrun.sources.probe import HEAD_BYTES, TAIL_BYTES, is_binary
 from watchrun.tail import is_rotated_name
 
+CLOSE_WAIT = 3.0  # seconds close() waits for a poll under way (an exit must not hang)
+
 WINDOW = 1024  # bytes before the saved offset read again with the new ones: proves an append
 FAST_POLL = 1.0  # seconds between polls while files grow
 SLOW_POLL = 30.0  # at most this long between polls when all is quiet
@@ -126,11 +128,17 @@ class FsMirror:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop polling and let go of the filesystem. A poll still waiting on a slow or absent
+        server (its client retrying) is left to end with the process: an exit must not wait
+        for it (the thread is a daemon; the lock is tried, not waited on)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-        with self._lock:
-            self._drop_fs()
+            self._thread.join(timeout=CLOSE_WAIT)
+        if self._lock.acquire(timeout=CLOSE_WAIT):
+            try:
+                self._drop_fs()
+            finally:
+                self._lock.release()
         release_cache(self._lock_fd, self.cache_dir, TEMP_PREFIX)
         self._lock_fd = None
 
