@@ -27,6 +27,27 @@ async def wait_for(pilot, predicate, timeout=15.0):
     return False
 
 
+def start_writer(tmp_path, sigint_handler: str) -> subprocess.Popen:
+    """A training loop writing tmp_path/run/log.jsonl every 50 ms, SIGINT set to the handler
+    given (Python source); returned once its log exists."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import json, signal, time\n"
+        f"signal.signal(signal.SIGINT, {sigint_handler})\n"
+        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
+        "for i in range(10000):\n"
+        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
+        "    log.flush(); time.sleep(0.05)\n"
+    )
+    (tmp_path / "run").mkdir()
+    child = subprocess.Popen([sys.executable, str(script)])
+    for _ in range(100):
+        if (tmp_path / "run" / "log.jsonl").exists():
+            break
+        time.sleep(0.05)
+    return child
+
+
 async def test_a_card_pid_that_is_no_process_id_shows_the_refusal_and_only_the_request(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -185,22 +206,8 @@ async def test_a_writer_that_catches_sigint_and_goes_on_is_not_called_stopped(
     import watchrun.app.app as app_module
 
     monkeypatch.setattr(app_module, "EXIT_WAIT", 1.0)
-    script = tmp_path / "train.py"
-    script.write_text(
-        "import json, signal, time\n"
-        "signal.signal(signal.SIGINT, lambda *_: None)\n"
-        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
-        "for i in range(10000):\n"
-        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
-        "    log.flush(); time.sleep(0.05)\n"
-    )
-    (tmp_path / "run").mkdir()
-    child = subprocess.Popen([sys.executable, str(script)])
+    child = start_writer(tmp_path, "lambda *_: None")
     try:
-        for _ in range(100):
-            if (tmp_path / "run" / "log.jsonl").exists():
-                break
-            time.sleep(0.05)
         app = WatchrunApp([str(tmp_path / "run")], Config())
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: app.selected is not None)
@@ -227,22 +234,8 @@ async def test_a_writer_that_catches_sigint_and_goes_on_is_not_called_stopped(
 async def test_a_writer_that_ignores_sigint_is_offered_only_kill(tmp_path):
     """`python train.py &` from a script ignores SIGINT (SIG_IGN): the dialog says so and offers
     no Graceful stop; Kill stops it and the run is called stopped."""
-    script = tmp_path / "train.py"
-    script.write_text(
-        "import json, signal, time\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        f"log = open({str(tmp_path / 'run' / 'log.jsonl')!r}, 'a')\n"
-        "for i in range(10000):\n"
-        "    log.write(json.dumps({'step': i, 'loss': 1.0 / (i + 1)}) + '\\n')\n"
-        "    log.flush(); time.sleep(0.05)\n"
-    )
-    (tmp_path / "run").mkdir()
-    child = subprocess.Popen([sys.executable, str(script)])
+    child = start_writer(tmp_path, "signal.SIG_IGN")
     try:
-        for _ in range(100):
-            if (tmp_path / "run" / "log.jsonl").exists():
-                break
-            time.sleep(0.05)
         app = WatchrunApp([str(tmp_path / "run")], Config())
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: app.selected is not None)
