@@ -179,6 +179,10 @@ class Series:
         the whole series."""
         return self._walls[start:stop].astype(np.float64) + self.wall0
 
+    def wall_offsets(self, start: int, stop: int) -> np.ndarray:
+        """Points start..stop-1's wall-clock seconds after `wall0`, as kept (float32): a view."""
+        return self._walls[start:stop]
+
     def wall_span(self) -> tuple[float, float]:
         """The earliest and latest absolute wall-clock time of the points (NaN if any is),
         without converting every point: adding wall0 keeps their order."""

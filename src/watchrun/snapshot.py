@@ -43,9 +43,10 @@ class SeriesView:
     `best_low`/`best_high` and `last` are over the whole segment, not the slice."""
 
     name: str
-    steps: np.ndarray  # float64, read-only
+    steps: np.ndarray  # float64, read-only; shared by the run's series logged at the same steps
     values: np.ndarray  # float64, read-only
-    walls: np.ndarray  # absolute seconds, float64, read-only
+    wall_offsets: np.ndarray  # seconds after wall0, float32 (as the store keeps them), read-only
+    wall0: float
     length: int  # points in the segment before reduction
     dropped: int  # points the bounded store had folded away when this view was made
     segments: int
@@ -56,6 +57,16 @@ class SeriesView:
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def walls(self) -> np.ndarray:
+        """Absolute wall-clock seconds of the slice's points (float64, made on each call)."""
+        return self.wall_offsets.astype(np.float64) + self.wall0
+
+    @property
+    def first_wall(self) -> float:
+        """The wall-clock time of the slice's first point (NaN if it has none)."""
+        return float(self.wall_offsets[0]) + self.wall0 if len(self.wall_offsets) else math.nan
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,10 +138,11 @@ def reduce_series(
     steps: np.ndarray, values: np.ndarray, walls: np.ndarray, limit: int = PLOT_POINTS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """At most ~`limit` points that draw like all of them: the min and the max of each of
-    limit/2 buckets in arrival order, plus the non-finite points (they become markers)."""
+    limit/2 buckets in arrival order, plus the non-finite points (they become markers). Copies:
+    steps and values as float64, walls in their own type."""
     n = len(values)
     if n <= limit:
-        return steps.astype(np.float64), values.astype(np.float64), walls.astype(np.float64)
+        return steps.astype(np.float64), values.astype(np.float64), walls.copy()
     buckets = limit // 2
     size = -(-n // buckets)
     finite = np.isfinite(values)
@@ -149,11 +161,7 @@ def reduce_series(
         ]
     )
     keep = np.unique(np.clip(keep, 0, n - 1))
-    return (
-        steps[keep].astype(np.float64),
-        values[keep].astype(np.float64),
-        walls[keep].astype(np.float64),
-    )
+    return steps[keep].astype(np.float64), values[keep].astype(np.float64), walls[keep]
 
 
 def _best(
@@ -178,26 +186,34 @@ def _merge_best(
     return (b if b[1] < a[1] else a) if low else (b if b[1] > a[1] else a)
 
 
-def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
+def series_view(
+    series: Series,
+    prev: SeriesView | None = None,
+    same_steps: dict[tuple[int, float, float], np.ndarray] | None = None,
+) -> SeriesView:
     """Copy (under the store's lock) the plot-sized slice of a series' last segment.
 
     With the previous view of the same segment, only the new points are read: they are added
     to its slice, which is reduced again (from itself, never from the whole history) when it
-    passes twice PLOT_POINTS. So a tick costs what arrived, not the run's length."""
+    passes twice PLOT_POINTS. So a tick costs what arrived, not the run's length.
+
+    `same_steps` holds the step arrays of the run's views made so far: a slice whose steps
+    equal one of them shares it (a run's metrics are mostly logged at the same steps; a
+    snapshot of 1,000 runs would otherwise copy the same steps ten times over)."""
     start = series.segments[-1]
     n = len(series) - start
     if (
         prev is not None
         and prev.segments == len(series.segments)
         and prev.dropped == series.dropped  # else the store reduced its history: read it anew
+        and prev.wall0 == series.wall0
         and 0 < prev.length < n
     ):
         tail = slice(start + prev.length, start + n)
         steps, values = series.steps[tail], series.values[tail]
-        walls = series.walls[tail]
         xs = np.concatenate([prev.steps, steps.astype(np.float64)])
         ys = np.concatenate([prev.values, values.astype(np.float64)])
-        ws = np.concatenate([prev.walls, walls.astype(np.float64)])
+        ws = np.concatenate([prev.wall_offsets, series.wall_offsets(tail.start, tail.stop)])
         if len(xs) > 2 * PLOT_POINTS:
             xs, ys, ws = reduce_series(xs, ys, ws)
         low, high = _best(steps, values)
@@ -206,14 +222,17 @@ def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
     else:
         steps = series.steps[start:]
         values = series.values[start:]
-        xs, ys, ws = reduce_series(steps, values, series.walls_between(start, len(series)))
+        xs, ys, ws = reduce_series(steps, values, series.wall_offsets(start, len(series)))
         best_low, best_high = _best(steps, values)
     last_values = series.values[start + max(0, n - 2) : start + n]
+    if same_steps is not None and len(xs):
+        xs = _shared(xs, same_steps)
     return SeriesView(
         name=series.name,
         steps=_frozen(xs),
         values=_frozen(ys),
-        walls=_frozen(ws),
+        wall_offsets=_frozen(ws),
+        wall0=series.wall0,
         length=n,
         dropped=series.dropped,
         segments=len(series.segments),
@@ -224,11 +243,22 @@ def series_view(series: Series, prev: SeriesView | None = None) -> SeriesView:
     )
 
 
+def _shared(xs: np.ndarray, seen: dict[tuple[int, float, float], np.ndarray]) -> np.ndarray:
+    """`xs`, or an equal step array already in `seen` (kept there by length and ends)."""
+    key = (len(xs), float(xs[0]), float(xs[-1]))
+    same = seen.get(key)
+    if same is not None and np.array_equal(same, xs):
+        return same
+    seen[key] = xs
+    return xs
+
+
 def run_view(
     run: Run, alerts: list[Alert], console: tuple[str, ...], old: RunView | None = None
 ) -> RunView:
     """A frozen view of `run`; series unchanged since `old` are shared with it."""
     series: dict[str, SeriesView] = {}
+    same_steps: dict[tuple[int, float, float], np.ndarray] = {}
     for name, s in run.series.items():
         prev = old.series.get(name) if old is not None else None
         same = (
@@ -237,7 +267,12 @@ def run_view(
             and prev.segments == len(s.segments)
             and prev.dropped == s.dropped
         )
-        series[name] = prev if same and prev is not None else series_view(s, prev)
+        if same and prev is not None:
+            series[name] = prev
+            if len(prev.steps):
+                _shared(prev.steps, same_steps)
+        else:
+            series[name] = series_view(s, prev, same_steps)
     return RunView(
         key=run.key,
         root=run.root,

@@ -215,3 +215,38 @@ def test_settling_each_run_as_it_is_read_changes_no_alert(tmp_path):
     assert one_pass == two_passes
     called = {a[1] for a in two_passes}
     assert {"overfitting", "divergence", "loss_at_chance"} <= called
+
+
+def test_a_first_read_leaves_no_cyclic_garbage_and_is_frozen(tmp_path):
+    """The objects of a bounded first read are frozen for the cyclic collector (never walked
+    again): that keeps nothing that should go only if the read makes no garbage cycles."""
+    import gc
+
+    from tests.unit.test_scenarios import HEALTHY, finish, write
+
+    from watchrun.demo import TensorBoardWriter
+    from watchrun.engine import Engine
+
+    for name, (gen, kind) in sorted(HEALTHY.items())[:4]:
+        write(tmp_path / name, gen, kind, seed=2)
+    tb = TensorBoardWriter(str(tmp_path / "tb"))
+    for step in range(300):
+        tb.write(step, {"train/loss": 2.0 / (1 + step / 50)})
+    tb.close()
+    finish(tmp_path)
+    gc.unfreeze()
+    gc.collect()
+    thresholds = gc.get_threshold()
+    try:
+        gc.set_threshold(10**9)  # no collection but the one below (the read pauses it anyway)
+        e = Engine([str(tmp_path)], use_watchdog=False, bounded=True)
+        e.detectors  # noqa: B018 - attached before the load, as the app does
+        e.load(settle_all=True)
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        assert frozen > 1000  # the read's objects were frozen
+        assert gc.collect() == 0  # ... and none of them was garbage
+        assert len(e.store.runs) == 5
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

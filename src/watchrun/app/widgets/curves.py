@@ -65,7 +65,7 @@ def ema(y: np.ndarray, alpha: float = SMOOTH_ALPHA) -> np.ndarray:
 def run_start(run: RunView) -> float:
     """The wall time of the run's first point, whatever series it is in: the time axis's 0
     for every curve (a first eval logged ten minutes in is drawn ten minutes in)."""
-    firsts = [float(s.walls[0]) for s in run.series.values() if len(s.walls)]
+    firsts = [s.first_wall for s in run.series.values() if len(s.wall_offsets)]
     return min(firsts) if firsts else 0.0
 
 
