@@ -13,9 +13,10 @@
  *   corrupt   list of positions where a corrupt header starts
  *   bad       list of record indices whose payload CRC fails
  *   bad_at    their payload offsets
- *   misfits   bytes: int64 triples (record index, payload offset, payload length) of the
+ *   misfits   buffer: int64 triples (record index, payload offset, payload length) of the
  *             records for the protobuf path
- *   groups    list of (tag, idx, steps, values, walls): str, then bytes of int64/int64/f64/f64
+ *   groups    list of (tag, idx, steps, values, walls): str, then read-only buffers (Owned:
+ *             the scanner's own memory, no copy) of int64/int64/f64/f64
  *
  * CRC32C: SSE4.2 crc32 instructions when the CPU has them (checked at run time), otherwise a
  * slicing-by-8 table. The walk runs without the GIL (the app's UI thread goes on meanwhile).
@@ -123,8 +124,48 @@ static inline int push8(Buf *b, const void *item) {
     return 0;
 }
 
-static PyObject *buf_bytes(Buf *b) { return PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->len); }
 static void buf_free(Buf *b) { PyMem_RawFree(b->data); b->data = NULL; b->len = b->cap = 0; }
+
+/* A read-only buffer that owns a Buf's memory: handed to Python as it is (np.frombuffer reads
+ * it in place), where a bytes object would copy every decoded point once more. */
+typedef struct { PyObject_HEAD char *data; Py_ssize_t len; } Owned;
+
+static int owned_getbuffer(PyObject *o, Py_buffer *view, int flags) {
+    Owned *b = (Owned *)o;
+    return PyBuffer_FillInfo(view, o, b->data ? b->data : (char *)"", b->len, 1, flags);
+}
+
+static void owned_dealloc(PyObject *o) {
+    PyMem_RawFree(((Owned *)o)->data);
+    Py_TYPE(o)->tp_free(o);
+}
+
+static PyBufferProcs owned_as_buffer = {owned_getbuffer, NULL};
+
+static PyTypeObject OwnedType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_tfscan.Owned",
+    .tp_basicsize = sizeof(Owned),
+    .tp_dealloc = owned_dealloc,
+    .tp_as_buffer = &owned_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "decoded points: a read-only buffer over memory the scanner filled",
+};
+
+/* The Buf's memory as an Owned buffer (the Buf is left empty); NULL on failure (the Buf
+ * keeps its memory, freed with it). */
+static PyObject *buf_take(Buf *b) {
+    Owned *o = PyObject_New(Owned, &OwnedType);
+    if (!o) return NULL;
+    if (b->data && b->cap > b->len + 65536) { /* give back the growth slack of a big buffer */
+        char *d = PyMem_RawRealloc(b->data, b->len ? b->len : 1);
+        if (d) b->data = d;
+    }
+    o->data = b->data;
+    o->len = (Py_ssize_t)b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)o;
+}
 
 /* ---------------------------------------------------------------- tag groups */
 
@@ -396,14 +437,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Group *gr = &g.groups[i];
         PyObject *tag = PyUnicode_DecodeUTF8((const char *)gr->tag, (Py_ssize_t)gr->tag_len, "replace");
         if (!tag) goto done;
-        PyObject *item = Py_BuildValue("(NNNNN)", tag, buf_bytes(&gr->idx), buf_bytes(&gr->steps),
-                                       buf_bytes(&gr->values), buf_bytes(&gr->walls));
+        PyObject *item = Py_BuildValue("(NNNNN)", tag, buf_take(&gr->idx), buf_take(&gr->steps),
+                                       buf_take(&gr->values), buf_take(&gr->walls));
         if (!item) goto done;
         int r = PyList_Append(groups_dict, item);
         Py_DECREF(item);
         if (r < 0) goto done;
     }
-    result = Py_BuildValue("(nOOONO)", consumed, corrupt, bad, bad_at, buf_bytes(&misfits), groups_dict);
+    result = Py_BuildValue("(nOOONO)", consumed, corrupt, bad, bad_at, buf_take(&misfits), groups_dict);
 
 done:
     if (failed && !PyErr_Occurred()) PyErr_NoMemory();
@@ -458,5 +499,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__tfscan(void) {
     crc_init();
+    if (PyType_Ready(&OwnedType) < 0) return NULL;
     return PyModule_Create(&module);
 }
