@@ -170,6 +170,38 @@ def test_whole_files_decode_alike(
         assert extra == numpy_path(files["hparams"]) and extra[2]["num_classes"] == 3
 
 
+def test_tags_in_a_changing_order_decode_alike(tmp_path: Path, scanner: ModuleType) -> None:
+    """The scanner guesses each point's tag from the order of the last step: tags logged in a
+    new order at every step, some now and then, several in one event, tags that share their
+    length and their ends, must land in their own series all the same."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    rng = random.Random(7)
+    tags = [f"m/{c}_x" for c in "abcdef"] + ["loss", "lossy", "m/a_y"]
+    w = EventFileWriter(str(tmp_path), max_queue_size=100_000)
+    want: dict[str, list[int]] = {t: [] for t in tags}
+    for step in range(600):
+        logged = [t for t in tags if rng.random() < 0.7]
+        rng.shuffle(logged)
+        while logged:
+            k = rng.choice([1, 1, 1, 2, 3])  # one value per event, as most writers do, or more
+            group, logged = logged[:k], logged[k:]
+            values = [summary_pb2.Summary.Value(tag=t, simple_value=rng.random()) for t in group]
+            w.add_event(
+                event_pb2.Event(
+                    wall_time=1e9 + step, step=step, summary=summary_pb2.Summary(value=values)
+                )
+            )
+            for t in group:
+                want[t].append(step)
+    w.close()
+    buf = _only_file(tmp_path)
+    ours = compiled_path(buf, scanner)
+    assert ours == numpy_path(buf)
+    assert {t: s for t, (s, _, _) in ours[0].items()} == {t: s for t, s in want.items() if s}
+
+
 @pytest.mark.parametrize("writer", ["torch", "tensorboardX"])
 def test_torn_tails_wait_for_the_rest(
     writer: str, files: dict[str, bytes], scanner: ModuleType

@@ -173,6 +173,7 @@ typedef struct {
     const uint8_t *tag; /* points into the caller's buffer (alive during the scan) */
     size_t tag_len;
     uint64_t hash;
+    int32_t next; /* the group whose point came after this one's last time (-1: none yet) */
     Buf idx, steps, values, walls;
 } Group;
 
@@ -232,11 +233,22 @@ static Group *groups_get(Groups *g, const uint8_t *tag, size_t len) {
     }
     Group *gr = &g->groups[g->n];
     memset(gr, 0, sizeof(Group));
+    gr->next = -1;
     gr->tag = tag;
     gr->tag_len = len;
     gr->hash = h;
     g->slots[s] = (int32_t)(++g->n);
     return gr;
+}
+
+/* The group that followed group `last` the time before, if it is this tag's: a writer logs its
+ * tags in the same order at every step, so most points are placed without hashing their tag. */
+static inline Group *predicted(Groups *g, int32_t last, const uint8_t *tag, size_t len) {
+    if (last < 0) return NULL;
+    int32_t nx = g->groups[last].next;
+    if (nx < 0) return NULL;
+    Group *gr = &g->groups[nx];
+    return gr->tag_len == len && memcmp(gr->tag, tag, len) == 0 ? gr : NULL;
 }
 
 static void groups_free(Groups *g) {
@@ -362,6 +374,7 @@ static int walk(const uint8_t *b, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *cons
                 Buf *misfits, Groups *g) {
     Point pts[MAX_VALUES];
     int64_t idx = 0;
+    int32_t last = -1; /* the group of the last point */
     for (;;) {
         if (pos + 12 > n) { *consumed = pos; return 0; }
         uint64_t length = rd64(b + pos);
@@ -388,7 +401,13 @@ static int walk(const uint8_t *b, Py_ssize_t n, Py_ssize_t pos, Py_ssize_t *cons
             if (k < 0 && (push8(misfits, &idx) < 0 || push8(misfits, &off) < 0 || push8(misfits, &len) < 0))
                 return -1;
             for (int i = 0; i < k; i++) {
-                Group *gr = groups_get(g, pts[i].tag, pts[i].tag_len);
+                Group *gr = predicted(g, last, pts[i].tag, pts[i].tag_len);
+                if (!gr) gr = groups_get(g, pts[i].tag, pts[i].tag_len);
+                if (gr) {
+                    int32_t at = (int32_t)(gr - g->groups);
+                    if (last >= 0) g->groups[last].next = at;
+                    last = at;
+                }
                 double value = (double)pts[i].value;
                 if (!gr || push8(&gr->idx, &idx) < 0 || push8(&gr->steps, &step) < 0 ||
                     push8(&gr->values, &value) < 0 || push8(&gr->walls, &wall) < 0)
