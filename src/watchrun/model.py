@@ -202,29 +202,31 @@ class Series:
         index `upto` (what the detectors have already seen) are reduced; each bucket keeps its
         lowest and highest finite point and its first and last NaN, +inf and -inf, so a plot of
         the history shows every extreme and every non-finite value where it was. Runs once that
-        stretch is 3 x HISTORY long, reducing it to about HISTORY points: amortised O(1) a point."""
+        stretch is 3 x HISTORY long, reducing it to about HISTORY points: amortised O(1) a point.
+
+        What is kept goes into new arrays: a point once written is never changed in place (only
+        appended after), so a snapshot may share the arrays' points instead of copying them."""
         lo = self.segments[-1] + HEAD
         hi = self.n - RECENT if upto is None else min(self.n - RECENT, upto)
         if hi - lo < 3 * HISTORY:
             return 0
         keep = lo + representatives(self._values[lo:hi], HISTORY // 2)
         k, tail = len(keep), self.n - hi
-        for arr in (self._steps, self._values, self._walls):
-            arr[lo : lo + k] = arr[keep]
-            arr[lo + k : lo + k + tail] = arr[hi : self.n]
         gone = hi - lo - k
-        self.n -= gone
-        self.dropped += gone
-        if len(self._steps) > 2 * self.n + _MIN_CAPACITY:  # a bulk load grew the arrays: shrink
-            self._resize(int(self.n * _GROWTH) + _MIN_CAPACITY)
-        return gone
-
-    def _resize(self, capacity: int) -> None:
+        n = self.n - gone
+        capacity = len(self._steps)
+        if capacity > 2 * n + _MIN_CAPACITY:  # a bulk load grew the arrays: shrink
+            capacity = int(n * _GROWTH) + _MIN_CAPACITY
         for attr in ("_steps", "_values", "_walls"):
             old = getattr(self, attr)
             new = np.empty(capacity, dtype=old.dtype)
-            new[: self.n] = old[: self.n]
+            new[:lo] = old[:lo]
+            new[lo : lo + k] = old[keep]
+            new[lo + k : n] = old[hi : hi + tail]
             setattr(self, attr, new)
+        self.n = n
+        self.dropped += gone
+        return gone
 
     def plot_slice(
         self, width: int, lo_step: int | None = None, hi_step: int | None = None

@@ -191,24 +191,39 @@ def series_view(
     prev: SeriesView | None = None,
     same_steps: dict[tuple[int, float, float], np.ndarray] | None = None,
 ) -> SeriesView:
-    """Copy (under the store's lock) the plot-sized slice of a series' last segment.
+    """The plot-sized slice of a series' last segment, made under the store's lock.
 
-    With the previous view of the same segment, only the new points are read: they are added
-    to its slice, which is reduced again (from itself, never from the whole history) when it
-    passes twice PLOT_POINTS. So a tick costs what arrived, not the run's length.
+    A segment of at most PLOT_POINTS points is shared, not copied: its values and wall times
+    are read-only views of the store's arrays (a Series never changes a point once written:
+    Series.bound writes what it keeps to new arrays), its steps are converted to float64.
+    A longer one is a reduced copy; with the previous view of the same segment, only the new
+    points are read: they are added to its slice, which is reduced again (from itself, never
+    from the whole history) when it passes twice PLOT_POINTS. So a tick costs what arrived, not
+    the run's length.
 
     `same_steps` holds the step arrays of the run's views made so far: a slice whose steps
     equal one of them shares it (a run's metrics are mostly logged at the same steps; a
     snapshot of 1,000 runs would otherwise copy the same steps ten times over)."""
     start = series.segments[-1]
     n = len(series) - start
-    if (
+    follows = (
         prev is not None
         and prev.segments == len(series.segments)
         and prev.dropped == series.dropped  # else the store reduced its history: read it anew
         and prev.wall0 == series.wall0
         and 0 < prev.length < n
-    ):
+    )
+    if n <= PLOT_POINTS:
+        steps, ys = series.steps[start:], series.values[start:]
+        xs, ws = steps.astype(np.float64), series.wall_offsets(start, start + n)
+        if follows and prev is not None:  # the best points so far, and those of the new ones
+            tail = slice(prev.length, n)
+            low, high = _best(steps[tail], ys[tail])
+            best_low = _merge_best(prev.best_low, low, True)
+            best_high = _merge_best(prev.best_high, high, False)
+        else:
+            best_low, best_high = _best(steps, ys)
+    elif follows and prev is not None:
         tail = slice(start + prev.length, start + n)
         steps, values = series.steps[tail], series.values[tail]
         xs = np.concatenate([prev.steps, steps.astype(np.float64)])

@@ -145,3 +145,41 @@ def test_publish_carries_the_samplers_latest_machine_picture(tmp_path):
         assert again.runs[key] is snap.runs[key]  # the runs did not change: shared
     finally:
         engine.sampler.stop()
+
+
+def test_a_shared_slice_does_not_move_as_the_store_appends_and_bounds():
+    """A short series' view shares the store's arrays: appends (one by one and in bulk) and a
+    bounded store's reduction must leave a published view's points as they were."""
+    from watchrun.model import HISTORY, RECENT, Series
+    from watchrun.snapshot import series_view
+
+    s = Series("loss")
+    s.extend(np.arange(1000), np.linspace(2.0, 1.0, 1000), np.arange(1000) + 1e9)
+    view = series_view(s)
+    assert np.shares_memory(view.values, s.values)  # shared, not copied
+    kept = (view.steps.copy(), view.values.copy(), view.walls.copy())
+    s.append(1000, 0.5, 1e9 + 1000)  # written in place after the view's points
+    s.extend(np.arange(1001, 20_000), np.full(18_999, 0.25), np.arange(1001, 20_000) + 1e9)
+    assert s.bound() > 0 and s.dropped > 0  # the history was reduced
+    assert len(s) < 3 * HISTORY + RECENT + 1000
+    for got, want in zip((view.steps, view.values, view.walls), kept, strict=True):
+        assert np.array_equal(got, want)
+    again = series_view(s, view)  # the store reduced its history: read anew, a reduced copy
+    assert again.length == len(s) and not np.shares_memory(again.values, s.values)
+
+
+def test_a_followed_short_series_keeps_its_best_points():
+    from watchrun.model import Series
+    from watchrun.snapshot import series_view
+
+    s = Series("val_acc")
+    s.extend(
+        np.arange(10), np.array([0.1, 0.5, 0.3, 0.2, 0.6, 0.4, 0.7, 0.1, 0.2, 0.3]), np.zeros(10)
+    )
+    first = series_view(s)
+    s.extend(np.arange(10, 15), np.array([0.05, 0.9, 0.2, 0.2, 0.2]), np.zeros(5))
+    nxt = series_view(s, first)
+    whole = series_view(s)
+    assert nxt.best_low == whole.best_low == (10.0, 0.05)
+    assert nxt.best_high == whole.best_high == (11.0, 0.9)
+    assert np.array_equal(nxt.values, whole.values) and nxt.length == 15
