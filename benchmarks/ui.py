@@ -92,7 +92,7 @@ def app_redraw_ms(n: int) -> float:
 def _copy_view(view):  # type: ignore[no-untyped-def]
     import dataclasses
 
-    arrays = {k: getattr(view, k).copy() for k in ("steps", "values", "walls")}
+    arrays = {k: getattr(view, k).copy() for k in ("steps", "values", "wall_offsets")}
     for a in arrays.values():
         a.flags.writeable = False
     return dataclasses.replace(view, **arrays)
