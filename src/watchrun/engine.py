@@ -859,9 +859,10 @@ def cyclic_gc_paused(pause: bool) -> Iterator[None]:
 
     At the end, what the read made is frozen (gc.freeze): it lives as long as the runs, and the
     collections after the read would walk it all again (the first one at once: 0.1-0.2 s after
-    1,000 runs). The engine's read leaves no cyclic garbage (a test checks); in the app, what
-    the UI thread dropped meanwhile is kept, once (Textual's render caches: ~450 KB after the
-    1,000-run load of benchmarks/ui.py)."""
+    1,000 runs). The engine's read leaves no cyclic garbage (a test checks) but that of the
+    modules it imports (a few hundred objects); in the app, what the UI thread dropped
+    meanwhile is kept too (Textual's render caches: ~450 KB after the 1,000-run load of
+    benchmarks/ui.py). Both once: later collections work as always."""
     if not pause or not gc.isenabled():
         yield
         return
