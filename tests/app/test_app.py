@@ -95,9 +95,34 @@ async def test_plot_keys_change_the_figure(demo):
         assert await wait_for(pilot, lambda: plot.figure.log_y)
         await pilot.press("w")
         assert await wait_for(pilot, lambda: plot.figure.x_kind == "epoch")
-        await pilot.press("w")
+        await pilot.press("w")  # the CTC run's Lightning CSV records no times: steps
+        title = app.main.query_one("#run-title")
+        assert await wait_for(pilot, lambda: "x: step (no times)" in str(title.render()))
+        assert plot.figure.x_kind == "step"
+        await select(pilot, "healthy-resnet")  # TensorBoard records each point's time
         assert await wait_for(pilot, lambda: plot.figure.x_kind == "time")
-        assert "x: time" in str(app.main.query_one("#run-title").render())
+        assert "x: time" in str(title.render())
+
+
+async def test_a_time_axis_for_a_run_without_wall_times_draws_steps_and_says_so(tmp_path):
+    """A Lightning CSV read whole records no times (every point gets the time it was read): a
+    time axis would draw the whole run at one instant, labelled 0s. Steps, and the title says
+    why."""
+    from watchrun.demo import CsvWriter
+
+    w = CsvWriter(str(tmp_path / "lightning_logs" / "version_0" / "metrics.csv"), ["train_loss"])
+    for step in range(200):
+        w.write(step, {"train_loss": 2.0 / (1 + step / 20)})
+    w.close()
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot, runs=1)
+        plot = app.main.query_one("#loss-plot", Plot)
+        await pilot.press("w", "w")
+        title = app.main.query_one("#run-title")
+        assert await wait_for(pilot, lambda: "x: step (no times)" in str(title.render()))
+        assert plot.figure.x_kind == "step"
+        assert max(float(c.x.max()) for c in plot.figure.curves) == 199.0
 
 
 async def test_theme_key_changes_the_palette(demo):

@@ -16,7 +16,7 @@ from watchrun.app.widgets.alerts import AlertsTable
 from watchrun.app.widgets.banner import AlertBanner
 from watchrun.app.widgets.classes import ClassesTable
 from watchrun.app.widgets.console import ConsolePane
-from watchrun.app.widgets.curves import X_KINDS, CurvesPane
+from watchrun.app.widgets.curves import X_KINDS, CurvesPane, x_kind_for
 from watchrun.app.widgets.gpu import MachineStrip, ProcessPane
 from watchrun.app.widgets.info import InfoPane
 from watchrun.app.widgets.run_list import RunList
@@ -170,10 +170,13 @@ class MainScreen(Screen[None]):
         if run is None:
             return
         curves = self.query_one(CurvesPane)
+        x_axis = curves.x_kind
+        if x_kind_for(run, x_axis) != x_axis:  # a time axis for a run that records no times
+            x_axis = "step (no times)"
         self.query_one(RunTitle).show(
             run.display_name or run.key,
             f"  [{', '.join(sorted(run.formats))}]  {run.status.value}",
-            f"   x: {curves.x_kind}"
+            f"   x: {x_axis}"
             + ("  smooth" if curves.smooth else "")
             + ("  log y" if curves.log_y else ""),
         )

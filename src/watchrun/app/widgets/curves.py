@@ -69,6 +69,20 @@ def run_start(run: RunView) -> float:
     return min(firsts) if firsts else 0.0
 
 
+def has_wall_times(run: RunView) -> bool:
+    """Whether the run's points carry wall times that differ: a console or a CSV read whole
+    has none of its own (every point gets the time it was read), a time axis would draw it at
+    one instant."""
+    return any(
+        len(s.wall_offsets) > 1 and float(np.ptp(s.wall_offsets)) > 0 for s in run.series.values()
+    )
+
+
+def x_kind_for(run: RunView, kind: str) -> str:
+    """The x axis drawn for `kind`: steps where the run has no wall times for a time axis."""
+    return "step" if kind == "time" and not has_wall_times(run) else kind
+
+
 def x_values(run: RunView, s: SeriesView, kind: str) -> np.ndarray:
     if kind == "time":
         return s.walls - run_start(run) if len(s.walls) else s.walls
@@ -107,6 +121,7 @@ def figure_for(
 ) -> Figure:
     """A figure of `names` in `run`: the raw curves faint behind smoothed ones when smoothing."""
     aliases = aliases or {}
+    x_kind = x_kind_for(run, x_kind)
     curves, faint = [], []
     nonfinite: list[float] = []
     ref: SeriesView | None = None  # the first curve's series: steps to times for the alerts
