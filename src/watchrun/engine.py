@@ -393,16 +393,12 @@ class Engine:
         on_progress: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
         on_scanned: Callable[[], None] | None = None,
-        settle_all: bool = False,
     ) -> None:
         """First full read: runs newest first, so the first results show before the end. Once
         `stop` is set (a signal), it returns before the next run: a first read of thousands of
         runs must not hold up an exit. Remote roots are loaded into their mirrors first.
         `on_scanned` runs once the walk is done, before any run is read (the app lists the runs
-        found then: its first frame). `settle_all`: the detectors see each run's last step as
-        soon as it is read, for a caller whose next pass settles everything anyway (the app's
-        `detect(final=True)`): one detector pass per run instead of two. A batch verdict keeps
-        the last step back until it has read the ended runs' unterminated last lines."""
+        found then: its first frame)."""
         from watchrun.remote import OPEN
 
         OPEN.update(self.mirrors)  # where control finds a remote run's mirror (stop requests)
@@ -418,20 +414,19 @@ class Engine:
                 if stop is not None and stop.is_set():
                     return
                 self.poll(keys=[key])
-                self._settle_loaded(key, settle_all)
+                self._settle_loaded(key)
                 if on_progress:
                     on_progress(key)
         for key in self.merge_runs():  # runs joined on evidence were read again as one
-            self._settle_loaded(key, settle_all)
+            self._settle_loaded(key)
         self._loaded = True
         self.update_statuses()
 
-    def _settle_loaded(self, key: str, settle_all: bool) -> None:
+    def _settle_loaded(self, key: str) -> None:
         """After a run's first full read: its detectors see it all (then a bounded history may
-        drop what they have consumed) and its series are compacted. No run's status is known
-        yet (update_statuses comes after the read), so no end-of-run check runs here."""
+        drop what they have consumed) and its series are compacted."""
         if self.store.bounded and self._detectors is not None:
-            self._detectors.process(keys=[key], settle_all=settle_all)
+            self._detectors.process(keys=[key])
         for s in self.store.runs[key].series.values():
             s.compact()
 

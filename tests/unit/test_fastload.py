@@ -173,50 +173,6 @@ def test_a_prefetch_of_another_thread_is_not_taken(tmp_path):
     assert got == [b"a" * 3000]
 
 
-def _app_first_pass(root, settle_all: bool) -> tuple[list[tuple], int]:
-    """The app's first read (load, then detect, then detect(final=True)); with `settle_all`
-    the detectors see each run's last step during the load instead of in the final pass.
-    Also: how many points the load left unseen by the detectors."""
-    from watchrun.engine import Engine
-
-    e = Engine([str(root)], use_watchdog=False, bounded=True)
-    e.detectors  # noqa: B018 - attached before the load, as the app does
-    e.load(settle_all=settle_all)
-    unseen = sum(
-        len(s) + s.dropped - e.detectors.states[key].cursors.get(name, 0)
-        for key, run in e.store.runs.items()
-        for name, s in run.series.items()
-    )
-    e.detect(final=False)
-    e.detect(final=True)
-    alerts = sorted(
-        (a.run, a.detector, a.severity.value, a.step, tuple(a.metrics), a.message, a.open)
-        for key in e.store.runs
-        for a in e.store.alerts_for(key)
-    )
-    return alerts, unseen
-
-
-def test_settling_each_run_as_it_is_read_changes_no_alert(tmp_path):
-    """One detector pass per run on the app's first read: the same alerts, messages and steps
-    as the two passes (everything but the last step, then the last step and the end-of-run
-    checks), on simulated runs whose last step carries an evaluation, healthy and failing."""
-    from tests.unit.test_bounded_store import _csv, back_at_chance, divergence, overfitting
-    from tests.unit.test_scenarios import HEALTHY, finish, write
-
-    for name, (gen, kind) in sorted(HEALTHY.items()):
-        write(tmp_path / name, gen, kind, seed=1)
-    for scenario in (overfitting, divergence, back_at_chance):
-        _csv(tmp_path / scenario.__name__, scenario(20_000))
-    finish(tmp_path)  # ended long ago: the end-of-run checks apply
-    two_passes, unseen_two = _app_first_pass(tmp_path, settle_all=False)
-    one_pass, unseen_one = _app_first_pass(tmp_path, settle_all=True)
-    assert unseen_two > 0 and unseen_one == 0  # the last steps waited for the final pass, or not
-    assert one_pass == two_passes
-    called = {a[1] for a in two_passes}
-    assert {"overfitting", "divergence", "loss_at_chance"} <= called
-
-
 FREEZE_PROBE = """
 import gc, json, sys
 from watchrun.engine import Engine
@@ -226,7 +182,7 @@ gc.collect()
 gc.set_threshold(10**9)  # no collection but the one below (the read pauses it anyway)
 e = Engine([sys.argv[1]], use_watchdog=False, bounded=True)
 e.detectors
-e.load(settle_all=True)
+e.load()
 frozen = gc.get_freeze_count()
 gc.unfreeze()
 print(json.dumps({"frozen": frozen, "garbage": gc.collect(), "runs": len(e.store.runs)}))

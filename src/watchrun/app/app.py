@@ -129,10 +129,7 @@ class WatchrunApp(App[None]):
     def run_engine(self) -> None:
         engine = self.engine
         engine.load(
-            on_progress=self._publish_while_loading,
-            stop=self.stop_event,
-            on_scanned=self._publish,
-            settle_all=True,  # the detect(final=True) below settles every run anyway
+            on_progress=self._publish_while_loading, stop=self.stop_event, on_scanned=self._publish
         )
         if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
             return

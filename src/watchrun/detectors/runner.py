@@ -103,12 +103,8 @@ class DetectorRunner:
         out, self.failures = self.failures, []
         return out
 
-    def process(
-        self, final: bool = False, keys: list[str] | None = None, settle_all: bool = False
-    ) -> list[Alert]:
-        """Feed the new settled points of every run (or of `keys`) to its detectors. `final`
-        settles every point and runs the end-of-run checks of the runs that ended;
-        `settle_all` settles every point only."""
+    def process(self, final: bool = False, keys: list[str] | None = None) -> list[Alert]:
+        """Feed the new settled points of every run (or of `keys`) to its detectors."""
         new_alerts: list[Alert] = []
         with self.store.lock:
             runs = self.store.runs
@@ -122,7 +118,7 @@ class DetectorRunner:
                     state = self.states[key] = _RunState(self._new_detectors(key))
                 if state.version == run.version and not final:
                     continue
-                new_alerts += self._process_run(run, state, final, settle_all or final)
+                new_alerts += self._process_run(run, state, final)
                 state.version = run.version
                 if self.store.bounded:
                     self._bound(run, state)
@@ -133,9 +129,7 @@ class DetectorRunner:
         with self.store.lock:
             return all(k in self.states and self.states[k].finalized for k in self.store.runs)
 
-    def _process_run(
-        self, run: Run, state: _RunState, final: bool, settle_all: bool
-    ) -> list[Alert]:
+    def _process_run(self, run: Run, state: _RunState, final: bool) -> list[Alert]:
         out: list[Alert] = []
         if state.targets is None:
             state.targets = list(self.config.targets)
@@ -145,7 +139,7 @@ class DetectorRunner:
         max_round = max((len(s.segments) for s in run.series.values()), default=1) - 1
         while True:
             last_round = state.round >= max_round
-            view = self._view(run, state, settle_all=settle_all or not last_round)
+            view = self._view(run, state, settle_all=final or not last_round)
             if view.series and not self._nothing_new(run, state, view):
                 found = len(out)
                 for det in list(state.detectors):
