@@ -393,12 +393,14 @@ class Engine:
         on_progress: Callable[[str], None] | None = None,
         stop: threading.Event | None = None,
         on_scanned: Callable[[], None] | None = None,
+        freeze: bool = False,
     ) -> None:
         """First full read: runs newest first, so the first results show before the end. Once
         `stop` is set (a signal), it returns before the next run: a first read of thousands of
         runs must not hold up an exit. Remote roots are loaded into their mirrors first.
         `on_scanned` runs once the walk is done, before any run is read (the app lists the runs
-        found then: its first frame)."""
+        found then: its first frame). `freeze`: what the read made is frozen for the cyclic
+        collector (`cyclic_gc_paused`; the app only)."""
         from watchrun.remote import OPEN
 
         OPEN.update(self.mirrors)  # where control finds a remote run's mirror (stop requests)
@@ -409,7 +411,7 @@ class Engine:
         self.scan(stop)
         if on_scanned is not None:
             on_scanned()
-        with cyclic_gc_paused(self.store.bounded):
+        with cyclic_gc_paused(self.store.bounded, freeze):
             for key in self.store.keys():  # noqa: SIM118 - a copy: runs may be added meanwhile
                 if stop is not None and stop.is_set():
                     return
@@ -846,18 +848,20 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (mall
 
 
 @contextlib.contextmanager
-def cyclic_gc_paused(pause: bool) -> Iterator[None]:
+def cyclic_gc_paused(pause: bool, freeze: bool = False) -> Iterator[None]:
     """Python's cyclic collector paused while a first read runs (the CLI and the app only). A
     first read makes arrays and dicts by the hundred thousand, all kept, and few cycles: every
     gen-2 collection it set off walked all of them again, 5% of the read of 1,000 runs. Objects
     freed by their reference count go at once as always; cycles wait for the end of the read.
 
-    At the end, what the read made is frozen (gc.freeze): it lives as long as the runs, and the
-    collections after the read would walk it all again (the first one at once: 0.1-0.2 s after
-    1,000 runs). The engine's read leaves no cyclic garbage (a test checks) but that of the
-    modules it imports (a few hundred objects); in the app, what the UI thread dropped
-    meanwhile is kept too (Textual's render caches: ~450 KB after the 1,000-run load of
-    benchmarks/ui.py). Both once: later collections work as always."""
+    With `freeze` (the app: one engine for the life of the process), what the read made is
+    frozen at the end (gc.freeze): it lives as long as the runs, and the collections after the
+    read would walk it all again (the first one at once: 0.1-0.2 s after 1,000 runs). The
+    engine's read leaves no cyclic garbage (a test checks) but that of the modules it imports
+    (a few hundred objects); what the UI thread dropped meanwhile is kept too (Textual's render
+    caches: ~450 KB after the 1,000-run load of benchmarks/ui.py). Both once: later collections
+    work as always. Not for a caller that makes engine after engine: an engine is a cycle (its
+    snapshot builder points back at it), frozen it would never be collected."""
     if not pause or not gc.isenabled():
         yield
         return
@@ -865,7 +869,8 @@ def cyclic_gc_paused(pause: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         gc.enable()
 
 

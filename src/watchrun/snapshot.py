@@ -367,6 +367,9 @@ class SnapshotBuilder:
                 self._views[key] = (stamp, view)
                 views.append(view)
             version = store.version
+            if len(self._views) > len(keys):  # runs dropped, joined or hidden: their views go
+                shown = set(keys)
+                self._views = {k: v for k, v in self._views.items() if k in shown}
         views.sort(key=_rank)
         self._last = Snapshot(
             version=version,

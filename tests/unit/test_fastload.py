@@ -177,15 +177,16 @@ FREEZE_PROBE = """
 import gc, json, sys
 from watchrun.engine import Engine
 Engine([sys.argv[1]], use_watchdog=False, bounded=True).check()  # what a read imports, once
-gc.unfreeze()
+unasked = gc.get_freeze_count()  # `check` and a library's engines freeze nothing
 gc.collect()
 gc.set_threshold(10**9)  # no collection but the one below (the read pauses it anyway)
 e = Engine([sys.argv[1]], use_watchdog=False, bounded=True)
 e.detectors
-e.load()
+e.load(freeze=True)
 frozen = gc.get_freeze_count()
 gc.unfreeze()
-print(json.dumps({"frozen": frozen, "garbage": gc.collect(), "runs": len(e.store.runs)}))
+print(json.dumps({"frozen": frozen, "unasked": unasked, "garbage": gc.collect(),
+                  "runs": len(e.store.runs)}))
 """
 
 
@@ -219,5 +220,6 @@ def test_a_first_read_leaves_no_cyclic_garbage_and_is_frozen(tmp_path):
     )
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["runs"] == 5
+    assert got["unasked"] == 0
     assert got["frozen"] > 1000  # the read's objects were frozen
     assert got["garbage"] == 0  # ... and none of them was garbage

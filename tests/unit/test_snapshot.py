@@ -183,3 +183,21 @@ def test_a_followed_short_series_keeps_its_best_points():
     assert nxt.best_low == whole.best_low == (10.0, 0.05)
     assert nxt.best_high == whole.best_high == (11.0, 0.9)
     assert np.array_equal(nxt.values, whole.values) and nxt.length == 15
+
+
+def test_the_views_of_runs_no_longer_shown_are_let_go():
+    """The builder keeps each shown run's view to reuse it; a run dropped, joined into another
+    or filtered out must not keep its view (and the store arrays it shares) alive."""
+    from watchrun.snapshot import SnapshotBuilder
+    from watchrun.store import Store
+
+    store = Store()
+    for key in ("a", "b"):
+        store.add_points(key, "s", "loss", np.arange(100), np.linspace(2, 1, 100), np.zeros(100))
+    shown = ["a", "b"]
+    builder = SnapshotBuilder(store, lambda: list(shown))
+    assert set(builder.build(ready=True).runs) == {"a", "b"}
+    shown.remove("b")
+    store.touch("a")
+    assert set(builder.build(ready=True).runs) == {"a"}
+    assert set(builder._views) == {"a"}

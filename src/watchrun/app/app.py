@@ -129,7 +129,10 @@ class WatchrunApp(App[None]):
     def run_engine(self) -> None:
         engine = self.engine
         engine.load(
-            on_progress=self._publish_while_loading, stop=self.stop_event, on_scanned=self._publish
+            on_progress=self._publish_while_loading,
+            stop=self.stop_event,
+            on_scanned=self._publish,
+            freeze=True,  # one engine for the life of the app: its read's objects stay
         )
         if self.stop_event.is_set():  # quit (or the SSH link dropped) during the first read
             return

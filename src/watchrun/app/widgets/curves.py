@@ -73,9 +73,11 @@ def has_wall_times(run: RunView) -> bool:
     """Whether the run's points carry wall times that differ: a console or a CSV read whole
     has none of its own (every point gets the time it was read), a time axis would draw it at
     one instant."""
-    return any(
-        len(s.wall_offsets) > 1 and float(np.ptp(s.wall_offsets)) > 0 for s in run.series.values()
-    )
+    for s in run.series.values():
+        walls = s.wall_offsets[np.isfinite(s.wall_offsets)]  # a NaN wall time says nothing
+        if len(walls) > 1 and walls.max() > walls.min():
+            return True
+    return False
 
 
 def x_kind_for(run: RunView, kind: str) -> str:
