@@ -356,3 +356,45 @@ def test_smoothed_many_is_smoothed_at_bit_for_bit(k: int) -> None:
     got = smoothed_many(sv, at, k)
     want = np.array([smoothed_at(sv, s, k) for s in at.tolist()])
     assert np.array_equal(got, want, equal_nan=True)
+
+
+def _nan_across_a_bound(bounded: bool, episode: list[float]) -> list[tuple]:
+    """A train loss read live in two passes: the first ends on a non-finite log (the lr is
+    logged a step ahead, so it settles); between the passes a bounded store reduces the
+    history before it. The second pass brings `episode`: what follows the non-finite log."""
+    from watchrun.config import Config
+    from watchrun.detectors.runner import DetectorRunner
+
+    store = Store(bounded=bounded)
+    runner = DetectorRunner(store, Config())
+    n = 8000
+    steps = np.arange(n)
+    loss = 2.0 / (1 + steps / 500) + 0.3
+    loss[-1] = np.nan
+    store.add_points("run", "csv", "train_loss", steps, loss, steps * 1.0)
+    store.add_points("run", "csv", "lr", np.arange(n + 1), np.full(n + 1, 1e-3), np.arange(n + 1.0))
+    runner.process()
+    more = np.arange(n, n + len(episode))
+    store.add_points("run", "csv", "train_loss", more, np.array(episode), more * 1.0)
+    store.add_points("run", "csv", "lr", more + 1, np.full(len(more), 1e-3), more + 1.0)
+    runner.process()
+    runner.process(final=True)
+    return [
+        (a.detector, a.severity.value, a.step, a.message)
+        for a in store.alerts_for("run")
+        if a.detector == "nan_loss"
+    ]
+
+
+@pytest.mark.parametrize(
+    "episode",
+    [[math.nan, 0.5, 0.5], [0.5, 0.5], [math.nan, math.nan]],
+    ids=["persists", "one-overflow-recovered", "ends-on-nan"],
+)
+def test_a_nan_episode_across_a_bound_is_judged_as_unbounded(episode: list[float]) -> None:
+    """nan_loss remembers where a non-finite episode began; the store reducing the history
+    before it between two reads must not move that place (it counted the logs in a row from a
+    stale index: a persistent NaN went uncalled)."""
+    full = _nan_across_a_bound(False, episode)
+    bounded = _nan_across_a_bound(True, episode)
+    assert full and bounded == full

@@ -40,7 +40,9 @@ class NanLoss(Detector):
     def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
         self.grad_bad_run: dict[str, int] = {}
-        self.bad_from: dict[str, int] = {}  # loss -> index where its current non-finite run began
+        # loss -> [step where its current non-finite run began, logs in it so far]: a step, not
+        # an index (a bounded store reduces the history between reads: indices move)
+        self.bad_from: dict[str, list[int]] = {}
 
     def update(self, view: RunView) -> None:
         losses = [sv for sv in view.series.values() if sv.role.kind == "loss"]
@@ -55,9 +57,10 @@ class NanLoss(Detector):
         """The run ended on a non-finite loss: it never recovered."""
         losses = [sv for sv in view.series.values() if sv.role.kind == "loss"]
         for sv in losses:
-            start = self.bad_from.get(sv.name)
-            if start is None or sv.name in self.open:
+            episode = self.bad_from.get(sv.name)
+            if episode is None or sv.name in self.open or not len(sv.steps):
                 continue
+            start = _episode_start(sv, episode, len(sv.steps) - 1)
             if not _judged_by_train(sv, losses):
                 self._fire(view, sv, start, " at the last log of the run", Severity.CRITICAL)
             elif not self._train_broken(losses, sv, int(sv.steps[-1])):
@@ -83,15 +86,17 @@ class NanLoss(Detector):
             if math.isfinite(sv.values[i]):
                 self._recovered(view, sv, i, primary)
                 continue
-            start = self.bad_from.setdefault(sv.name, i)
+            episode = self.bad_from.setdefault(sv.name, [int(sv.steps[i]), 0])
+            episode[1] += 1
             if sv.name in self.open:
                 continue
+            start = _episode_start(sv, episode, i)
             step = int(sv.steps[i])
             if primary:
                 evals = _broken_evals(losses, step)
-                if i - start + 1 >= self.p["persist"]:
+                if episode[1] >= self.p["persist"]:
                     self._fire(
-                        view, sv, start, f" for {i - start + 1} logs in a row", Severity.CRITICAL
+                        view, sv, start, f" for {episode[1]} logs in a row", Severity.CRITICAL
                     )
                 elif evals:
                     self._fire(
@@ -117,14 +122,15 @@ class NanLoss(Detector):
                 )
 
     def _recovered(self, view: RunView, sv: SeriesView, i: int, primary: bool) -> None:
-        start = self.bad_from.pop(sv.name, None)
-        if start is None:
+        episode = self.bad_from.pop(sv.name, None)
+        if episode is None:
             return
         called = sv.name in self.open
         ended = int(sv.steps[i])  # the NaN episode (and its claim on the metric) ends here
         self.clear(sv.name, ended)
         self.clear("eval:" + sv.name, ended)
-        if primary and start == i - 1 and not called:
+        start = _episode_start(sv, episode, i - 1)
+        if primary and episode[1] == 1 and not called:
             self._fire(
                 view,
                 sv,
@@ -201,6 +207,16 @@ class NanLoss(Detector):
             or "stop training: lower the learning rate, clip gradients, check inputs/labels for "
             "NaN/inf, or run with anomaly detection to find the op",
         )
+
+
+def _episode_start(sv: SeriesView, episode: list[int], last: int) -> int:
+    """The index in `sv` of the first log of a non-finite episode ([first step, logs]) whose
+    last log is at `last`: counted back from it, or found by its step where a bounded store has
+    reduced the episode's history since (its first non-finite point is kept: Series.bound)."""
+    i = last - (episode[1] - 1)
+    if 0 <= i <= last and int(sv.steps[i]) == episode[0]:
+        return i
+    return min(int(np.searchsorted(sv.steps[: last + 1], episode[0], side="left")), last)
 
 
 def _all_finite(values: np.ndarray) -> bool:
