@@ -8,6 +8,7 @@ reduces the history between them to min/max buckets, so its size does not grow w
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 _GROWTH = 1.25
 _MIN_CAPACITY = 16
+_SERIES_IDS = itertools.count(1)  # Series.uid: tells a series from the one it replaced
 
 RECENT = 4096  # the last points of a bounded series, kept at full resolution
 HEAD = 256  # the first points of the current segment, kept (detectors judge how a run started)
@@ -73,10 +75,12 @@ class Series:
         "segments",
         "last_step",
         "dropped",
+        "uid",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.uid = next(_SERIES_IDS)
         self._steps = np.empty(_MIN_CAPACITY, dtype=np.int64)
         self._values = np.empty(_MIN_CAPACITY, dtype=np.float64)
         self._walls = np.empty(_MIN_CAPACITY, dtype=np.float32)

@@ -47,6 +47,7 @@ class SeriesView:
     values: np.ndarray  # float64, read-only
     wall_offsets: np.ndarray  # seconds after wall0, float32 (as the store keeps them), read-only
     wall0: float
+    series: int  # the Series' uid: another writer's series taking over the name is another
     length: int  # points in the segment before reduction
     dropped: int  # points the bounded store had folded away when this view was made
     segments: int
@@ -208,6 +209,7 @@ def series_view(
     n = len(series) - start
     follows = (
         prev is not None
+        and prev.series == series.uid
         and prev.segments == len(series.segments)
         and prev.dropped == series.dropped  # else the store reduced its history: read it anew
         and prev.wall0 == series.wall0
@@ -248,6 +250,7 @@ def series_view(
         values=_frozen(ys),
         wall_offsets=_frozen(ws),
         wall0=series.wall0,
+        series=series.uid,
         length=n,
         dropped=series.dropped,
         segments=len(series.segments),
@@ -278,6 +281,7 @@ def run_view(
         prev = old.series.get(name) if old is not None else None
         same = (
             prev is not None
+            and prev.series == s.uid
             and prev.length == len(s) - s.segments[-1]
             and prev.segments == len(s.segments)
             and prev.dropped == s.dropped

@@ -201,3 +201,23 @@ def test_the_views_of_runs_no_longer_shown_are_let_go():
     store.touch("a")
     assert set(builder.build(ready=True).runs) == {"a"}
     assert set(builder._views) == {"a"}
+
+
+def test_a_series_taken_over_by_a_richer_writer_is_read_anew():
+    """Another writer's series replacing a metric with as many points (a TensorBoard copy of a
+    CSV's loss) is another series: its view is made from it, not reused from the old one."""
+    from watchrun.snapshot import SnapshotBuilder
+    from watchrun.store import Store
+
+    store = Store()
+    store.rank_stream("csv", 1)
+    store.rank_stream("tb", 3)
+    steps = np.arange(100)
+    store.add_points("run", "csv", "loss", steps, np.round(np.linspace(2, 1, 100), 1), steps * 1.0)
+    builder = SnapshotBuilder(store, lambda: ["run"])
+    before = builder.build(ready=True).runs["run"].series["loss"]
+    exact = np.linspace(2, 1, 100)
+    store.add_points("run", "tb", "loss", steps, exact, steps * 1.0)  # richer: takes it over
+    after = builder.build(ready=True).runs["run"].series["loss"]
+    assert before.length == after.length == 100
+    assert np.array_equal(after.values, exact) and not np.array_equal(before.values, exact)
